@@ -1,0 +1,98 @@
+"""Every path and environment setting of the project, in one place.
+
+`ED_DATA_DIR` (default `./data`) moves every file the project writes; each
+location below can also be overridden on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+FIRST_MONTH = "2013-01"  # the first year of the current EYFSP
+DEFAULT_LAST_MONTH = "2018-07"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(data_dir=Path(os.environ.get("ED_DATA_DIR", "data")).resolve())
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Ground truth of the synthetic world: read only by synth and evaluation."""
+        return self.data_dir / "truth"
+
+    @property
+    def agency_zone_path(self) -> Path:
+        return Path(os.environ.get("ED_AGENCY_ZONE_DB", self.data_dir / "agency_zone.duckdb"))
+
+    @property
+    def warehouse_path(self) -> Path:
+        return Path(os.environ.get("ED_WAREHOUSE_DB", self.data_dir / "warehouse.duckdb"))
+
+    @property
+    def gx_docs_dir(self) -> Path:
+        return self.data_dir / "gx_docs"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME", self.data_dir / "dagster"))
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}")
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    def landing_file(self, source: str, month: str) -> Path:
+        return self.landing_dir / source / f"{month}.csv"
+
+    def landed_months(self, source: str | None = None) -> list[str]:
+        """Months (YYYY-MM) with a landing file, for one source or for any."""
+        roots = [self.landing_dir / source] if source else sorted(p for p in self.landing_dir.glob("*") if p.is_dir())
+        months = {p.stem for root in roots for p in root.glob("*.csv") if is_month(p.stem)}
+        return sorted(months)
+
+
+def is_month(text: str) -> bool:
+    try:
+        month_start(text)
+    except ValueError:
+        return False
+    return True
+
+
+def month_start(month: str) -> date:
+    """'2014-03' -> date(2014, 3, 1); raises ValueError on anything else."""
+    if len(month) != 7 or month[4] != "-":
+        raise ValueError(f"not a YYYY-MM month: {month!r}")
+    return date(int(month[:4]), int(month[5:]), 1)
+
+
+def month_end(month: str) -> date:
+    start = month_start(month)
+    following = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    return date.fromordinal(following.toordinal() - 1)
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """Inclusive list of YYYY-MM months from first to last."""
+    start, stop = month_start(first), month_start(last)
+    months = []
+    year, month = start.year, start.month
+    while (year, month) <= (stop.year, stop.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
