@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` (install, synthesise the default world, refresh) and `make test`.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := python3 -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+PEOPLE ?= 100000
+SEED ?= 42
+
+.PHONY: install run synth refresh test lint dagster mlflow benchmarks clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --python 3.11
+	@touch $@
+
+run: install
+	$(BIN)/ed-pipeline synth --people $(PEOPLE) --seed $(SEED)
+	$(BIN)/ed-pipeline refresh
+
+synth: install
+	$(BIN)/ed-pipeline synth --people $(PEOPLE) --seed $(SEED)
+
+refresh: install
+	$(BIN)/ed-pipeline refresh
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check ed_pipeline ed_pipeline_tests benchmarks
+
+dagster: install
+	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/data/dagster} $(BIN)/dagster dev -w workspace.yaml
+
+benchmarks: install
+	$(BIN)/python benchmarks/synth_benchmark.py
+	$(BIN)/python benchmarks/validation_benchmark.py
+
+clean:
+	rm -rf data

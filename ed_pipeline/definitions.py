@@ -1,0 +1,24 @@
+"""The one Definitions object: what `dagster dev -w workspace.yaml` and `ed-pipeline refresh` both load."""
+
+import dagster as dg
+
+from ed_pipeline.defs.partitions import monthly_partitions
+from ed_pipeline.defs.raw import raw_assets
+from ed_pipeline.defs.resources import zone_resources
+from ed_pipeline.defs.validated import validated_assets
+from ed_pipeline.settings import Settings
+
+ingest_job = dg.define_asset_job(
+    "ingest",
+    selection=dg.AssetSelection.groups("raw", "validated"),
+    partitions_def=monthly_partitions,
+    description="Load, parse and validate agency extracts for the selected months.",
+)
+
+defs = dg.Definitions(
+    assets=[*raw_assets, *validated_assets],
+    jobs=[ingest_job],
+    resources=zone_resources(Settings.from_env()),
+    # DuckDB allows one writer per file: steps of a run execute one after another in one process.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,82 @@
+"""raw.<source>: each agency's monthly CSV as it arrived, with lineage columns (agency zone)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from ed_pipeline.defs.partitions import monthly_partitions, single_run
+from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
+from ed_pipeline.quality import empty_raw_frame, read_extract
+from ed_pipeline.settings import Settings
+from ed_pipeline.sources import SOURCES, Source
+
+READABLE_CHECK = "extract_readable"
+
+
+def raw_key(source: Source) -> dg.AssetKey:
+    return dg.AssetKey(["raw", source.name])
+
+
+def build_raw_asset(source: Source) -> dg.AssetsDefinition:
+    key = raw_key(source)
+
+    @dg.asset(
+        key=key,
+        description=f"{source.description} ({source.agency}): the monthly extract as landed, every value as text.",
+        group_name="raw",
+        partitions_def=monthly_partitions,
+        backfill_policy=single_run,
+        io_manager_key=AGENCY_ZONE,
+        kinds={"duckdb", "polars", "csv"},
+        owners=["team:data-engineering"],
+        tags={"zone": "agency", "agency": source.agency.lower().replace(" ", "_")},
+        metadata={"partition_expr": MONTH_PARTITION_EXPR, "landing": f"landing/{source.name}/<YYYY-MM>.csv"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                READABLE_CHECK,
+                asset=key,
+                blocking=True,
+                description="Every landed file decodes, has the registry's columns and the right delimiter.",
+            )
+        ],
+    )
+    def raw_extract(context: dg.AssetExecutionContext):
+        settings = Settings.from_env()
+        frames, problems, warnings, not_landed = [], [], [], []
+        for month in context.partition_keys:
+            path = settings.landing_file(source.name, month)
+            if not path.exists():
+                not_landed.append(month)
+                continue
+            extract = read_extract(path, source, month)
+            frames.append(extract.frame)
+            problems += extract.problems
+            warnings += [f"{path.name}: {w}" for w in extract.warnings]
+        frame = pl.concat(frames, how="vertical") if frames else empty_raw_frame(source)
+        context.log.info(f"{source.name}: {frame.height} rows from {len(frames)} file(s); {len(problems)} unreadable")
+
+        yield dg.Output(
+            frame,
+            metadata={
+                "months": len(context.partition_keys),
+                "files_read": len(frames) - len(problems),
+                "files_not_landed": len(not_landed),
+                "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=READABLE_CHECK,
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(p.message for p in problems) or None,
+            metadata={
+                "unreadable_files": len(problems),
+                "problems": dg.MetadataValue.md("\n".join(f"- {p.message}" for p in problems) or "none"),
+            },
+        )
+
+    return raw_extract
+
+
+raw_assets = [build_raw_asset(source) for source in SOURCES]
