@@ -1,0 +1,70 @@
+"""Privacy: keyed tokens, hardened Bloom-filter encodings, and the identifier-leak scan.
+
+Dagster-free. The public entry points:
+
+- `pseudonymise_people(records, key, postcode_lookup=None)`: validated canonical person
+  records in, the same rows out with every direct identifier replaced by tokens and encodings.
+- `load_key`, `generate_key_file`, `ensure_key_file`, `key_fingerprint`: key handling
+  (custody and rotation are described in `ed_pipeline.privacy.keys` and docs/privacy.md).
+- `dice`, `dice_series`, `dice_sql`, `splink_dice_sql`: Bloom-filter similarity in Python and DuckDB SQL.
+- `identifiers_from_records`, `identifiers_from_duckdb`, `scan_duckdb`, `scan_texts`, `scan_files`:
+  find direct identifiers of the agency zone wherever they should not be.
+"""
+
+from ed_pipeline.privacy.bloom import (
+    ADDRESS_BLOOM,
+    FAMILY_NAME_BLOOM,
+    GIVEN_NAME_BLOOM,
+    NAME_BLOOM,
+    BloomEncoder,
+    BloomSpec,
+    dice,
+    dice_series,
+    dice_sql,
+    splink_dice_sql,
+)
+from ed_pipeline.privacy.keys import (
+    MIN_KEY_BYTES,
+    InvalidKeyError,
+    derive_key,
+    ensure_key_file,
+    generate_key_file,
+    key_fingerprint,
+    load_key,
+    load_key_file,
+)
+from ed_pipeline.privacy.pseudonymise import (
+    BLOOM_COLUMNS,
+    DIRECT_IDENTIFIER_COLUMNS,
+    TOKEN_FIELDS,
+    Tokeniser,
+    output_schema,
+    pseudonymise_people,
+)
+
+__all__ = [
+    "ADDRESS_BLOOM",
+    "BLOOM_COLUMNS",
+    "DIRECT_IDENTIFIER_COLUMNS",
+    "FAMILY_NAME_BLOOM",
+    "GIVEN_NAME_BLOOM",
+    "MIN_KEY_BYTES",
+    "NAME_BLOOM",
+    "TOKEN_FIELDS",
+    "BloomEncoder",
+    "BloomSpec",
+    "InvalidKeyError",
+    "Tokeniser",
+    "derive_key",
+    "dice",
+    "dice_series",
+    "dice_sql",
+    "ensure_key_file",
+    "generate_key_file",
+    "key_fingerprint",
+    "load_key",
+    "load_key_file",
+    "output_schema",
+    "pseudonymise_people",
+    "splink_dice_sql",
+]
