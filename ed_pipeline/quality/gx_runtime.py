@@ -1,0 +1,210 @@
+"""Great Expectations 1.x plumbing: one ephemeral context per process, one suite per source.
+
+Great Expectations is imported lazily (it takes seconds), so importing
+`ed_pipeline.quality` to read an extract stays cheap. Each source gets one
+`ExpectationSuite` named `<source>_suite`, built by `build_suite` from the
+registry entry, one pandas dataframe asset and one `ValidationDefinition`;
+they are created on first use and reused for every later call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterable
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ed_pipeline.quality.rules import Plan, plan_for
+from ed_pipeline.sources import Source
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from great_expectations.core import ExpectationSuiteValidationResult
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+DATASOURCE = "ed_pipeline_extracts"
+REDACTED = "<redacted>"
+
+_lock = threading.RLock()
+_context: Any = None
+_registered: dict[str, _Registered] = {}
+
+
+@dataclass
+class _Registered:
+    fingerprint: str
+    validation_definition: Any
+
+
+def _gx():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+
+    return gx
+
+
+def _new_context():
+    gx = _gx()
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        analytics_enabled=False,
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def context():
+    """The process's one GX context (created on first use)."""
+    global _context
+    with _lock:
+        if _context is None:
+            _context = _new_context()
+            _context.data_sources.add_pandas(DATASOURCE)
+        return _context
+
+
+def suite_name(source: Source) -> str:
+    return f"{source.name}_suite"
+
+
+def build_suite(source: Source, plan: Plan | None = None) -> ExpectationSuite:
+    """The expectation suite of one source, declared by its registry entry (not yet added to a context)."""
+    gx = _gx()
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    plan = plan or plan_for(source)
+    suite = gx.ExpectationSuite(
+        name=suite_name(source),
+        meta={"source": source.name, "agency": source.agency, "description": source.description},
+    )
+    for order, check in enumerate(plan.checks):
+        kwargs: dict[str, Any] = dict(check.kwargs)
+        if check.when:
+            kwargs["row_condition"] = Column(check.when) == True  # noqa: E712 (a GX condition, not a test)
+        meta = {"rule": check.rule, "column": check.column, "order": order}
+        suite.add_expectation(getattr(gxe, check.expectation)(**kwargs, meta=meta))
+    return suite
+
+
+def _fingerprint(source: Source) -> str:
+    return hashlib.sha256(repr(source).encode()).hexdigest()
+
+
+def _validation_definition(source: Source, plan: Plan):
+    """The (cached) validation definition of `source`; rebuilt if the registry entry changed."""
+    gx = _gx()
+    ctx = context()
+    fingerprint = _fingerprint(source)
+    current = _registered.get(source.name)
+    if current is not None and current.fingerprint == fingerprint:
+        return current.validation_definition
+    name = suite_name(source)
+    datasource = ctx.data_sources.get(DATASOURCE)
+    if current is not None:
+        ctx.validation_definitions.delete(f"{source.name}_validation")
+        ctx.suites.delete(name)
+        datasource.delete_asset(source.name)
+    asset = datasource.add_dataframe_asset(name=source.name)
+    batch_definition = asset.add_batch_definition_whole_dataframe(f"{source.name}_extracts")
+    suite = ctx.suites.add(build_suite(source, plan))
+    vd = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{source.name}_validation", data=batch_definition, suite=suite)
+    )
+    _registered[source.name] = _Registered(fingerprint, vd)
+    return vd
+
+
+def run_suite(source: Source, plan: Plan, frame: pd.DataFrame, run_name: str) -> ExpectationSuiteValidationResult:
+    """Run the source's suite over one pandas frame, COMPLETE results (every failing row index)."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    with _lock:
+        vd = _validation_definition(source, plan)
+        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+        result = vd.run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "COMPLETE"},
+            run_id=run_id,
+        )
+        store = context().validation_results_store
+        for key in store.list_keys():  # results are handed back, not hoarded in memory
+            store.remove_key(key)
+    return result
+
+
+def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True) -> Path:
+    """Render GX Data Docs (HTML) for validation results into `docs_dir`; returns its index.html.
+
+    `results` is one ExpectationSuiteValidationResult, a list of them, or Validation objects.
+    Unexpected values (names, dates of birth...) are redacted unless `redact=False`: the
+    HTML shows which rules failed and how often, the quarantine table holds the values.
+    """
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    docs_dir = Path(docs_dir)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _new_context()  # a private one: a site per call, and nothing left behind
+    site = "ed_pipeline"
+    ctx.add_data_docs_site(
+        site_name=site,
+        site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        },
+    )
+    store = ctx.validation_results_store
+    for result in _flatten(results):
+        if redact:
+            result = _redacted(result)
+        batch = result.meta.get("active_batch_definition") or {}
+        batch_id = f"{batch.get('datasource_name', DATASOURCE)}-{batch.get('data_asset_name', 'extract')}"
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
+            run_id=result.meta.get("run_id"),
+            batch_identifier=batch_id,
+        )
+        store.set(key, result)
+    ctx.build_data_docs(site_names=[site])
+    return docs_dir / "index.html"
+
+
+def _flatten(results: Any) -> Iterable[Any]:
+    if results is None:
+        return
+    if hasattr(results, "gx_results"):
+        yield from _flatten(results.gx_results)
+    elif isinstance(results, list | tuple):
+        for r in results:
+            yield from _flatten(r)
+    else:
+        yield results
+
+
+def _redacted(result: Any) -> Any:
+    copy = deepcopy(result)
+    for er in copy.results:
+        res = er.result or {}
+        for key in ("unexpected_list", "partial_unexpected_list"):
+            if key in res:
+                res[key] = [REDACTED] * len(res[key])
+        for key in ("partial_unexpected_counts", "unexpected_index_query", "partial_unexpected_index_list"):
+            res.pop(key, None)
+        if "unexpected_index_list" in res:
+            res["unexpected_index_list"] = res["unexpected_index_list"][:20]
+    return copy

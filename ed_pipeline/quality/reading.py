@@ -1,0 +1,241 @@
+"""Reading one agency extract robustly: table-level problems are named, rows are never dropped.
+
+`read_extract` turns `data/landing/<source>/<YYYY-MM>.csv` into a frame with every
+registry column as text exactly as the agency wrote it ('' becomes null), plus
+lineage columns. What makes the whole file unusable (no bytes, not UTF-8, the
+wrong delimiter, a missing or renamed column) is a `TableProblem`: the frame
+then has no rows but the right schema, and the problem's message names the
+file, what is wrong and what the agency should do. What only spoils one row (a
+wrong number of fields, a truncated last line) is kept as a row with
+`_parse_error` set, for validation to quarantine, so that raw rows always
+reconcile with validated + quarantined.
+
+Messages never quote cell values: they may end up in orchestration metadata,
+outside the agency zone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from ed_pipeline.settings import is_month
+from ed_pipeline.sources import Source
+
+LINEAGE_COLUMNS: tuple[str, ...] = ("extract_month", "_source_file", "_row_number", "_loaded_at", "_parse_error")
+BOM = b"\xef\xbb\xbf"
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a 10 kB (or 1 MB) field is a row problem, not a crash
+
+
+@dataclass(frozen=True)
+class TableProblem:
+    """A fatal, table-level problem with one extract file."""
+
+    file: str
+    problem: str
+    remedy: str
+    kind: str = "table"  # short code: missing_file, empty_file, not_utf8, wrong_delimiter, missing_columns, ...
+
+    @property
+    def message(self) -> str:
+        return f"{self.file}: {self.problem}; {self.remedy}."
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Extract:
+    """One extract file as read: its rows (possibly none), its fatal problems and its warnings."""
+
+    path: Path
+    source: Source
+    month: str
+    frame: pl.DataFrame
+    problems: list[TableProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def raw_schema(source: Source) -> dict[str, pl.DataType]:
+    """The schema of a raw extract frame: registry columns as text, then lineage."""
+    schema: dict[str, pl.DataType] = {c: pl.String() for c in source.columns}
+    schema.update(
+        extract_month=pl.String(),
+        _source_file=pl.String(),
+        _row_number=pl.Int64(),
+        _loaded_at=pl.Datetime("us", "UTC"),
+        _parse_error=pl.String(),
+    )
+    return schema
+
+
+def empty_raw_frame(source: Source) -> pl.DataFrame:
+    return pl.DataFrame(schema=raw_schema(source))
+
+
+def read_extract(path: Path, source: Source, month: str) -> Extract:
+    """Read one monthly extract of `source`; never raises for a bad file, reports it."""
+    path = Path(path)
+    file = str(path)
+    warnings: list[str] = []
+
+    def fail(problem: str, remedy: str, kind: str) -> Extract:
+        problems = [TableProblem(file, problem, remedy, kind)]
+        return Extract(path, source, month, empty_raw_frame(source), problems, warnings)
+
+    if not is_month(month):
+        raise ValueError(f"month must be YYYY-MM, got {month!r}")
+    if not path.is_file():
+        return fail(
+            "the extract file does not exist", f"ask {source.agency} to deliver the {month} extract", "missing_file"
+        )
+    data = path.read_bytes()
+    if not data:
+        return fail(
+            "the file is empty (0 bytes)",
+            f"ask {source.agency} to re-send the {month} extract with its header and rows",
+            "empty_file",
+        )
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+        warnings.append("UTF-8 byte-order mark stripped")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        hint = ""
+        try:
+            data.decode("cp1252")
+            hint = " (it looks like Latin-1/Windows-1252)"
+        except UnicodeDecodeError:
+            pass
+        return fail(
+            f"the file is not valid UTF-8{hint}: byte 0x{data[err.start]:02x} at offset {err.start} "
+            f"(line {line}, column {column}) cannot be decoded",
+            "re-export the extract encoded as UTF-8",
+            "not_utf8",
+        )
+    if "\r\n" in text:
+        warnings.append("CRLF line endings accepted")
+    if not text.strip():
+        return fail(
+            "the file holds only whitespace, no header",
+            f"ask {source.agency} to re-send the {month} extract with its header and rows",
+            "empty_file",
+        )
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header_raw = next(reader)
+    header = [h.strip() for h in header_raw]
+    problem = _check_header(header, source, warnings)
+    if problem is not None:
+        problem_text, remedy, kind = problem
+        return fail(problem_text, remedy, kind)
+
+    position = {h: i for i, h in reversed(list(enumerate(header)))}  # first occurrence wins
+    wanted = [position[c] for c in source.columns]
+    n_fields = len(header)
+    columns: list[list[str | None]] = [[] for _ in source.columns]
+    parse_errors: list[str | None] = []
+    blank_lines = 0
+    for row in reader:
+        if not row:
+            blank_lines += 1
+            continue
+        if len(row) == n_fields:
+            for out, i in zip(columns, wanted, strict=True):
+                out.append(row[i])
+            parse_errors.append(None)
+        else:
+            for out, i in zip(columns, wanted, strict=True):
+                out.append(row[i] if i < len(row) else None)
+            message = f"expected {n_fields} fields, found {len(row)}"
+            if len(row) > n_fields:
+                message += f"; extra values: {json.dumps(row[n_fields:], ensure_ascii=False)}"
+            parse_errors.append(message)
+    if parse_errors and text.count('"') % 2 == 1:
+        # strict=False csv reads an unterminated quote to the end of the file: that last row is suspect
+        note = "ends inside an unterminated quoted field (the file looks truncated)"
+        parse_errors[-1] = f"{parse_errors[-1]}; {note}" if parse_errors[-1] else note
+    if blank_lines:
+        warnings.append(f"{blank_lines} blank line(s) skipped")
+    n_rows = len(parse_errors)
+    if n_rows == 0:
+        warnings.append("header only: the extract has no data rows")
+    n_bad = sum(e is not None for e in parse_errors)
+    if n_bad:
+        warnings.append(f"{n_bad} row(s) do not parse (wrong number of fields); they will be quarantined")
+
+    frame = pl.DataFrame(
+        {c: pl.Series(c, values, dtype=pl.String) for c, values in zip(source.columns, columns, strict=True)}
+    ).with_columns(pl.col(source.columns).replace("", None))
+    frame = frame.with_columns(
+        pl.lit(month, pl.String).alias("extract_month"),
+        pl.lit(file, pl.String).alias("_source_file"),
+        pl.int_range(1, n_rows + 1, dtype=pl.Int64).alias("_row_number"),
+        pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias("_loaded_at"),
+        pl.Series("_parse_error", parse_errors, dtype=pl.String),
+    )
+    return Extract(path, source, month, frame.cast(raw_schema(source)), [], warnings)  # type: ignore[arg-type]
+
+
+def _check_header(header: list[str], source: Source, warnings: list[str]) -> tuple[str, str, str] | None:
+    """None when every registry column is present; else (problem, remedy, kind)."""
+    expected = list(source.columns)
+    agreed = ",".join(expected)
+    found = set(header)
+    missing = [c for c in expected if c not in found]
+    if missing and len(header) == 1:
+        for delimiter, name in _OTHER_DELIMITERS.items():
+            if delimiter in header[0]:
+                parts = [p.strip().strip('"') for p in header[0].split(delimiter)]
+                matched = sum(p in expected for p in parts)
+                detail = f"{matched} of {len(expected)} expected columns found after splitting on '{delimiter}'"
+                return (
+                    f"the file is {name}-delimited ({detail}), not comma-delimited",
+                    "re-export it comma-delimited (CSV)",
+                    "wrong_delimiter",
+                )
+    if missing:
+        lowered = {h.lower(): h for h in header}
+        if all(c.lower() in lowered for c in missing):
+            # same names, other case: accept, but say so
+            for c in missing:
+                header[header.index(lowered[c.lower()])] = c
+            warnings.append(f"column name case differs from the registry: {', '.join(missing)}")
+            missing = []
+    if missing:
+        unexpected = [h for h in header if h not in set(expected)]
+        found_text = f"; unexpected column(s) found: {', '.join(unexpected)}" if unexpected else ""
+        return (
+            f"missing column(s) {', '.join(missing)}{found_text} (header has {len(header)} columns)",
+            f"re-export with the agreed header: {agreed}",
+            "missing_columns",
+        )
+    duplicated = sorted({c for c in expected if header.count(c) > 1})
+    if duplicated:
+        return (
+            f"column(s) {', '.join(duplicated)} appear more than once in the header",
+            f"re-export with each column once: {agreed}",
+            "duplicate_columns",
+        )
+    extra = [h for h in header if h not in set(expected)]
+    if extra:
+        warnings.append(f"extra column(s) ignored: {', '.join(h or '<blank>' for h in extra)}")
+    if [h for h in header if h in set(expected)] != expected:
+        warnings.append("columns are in a different order from the registry (read by name)")
+    return None
