@@ -149,42 +149,56 @@ def _phonetic(fn: Callable[[str], str]) -> Callable[[str], str | None]:
     return code
 
 
-def _col(records: pl.DataFrame, name: str) -> pl.Expr:
-    """A column as String, or a null String literal when the records lack it."""
+def _raw(records: pl.DataFrame, name: str) -> pl.Series:
+    """A column as String, or all null when the records lack it."""
     if name in records.columns:
-        return pl.col(name).cast(pl.String)
-    return pl.lit(None, dtype=pl.String)
+        return records[name].cast(pl.String)
+    return pl.Series(name, [None] * records.height, dtype=pl.String)
+
+
+def _per_unique(values: pl.Series, exprs: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Expressions over `pl.col("v")` evaluated once per distinct value, then spread back onto the rows.
+
+    Names, postcodes and addresses repeat heavily, so regex and Unicode work runs on a fraction of the rows.
+    """
+    unique = values.drop_nulls().unique()
+    codes = values.replace_strict(unique, pl.int_range(len(unique), eager=True, dtype=pl.UInt32), default=None,
+                                  return_dtype=pl.UInt32)
+    table = pl.DataFrame({"v": unique}).select(**exprs)
+    return table.select(pl.all().gather(codes))
 
 
 def _normalised(records: pl.DataFrame, postcode_lookup: pl.DataFrame | None) -> pl.DataFrame:
     """Every normalised identifier that is tokenised or encoded, one column each."""
-    given, family = _col(records, "given_name"), _col(records, "family_name")
-    dob_dtype = records.schema.get("date_of_birth", pl.Date())
-    dob = nz.parse_date(pl.col("date_of_birth"), dob_dtype) if "date_of_birth" in records.columns else pl.lit(
-        None, dtype=pl.Date)
-    g = nz.compact_name(given)
-    f = nz.compact_name(family)
-    exprs = {
-        "nhs_number": nz.normalise_digits(_col(records, "nhs_number")),
-        **{name: nz.normalise_code(_col(records, name)) for name in EXTRA_IDENTIFIERS},
-        "given": g,
-        "first_given": nz.first_name_word(given),
-        "family": f,
-        "name_pair": pl.when(g <= f).then(pl.concat_str([g, f], separator="|")).otherwise(
-            pl.concat_str([f, g], separator="|")),
-        "initials": pl.concat_str([g.str.slice(0, 1), f.str.slice(0, 1)]),
-        "given_words": nz.normalise_name(given),
-        "family_words": nz.normalise_name(family),
-        "dob": dob,
-        "postcode": nz.normalise_postcode(_col(records, "postcode")),
-        "uprn": nz.normalise_uprn(_col(records, "uprn")),
-        "address": nz.normalise_address(_col(records, "address")),
-        "address_street": nz.address_without_town(_col(records, "address")),
-    }
-    out = records.select(**exprs)
+    v = pl.col("v")
+    given = _per_unique(_raw(records, "given_name"), {
+        "given": nz.compact_name(v), "first_given": nz.first_name_word(v), "given_words": nz.normalise_name(v)})
+    family = _per_unique(_raw(records, "family_name"), {
+        "family": nz.compact_name(v), "family_words": nz.normalise_name(v)})
+    address = _per_unique(_raw(records, "address"), {
+        "address": nz.normalise_address(v), "address_street": nz.address_without_town(v)})
+    postcode = _per_unique(_raw(records, "postcode"), {"postcode": nz.normalise_postcode(v)})
+    if "date_of_birth" in records.columns:
+        dob = records.select(dob=nz.parse_date(pl.col("date_of_birth"), records.schema["date_of_birth"]))
+    else:
+        dob = pl.DataFrame({"dob": pl.Series([None] * records.height, dtype=pl.Date)})
+    numbers = pl.DataFrame({
+        "nhs_number": _raw(records, "nhs_number"),
+        "uprn": _raw(records, "uprn"),
+        **{name: _raw(records, name) for name in EXTRA_IDENTIFIERS},
+    }).select(
+        nhs_number=nz.normalise_digits(pl.col("nhs_number")),
+        uprn=nz.normalise_uprn(pl.col("uprn")),
+        **{name: nz.normalise_code(pl.col(name)) for name in EXTRA_IDENTIFIERS},
+    )
+    out = pl.concat([given, family, address, postcode, dob, numbers], how="horizontal")
+    g, f = pl.col("given"), pl.col("family")
     dob = pl.col("dob")
     day, month = dob.dt.day(), dob.dt.month()
     out = out.with_columns(
+        name_pair=pl.when(g <= f).then(pl.concat_str([g, f], separator="|")).otherwise(
+            pl.concat_str([f, g], separator="|")),
+        initials=pl.concat_str([g.str.slice(0, 1), f.str.slice(0, 1)]),
         dob_iso=dob.dt.strftime("%Y-%m-%d"),
         dob_swapped=pl.when((day <= 12) & (day != month))
         .then(pl.date(dob.dt.year(), day, month).dt.strftime("%Y-%m-%d"))
