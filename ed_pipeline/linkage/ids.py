@@ -1,0 +1,110 @@
+"""Stable person and household ids across refreshes, and the crosswalk of merges and splits.
+
+A refresh re-clusters records; cluster numbers mean nothing from one run to
+the next. `assign_stable_ids` carries the previous ids over:
+
+1. Every previous id has a *home*: the new cluster that holds most of its
+   records (ties: the smaller cluster key).
+2. Every new cluster inherits, among the previous ids whose home it is, the one
+   with most records in it (ties: the smaller id). So each previous id lives on
+   in at most one cluster, and a cluster that only gained records keeps its id.
+3. A cluster that inherits nothing gets a new id, derived from its smallest
+   member key (deterministic: linking the same records twice gives the same
+   ids), salted if that id was ever used before.
+
+The crosswalk says what happened to the ids that did not simply carry over:
+`merge` (old id -> the id of the cluster it was absorbed into) and `split`
+(old id -> the id of a cluster that took some of its records away). `records`
+counts the old id's records involved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+CROSSWALK_SCHEMA = {"old_id": pl.String, "new_id": pl.String, "change": pl.String, "records": pl.Int64}
+
+
+def _new_id(seed: str, prefix: str, taken: set[str]) -> str:
+    salt = 0
+    while True:
+        digest = hashlib.sha256(f"{seed}#{salt}".encode()).hexdigest()[:12] if salt else hashlib.sha256(
+            seed.encode()).hexdigest()[:12]
+        candidate = f"{prefix}{digest}"
+        if candidate not in taken:
+            taken.add(candidate)
+            return candidate
+        salt += 1
+
+
+def assign_stable_ids(
+    previous: pl.DataFrame | None,
+    clusters: pl.DataFrame,
+    *,
+    key: tuple[str, ...] = ("source", "record_id"),
+    id_column: str = "person_id",
+    cluster_column: str = "cluster_id",
+    prefix: str = "P",
+    retired: set[str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Ids for `clusters` (key..., cluster_id) that keep `previous` (key..., id_column) ids where they can.
+
+    Returns (ids: key..., id_column, one row per clustered record; crosswalk:
+    old_id, new_id, change, records). `retired` are ids used in the past that
+    must never be reissued (the crosswalk's old ids, for instance).
+    """
+    key = tuple(key)
+    member = pl.concat_str([pl.col(c).cast(pl.String) for c in key], separator="\x1f")
+    cl = clusters.select(*key, pl.col(cluster_column).cast(pl.String).alias("_c"))
+    seeds = cl.group_by("_c").agg(member.min().alias("_seed"))
+    taken: set[str] = set(retired or ())
+    if previous is not None and previous.height:
+        prev = previous.select(*key, pl.col(id_column).cast(pl.String).alias("_old"))
+        taken |= set(prev["_old"].unique().to_list())
+        overlap = cl.join(prev, on=list(key), how="inner").group_by("_c", "_old").len()
+        home = (
+            overlap.sort(["_old", "len", "_c"], descending=[False, True, False])
+            .group_by("_old", maintain_order=True).first()
+        )
+        inherit = (
+            home.sort(["_c", "len", "_old"], descending=[False, True, False])
+            .group_by("_c", maintain_order=True).first()
+            .select("_c", pl.col("_old").alias("_id"))
+        )
+    else:
+        overlap = pl.DataFrame(schema={"_c": pl.String, "_old": pl.String, "len": pl.UInt32})
+        home = overlap
+        inherit = pl.DataFrame(schema={"_c": pl.String, "_id": pl.String})
+
+    assigned = seeds.join(inherit, on="_c", how="left").sort("_seed")
+    fresh = [
+        _new_id(seed, prefix, taken) if cid is None else cid
+        for seed, cid in zip(assigned["_seed"].to_list(), assigned["_id"].to_list(), strict=True)
+    ]
+    assigned = assigned.with_columns(pl.Series("_id", fresh, dtype=pl.String))
+    ids = cl.join(assigned.select("_c", "_id"), on="_c", how="left").select(*key, pl.col("_id").alias(id_column))
+
+    if overlap.height:
+        o = overlap.join(assigned.select("_c", "_id"), on="_c").join(
+            home.select("_old", pl.col("_c").alias("_home")), on="_old"
+        )
+        merges = o.filter((pl.col("_c") == pl.col("_home")) & (pl.col("_old") != pl.col("_id"))).select(
+            old_id="_old", new_id="_id", change=pl.lit("merge"), records=pl.col("len").cast(pl.Int64))
+        splits = o.filter(pl.col("_c") != pl.col("_home")).select(
+            old_id="_old", new_id="_id", change=pl.lit("split"), records=pl.col("len").cast(pl.Int64))
+        crosswalk = pl.concat([merges, splits]).sort("old_id", "change", "new_id")
+    else:
+        crosswalk = pl.DataFrame(schema=CROSSWALK_SCHEMA)
+    return ids, crosswalk.cast(CROSSWALK_SCHEMA)
+
+
+def id_stability(previous: pl.DataFrame, current: pl.DataFrame, *, key=("source", "record_id"),
+                 id_column: str = "person_id") -> float:
+    """Share of previously identified records that keep their id (records absent now are left out)."""
+    j = previous.select(*key, pl.col(id_column).alias("_a")).join(
+        current.select(*key, pl.col(id_column).alias("_b")), on=list(key), how="inner")
+    if j.height == 0:
+        return 1.0
+    return j.select((pl.col("_a") == pl.col("_b")).mean()).item()

@@ -1,0 +1,215 @@
+"""The Fellegi-Sunter linkage model: training (u by random sampling, m by EM) and persistence as JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ed_pipeline.linkage import comparisons as cmp
+from ed_pipeline.linkage.engine import Session, empty_internal_frame, internal_frame
+from ed_pipeline.linkage.spec import TokenColumns, available_fields
+
+logger = logging.getLogger(__name__)
+
+MODEL_FORMAT = "ed_pipeline.linkage/1"
+DEFAULT_THRESHOLD = 0.95  # match probability at or above which two records are one person
+DEFAULT_REVIEW_BAND = (0.5, 0.95)  # pairs in [low, high) go to clerical review
+
+
+@dataclass
+class TrainingConfig:
+    """How the model is trained; the defaults suit anything from a few thousand to a few million records."""
+
+    u_max_pairs: float = 5e6
+    em_max_pairs: float = 2e6
+    deterministic_recall: float = 0.8
+    seed: int = 42
+    training_rules: tuple[cmp.Rule, ...] = cmp.TRAINING_BLOCKING
+    deterministic_rules: tuple[cmp.Rule, ...] = cmp.DETERMINISTIC_RULES
+
+
+@dataclass
+class LinkageModel:
+    """A trained model: the Splink settings with their m and u parameters, and how to use them.
+
+    `settings` is Splink's own model JSON (`linker.misc.save_model_to_json`), so
+    it can be loaded straight into a Splink `Linker` for inspection. `spec` says
+    which columns of a token frame hold which field, `fields` which internal
+    fields the model was built over (a later frame is shaped to exactly these).
+    """
+
+    settings: dict[str, Any]
+    spec: TokenColumns = field(default_factory=TokenColumns)
+    fields: frozenset[str] = frozenset()
+    threshold: float = DEFAULT_THRESHOLD
+    review_band: tuple[float, float] = DEFAULT_REVIEW_BAND
+    separate_group_members: bool = True
+    trained_at: str = ""
+    training_records: int = 0
+    training_seconds: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "splink_settings": self.settings,
+            "token_columns": self.spec.to_dict(),
+            "fields": sorted(self.fields),
+            "threshold": self.threshold,
+            "review_band": list(self.review_band),
+            "separate_group_members": self.separate_group_members,
+            "trained_at": self.trained_at,
+            "training_records": self.training_records,
+            "training_seconds": self.training_seconds,
+            "metadata": self.metadata,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LinkageModel:
+        if d.get("format") != MODEL_FORMAT:
+            raise ValueError(f"not a linkage model ({d.get('format')!r}, expected {MODEL_FORMAT!r})")
+        return cls(
+            settings=d["splink_settings"],
+            spec=TokenColumns.from_dict(d.get("token_columns", {})),
+            fields=frozenset(d["fields"]),
+            threshold=float(d["threshold"]),
+            review_band=tuple(d.get("review_band", DEFAULT_REVIEW_BAND)),
+            separate_group_members=bool(d.get("separate_group_members", True)),
+            trained_at=d.get("trained_at", ""),
+            training_records=int(d.get("training_records", 0)),
+            training_seconds=float(d.get("training_seconds", 0.0)),
+            metadata=d.get("metadata", {}),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LinkageModel:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> LinkageModel:
+        return cls.from_json(Path(path).read_text())
+
+    # ------------------------------------------------------------------ explanation
+    def _linker(self, session: Session):
+        sdf = session.register(empty_internal_frame(), stem="empty")
+        return session.linker(sdf, self.settings)
+
+    def match_weights_chart(self, path: Path | str) -> Path:
+        """Save Splink's match-weights chart (Altair). `.html` or `.json` (Vega-Lite spec); `.png`/`.svg` need
+        vl-convert, which is not installed, so those fall back to `.html` beside the requested name."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Session() as s:
+            chart = self._linker(s).visualisations.match_weights_chart()
+        if path.suffix == ".json":
+            path.write_text(json.dumps(chart.to_dict(), indent=1, default=str))
+            return path
+        if path.suffix in (".png", ".svg"):
+            try:
+                chart.save(str(path))
+                return path
+            except Exception as exc:  # vl-convert missing
+                logger.warning("cannot write %s (%s); writing HTML instead", path.suffix, exc)
+                path = path.with_suffix(".html")
+        chart.save(str(path.with_suffix(".html")) if path.suffix != ".html" else str(path))
+        return path if path.suffix == ".html" else path.with_suffix(".html")
+
+    def parameters(self) -> pl.DataFrame:
+        """One row per comparison level: m, u, match weight (log2 Bayes factor), for reports and MLflow."""
+        rows = []
+        for comp in self.settings["comparisons"]:
+            for i, lv in enumerate(comp["comparison_levels"]):
+                if lv.get("is_null_level"):
+                    continue
+                m, u = lv.get("m_probability"), lv.get("u_probability")
+                weight = None
+                if m and u:
+                    import math
+
+                    weight = math.log2(m / u)
+                rows.append({
+                    "comparison": comp["output_column_name"], "level": i, "label": lv.get("label_for_charts"),
+                    "m_probability": m, "u_probability": u, "match_weight": weight,
+                    "tf_adjusted": bool(lv.get("tf_adjustment_column")),
+                })
+        return pl.DataFrame(rows, schema={"comparison": pl.String, "level": pl.Int32, "label": pl.String,
+                                          "m_probability": pl.Float64, "u_probability": pl.Float64,
+                                          "match_weight": pl.Float64, "tf_adjusted": pl.Boolean})
+
+
+def _train_linker(linker, fields: frozenset[str], config: TrainingConfig) -> None:
+    det = cmp.blocking_rules(config.deterministic_rules, fields)
+    if det:
+        linker.training.estimate_probability_two_random_records_match(
+            [r.sql() for r in det], recall=config.deterministic_recall
+        )
+    linker.training.estimate_u_using_random_sampling(max_pairs=config.u_max_pairs, seed=config.seed)
+    for r in cmp.blocking_rules(config.training_rules, fields):
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            r.sql(), max_pairs=config.em_max_pairs, estimate_without_term_frequencies=True
+        )
+
+
+def train_model(
+    tokens: pl.DataFrame,
+    *,
+    spec: TokenColumns | None = None,
+    config: TrainingConfig | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    comparisons: tuple[cmp.Comparison, ...] = cmp.DEFAULT_COMPARISONS,
+    blocking: tuple[cmp.Rule, ...] = cmp.PREDICTION_BLOCKING,
+    session: Session | None = None,
+    prepared: Any = None,
+) -> LinkageModel:
+    """Train a model on pseudonymised person records (no labels needed).
+
+    The prior comes from near-deterministic rules (NHS number; name and date of
+    birth), u from random sampling, m by expectation maximisation in rounds
+    blocked on date of birth, then on name pair (each round estimates the
+    comparisons it does not block on).
+    """
+    spec = spec or TokenColumns()
+    config = config or TrainingConfig()
+    fields = available_fields(tokens, spec)
+    settings = cmp.settings_dict(fields, comparisons, blocking)
+    start = time.perf_counter()
+    own = session is None
+    s = session or Session()
+    try:
+        if prepared is None:
+            df = internal_frame(tokens, spec, fields)
+            sdf = s.register(df)
+        else:
+            df, sdf = prepared
+        linker = s.linker(sdf, settings, tf_source=df)
+        _train_linker(linker, fields, config)
+        trained = linker.misc.save_model_to_json()
+    finally:
+        if own:
+            s.close()
+    return LinkageModel(
+        settings=trained,
+        spec=spec,
+        fields=fields,
+        threshold=threshold,
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        training_records=tokens.height,
+        training_seconds=round(time.perf_counter() - start, 2),
+    )
