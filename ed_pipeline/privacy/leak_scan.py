@@ -1,0 +1,537 @@
+"""The identifier-leak scan: find agency-zone identifiers wherever they should not be.
+
+`identifiers_from_records` (or `identifiers_from_duckdb` over the agency zone's
+validated tables) collects the direct identifiers of the people in the
+extracts; `scan_duckdb`, `scan_texts` and `scan_files` look for them in every
+column of every table of a database, in text blobs (Dagster metadata, MLflow
+params and tags) and in files (MLflow artifacts). A `Leak` says where and which
+kind of identifier, never the value.
+
+How values are matched
+----------------------
+Text is folded to a *scan form*: lower case, accents folded, every run of
+characters other than a-z and 0-9 a single space. Identifiers are turned into
+the same form (with variants: "o brien" and "obrien", "ss16 4ab" and
+"ss164ab", "943 476 5919" and "9434765919"), so an identifier is found as a
+whole run of tokens, case-insensitively, never inside a longer word. Each cell
+is split into tokens in DuckDB; runs of tokens starting with the first token of
+some identifier are joined against the identifier table: one hash join, not a
+loop over cells times identifiers. Cells longer than any one-token identifier
+and without a separator (hex tokens, hashes) are skipped up front.
+
+What is looked for, and what is not (to avoid false positives)
+--------------------------------------------------------------
+- names: each name, each word of a name and the full name in both orders, when
+  at least 4 letters long and not a common word (`STOPWORDS`, plus the words of
+  the registry's codes, roles and Basildon's places). Initials are not scanned.
+- NHS numbers, UPNs, full postcodes (with and without the space), UPRNs of 6
+  digits or more, addresses (whole, and without the town when that still has 3
+  words or more).
+- dates of birth, in ISO, dd/mm/yyyy, dd-mm-yyyy, dd.mm.yyyy, yyyymmdd, ddmmyyyy
+  and d/m/yyyy forms. In a population every calendar day is somebody's birthday,
+  so a date alone proves nothing (an event date would match). A date of birth
+  is reported only (a) in a table with `source` and `record_id` columns, where a
+  column equals the row's own record's date of birth in at least
+  `aligned_dob_rate` of the rows; (b) in a DATE column named like a date of
+  birth ("dob", "date_of_birth", "birth_date"); (c) in text, next to a word
+  saying so ("dob", "birth", "born") or in the same cell/text as another
+  identifier of a person born that day.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from ed_pipeline.privacy import normalise as nz
+from ed_pipeline.sources import SOURCES
+
+KINDS = ("name", "date_of_birth", "nhs_number", "upn", "postcode", "uprn", "address")
+MIN_NAME_LETTERS = 4
+MIN_UPRN_DIGITS = 6
+MAX_PHRASE_TOKENS = 12
+DOB_CONTEXT_WORDS = ("dob", "birth", "born", "birthdate", "dateofbirth", "birthday", "d o b")
+_DOB_COLUMN_RE = re.compile(r"(^|_)(dob|birth_?date|date_?of_?birth|birthday)($|_)", re.IGNORECASE)
+_DATE_LIKE_SQL = r"^\s*\d{1,4}[-/. ]\d{1,2}[-/. ]\d{1,4}|^\s*\d{8}\s*$"
+_JSON_ESCAPE_RE = re.compile(r"\\u([0-9a-fA-F]{4})")
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+_COMMON_WORDS_TEXT = """
+able about above after again against all also always among and another any area army baby back bank base
+basic been before being best better between bird birth black blue body book both bottom boy bright brown
+build burn burns business call came can care carter case cause centre chance change charge child children
+church city class clear close cold come common cook cooper count country court cover cross current cut
+daily data date dawn day days dead deal dear death deep dev development does done down draw drive during
+each early earth east easy either else end english enough even evening event every face fact fair faith
+fall family far farm fast father field fields file final fine first fisher fish five floor follow food
+force forest form forward four fox frank free fresh friend from front full game garden general gift girl
+give glass gold golden good grace grant gray great green grey ground group grove grow guard hall hand hard
+harm hart have head health hear heart heath help here high hill hills hold hole holy home hope horse hour
+house hunt hunter husband idea index into island issue joy just keep kind king knight know lake land lane
+large last late later lead learn learning least leave left less level life light like line link list little
+live local long look lord lost love low made main major make many mark market marsh mass match matter may
+mean meet mill miller mills miles mind model money month moon more morning most mother move much must name
+near need never new news next nice night noble none north note number often old once only open order other
+over page paper park parker part partner party pass path peace people person piece place plan plant play
+point police poor pope porter power present price prince pool public pull quick race rain range rate rather
+read ready real reason record red reed rice rich right ring rise river road rock role room rose round row
+rows rule run rush sale salt same sand save say school score sea season second see seed self sell send
+service set shape sharp ship shop short show side sign silver simple single small smart snow some son song
+soon sort sound south space speed spring square staff stage stand star start state station step still stone
+store storm story street strong style such summer sun sure sweet table take tall target team test than that
+their them then there these they thing think this those three time today top total town train tree true
+turn turner type under union until upon used user valid value very view wait walk walker wall ward warm
+water wave way weather week well wells west what when where which while white whole wide wild will wind
+winter with within without wood woods word work world would year years yellow young your
+"""
+_COMMON_WORDS = _COMMON_WORDS_TEXT.split()
+
+
+def _registry_words() -> set[str]:
+    words: set[str] = set()
+    texts: list[str] = ["Basildon Essex Pitsea Laindon Wickford Billericay Vange Fryerns Crouch Burstead Nethermayne",
+                        "Langdon Hills Lee Chapel North Castledon Martin Chelmsford Colchester Braintree Brentwood",
+                        "Castle Point Epping Forest Harlow Maldon Rochford Tendring Uttlesford Southend Thurrock"]
+    for s in SOURCES:
+        texts += [s.name, s.agency, s.description, *(s.role_domain or ()), *(p.role or "" for p in s.people)]
+        texts += [f.name for f in s.event_fields] + [c for f in s.event_fields for c in (f.domain or ())]
+    for text in texts:
+        words.update(w for w in re.split(r"[^a-z0-9]+", text.lower()) if w)
+    return words
+
+
+STOPWORDS: frozenset[str] = frozenset(_COMMON_WORDS) | frozenset(_registry_words())
+
+
+@dataclass(frozen=True)
+class Leak:
+    """One kind of identifier found in one place. Never holds the identifier itself."""
+
+    location: str  # "schema.table.column", a text's location, or a file path
+    kind: str  # one of KINDS
+    count: int  # cells (distinct values of a column), rows (row-aligned), or texts
+    how: str = "value"  # value | row-aligned | dob-named column | dob in context | dob with other identifier
+
+    def __str__(self) -> str:
+        return f"{self.kind} in {self.location} ({self.count}, {self.how})"
+
+
+@dataclass
+class IdentifierSet:
+    """Direct identifiers of the agency zone in scan form. Holds identifiable data: keep it in the agency zone."""
+
+    phrases: pl.DataFrame  # phrase (scan form), kind, dob (Date, set for date_of_birth phrases only)
+    people: pl.DataFrame  # source, record_id, dob, and the phrases of each record (for date-of-birth checks)
+
+    def __len__(self) -> int:
+        return self.phrases.height
+
+    def __repr__(self) -> str:  # never print the values
+        counts = dict(self.phrases.group_by("kind").len().iter_rows()) if self.phrases.height else {}
+        return f"IdentifierSet({counts}, people={self.people.height})"
+
+    @property
+    def starts(self) -> pl.DataFrame:
+        """(tok, n): first token and length in tokens of every phrase."""
+        toks = self.phrases.select(pl.col("phrase").str.split(" ").alias("t"))
+        return toks.select(tok=pl.col("t").list.first(), n=pl.col("t").list.len().cast(pl.Int64)).unique()
+
+    @property
+    def max_single_token_chars(self) -> int:
+        single = self.phrases.filter(~pl.col("phrase").str.contains(" ", literal=True))
+        return int(single["phrase"].str.len_chars().max() or 0)
+
+
+def scan_form(e: pl.Expr) -> pl.Expr:
+    """Lower-case ASCII tokens separated by single spaces (the form both cells and identifiers are matched in)."""
+    return nz.fold_text(e.cast(pl.String)).str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
+
+
+def _fold_sql(v: str) -> str:
+    folded = f"lower(strip_accents({v}))"
+    for a, b in zip(nz._FOLD_FROM, nz._FOLD_TO, strict=True):
+        folded = f"replace({folded}, '{a}', '{b}')"
+    spaced = f"regexp_replace({folded}, '[^a-z0-9]+', ' ', 'g')"
+    return f"trim(regexp_replace({spaced}, '([0-9])t([0-9])', '\\1 \\2', 'g'))"
+
+
+# --- building the identifier set -------------------------------------------------------------------------------
+
+
+def _name_phrases(raw: pl.Series) -> pl.DataFrame:
+    """Scan-form phrases of names: the whole name, its compact form, and each word, filtered for length/commonness."""
+    unique = raw.drop_nulls().unique()
+    df = pl.DataFrame({"raw": unique}).with_columns(
+        sf=scan_form(pl.col("raw")),
+        compact=scan_form(pl.col("raw").str.replace_all(r"['’‘`´]", "")),
+    )
+    variants = df.select(raw="raw", phrase=pl.concat_list(
+        "sf", pl.col("compact"), pl.col("sf").str.replace_all(" ", "", literal=True), pl.col("sf").str.split(" ")
+    )).explode("phrase")
+    return variants.filter(_keep_name(pl.col("phrase"))).unique()
+
+
+def _keep_name(p: pl.Expr) -> pl.Expr:
+    letters = p.str.replace_all(r"[^a-z]", "").str.len_chars()
+    return (letters >= MIN_NAME_LETTERS) & ~p.is_in(list(STOPWORDS)) & p.str.contains(r"^[a-z ]+$")
+
+
+def _dob_variants(dob: pl.Expr) -> pl.Expr:
+    y, m, d = dob.dt.strftime("%Y"), dob.dt.strftime("%m"), dob.dt.strftime("%d")
+    m1, d1 = dob.dt.month().cast(pl.String), dob.dt.day().cast(pl.String)
+    return pl.concat_list(
+        pl.concat_str([y, m, d], separator=" "),
+        pl.concat_str([d, m, y], separator=" "),
+        pl.concat_str([y, m, d]),
+        pl.concat_str([d, m, y]),
+        pl.concat_str([d1, m1, y], separator=" "),
+    ).list.unique()
+
+
+def _record_phrases(records: pl.DataFrame) -> pl.DataFrame:
+    """(pid, phrase, kind) for every non-date identifier of every record (pid: the record's row number)."""
+    def col(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.String) if name in records.columns else pl.lit(None, dtype=pl.String)
+
+    base = records.select(
+        pid=pl.int_range(pl.len(), dtype=pl.UInt32),
+        given=col("given_name"),
+        family=col("family_name"),
+        nhs=nz.normalise_digits(col("nhs_number")),
+        upn=nz.normalise_code(col("upn")).str.to_lowercase(),
+        postcode=nz.normalise_postcode(col("postcode")),
+        uprn_raw=nz.normalise_digits(col("uprn")),
+        address=col("address"),
+    )
+    parts: list[pl.DataFrame] = []
+    for name_col in ("given", "family"):
+        names = _name_phrases(base[name_col])
+        parts.append(base.select("pid", raw=name_col).join(names, on="raw").select("pid", "phrase",
+                                                                                      kind=pl.lit("name")))
+    g, f = scan_form(pl.col("given")), scan_form(pl.col("family"))
+    full = base.select("pid", phrase=pl.concat_list(pl.concat_str([g, f], separator=" "),
+                                                      pl.concat_str([f, g], separator=" "))).explode("phrase")
+    both_long = base.select("pid", ok=(g.str.len_chars() >= 2) & (f.str.len_chars() >= 2))
+    full = full.join(both_long, on="pid").filter("ok").drop("ok")
+    parts.append(full.filter(pl.col("phrase").str.len_chars() >= 5).with_columns(kind=pl.lit("name")))
+    nhs = base.select("pid", phrase=pl.concat_list(
+        "nhs", pl.concat_str([pl.col("nhs").str.slice(0, 3), pl.col("nhs").str.slice(3, 3), pl.col("nhs").str.slice(6)],
+                             separator=" "))).explode("phrase")
+    parts.append(nhs.filter(pl.col("phrase").str.len_chars() >= 10).with_columns(kind=pl.lit("nhs_number")))
+    parts.append(base.select("pid", phrase="upn").filter(pl.col("phrase").str.len_chars() >= 8)
+                 .with_columns(kind=pl.lit("upn")))
+    pc = base.filter(nz.postcode_is_full(pl.col("postcode"))).select(
+        "pid", phrase=pl.concat_list(pl.col("postcode").str.to_lowercase(),
+                                     pl.col("postcode").str.to_lowercase().str.replace(" ", "", literal=True)))
+    parts.append(pc.explode("phrase").with_columns(kind=pl.lit("postcode")))
+    uprn = base.select("pid", phrase=pl.concat_list("uprn_raw", pl.col("uprn_raw").str.strip_chars_start("0")))
+    parts.append(uprn.explode("phrase").filter(pl.col("phrase").str.len_chars() >= MIN_UPRN_DIGITS)
+                 .with_columns(kind=pl.lit("uprn")))
+    addr_parts = pl.col("address").str.split(",")
+    addr = base.select("pid", phrase=pl.concat_list(
+        scan_form(pl.col("address")),
+        pl.when(addr_parts.list.len() > 1).then(scan_form(addr_parts.list.slice(0, addr_parts.list.len() - 1)
+                                                           .list.join(" "))),
+    )).explode("phrase")
+    addr = addr.filter(pl.col("phrase").str.split(" ").list.len() >= 3)
+    parts.append(addr.with_columns(kind=pl.lit("address")))
+    out = pl.concat([p.select("pid", "phrase", "kind") for p in parts])
+    return out.filter(pl.col("phrase").is_not_null() & (pl.col("phrase").str.len_chars() >= 4)).unique()
+
+
+def identifiers_from_records(records: pl.DataFrame) -> IdentifierSet:
+    """The identifier set of validated canonical records (names, dates of birth, NHS numbers, UPNs, postcodes,
+    UPRNs, addresses)."""
+    n = records.height
+    dob = (nz.parse_date(pl.col("date_of_birth"), records.schema["date_of_birth"])
+           if "date_of_birth" in records.columns else pl.lit(None, dtype=pl.Date))
+    people = records.select(
+        pid=pl.int_range(pl.len(), dtype=pl.UInt32),
+        source=pl.col("source").cast(pl.String) if "source" in records.columns else pl.lit(None, dtype=pl.String),
+        record_id=(pl.col("record_id").cast(pl.String) if "record_id" in records.columns
+                   else pl.lit(None, dtype=pl.String)),
+        dob=dob,
+    )
+    record_phrases = _record_phrases(records) if n else pl.DataFrame(
+        schema={"pid": pl.UInt32, "phrase": pl.String, "kind": pl.String})
+    dobs = people.select("dob").drop_nulls().unique()
+    dob_phrases = dobs.select("dob", phrase=_dob_variants(pl.col("dob"))).explode("phrase")
+    phrases = pl.concat([
+        record_phrases.select("phrase", "kind").unique().with_columns(dob=pl.lit(None, dtype=pl.Date)),
+        dob_phrases.select("phrase", kind=pl.lit("date_of_birth"), dob="dob"),
+    ])
+    person_phrases = record_phrases.group_by("pid").agg(pl.col("phrase"))
+    people = people.join(person_phrases, on="pid", how="left")
+    return IdentifierSet(phrases=phrases, people=people)
+
+
+def identifiers_from_duckdb(conn: duckdb.DuckDBPyConnection, schema: str = "validated") -> IdentifierSet:
+    """The identifier set of every table in `schema` of an agency-zone connection."""
+    wanted = ("source", "record_id", "given_name", "family_name", "date_of_birth", "nhs_number", "address",
+              "postcode", "uprn", "upn")
+    tables = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name", [schema]
+    ).fetchall()
+    frames = []
+    for (table,) in tables:
+        cols = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema, table]).fetchall()}
+        select = ", ".join(f'"{c}"' for c in wanted if c in cols)
+        if not select:
+            continue
+        df = conn.sql(f'SELECT {select} FROM "{schema}"."{table}"').pl()
+        if "source" not in df.columns:
+            df = df.with_columns(source=pl.lit(table))
+        if "date_of_birth" in df.columns:
+            df = df.with_columns(nz.parse_date(pl.col("date_of_birth"), df.schema["date_of_birth"]))
+        frames.append(df.with_columns(pl.exclude("date_of_birth").cast(pl.String)))
+    if not frames:
+        return identifiers_from_records(pl.DataFrame(schema={"source": pl.String, "record_id": pl.String}))
+    return identifiers_from_records(pl.concat(frames, how="diagonal_relaxed"))
+
+
+# --- scanning ----------------------------------------------------------------------------------------------------
+
+
+class _Scanner:
+    """Runs the token-join scan on one DuckDB connection with the identifier tables registered on it."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, ids: IdentifierSet):
+        self.conn = conn
+        self.ids = ids
+        self.max_n = int(min(MAX_PHRASE_TOKENS, ids.starts["n"].max() or 1))
+        self.max_single = ids.max_single_token_chars
+        self._names = {"ids": "__leak_scan_ids", "starts": "__leak_scan_starts", "people": "__leak_scan_people"}
+
+    def __enter__(self) -> _Scanner:
+        self.conn.register(self._names["ids"], self.ids.phrases)
+        self.conn.register(self._names["starts"], self.ids.starts)
+        self.conn.register(self._names["people"], self.ids.people.select("source", "record_id", "dob"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self._names.values():
+            with contextlib.suppress(duckdb.Error):
+                self.conn.unregister(name)
+
+    def _matches_sql(self, cells_sql: str) -> str:
+        """Matches (loc, cell_id, kind, phrase, dob, ctx) of the cells given by `cells_sql` (loc, cell_id, v)."""
+        ids, starts = self._names["ids"], self._names["starts"]
+        ctx = "[" + ", ".join(f"'{w}'" for w in DOB_CONTEXT_WORDS if " " not in w) + "]"
+        return f"""
+        WITH cells AS (SELECT loc, cell_id, {_fold_sql('v')} AS s FROM ({cells_sql})),
+        single AS (SELECT loc, cell_id, s AS phrase, false AS ctx FROM cells
+                   WHERE s <> '' AND NOT contains(s, ' ')),
+        split AS (SELECT loc, cell_id, string_split(s, ' ') AS t FROM cells WHERE contains(s, ' ')),
+        toks AS (SELECT loc, cell_id, unnest(t) AS tok, generate_subscripts(t, 1) AS i FROM split),
+        win AS (SELECT loc, cell_id, tok,
+                list(tok) OVER (PARTITION BY loc, cell_id ORDER BY i
+                                ROWS BETWEEN CURRENT ROW AND {self.max_n - 1} FOLLOWING) AS nxt,
+                list(tok) OVER (PARTITION BY loc, cell_id ORDER BY i ROWS BETWEEN 3 PRECEDING AND 1 PRECEDING) AS prv
+                FROM toks),
+        grams AS (SELECT loc, cell_id, array_to_string(nxt[1:st.n], ' ') AS phrase,
+                         coalesce(list_has_any(prv, {ctx}), false) AS ctx
+                  FROM win JOIN {starts} st ON win.tok = st.tok WHERE len(nxt) >= st.n
+                  UNION ALL SELECT * FROM single)
+        SELECT g.loc, g.cell_id, i.kind, i.phrase, i.dob, g.ctx FROM grams g JOIN {ids} i USING (phrase)
+        """
+
+    def scan_cells(self, cells_sql: str, how_value: str = "value") -> list[Leak]:
+        """Leaks in the cells of `cells_sql` (columns loc, cell_id, v): values, and dates of birth in context."""
+        matches = self._matches_sql(cells_sql)
+        rows = self.conn.execute(f"""
+            WITH m AS ({matches}),
+            other AS (SELECT DISTINCT loc, cell_id FROM m WHERE kind <> 'date_of_birth')
+            SELECT loc, kind, count(DISTINCT cell_id) FILTER (WHERE kind <> 'date_of_birth') AS n_value,
+                   count(DISTINCT cell_id) FILTER (WHERE kind = 'date_of_birth' AND ctx) AS n_ctx,
+                   count(DISTINCT cell_id) FILTER (WHERE kind = 'date_of_birth' AND NOT ctx
+                       AND (loc, cell_id) IN (SELECT (loc, cell_id) FROM other)) AS n_pair
+            FROM m GROUP BY loc, kind ORDER BY loc, kind""").fetchall()
+        leaks: list[Leak] = []
+        pair_locs: list[str] = []
+        for loc, kind, n_value, n_ctx, n_pair in rows:
+            if kind != "date_of_birth" and n_value:
+                leaks.append(Leak(loc, kind, n_value, how_value))
+            if kind == "date_of_birth" and n_ctx:
+                leaks.append(Leak(loc, kind, n_ctx, "dob in context"))
+            if kind == "date_of_birth" and n_pair:
+                pair_locs.append(loc)
+        if pair_locs:
+            leaks += self._dob_pairs(matches, pair_locs)
+        return leaks
+
+    def _dob_pairs(self, matches: str, locs: list[str]) -> list[Leak]:
+        """Dates of birth in the same cell as another identifier of a person born that day."""
+        found = self.conn.execute(f"""
+            WITH m AS ({matches}),
+            d AS (SELECT DISTINCT loc, cell_id, dob FROM m WHERE kind = 'date_of_birth' AND loc IN ?),
+            o AS (SELECT loc, cell_id, list(DISTINCT phrase) AS other FROM m WHERE kind <> 'date_of_birth'
+                  GROUP BY loc, cell_id)
+            SELECT d.loc, d.cell_id, d.dob, o.other FROM d JOIN o USING (loc, cell_id) LIMIT 100000""",
+            [locs]).pl()
+        if found.height == 0:
+            return []
+        people = self.ids.people.filter(pl.col("dob").is_in(found["dob"].unique().implode())).select("dob", "phrase")
+        joined = (found.join(people, on="dob").filter(pl.col("phrase").is_not_null())
+                  .filter(pl.col("phrase").list.set_intersection(pl.col("other")).list.len() > 0))
+        counts = joined.group_by("loc").agg(pl.col("cell_id").n_unique().alias("n")).sort("loc")
+        return [Leak(loc, "date_of_birth", int(n), "dob with other identifier") for loc, n in counts.iter_rows()]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def scan_duckdb(
+    path_or_conn: str | Path | duckdb.DuckDBPyConnection,
+    identifiers: IdentifierSet,
+    *,
+    schemas: Iterable[str] | None = None,
+    aligned_dob_rate: float = 0.2,
+) -> list[Leak]:
+    """Leaks in every column of every table (and view) of a DuckDB database.
+
+    A path is opened read-only. Identifier tables are registered on the connection (in memory, never written
+    to the database) for the scan and unregistered after it.
+    """
+    own = not isinstance(path_or_conn, duckdb.DuckDBPyConnection)
+    conn = duckdb.connect(str(path_or_conn), read_only=True) if own else path_or_conn
+    try:
+        with _Scanner(conn, identifiers) as scanner:
+            return _scan_database(conn, scanner, identifiers, schemas, aligned_dob_rate)
+    finally:
+        if own:
+            conn.close()
+
+
+def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: IdentifierSet,
+                   schemas: Iterable[str] | None, aligned_dob_rate: float) -> list[Leak]:
+    wanted = set(schemas) if schemas is not None else None
+    columns = conn.execute("""
+        SELECT c.table_catalog, c.table_schema, c.table_name, c.column_name, c.data_type
+        FROM information_schema.columns c
+        WHERE c.table_schema NOT IN ('information_schema', 'pg_catalog')
+          AND c.table_catalog NOT IN ('system', 'temp')
+          AND c.table_name NOT LIKE '__leak_scan_%'
+        ORDER BY 1, 2, 3, c.ordinal_position""").fetchall()
+    tables: dict[tuple[str, str, str], dict[str, str]] = {}
+    for catalog, schema, table, column, dtype in columns:
+        if wanted is not None and schema not in wanted:
+            continue
+        tables.setdefault((catalog, schema, table), {})[column] = dtype.upper()
+    leaks: list[Leak] = []
+    for (catalog, schema, table), cols in tables.items():
+        fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
+        for column, dtype in cols.items():
+            loc = f"{schema}.{table}.{column}"
+            qc = _quote(column)
+            text_like = dtype.startswith(("VARCHAR", "JSON", "CHAR", "TEXT")) or dtype.endswith("[]") or \
+                dtype.startswith(("STRUCT", "MAP", "UNION", "ENUM"))
+            integer = dtype in {"BIGINT", "HUGEINT", "UBIGINT", "INTEGER", "UINTEGER", "DECIMAL"} or \
+                dtype.startswith("DECIMAL")
+            if text_like or integer:
+                cells = (f"SELECT '{loc.replace(chr(39), chr(39) * 2)}' AS loc, row_number() OVER () AS cell_id, v "
+                         f"FROM (SELECT DISTINCT CAST({qc} AS VARCHAR) AS v FROM {fq} WHERE {qc} IS NOT NULL) "
+                         f"WHERE length(v) <= {scanner.max_single} OR regexp_matches(v, '[^A-Za-z0-9]')")
+                leaks += scanner.scan_cells(cells)
+            if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} and _DOB_COLUMN_RE.search(column):
+                n = conn.execute(f"SELECT count(*) FROM {fq} WHERE CAST({qc} AS DATE) IN (SELECT dob FROM "
+                                 f"{scanner._names['people']})").fetchone()[0]
+                if n:
+                    leaks.append(Leak(loc, "date_of_birth", int(n), "dob-named column"))
+        if "source" in cols and "record_id" in cols:
+            leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, aligned_dob_rate)
+    return leaks
+
+
+def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
+                  cols: dict[str, str], rate: float) -> list[Leak]:
+    """Columns that equal the row's own record's date of birth (rows keyed by source and record_id)."""
+    people, ids = scanner._names["people"], scanner._names["ids"]
+    leaks = []
+    for column, dtype in cols.items():
+        if column in ("source", "record_id"):
+            continue
+        qc = _quote(column)
+        if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"}:
+            hit = f"CAST(t.{qc} AS DATE) = p.dob"
+        elif dtype.startswith("VARCHAR"):
+            looks = conn.execute(f"SELECT count(*) FROM (SELECT {qc} AS v FROM {fq} WHERE {qc} IS NOT NULL LIMIT "
+                                 f"100000) WHERE regexp_matches(v, '{_DATE_LIKE_SQL}')").fetchone()[0]
+            if not looks:
+                continue
+            hit = (f"EXISTS (SELECT 1 FROM {ids} i WHERE i.dob = p.dob AND i.phrase = {_fold_sql(f't.{qc}')})")
+        else:
+            continue
+        total, n = conn.execute(f"""
+            SELECT count(*), count(*) FILTER (WHERE {hit})
+            FROM {fq} t JOIN {people} p ON CAST(t.source AS VARCHAR) = p.source
+                                      AND CAST(t.record_id AS VARCHAR) = p.record_id
+            WHERE t.{qc} IS NOT NULL""").fetchone()
+        if n and n >= rate * total:
+            leaks.append(Leak(f"{schema}.{table}.{column}", "date_of_birth", int(n), "row-aligned"))
+    return leaks
+
+
+def _unescape_json(text: str) -> str:
+    return _JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
+
+
+def scan_texts(texts: Iterable[tuple[str, str]], identifiers: IdentifierSet) -> list[Leak]:
+    """Leaks in text blobs given as (location, text): Dagster metadata, MLflow params and tags, JSON."""
+    rows = [(loc, i, _unescape_json(text)) for i, (loc, text) in enumerate(texts) if text]
+    if not rows:
+        return []
+    frame = pl.DataFrame(rows, schema={"loc": pl.String, "cell_id": pl.Int64, "v": pl.String}, orient="row")
+    conn = duckdb.connect()
+    try:
+        conn.register("__leak_scan_texts", frame)
+        with _Scanner(conn, identifiers) as scanner:
+            return scanner.scan_cells("SELECT loc, cell_id, v FROM __leak_scan_texts")
+    finally:
+        conn.close()
+
+
+def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet) -> list[Leak]:
+    """Leaks in files (directories are walked): DuckDB files are scanned table by table, Parquet files column by
+    column, anything else as text (binary files as Latin-1, so that ASCII runs inside them are seen)."""
+    leaks: list[Leak] = []
+    texts: list[tuple[str, str]] = []
+    for path in _walk(paths):
+        suffix = path.suffix.lower()
+        if suffix in (".duckdb", ".ddb"):
+            leaks += [Leak(f"{path}:{leak.location}", leak.kind, leak.count, leak.how)
+                      for leak in scan_duckdb(path, identifiers)]
+        elif suffix == ".parquet":
+            conn = duckdb.connect()
+            try:
+                conn.execute(f"CREATE VIEW file AS SELECT * FROM read_parquet('{str(path).replace(chr(39), '')}')")
+                leaks += [Leak(f"{path}:{leak.location.split('.', 2)[-1]}", leak.kind, leak.count, leak.how)
+                          for leak in scan_duckdb(conn, identifiers)]
+            finally:
+                conn.close()
+        else:
+            data = path.read_bytes()[:MAX_FILE_BYTES]
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+            texts.append((str(path), text))
+    return leaks + scan_texts(texts, identifiers)
+
+
+def _walk(paths: Iterable[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file())
+        elif p.is_file():
+            out.append(p)
+    return out
