@@ -29,7 +29,7 @@ BASILDON_WARDS: tuple[tuple[str, float, tuple[str, ...], str, float], ...] = (
     ("Pitsea North West", 12.6, ("SS13",), "Pitsea", 1.1),
     ("Pitsea South East", 12.2, ("SS13",), "Pitsea", 0.5),
     ("St Martin's", 7.8, ("SS14",), "Basildon", 0.8),
-    ("Vange", 10.7, ("SS16",), "Basildon", 1.5),
+    ("Vange", 10.7, ("SS16",), "Basildon", 1.35),
     ("Wickford Castledon", 11.2, ("SS12",), "Wickford", -0.4),
     ("Wickford North", 12.3, ("SS11", "SS12"), "Wickford", -0.3),
     ("Wickford Park", 10.9, ("SS12",), "Wickford", -0.1),

@@ -24,25 +24,25 @@ from ed_pipeline.synth.timeutil import Calendar, days_from_ymd, ymd
 # share of Basildon's children NOT reaching GLD, by assessment year: 50% in 2013 (the seed), improving
 # along England's trend (52% -> 72% GLD by 2019) a little faster locally; no assessment in 2020-21;
 # the new profile from 2022 (England 65%, 67%).
-BASILDON_NOT_GLD = {2013: 0.50, 2014: 0.42, 2015: 0.35, 2016: 0.305, 2017: 0.27, 2018: 0.235, 2019: 0.23,
+BASILDON_NOT_GLD = {2013: 0.50, 2014: 0.42, 2015: 0.35, 2016: 0.305, 2017: 0.25, 2018: 0.215, 2019: 0.21,
                     2022: 0.32, 2023: 0.30}
 ENGLAND_GLD = {2013: 0.52, 2014: 0.60, 2015: 0.66, 2016: 0.69, 2017: 0.71, 2018: 0.715, 2019: 0.718,
                2022: 0.65, 2023: 0.67}
 
 EFFECTS = {  # log-odds of not reaching GLD
-    "deprivation": 0.25,  # per unit of LSOA deprivation (z-ish)
+    "deprivation": 0.1,  # per unit of LSOA deprivation (z-ish)
     "adversity": 0.45,  # per SD of the household's latent adversity
-    "age_in_year": 0.065,  # per month younger than a September-born (summer-born ~ +0.65)
+    "age_in_year": 0.08,  # per month younger than a September-born (summer-born ~ +0.8)
     "boy": 0.62,
-    "fsm": 0.8,
-    "eal": 0.3,
+    "fsm": 0.55,
+    "eal": 0.25,
     "sen_support": 1.5,
     "sen_ehcp": 2.8,
     "social_care": 0.35,
     "domestic_abuse": 0.25,
     "drugs_alcohol": 0.25,
     "temporary_accommodation": 0.3,
-    "unrecorded_sd": 0.9,  # development at home, health: no agency records it
+    "unrecorded_sd": 0.8,  # development at home, health: no agency records it
 }
 EAL_P = np.array([0.01, 0.65, 0.10, 0.50, 0.35, 0.60, 0.55])  # by ETHNICITIES
 

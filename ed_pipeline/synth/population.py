@@ -243,7 +243,7 @@ def build_population(rng: np.random.Generator, geo: Geography, cal: Calendar, pe
     initial_people = int((start[hl] == S).sum())
     eth = _choose(rng, ETHNICITY_P, n_h)
     group = ETHNICITY_NAME_GROUP[eth]
-    adversity = 0.55 * dep + HH_TYPE_ADVERSITY[hh_type] + rng.normal(0, 0.8, n_h)
+    adversity = 0.4 * dep + HH_TYPE_ADVERSITY[hh_type] + rng.normal(0, 0.85, n_h)
     end = start + _exp_days(rng, OUT_MIGRATION, n_h)
     end = np.where(end < END, end, END)
     surname = names.sample_surname(rng, group)
