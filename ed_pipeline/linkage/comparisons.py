@@ -13,11 +13,42 @@ Bloom-filter levels use the Dice coefficient computed in SQL
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from ed_pipeline.privacy.bloom import dice_sql
+# In clear-text mode (the upper-bound benchmark) a Bloom level compares the clear value instead.
+CLEAR_COUNTERPART = {"bf_given_name": "tok_given_name", "bf_family_name": "tok_family_name",
+                     "bf_name": "tok_name_pair", "bf_address": "tok_address"}
+_DICE = re.compile(r"DICE\((\w+)\)")
+
+
+@dataclass(frozen=True)
+class SqlContext:
+    """What the SQL of a level depends on besides its fields: how Bloom filters are laid out (64-bit words per
+    filter, see engine.bloom_words), or, for clear text, Jaro-Winkler on the clear value."""
+
+    bloom_words: dict[str, int] = field(default_factory=dict)
+    similarity: Literal["bloom", "clear"] = "bloom"
+
+    def has(self, name: str, fields_: frozenset[str]) -> bool:
+        if name.startswith("bf_"):
+            if self.similarity == "clear":
+                return CLEAR_COUNTERPART.get(name) in fields_
+            return name in fields_ and self.bloom_words.get(name, 0) > 0
+        return name in fields_
+
+    def expand(self, sql: str) -> str:
+        return _DICE.sub(lambda m: self.similarity_sql(m.group(1)), sql)
+
+    def similarity_sql(self, col: str) -> str:
+        if self.similarity == "clear":
+            c = CLEAR_COUNTERPART[col]
+            return f'jaro_winkler_similarity("{c}_l", "{c}_r")'
+        words = self.bloom_words[col]
+        inter = " + ".join(f'bit_count("{col}_w{i}_l" & "{col}_w{i}_r")::INTEGER' for i in range(words))
+        return f'(2.0 * ({inter}) / nullif("{col}_pc_l" + "{col}_pc_r", 0))'
 
 
 def eq(col: str) -> str:
@@ -25,8 +56,9 @@ def eq(col: str) -> str:
 
 
 def dice(col: str, at_least: float) -> str:
-    left, right = '"' + col + '_l"', '"' + col + '_r"'
-    return f"{dice_sql(left, right)} >= {at_least}"
+    """Dice similarity of a Bloom filter field at least `at_least` (expanded per SqlContext; the same value as
+    ed_pipeline.privacy.bloom.dice_sql on the BLOBs)."""
+    return f"DICE({col}) >= {at_least}"
 
 
 def either_null(cols: Sequence[str]) -> str:
@@ -43,12 +75,16 @@ class Level:
     requires: frozenset[str]
     tf_column: str | None = None
     tf_weight: float = 1.0
+    unless: frozenset[str] = frozenset()  # a fallback level: left out when all of these fields are present
 
-    def available(self, fields_: frozenset[str]) -> bool:
-        return self.requires <= fields_ and (self.tf_column is None or self.tf_column in fields_)
+    def available(self, fields_: frozenset[str], ctx: SqlContext) -> bool:
+        if self.unless and self.unless <= fields_:
+            return False
+        return all(ctx.has(f, fields_) for f in self.requires) and (
+            self.tf_column is None or self.tf_column in fields_)
 
-    def to_splink(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"sql_condition": self.sql, "label_for_charts": self.label}
+    def to_splink(self, ctx: SqlContext) -> dict[str, Any]:
+        d: dict[str, Any] = {"sql_condition": ctx.expand(self.sql), "label_for_charts": self.label}
         if self.tf_column:
             d["tf_adjustment_column"] = self.tf_column
             d["tf_adjustment_weight"] = self.tf_weight
@@ -56,8 +92,9 @@ class Level:
         return d
 
 
-def level(label: str, sql: str, *requires: str, tf: str | None = None, tf_weight: float = 1.0) -> Level:
-    return Level(label, sql, frozenset(requires), tf, tf_weight)
+def level(label: str, sql: str, *requires: str, tf: str | None = None, tf_weight: float = 1.0,
+          unless: tuple[str, ...] = ()) -> Level:
+    return Level(label, sql, frozenset(requires), tf, tf_weight, frozenset(unless))
 
 
 @dataclass(frozen=True)
@@ -71,12 +108,12 @@ class Comparison:
     min_levels: int = 1  # fewer usable agreement levels than this: the comparison is dropped
     extra_null_sql: tuple[tuple[str, frozenset[str]], ...] = field(default=())
 
-    def usable_levels(self, fields_: frozenset[str]) -> list[Level]:
-        return [lv for lv in self.levels if lv.available(fields_)]
+    def usable_levels(self, fields_: frozenset[str], ctx: SqlContext) -> list[Level]:
+        return [lv for lv in self.levels if lv.available(fields_, ctx)]
 
-    def to_splink(self, fields_: frozenset[str]) -> dict[str, Any] | None:
+    def to_splink(self, fields_: frozenset[str], ctx: SqlContext) -> dict[str, Any] | None:
         nulls = [c for c in self.null_fields if c in fields_]
-        levels = self.usable_levels(fields_)
+        levels = self.usable_levels(fields_, ctx)
         if not nulls or len(levels) < self.min_levels:
             return None
         null_sql = either_null(nulls)
@@ -88,7 +125,7 @@ class Comparison:
             "comparison_description": self.description,
             "comparison_levels": [
                 {"sql_condition": null_sql, "label_for_charts": "null", "is_null_level": True},
-                *(lv.to_splink() for lv in levels),
+                *(lv.to_splink(ctx) for lv in levels),
                 {"sql_condition": "ELSE", "label_for_charts": "all other"},
             ],
         }
@@ -110,8 +147,9 @@ NAME = Comparison(
     levels=(
         level("initials agree (initials-only record)", f"({_INITIALS_ONLY}) AND {eq(INI)}", INI, ISINI),
         level("initials differ (initials-only record)", _INITIALS_ONLY, INI, ISINI),
-        level("exact given and family", f"{eq(G)} AND {eq(F)}", G, F, tf=NP),
-        level("given and family swapped", eq(NP), NP),
+        # Splink's term-frequency adjustment is relative to the u of the level that is an exact match on the
+        # tf column, so the exact level *is* name-pair equality (order-free: swapped names count as exact).
+        level("exact (either order)", eq(NP), NP, tf=NP),
         level("family exact, given fuzzy",
               f"{eq(F)} AND ({eq(FG)} OR {eq(GP)} OR {dice(BFG, 0.7)})", F, FG, GP, BFG),
         level("given exact, family fuzzy", f"{eq(G)} AND ({eq(FP)} OR {dice(BFF, 0.7)})", G, FP, BFF),
@@ -133,7 +171,8 @@ DATE_OF_BIRTH = Comparison(
         level("exact", eq(D), D, tf=D),
         level("day and month swapped", f'"{DS}_l" = "{D}_r"', D, DS),
         level("two of day, month, year", _TWO_OF_THREE, DY, DM, DD),
-        level("year and month", f'{eq("birth_year")} AND {eq("birth_month")}', "birth_year", "birth_month"),
+        level("year and month", f'{eq("birth_year")} AND {eq("birth_month")}', "birth_year", "birth_month",
+              unless=(DY, DM, DD)),
         level("year within 1", 'abs("birth_year_l" - "birth_year_r") <= 1', "birth_year"),
     ),
 )
@@ -172,7 +211,7 @@ LOCATION = Comparison(
         level("same UPRN", eq(U), U),
         level("same address", f"{eq(A)} OR {eq(AS)}", A, AS),
         level("same postcode", eq(PC), PC),
-        level("similar address", dice(BFA, 0.8), BFA),
+        level("similar address", dice(BFA, 0.9), BFA),
         level("same district", eq(PD), PD),
     ),
 )
@@ -228,12 +267,13 @@ def blocking_rules(rules: Iterable[Rule], fields_: frozenset[str]) -> list[Rule]
 
 def settings_dict(
     fields_: frozenset[str],
+    ctx: SqlContext,
     comparisons: Sequence[Comparison] = DEFAULT_COMPARISONS,
     blocking: Sequence[Rule] = PREDICTION_BLOCKING,
     probability_two_random_records_match: float = 1e-4,
 ) -> dict[str, Any]:
     """A Splink 5 settings dictionary (dedupe over one table, unique_id an integer) for the fields at hand."""
-    comps = [c.to_splink(fields_) for c in comparisons]
+    comps = [c.to_splink(fields_, ctx) for c in comparisons]
     comps = [c for c in comps if c is not None]
     if not comps:
         raise ValueError("the token frame has no field that any comparison can use")

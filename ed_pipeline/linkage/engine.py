@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 from splink import DuckDBAPI, Linker
 
@@ -42,9 +43,68 @@ def connect(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def internal_frame(tokens: pl.DataFrame, spec: TokenColumns, fields: frozenset[str], id_offset: int = 0) -> pl.DataFrame:
-    """Internal columns plus an integer `unique_id` (row number + offset)."""
+HASH_SEED = 0x5EED
+
+
+def hash_tokens(df: pl.DataFrame) -> pl.DataFrame:
+    """Token strings (32 hex characters) as 64-bit integers: equality joins and comparisons on integers are several
+    times faster in DuckDB. A collision among a few million distinct values has probability ~1e-7; the hash is
+    only ever used inside one process, never stored."""
+    cols = [c for c in df.columns if c.startswith("tok_") and df.schema[c] == pl.String()]
+    return df.with_columns(
+        pl.when(pl.col(c).is_not_null()).then(pl.col(c).hash(seed=HASH_SEED)).alias(c) for c in cols
+    )
+
+
+def bloom_widths(df: pl.DataFrame) -> dict[str, int]:
+    """64-bit words per Bloom filter column (Binary, fixed length) of a frame; 0 for a column that is all null."""
+    out = {}
+    for c in df.columns:
+        if c.startswith("bf_") and df.schema[c] == pl.Binary():
+            lengths = df[c].bin.size().drop_nulls().unique()
+            if len(lengths) > 1:
+                raise ValueError(f"Bloom filters in {c!r} differ in length: {sorted(lengths.to_list())} bytes")
+            nbytes = int(lengths[0]) if len(lengths) else 0
+            if nbytes % 8:
+                raise ValueError(f"Bloom filters in {c!r} are {nbytes} bytes; a multiple of 8 is required")
+            out[c] = nbytes // 8
+    return out
+
+
+def bloom_words(df: pl.DataFrame, widths: dict[str, int]) -> pl.DataFrame:
+    """Each Bloom filter column as 64-bit words `<bf>_w0..` plus its bit count `<bf>_pc`, so that Dice is a
+    handful of integer bit counts per pair instead of a BLOB-to-BIT cast (three times faster in DuckDB)."""
+    out = df
+    for c, words in widths.items():
+        if c not in df.columns:
+            continue
+        s = df[c]
+        have = bloom_widths(df.select(c))[c]
+        if have not in (0, words):
+            raise ValueError(f"Bloom filters in {c!r} have {8 * have} bytes; the model was trained on {8 * words}")
+        nbytes = 8 * words
+        valid = s.is_not_null().to_numpy()
+        if words and valid.any():
+            filled = s.fill_null(b"\0" * nbytes).to_list()
+            matrix = np.frombuffer(b"".join(filled), dtype=">u8").reshape(len(filled), words).astype(np.uint64)
+        else:
+            matrix = np.zeros((len(s), words), dtype=np.uint64)
+        popcount = np.unpackbits(matrix.view(np.uint8), axis=1).sum(axis=1).astype(np.int32) if words else \
+            np.zeros(len(s), dtype=np.int32)
+        new = {f"{c}_w{i}": pl.Series(matrix[:, i], dtype=pl.UInt64) for i in range(words)}
+        new[f"{c}_pc"] = pl.Series(popcount, dtype=pl.Int32)
+        mask = pl.Series(valid, dtype=pl.Boolean)
+        out = out.with_columns(pl.when(mask).then(v).alias(k) for k, v in new.items()).drop(c)
+    return out
+
+
+def internal_frame(tokens: pl.DataFrame, spec: TokenColumns, fields: frozenset[str], widths: dict[str, int],
+                   id_offset: int = 0, *, hashed: bool = True) -> pl.DataFrame:
+    """Internal columns plus an integer `unique_id` (row number + offset); tokens hashed, filters as words."""
     df = to_internal(tokens, spec, fields)
+    if hashed:
+        df = hash_tokens(df)
+    df = bloom_words(df, widths)
     return df.with_columns(pl.int_range(id_offset, id_offset + df.height, dtype=pl.Int64).alias("unique_id"))
 
 
@@ -116,5 +176,8 @@ class Session:
         self.close()
 
 
-def empty_internal_frame() -> pl.DataFrame:
-    return pl.DataFrame(schema={**INTERNAL_DTYPES, "unique_id": pl.Int64()})
+def empty_internal_frame(widths: dict[str, int], hashed: bool = True) -> pl.DataFrame:
+    df = pl.DataFrame(schema={**INTERNAL_DTYPES, "unique_id": pl.Int64()})
+    if hashed:
+        df = hash_tokens(df)
+    return bloom_words(df, widths)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-from splink.clustering import cluster_pairwise_predictions_at_threshold
 
-from ed_pipeline.linkage.engine import Session, internal_frame
+from ed_pipeline.linkage.clustering import DUPLICATE_LIKE, cluster
+from ed_pipeline.linkage.engine import Session
 from ed_pipeline.linkage.ids import assign_stable_ids
 from ed_pipeline.linkage.model import LinkageModel, TrainingConfig, train_model
 from ed_pipeline.linkage.spec import TokenColumns
@@ -42,36 +42,23 @@ class LinkResult:
         return self.links.select(*LINK_SCHEMA)
 
 
-def _predict_sql_filter(model: LinkageModel) -> str:
-    """Edges that may join two records: same-group members (a claim's claimant and partner) never do."""
-    if model.separate_group_members:
-        return ("NOT (l.source IS NOT DISTINCT FROM r.source AND l.group_ref IS NOT NULL "
-                "AND l.group_ref = r.group_ref)")
-    return "TRUE"
-
-
 def _edges(s: Session, predictions_table: str, records_table: str, model: LinkageModel) -> str:
-    """Materialise the clustering edges (at the threshold, constraint applied) as a table; returns its name."""
+    """Materialise the clustering edges (pairs at the threshold) as a table; returns its name.
+
+    With `separate_group_members`, a pair of records from one row-group (a claim's claimant and partner) is
+    never an edge unless it looks like a re-sent duplicate (see clustering.DUPLICATE_LIKE)."""
+    constraint = "TRUE"
+    if model.separate_group_members:
+        constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND NOT {DUPLICATE_LIKE})")
     s.con.execute(f"""
         CREATE OR REPLACE TABLE ed_edges AS
         SELECT p.unique_id_l, p.unique_id_r, p.match_probability
         FROM {predictions_table} p
         JOIN {records_table} l ON l.unique_id = p.unique_id_l
         JOIN {records_table} r ON r.unique_id = p.unique_id_r
-        WHERE p.match_probability >= {model.threshold} AND {_predict_sql_filter(model)}
+        WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE)
     """)
     return "ed_edges"
-
-
-def _cluster(s: Session, nodes_table: str, edges_table: str) -> pl.DataFrame:
-    """Connected components: unique_id, cluster_id (Splink's solver in DuckDB)."""
-    cc = cluster_pairwise_predictions_at_threshold(
-        nodes_table, edges_table, s.db_api, node_id_column_name="unique_id",
-        edge_id_column_name_left="unique_id_l", edge_id_column_name_right="unique_id_r",
-    )
-    out = s.query(f"SELECT unique_id, cluster_id FROM {cc.physical_name}")
-    cc.drop_table_from_database_and_remove_from_cache()
-    return out
 
 
 def _best_probability(s: Session, edges_table: str) -> pl.DataFrame:
@@ -91,6 +78,7 @@ def link(
     previous: pl.DataFrame | None = None,
     config: TrainingConfig | None = None,
     keep_pairs: bool = True,
+    train_kwargs: dict[str, Any] | None = None,
 ) -> LinkResult:
     """Link every record of `tokens` (train a model first if none is given); see link_people.
 
@@ -104,19 +92,15 @@ def link(
         raise ValueError("give the token column spec either in the model or as spec=, not both differently")
     spec = model.spec if model is not None else (spec or TokenColumns())
     with Session() as s:
-        fields = model.fields if model is not None else None
-        if fields is None:
-            from ed_pipeline.linkage.spec import available_fields
-
-            fields = available_fields(tokens, spec)
-        df = internal_frame(tokens, spec, fields)
-        sdf = s.register(df)
-        records_table = sdf.physical_name
-        timings["load"] = time.perf_counter() - t0
         if model is None:
             t = time.perf_counter()
-            model = train_model(tokens, spec=spec, config=config, session=s, prepared=(df, sdf))
+            model = train_model(tokens, spec=spec, config=config, session=s, **(train_kwargs or {}))
             timings["train"] = time.perf_counter() - t
+        t = time.perf_counter()
+        df = model.prepare(tokens)
+        sdf = s.register(df)
+        records_table = sdf.physical_name
+        timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
         linker = s.linker(sdf, model.settings, tf_source=df)
         floor = min(model.review_band[0], model.threshold)
@@ -124,7 +108,7 @@ def link(
         timings["predict"] = time.perf_counter() - t
         t = time.perf_counter()
         edges = _edges(s, predictions.physical_name, records_table, model)
-        clusters = _cluster(s, records_table, edges)
+        clusters, repaired = cluster(s, records_table, edges, cannot_link=model.separate_group_members)
         best = _best_probability(s, edges)
         timings["cluster"] = time.perf_counter() - t
         pairs = s.query(f"SELECT * FROM {predictions.physical_name}") if keep_pairs else pl.DataFrame()
@@ -142,7 +126,7 @@ def link(
     )
     timings["ids"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    model.metadata["last_link"] = {"records": df.height, "edges": n_edges,
+    model.metadata["last_link"] = {"records": df.height, "edges": n_edges, "components_repaired": repaired,
                                   "persons": links["person_id"].n_unique(), "timings": timings}
     return LinkResult(links=links, pairs=pairs, model=model, crosswalk=crosswalk, records=recs, timings=timings)
 

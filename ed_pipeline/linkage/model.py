@@ -13,8 +13,8 @@ from typing import Any
 import polars as pl
 
 from ed_pipeline.linkage import comparisons as cmp
-from ed_pipeline.linkage.engine import Session, empty_internal_frame, internal_frame
-from ed_pipeline.linkage.spec import TokenColumns, available_fields
+from ed_pipeline.linkage.engine import Session, bloom_widths, empty_internal_frame, internal_frame
+from ed_pipeline.linkage.spec import TokenColumns, available_fields, to_internal
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class TrainingConfig:
     em_max_pairs: float = 2e6
     deterministic_recall: float = 0.8
     seed: int = 42
+    parameter_floor: float = 1e-4
     training_rules: tuple[cmp.Rule, ...] = cmp.TRAINING_BLOCKING
     deterministic_rules: tuple[cmp.Rule, ...] = cmp.DETERMINISTIC_RULES
 
@@ -51,6 +52,8 @@ class LinkageModel:
     threshold: float = DEFAULT_THRESHOLD
     review_band: tuple[float, float] = DEFAULT_REVIEW_BAND
     separate_group_members: bool = True
+    bloom_words: dict[str, int] = field(default_factory=dict)
+    similarity: str = "bloom"  # "clear": fuzzy levels use Jaro-Winkler on clear values (upper-bound benchmark)
     trained_at: str = ""
     training_records: int = 0
     training_seconds: float = 0.0
@@ -66,6 +69,8 @@ class LinkageModel:
             "threshold": self.threshold,
             "review_band": list(self.review_band),
             "separate_group_members": self.separate_group_members,
+            "bloom_words": self.bloom_words,
+            "similarity": self.similarity,
             "trained_at": self.trained_at,
             "training_records": self.training_records,
             "training_seconds": self.training_seconds,
@@ -86,6 +91,8 @@ class LinkageModel:
             threshold=float(d["threshold"]),
             review_band=tuple(d.get("review_band", DEFAULT_REVIEW_BAND)),
             separate_group_members=bool(d.get("separate_group_members", True)),
+            bloom_words={k: int(v) for k, v in d.get("bloom_words", {}).items()},
+            similarity=d.get("similarity", "bloom"),
             trained_at=d.get("trained_at", ""),
             training_records=int(d.get("training_records", 0)),
             training_seconds=float(d.get("training_seconds", 0.0)),
@@ -106,9 +113,17 @@ class LinkageModel:
     def load(cls, path: Path | str) -> LinkageModel:
         return cls.from_json(Path(path).read_text())
 
+    @property
+    def hashed(self) -> bool:
+        return self.similarity != "clear"
+
+    def prepare(self, tokens: pl.DataFrame, id_offset: int = 0) -> pl.DataFrame:
+        """A token frame in the model's internal shape, with integer unique ids from `id_offset`."""
+        return internal_frame(tokens, self.spec, self.fields, self.bloom_words, id_offset, hashed=self.hashed)
+
     # ------------------------------------------------------------------ explanation
     def _linker(self, session: Session):
-        sdf = session.register(empty_internal_frame(), stem="empty")
+        sdf = session.register(empty_internal_frame(self.bloom_words, self.hashed), stem="empty")
         return session.linker(sdf, self.settings)
 
     def match_weights_chart(self, path: Path | str) -> Path:
@@ -154,6 +169,19 @@ class LinkageModel:
                                           "match_weight": pl.Float64, "tf_adjusted": pl.Boolean})
 
 
+def floor_parameters(settings: dict[str, Any], floor: float) -> dict[str, Any]:
+    """No level's m or u below `floor`: EM drives the m of a level it never sees among matches towards zero
+    (a match weight of -30 or -60 bits), which would let one disagreement veto any amount of agreement."""
+    for comp in settings["comparisons"]:
+        for lv in comp["comparison_levels"]:
+            if lv.get("is_null_level"):
+                continue
+            for k in ("m_probability", "u_probability"):
+                if lv.get(k) is not None:
+                    lv[k] = max(float(lv[k]), floor)
+    return settings
+
+
 def _train_linker(linker, fields: frozenset[str], config: TrainingConfig) -> None:
     det = cmp.blocking_rules(config.deterministic_rules, fields)
     if det:
@@ -175,6 +203,7 @@ def train_model(
     threshold: float = DEFAULT_THRESHOLD,
     comparisons: tuple[cmp.Comparison, ...] = cmp.DEFAULT_COMPARISONS,
     blocking: tuple[cmp.Rule, ...] = cmp.PREDICTION_BLOCKING,
+    similarity: str = "bloom",
     session: Session | None = None,
     prepared: Any = None,
 ) -> LinkageModel:
@@ -187,29 +216,30 @@ def train_model(
     """
     spec = spec or TokenColumns()
     config = config or TrainingConfig()
-    fields = available_fields(tokens, spec)
-    settings = cmp.settings_dict(fields, comparisons, blocking)
     start = time.perf_counter()
+    fields = available_fields(tokens, spec)
+    widths = bloom_widths(to_internal(tokens.head(0) if tokens.height == 0 else tokens.select(
+        [c for c in tokens.columns if c in {spec.bf_given, spec.bf_family, spec.bf_name, spec.bf_address,
+                                            spec.source, spec.record_id}]), spec))
+    ctx = cmp.SqlContext(bloom_words=widths, similarity=similarity)
+    settings = cmp.settings_dict(fields, ctx, comparisons, blocking)
+    model = LinkageModel(settings=settings, spec=spec, fields=fields, threshold=threshold, bloom_words=widths,
+                         similarity=similarity)
     own = session is None
     s = session or Session()
     try:
         if prepared is None:
-            df = internal_frame(tokens, spec, fields)
+            df = model.prepare(tokens)
             sdf = s.register(df)
         else:
             df, sdf = prepared
         linker = s.linker(sdf, settings, tf_source=df)
         _train_linker(linker, fields, config)
-        trained = linker.misc.save_model_to_json()
+        model.settings = floor_parameters(linker.misc.save_model_to_json(), config.parameter_floor)
     finally:
         if own:
             s.close()
-    return LinkageModel(
-        settings=trained,
-        spec=spec,
-        fields=fields,
-        threshold=threshold,
-        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        training_records=tokens.height,
-        training_seconds=round(time.perf_counter() - start, 2),
-    )
+    model.trained_at = datetime.now(UTC).isoformat(timespec="seconds")
+    model.training_records = tokens.height
+    model.training_seconds = round(time.perf_counter() - start, 2)
+    return model

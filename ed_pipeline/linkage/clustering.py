@@ -1,0 +1,116 @@
+"""Clustering scored pairs into persons: connected components, then cannot-link repair.
+
+Connected components (Splink's solver, in DuckDB) over the pairs at or above
+the model's threshold is fast and what Splink recommends, but it is
+transitive: twins who share a surname, a date of birth and an address can be
+chained into one person through a single weak pair. Household sources name
+several people in one row-group (a claim, an application, an incident), and
+two people in one group are different people. So every component that holds
+two records of one group which are not near-identical (a re-sent duplicate has
+the same name and date of birth) is re-clustered greedily: its pairs are taken
+from the most to the least likely, and two parts are joined only if that joins
+no such cannot-link pair. Components without a conflict (nearly all) are left
+exactly as connected components made them.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+from ed_pipeline.linkage.engine import Session
+
+# Two records of one group are the same person only if they look like a re-sent duplicate.
+DUPLICATE_LIKE = ("(l.tok_name_pair IS NOT DISTINCT FROM r.tok_name_pair "
+                  "AND l.tok_dob IS NOT DISTINCT FROM r.tok_dob)")
+
+
+def connected_components(s: Session, nodes_table: str, edges_table: str) -> pl.DataFrame:
+    """unique_id, cluster_id (Int64: the smallest unique_id of the component)."""
+    cc = cluster_pairwise_predictions_at_threshold(
+        nodes_table, edges_table, s.db_api, node_id_column_name="unique_id",
+        edge_id_column_name_left="unique_id_l", edge_id_column_name_right="unique_id_r",
+    )
+    out = s.query(f"""
+        SELECT unique_id, min(unique_id) OVER (PARTITION BY cluster_id) AS cluster_id FROM {cc.physical_name}
+    """)
+    cc.drop_table_from_database_and_remove_from_cache()
+    return out
+
+
+def _find(parent: dict[int, int], x: int) -> int:
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        parent[x], x = root, parent[x]
+    return root
+
+
+def greedy_constrained(nodes: list[int], edges: pl.DataFrame, cannot: set[tuple[int, int]]) -> dict[int, int]:
+    """Greedy agglomeration: edges (unique_id_l, unique_id_r, match_probability) best first; a merge that would
+    put a cannot-link pair (u < v) in one cluster is skipped. Returns unique_id -> smallest member id."""
+    parent = {n: n for n in nodes}
+    members = {n: [n] for n in nodes}
+    partners: dict[int, set[int]] = {}
+    for u, v in cannot:
+        partners.setdefault(u, set()).add(v)
+        partners.setdefault(v, set()).add(u)
+    ordered = edges.sort(["match_probability", "unique_id_l", "unique_id_r"], descending=[True, False, False])
+    for a, b in zip(ordered["unique_id_l"].to_list(), ordered["unique_id_r"].to_list(), strict=True):
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra == rb:
+            continue
+        small, big = (ra, rb) if len(members[ra]) <= len(members[rb]) else (rb, ra)
+        big_set = None
+        conflict = False
+        for x in members[small]:
+            px = partners.get(x)
+            if px:
+                if big_set is None:
+                    big_set = set(members[big])
+                if px & big_set:
+                    conflict = True
+                    break
+        if conflict:
+            continue
+        parent[small] = big
+        members[big].extend(members.pop(small))
+    return {n: min(members[_find(parent, n)]) for n in nodes}
+
+
+def cluster(s: Session, records_table: str, edges_table: str, *, cannot_link: bool = True) -> tuple[pl.DataFrame, int]:
+    """unique_id, cluster_id for every record; and how many components needed cannot-link repair."""
+    clusters = connected_components(s, records_table, edges_table)
+    if not cannot_link:
+        return clusters, 0
+    s.con.register("ed_cc", clusters.to_arrow())
+    try:
+        conflicts = s.query(f"""
+            SELECT c.cluster_id, l.unique_id AS u, r.unique_id AS v
+            FROM {records_table} l
+            JOIN {records_table} r ON l.source = r.source AND l.group_ref = r.group_ref AND l.unique_id < r.unique_id
+            JOIN ed_cc c ON c.unique_id = l.unique_id
+            JOIN ed_cc c2 ON c2.unique_id = r.unique_id AND c2.cluster_id = c.cluster_id
+            WHERE l.group_ref IS NOT NULL AND NOT {DUPLICATE_LIKE}
+        """)
+        if conflicts.height == 0:
+            return clusters, 0
+        bad = conflicts["cluster_id"].unique()
+        s.con.register("ed_bad", pl.DataFrame({"cluster_id": bad}).to_arrow())
+        sub_edges = s.query(f"""
+            SELECT e.unique_id_l, e.unique_id_r, e.match_probability, c.cluster_id
+            FROM {edges_table} e JOIN ed_cc c ON c.unique_id = e.unique_id_l
+            WHERE c.cluster_id IN (SELECT cluster_id FROM ed_bad)
+        """)
+        s.con.unregister("ed_bad")
+    finally:
+        s.con.unregister("ed_cc")
+    nodes = clusters.filter(pl.col("cluster_id").is_in(bad))
+    cannot = set(zip(conflicts["u"].to_list(), conflicts["v"].to_list(), strict=True))
+    mapping = greedy_constrained(nodes["unique_id"].to_list(), sub_edges, cannot)
+    fixed = pl.DataFrame({"unique_id": list(mapping), "_new": list(mapping.values())},
+                         schema={"unique_id": pl.Int64, "_new": pl.Int64})
+    clusters = clusters.join(fixed, on="unique_id", how="left").select(
+        "unique_id", pl.coalesce("_new", "cluster_id").alias("cluster_id"))
+    return clusters, len(bad)
