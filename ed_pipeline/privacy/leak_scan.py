@@ -25,8 +25,8 @@ What is looked for, and what is not (to avoid false positives)
   at least 4 letters long and not a common word (`STOPWORDS`, plus the words of
   the registry's codes, roles and Basildon's places). Initials are not scanned.
 - NHS numbers, UPNs, full postcodes (with and without the space), UPRNs of 6
-  digits or more, addresses (whole, and without the town when that still has 3
-  words or more).
+  digits or more, addresses (whole, without the town, and each comma-separated
+  line that starts with a house number, when 3 words or more).
 - dates of birth, in ISO, dd/mm/yyyy, dd-mm-yyyy, dd.mm.yyyy, yyyymmdd, ddmmyyyy
   and d/m/yyyy forms. In a population every calendar day is somebody's birthday,
   so a date alone proves nothing (an event date would match). A date of birth
@@ -239,7 +239,9 @@ def _record_phrases(records: pl.DataFrame) -> pl.DataFrame:
         pl.when(addr_parts.list.len() > 1).then(scan_form(addr_parts.list.slice(0, addr_parts.list.len() - 1)
                                                            .list.join(" "))),
     )).explode("phrase")
-    addr = addr.filter(pl.col("phrase").str.split(" ").list.len() >= 3)
+    lines = base.select("pid", phrase=addr_parts).explode("phrase").with_columns(scan_form(pl.col("phrase")))
+    lines = lines.filter(pl.col("phrase").str.contains(r"^[0-9]+[a-z]? [a-z]"))  # "4 honeysuckle close"
+    addr = pl.concat([addr, lines]).filter(pl.col("phrase").str.split(" ").list.len() >= 3)
     parts.append(addr.with_columns(kind=pl.lit("address")))
     out = pl.concat([p.select("pid", "phrase", "kind") for p in parts])
     return out.filter(pl.col("phrase").is_not_null() & (pl.col("phrase").str.len_chars() >= 4)).unique()
@@ -480,13 +482,16 @@ def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, s
     return leaks
 
 
-def _unescape_json(text: str) -> str:
-    return _JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text) if "\\u" in text else text
+def _prepare_text(text: str) -> str:
+    """JSON \\uXXXX escapes decoded ("Zo\\u00eb" is "Zoë"), NUL characters (binary files) made spaces."""
+    if "\\u" in text:
+        text = _JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text.replace("\x00", " ")
 
 
 def scan_texts(texts: Iterable[tuple[str, str]], identifiers: IdentifierSet) -> list[Leak]:
     """Leaks in text blobs given as (location, text): Dagster metadata, MLflow params and tags, JSON."""
-    rows = [(loc, i, _unescape_json(text)) for i, (loc, text) in enumerate(texts) if text]
+    rows = [(loc, i, _prepare_text(text)) for i, (loc, text) in enumerate(texts) if text]
     if not rows:
         return []
     frame = pl.DataFrame(rows, schema={"loc": pl.String, "cell_id": pl.Int64, "v": pl.String}, orient="row")

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import json
+
+import duckdb
+import polars as pl
+import pytest
+
+from ed_pipeline.privacy import pseudonymise_people
+from ed_pipeline.privacy.leak_scan import (
+    IdentifierSet,
+    Leak,
+    identifiers_from_duckdb,
+    identifiers_from_records,
+    scan_duckdb,
+    scan_files,
+    scan_texts,
+)
+from ed_pipeline_tests.privacy.records import KEY, ROWS, records
+
+
+@pytest.fixture(scope="module")
+def ids() -> IdentifierSet:
+    return identifiers_from_records(records())
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> duckdb.DuckDBPyConnection:
+    """A warehouse holding the pseudonymised records, as the pipeline writes them."""
+    conn = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    conn.execute("CREATE SCHEMA pseudonymised")
+    out = pseudonymise_people(records(), KEY)
+    conn.register("out", out)
+    conn.execute("CREATE TABLE pseudonymised.people AS SELECT * FROM out")
+    conn.unregister("out")
+    yield conn
+    conn.close()
+
+
+def _kinds(leaks: list[Leak]) -> set[tuple[str, str]]:
+    return {(leak.location, leak.kind) for leak in leaks}
+
+
+def test_identifier_set_contents_and_filters(ids: IdentifierSet) -> None:
+    phrases = dict(zip(ids.phrases["phrase"], ids.phrases["kind"], strict=True))
+    assert phrases["kowalczyk"] == "name" and phrases["obrien"] == "name" and phrases["o brien"] == "name"
+    assert phrases["pemberton smythe"] == "name" and phrases["pembertonsmythe"] == "name"
+    assert phrases["9434765919"] == phrases["943 476 5919"] == "nhs_number"
+    assert phrases["a123456789012"] == "upn"
+    assert phrases["ss16 4ab"] == phrases["ss164ab"] == "postcode"
+    assert phrases["100012345678"] == "uprn"
+    assert phrases["12 lavender road basildon"] == phrases["4 honeysuckle close"] == "address"
+    for dob in ("2014 03 05", "05 03 2014", "20140305", "05032014", "5 3 2014"):
+        assert phrases[dob] == "date_of_birth"
+    for short_or_common in ("zoe", "j", "s", "ss16", "road", "close", "basildon", "pitsea"):
+        assert short_or_common not in phrases  # too short, an initial, a district, or a common word
+    assert phrases["mary"] == "name"  # the first of two given names, 4 letters
+    assert "kowalczyk" not in repr(ids)  # the set never prints its values
+
+
+def test_pseudonymised_output_holds_no_identifier(warehouse, ids) -> None:
+    assert scan_duckdb(warehouse, ids) == []
+
+
+def test_scan_of_a_database_file_path(warehouse, ids, tmp_path) -> None:
+    warehouse.execute("CREATE TABLE pseudonymised.notes AS SELECT 'call from Mrs KOWALCZYK' AS note")
+    warehouse.close()
+    leaks = scan_duckdb(tmp_path / "warehouse.duckdb", ids)
+    assert _kinds(leaks) == {("pseudonymised.notes.note", "name")}
+
+
+def test_planted_identifiers_in_table_columns_are_found(warehouse, ids) -> None:
+    warehouse.execute("""
+        CREATE TABLE pseudonymised.leaky AS SELECT
+            record_id, source,
+            'Referral for Zoë O''Brien, 12 Lavender Road, Basildon' AS free_text,
+            '943 476 5919' AS nhs_text,
+            9434765919 AS nhs_int,
+            'SS164AB' AS pc,
+            '{"upn": "A123456789012", "uprn": 100012345678}' AS meta,
+            event_date
+        FROM pseudonymised.people""")
+    leaks = scan_duckdb(warehouse, ids)
+    found = _kinds(leaks)
+    assert {
+        ("pseudonymised.leaky.free_text", "name"),
+        ("pseudonymised.leaky.free_text", "address"),
+        ("pseudonymised.leaky.nhs_text", "nhs_number"),
+        ("pseudonymised.leaky.nhs_int", "nhs_number"),
+        ("pseudonymised.leaky.pc", "postcode"),
+        ("pseudonymised.leaky.meta", "upn"),
+        ("pseudonymised.leaky.meta", "uprn"),
+    } <= found
+    assert not any(leak.location.startswith("pseudonymised.people") for leak in leaks)
+    assert not any(leak.location.endswith("event_date") for leak in leaks)  # event dates are not birthdays
+    # never the value itself
+    report = " ".join(str(leak) for leak in leaks)
+    for secret in ("9434765919", "brien", "lavender", "A123456789012", "SS16"):
+        assert secret.lower() not in report.lower()
+
+
+def test_dates_of_birth_carried_into_the_warehouse_are_found(warehouse, ids) -> None:
+    recs = records().select("source", "record_id", "date_of_birth")
+    warehouse.register("recs", recs)
+    warehouse.execute("""
+        CREATE TABLE pseudonymised.with_dob AS SELECT p.source, p.record_id, r.date_of_birth AS d,
+               strftime(r.date_of_birth, '%d/%m/%Y') AS d_text, p.event_date
+        FROM pseudonymised.people p JOIN recs r USING (source, record_id)""")
+    warehouse.execute("CREATE TABLE pseudonymised.births AS SELECT date_of_birth AS dob FROM recs")
+    warehouse.unregister("recs")
+    leaks = scan_duckdb(warehouse, ids)
+    found = {(leak.location, leak.kind, leak.how) for leak in leaks}
+    assert ("pseudonymised.with_dob.d", "date_of_birth", "row-aligned") in found
+    assert ("pseudonymised.with_dob.d_text", "date_of_birth", "row-aligned") in found
+    assert ("pseudonymised.births.dob", "date_of_birth", "dob-named column") in found
+    assert not any(leak.location.endswith("event_date") for leak in leaks)
+
+
+def test_planted_identifier_in_json_metadata_is_found(ids) -> None:
+    clean = json.dumps({"rows": 7, "partition": "2018-01", "max_event_date": "2018-01-16", "model": "lightgbm",
+                        "params": {"learning_rate": 0.05, "num_leaves": 31}, "source": "social_care"})
+    leaky = json.dumps({"rows": 7, "sample": {"family_name": "Kowalczyk", "postcode": "SS13 1AA"}},
+                       ensure_ascii=True)
+    accented = json.dumps({"preview": "O’Brien, Zoë"}, ensure_ascii=True)
+    dob = json.dumps({"dob": "25/12/1990"})
+    leaks = scan_texts([("dagster:asset/clean", clean), ("dagster:asset/leaky", leaky),
+                        ("mlflow:tag/preview", accented), ("mlflow:param/dob", dob)], ids)
+    assert _kinds(leaks) == {
+        ("dagster:asset/leaky", "name"),
+        ("dagster:asset/leaky", "postcode"),
+        ("mlflow:tag/preview", "name"),
+        ("mlflow:param/dob", "date_of_birth"),
+    }
+
+
+def test_date_of_birth_next_to_another_identifier_of_the_same_person(ids) -> None:
+    texts = [
+        ("same_person", "Kowalczyk 1990-12-25"),  # Mary-Ann Kowalczyk was born on 25/12/1990
+        ("other_person", "Kowalczyk 2014-03-05"),  # a name and somebody else's birthday
+        ("alone", "referral received 2014-03-05"),  # a date is not a leak on its own
+    ]
+    leaks = scan_texts(texts, ids)
+    found = {(leak.location, leak.kind, leak.how) for leak in leaks}
+    assert ("same_person", "date_of_birth", "dob with other identifier") in found
+    assert not any(loc == "other_person" and kind == "date_of_birth" for loc, kind, _ in found)
+    assert not any(loc == "alone" for loc, _, _ in found)
+
+
+def test_no_false_positive_on_common_words_and_substrings(ids) -> None:
+    texts = [
+        ("words", "Road closed near Basildon; Grace Rose said the model is good; SS16 district; ward Vange; Zoe"),
+        ("substrings", "Kowalczykowski obrienne 94347659190 ss164abc a1234567890123"),
+        ("hex", "b7209acd8ebd3f0f9c1e0d2a55aa1234 and 100012345678abc"),
+    ]
+    assert scan_texts(texts, ids) == []
+
+
+def test_planted_identifier_in_a_file_is_found(ids, tmp_path) -> None:
+    artifacts = tmp_path / "mlruns" / "artifacts"
+    artifacts.mkdir(parents=True)
+    (artifacts / "feature_importance.json").write_text(json.dumps({"fsm": 0.3, "birth_month": 0.1}))
+    (artifacts / "sample_predictions.csv").write_text("person_id,score\n1,0.3\nTobias Pemberton-Smythe,0.9\n")
+    (artifacts / "model.bin").write_bytes(b"\x00\x01binary\xffUPRN=100098765432\x00")
+    pl.DataFrame({"x": ["fine"], "y": ["27 Wrexham Avenue, Laindon"]}).write_parquet(artifacts / "frame.parquet")
+    leaks = scan_files([tmp_path / "mlruns"], ids)
+    found = _kinds(leaks)
+    csv, model, parquet = (str(artifacts / n) for n in ("sample_predictions.csv", "model.bin", "frame.parquet"))
+    assert (csv, "name") in found
+    assert (model, "uprn") in found
+    assert (f"{parquet}:y", "address") in found
+    assert not any("feature_importance" in leak.location for leak in leaks)
+
+
+def test_identifiers_from_the_agency_zone(tmp_path) -> None:
+    conn = duckdb.connect(str(tmp_path / "agency_zone.duckdb"))
+    conn.execute("CREATE SCHEMA validated")
+    recs = records()
+    for source in recs["source"].unique().to_list():
+        part = recs.filter(pl.col("source") == source)
+        conn.register("part", part)
+        conn.execute(f"CREATE TABLE validated.{source} AS SELECT * FROM part")
+        conn.unregister("part")
+    from_db = identifiers_from_duckdb(conn, "validated")
+    direct = identifiers_from_records(recs)
+    assert set(from_db.phrases["phrase"]) == set(direct.phrases["phrase"])
+    assert from_db.people.height == len(ROWS)
