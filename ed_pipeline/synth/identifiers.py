@@ -52,6 +52,8 @@ def is_valid_upn(upn: str) -> bool:
 
 def make_upns(school_estab: np.ndarray, year_allocated: np.ndarray, serial: np.ndarray) -> np.ndarray:
     """UPNs: check letter + LA (3) + establishment (4) + year allocated (2) + serial (3)."""
+    if len(serial) == 0:
+        return np.zeros(0, dtype="U13")
     body = np.char.add(
         np.char.add(np.char.zfill(np.full(len(serial), ESSEX_LA).astype(str), 3),
                     np.char.zfill(np.asarray(school_estab).astype(str), 4)),

@@ -120,7 +120,10 @@ def prepare_rows(source: Source, rows: pl.DataFrame, cal: Calendar, err: ErrorRa
             _month=pl.Series(np.minimum(month[c] + rng.integers(1, 4, len(c)), n_months - 1).astype(np.int32)),
             _clean=pl.lit(True))
         frame = pl.concat([frame.with_columns(_force=pl.Series(force)), fix])
-    return frame.sort(["_month", "_gid", "_sub", "_updates"], maintain_order=True)
+    # a key appears once in a month's file: where an application changed twice (or a fix meets an update)
+    # in the same month, the file carries the latest state
+    frame = frame.sort(["_month", "_gid", "_sub", "_day", "_clean"], maintain_order=True)
+    return frame.unique(subset=["_month", "_gid", "_sub"], keep="last", maintain_order=True)
 
 
 def _rank_within(g: np.ndarray) -> np.ndarray:
