@@ -90,6 +90,7 @@ def cluster(s: Session, records_table: str, edges_table: str, *, cannot_link: bo
             SELECT c.cluster_id, l.unique_id AS u, r.unique_id AS v
             FROM {records_table} l
             JOIN {records_table} r ON l.source = r.source AND l.group_ref = r.group_ref AND l.unique_id < r.unique_id
+                AND l.record_id <> r.record_id
             JOIN ed_cc c ON c.unique_id = l.unique_id
             JOIN ed_cc c2 ON c2.unique_id = r.unique_id AND c2.cluster_id = c.cluster_id
             WHERE l.group_ref IS NOT NULL AND NOT {DUPLICATE_LIKE}

@@ -36,8 +36,9 @@ def pair_counts(
     true_id: str = "person_id",
 ) -> dict[str, int]:
     """Counts of predicted, true and correctly predicted pairs over the records present in both frames."""
-    p = predicted.lazy().select(*key, pl.col(predicted_id).alias("_p"))
-    t = truth.lazy().select(*key, pl.col(true_id).alias("_t"))
+    # a record sent twice under one key (an update, a correction) is one record
+    p = predicted.lazy().select(*key, pl.col(predicted_id).alias("_p")).unique(subset=list(key), keep="first")
+    t = truth.lazy().select(*key, pl.col(true_id).alias("_t")).unique(subset=list(key), keep="first")
     joined = p.join(t, on=list(key), how="inner").select("_p", "_t").collect()
     n_records = joined.height
     if n_records == 0:
@@ -207,7 +208,7 @@ def evaluate_links(
     on its `event_date` if `predicted` carries one.
     """
     result: dict[str, float | int] = dict(pairwise_metrics(predicted, truth))
-    result["records_missing_from_prediction"] = truth.height - result["records"]
+    result["records_missing_from_prediction"] = truth.select(pl.struct(*KEY).n_unique()).item() - result["records"]
     result["predicted_persons"] = predicted.select(pl.col("person_id").n_unique()).item()
     result["true_persons"] = truth.select(pl.col("person_id").n_unique()).item()
     if predicted_membership is not None and truth_membership is not None:

@@ -57,11 +57,14 @@ def assign_stable_ids(
     """
     key = tuple(key)
     member = pl.concat_str([pl.col(c).cast(pl.String) for c in key], separator="\x1f")
-    cl = clusters.select(*key, pl.col(cluster_column).cast(pl.String).alias("_c"))
+    # one row per key (a record sent twice is one record, in one cluster)
+    cl = clusters.select(*key, pl.col(cluster_column).cast(pl.String).alias("_c")).unique(subset=list(key),
+                                                                                          keep="first")
     seeds = cl.group_by("_c").agg(member.min().alias("_seed"))
     taken: set[str] = set(retired or ())
     if previous is not None and previous.height:
-        prev = previous.select(*key, pl.col(id_column).cast(pl.String).alias("_old"))
+        prev = previous.select(*key, pl.col(id_column).cast(pl.String).alias("_old")).unique(subset=list(key),
+                                                                                              keep="first")
         taken |= set(prev["_old"].unique().to_list())
         overlap = cl.join(prev, on=list(key), how="inner").group_by("_c", "_old").len()
         home = (

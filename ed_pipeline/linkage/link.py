@@ -49,7 +49,9 @@ def _edges(s: Session, predictions_table: str, records_table: str, model: Linkag
     never an edge unless it looks like a re-sent duplicate (see clustering.DUPLICATE_LIKE)."""
     constraint = "TRUE"
     if model.separate_group_members:
-        constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND NOT {DUPLICATE_LIKE})")
+        constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND l.record_id <> r.record_id "
+                      f"AND NOT {DUPLICATE_LIKE})")
+    # rows sent again under the same key (status updates, corrections) are one record: always one person
     s.con.execute(f"""
         CREATE OR REPLACE TABLE ed_edges AS
         SELECT p.unique_id_l, p.unique_id_r, p.match_probability
@@ -57,6 +59,10 @@ def _edges(s: Session, predictions_table: str, records_table: str, model: Linkag
         JOIN {records_table} l ON l.unique_id = p.unique_id_l
         JOIN {records_table} r ON r.unique_id = p.unique_id_r
         WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE)
+        UNION ALL
+        SELECT first AS unique_id_l, unique_id AS unique_id_r, 1.0 AS match_probability
+        FROM (SELECT unique_id, min(unique_id) OVER (PARTITION BY source, record_id) AS first FROM {records_table})
+        WHERE unique_id <> first
     """)
     return "ed_edges"
 
