@@ -82,20 +82,20 @@ def build_suite(source: Source, plan: Plan | None = None) -> ExpectationSuite:
     """The expectation suite of one source, declared by its registry entry (not yet added to a context)."""
     gx = _gx()
     import great_expectations.expectations as gxe
-    from great_expectations.expectations.row_conditions import Column
 
+    context()  # GX wants an active context even for a detached suite
     plan = plan or plan_for(source)
-    suite = gx.ExpectationSuite(
+    expectations = [
+        getattr(gxe, check.expectation)(**check.kwargs, meta={"rule": check.rule, "column": check.column, "order": n})
+        for n, check in enumerate(plan.checks)
+    ]
+    # expectations given to the constructor: add_expectation on a detached suite would write through to a
+    # stored suite of the same name
+    return gx.ExpectationSuite(
         name=suite_name(source),
+        expectations=expectations,
         meta={"source": source.name, "agency": source.agency, "description": source.description},
     )
-    for order, check in enumerate(plan.checks):
-        kwargs: dict[str, Any] = dict(check.kwargs)
-        if check.when:
-            kwargs["row_condition"] = Column(check.when) == True  # noqa: E712 (a GX condition, not a test)
-        meta = {"rule": check.rule, "column": check.column, "order": order}
-        suite.add_expectation(getattr(gxe, check.expectation)(**kwargs, meta=meta))
-    return suite
 
 
 def _fingerprint(source: Source) -> str:

@@ -46,6 +46,7 @@ ROW_KEY = "_row_key"
 KEY_OCCURRENCE = "_key_occurrence"
 MONTH_END = "_month_end"
 PARSE_ERROR = "_parse_error"
+SLOT_EMPTY = "<slot empty>"
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,6 @@ class Check:
     expectation: str  # a great_expectations.expectations class name
     kwargs: dict[str, Any]
     value_column: str | None = None  # where the reported value is read (default: `column`)
-    when: str | None = None  # a boolean check-frame column: the rule applies only where it is true
-    notes: str = ""
 
     @property
     def value_from(self) -> str:
@@ -80,6 +79,7 @@ class Plan:
     checks: tuple[Check, ...]
     dates: tuple[DateColumn, ...]
     present: dict[int, str] = field(default_factory=dict)  # optional person index -> presence column
+    required_if_present: dict[str, str] = field(default_factory=dict)  # column -> presence column of its slot
 
 
 def date_col(column: str) -> str:
@@ -106,6 +106,14 @@ def mod11_col(column: str) -> str:
     return f"{column}__mod11"
 
 
+def parses_col(column: str) -> str:
+    return f"{column}__parses"
+
+
+def if_present_col(column: str) -> str:
+    return f"{column}__if_present"
+
+
 def present_col(index: int) -> str:
     return f"_person{index}__present"
 
@@ -119,19 +127,22 @@ def plan_for(source: Source) -> Plan:
     checks: list[Check] = []
     dates: list[DateColumn] = []
     present: dict[int, str] = {}
+    required_if_present: dict[str, str] = {}
 
-    def add(rule: str, report: str, expectation: str, when: str | None = None, value_column: str | None = None,
-            **kwargs: Any) -> None:
-        checks.append(Check(rule, report, expectation, kwargs, value_column, when))
+    def add(rule: str, report: str, expectation: str, value_column: str | None = None, **kwargs: Any) -> None:
+        checks.append(Check(rule, report, expectation, kwargs, value_column))
 
-    def required(column: str, when: str | None = None) -> None:
-        add("required", column, "ExpectColumnValuesToNotBeNull", when, column=column)
+    def required(column: str, slot: str | None = None) -> None:
+        if slot:  # an optional person: the value, or a placeholder where the whole slot is blank
+            required_if_present[column] = slot
+            add("required", column, "ExpectColumnValuesToNotBeNull", column=if_present_col(column))
+        else:
+            add("required", column, "ExpectColumnValuesToNotBeNull", column=column)
 
-    def parses_as_date(column: str, fmt: str, kind: str, when: str | None = None) -> None:
+    def parses_as_date(column: str, fmt: str, kind: str) -> None:
         dates.append(DateColumn(column, fmt, kind))
-        # where the raw value is present, it parsed; the row condition keeps blanks for `required`
-        add("date_parses", column, "ExpectColumnValuesToNotBeNull", when or f"{column}__given_value",
-            column=date_col(column))
+        # True/False where a value is given (blanks are `required`'s business)
+        add("date_parses", column, "ExpectColumnValuesToBeInSet", column=parses_col(column), value_set=[True])
 
     def in_domain(column: str, values: tuple[str, ...] | list[str]) -> None:
         add("value_in_domain", column, "ExpectColumnValuesToBeInSet", column=column, value_set=list(values))
@@ -162,12 +173,12 @@ def plan_for(source: Source) -> Plan:
             in_domain(source.role_column, source.role_domain)
 
     for index, person in enumerate(source.people):
-        when = None
+        slot = None
         if person.optional:
-            when = present[index] = present_col(index)
+            slot = present[index] = present_col(index)
         if person.full_name:
             full = person.full_name
-            required(full, when)
+            required(full, slot)
             if source.name_style == "initials":
                 matches("name_format", full, INITIALS)
             else:
@@ -178,11 +189,11 @@ def plan_for(source: Source) -> Plan:
                     regex=NAME_CHARACTERS)
         for name in (person.given_name, person.family_name):
             if name:
-                required(name, when)
+                required(name, slot)
                 max_length("name_length", name, MAX_NAME_LENGTH)
                 matches("name_characters", name, NAME_CHARACTERS)
         dob = person.date_of_birth
-        required(dob, when)
+        required(dob, slot)
         parses_as_date(dob, source.date_format, "date_of_birth")
         not_after_month_end("date_of_birth_not_future", dob)
         add("date_of_birth_from_1900", dob, "ExpectColumnValuesToBeBetween", column=year_col(dob),
@@ -223,7 +234,7 @@ def plan_for(source: Source) -> Plan:
             in_domain(ef.raw, list(BOOL_CODES))
         elif ef.dtype == "str":
             max_length("value_length", ef.raw, MAX_VALUE_LENGTH)
-    return Plan(source, tuple(checks), tuple(dates), present)
+    return Plan(source, tuple(checks), tuple(dates), present, required_if_present)
 
 
 # ---------------------------------------------------------------- derived columns (polars)
@@ -261,7 +272,8 @@ def check_frame(raw: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     ]
     for d in plan.dates:
         derived.append(_parse_date(d.column, d.format).alias(date_col(d.column)))
-        derived.append(pl.col(d.column).is_not_null().alias(f"{d.column}__given_value"))
+        derived.append(pl.when(pl.col(d.column).is_not_null()).then(_parse_date(d.column, d.format).is_not_null())
+                       .alias(parses_col(d.column)))
     if source.nhs_number:
         derived.append(pl.col(source.nhs_number).str.replace_all(r"[ \-]", "").alias(digits_col(source.nhs_number)))
     for index, person in enumerate(source.people):
@@ -281,6 +293,8 @@ def check_frame(raw: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     ]
     later += [pl.col(date_col(d.column)).dt.year().alias(year_col(d.column)) for d in plan.dates
               if d.kind == "date_of_birth"]
+    later += [pl.when(pl.col(slot)).then(pl.col(column)).otherwise(pl.lit(SLOT_EMPTY)).alias(if_present_col(column))
+              for column, slot in plan.required_if_present.items()]
     if source.nhs_number:
         later.append(_mod11_valid(pl.col(digits_col(source.nhs_number))).alias(mod11_col(source.nhs_number)))
     return lf.with_columns(later).collect()
@@ -305,6 +319,4 @@ def check_columns(plan: Plan) -> list[str]:
         for key in ("column", "column_A", "column_B"):
             if key in check.kwargs and check.kwargs[key] not in needed:
                 needed.append(check.kwargs[key])
-        if check.when and check.when not in needed:
-            needed.append(check.when)
     return needed

@@ -1,0 +1,271 @@
+"""Happy paths of all seven sources from tiny hand-made files, benefits' expansion, reconciliation, Data Docs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ed_pipeline.quality import (
+    QUARANTINE_SCHEMA,
+    build_data_docs,
+    raw_schema,
+    read_extract,
+    validate,
+    validated_schema,
+)
+from ed_pipeline.sources import CANONICAL_COLUMNS, GROUP_COLUMNS, SOURCES, Source, get_source
+from ed_pipeline_tests.quality.valid_rows import valid_rows
+
+BLANK_DEPENDANTS = {f"dep{i}_{p}": "" for i in (3, 4) for p in ("forename", "surname", "dob", "sex")}
+
+HAND_MADE: dict[str, tuple[str, list[dict[str, str]]]] = {
+    "social_care": ("2014-03", [
+        dict(referral_id="R1001", child_forename="Zoë", child_surname="O'Brien", dob="14/02/2012", gender="Female",
+             nhs_no="943 476 5919", address_line_1="12 Vange Hill Drive, Basildon", postcode="ss16 4ab",
+             referral_date="03/03/2014", referral_source="Police", category="Child in need", primary_need="N1"),
+        dict(referral_id="R1002", child_forename=" Jack ", child_surname="Smith", dob="01/01/2013", gender="Not known",
+             nhs_no="", address_line_1="", postcode="SS13 1AA", referral_date="31/03/2014", referral_source="",
+             category="Referral", primary_need=""),
+    ]),
+    "school_readiness": ("2014-07", [
+        dict(return_row_id="E1", upn="A123456789012", forename="Amelia", surname="Brown", date_of_birth="2008-09-01",
+             sex="F", postcode="SS16 5XY", school_urn="115123", assessment_date="2014-06-30", gld="Y", fsm="N",
+             eal="Y", sen="K", ethnicity="WBRI"),
+    ]),
+    "youth_offending": ("2014-03", [
+        dict(yot_ref="Y77", name="SMITH, John", dob="05/06/2000", gender="M", offence_date="12/03/2014",
+             offence_type="Theft and handling", outcome="Referral order"),
+    ]),
+    "drugs_alcohol": ("2014-03", [
+        dict(episode_id="D5", initials="JS", dob="1985-04-02", sex="2", postcode_district="SS16",
+             referral_date="2014-03-10", substance="Alcohol", lives_with_children="Y"),
+    ]),
+    "housing": ("2014-03", [
+        dict(application_no="H9", member_no="1", relationship="Applicant", first_name="Kelly", last_name="Jones",
+             dob="02/02/1990", sex="F", uprn="100090012345", address="Flat 2, 7 Clay Hill Road", postcode="SS16 4HB",
+             status_date="01/03/2014", status="Registered", band="B", bedrooms_needed="3", bedrooms_current="2"),
+        dict(application_no="H9", member_no="2", relationship="Child", first_name="Tom", last_name="Jones",
+             dob="03/03/2012", sex="M", uprn="100090012345", address="Flat 2, 7 Clay Hill Road", postcode="SS16 4HB",
+             status_date="01/03/2014", status="Registered", band="B", bedrooms_needed="3", bedrooms_current="2"),
+    ]),
+    "benefits": ("2014-03", [
+        dict(claim_ref="B100", claim_type="HB+CTR", claim_start="2014-03-01", weekly_award="112.50",
+             uprn="100090055555", address="3 Long Riding, Basildon", postcode="SS14 1QH",
+             claimant_forename="Kelly", claimant_surname="Jones", claimant_dob="1990-02-02", claimant_sex="F",
+             partner_forename="Dean", partner_surname="Jones", partner_dob="1988-08-08", partner_sex="M",
+             dep1_forename="Tom", dep1_surname="Jones", dep1_dob="2012-03-03", dep1_sex="M",
+             dep2_forename="Amy", dep2_surname="Jones", dep2_dob="2014-01-15", dep2_sex="F", **BLANK_DEPENDANTS),
+        dict(claim_ref="B101", claim_type="CTR", claim_start="2014-03-02", weekly_award="", uprn="", address="",
+             postcode="", claimant_forename="Sam", claimant_surname="Lee", claimant_dob="1970-01-01",
+             claimant_sex="U"),
+    ]),
+    "police_incidents": ("2014-03", [
+        dict(incident_ref="P1", person_seq="1", role="Victim", forename="Kelly", surname="Jones", dob="02/02/1990",
+             address="3 Long Riding", postcode="SS14 1QH", incident_datetime="31/03/2014 23:59",
+             incident_type="Domestic abuse", da_flag="Y"),
+        dict(incident_ref="P1", person_seq="2", role="Suspect", forename="Dean", surname="Jones", dob="08/08/1988",
+             address="3 Long Riding", postcode="SS14 1QH", incident_datetime="31/03/2014 23:59",
+             incident_type="Domestic abuse", da_flag="Y"),
+    ]),
+}
+
+EXPECTED: dict[str, list[dict]] = {
+    "social_care": [
+        dict(record_id="R1001", given_name="Zoë", family_name="O'Brien", date_of_birth=date(2012, 2, 14), sex="F",
+             nhs_number="9434765919", address="12 Vange Hill Drive, Basildon", postcode="SS16 4AB", uprn=None,
+             event_date=date(2014, 3, 3), group_ref="R1001", role="child", referral_source="Police",
+             category="Child in need", primary_need="N1"),
+        dict(record_id="R1002", given_name="Jack", family_name="Smith", sex="U", nhs_number=None, address=None,
+             postcode="SS13 1AA", event_date=date(2014, 3, 31), referral_source=None, primary_need=None),
+    ],
+    "school_readiness": [
+        dict(record_id="E1", given_name="Amelia", family_name="Brown", date_of_birth=date(2008, 9, 1), sex="F",
+             upn="A123456789012", postcode="SS16 5XY", event_date=date(2014, 6, 30), extract_month="2014-07",
+             role="child", gld=True, fsm=False, eal=True, sen="K", ethnicity="WBRI", school_urn="115123"),
+    ],
+    "youth_offending": [
+        dict(record_id="Y77", given_name="John", family_name="SMITH", date_of_birth=date(2000, 6, 5), sex="M",
+             role="offender", event_date=date(2014, 3, 12), offence_type="Theft and handling",
+             outcome="Referral order", postcode=None),
+    ],
+    "drugs_alcohol": [
+        dict(record_id="D5", given_name="J", family_name="S", date_of_birth=date(1985, 4, 2), sex="F",
+             postcode="SS16", role="client", substance="Alcohol", lives_with_children=True),
+    ],
+    "housing": [
+        dict(record_id="H9-1", group_ref="H9", role="Applicant", given_name="Kelly", uprn="100090012345",
+             bedrooms_needed=3, bedrooms_current=2, band="B", status="Registered", event_date=date(2014, 3, 1)),
+        dict(record_id="H9-2", group_ref="H9", role="Child", given_name="Tom", sex="M"),
+    ],
+    "benefits": [
+        dict(record_id="B100-C", group_ref="B100", role="Claimant", given_name="Kelly", date_of_birth=date(1990, 2, 2),
+             sex="F", uprn="100090055555", postcode="SS14 1QH", claim_type="HB+CTR", weekly_award=112.5),
+        dict(record_id="B100-P", group_ref="B100", role="Partner", given_name="Dean", sex="M",
+             date_of_birth=date(1988, 8, 8), event_date=date(2014, 3, 1), uprn="100090055555"),
+        dict(record_id="B100-D1", group_ref="B100", role="Dependant", given_name="Tom", date_of_birth=date(2012, 3, 3)),
+        dict(record_id="B100-D2", group_ref="B100", role="Dependant", given_name="Amy",
+             date_of_birth=date(2014, 1, 15)),
+        dict(record_id="B101-C", group_ref="B101", role="Claimant", given_name="Sam", family_name="Lee", sex="U",
+             weekly_award=None, uprn=None, address=None, event_date=date(2014, 3, 2)),
+    ],
+    "police_incidents": [
+        dict(record_id="P1-1", group_ref="P1", role="Victim", given_name="Kelly", sex="U",
+             event_date=date(2014, 3, 31), incident_type="Domestic abuse", domestic_abuse=True, nhs_number=None),
+        dict(record_id="P1-2", group_ref="P1", role="Suspect", given_name="Dean", date_of_birth=date(1988, 8, 8)),
+    ],
+}
+
+
+def write_rows(path: Path, source: Source, rows: list[dict[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=source.columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_happy_path(source: Source, tmp_path: Path):
+    month, rows = HAND_MADE[source.name]
+    path = write_rows(tmp_path / source.name / f"{month}.csv", source, rows)
+    ex = read_extract(path, source, month)
+    assert ex.problems == [] and ex.warnings == []
+    assert ex.frame.schema == pl.Schema(raw_schema(source))
+    assert ex.frame["_row_number"].to_list() == list(range(1, len(rows) + 1))
+    assert ex.frame["_source_file"].unique().to_list() == [str(path)]
+
+    v = validate(ex.frame, source)
+    assert v.quarantine.is_empty(), v.quarantine.to_dicts()
+    assert v.quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
+    assert v.validated.schema == pl.Schema(validated_schema(source))
+    assert v.validated.columns[: len(CANONICAL_COLUMNS) + 2] == [*CANONICAL_COLUMNS, *GROUP_COLUMNS]
+    assert set(v.validated["source"]) == {source.name}
+    assert set(v.validated["extract_month"]) == {month}
+    expected = EXPECTED[source.name]
+    assert v.validated.height == len(expected)
+    for got, want in zip(v.validated.to_dicts(), expected, strict=True):
+        assert {k: got[k] for k in want} == want
+    assert set(v.validated["sex"]) <= {"M", "F", "U"}
+    s = v.summary
+    assert s["reconciled"] and s["rows_in"] == len(rows) == s["rows_validated_raw"]
+    assert s["records_validated"] == len(expected) and s["rows_quarantined"] == 0
+    assert s["months"] == {month: {"rows_in": len(rows), "rows_validated_raw": len(rows),
+                                   "records_validated": len(expected), "rows_quarantined": 0, "reconciled": True}}
+    assert v.gx_results[0].success and s["gx_success"]
+
+
+def test_benefits_record_ids_follow_the_registry(tmp_path: Path):
+    source = get_source("benefits")
+    month, rows = HAND_MADE["benefits"]
+    v = validate(read_extract(write_rows(tmp_path / "b.csv", source, rows), source, month).frame, source)
+    people = {p.suffix: p for p in source.people}
+    assert v.validated["record_id"].to_list() == [
+        source.record_id("B100", people[s]) for s in ("-C", "-P", "-D1", "-D2")
+    ] + [source.record_id("B101", people["-C"])]
+    assert v.validated["_row_number"].to_list() == [1, 1, 1, 1, 2]
+
+
+def test_a_bad_dependant_quarantines_the_whole_claim(tmp_path: Path):
+    source = get_source("benefits")
+    month, rows = HAND_MADE["benefits"]
+    rows = [dict(rows[0], dep2_dob="2014-04-01"), rows[1]]  # born after the extract month
+    v = validate(read_extract(write_rows(tmp_path / "b.csv", source, rows), source, month).frame, source)
+    assert v.quarantine.select("row_key", "rule", "column", "value").rows() == [
+        ("B100", "date_of_birth_not_future", "dep2_dob", "2014-04-01")]
+    assert v.validated["record_id"].to_list() == ["B101-C"]
+    assert v.summary["rows_validated_raw"] == 1 and v.summary["records_validated"] == 1
+    assert v.summary["reconciled"]
+
+
+def test_quarantine_keeps_the_raw_row_as_written(tmp_path: Path):
+    source = get_source("social_care")
+    month, rows = HAND_MADE["social_care"]
+    rows = [dict(rows[0], gender="female", postcode="SS16"), rows[1]]
+    ex = read_extract(write_rows(tmp_path / "s.csv", source, rows), source, month)
+    v = validate(ex.frame, source)
+    assert v.quarantine.height == 1
+    q = v.quarantine.row(0, named=True)
+    assert (q["rule"], q["column"], q["value"], q["row_key"]) == ("value_in_domain", "gender", "female", "R1001")
+    assert [(f["rule"], f["column"]) for f in json.loads(q["failures"])] == [
+        ("value_in_domain", "gender"), ("postcode_format", "postcode")]
+    raw_row = json.loads(q["raw_row"])
+    assert raw_row == {c: (rows[0][c] or None) for c in source.columns}
+    assert (q["source"], q["extract_month"], q["_row_number"]) == ("social_care", month, 1)
+    assert v.summary["failures_by_rule"] == {"postcode_format": 1, "value_in_domain": 1}
+
+
+def test_many_months_in_one_call_duplicates_only_within_a_month(tmp_path: Path):
+    source = get_source("social_care")
+    frames = []
+    for month in ("2014-03", "2014-04"):
+        rows = valid_rows(source, 5, month)  # the same referral ids both months: fine
+        rows.append(dict(rows[0]))  # a repeat inside the month: the later one is quarantined
+        frames.append(read_extract(write_rows(tmp_path / f"{month}.csv", source, rows), source, month).frame)
+    v = validate(pl.concat(frames), source)
+    assert v.quarantine.select("extract_month", "_row_number", "rule").rows() == [
+        ("2014-03", 6, "record_id_unique"), ("2014-04", 6, "record_id_unique")]
+    assert v.summary["months"]["2014-04"] == {"rows_in": 6, "rows_validated_raw": 5, "records_validated": 5,
+                                              "rows_quarantined": 1, "reconciled": True}
+    assert v.validated["record_id"].n_unique() == 5 and v.validated.height == 10
+
+
+def test_date_of_birth_may_be_the_last_day_of_the_extract_month_not_later(tmp_path: Path):
+    source = get_source("social_care")
+    rows = valid_rows(source, 2, "2016-02")
+    rows[0]["dob"], rows[1]["dob"] = "29/02/2016", "01/03/2016"
+    v = validate(read_extract(write_rows(tmp_path / "x.csv", source, rows), source, "2016-02").frame, source)
+    assert v.validated["date_of_birth"].to_list() == [date(2016, 2, 29)]
+    assert v.quarantine["rule"].to_list() == ["date_of_birth_not_future"]
+
+
+def test_validate_empty_and_bare_frames():
+    source = get_source("housing")
+    empty = validate(pl.DataFrame(schema=raw_schema(source)), source)
+    assert empty.validated.is_empty() and empty.quarantine.is_empty() and empty.summary["reconciled"]
+    assert empty.validated.schema == pl.Schema(validated_schema(source))
+    bare = pl.DataFrame(valid_rows(source, 3, "2014-03")).with_columns(pl.lit("2014-03").alias("extract_month"))
+    v = validate(bare, source)  # lineage columns absent: filled with nulls
+    assert v.validated.height == 3 and v.summary["reconciled"]
+    with pytest.raises(ValueError, match="lacks registry column"):
+        validate(bare.drop("dob"), source)
+
+
+def test_missing_file_is_a_table_problem(tmp_path: Path):
+    ex = read_extract(tmp_path / "nope.csv", get_source("benefits"), "2014-03")
+    assert [p.kind for p in ex.problems] == ["missing_file"]
+    assert ex.problems[0].message == f"{tmp_path / 'nope.csv'}: the extract file does not exist; " \
+                                     "ask Basildon Borough Council to deliver the 2014-03 extract."
+
+
+def test_columns_read_by_name_in_any_order_and_case(tmp_path: Path):
+    source = get_source("drugs_alcohol")
+    header = [c.upper() if c == "dob" else c for c in reversed(source.columns)]
+    rows = valid_rows(source, 3, "2014-03")
+    path = tmp_path / "d.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows([[r[c.lower() if c == "DOB" else c] for c in header] for r in rows])
+    ex = read_extract(path, source, "2014-03")
+    assert ex.problems == [] and len(ex.warnings) == 2
+    assert ex.frame.select(source.columns).rows() == [tuple(r[c] for c in source.columns) for r in rows]
+
+
+def test_data_docs_are_built_and_redacted(tmp_path: Path):
+    source = get_source("youth_offending")
+    rows = valid_rows(source, 3, "2014-03")
+    rows[1]["name"] = "Zzyzx-Secretname"  # no comma: quarantined
+    v = validate(read_extract(write_rows(tmp_path / "y.csv", source, rows), source, "2014-03").frame, source)
+    assert not v.gx_results[0].success
+    index = build_data_docs(v.gx_results, tmp_path / "docs")
+    assert index == tmp_path / "docs" / "index.html" and index.is_file()
+    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert pages and "youth_offending_suite" in index.read_text()
+    assert not any("Secretname" in p.read_text() for p in pages)  # the value stays in the quarantine table
+    assert v.quarantine["value"].to_list() == ["Zzyzx-Secretname"]
