@@ -18,11 +18,21 @@ from __future__ import annotations
 import polars as pl
 from splink.clustering import cluster_pairwise_predictions_at_threshold
 
+from ed_pipeline.linkage.comparisons import SqlContext
 from ed_pipeline.linkage.engine import Session
 
-# Two records of one group are the same person only if they look like a re-sent duplicate.
-DUPLICATE_LIKE = ("(l.tok_name_pair IS NOT DISTINCT FROM r.tok_name_pair "
-                  "AND l.tok_dob IS NOT DISTINCT FROM r.tok_dob)")
+
+def duplicate_like_sql(ctx: SqlContext, fields: frozenset[str]) -> str:
+    """Two records of one group (aliases l, r) are the same person only if they look like a re-sent duplicate:
+    the same date of birth, and the same names or names a typo apart (Bloom Dice of both names >= 0.8).
+    Twins (same date of birth and family name, different given names) do not pass; nor, alas, does a duplicate
+    that shows a nickname, which the tokens cannot tell from a twin."""
+    dob = "l.tok_dob IS NOT DISTINCT FROM r.tok_dob"
+    names = "l.tok_name_pair IS NOT DISTINCT FROM r.tok_name_pair"
+    if ctx.has("bf_name", fields):
+        sim = ctx.similarity_sql("bf_name", 'l."{}"', 'r."{}"')
+        names = f"({names} OR coalesce({sim} >= 0.8, FALSE))"
+    return f"({dob} AND {names})"
 
 
 def connected_components(s: Session, nodes_table: str, edges_table: str) -> pl.DataFrame:
@@ -79,7 +89,8 @@ def greedy_constrained(nodes: list[int], edges: pl.DataFrame, cannot: set[tuple[
     return {n: min(members[_find(parent, n)]) for n in nodes}
 
 
-def cluster(s: Session, records_table: str, edges_table: str, *, cannot_link: bool = True) -> tuple[pl.DataFrame, int]:
+def cluster(s: Session, records_table: str, edges_table: str, *, cannot_link: bool = True,
+            duplicate_like: str = "FALSE") -> tuple[pl.DataFrame, int]:
     """unique_id, cluster_id for every record; and how many components needed cannot-link repair."""
     clusters = connected_components(s, records_table, edges_table)
     if not cannot_link:
@@ -93,7 +104,7 @@ def cluster(s: Session, records_table: str, edges_table: str, *, cannot_link: bo
                 AND l.record_id <> r.record_id
             JOIN ed_cc c ON c.unique_id = l.unique_id
             JOIN ed_cc c2 ON c2.unique_id = r.unique_id AND c2.cluster_id = c.cluster_id
-            WHERE l.group_ref IS NOT NULL AND NOT {DUPLICATE_LIKE}
+            WHERE l.group_ref IS NOT NULL AND NOT coalesce({duplicate_like}, FALSE)
         """)
         if conflicts.height == 0:
             return clusters, 0

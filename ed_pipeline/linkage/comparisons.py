@@ -42,13 +42,16 @@ class SqlContext:
     def expand(self, sql: str) -> str:
         return _DICE.sub(lambda m: self.similarity_sql(m.group(1)), sql)
 
-    def similarity_sql(self, col: str) -> str:
+    def similarity_sql(self, col: str, left: str = '"{}_l"', right: str = '"{}_r"') -> str:
+        """Similarity of field `col` between two records; `left`/`right` format a column name into SQL (Splink's
+        `"x_l"` by default; `'l."{}"'` for a join of two aliased tables)."""
+        L, R = left.format, right.format
         if self.similarity == "clear":
             c = CLEAR_COUNTERPART[col]
-            return f'jaro_winkler_similarity("{c}_l", "{c}_r")'
+            return f"jaro_winkler_similarity({L(c)}, {R(c)})"
         words = self.bloom_words[col]
-        inter = " + ".join(f'bit_count("{col}_w{i}_l" & "{col}_w{i}_r")::INTEGER' for i in range(words))
-        return f'(2.0 * ({inter}) / nullif("{col}_pc_l" + "{col}_pc_r", 0))'
+        inter = " + ".join(f"bit_count({L(f'{col}_w{i}')} & {R(f'{col}_w{i}')})::INTEGER" for i in range(words))
+        return f"(2.0 * ({inter}) / nullif({L(col + '_pc')} + {R(col + '_pc')}, 0))"
 
 
 def eq(col: str) -> str:
@@ -223,14 +226,17 @@ DEFAULT_COMPARISONS: tuple[Comparison, ...] = (NAME, DATE_OF_BIRTH, SEX, NHS, UP
 
 @dataclass(frozen=True)
 class Rule:
-    """An equi-join blocking rule: records agree on every field (all non-null)."""
+    """A blocking rule: by default an equi-join, records agree on every field (all non-null)."""
 
     fields: tuple[str, ...]
+    sql_override: str | None = None  # a rule that is not plain equality on `fields`
 
     def available(self, fields_: frozenset[str]) -> bool:
         return set(self.fields) <= fields_
 
     def sql(self) -> str:
+        if self.sql_override:
+            return self.sql_override
         return " AND ".join(f'l."{c}" = r."{c}"' for c in self.fields)
 
     def to_splink(self) -> dict[str, Any]:
@@ -252,6 +258,8 @@ PREDICTION_BLOCKING: tuple[Rule, ...] = (
     rule(NP, "birth_year"),
     rule(NP, PD),
     rule(U, FG),
+    Rule(("tok_dob_swapped", GP), sql_override='l."tok_dob_swapped" = r."tok_dob" AND l."tok_given_nysiis" = '
+         'r."tok_given_nysiis"'),
 )
 
 # EM training rounds: each round blocks on one field, so the others are estimated.

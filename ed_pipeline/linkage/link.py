@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from ed_pipeline.linkage.clustering import DUPLICATE_LIKE, cluster
+from ed_pipeline.linkage.clustering import cluster, duplicate_like_sql
 from ed_pipeline.linkage.engine import Session
 from ed_pipeline.linkage.ids import assign_stable_ids
 from ed_pipeline.linkage.model import LinkageModel, TrainingConfig, train_model
@@ -46,11 +46,12 @@ def _edges(s: Session, predictions_table: str, records_table: str, model: Linkag
     """Materialise the clustering edges (pairs at the threshold) as a table; returns its name.
 
     With `separate_group_members`, a pair of records from one row-group (a claim's claimant and partner) is
-    never an edge unless it looks like a re-sent duplicate (see clustering.DUPLICATE_LIKE)."""
+    never an edge unless it looks like a re-sent duplicate (see clustering.duplicate_like_sql)."""
     constraint = "TRUE"
     if model.separate_group_members:
+        dup = duplicate_like_sql(model.sql_context, model.fields)
         constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND l.record_id <> r.record_id "
-                      f"AND NOT {DUPLICATE_LIKE})")
+                      f"AND NOT coalesce({dup}, FALSE))")
     # rows sent again under the same key (status updates, corrections) are one record: always one person
     s.con.execute(f"""
         CREATE OR REPLACE TABLE ed_edges AS
@@ -114,7 +115,8 @@ def link(
         timings["predict"] = time.perf_counter() - t
         t = time.perf_counter()
         edges = _edges(s, predictions.physical_name, records_table, model)
-        clusters, repaired = cluster(s, records_table, edges, cannot_link=model.separate_group_members)
+        clusters, repaired = cluster(s, records_table, edges, cannot_link=model.separate_group_members,
+                                     duplicate_like=duplicate_like_sql(model.sql_context, model.fields))
         best = _best_probability(s, edges)
         timings["cluster"] = time.perf_counter() - t
         pairs = s.query(f"SELECT * FROM {predictions.physical_name}") if keep_pairs else pl.DataFrame()

@@ -114,6 +114,10 @@ class LinkageModel:
         return cls.from_json(Path(path).read_text())
 
     @property
+    def sql_context(self) -> cmp.SqlContext:
+        return cmp.SqlContext(bloom_words=self.bloom_words, similarity=self.similarity)  # type: ignore[arg-type]
+
+    @property
     def hashed(self) -> bool:
         return self.similarity != "clear"
 
