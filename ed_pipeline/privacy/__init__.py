@@ -33,6 +33,15 @@ from ed_pipeline.privacy.keys import (
     load_key,
     load_key_file,
 )
+from ed_pipeline.privacy.leak_scan import (
+    IdentifierSet,
+    Leak,
+    identifiers_from_duckdb,
+    identifiers_from_records,
+    scan_duckdb,
+    scan_files,
+    scan_texts,
+)
 from ed_pipeline.privacy.pseudonymise import (
     BLOOM_COLUMNS,
     DIRECT_IDENTIFIER_COLUMNS,
@@ -53,7 +62,9 @@ __all__ = [
     "TOKEN_FIELDS",
     "BloomEncoder",
     "BloomSpec",
+    "IdentifierSet",
     "InvalidKeyError",
+    "Leak",
     "Tokeniser",
     "derive_key",
     "dice",
@@ -61,10 +72,15 @@ __all__ = [
     "dice_sql",
     "ensure_key_file",
     "generate_key_file",
+    "identifiers_from_duckdb",
+    "identifiers_from_records",
     "key_fingerprint",
     "load_key",
     "load_key_file",
     "output_schema",
     "pseudonymise_people",
+    "scan_duckdb",
+    "scan_files",
+    "scan_texts",
     "splink_dice_sql",
 ]
