@@ -172,26 +172,28 @@ def build_addresses(rng: np.random.Generator, geo: Geography, span_lsoa: np.ndar
     segment = np.where(block, 0, j // HOMES_PER_POSTCODE)
     ukeys_pc, pc_id = np.unique(street_id.astype(np.int64) * 16 + segment, return_inverse=True)
     letters = POSTCODE_UNIT_LETTERS[rng.integers(0, len(POSTCODE_UNIT_LETTERS), (len(ukeys_pc), 2))]
-    unit = np.char.add(letters[:, 0], letters[:, 1])[pc_id]
+    units = pl.Series(np.char.add(letters[:, 0], letters[:, 1]).tolist(), dtype=pl.String)
     lsoas = geo.lsoas
-    pc_district = lsoas["postcode_district"].to_numpy()[span_lsoa]
-    sector = lsoas["sector"].to_numpy()[span_lsoa].astype(str)
     ward_idx = lsoas["ward_idx"].to_numpy()[span_lsoa]
-    town = geo.wards["town"].to_numpy()[ward_idx]
-    street_of = street_name[street_id]
-    line = np.where(block, np.char.add(np.char.add(np.char.add("Flat ", (j + 1).astype(str)), ", "), street_of),
-                    np.char.add(np.char.add(house_no.astype(str), " "), street_of))
     uprn = 100_090_000_000 + rng.permutation(n).astype(np.int64) * 3 + rng.integers(0, 3, n)
     parent = np.where(block, 200_010_000_000 + street_id.astype(np.int64), -1)
-    return pl.DataFrame(
-        {
-            "line": line,
-            "town": town,
-            "postcode": np.char.add(np.char.add(np.char.add(pc_district.astype(str), " "), sector), unit),
-            "postcode_district": pc_district,
-            "uprn": uprn,
-            "parent_uprn": pl.Series(parent).replace(-1, None),
-            "lsoa_idx": span_lsoa.astype(np.int32),
-            "ward_idx": ward_idx.astype(np.int32),
-        }
+    street = pl.Series(street_name.tolist(), dtype=pl.String).gather(street_id)
+    frame = pl.DataFrame({
+        "street": street, "block": block, "j": j + 1, "house_no": house_no,
+        "unit": units.gather(pc_id),
+        "pc_district": lsoas["postcode_district"].gather(span_lsoa),
+        "sector": lsoas["sector"].gather(span_lsoa).cast(pl.String),
+        "town": geo.wards["town"].gather(ward_idx),
+    })
+    return frame.select(
+        line=pl.when(pl.col("block"))
+        .then(pl.concat_str([pl.lit("Flat "), pl.col("j").cast(pl.String), pl.lit(", "), pl.col("street")]))
+        .otherwise(pl.concat_str([pl.col("house_no").cast(pl.String), pl.lit(" "), pl.col("street")])),
+        town=pl.col("town"),
+        postcode=pl.concat_str([pl.col("pc_district"), pl.lit(" "), pl.col("sector"), pl.col("unit")]),
+        postcode_district=pl.col("pc_district"),
+        uprn=pl.lit(pl.Series(uprn)),
+        parent_uprn=pl.lit(pl.Series(parent)).replace(-1, None),
+        lsoa_idx=pl.lit(pl.Series(span_lsoa.astype(np.int32))),
+        ward_idx=pl.lit(pl.Series(ward_idx.astype(np.int32))),
     )

@@ -12,21 +12,27 @@ NAME_LOCALES = ("en_GB", "pl_PL", "en_IN", "en_NG", "tr_TR")
 POOL_DRAWS = 4_000  # Faker draws per pool: frequencies follow Faker's own weights
 
 MODERN_BOYS = (
-    "Oliver Jack Harry Jacob Charlie Thomas George Oscar James William Noah Alfie Joshua Leo Archie Ethan Joseph "
-    "Freddie Samuel Alexander Logan Daniel Isaac Max Benjamin Mason Lucas Edward Harrison Jake Dylan Riley Finley "
-    "Theo Sebastian Adam Zachary Arthur Toby Jayden Luke Harley Lewis Tyler Harvey Matthew David Reuben Michael "
-    "Elijah Kian Tommy Blake Luca Theodore Stanley Jenson Nathan Charles Frankie Jude Teddy Louie Louis Ryan Hugo "
-    "Bobby Elliott Dexter Ollie Alex Liam Kai Gabriel Connor Aaron Frederick Callum Elliot Albert Leon Ronnie Rory "
-    "Jamie Austin Seth Owen Caleb Ellis Sonny Robert Joey Felix Finlay Jackson"
-).split()
+    "Oliver", "Jack", "Harry", "Jacob", "Charlie", "Thomas", "George", "Oscar", "James", "William", "Noah", "Alfie",
+    "Joshua", "Leo", "Archie", "Ethan", "Joseph", "Freddie", "Samuel", "Alexander", "Logan", "Daniel", "Isaac",
+    "Max", "Benjamin", "Mason", "Lucas", "Edward", "Harrison", "Jake", "Dylan", "Riley", "Finley", "Theo",
+    "Sebastian", "Adam", "Zachary", "Arthur", "Toby", "Jayden", "Luke", "Harley", "Lewis", "Tyler", "Harvey",
+    "Matthew", "David", "Reuben", "Michael", "Elijah", "Kian", "Tommy", "Blake", "Luca", "Theodore", "Stanley",
+    "Jenson", "Nathan", "Charles", "Frankie", "Jude", "Teddy", "Louie", "Louis", "Ryan", "Hugo", "Bobby", "Elliott",
+    "Dexter", "Ollie", "Alex", "Liam", "Kai", "Gabriel", "Connor", "Aaron", "Frederick", "Callum", "Elliot",
+    "Albert", "Leon", "Ronnie", "Rory", "Jamie", "Austin", "Seth", "Owen", "Caleb", "Ellis", "Sonny", "Robert",
+    "Joey", "Felix", "Finlay", "Jackson",
+)
 MODERN_GIRLS = (
-    "Amelia Olivia Isla Emily Poppy Ava Isabella Jessica Lily Sophie Grace Sophia Mia Evie Ruby Ella Scarlett "
-    "Isabelle Chloe Sienna Freya Phoebe Charlotte Daisy Alice Florence Eva Sofia Millie Lucy Evelyn Elsie Rosie "
-    "Imogen Lola Matilda Elizabeth Layla Holly Lilly Molly Erin Ellie Maisie Maya Abigail Eliza Georgia Jasmine Esme "
-    "Willow Bella Annabelle Ivy Amber Emilia Emma Summer Hannah Eleanor Harriet Rose Amelie Lexi Megan Gracie Zara "
-    "Lacey Martha Anna Violet Darcey Maria Brooke Katie Leah Thea Darcie Hollie Amy Mollie Heidi Lottie Bethany "
-    "Francesca Faith Harper Nancy Beatrice Isabel Lydia Sarah Victoria Zoe Robyn"
-).split()
+    "Amelia", "Olivia", "Isla", "Emily", "Poppy", "Ava", "Isabella", "Jessica", "Lily", "Sophie", "Grace", "Sophia",
+    "Mia", "Evie", "Ruby", "Ella", "Scarlett", "Isabelle", "Chloe", "Sienna", "Freya", "Phoebe", "Charlotte",
+    "Daisy", "Alice", "Florence", "Eva", "Sofia", "Millie", "Lucy", "Evelyn", "Elsie", "Rosie", "Imogen", "Lola",
+    "Matilda", "Elizabeth", "Layla", "Holly", "Lilly", "Molly", "Erin", "Ellie", "Maisie", "Maya", "Abigail",
+    "Eliza", "Georgia", "Jasmine", "Esme", "Willow", "Bella", "Annabelle", "Ivy", "Amber", "Emilia", "Emma",
+    "Summer", "Hannah", "Eleanor", "Harriet", "Rose", "Amelie", "Lexi", "Megan", "Gracie", "Zara", "Lacey",
+    "Martha", "Anna", "Violet", "Darcey", "Maria", "Brooke", "Katie", "Leah", "Thea", "Darcie", "Hollie", "Amy",
+    "Mollie", "Heidi", "Lottie", "Bethany", "Francesca", "Faith", "Harper", "Nancy", "Beatrice", "Isabel", "Lydia",
+    "Sarah", "Victoria", "Zoe", "Robyn",
+)
 
 NICKNAMES: dict[str, tuple[str, ...]] = {
     "William": ("Bill", "Will", "Billy"), "Robert": ("Bob", "Rob", "Bobby"), "Richard": ("Dick", "Rich", "Ricky"),
@@ -68,7 +74,8 @@ class NamePools:
     nickname_alt: np.ndarray  # a second nickname (or the first again)
     street_names: np.ndarray
 
-    def sample_given(self, rng: np.random.Generator, group: np.ndarray, sex: np.ndarray, modern: np.ndarray) -> np.ndarray:
+    def sample_given(self, rng: np.random.Generator, group: np.ndarray, sex: np.ndarray,
+                     modern: np.ndarray) -> np.ndarray:
         out = np.empty(len(group), dtype=np.int64)
         for key, (idx, cum) in self.given_choice.items():
             mask = (group == key[0]) & (sex == key[1]) & (modern == key[2])

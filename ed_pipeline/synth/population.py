@@ -356,7 +356,6 @@ def build_population(rng: np.random.Generator, geo: Geography, cal: Calendar, pe
     j_family = names.sample_surname(rng, group[jh])
 
     # births: women 16-44, more often with a partner
-    f_pid = np.concatenate([np.arange(n_p), np.arange(n_p), n_p + np.arange(k)])
     f_hh = np.concatenate([hh1, hh2, jh])
     f_from = np.concatenate([from1, from2, join[jh]])
     f_to = np.concatenate([to1, to2, end[jh]])

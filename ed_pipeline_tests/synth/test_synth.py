@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ed_pipeline.settings import month_end, month_range, month_start
+from ed_pipeline.settings import month_end, month_range
 from ed_pipeline.sources import SOURCES, Source
 from ed_pipeline.synth import ErrorRates, SynthConfig, generate
 from ed_pipeline.synth.identifiers import is_valid_nhs_number, is_valid_upn
@@ -187,7 +187,7 @@ def test_person_records_cover_every_filled_slot(moderate_world):
         assert emitted == truth_ids, source.name
     # a benefit claim names several people: one truth row each, with the registry's suffixes
     ben = pr.filter(pl.col("source") == "benefits")["record_id"]
-    assert ben.str.ends_with("-C").sum() > 0 and ben.str.ends_with("-P").sum() > 0 and ben.str.ends_with("-D1").sum() > 0
+    assert all(ben.str.ends_with(suffix).sum() > 0 for suffix in ("-C", "-P", "-D1"))
     hs = pr.filter(pl.col("source") == "housing")["record_id"]
     assert hs.str.contains(r"^H\d{7}-\d+$").all()
 
@@ -267,9 +267,10 @@ def test_error_rates_near_their_configured_values(moderate_world):
     assert abs(nick.mean() - rates.nickname * rates.nickname_use) < 0.006, nick.mean()
     # day/month swaps, among dates of birth whose day and month differ
     true_dob = recs["date_of_birth"]
+    iso = pl.col("fmt") == "%Y-%m-%d"
     dm = recs.with_columns(
-        d=pl.when(pl.col("fmt") == "%Y-%m-%d").then(pl.col("dob").str.slice(8, 2)).otherwise(pl.col("dob").str.slice(0, 2)),
-        m=pl.when(pl.col("fmt") == "%Y-%m-%d").then(pl.col("dob").str.slice(5, 2)).otherwise(pl.col("dob").str.slice(3, 2)),
+        d=pl.when(iso).then(pl.col("dob").str.slice(8, 2)).otherwise(pl.col("dob").str.slice(0, 2)),
+        m=pl.when(iso).then(pl.col("dob").str.slice(5, 2)).otherwise(pl.col("dob").str.slice(3, 2)),
     )
     differs = true_dob.dt.day() != true_dob.dt.month()
     flipped = (dm["d"].cast(pl.Int32) == true_dob.dt.month()) & (dm["m"].cast(pl.Int32) == true_dob.dt.day()) & differs
