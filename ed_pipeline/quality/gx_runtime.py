@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 DATASOURCE = "ed_pipeline_extracts"
 REDACTED = "<redacted>"
+DOCS_SITE = "ed_pipeline"
+RESULTS_SUBDIR = "_validation_results"
 
 _lock = threading.RLock()
 _context: Any = None
@@ -48,7 +50,8 @@ def _gx():
     return gx
 
 
-def _new_context():
+def _new_context(docs_dir: Path | None = None):
+    """An ephemeral context; with `docs_dir`, one whose results and Data Docs site live there."""
     gx = _gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -56,11 +59,25 @@ def _new_context():
         ProgressBarsConfig,
     )
 
+    defaults = InMemoryStoreBackendDefaults()
     config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        store_backend_defaults=defaults,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
         analytics_enabled=False,
     )
+    if docs_dir is not None:
+        # results kept (redacted) beside the site, so that its index lists every source's latest runs
+        config.stores[defaults.validation_results_store_name]["store_backend"] = {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir / RESULTS_SUBDIR),
+        }
+        config.data_docs_sites = {
+            DOCS_SITE: {
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            }
+        }
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
@@ -156,18 +173,9 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True) -> Pat
         ValidationResultIdentifier,
     )
 
-    docs_dir = Path(docs_dir)
+    docs_dir = Path(docs_dir).resolve()
     docs_dir.mkdir(parents=True, exist_ok=True)
-    ctx = _new_context()  # a private one: a site per call, and nothing left behind
-    site = "ed_pipeline"
-    ctx.add_data_docs_site(
-        site_name=site,
-        site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        },
-    )
+    ctx = _new_context(docs_dir)  # a private one, whose results store and site live in docs_dir
     store = ctx.validation_results_store
     for result in _flatten(results):
         if redact:
@@ -180,7 +188,7 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True) -> Pat
             batch_identifier=batch_id,
         )
         store.set(key, result)
-    ctx.build_data_docs(site_names=[site])
+    ctx.build_data_docs(site_names=[DOCS_SITE])
     return docs_dir / "index.html"
 
 

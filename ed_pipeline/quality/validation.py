@@ -82,7 +82,7 @@ def validate(raw: pl.DataFrame, source: Source) -> Validation:
     plan = plan_for(source)
     checks = check_frame(raw, plan)
     months = raw.get_column("extract_month").drop_nulls().unique().sort().to_list()
-    run_name = f"{source.name} {months[0]}..{months[-1]}" if months else f"{source.name} (no rows)"
+    run_name = f"{months[0]}_to_{months[-1]}" if months else "no_rows"
     pdf = checks.select(check_columns(plan)).to_pandas()
     result = run_suite(source, plan, pdf, run_name)
 
