@@ -27,11 +27,12 @@ DEFAULT_REVIEW_BAND = (0.5, 0.95)  # pairs in [low, high) go to clerical review
 class TrainingConfig:
     """How the model is trained; the defaults suit anything from a few thousand to a few million records."""
 
-    u_max_pairs: float = 5e6
+    u_max_pairs: float = 2e6
     em_max_pairs: float = 2e6
     deterministic_recall: float = 0.8
     seed: int = 42
-    parameter_floor: float = 1e-4
+    m_floor: float = 1e-4
+    u_floor: float = 1e-6
     training_rules: tuple[cmp.Rule, ...] = cmp.TRAINING_BLOCKING
     deterministic_rules: tuple[cmp.Rule, ...] = cmp.DETERMINISTIC_RULES
 
@@ -173,14 +174,15 @@ class LinkageModel:
                                           "match_weight": pl.Float64, "tf_adjusted": pl.Boolean})
 
 
-def floor_parameters(settings: dict[str, Any], floor: float) -> dict[str, Any]:
-    """No level's m or u below `floor`: EM drives the m of a level it never sees among matches towards zero
-    (a match weight of -30 or -60 bits), which would let one disagreement veto any amount of agreement."""
+def floor_parameters(settings: dict[str, Any], m_floor: float, u_floor: float) -> dict[str, Any]:
+    """No level's m below `m_floor` (nor u below `u_floor`): EM drives the m of a level it never sees among
+    matches towards zero (a match weight of -30 or -60 bits), which would let one disagreement veto any amount
+    of agreement; a u of zero (never seen in the random sample) would make one agreement decisive."""
     for comp in settings["comparisons"]:
         for lv in comp["comparison_levels"]:
             if lv.get("is_null_level"):
                 continue
-            for k in ("m_probability", "u_probability"):
+            for k, floor in (("m_probability", m_floor), ("u_probability", u_floor)):
                 if lv.get(k) is not None:
                     lv[k] = max(float(lv[k]), floor)
     return settings
@@ -239,7 +241,7 @@ def train_model(
             df, sdf = prepared
         linker = s.linker(sdf, settings, tf_source=df)
         _train_linker(linker, fields, config)
-        model.settings = floor_parameters(linker.misc.save_model_to_json(), config.parameter_floor)
+        model.settings = floor_parameters(linker.misc.save_model_to_json(), config.m_floor, config.u_floor)
     finally:
         if own:
             s.close()
