@@ -57,11 +57,15 @@ def _find(parent: dict[int, int], x: int) -> int:
     return root
 
 
-def greedy_constrained(nodes: list[int], edges: pl.DataFrame, cannot: set[tuple[int, int]]) -> dict[int, int]:
+def greedy_constrained(nodes: list[int], edges: pl.DataFrame, cannot: set[tuple[int, int]],
+                       exclusive: set[int] | None = None) -> dict[int, int]:
     """Greedy agglomeration: edges (unique_id_l, unique_id_r, match_probability) best first; a merge that would
-    put a cannot-link pair (u < v) in one cluster is skipped. Returns unique_id -> smallest member id."""
+    put a cannot-link pair (u, v) in one cluster, or two `exclusive` nodes (existing persons, in incremental
+    linking), is skipped. Returns node -> smallest member node."""
     parent = {n: n for n in nodes}
     members = {n: [n] for n in nodes}
+    exclusive = exclusive or set()
+    locked = {n: n in exclusive for n in nodes}
     partners: dict[int, set[int]] = {}
     for u, v in cannot:
         partners.setdefault(u, set()).add(v)
@@ -70,6 +74,8 @@ def greedy_constrained(nodes: list[int], edges: pl.DataFrame, cannot: set[tuple[
     for a, b in zip(ordered["unique_id_l"].to_list(), ordered["unique_id_r"].to_list(), strict=True):
         ra, rb = _find(parent, a), _find(parent, b)
         if ra == rb:
+            continue
+        if locked[ra] and locked[rb]:
             continue
         small, big = (ra, rb) if len(members[ra]) <= len(members[rb]) else (rb, ra)
         big_set = None
@@ -86,25 +92,39 @@ def greedy_constrained(nodes: list[int], edges: pl.DataFrame, cannot: set[tuple[
             continue
         parent[small] = big
         members[big].extend(members.pop(small))
+        locked[big] = locked[big] or locked.pop(small)
     return {n: min(members[_find(parent, n)]) for n in nodes}
 
 
+def cannot_link_sql(records_table: str, duplicate_like: str, decisions_table: str | None = None) -> str:
+    """Pairs (u, v) of records that must not be one person: members of one group that are not duplicates, and
+    pairs reviewers said are not a match."""
+    sql = f"""
+        SELECT l.unique_id AS u, r.unique_id AS v
+        FROM {records_table} l
+        JOIN {records_table} r ON l.source = r.source AND l.group_ref = r.group_ref AND l.unique_id < r.unique_id
+            AND l.record_id <> r.record_id
+        WHERE l.group_ref IS NOT NULL AND NOT coalesce({duplicate_like}, FALSE)"""
+    if decisions_table:
+        sql += f"""
+        UNION ALL
+        SELECT u, v FROM {decisions_table} WHERE NOT is_match"""
+    return sql
+
+
 def cluster(s: Session, records_table: str, edges_table: str, *, cannot_link: bool = True,
-            duplicate_like: str = "FALSE") -> tuple[pl.DataFrame, int]:
+            duplicate_like: str = "FALSE", decisions_table: str | None = None) -> tuple[pl.DataFrame, int]:
     """unique_id, cluster_id for every record; and how many components needed cannot-link repair."""
     clusters = connected_components(s, records_table, edges_table)
-    if not cannot_link:
+    if not cannot_link and not decisions_table:
         return clusters, 0
     s.con.register("ed_cc", clusters.to_arrow())
     try:
+        pairs = cannot_link_sql(records_table, duplicate_like if cannot_link else "TRUE", decisions_table)
         conflicts = s.query(f"""
-            SELECT c.cluster_id, l.unique_id AS u, r.unique_id AS v
-            FROM {records_table} l
-            JOIN {records_table} r ON l.source = r.source AND l.group_ref = r.group_ref AND l.unique_id < r.unique_id
-                AND l.record_id <> r.record_id
-            JOIN ed_cc c ON c.unique_id = l.unique_id
-            JOIN ed_cc c2 ON c2.unique_id = r.unique_id AND c2.cluster_id = c.cluster_id
-            WHERE l.group_ref IS NOT NULL AND NOT coalesce({duplicate_like}, FALSE)
+            SELECT c.cluster_id, p.u, p.v FROM ({pairs}) p
+            JOIN ed_cc c ON c.unique_id = p.u
+            JOIN ed_cc c2 ON c2.unique_id = p.v AND c2.cluster_id = c.cluster_id
         """)
         if conflicts.height == 0:
             return clusters, 0

@@ -27,12 +27,12 @@ import polars as pl
 CROSSWALK_SCHEMA = {"old_id": pl.String, "new_id": pl.String, "change": pl.String, "records": pl.Int64}
 
 
-def _new_id(seed: str, prefix: str, taken: set[str]) -> str:
+def new_person_id(seed: str, prefix: str, taken: set[str]) -> str:
+    """A new id from a seed (a cluster's smallest member key), salted until it is not in `taken`; added to it."""
     salt = 0
     while True:
-        digest = hashlib.sha256(f"{seed}#{salt}".encode()).hexdigest()[:12] if salt else hashlib.sha256(
-            seed.encode()).hexdigest()[:12]
-        candidate = f"{prefix}{digest}"
+        text = seed if salt == 0 else f"{seed}#{salt}"
+        candidate = f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:12]}"
         if candidate not in taken:
             taken.add(candidate)
             return candidate
@@ -83,7 +83,7 @@ def assign_stable_ids(
 
     assigned = seeds.join(inherit, on="_c", how="left").sort("_seed")
     fresh = [
-        _new_id(seed, prefix, taken) if cid is None else cid
+        new_person_id(seed, prefix, taken) if cid is None else cid
         for seed, cid in zip(assigned["_seed"].to_list(), assigned["_id"].to_list(), strict=True)
     ]
     assigned = assigned.with_columns(pl.Series("_id", fresh, dtype=pl.String))

@@ -14,11 +14,12 @@ from typing import Any
 
 import polars as pl
 
-from ed_pipeline.linkage.clustering import cluster, duplicate_like_sql
-from ed_pipeline.linkage.engine import Session
-from ed_pipeline.linkage.ids import assign_stable_ids
+from ed_pipeline.linkage import comparisons as cmp
+from ed_pipeline.linkage.clustering import cannot_link_sql, cluster, duplicate_like_sql, greedy_constrained
+from ed_pipeline.linkage.engine import TF_COMPANIONS, Session, hash_tokens, tf_columns
+from ed_pipeline.linkage.ids import CROSSWALK_SCHEMA, assign_stable_ids, new_person_id
 from ed_pipeline.linkage.model import LinkageModel, TrainingConfig, train_model
-from ed_pipeline.linkage.spec import TokenColumns
+from ed_pipeline.linkage.spec import TokenColumns, to_internal
 
 logger = logging.getLogger(__name__)
 
@@ -42,28 +43,60 @@ class LinkResult:
         return self.links.select(*LINK_SCHEMA)
 
 
-def _edges(s: Session, predictions_table: str, records_table: str, model: LinkageModel) -> str:
+DECISION_SCHEMA = {"source_l": pl.String, "record_id_l": pl.String, "source_r": pl.String,
+                   "record_id_r": pl.String, "decision": pl.String}
+
+
+def _load_decisions(s: Session, decisions: pl.DataFrame | None, records_table: str) -> str | None:
+    """Reviewers' decisions (source_l, record_id_l, source_r, record_id_r, decision: match / non_match) as a
+    table of unique-id pairs (u, v, is_match) over the records at hand; None when there are none."""
+    if decisions is None or decisions.height == 0:
+        return None
+    d = decisions.select(list(DECISION_SCHEMA)).cast(DECISION_SCHEMA).with_columns(
+        is_match=pl.col("decision").str.to_lowercase().is_in(["match", "same", "yes", "y", "true"]))
+    s.con.register("ed_decisions_in", d.to_arrow())
+    s.con.execute(f"""
+        CREATE OR REPLACE TABLE ed_decisions AS
+        SELECT DISTINCT least(l.unique_id, r.unique_id) AS u, greatest(l.unique_id, r.unique_id) AS v, d.is_match
+        FROM ed_decisions_in d
+        JOIN {records_table} l ON l.source = d.source_l AND l.record_id = d.record_id_l
+        JOIN {records_table} r ON r.source = d.source_r AND r.record_id = d.record_id_r
+        WHERE l.unique_id <> r.unique_id
+    """)
+    s.con.unregister("ed_decisions_in")
+    return "ed_decisions"
+
+
+def _edges(s: Session, predictions_table: str, records_table: str, model: LinkageModel,
+           decisions_table: str | None = None) -> str:
     """Materialise the clustering edges (pairs at the threshold) as a table; returns its name.
 
     With `separate_group_members`, a pair of records from one row-group (a claim's claimant and partner) is
-    never an edge unless it looks like a re-sent duplicate (see clustering.duplicate_like_sql)."""
+    never an edge unless it looks like a re-sent duplicate (see clustering.duplicate_like_sql). Rows sent again
+    under one key (status updates, corrections) are always one person. Reviewers' decisions override the model:
+    a match is an edge, a non-match never is."""
     constraint = "TRUE"
     if model.separate_group_members:
         dup = duplicate_like_sql(model.sql_context, model.fields)
         constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND l.record_id <> r.record_id "
                       f"AND NOT coalesce({dup}, FALSE))")
-    # rows sent again under the same key (status updates, corrections) are one record: always one person
+    veto, forced = "", ""
+    if decisions_table:
+        veto = (f"AND NOT EXISTS (SELECT 1 FROM {decisions_table} d WHERE NOT d.is_match "
+                f"AND d.u = least(p.unique_id_l, p.unique_id_r) AND d.v = greatest(p.unique_id_l, p.unique_id_r))")
+        forced = f"UNION ALL SELECT u, v, 1.0 FROM {decisions_table} WHERE is_match"
     s.con.execute(f"""
         CREATE OR REPLACE TABLE ed_edges AS
         SELECT p.unique_id_l, p.unique_id_r, p.match_probability
         FROM {predictions_table} p
         JOIN {records_table} l ON l.unique_id = p.unique_id_l
         JOIN {records_table} r ON r.unique_id = p.unique_id_r
-        WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE)
+        WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE) {veto}
         UNION ALL
         SELECT first AS unique_id_l, unique_id AS unique_id_r, 1.0 AS match_probability
         FROM (SELECT unique_id, min(unique_id) OVER (PARTITION BY source, record_id) AS first FROM {records_table})
         WHERE unique_id <> first
+        {forced}
     """)
     return "ed_edges"
 
@@ -77,12 +110,35 @@ def _best_probability(s: Session, edges_table: str) -> pl.DataFrame:
     """)
 
 
+def _pairs_frame(s: Session, predictions_table: str, records_table: str) -> pl.DataFrame:
+    """Scored pairs with the records' keys, levels (gamma_*) and partial weights (mw_*); never token values."""
+    cols = [c for c in s.query(f"SELECT * FROM {predictions_table} LIMIT 0").columns
+            if c.startswith(("gamma_", "mw_")) or c in ("match_weight", "match_probability", "match_key")]
+    select = ", ".join(f'p."{c}"' for c in cols)
+    return s.query(f"""
+        SELECT p.unique_id_l, p.unique_id_r, l.source AS source_l, l.record_id AS record_id_l,
+               r.source AS source_r, r.record_id AS record_id_r, {select}
+        FROM {predictions_table} p
+        JOIN {records_table} l ON l.unique_id = p.unique_id_l
+        JOIN {records_table} r ON r.unique_id = p.unique_id_r
+    """)
+
+
+def _predict_settings(model: LinkageModel, keep_pairs: bool) -> dict[str, Any]:
+    settings = dict(model.settings)
+    # gamma_* (Splink only outputs them with the matching columns) and mw_* for clerical review
+    settings["retain_intermediate_calculation_columns"] = keep_pairs
+    settings["retain_matching_columns"] = keep_pairs
+    return settings
+
+
 def link(
     tokens: pl.DataFrame,
     model: LinkageModel | None = None,
     *,
     spec: TokenColumns | None = None,
     previous: pl.DataFrame | None = None,
+    decisions: pl.DataFrame | None = None,
     config: TrainingConfig | None = None,
     keep_pairs: bool = True,
     train_kwargs: dict[str, Any] | None = None,
@@ -91,7 +147,8 @@ def link(
 
     `previous` (source, record_id, person_id) are the ids of the last refresh:
     they are carried over (assign_stable_ids) and the crosswalk says what merged
-    and split.
+    and split. `decisions` are clerical reviewers' verdicts on pairs
+    (review.DECISION columns), applied as must-link / cannot-link constraints.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -109,17 +166,19 @@ def link(
         records_table = sdf.physical_name
         timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
-        linker = s.linker(sdf, model.settings, tf_source=df)
+        linker = s.linker(sdf, _predict_settings(model, keep_pairs), tf_source=df)
         floor = min(model.review_band[0], model.threshold)
         predictions = linker.inference.predict(threshold_match_probability=floor, warning_mode="never")
         timings["predict"] = time.perf_counter() - t
         t = time.perf_counter()
-        edges = _edges(s, predictions.physical_name, records_table, model)
+        decisions_table = _load_decisions(s, decisions, records_table)
+        edges = _edges(s, predictions.physical_name, records_table, model, decisions_table)
         clusters, repaired = cluster(s, records_table, edges, cannot_link=model.separate_group_members,
-                                     duplicate_like=duplicate_like_sql(model.sql_context, model.fields))
+                                     duplicate_like=duplicate_like_sql(model.sql_context, model.fields),
+                                     decisions_table=decisions_table)
         best = _best_probability(s, edges)
         timings["cluster"] = time.perf_counter() - t
-        pairs = s.query(f"SELECT * FROM {predictions.physical_name}") if keep_pairs else pl.DataFrame()
+        pairs = _pairs_frame(s, predictions.physical_name, records_table) if keep_pairs else pl.DataFrame()
         n_edges = s.query(f"SELECT count(*) AS n FROM {edges}").item()
 
     t = time.perf_counter()
@@ -137,6 +196,177 @@ def link(
     model.metadata["last_link"] = {"records": df.height, "edges": n_edges, "components_repaired": repaired,
                                   "persons": links["person_id"].n_unique(), "timings": timings}
     return LinkResult(links=links, pairs=pairs, model=model, crosswalk=crosswalk, records=recs, timings=timings)
+
+
+def _candidates(existing_tokens: pl.DataFrame, new_tokens: pl.DataFrame, model: LinkageModel) -> pl.DataFrame:
+    """The existing records that share some blocking key with a new record: all predict_between could pair."""
+    mapping = model.spec.mapping()
+    keep = pl.lit(False)
+    for r in cmp.blocking_rules(cmp.PREDICTION_BLOCKING, model.fields):
+        if r.sql_override:
+            if r.fields == ("tok_dob_swapped", "tok_given_nysiis"):  # l.dob_swapped = r.dob (either side)
+                a, b, g = mapping["tok_dob_swapped"], mapping["tok_dob"], mapping["tok_given_nysiis"]
+                for left, right in ((a, b), (b, a)):
+                    keys = new_tokens.select(pl.col(right).alias("_k"), pl.col(g).alias("_g")).drop_nulls().unique()
+                    keep = keep | pl.struct(pl.col(left).alias("_k"), pl.col(g).alias("_g")).is_in(
+                        keys.select(pl.struct("_k", "_g")).to_series().implode())
+            continue
+        cols = [mapping[f] for f in r.fields]
+        keys = new_tokens.select(cols).drop_nulls().unique()
+        if len(cols) == 1:
+            keep = keep | pl.col(cols[0]).is_in(keys[cols[0]].implode())
+        else:
+            keep = keep | pl.struct(cols).is_in(keys.select(pl.struct(cols)).to_series().implode())
+    return existing_tokens.filter(keep)
+
+
+def link_incremental(
+    existing: pl.DataFrame,
+    existing_tokens: pl.DataFrame,
+    new_tokens: pl.DataFrame,
+    model: LinkageModel,
+    *,
+    decisions: pl.DataFrame | None = None,
+    keep_pairs: bool = True,
+) -> LinkResult:
+    """Link a new month against the persons already linked, without re-training and without touching them.
+
+    `existing` (source, record_id, person_id) are the current links,
+    `existing_tokens` the token frame they were made from, `new_tokens` the
+    new records. New records are scored against the existing records that
+    share a blocking key with them (predict_between) and against each other
+    (predict_within), with the model's parameters and term frequencies counted
+    over both. Each group of new records joins the existing person it links
+    to best, or becomes a new person; existing persons are never merged or
+    split here (so every existing id persists), which a full `link` with
+    `previous=` does when asked (after re-training, say). A record already
+    linked (same source and record_id, re-sent) keeps its person.
+
+    Cost: one pass over existing tokens to find candidates (a hash semi-join),
+    then work in proportion to the new records and their candidates.
+    """
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    spec = model.spec
+    key = ["source", "record_id"]
+    ex_links = existing.select(*key, pl.col("person_id").cast(pl.String)).unique(subset=key, keep="first")
+    new_keys = new_tokens.select(pl.col(spec.source).alias("source"), pl.col(spec.record_id).cast(pl.String)
+                                 .alias("record_id"))
+    known = new_keys.with_row_index("_i").join(ex_links, on=key, how="inner")
+    fresh_mask = ~pl.Series(range(new_tokens.height)).is_in(known["_i"].implode())
+    fresh = new_tokens.filter(fresh_mask)
+    candidates = _candidates(existing_tokens, fresh, model)
+    timings["candidates"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    with Session() as s:
+        ex_df = model.prepare(candidates)
+        new_df = model.prepare(fresh, id_offset=ex_df.height)
+        ex_sdf, new_sdf = s.register(ex_df, "existing"), s.register(new_df, "new")
+        all_table = "ed_all_records"
+        s.con.execute(f"CREATE TABLE {all_table} AS SELECT * FROM {ex_sdf.physical_name} UNION ALL BY NAME "
+                      f"SELECT * FROM {new_sdf.physical_name}")
+        # term frequencies over every existing record (not only the candidates) and the new ones
+        tf_source = pl.concat([
+            to_internal(existing_tokens, spec, model.fields).select(_tf_input_columns(model)),
+            to_internal(fresh, spec, model.fields).select(_tf_input_columns(model)),
+        ])
+        if model.hashed:
+            tf_source = hash_tokens(tf_source)
+        settings = _predict_settings(model, keep_pairs)
+        linker = s.linker(new_sdf, settings, tf_source=tf_source)
+        floor = min(model.review_band[0], model.threshold)
+        between = linker.inference.predict_between(ex_sdf, new_sdf, threshold_match_probability=floor,
+                                                   warning_mode="never")
+        within = linker.inference.predict_within(new_sdf, threshold_match_probability=floor, warning_mode="never")
+        s.con.execute(f"CREATE TABLE ed_predictions AS SELECT * FROM {between.physical_name} UNION ALL BY NAME "
+                      f"SELECT * FROM {within.physical_name}")
+        timings["predict"] = time.perf_counter() - t
+        t = time.perf_counter()
+        decisions_table = _load_decisions(s, decisions, all_table)
+        edges = s.query(f"SELECT * FROM {_edges(s, 'ed_predictions', all_table, model, decisions_table)}")
+        dup = duplicate_like_sql(model.sql_context, model.fields)
+        cannot = s.query(cannot_link_sql(all_table, dup if model.separate_group_members else "TRUE",
+                                         decisions_table))
+        pairs = _pairs_frame(s, "ed_predictions", all_table) if keep_pairs else pl.DataFrame()
+    n_ex = ex_df.height
+    ex_person = ex_df.select("unique_id", "source", "record_id").join(ex_links, on=key, how="left")
+    assigned = _attach(new_df.select("unique_id", "source", "record_id"), ex_person, edges, cannot, n_ex,
+                       taken=set(ex_links["person_id"].unique().to_list()))
+    timings["cluster"] = time.perf_counter() - t
+
+    best = pl.concat([
+        edges.select(pl.col("unique_id_r").alias("unique_id"), "match_probability"),
+        edges.select(pl.col("unique_id_l").alias("unique_id"), "match_probability"),
+    ]).filter(pl.col("unique_id") >= n_ex).group_by("unique_id").agg(pl.col("match_probability").max())
+    new_links = assigned.join(best, on="unique_id", how="left")
+    resent = known.select(*key, "person_id", pl.lit(None, dtype=pl.Float64).alias("match_probability"))
+    ex_prob = existing.select(*key, "match_probability") if "match_probability" in existing.columns else None
+    old = ex_links if ex_prob is None else ex_links.join(ex_prob.unique(subset=key), on=key, how="left")
+    if "match_probability" not in old.columns:
+        old = old.with_columns(pl.lit(None, dtype=pl.Float64).alias("match_probability"))
+    links = pl.concat([
+        old.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA),
+        resent.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA),
+        new_links.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA),
+    ])
+    timings["total"] = time.perf_counter() - t0
+    model.metadata["last_incremental"] = {"new_records": new_tokens.height, "fresh_records": fresh.height,
+                                         "candidates": candidates.height, "timings": timings}
+    crosswalk = pl.DataFrame(schema=CROSSWALK_SCHEMA)
+    return LinkResult(links=links, pairs=pairs, model=model, crosswalk=crosswalk,
+                      records=new_df.select("unique_id", "source", "record_id", "group_ref"), timings=timings)
+
+
+def _tf_input_columns(model: LinkageModel) -> list[str]:
+    cols: list[str] = []
+    for c in tf_columns(model.settings):
+        cols += [c, *TF_COMPANIONS.get(c, ())]
+    return list(dict.fromkeys(cols))
+
+
+def _attach(new: pl.DataFrame, ex_person: pl.DataFrame, edges: pl.DataFrame, cannot: pl.DataFrame, n_ex: int,
+            taken: set[str]) -> pl.DataFrame:
+    """Person ids for new records: greedy constrained clustering over new records and existing persons (one
+    node each; two existing persons are never joined)."""
+    persons = ex_person["person_id"].unique().sort().to_list()
+    node_of_person = {p: -(i + 1) for i, p in enumerate(persons)}
+    ex_node = dict(zip(ex_person["unique_id"].to_list(),
+                       [node_of_person[p] for p in ex_person["person_id"].to_list()], strict=True))
+
+    def node(u: int) -> int:
+        return u if u >= n_ex else ex_node[u]
+
+    e = edges.select("unique_id_l", "unique_id_r", "match_probability")
+    mapped = pl.DataFrame({
+        "unique_id_l": [node(u) for u in e["unique_id_l"].to_list()],
+        "unique_id_r": [node(u) for u in e["unique_id_r"].to_list()],
+        "match_probability": e["match_probability"],
+    }, schema={"unique_id_l": pl.Int64, "unique_id_r": pl.Int64, "match_probability": pl.Float64})
+    mapped = mapped.filter(pl.col("unique_id_l") != pl.col("unique_id_r"))
+    cannot_pairs = {(node(u), node(v)) for u, v in zip(cannot["u"].to_list(), cannot["v"].to_list(), strict=True)}
+    cannot_pairs = {p for p in cannot_pairs if p[0] != p[1] and (p[0] >= 0 or p[1] >= 0)}
+    touched = set(mapped["unique_id_l"].to_list()) | set(mapped["unique_id_r"].to_list())
+    nodes = sorted(set(new["unique_id"].to_list()) | {n for n in touched if n < 0})
+    exclusive = {n for n in nodes if n < 0}
+    root = greedy_constrained(nodes, mapped, cannot_pairs, exclusive)
+    # each cluster: the existing person in it, else a new id seeded by its smallest member key
+    person_of_node = {v: k for k, v in node_of_person.items()}
+    members: dict[int, list[int]] = {}
+    for n in nodes:
+        members.setdefault(root[n], []).append(n)
+    keys = dict(zip(new["unique_id"].to_list(),
+                    (new["source"] + "\x1f" + new["record_id"]).to_list(), strict=True))
+    pid_of_root: dict[int, str] = {}
+    for r, ms in sorted(members.items(), key=lambda kv: min(keys.get(m, "") for m in kv[1] if m >= 0) if any(
+            m >= 0 for m in kv[1]) else ""):
+        ex = [m for m in ms if m < 0]
+        if ex:
+            pid_of_root[r] = person_of_node[ex[0]]
+        else:
+            pid_of_root[r] = new_person_id(min(keys[m] for m in ms), "P", taken)
+    return new.with_columns(pl.Series("person_id", [pid_of_root[root[u]] for u in new["unique_id"].to_list()],
+                                      dtype=pl.String))
 
 
 def link_people(tokens: pl.DataFrame, model: LinkageModel | None = None, *, spec: TokenColumns | None = None,
