@@ -39,6 +39,62 @@ def new_person_id(seed: str, prefix: str, taken: set[str]) -> str:
         salt += 1
 
 
+def stable_cluster_ids(
+    previous: pl.DataFrame | None,
+    current: pl.DataFrame,
+    *,
+    prefix: str,
+    retired: set[str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The id of each current cluster, carried over from `previous` where it can be (see the module docstring).
+
+    previous: member (String), old (String) - one row per member and previous id;
+    current: member (String), cluster (String) - one row per member and current cluster.
+    A member may sit in several clusters (a person in two households over time).
+    Returns (cluster, id) and the crosswalk (old_id, new_id, change, records).
+    """
+    cl = current.select(pl.col("member").cast(pl.String), pl.col("cluster").cast(pl.String).alias("_c")).unique()
+    seeds = cl.group_by("_c").agg(pl.col("member").min().alias("_seed"))
+    taken: set[str] = set(retired or ())
+    if previous is not None and previous.height:
+        prev = previous.select(pl.col("member").cast(pl.String), pl.col("old").cast(pl.String).alias("_old")).unique()
+        taken |= set(prev["_old"].unique().to_list())
+        overlap = cl.join(prev, on="member", how="inner").group_by("_c", "_old").len()
+        home = (
+            overlap.sort(["_old", "len", "_c"], descending=[False, True, False])
+            .group_by("_old", maintain_order=True).first()
+        )
+        inherit = (
+            home.sort(["_c", "len", "_old"], descending=[False, True, False])
+            .group_by("_c", maintain_order=True).first()
+            .select("_c", pl.col("_old").alias("_id"))
+        )
+    else:
+        overlap = pl.DataFrame(schema={"_c": pl.String, "_old": pl.String, "len": pl.UInt32})
+        home = overlap
+        inherit = pl.DataFrame(schema={"_c": pl.String, "_id": pl.String})
+
+    assigned = seeds.join(inherit, on="_c", how="left").sort("_seed", "_c")
+    fresh = [
+        new_person_id(seed, prefix, taken) if cid is None else cid
+        for seed, cid in zip(assigned["_seed"].to_list(), assigned["_id"].to_list(), strict=True)
+    ]
+    assigned = assigned.select(pl.col("_c").alias("cluster"), pl.Series("id", fresh, dtype=pl.String))
+
+    if overlap.height:
+        o = overlap.join(assigned.select(pl.col("cluster").alias("_c"), pl.col("id").alias("_id")), on="_c").join(
+            home.select("_old", pl.col("_c").alias("_home")), on="_old"
+        )
+        merges = o.filter((pl.col("_c") == pl.col("_home")) & (pl.col("_old") != pl.col("_id"))).select(
+            old_id="_old", new_id="_id", change=pl.lit("merge"), records=pl.col("len").cast(pl.Int64))
+        splits = o.filter(pl.col("_c") != pl.col("_home")).select(
+            old_id="_old", new_id="_id", change=pl.lit("split"), records=pl.col("len").cast(pl.Int64))
+        crosswalk = pl.concat([merges, splits]).sort("old_id", "change", "new_id")
+    else:
+        crosswalk = pl.DataFrame(schema=CROSSWALK_SCHEMA)
+    return assigned, crosswalk.cast(CROSSWALK_SCHEMA)
+
+
 def assign_stable_ids(
     previous: pl.DataFrame | None,
     clusters: pl.DataFrame,
@@ -56,51 +112,17 @@ def assign_stable_ids(
     must never be reissued (the crosswalk's old ids, for instance).
     """
     key = tuple(key)
-    member = pl.concat_str([pl.col(c).cast(pl.String) for c in key], separator="\x1f")
+    member = pl.concat_str([pl.col(c).cast(pl.String) for c in key], separator="\x1f").alias("member")
     # one row per key (a record sent twice is one record, in one cluster)
-    cl = clusters.select(*key, pl.col(cluster_column).cast(pl.String).alias("_c")).unique(subset=list(key),
-                                                                                          keep="first")
-    seeds = cl.group_by("_c").agg(member.min().alias("_seed"))
-    taken: set[str] = set(retired or ())
+    cl = clusters.select(*key, member, pl.col(cluster_column).cast(pl.String).alias("cluster")).unique(
+        subset=list(key), keep="first")
+    prev = None
     if previous is not None and previous.height:
-        prev = previous.select(*key, pl.col(id_column).cast(pl.String).alias("_old")).unique(subset=list(key),
-                                                                                              keep="first")
-        taken |= set(prev["_old"].unique().to_list())
-        overlap = cl.join(prev, on=list(key), how="inner").group_by("_c", "_old").len()
-        home = (
-            overlap.sort(["_old", "len", "_c"], descending=[False, True, False])
-            .group_by("_old", maintain_order=True).first()
-        )
-        inherit = (
-            home.sort(["_c", "len", "_old"], descending=[False, True, False])
-            .group_by("_c", maintain_order=True).first()
-            .select("_c", pl.col("_old").alias("_id"))
-        )
-    else:
-        overlap = pl.DataFrame(schema={"_c": pl.String, "_old": pl.String, "len": pl.UInt32})
-        home = overlap
-        inherit = pl.DataFrame(schema={"_c": pl.String, "_id": pl.String})
-
-    assigned = seeds.join(inherit, on="_c", how="left").sort("_seed")
-    fresh = [
-        new_person_id(seed, prefix, taken) if cid is None else cid
-        for seed, cid in zip(assigned["_seed"].to_list(), assigned["_id"].to_list(), strict=True)
-    ]
-    assigned = assigned.with_columns(pl.Series("_id", fresh, dtype=pl.String))
-    ids = cl.join(assigned.select("_c", "_id"), on="_c", how="left").select(*key, pl.col("_id").alias(id_column))
-
-    if overlap.height:
-        o = overlap.join(assigned.select("_c", "_id"), on="_c").join(
-            home.select("_old", pl.col("_c").alias("_home")), on="_old"
-        )
-        merges = o.filter((pl.col("_c") == pl.col("_home")) & (pl.col("_old") != pl.col("_id"))).select(
-            old_id="_old", new_id="_id", change=pl.lit("merge"), records=pl.col("len").cast(pl.Int64))
-        splits = o.filter(pl.col("_c") != pl.col("_home")).select(
-            old_id="_old", new_id="_id", change=pl.lit("split"), records=pl.col("len").cast(pl.Int64))
-        crosswalk = pl.concat([merges, splits]).sort("old_id", "change", "new_id")
-    else:
-        crosswalk = pl.DataFrame(schema=CROSSWALK_SCHEMA)
-    return ids, crosswalk.cast(CROSSWALK_SCHEMA)
+        prev = previous.select(member, pl.col(id_column).cast(pl.String).alias("old")).unique(
+            subset=["member"], keep="first")
+    assigned, crosswalk = stable_cluster_ids(prev, cl.select("member", "cluster"), prefix=prefix, retired=retired)
+    ids = cl.join(assigned, on="cluster", how="left").select(*key, pl.col("id").alias(id_column))
+    return ids, crosswalk
 
 
 def id_stability(previous: pl.DataFrame, current: pl.DataFrame, *, key=("source", "record_id"),
