@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from ed_pipeline.defs.partitions import monthly_partitions
 from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import zone_resources
 from ed_pipeline.defs.validated import validated_assets
@@ -11,7 +10,6 @@ from ed_pipeline.settings import Settings
 ingest_job = dg.define_asset_job(
     "ingest",
     selection=dg.AssetSelection.groups("raw", "validated"),
-    partitions_def=monthly_partitions,
     description="Load, parse and validate agency extracts for the selected months.",
 )
 

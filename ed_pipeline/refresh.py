@@ -81,6 +81,8 @@ def refresh(settings: Settings, progress=None) -> RefreshResult:
                 asset_selection=[raw_key(source), validated_key(source), quarantine_key(source)],
                 tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], "ed_pipeline/trigger": "refresh"},
                 raise_on_error=False,
+                # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
             failed = [
                 f"{'/'.join(e.asset_key.path)}:{e.check_name}"

@@ -1,7 +1,5 @@
 """raw.<source>: each agency's monthly CSV as it arrived, with lineage columns (agency zone)."""
 
-from __future__ import annotations
-
 import dagster as dg
 import polars as pl
 

@@ -1,7 +1,5 @@
 """validated.<source> and quarantine.<source>: canonical person records, and every rejected row with its reason."""
 
-from __future__ import annotations
-
 import dagster as dg
 import polars as pl
 

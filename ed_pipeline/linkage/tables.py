@@ -1,0 +1,132 @@
+"""The `linked` tables of warehouse.duckdb, built from a link result, and how to write them.
+
+    linked.person_link           source, record_id, person_id, match_probability
+    linked.person                person_id, records, sources, first_seen, last_seen, birth_year, birth_month, sex
+    linked.household_membership  household_id, person_id, valid_from, valid_to
+    linked.cohort                person_id, birth_year, birth_month, sex, household_id, valid_from, valid_to
+    linked.person_crosswalk      old_id, new_id, change, records, refreshed_at
+    linked.household_crosswalk   old_id, new_id, change, records, refreshed_at
+    linked.review_pair           see review.review_pairs
+
+Only pseudonymous values: person and household ids, record keys, clear
+birth year and month and sex (already in the pseudonymised layer).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from ed_pipeline.linkage.households import HouseholdResult
+from ed_pipeline.linkage.link import LINK_SCHEMA, LinkResult
+from ed_pipeline.linkage.spec import TokenColumns
+
+COHORT_MAX_AGE_YEARS = 5  # children up to their sixth birthday: the EYFSP is taken in the year they turn five
+
+
+def person_link_table(result: LinkResult) -> pl.DataFrame:
+    return result.links.select(list(LINK_SCHEMA)).unique(subset=["source", "record_id"], keep="first").sort(
+        "source", "record_id")
+
+
+def person_table(links: pl.DataFrame, tokens: pl.DataFrame, spec: TokenColumns | None = None) -> pl.DataFrame:
+    """One row per person: how many records from which sources, when seen, and the most common clear birth year,
+    birth month and sex among their records."""
+    spec = spec or TokenColumns()
+    t = tokens.select(
+        pl.col(spec.source).alias("source"), pl.col(spec.record_id).cast(pl.String).alias("record_id"),
+        *( [pl.col(spec.event_date).cast(pl.Date).alias("event_date")] if spec.event_date in tokens.columns
+           else [pl.lit(None, dtype=pl.Date).alias("event_date")]),
+        *[(pl.col(c).alias(n) if c and c in tokens.columns else pl.lit(None).alias(n))
+          for n, c in (("birth_year", spec.birth_year), ("birth_month", spec.birth_month), ("sex", spec.sex))],
+    ).join(links.select("source", "record_id", "person_id").unique(subset=["source", "record_id"]),
+           on=["source", "record_id"], how="inner")
+
+    def mode(col: str) -> pl.Expr:
+        valid = pl.col(col).filter(pl.col(col).is_not_null() & (pl.col(col).cast(pl.String) != "U"))
+        return valid.mode().sort().first().alias(col)
+
+    return (t.group_by("person_id").agg(
+        pl.struct("source", "record_id").n_unique().alias("records"),
+        pl.col("source").unique().sort().str.join(",").alias("sources"),
+        pl.col("event_date").min().alias("first_seen"), pl.col("event_date").max().alias("last_seen"),
+        mode("birth_year").cast(pl.Int32), mode("birth_month").cast(pl.Int32), mode("sex").cast(pl.String),
+    ).sort("person_id"))
+
+
+def cohort_table(persons: pl.DataFrame, membership: pl.DataFrame, window: tuple[date, date] | None = None,
+                 max_age_years: int = COHORT_MAX_AGE_YEARS) -> pl.DataFrame:
+    """Children aged `max_age_years` or under at some time in `window` (default: the span of the records), with
+    every household spell of theirs that overlaps the window (a child with no known household: one row, nulls)."""
+    if window is None:
+        window = (persons["first_seen"].min(), persons["last_seen"].max())
+    start, end = window
+    born = pl.date(pl.col("birth_year"), pl.col("birth_month").fill_null(6), 1)
+    kids = persons.filter(pl.col("birth_year").is_not_null()).filter(
+        (born <= pl.lit(end)) & (born > pl.lit(date(start.year - max_age_years - 1, start.month, 1))))
+    m = membership.filter(pl.col("valid_from") <= pl.lit(end)).filter(
+        pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.lit(start)))
+    return (kids.select("person_id", "birth_year", "birth_month", "sex")
+            .join(m, on="person_id", how="left")
+            .select("person_id", "birth_year", "birth_month", "sex", "household_id", "valid_from", "valid_to")
+            .sort("person_id", "valid_from", nulls_last=True))
+
+
+def linked_tables(result: LinkResult, tokens: pl.DataFrame, household: HouseholdResult,
+                  review: pl.DataFrame | None = None, window: tuple[date, date] | None = None,
+                  refreshed_at: datetime | None = None) -> dict[str, pl.DataFrame]:
+    """Every table of the `linked` schema (see the module docstring), by name."""
+    stamp = refreshed_at or datetime.now()
+    persons = person_table(result.links, tokens, result.model.spec)
+    tables = {
+        "person_link": person_link_table(result),
+        "person": persons,
+        "household_membership": household.membership,
+        "cohort": cohort_table(persons, household.membership, window),
+        "person_crosswalk": result.crosswalk.with_columns(pl.lit(stamp).alias("refreshed_at")),
+        "household_crosswalk": household.crosswalk.with_columns(pl.lit(stamp).alias("refreshed_at")),
+    }
+    if review is not None:
+        tables["review_pair"] = review
+    return tables
+
+
+def write_tables(database: str | Path | duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame],
+                 schema: str = "linked", append: tuple[str, ...] = ("person_crosswalk", "household_crosswalk")
+                 ) -> None:
+    """Replace `schema.<name>` for every table (crosswalks are appended to, keeping the history of ids)."""
+    con = database if isinstance(database, duckdb.DuckDBPyConnection) else duckdb.connect(str(database))
+    try:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for name, df in tables.items():
+            con.register("__linked_in", df.to_arrow())
+            exists = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [schema, name]).fetchone()[0]
+            if name in append and exists:
+                con.execute(f"INSERT INTO {schema}.{name} BY NAME SELECT * FROM __linked_in")
+            else:
+                con.execute(f"CREATE OR REPLACE TABLE {schema}.{name} AS SELECT * FROM __linked_in")
+            con.unregister("__linked_in")
+    finally:
+        if not isinstance(database, duckdb.DuckDBPyConnection):
+            con.close()
+
+
+def save_model_artifacts(result_or_model, directory: str | Path) -> dict[str, Path]:
+    """The trained model as JSON and its match-weights chart (HTML: PNG needs vl-convert, not installed), for
+    MLflow; returns their paths."""
+    model = getattr(result_or_model, "model", result_or_model)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return {"model": model.save(directory / "linkage_model.json"),
+            "match_weights_chart": model.match_weights_chart(directory / "match_weights.html"),
+            "parameters": _write_parameters(model, directory / "linkage_parameters.csv")}
+
+
+def _write_parameters(model, path: Path) -> Path:
+    model.parameters().write_csv(path)
+    return path
