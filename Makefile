@@ -18,12 +18,14 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 run: install
 	$(BIN)/ed-pipeline synth --people $(PEOPLE) --seed $(SEED)
+	$(BIN)/ed-pipeline keygen
 	$(BIN)/ed-pipeline refresh
 
 synth: install
 	$(BIN)/ed-pipeline synth --people $(PEOPLE) --seed $(SEED)
 
 refresh: install
+	$(BIN)/ed-pipeline keygen
 	$(BIN)/ed-pipeline refresh
 
 test: install
@@ -33,7 +35,9 @@ lint: install
 	$(BIN)/ruff check ed_pipeline ed_pipeline_tests benchmarks
 
 dagster: install
-	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/data/dagster} $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/ed-pipeline keygen
+	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/data/dagster} ED_PSEUDO_KEY=$${ED_PSEUDO_KEY:-$$(cat data/secrets/pseudo.key)} \
+		$(BIN)/dagster dev -w workspace.yaml
 
 benchmarks: install
 	$(BIN)/python benchmarks/synth_benchmark.py

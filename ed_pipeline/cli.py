@@ -31,8 +31,19 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from ed_pipeline.privacy import ensure_key_file, key_fingerprint
+
+    existed = settings.demo_key_file.exists()
+    key = ensure_key_file(settings.demo_key_file)
+    verb = "kept the existing" if existed else "created a random"
+    console.print(f"{verb} demo pseudonymisation key at {settings.demo_key_file} (mode 0600, fingerprint "
+                  f"{key_fingerprint(key)}). For real data set ED_PSEUDO_KEY from your key custodian instead.")
+    return 0
+
+
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    from ed_pipeline.refresh import layer_counts, refresh
+    from ed_pipeline.refresh import MissingKeyError, layer_counts, refresh
 
     def report(source: str, outcome) -> None:
         if outcome is None:
@@ -47,7 +58,7 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
         months = settings.landed_months()
         console.print(f"[bold]Refreshing[/] {len(months)} month(s) of extracts from {settings.landing_dir}")
         result = refresh(settings, progress=report)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, MissingKeyError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
 
@@ -78,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--last-month", default=DEFAULT_LAST_MONTH)
     synth.add_argument("--clean", action="store_true", help="no injected data-quality errors")
     synth.set_defaults(func=cmd_synth)
+
+    keygen = sub.add_parser("keygen", help="create a random demo pseudonymisation key in secrets/ (if missing)")
+    keygen.set_defaults(func=cmd_keygen)
 
     ref = sub.add_parser("refresh", help="materialise every asset for every month in landing/")
     ref.set_defaults(func=cmd_refresh)

@@ -3,20 +3,21 @@
 import dagster as dg
 
 from ed_pipeline.defs.raw import raw_assets
-from ed_pipeline.defs.resources import zone_resources
+from ed_pipeline.defs.pseudonymised import pseudonymised_assets
+from ed_pipeline.defs.resources import all_resources
 from ed_pipeline.defs.validated import validated_assets
 from ed_pipeline.settings import Settings
 
 ingest_job = dg.define_asset_job(
     "ingest",
-    selection=dg.AssetSelection.groups("raw", "validated"),
-    description="Load, parse and validate agency extracts for the selected months.",
+    selection=dg.AssetSelection.groups("raw", "validated", "pseudonymised"),
+    description="Load, validate and pseudonymise agency extracts for the selected months.",
 )
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *validated_assets],
+    assets=[*raw_assets, *validated_assets, *pseudonymised_assets],
     jobs=[ingest_job],
-    resources=zone_resources(Settings.from_env()),
+    resources=all_resources(Settings.from_env()),
     # DuckDB allows one writer per file: steps of a run execute one after another in one process.
     executor=dg.in_process_executor,
 )

@@ -56,17 +56,37 @@ def ensure_dagster_home(settings: Settings) -> Path:
     return home
 
 
+class MissingKeyError(RuntimeError):
+    pass
+
+
+def provide_pseudo_key(settings: Settings) -> str:
+    """Make sure ED_PSEUDO_KEY is set (from the demo key file if need be); say where it came from."""
+    if os.environ.get("ED_PSEUDO_KEY"):
+        return "ED_PSEUDO_KEY"
+    if not settings.demo_key_file.exists():
+        raise MissingKeyError(
+            "ED_PSEUDO_KEY is not set and there is no demo key at "
+            f"{settings.demo_key_file}: set ED_PSEUDO_KEY (at least 32 random bytes, hex or base64) "
+            "or run `ed-pipeline keygen` to make a random demo key"
+        )
+    os.environ["ED_PSEUDO_KEY"] = settings.demo_key_file.read_text().strip()
+    return str(settings.demo_key_file)
+
+
 def refresh(settings: Settings, progress=None) -> RefreshResult:
     """Ingest every landed month for every source; `progress(source, outcome_or_None)` reports each step."""
+    from ed_pipeline.definitions import defs
+    from ed_pipeline.defs.pseudonymised import pseudonymised_key
     from ed_pipeline.defs.raw import raw_key
     from ed_pipeline.defs.validated import quarantine_key, validated_key
-    from ed_pipeline.definitions import defs
 
     months = settings.landed_months()
     if not months:
         raise FileNotFoundError(
             f"no extracts found under {settings.landing_dir}; run `ed-pipeline synth` first or drop files there"
         )
+    provide_pseudo_key(settings)
     ensure_dagster_home(settings)
     job = defs.resolve_job_def("ingest")
     started = time.perf_counter()
@@ -78,7 +98,8 @@ def refresh(settings: Settings, progress=None) -> RefreshResult:
             t0 = time.perf_counter()
             result = job.execute_in_process(
                 instance=instance,
-                asset_selection=[raw_key(source), validated_key(source), quarantine_key(source)],
+                asset_selection=[raw_key(source), validated_key(source), quarantine_key(source),
+                                 pseudonymised_key(source)],
                 tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], "ed_pipeline/trigger": "refresh"},
                 raise_on_error=False,
                 # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.

@@ -33,6 +33,11 @@ class Settings:
         return self.data_dir / "truth"
 
     @property
+    def postcode_directory(self) -> Path:
+        """Public postcode -> ward, LSOA lookup (ONS's NSPL in real life; synth writes the world's own)."""
+        return Path(os.environ.get("ED_POSTCODE_DIRECTORY", self.data_dir / "reference" / "postcode_directory.parquet"))
+
+    @property
     def agency_zone_path(self) -> Path:
         return Path(os.environ.get("ED_AGENCY_ZONE_DB", self.data_dir / "agency_zone.duckdb"))
 
@@ -55,6 +60,11 @@ class Settings:
     @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
+
+    @property
+    def demo_key_file(self) -> Path:
+        """Where `ed-pipeline keygen` puts a random demo key; ED_PSEUDO_KEY takes precedence over it."""
+        return self.secrets_dir / "pseudo.key"
 
     def landing_file(self, source: str, month: str) -> Path:
         return self.landing_dir / source / f"{month}.csv"

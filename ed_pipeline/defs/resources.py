@@ -22,6 +22,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
+from ed_pipeline.privacy import load_key
 from ed_pipeline.settings import Settings
 
 AGENCY_ZONE = "agency_zone_io_manager"
@@ -83,9 +84,22 @@ class ZoneIOManager(DuckDBIOManager):
         )
 
 
+class PseudonymisationKey(dg.ConfigurableResource):
+    """The HMAC key that turns identifiers into tokens: configured from ED_PSEUDO_KEY, never written anywhere."""
+
+    key: str
+
+    def key_bytes(self) -> bytes:
+        return load_key(self.key)  # refuses keys shorter than 32 bytes with a clear error
+
+
 def zone_resources(settings: Settings) -> dict[str, dg.ConfigurableIOManager]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         AGENCY_ZONE: ZoneIOManager(database=str(settings.agency_zone_path)),
         WAREHOUSE: ZoneIOManager(database=str(settings.warehouse_path)),
     }
+
+
+def all_resources(settings: Settings) -> dict:
+    return {**zone_resources(settings), "pseudo_key": PseudonymisationKey(key=dg.EnvVar("ED_PSEUDO_KEY"))}

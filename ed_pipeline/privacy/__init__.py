@@ -40,6 +40,7 @@ from ed_pipeline.privacy.leak_scan import (
     identifiers_from_records,
     scan_duckdb,
     scan_files,
+    scan_frame,
     scan_texts,
 )
 from ed_pipeline.privacy.pseudonymise import (
@@ -81,6 +82,7 @@ __all__ = [
     "pseudonymise_people",
     "scan_duckdb",
     "scan_files",
+    "scan_frame",
     "scan_texts",
     "splink_dice_sql",
 ]

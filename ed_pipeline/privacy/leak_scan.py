@@ -413,6 +413,14 @@ def scan_duckdb(
             conn.close()
 
 
+def scan_frame(frame: pl.DataFrame, identifiers: IdentifierSet, name: str = "frame") -> list[Leak]:
+    """Leaks in every column of one in-memory frame (scanned as table `name` of a throwaway database)."""
+    arrow = frame.to_arrow()  # noqa: F841 (read by DuckDB by name)
+    with duckdb.connect() as conn:
+        conn.execute(f"create table {_quote(name)} as select * from arrow")
+        return scan_duckdb(conn, identifiers)
+
+
 def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: IdentifierSet,
                    schemas: Iterable[str] | None, aligned_dob_rate: float) -> list[Leak]:
     wanted = set(schemas) if schemas is not None else None

@@ -45,6 +45,9 @@ class SynthSummary:
         return asdict(self)
 
 
+POSTCODE_DIRECTORY = "postcode_directory.parquet"
+
+
 def _rng(seed: int, stage: str, sub: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, STAGES[stage], sub])
 
@@ -57,10 +60,12 @@ def _date(days: np.ndarray, null_at: int | None = None) -> pl.Series:
 
 
 def generate(config: SynthConfig, landing_dir: Path, truth_dir: Path,
-             progress: Callable[[str], None] | None = None) -> SynthSummary:
+             progress: Callable[[str], None] | None = None, reference_dir: Path | None = None) -> SynthSummary:
     """Generate a synthetic world: `landing_dir/<source>/<YYYY-MM>.csv` and Parquet truth in `truth_dir`.
 
-    Any previous world in those folders is removed first. Deterministic for `config.seed`.
+    Also writes the world's public postcode directory (postcode -> ward, LSOA: what ONS publishes for the
+    real country) to `reference_dir` (default: beside landing_dir). Any previous world in those folders is
+    removed first. Deterministic for `config.seed`.
     """
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
@@ -114,6 +119,7 @@ def generate(config: SynthConfig, landing_dir: Path, truth_dir: Path,
 
     say("ground truth")
     _write_truth(truth_dir, pop, geo, cal, names, truths, assessment)
+    _write_postcode_directory(Path(reference_dir or landing_dir.parent / "reference"), pop, geo)
     children = assessment.children
     summary.not_gld_by_year = {
         int(r["assessment_year"]): round(float(r["not_gld"]), 4)
@@ -123,6 +129,17 @@ def generate(config: SynthConfig, landing_dir: Path, truth_dir: Path,
     summary.seconds = round(time.perf_counter() - t0, 2)
     say(f"done in {summary.seconds:.1f}s")
     return summary
+
+
+def _write_postcode_directory(reference_dir: Path, pop: Population, geo: Geography) -> None:
+    """Public reference data, not truth: the pipeline may read it (to derive ward and LSOA from a postcode)."""
+    reference_dir.mkdir(parents=True, exist_ok=True)
+    a = pop.addresses
+    pl.DataFrame({
+        "postcode": a["postcode"],
+        "ward": geo.wards["ward"].to_numpy()[a["ward_idx"].to_numpy()].tolist(),
+        "lsoa": geo.lsoas["lsoa"].to_numpy()[a["lsoa_idx"].to_numpy()].tolist(),
+    }).unique("postcode", keep="first").sort("postcode").write_parquet(reference_dir / POSTCODE_DIRECTORY)
 
 
 def _write_truth(truth_dir: Path, pop: Population, geo: Geography, cal: Calendar, names: NamePools,

@@ -1,0 +1,76 @@
+"""pseudonymised.<source>: validated records with every direct identifier replaced by keyed tokens (warehouse)."""
+
+import dagster as dg
+import polars as pl
+
+from ed_pipeline.defs.partitions import monthly_partitions, single_run
+from ed_pipeline.defs.resources import MONTH_PARTITION_EXPR, WAREHOUSE, PseudonymisationKey
+from ed_pipeline.defs.validated import validated_key
+from ed_pipeline.privacy import identifiers_from_records, key_fingerprint, pseudonymise_people, scan_frame
+from ed_pipeline.settings import Settings
+from ed_pipeline.sources import SOURCES, Source
+
+NO_IDENTIFIERS_CHECK = "no_identifiers"
+
+
+def pseudonymised_key(source: Source) -> dg.AssetKey:
+    return dg.AssetKey(["pseudonymised", source.name])
+
+
+def read_postcode_directory(settings: Settings) -> pl.DataFrame | None:
+    path = settings.postcode_directory
+    return pl.read_parquet(path, columns=["postcode", "ward", "lsoa"]) if path.exists() else None
+
+
+def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
+    key = pseudonymised_key(source)
+
+    @dg.asset(
+        key=key,
+        description=f"{source.name}: keyed HMAC tokens and hardened Bloom filters in place of identifiers; "
+        "sex, birth year/month, ward, LSOA, event dates and attributes in clear.",
+        ins={"validated": dg.AssetIn(key=validated_key(source))},
+        group_name="pseudonymised",
+        partitions_def=monthly_partitions,
+        backfill_policy=single_run,
+        io_manager_key=WAREHOUSE,
+        kinds={"duckdb", "polars"},
+        owners=["team:data-engineering"],
+        tags={"zone": "warehouse"},
+        metadata={"partition_expr": MONTH_PARTITION_EXPR},
+        check_specs=[
+            dg.AssetCheckSpec(
+                NO_IDENTIFIERS_CHECK,
+                asset=key,
+                blocking=True,
+                description="None of the partition's names, dates of birth, NHS numbers, UPNs, postcodes, "
+                "addresses or UPRNs appears anywhere in the pseudonymised rows.",
+            )
+        ],
+    )
+    def pseudonymise_source(context: dg.AssetExecutionContext, pseudo_key: PseudonymisationKey,
+                            validated: pl.DataFrame):
+        secret = pseudo_key.key_bytes()
+        lookup = read_postcode_directory(Settings.from_env())
+        if lookup is None:
+            context.log.warning("no postcode directory: ward and LSOA will be null")
+        tokens = pseudonymise_people(validated, secret, lookup)
+        leaks = scan_frame(tokens, identifiers_from_records(validated), name=source.name) if tokens.height else []
+        context.log.info(f"{source.name}: {tokens.height} records pseudonymised, {len(leaks)} leak(s) found")
+        yield dg.Output(
+            tokens,
+            metadata={
+                "key_fingerprint": key_fingerprint(secret),
+                "ward_known_share": round(tokens["ward"].is_not_null().mean() or 0.0, 4) if tokens.height else 0.0,
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name=NO_IDENTIFIERS_CHECK,
+            passed=not leaks,
+            metadata={"leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in leaks) or "none")},
+        )
+
+    return pseudonymise_source
+
+
+pseudonymised_assets = [build_pseudonymised_asset(source) for source in SOURCES]
