@@ -68,7 +68,7 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
     totals = [0, 0, 0]
     for row in layer_counts(settings):
         cells = [row["raw"], row["validated"], row["quarantine"]]
-        totals = [t + (c or 0) for t, c in zip(totals, cells)]
+        totals = [t + (c or 0) for t, c in zip(totals, cells, strict=True)]
         table.add_row(row["source"], *("-" if c is None else f"{c:,}" for c in cells))
     table.add_row("[bold]total", *(f"[bold]{t:,}" for t in totals))
     Console().print(table)

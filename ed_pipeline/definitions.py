@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.pseudonymised import pseudonymised_assets
+from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import all_resources
 from ed_pipeline.defs.validated import validated_assets
 from ed_pipeline.settings import Settings

@@ -122,6 +122,7 @@ def _slot(prefix: str, role: str, suffix: str, optional: bool) -> Person:
 
 YES_NO = ("Y", "N")
 MAX_BENEFIT_DEPENDANTS = 4
+BENEFIT_SLOTS = ("claimant", "partner", *(f"dep{i}" for i in range(1, MAX_BENEFIT_DEPENDANTS + 1)))
 
 SOURCES: tuple[Source, ...] = (
     Source(
@@ -245,8 +246,7 @@ SOURCES: tuple[Source, ...] = (
         description="Housing Benefit and Council Tax Reduction claims: claimant, partner and dependants",
         columns=(
             "claim_ref", "claim_type", "claim_start", "weekly_award", "uprn", "address", "postcode",
-            *(f"{slot}_{part}" for slot in ("claimant", "partner", *(f"dep{i}" for i in range(1, MAX_BENEFIT_DEPENDANTS + 1)))
-              for part in ("forename", "surname", "dob", "sex")),
+            *(f"{slot}_{part}" for slot in BENEFIT_SLOTS for part in ("forename", "surname", "dob", "sex")),
         ),
         key=("claim_ref",),
         people=(

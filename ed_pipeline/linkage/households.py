@@ -21,7 +21,8 @@
 `household_membership` has one row per person and household spell:
 household_id, person_id, valid_from, valid_to (exclusive; null = still there as
 far as the records say). Household ids are stable across refreshes
-(ids.stable_cluster_ids over persons), with their own crosswalk.
+(ids.stable_cluster_ids over each person's stays, known by person and start
+date), with their own crosswalk (`records` there counts stays).
 """
 
 from __future__ import annotations
@@ -167,22 +168,23 @@ def households(
     root = chain_episodes(spells)
     roots = pl.DataFrame({"episode": list(root), "_hh": list(root.values())},
                          schema={"episode": pl.Int64, "_hh": pl.Int64})
-    spells = spells.join(roots, on="episode", how="left")
-    current = spells.select(pl.col("person_id").alias("member"), pl.col("_hh").cast(pl.String).alias("cluster"))
+    spells = spells.join(roots, on="episode", how="left").sort("person_id", "valid_from")
+    # one membership row per stay in a household (moving house with it does not end the membership)
+    spells = spells.with_columns(
+        (pl.col("_hh") != pl.col("_hh").shift(1).over("person_id")).fill_null(True).cum_sum().alias("_stay"))
+    stays = (spells.group_by("person_id", "_hh", "_stay")
+             .agg(pl.col("valid_from").min(), pl.col("valid_to").sort_by("valid_from").last()))
+    # a stay is known across refreshes by its person and start: ids follow the stays they held before
+    member = pl.concat_str([pl.col("person_id"), pl.col("valid_from").cast(pl.String)], separator="|")
+    current = stays.select(member.alias("member"), pl.col("_hh").cast(pl.String).alias("cluster"))
     prev = None
     if previous is not None and previous.height:
-        prev = previous.select(pl.col("person_id").alias("member"), pl.col("household_id").alias("old"))
+        prev = previous.select(member.alias("member"), pl.col("household_id").alias("old"))
     assigned, crosswalk = stable_cluster_ids(prev, current, prefix="H")
-    spells = spells.join(assigned.select(pl.col("cluster").cast(pl.Int64).alias("_hh"),
-                                         pl.col("id").alias("household_id")), on="_hh", how="left")
-    # one membership row per stay in a household (moving house with it does not end the membership)
-    m = spells.sort("person_id", "valid_from").with_columns(
-        (pl.col("household_id") != pl.col("household_id").shift(1).over("person_id")).fill_null(True)
-        .cum_sum().alias("_stay"))
-    membership = (m.group_by("person_id", "household_id", "_stay")
-                  .agg(pl.col("valid_from").min(), pl.col("valid_to").sort_by("valid_from").last())
-                  .select(list(MEMBERSHIP_SCHEMA)).cast(MEMBERSHIP_SCHEMA).sort("household_id", "valid_from",
-                                                                                "person_id"))
+    ids = assigned.select(pl.col("cluster").cast(pl.Int64).alias("_hh"), pl.col("id").alias("household_id"))
+    membership = (stays.join(ids, on="_hh", how="left").select(list(MEMBERSHIP_SCHEMA)).cast(MEMBERSHIP_SCHEMA)
+                  .sort("household_id", "valid_from", "person_id"))
+    spells = spells.join(ids, on="_hh", how="left")
     return HouseholdResult(membership=membership, crosswalk=crosswalk,
                            spells=spells.select("person_id", "place", "valid_from", "valid_to", "last_seen",
                                                 "episode", "household_id"))
