@@ -1,0 +1,234 @@
+"""link_people and friends on a small labelled world, pseudonymised by the privacy package."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+
+from ed_pipeline.linkage import (
+    LinkageModel,
+    TokenColumns,
+    TrainingConfig,
+    assign_stable_ids,
+    evaluate_links,
+    id_stability,
+    link,
+    link_people,
+    train_model,
+)
+from ed_pipeline.linkage.cleartext import clear_tokens
+from ed_pipeline.linkage.households import households
+from ed_pipeline.linkage.link import link_incremental
+from ed_pipeline.linkage.review import decisions_from_review, review_pairs
+from ed_pipeline.linkage.tables import linked_tables, save_model_artifacts, write_tables
+from ed_pipeline_tests.linkage.world import make_tokens, make_world
+
+FAST = TrainingConfig(u_max_pairs=5e5, em_max_pairs=5e5)
+MONTHS = ("2017-01", "2017-02", "2017-03")
+
+
+@pytest.fixture(scope="module")
+def world():
+    records, truth, hh = make_world(households=500, seed=11, months=MONTHS)
+    return records, make_tokens(records), truth, hh
+
+
+@pytest.fixture(scope="module")
+def model(world):
+    _, tokens, _, _ = world
+    return train_model(tokens, config=FAST)
+
+
+@pytest.fixture(scope="module")
+def linked(world, model):
+    _, tokens, _, _ = world
+    return link(tokens, model)
+
+
+def test_link_people_one_row_per_record_and_accurate(world):
+    _, tokens, truth, _ = world
+    out = link_people(tokens, config=FAST)
+    assert out.columns == ["source", "record_id", "person_id"]
+    assert out.height == tokens.height
+    assert out.select(pl.struct("source", "record_id").is_unique().all()).item()
+    m = evaluate_links(out, truth)
+    assert m["precision"] >= 0.99, m
+    assert m["f1"] >= 0.98, m
+
+
+def test_model_trains_u_and_m_and_round_trips_as_json(model, linked, world, tmp_path):
+    params = model.parameters()
+    assert params.filter(pl.col("m_probability").is_null() & pl.col("u_probability").is_null()).height < 3
+    exact = params.filter((pl.col("comparison") == "date_of_birth") & (pl.col("label") == "exact"))
+    assert exact["match_weight"].item() > 5
+    assert any(lv.get("tf_adjustment_column") for c in model.settings["comparisons"]
+               for lv in c["comparison_levels"])
+    again = LinkageModel.from_json(model.to_json())
+    assert again.to_dict() == model.to_dict()
+    path = model.save(tmp_path / "m.json")
+    relinked = link(world[1], LinkageModel.load(path), keep_pairs=False)
+    assert relinked.links.sort("source", "record_id")["person_id"].equals(
+        linked.links.sort("source", "record_id")["person_id"])
+    artifacts = save_model_artifacts(model, tmp_path / "art")
+    assert artifacts["match_weights_chart"].suffix == ".html"
+    assert "vega" in artifacts["match_weights_chart"].read_text().lower()
+
+
+def test_any_token_column_names_and_a_subset_of_fields(world):
+    """Someone else's tokenised records: other column names, no Bloom filters, no address."""
+    _, tokens, truth, _ = world
+    theirs = tokens.select(
+        pl.col("source").alias("src"), pl.col("record_id").alias("rid"), pl.col("sex").alias("gender"),
+        pl.col("birth_year").alias("yob"), pl.col("tok_dob").alias("dob_hash"),
+        pl.col("tok_given_name").alias("fn_hash"), pl.col("tok_family_name").alias("sn_hash"),
+        pl.col("tok_name_pair").alias("names_hash"), pl.col("tok_postcode").alias("pc_hash"),
+        pl.col("tok_postcode_district").alias("district_hash"), pl.col("tok_nhs_number").alias("nhs_hash"),
+    )
+    spec = TokenColumns(source="src", record_id="rid", sex="gender", birth_year="yob", dob="dob_hash",
+                        given="fn_hash", family="sn_hash", name_pair="names_hash", postcode="pc_hash",
+                        district="district_hash", nhs="nhs_hash", **{f: None for f in (
+                            "group_ref", "role", "event_date", "extract_month", "birth_month", "name_is_initials",
+                            "upn", "first_given", "initials", "given_phonetic", "family_phonetic", "name_dob",
+                            "dob_swapped", "dob_year", "dob_month", "dob_day", "uprn", "address", "address_street",
+                            "bf_given", "bf_family", "bf_name", "bf_address")})
+    out = link_people(theirs, spec=spec, config=FAST)
+    assert out.columns == ["source", "record_id", "person_id"] and out.height == theirs.height
+    m = evaluate_links(out, truth)
+    assert m["f1"] >= 0.9, m
+
+
+def test_ids_are_stable_across_refreshes_and_the_crosswalk_is_typed(world, model, linked):
+    _, tokens, truth, _ = world
+    first = tokens.filter(pl.col("extract_month") < MONTHS[-1])
+    r1 = link(first, model, keep_pairs=False)
+    r2 = link(tokens, model, previous=r1.links, keep_pairs=False)
+    assert id_stability(r1.links, r2.links) >= 0.99
+    assert r2.crosswalk.columns == ["old_id", "new_id", "change", "records"]
+    r3 = link(tokens, model, previous=r2.links, keep_pairs=False)  # nothing new: nothing changes
+    assert id_stability(r2.links, r3.links) == 1.0
+    assert r3.crosswalk.height == 0
+
+
+def test_incremental_month_keeps_every_id_and_links_new_records(world, model):
+    _, tokens, truth, _ = world
+    old = tokens.filter(pl.col("extract_month") < MONTHS[-1])
+    new = tokens.filter(pl.col("extract_month") == MONTHS[-1])
+    r1 = link(old, model, keep_pairs=False)
+    r2 = link_incremental(r1.links, old, new, model, keep_pairs=False)
+    assert r2.links.height == tokens.height
+    assert id_stability(r1.links, r2.links) == 1.0
+    meta = r2.model.metadata["last_incremental"]
+    assert meta["candidates"] < old.height  # only existing records sharing a blocking key are scored
+    m = evaluate_links(r2.links, truth)
+    assert m["precision"] >= 0.99 and m["f1"] >= 0.97, m
+    # a re-sent record (same key) keeps its person
+    again = link_incremental(r2.links, tokens, new.head(5), model, keep_pairs=False)
+    assert id_stability(r2.links, again.links) == 1.0 and again.links.height == r2.links.height + 5
+
+
+def test_crosswalk_records_a_merge_and_a_split():
+    prev = pl.DataFrame({"source": "s", "record_id": ["1", "2", "3", "4", "5", "6"],
+                         "person_id": ["A", "A", "B", "C", "C", "C"]})
+    clusters = pl.DataFrame({"source": "s", "record_id": ["1", "2", "3", "4", "5", "6"],
+                             "cluster_id": ["x", "x", "x", "y", "y", "z"]})
+    ids, cw = assign_stable_ids(prev, clusters)
+    got = dict(zip(ids["record_id"], ids["person_id"], strict=True))
+    assert got["1"] == got["2"] == got["3"] == "A"  # A absorbed B
+    assert got["4"] == got["5"] == "C"  # C keeps its id where most of its records are
+    assert got["6"] not in {"A", "B", "C"}
+    rows = {(r["old_id"], r["change"]): r for r in cw.iter_rows(named=True)}
+    assert rows[("B", "merge")]["new_id"] == "A"
+    assert rows[("C", "split")]["new_id"] == got["6"] and rows[("C", "split")]["records"] == 1
+    # deterministic fresh ids, never reusing a retired one
+    ids2, _ = assign_stable_ids(None, clusters, retired={got["6"]})
+    assert got["6"] not in set(ids2["person_id"])
+
+
+def test_review_pairs_show_levels_not_tokens_and_decisions_feed_back(world, model, linked):
+    _, tokens, _, _ = world
+    review = review_pairs(linked, band=(0.0, 1.01))
+    assert review.height > 0
+    assert not [c for c in review.columns if c.startswith(("tok_", "bf_", "gamma_"))]
+    tok_values = set(tokens["tok_dob"].drop_nulls().to_list()) | set(tokens["tok_name_pair"].drop_nulls().to_list())
+    for col in review.columns:
+        if review.schema[col] == pl.String:
+            assert not (set(review[col].drop_nulls().to_list()) & tok_values), col
+    assert set(review["name"].drop_nulls()) <= {lv.get("label_for_charts") for c in model.settings["comparisons"]
+                                                 for lv in c["comparison_levels"]} | {"null"}
+    # a linked pair judged a non-match is split; an unlinked pair judged a match is joined
+    same = review.filter(pl.col("same_person_now")).head(1).with_columns(decision=pl.lit("non_match"))
+    pid = dict(zip(zip(linked.links["source"], linked.links["record_id"], strict=True), linked.links["person_id"],
+                   strict=True))
+    singles = linked.links.group_by("person_id").len().filter(pl.col("len") == 1)["person_id"].head(2).to_list()
+    a, b = (linked.links.filter(pl.col("person_id") == p).row(0, named=True) for p in singles)
+    join = pl.DataFrame({"source_l": [a["source"]], "record_id_l": [a["record_id"]], "source_r": [b["source"]],
+                         "record_id_r": [b["record_id"]], "decision": ["match"]})
+    decisions = pl.concat([decisions_from_review(same), join])
+    r = link(tokens, model, previous=linked.links, decisions=decisions, keep_pairs=False)
+    now = dict(zip(zip(r.links["source"], r.links["record_id"], strict=True), r.links["person_id"], strict=True))
+    s = same.row(0, named=True)
+    assert pid[(s["source_l"], s["record_id_l"])] == pid[(s["source_r"], s["record_id_r"])]
+    assert now[(s["source_l"], s["record_id_l"])] != now[(s["source_r"], s["record_id_r"])]
+    assert now[(a["source"], a["record_id"])] == now[(b["source"], b["record_id"])]
+
+
+def test_households_follow_a_family_that_moves_and_a_partner_who_leaves():
+    d = date
+    rows = [  # (record, person, date, uprn)
+        ("1", "mum", d(2015, 1, 1), "X"), ("2", "dad", d(2015, 2, 1), "X"), ("3", "kid", d(2015, 3, 1), "X"),
+        ("4", "mum", d(2016, 6, 1), "Y"), ("5", "kid", d(2016, 6, 2), "Y"), ("6", "dad", d(2016, 7, 1), "Y"),
+        ("7", "dad", d(2017, 5, 1), "Z"), ("8", "mum", d(2017, 6, 1), "Y"), ("9", "kid", d(2017, 6, 1), "Y"),
+        ("10", "lodger", d(2013, 1, 1), "Z"),
+    ]
+    tokens = pl.DataFrame({"source": "housing", "record_id": [r[0] for r in rows],
+                           "event_date": [r[2] for r in rows], "tok_uprn": [r[3] for r in rows]})
+    links = pl.DataFrame({"source": "housing", "record_id": [r[0] for r in rows], "person_id": [r[1] for r in rows]})
+    h = households(tokens, links)
+    m = h.membership
+
+    def hh(person: str, on: date) -> str | None:
+        x = m.filter((pl.col("person_id") == person) & (pl.col("valid_from") <= on)
+                     & (pl.col("valid_to").is_null() | (pl.col("valid_to") > on)))
+        return x["household_id"].item() if x.height else None
+
+    family = hh("mum", d(2015, 6, 1))
+    assert family is not None
+    assert hh("dad", d(2015, 6, 1)) == hh("kid", d(2015, 6, 1)) == family
+    assert hh("mum", d(2016, 8, 1)) == hh("kid", d(2016, 8, 1)) == hh("dad", d(2016, 8, 1)) == family  # moved
+    assert hh("dad", d(2017, 8, 1)) not in (None, family)  # left
+    assert hh("mum", d(2017, 8, 1)) == family
+    assert hh("lodger", d(2013, 6, 1)) != family
+    # ids persist across a refresh
+    h2 = households(tokens, links, previous=m)
+    assert h2.membership.sort("person_id", "valid_from")["household_id"].equals(
+        m.sort("person_id", "valid_from")["household_id"])
+
+
+def test_linked_tables_written_to_duckdb(world, linked, tmp_path):
+    _, tokens, _, _ = world
+    h = households(tokens, linked.links)
+    tables = linked_tables(linked, tokens, h, review_pairs(linked))
+    db = tmp_path / "warehouse.duckdb"
+    write_tables(db, tables)
+    write_tables(db, tables)  # crosswalks append, the rest are replaced
+    con = duckdb.connect(str(db))
+    names = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'linked'").fetchall()}
+    assert {"person_link", "person", "household_membership", "cohort", "person_crosswalk",
+            "review_pair"} <= names
+    cols = [r[0] for r in con.execute("DESCRIBE linked.person_link").fetchall()]
+    assert cols == ["source", "record_id", "person_id", "match_probability"]
+    assert con.execute("SELECT count(*) FROM linked.person_link").fetchone()[0] == tokens.height
+    cols = [r[0] for r in con.execute("DESCRIBE linked.household_membership").fetchall()]
+    assert cols == ["household_id", "person_id", "valid_from", "valid_to"]
+    assert con.execute("SELECT count(*) FROM linked.cohort WHERE household_id IS NOT NULL").fetchone()[0] > 0
+
+
+def test_clear_text_upper_bound_runs_the_same_model_with_jaro_winkler(world):
+    records, tokens, truth, _ = world
+    clear = link(clear_tokens(records), config=FAST, keep_pairs=False, train_kwargs={"similarity": "clear"})
+    assert "jaro_winkler" in str(clear.model.settings)
+    assert evaluate_links(clear.links, truth)["f1"] >= 0.98
