@@ -105,6 +105,17 @@ def evaluate(args: argparse.Namespace) -> dict:
     result = link(tokens, config=config, keep_pairs=False)
     report["pseudonymised"] = {**evaluate_links(result.links, truth), "seconds": round(time.perf_counter() - t, 1),
                                "timings": {k: round(v, 2) for k, v in result.timings.items()}}
+    from ed_pipeline.linkage.households import households
+
+    t = time.perf_counter()
+    hh = households(tokens, result.links)
+    truth_hh = pl.read_parquet(paths["truth_households"]).select(
+        pl.col("household_id").cast(pl.String), pl.col("person_id").cast(pl.String), "valid_from", "valid_to")
+    probes = tokens.select("source", "record_id", pl.col("event_date").alias("date"))
+    h = evaluate_links(result.links, truth, predicted_membership=hh.membership, truth_membership=truth_hh,
+                       probes=probes)
+    report["households"] = {k: v for k, v in h.items() if k.startswith("household")}
+    report["households"]["seconds"] = round(time.perf_counter() - t, 1)
     if args.save_model:
         result.model.save(Path(args.work) / "model.json")
     if not args.skip_clear:
