@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 from rich.console import Console
 from rich.table import Table
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Dagster flags beta parameters (backfill policies) on every import: noise for a user of this command.
+    warnings.filterwarnings("ignore", message=".*is currently in beta")
     args = build_parser().parse_args(argv)
     return args.func(args, Settings.from_env())
 

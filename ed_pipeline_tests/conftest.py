@@ -12,6 +12,8 @@ import pytest
 
 from ed_pipeline.settings import Settings
 
+# A fixed test key (never a real one): 32 bytes, hex.
+TEST_KEY = "00112233445566778899aabbccddeeff" * 2
 TINY_PEOPLE = 2_000
 TINY_SEED = 7
 # Four months around July, so the school-readiness return (which lands each July) is among them.
@@ -39,12 +41,14 @@ def world_copy(tiny_world: Path, tmp_path: Path, monkeypatch) -> Settings:
     shutil.copytree(tiny_world, data_dir)
     monkeypatch.setenv("ED_DATA_DIR", str(data_dir))
     monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster"))
+    monkeypatch.setenv("ED_PSEUDO_KEY", TEST_KEY)
     return Settings.from_env()
 
 
 def run_cli(*args: str, data_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `ed-pipeline ARGS` in a fresh process, as a user would, against data_dir."""
-    env = {**os.environ, "ED_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(data_dir / "dagster")}
+    env = {**os.environ, "ED_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(data_dir / "dagster"),
+           "ED_PSEUDO_KEY": os.environ.get("ED_PSEUDO_KEY", TEST_KEY)}
     return subprocess.run(
         [sys.executable, "-m", "ed_pipeline.cli", *args],
         env=env, capture_output=True, text=True, timeout=timeout,
