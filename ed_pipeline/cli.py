@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 import warnings
 
+import duckdb
 from rich.console import Console
 from rich.table import Table
 
@@ -74,9 +76,30 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
     table.add_row("[bold]total", *(f"[bold]{t:,}" for t in totals))
     Console().print(table)
     failed = [o for o in result.outcomes if not o.success or o.failed_checks]
-    console.print(f"{len(result.outcomes) - len(failed)}/{len(result.outcomes)} sources refreshed "
+    console.print(f"{len(result.outcomes) - len(failed)}/{len(result.outcomes)} steps succeeded "
                   f"in {result.seconds:.1f}s. Explore: dagster dev -w workspace.yaml")
     return 1 if failed else 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from ed_pipeline.evaluation import LINKAGE_GOALS, evaluate_linkage
+
+    try:
+        metrics = evaluate_linkage(settings)
+    except (FileNotFoundError, duckdb.CatalogException) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    table = Table(title="linkage against the synthetic world's truth")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("goal", justify="right")
+    for name, value in metrics.items():
+        goal = LINKAGE_GOALS.get(name)
+        shown = f"{value:.4f}" if isinstance(value, float) else f"{value:,}"
+        mark = "" if goal is None else (f"[green]>= {goal}[/]" if value >= goal else f"[red]>= {goal}[/]")
+        table.add_row(name, shown, mark)
+    Console().print(table)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="create a random demo pseudonymisation key in secrets/ (if missing)")
     keygen.set_defaults(func=cmd_keygen)
 
+    ev = sub.add_parser("evaluate", help="compare the linked layer with the synthetic world's truth")
+    ev.set_defaults(func=cmd_evaluate)
+
     ref = sub.add_parser("refresh", help="materialise every asset for every month in landing/")
     ref.set_defaults(func=cmd_refresh)
     return parser
@@ -102,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Dagster flags beta parameters (backfill policies) on every import: noise for a user of this command.
     warnings.filterwarnings("ignore", message=".*is currently in beta")
+    # Splink narrates training on the root logger; the model's own metadata keeps what matters.
+    logging.getLogger("splink").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     return args.func(args, Settings.from_env())
 

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from ed_pipeline.defs.linked import linked_assets
+from ed_pipeline.defs.privacy_audit import no_identifiers_anywhere
 from ed_pipeline.defs.pseudonymised import pseudonymised_assets
 from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import all_resources
@@ -14,9 +16,16 @@ ingest_job = dg.define_asset_job(
     description="Load, validate and pseudonymise agency extracts for the selected months.",
 )
 
+link_job = dg.define_asset_job(
+    "link",
+    selection=dg.AssetSelection.groups("linked"),
+    description="Link every pseudonymised record into persons and households (incremental unless configured).",
+)
+
 defs = dg.Definitions(
-    assets=[*raw_assets, *validated_assets, *pseudonymised_assets],
-    jobs=[ingest_job],
+    assets=[*raw_assets, *validated_assets, *pseudonymised_assets, *linked_assets],
+    asset_checks=[no_identifiers_anywhere],
+    jobs=[ingest_job, link_job],
     resources=all_resources(Settings.from_env()),
     # DuckDB allows one writer per file: steps of a run execute one after another in one process.
     executor=dg.in_process_executor,

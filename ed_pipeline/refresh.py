@@ -114,7 +114,25 @@ def refresh(settings: Settings, progress=None) -> RefreshResult:
             outcomes.append(outcome)
             if progress:
                 progress(source.name, outcome)
+        outcomes.append(_run_whole_history(instance, defs, "link", progress))
     return RefreshResult(months, outcomes, time.perf_counter() - started)
+
+
+def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, job_name: str, progress) -> SourceOutcome:
+    """Run an unpartitioned job (linking and everything after it) over whatever the warehouse holds."""
+    if progress:
+        progress(job_name, None)
+    t0 = time.perf_counter()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, raise_on_error=False, tags={"ed_pipeline/trigger": "refresh"},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    failed = [f"{'/'.join(e.asset_key.path)}:{e.check_name}" for e in result.get_asset_check_evaluations()
+              if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, failed)
+    if progress:
+        progress(job_name, outcome)
+    return outcome
 
 
 def layer_counts(settings: Settings, sources: tuple[Source, ...] = SOURCES) -> list[dict]:

@@ -50,6 +50,11 @@ class Settings:
         return self.data_dir / "gx_docs"
 
     @property
+    def linkage_dir(self) -> Path:
+        """The trained linkage model (JSON) and its match-weights chart, replaced by each refresh that trains."""
+        return self.data_dir / "linkage"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME", self.data_dir / "dagster"))
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import dagster as dg
 import polars as pl
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster_duckdb import DuckDBResource
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
@@ -102,4 +103,10 @@ def zone_resources(settings: Settings) -> dict[str, dg.ConfigurableIOManager]:
 
 
 def all_resources(settings: Settings) -> dict:
-    return {**zone_resources(settings), "pseudo_key": PseudonymisationKey(key=dg.EnvVar("ED_PSEUDO_KEY"))}
+    return {
+        **zone_resources(settings),
+        # For assets that write whole tables themselves (the linked layer), in one transaction.
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        "agency_zone": DuckDBResource(database=str(settings.agency_zone_path)),
+        "pseudo_key": PseudonymisationKey(key=dg.EnvVar("ED_PSEUDO_KEY")),
+    }

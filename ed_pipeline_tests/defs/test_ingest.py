@@ -61,7 +61,7 @@ def landed_rows(settings, source: str) -> int:
 def test_refresh_cli_loads_every_source_and_rerun_changes_nothing(world_copy):
     first = run_cli("refresh", data_dir=world_copy.data_dir)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "7/7 sources refreshed" in first.stderr
+    assert "8/8 steps succeeded" in first.stderr
     assert sum(landed_rows(world_copy, s.name) for s in SOURCES) > 100
     for source in SOURCES:
         raw, passed, quarantined = reconciliation(world_copy.agency_zone_path, source.name)
@@ -80,7 +80,7 @@ def test_broken_file_stops_only_its_own_source(world_copy):
     result = run_cli("refresh", data_dir=world_copy.data_dir)
     assert result.returncode == 1
     assert "FAILED" in result.stderr and "housing" in result.stderr
-    assert "6/7 sources refreshed" in result.stderr
+    assert "7/8 steps succeeded" in result.stderr
     with duckdb.connect(str(world_copy.agency_zone_path), read_only=True) as conn:
         tables = {t for (t,) in conn.execute(
             "select table_schema || '.' || table_name from information_schema.tables").fetchall()}

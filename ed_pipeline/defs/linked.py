@@ -1,0 +1,158 @@
+"""linked.*: people and households across agencies, by Splink over pseudonymised tokens (warehouse).
+
+A whole-history asset: each refresh reads every pseudonymised record, links the
+records it has not seen before against the persons already known with the saved
+model (no re-training: the cost follows what is new), and keeps every id that
+existed. `retrain` or `full_relink` in the run config re-trains or re-clusters
+everything; ids still carry over, and the crosswalk tables say what merged and split.
+"""
+
+import dagster as dg
+import duckdb
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from ed_pipeline.defs.pseudonymised import pseudonymised_key
+from ed_pipeline.linkage import LinkageModel, TokenColumns, id_stability, link
+from ed_pipeline.linkage.households import households
+from ed_pipeline.linkage.link import link_incremental
+from ed_pipeline.linkage.review import decisions_from_review, review_pairs
+from ed_pipeline.linkage.tables import linked_tables, save_model_artifacts, write_tables
+from ed_pipeline.settings import Settings
+from ed_pipeline.sources import SOURCES
+
+LINKED_TABLES = {
+    "person_link": "One row per pseudonymised record: the person it belongs to and the match probability.",
+    "person": "One row per linked person: record count, sources, first and last seen, birth year/month, sex.",
+    "household_membership": "Who lived in which household, when (valid_to exclusive; null = still there).",
+    "cohort": "Children aged five or under in the window, with their household spells.",
+    "person_crosswalk": "History of person-id merges and splits, one row per change per refresh.",
+    "household_crosswalk": "History of household-id merges and splits.",
+    "review_pair": "Borderline pairs for clerical review: comparison levels and weights only, never tokens.",
+}
+ID_STABILITY_CHECK = "ids_stable"
+MIN_ID_STABILITY = 0.999
+MODEL_FILE = "linkage_model.json"
+
+
+class LinkageConfig(dg.Config):
+    retrain: bool = False  # train a new Fellegi-Sunter model instead of reusing the saved one
+    full_relink: bool = False  # score and cluster every record again (ids still carry over)
+
+
+def linked_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["linked", table])
+
+
+def read_tokens(conn: duckdb.DuckDBPyConnection, spec: TokenColumns) -> pl.DataFrame:
+    """The latest version of every pseudonymised record (a correction replaces what it corrects)."""
+    tables = [s.name for s in SOURCES if conn.execute(
+        "select count(*) from information_schema.tables where table_schema='pseudonymised' and table_name=?",
+        [s.name]).fetchone()[0]]
+    if not tables:
+        raise RuntimeError("no pseudonymised tables in the warehouse: materialise the pseudonymised layer first")
+    wanted = {c for c in spec.mapping().values() if c}
+    selects = []
+    for table in tables:
+        have = {c for (c,) in conn.execute(
+            "select column_name from information_schema.columns where table_schema='pseudonymised' and table_name=?",
+            [table]).fetchall()}
+        selects.append(f"select {', '.join(sorted(wanted & have))} from pseudonymised.{table}")
+    union = " union all by name ".join(selects)
+    return conn.execute(
+        f"select * from ({union}) qualify row_number() over "
+        "(partition by source, record_id order by extract_month desc) = 1 order by source, record_id").pl()
+
+
+def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:
+    schema, name = table.split(".")
+    exists = conn.execute("select count(*) from information_schema.tables where table_schema=? and table_name=?",
+                          [schema, name]).fetchone()[0]
+    return conn.execute(f"select * from {table}").pl() if exists else None
+
+
+@dg.multi_asset(
+    name="link_people_and_households",
+    specs=[
+        dg.AssetSpec(
+            linked_key(table),
+            description=description,
+            deps=[pseudonymised_key(s) for s in SOURCES],
+            group_name="linked",
+            kinds={"splink", "duckdb", "polars"},
+            owners=["team:data-science"],
+            tags={"zone": "warehouse"},
+        )
+        for table, description in LINKED_TABLES.items()
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            ID_STABILITY_CHECK,
+            asset=linked_key("person_link"),
+            description=f"At least {MIN_ID_STABILITY:.1%} of already-linked records keep their person id.",
+        )
+    ],
+)
+def link_people_and_households(context: dg.AssetExecutionContext, config: LinkageConfig, warehouse: DuckDBResource):
+    settings = Settings.from_env()
+    model_path = settings.linkage_dir / MODEL_FILE
+    spec = TokenColumns()
+    with warehouse.get_connection() as conn:
+        tokens = read_tokens(conn, spec)
+        previous = read_table(conn, "linked.person_link")
+        previous_households = read_table(conn, "linked.household_membership")
+        reviewed = read_table(conn, "linked.review_pair")
+    decisions = decisions_from_review(reviewed) if reviewed is not None and "decision" in reviewed.columns else None
+    model = None if config.retrain or not model_path.exists() else LinkageModel.load(model_path)
+
+    incremental = previous is not None and model is not None and not config.full_relink
+    if incremental:
+        known = tokens.join(previous.select("source", "record_id"), on=["source", "record_id"], how="semi")
+        new = tokens.join(previous.select("source", "record_id"), on=["source", "record_id"], how="anti")
+        context.log.info(f"linking {new.height} new records against {known.height} already linked")
+        result = link_incremental(previous, known, new, model, decisions=decisions)
+    else:
+        context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model)")
+        result = link(tokens, model, previous=previous, decisions=decisions)
+    household = households(tokens, result.links, previous=previous_households)
+    tables = linked_tables(result, tokens, household, review=review_pairs(result))
+    with warehouse.get_connection() as conn:
+        conn.begin()
+        write_tables(conn, tables)
+        conn.commit()
+    artifacts = save_model_artifacts(result, settings.linkage_dir)
+
+    links = tables["person_link"]
+    stability = id_stability(previous, links) if previous is not None else 1.0
+    stats = {
+        "mode": "incremental" if incremental else "full",
+        "records": links.height,
+        "persons": links["person_id"].n_unique(),
+        "households": tables["household_membership"]["household_id"].n_unique(),
+        "cohort_children": tables["cohort"]["person_id"].n_unique(),
+        "review_pairs": tables["review_pair"].height,
+        "seconds": round(result.timings.get("total", 0.0), 2),
+    }
+    context.log.info(f"linked: {stats}")
+    for table, frame in tables.items():
+        extra = {"model": dg.MetadataValue.path(str(artifacts["model"])),
+                 "match_weights_chart": dg.MetadataValue.path(str(artifacts["match_weights_chart"])),
+                 **stats} if table == "person_link" else {}
+        yield dg.MaterializeResult(
+            asset_key=linked_key(table),
+            metadata={
+                "dagster/row_count": frame.height,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(name=n, type=str(t)) for n, t in frame.schema.items()]),
+                **extra,
+            },
+        )
+    yield dg.AssetCheckResult(
+        check_name=ID_STABILITY_CHECK,
+        asset_key=linked_key("person_link"),
+        passed=stability >= MIN_ID_STABILITY,
+        metadata={"kept_share": round(stability, 6), "previously_linked": 0 if previous is None else previous.height},
+    )
+
+
+linked_assets = [link_people_and_households]
