@@ -16,7 +16,7 @@ from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.linkage import LinkageModel, TokenColumns, id_stability, link
 from ed_pipeline.linkage.households import households
 from ed_pipeline.linkage.link import link_incremental
-from ed_pipeline.linkage.review import decisions_from_review, review_pairs
+from ed_pipeline.linkage.review import accumulate_decisions, carry_review, review_pairs
 from ed_pipeline.linkage.tables import linked_tables, save_model_artifacts, write_tables
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES
@@ -28,7 +28,9 @@ LINKED_TABLES = {
     "cohort": "Children aged five or under in the window, with their household spells.",
     "person_crosswalk": "History of person-id merges and splits, one row per change per refresh.",
     "household_crosswalk": "History of household-id merges and splits.",
-    "review_pair": "Borderline pairs for clerical review: comparison levels and weights only, never tokens.",
+    "review_pair": "Borderline pairs for clerical review: comparison levels and weights only, never tokens. "
+    "Reviewers fill `decision` ('match' / 'non_match'); the next refresh applies it.",
+    "review_decision": "Every reviewer decision so far, applied as must-link / cannot-link on every refresh.",
 }
 ID_STABILITY_CHECK = "ids_stable"
 MIN_ID_STABILITY = 0.999
@@ -71,6 +73,16 @@ def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | No
     return conn.execute(f"select * from {table}").pl() if exists else None
 
 
+def _table_metadata(frame: pl.DataFrame | None) -> dict:
+    if frame is None:
+        return {"unchanged": True}
+    return {
+        "dagster/row_count": frame.height,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=n, type=str(t)) for n, t in frame.schema.items()]),
+    }
+
+
 @dg.multi_asset(
     name="link_people_and_households",
     specs=[
@@ -102,7 +114,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         previous = read_table(conn, "linked.person_link")
         previous_households = read_table(conn, "linked.household_membership")
         reviewed = read_table(conn, "linked.review_pair")
-    decisions = decisions_from_review(reviewed) if reviewed is not None and "decision" in reviewed.columns else None
+        decisions = accumulate_decisions(read_table(conn, "linked.review_decision"), reviewed)
     model = None if config.retrain or not model_path.exists() else LinkageModel.load(model_path)
 
     incremental = previous is not None and model is not None and not config.full_relink
@@ -115,7 +127,11 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model)")
         result = link(tokens, model, previous=previous, decisions=decisions)
     household = households(tokens, result.links, previous=previous_households)
-    tables = linked_tables(result, tokens, household, review=review_pairs(result))
+    review = review_pairs(result) if result.pairs.height else None
+    if incremental:
+        review = carry_review(reviewed, review)
+    tables = linked_tables(result, tokens, household, review=review)
+    tables["review_decision"] = decisions
     with warehouse.get_connection() as conn:
         conn.begin()
         write_tables(conn, tables)
@@ -130,22 +146,19 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         "persons": links["person_id"].n_unique(),
         "households": tables["household_membership"]["household_id"].n_unique(),
         "cohort_children": tables["cohort"]["person_id"].n_unique(),
-        "review_pairs": tables["review_pair"].height,
+        "review_pairs": tables["review_pair"].height if "review_pair" in tables else 0,
+        "review_decisions": decisions.height,
         "seconds": round(result.timings.get("total", 0.0), 2),
     }
     context.log.info(f"linked: {stats}")
-    for table, frame in tables.items():
+    for table in LINKED_TABLES:
+        frame = tables.get(table)  # no review table when no pair was borderline: the previous one stands
         extra = {"model": dg.MetadataValue.path(str(artifacts["model"])),
                  "match_weights_chart": dg.MetadataValue.path(str(artifacts["match_weights_chart"])),
                  **stats} if table == "person_link" else {}
         yield dg.MaterializeResult(
             asset_key=linked_key(table),
-            metadata={
-                "dagster/row_count": frame.height,
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=n, type=str(t)) for n, t in frame.schema.items()]),
-                **extra,
-            },
+            metadata={**_table_metadata(frame), **extra},
         )
     yield dg.AssetCheckResult(
         check_name=ID_STABILITY_CHECK,

@@ -97,3 +97,24 @@ def decisions_from_review(reviewed: pl.DataFrame) -> pl.DataFrame:
     if bad.height:
         raise ValueError(f"decisions must be one of {REVIEW_DECISIONS}: got {bad['decision'].unique().to_list()}")
     return reviewed.filter(pl.col("decision").is_not_null()).select(list(DECISION_SCHEMA)).cast(DECISION_SCHEMA)
+
+
+def accumulate_decisions(kept: pl.DataFrame | None, reviewed: pl.DataFrame | None) -> pl.DataFrame:
+    """Every decision ever made (`linked.review_decision`): those kept so far plus new ones from the review
+    table; a later decision on the same pair replaces an earlier one."""
+    frames = [f for f in (kept, decisions_from_review(reviewed) if reviewed is not None else None)
+              if f is not None and f.height]
+    if not frames:
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    pair = ["source_l", "record_id_l", "source_r", "record_id_r"]
+    return pl.concat([f.select(list(DECISION_SCHEMA)).cast(DECISION_SCHEMA) for f in frames]).unique(
+        subset=pair, keep="last", maintain_order=True)
+
+
+def carry_review(previous: pl.DataFrame | None, current: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The review table after an incremental refresh: pairs still awaiting a decision, plus the new ones."""
+    pending = previous.filter(pl.col("decision").is_null()) if previous is not None else None
+    frames = [f for f in (pending, current) if f is not None and f.height]
+    if not frames:
+        return current if current is not None else pending
+    return pl.concat(frames, how="diagonal_relaxed").unique(subset="pair_id", keep="last", maintain_order=True)
