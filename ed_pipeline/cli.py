@@ -46,7 +46,7 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    from ed_pipeline.refresh import MissingKeyError, layer_counts, refresh
+    from ed_pipeline.refresh import MissingKeyError, layer_counts, linkage_summary, refresh
 
     def report(source: str, outcome) -> None:
         if outcome is None:
@@ -65,16 +65,20 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"[red]error:[/] {exc}")
         return 2
 
-    table = Table(title=f"agency zone after refresh ({result.months[0]} to {result.months[-1]})")
-    for col in ("source", "raw rows", "validated records", "quarantined rows"):
-        table.add_column(col, justify="left" if col == "source" else "right")
-    totals = [0, 0, 0]
-    for row in layer_counts(settings):
-        cells = [row["raw"], row["validated"], row["quarantine"]]
-        totals = [t + (c or 0) for t, c in zip(totals, cells, strict=True)]
-        table.add_row(row["source"], *("-" if c is None else f"{c:,}" for c in cells))
-    table.add_row("[bold]total", *(f"[bold]{t:,}" for t in totals))
+    table = Table(title=f"after refresh ({result.months[0]} to {result.months[-1]})")
+    columns = {"raw": "raw rows", "validated": "validated records", "quarantine": "quarantined rows",
+               "pseudonymised": "pseudonymised records"}
+    table.add_column("source")
+    for title in columns.values():
+        table.add_column(title, justify="right")
+    rows = layer_counts(settings)
+    for row in rows:
+        table.add_row(row["source"], *("-" if row.get(c) is None else f"{row[c]:,}" for c in columns))
+    table.add_row("[bold]total", *(f"[bold]{sum(r.get(c) or 0 for r in rows):,}" for c in columns))
     Console().print(table)
+    linkage = linkage_summary(settings)
+    if linkage:
+        Console().print("linked: " + ", ".join(f"{v:,} {k}" for k, v in linkage.items() if v is not None))
     failed = [o for o in result.outcomes if not o.success or o.failed_checks]
     console.print(f"{len(result.outcomes) - len(failed)}/{len(result.outcomes)} steps succeeded "
                   f"in {result.seconds:.1f}s. Explore: dagster dev -w workspace.yaml")

@@ -135,21 +135,40 @@ def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, job_n
     return outcome
 
 
+def _counter(conn: duckdb.DuckDBPyConnection):
+    tables = {f"{s}.{t}" for s, t in conn.execute(
+        "select table_schema, table_name from information_schema.tables").fetchall()}
+
+    def count(table: str, expr: str = "count(*)") -> int | None:
+        return conn.execute(f"select {expr} from {table}").fetchone()[0] if table in tables else None
+
+    return count
+
+
 def layer_counts(settings: Settings, sources: tuple[Source, ...] = SOURCES) -> list[dict]:
-    """Rows per source in raw, validated and quarantine (None where a table does not exist yet)."""
-    rows = []
-    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as conn:
-        tables = {f"{s}.{t}" for s, t in conn.execute(
-            "select table_schema, table_name from information_schema.tables").fetchall()}
-
-        def count(table: str) -> int | None:
-            return conn.execute(f"select count(*) from {table}").fetchone()[0] if table in tables else None
-
-        for source in sources:
-            rows.append({
-                "source": source.name,
-                "raw": count(f"raw.{source.name}"),
-                "validated": count(f"validated.{source.name}"),
-                "quarantine": count(f"quarantine.{source.name}"),
-            })
+    """Rows per source in raw, validated, quarantine and pseudonymised (None where a table does not exist)."""
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as agency:
+        count = _counter(agency)
+        rows = [{"source": s.name, "raw": count(f"raw.{s.name}"), "validated": count(f"validated.{s.name}"),
+                 "quarantine": count(f"quarantine.{s.name}")} for s in sources]
+    if settings.warehouse_path.exists():
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
+            count = _counter(warehouse)
+            for row in rows:
+                row["pseudonymised"] = count(f"pseudonymised.{row['source']}")
     return rows
+
+
+def linkage_summary(settings: Settings) -> dict[str, int | None]:
+    """Records, persons, households, cohort children and pending review pairs in the linked layer."""
+    if not settings.warehouse_path.exists():
+        return {}
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        count = _counter(conn)
+        return {
+            "records linked": count("linked.person_link"),
+            "persons": count("linked.person"),
+            "households": count("linked.household_membership", "count(distinct household_id)"),
+            "children in cohort": count("linked.cohort", "count(distinct person_id)"),
+            "pairs awaiting review": count("linked.review_pair", "count(*) filter (where decision is null)"),
+        }
