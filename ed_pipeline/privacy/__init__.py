@@ -9,6 +9,8 @@ Dagster-free. The public entry points:
 - `dice`, `dice_series`, `dice_sql`, `splink_dice_sql`: Bloom-filter similarity in Python and DuckDB SQL.
 - `identifiers_from_records`, `identifiers_from_duckdb`, `scan_duckdb`, `scan_texts`, `scan_files`:
   find direct identifiers of the agency zone wherever they should not be.
+- `suppress_counts`, `mask_derived`, `display_suppressed`, `flag_column`: disclosure control of published counts
+  (1-4 suppressed, others rounded to 5, secondary suppression; see `ed_pipeline.privacy.disclosure`).
 """
 
 from ed_pipeline.privacy.bloom import (
@@ -23,6 +25,7 @@ from ed_pipeline.privacy.bloom import (
     dice_sql,
     splink_dice_sql,
 )
+from ed_pipeline.privacy.disclosure import display_suppressed, flag_column, mask_derived, suppress_counts
 from ed_pipeline.privacy.keys import (
     MIN_KEY_BYTES,
     InvalidKeyError,
@@ -71,13 +74,16 @@ __all__ = [
     "dice",
     "dice_series",
     "dice_sql",
+    "display_suppressed",
     "ensure_key_file",
+    "flag_column",
     "generate_key_file",
     "identifiers_from_duckdb",
     "identifiers_from_records",
     "key_fingerprint",
     "load_key",
     "load_key_file",
+    "mask_derived",
     "output_schema",
     "pseudonymise_people",
     "scan_duckdb",
@@ -85,4 +91,5 @@ __all__ = [
     "scan_frame",
     "scan_texts",
     "splink_dice_sql",
+    "suppress_counts",
 ]
