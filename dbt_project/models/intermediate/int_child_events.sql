@@ -1,0 +1,40 @@
+-- The events that count for each child at the prediction date D: the child's own and those of everyone in the
+-- child's household at D, whenever they happened before D. Point in time:
+--   event_date < D                                     it had happened,
+--   arrived_on <= D                                    its extract had landed (month M lands at the end of M),
+--   superseded_on is null or superseded_on > D         and it is the latest version that had landed by D.
+select
+    members.person_id,
+    members.prediction_date,
+    members.household_id,
+    members.member_id,
+    members.relation,
+    events.source,
+    events.event_key,
+    events.record_id,
+    events.group_ref,
+    events.role,
+    events.event_date,
+    events.extract_month,
+    events.arrived_on,
+    events.ward,
+    events.lsoa,
+    events.event_date >= members.prediction_date - interval 12 month as within_12m,
+    events.event_date >= members.prediction_date - interval 24 month as within_24m,
+    events.is_police_incident,
+    events.is_domestic_abuse,
+    events.is_social_care_referral,
+    events.is_child_in_need,
+    events.is_child_protection,
+    events.is_youth_offence,
+    events.is_drug_alcohol_treatment,
+    events.is_housing_register,
+    events.is_temporary_accommodation,
+    events.is_overcrowded,
+    events.is_benefit_claim
+from {{ ref('int_child_household_members') }} as members
+inner join {{ ref('int_person_events') }} as events
+    on events.person_id = members.member_id
+    and events.event_date < members.prediction_date
+    and events.arrived_on <= members.prediction_date
+    and (events.superseded_on is null or events.superseded_on > members.prediction_date)

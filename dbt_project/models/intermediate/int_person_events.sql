@@ -1,0 +1,73 @@
+-- Events per person over time: every version of every linked record, one row each, with what it says as flags.
+-- Point-in-time columns (arrived_on, superseded_on) travel with each row; consumers filter on them.
+with records as (
+    select
+        source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
+        ward, lsoa,
+        true as is_police_incident,
+        coalesce(domestic_abuse, false) or incident_type = 'Domestic abuse' as is_domestic_abuse,
+        false as is_social_care_referral, false as is_child_in_need, false as is_child_protection,
+        false as is_youth_offence, false as is_drug_alcohol_treatment,
+        false as is_housing_register, false as is_temporary_accommodation, false as is_overcrowded,
+        false as is_benefit_claim
+    from {{ ref('stg_police_incidents') }}
+
+    union all
+    select
+        source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
+        ward, lsoa,
+        false, false,
+        category = 'Referral', category = 'Child in need', category = 'Child protection plan',
+        false, false, false, false, false, false
+    from {{ ref('stg_social_care') }}
+
+    union all
+    select
+        source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
+        ward, lsoa,
+        false, false, false, false, false,
+        true, false, false, false, false, false
+    from {{ ref('stg_youth_offending') }}
+
+    union all
+    select
+        source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
+        ward, lsoa,
+        false, false, false, false, false, false,
+        true, false, false, false, false
+    from {{ ref('stg_drugs_alcohol') }}
+
+    union all
+    select
+        source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
+        ward, lsoa,
+        false, false, false, false, false, false, false,
+        true,
+        status = 'Temporary accommodation',
+        coalesce(bedrooms_needed > bedrooms_current, false),
+        false
+    from {{ ref('stg_housing') }}
+
+    union all
+    select
+        source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
+        ward, lsoa,
+        false, false, false, false, false, false, false, false, false, false,
+        true
+    from {{ ref('stg_benefits') }}
+
+    union all
+    -- the EYFSP return carries no risk event, but says where the child lived
+    select
+        source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
+        ward, lsoa,
+        false, false, false, false, false, false, false, false, false, false, false
+    from {{ ref('stg_school_readiness') }}
+)
+
+select
+    link.person_id,
+    records.*
+from records
+inner join {{ ref('stg_person_link') }} as link
+    on link.source = records.source and link.record_id = records.record_id
