@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ed_pipeline.defs.automation import build_landing_sensor, build_monthly_schedule, record_run_failures
 from ed_pipeline.defs.linked import linked_assets
 from ed_pipeline.defs.privacy_audit import no_identifiers_anywhere
 from ed_pipeline.defs.pseudonymised import pseudonymised_assets
@@ -26,6 +27,8 @@ defs = dg.Definitions(
     assets=[*raw_assets, *validated_assets, *pseudonymised_assets, *linked_assets],
     asset_checks=[no_identifiers_anywhere],
     jobs=[ingest_job, link_job],
+    schedules=[build_monthly_schedule(ingest_job)],
+    sensors=[build_landing_sensor(ingest_job), record_run_failures],
     resources=all_resources(Settings.from_env()),
     # DuckDB allows one writer per file: steps of a run execute one after another in one process.
     executor=dg.in_process_executor,

@@ -55,6 +55,11 @@ class Settings:
         return self.data_dir / "linkage"
 
     @property
+    def ops_db_path(self) -> Path:
+        """Operational status (run failures): its own DuckDB file, so recording a failure never waits on a lock."""
+        return self.data_dir / "ops.duckdb"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME", self.data_dir / "dagster"))
 

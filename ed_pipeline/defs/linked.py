@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ed_pipeline.defs.partitions import transient_retry
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.linkage import LinkageModel, TokenColumns, id_stability, link
 from ed_pipeline.linkage.households import households
@@ -85,6 +86,7 @@ def _table_metadata(frame: pl.DataFrame | None) -> dict:
 
 @dg.multi_asset(
     name="link_people_and_households",
+    retry_policy=transient_retry,
     specs=[
         dg.AssetSpec(
             linked_key(table),
@@ -94,6 +96,8 @@ def _table_metadata(frame: pl.DataFrame | None) -> dict:
             kinds={"splink", "duckdb", "polars"},
             owners=["team:data-science"],
             tags={"zone": "warehouse"},
+            # Re-link once new months have been pseudonymised (the monthly schedule only ingests).
+            automation_condition=dg.AutomationCondition.eager(),
         )
         for table, description in LINKED_TABLES.items()
     ],

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from ed_pipeline.defs.partitions import monthly_partitions, single_run
+from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import MONTH_PARTITION_EXPR, WAREHOUSE, PseudonymisationKey
 from ed_pipeline.defs.validated import validated_key
 from ed_pipeline.privacy import identifiers_from_records, key_fingerprint, pseudonymise_people, scan_frame
@@ -33,6 +33,7 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
         group_name="pseudonymised",
         partitions_def=monthly_partitions,
         backfill_policy=single_run,
+        retry_policy=transient_retry,
         io_manager_key=WAREHOUSE,
         kinds={"duckdb", "polars"},
         owners=["team:data-engineering"],

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from ed_pipeline.defs.partitions import monthly_partitions, single_run
+from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
 from ed_pipeline.quality import empty_raw_frame, read_extract
 from ed_pipeline.settings import Settings
@@ -25,6 +25,7 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         group_name="raw",
         partitions_def=monthly_partitions,
         backfill_policy=single_run,
+        retry_policy=transient_retry,
         io_manager_key=AGENCY_ZONE,
         kinds={"duckdb", "polars", "csv"},
         owners=["team:data-engineering"],

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from ed_pipeline.defs.partitions import monthly_partitions, single_run
+from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.raw import raw_key
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
 from ed_pipeline.quality import build_data_docs, validate
@@ -52,6 +52,7 @@ def build_validated_asset(source: Source) -> dg.AssetsDefinition:
         ins={"raw": dg.AssetIn(key=raw_key(source))},
         partitions_def=monthly_partitions,
         backfill_policy=single_run,
+        retry_policy=transient_retry,
         check_specs=[
             dg.AssetCheckSpec(
                 RECONCILED_CHECK,

@@ -1,0 +1,120 @@
+"""Automation: the monthly schedule, the landing sensor, and the run-failure sensor.
+
+- `monthly_ingest_schedule` ingests the month that just ended for every source
+  (raw -> validated -> pseudonymised), on the 5th at 06:00, when agencies have
+  dropped their extracts; the linked layer follows by declarative automation
+  (`AutomationCondition.eager()` on linked.*) once new partitions exist.
+- `landing_sensor` requests a source's partition when its file for a month
+  appears in `landing/<source>/`, and again when the file is replaced (the run
+  key is the path and its modification time).
+- `record_run_failures` appends every failed run to `ops.run_failure` in
+  `data/ops.duckdb` and to the log.
+"""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+
+from ed_pipeline.defs.pseudonymised import pseudonymised_key
+from ed_pipeline.defs.raw import raw_key
+from ed_pipeline.defs.validated import quarantine_key, validated_key
+from ed_pipeline.settings import Settings, is_month
+from ed_pipeline.sources import SOURCES, Source
+
+
+def source_keys(source: Source) -> list[dg.AssetKey]:
+    """Everything one agency's monthly partition materialises."""
+    return [raw_key(source), validated_key(source), quarantine_key(source), pseudonymised_key(source)]
+
+
+def build_monthly_schedule(ingest_job) -> dg.ScheduleDefinition:
+    return dg.build_schedule_from_partitioned_job(
+        ingest_job,
+        name="monthly_ingest_schedule",
+        description="Ingest last month's extracts of every source on the 5th; linking follows automatically.",
+        day_of_month=5,
+        hour_of_day=6,
+    )
+
+
+def landing_requests(settings: Settings, cursor: float | None, materialized: dict[str, set[str]]
+                     ) -> tuple[list[dg.RunRequest], float | None]:
+    """Run requests for landed files that are new or replaced since `cursor` (the newest mtime seen).
+
+    With no cursor yet (the sensor's first tick) only files whose partition was never materialised are
+    requested: the history is loaded by a backfill or `ed-pipeline refresh`, not one run per old file.
+    """
+    requests, newest = [], cursor
+    for source in SOURCES:
+        folder = settings.landing_dir / source.name
+        for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+            if not is_month(path.stem):
+                continue
+            mtime = path.stat().st_mtime
+            newest = mtime if newest is None else max(newest, mtime)
+            fresh = mtime > cursor if cursor is not None else path.stem not in materialized.get(source.name, set())
+            if fresh:
+                requests.append(dg.RunRequest(
+                    run_key=f"{path}:{mtime}",
+                    partition_key=path.stem,
+                    asset_selection=source_keys(source),
+                    tags={"ed_pipeline/trigger": "landing_sensor", "ed_pipeline/source": source.name},
+                ))
+    return requests, newest
+
+
+def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="landing_sensor",
+        job=ingest_job,
+        minimum_interval_seconds=60,
+        description="Ingests an agency's monthly file as soon as it lands (or is replaced) in landing/<source>/.",
+    )
+    def landing_sensor(context: dg.SensorEvaluationContext):
+        settings = Settings.from_env()
+        cursor = float(context.cursor) if context.cursor else None
+        materialized = {} if cursor is not None else {
+            s.name: set(context.instance.get_materialized_partitions(raw_key(s))) for s in SOURCES}
+        requests, newest = landing_requests(settings, cursor, materialized)
+        if newest is not None:
+            context.update_cursor(str(newest))
+        return requests or dg.SkipReason("no new or replaced extract in landing/")
+
+    return landing_sensor
+
+
+@dg.run_failure_sensor(
+    name="record_run_failures",
+    description="Appends every failed run to ops.run_failure (data/ops.duckdb) and to the log.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def record_run_failures(context: dg.RunFailureSensorContext):
+    run = context.dagster_run
+    failures = context.get_step_failure_events()
+    steps = [e.step_key for e in failures]
+    error = _first_error(failures) or (context.failure_event.message or "")
+    row = (run.run_id, run.job_name, datetime.now(UTC).replace(tzinfo=None), json.dumps(steps), error,
+           json.dumps(run.tags.get("dagster/partition")))
+    record_failure(Settings.from_env(), row)
+    context.log.error(f"run {run.run_id} of {run.job_name} failed in steps {steps}: {error}")
+
+
+def _first_error(failures) -> str:
+    """The first failed step's error class and first line only: a full trace could quote data values."""
+    for event in failures:
+        error = getattr(event.event_specific_data, "error", None)
+        error = getattr(error, "cause", None) or error
+        if error is not None:
+            return (error.message or error.cls_name or "").strip().splitlines()[0][:500]  # "Class: message"
+    return ""
+
+
+def record_failure(settings: Settings, row: tuple) -> None:
+    """Append to run_failure in data/ops.duckdb (read it as ops.run_failure: the file is the catalog)."""
+    settings.ops_db_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.ops_db_path)) as conn:
+        conn.execute("create table if not exists run_failure (run_id varchar, job_name varchar, "
+                     "failed_at timestamp, failed_steps json, error varchar, partition json)")
+        conn.execute("insert into run_failure values (?, ?, ?, ?, ?, ?)", list(row))
