@@ -1,0 +1,53 @@
+"""The ward-ranking chart: wards by mean predicted risk, highest on top, withheld wards marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+BAR_COLOUR = "#c0504d"
+TOP_COLOUR = "#7b1e1b"
+
+
+def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str | None = None,
+                       highlight: int = 3) -> Path:
+    """Write a PNG of horizontal bars of mean predicted risk by ward (`community_risk` rows of level 'ward').
+
+    Highest risk on top; the `highlight` highest in a darker colour; a ward whose mean is withheld (too few
+    children) is listed at the bottom, marked '*' and without a bar. Returns `path`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wards = community.filter(pl.col("level") == "ward") if "level" in community.columns else community
+    published = wards.filter(pl.col("mean_risk").is_not_null()).sort(["mean_risk", "area"], descending=[True, False])
+    withheld = wards.filter(pl.col("mean_risk").is_null()).sort("area")
+    labels = published["area"].to_list() + [f"{a} *" for a in withheld["area"].to_list()]
+    values = published["mean_risk"].to_list() + [0.0] * withheld.height
+    colours = [TOP_COLOUR if i < highlight else BAR_COLOUR for i in range(published.height)]
+    colours += ["none"] * withheld.height
+
+    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(labels), 3) + 1.4))
+    try:
+        positions = list(range(len(labels)))
+        ax.barh(positions, values, color=colours, edgecolor=["none"] * published.height + ["grey"] * withheld.height)
+        ax.set_yticks(positions, labels)
+        ax.invert_yaxis()  # rank 1 on top
+        for pos, value in zip(positions[: published.height], values, strict=False):
+            ax.text(value, pos, f" {value:.1%}", va="center", fontsize=8)
+        for pos in positions[published.height:]:
+            ax.text(0, pos, " withheld (small numbers)", va="center", fontsize=8, color="grey")
+        ax.set_xlabel("mean predicted risk of not reaching a Good Level of Development")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.set_xlim(0, max(values + [0.01]) * 1.2)
+        ax.set_title(title or "Wards ranked by mean predicted risk")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+    return path
