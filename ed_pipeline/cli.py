@@ -106,6 +106,38 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_reidentify(args: argparse.Namespace, settings: Settings) -> int:
+    """Agency-side: list this agency's highest-risk children by name for a practitioner; every call is audited."""
+    import os
+
+    from ed_pipeline.privacy import InvalidKeyError, load_key
+    from ed_pipeline.refresh import MissingKeyError, provide_pseudo_key
+    from ed_pipeline.reidentify import AUDIT_TABLE, ReidentifyError, reidentify
+
+    try:
+        provide_pseudo_key(settings)
+        review = reidentify(settings, args.source, args.top, load_key(os.environ["ED_PSEUDO_KEY"]),
+                            reviewer=args.reviewer, purpose=args.purpose)
+    except (MissingKeyError, InvalidKeyError, ReidentifyError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    table = Table(title=f"{args.source}: the {args.top} highest-risk children it holds records of, for review")
+    for col in ("rank", "risk", "band", "top factors", "name", "date of birth", "record id(s)"):
+        table.add_column(col, justify="right" if col in ("rank", "risk") else "left")
+    for row in review.listing.iter_rows(named=True):
+        factors = row["top_factors"]
+        factors = ", ".join(map(str, factors)) if isinstance(factors, list) else (factors or "")
+        table.add_row(str(row["rank"]), f"{row['risk']:.2f}", str(row["band"]), factors,
+                      f"{row['given_name']} {row['family_name']}", str(row["date_of_birth"]), row["record_ids"])
+    Console().print(table)
+    note = f" ({review.unmatched_records} record(s) no longer match their tokens: not shown)" \
+        if review.unmatched_records else ""
+    console.print(f"{review.listing.height} of {review.flagged_children} scored children with {args.source} "
+                  f"records listed{note}. This call is recorded in {AUDIT_TABLE} in the agency zone; "
+                  "nothing was written to the warehouse. A practitioner reviews every flag before any action.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ed-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ref = sub.add_parser("refresh", help="materialise every asset for every month in landing/")
     ref.set_defaults(func=cmd_refresh)
+
+    reid = sub.add_parser("reidentify", help="agency-side: list an agency's highest-risk children by name for "
+                                             "human review (audited; nothing written to the warehouse)")
+    reid.add_argument("--source", required=True, help="the agency's source, e.g. social_care")
+    reid.add_argument("--top", type=int, default=50, help="how many children (default 50)")
+    reid.add_argument("--reviewer", help="the practitioner reviewing (recorded in the audit)")
+    reid.add_argument("--purpose", help="why (recorded in the audit)")
+    reid.set_defaults(func=cmd_reidentify)
     return parser
 
 
