@@ -1,0 +1,145 @@
+"""Measures of a risk score against outcomes: discrimination, calibration, the top of the list, by subgroup.
+
+All take `y` (0/1 or bool) and `p` (predicted probability of the outcome, here *not* reaching GLD).
+
+- ECE (expected calibration error): predictions in `bins` equal-width bins over [0, 1] (the last bin
+  closed), ECE = sum over non-empty bins of (n_bin / n) * |observed rate - mean prediction|.
+- Precision / recall in the top `share` of risk: the ceil(share * n) highest-risk children (ties in
+  order of appearance); precision = outcomes among them / their number, recall = outcomes among them /
+  all outcomes.
+- ECE noise floor: the ECE a perfectly calibrated score with these same predictions would show on
+  average (outcomes drawn from the predictions themselves); with ~1,300 children a cohort it is about
+  0.01-0.02, so an ECE goal of 0.02 sits close to what sampling alone produces.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+MIN_GROUP_AUC = 30  # a subgroup needs this many children and both outcomes for AUC-type metrics
+
+
+def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if y.shape != p.shape:
+        raise ValueError(f"y and p differ in shape: {y.shape} vs {p.shape}")
+    return y, p
+
+
+def roc_auc(y, p) -> float:
+    y, p = _arrays(y, p)
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else math.nan
+
+
+def pr_auc(y, p) -> float:
+    """Area under the precision-recall curve, as average precision."""
+    y, p = _arrays(y, p)
+    return float(average_precision_score(y, p)) if 0 < y.sum() < len(y) else math.nan
+
+
+def brier(y, p) -> float:
+    y, p = _arrays(y, p)
+    return float(np.mean((p - y) ** 2)) if len(y) else math.nan
+
+
+def _bin_index(p: np.ndarray, bins: int) -> np.ndarray:
+    return np.clip((p * bins).astype(np.int64), 0, bins - 1)
+
+
+def ece(y, p, bins: int = 10) -> float:
+    y, p = _arrays(y, p)
+    if not len(y):
+        return math.nan
+    idx = _bin_index(p, bins)
+    sum_y = np.bincount(idx, weights=y, minlength=bins)
+    sum_p = np.bincount(idx, weights=p, minlength=bins)
+    return float(np.sum(np.abs(sum_y - sum_p)) / len(y))
+
+
+def ece_noise_floor(p, bins: int = 10, draws: int = 200, seed: int = 0) -> float:
+    """Mean ECE of outcomes drawn from p itself: what a perfectly calibrated score would show by chance."""
+    p = np.asarray(p, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return float(np.mean([ece(rng.random(len(p)) < p, p, bins) for _ in range(draws)])) if len(p) else math.nan
+
+
+def top_share(y, p, share: float = 0.1) -> tuple[float, float]:
+    """(precision, recall) among the ceil(share * n) highest predictions."""
+    y, p = _arrays(y, p)
+    if not len(y):
+        return math.nan, math.nan
+    k = max(1, math.ceil(share * len(y) - 1e-9))
+    top = np.argsort(-p, kind="stable")[:k]
+    hits = y[top].sum()
+    return float(hits / k), float(hits / y.sum()) if y.sum() else math.nan
+
+
+def calibration_curve(y, p, bins: int = 10) -> pl.DataFrame:
+    """Per equal-width bin: its range, children, mean prediction, observed rate (empty bins dropped)."""
+    y, p = _arrays(y, p)
+    idx = _bin_index(p, bins)
+    n = np.bincount(idx, minlength=bins)
+    keep = n > 0
+    return pl.DataFrame({
+        "bin_lower": (np.arange(bins) / bins)[keep],
+        "bin_upper": (np.arange(1, bins + 1) / bins)[keep],
+        "n": n[keep].astype(np.int64),
+        "mean_predicted": (np.bincount(idx, weights=p, minlength=bins)[keep] / n[keep]),
+        "observed_rate": (np.bincount(idx, weights=y, minlength=bins)[keep] / n[keep]),
+    })
+
+
+def score_metrics(y, p, *, top: float = 0.1, bins: int = 10) -> dict[str, float]:
+    """roc_auc, pr_auc, brier, ece, precision/recall in the top share, n, outcome rate and mean risk."""
+    y, p = _arrays(y, p)
+    precision, recall = top_share(y, p, top)
+    return {
+        "roc_auc": roc_auc(y, p), "pr_auc": pr_auc(y, p), "brier": brier(y, p), "ece": ece(y, p, bins),
+        "precision_top10": precision, "recall_top10": recall,
+        "n": float(len(y)), "outcome_rate": float(y.mean()) if len(y) else math.nan,
+        "mean_risk": float(p.mean()) if len(p) else math.nan,
+    }
+
+
+def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top_threshold: float,
+                     bins: int = 10) -> pl.DataFrame:
+    """One row per (group, value): n, outcomes, outcome rate, mean risk, AUCs, Brier, ECE, and precision and
+    recall of the overall top-10% flag (risk >= top_threshold) within the group. AUC-type metrics are NaN for
+    groups under MIN_GROUP_AUC children or with one outcome only. Null values form their own group 'unknown'.
+    """
+    y, p = _arrays(y, p)
+    flagged = p >= top_threshold
+    rows = []
+    for g in groups:
+        values = frame[g].cast(pl.Utf8).fill_null("unknown").to_numpy()
+        for v in sorted(set(values.tolist())):
+            sel = values == v
+            ys, ps, fs = y[sel], p[sel], flagged[sel]
+            big = sel.sum() >= MIN_GROUP_AUC
+            rows.append({
+                "group": g, "value": v, "n": int(sel.sum()), "outcomes": int(ys.sum()),
+                "outcome_rate": float(ys.mean()), "mean_risk": float(ps.mean()),
+                "roc_auc": roc_auc(ys, ps) if big else math.nan, "pr_auc": pr_auc(ys, ps) if big else math.nan,
+                "brier": brier(ys, ps), "ece": ece(ys, ps, bins) if big else math.nan,
+                "flagged": int(fs.sum()),
+                "precision_top10": float(ys[fs].mean()) if fs.any() else math.nan,
+                "recall_top10": float(ys[fs].sum() / ys.sum()) if ys.sum() else math.nan,
+            })
+    return pl.DataFrame(rows, schema={
+        "group": pl.Utf8, "value": pl.Utf8, "n": pl.Int64, "outcomes": pl.Int64, "outcome_rate": pl.Float64,
+        "mean_risk": pl.Float64, "roc_auc": pl.Float64, "pr_auc": pl.Float64, "brier": pl.Float64,
+        "ece": pl.Float64, "flagged": pl.Int64, "precision_top10": pl.Float64, "recall_top10": pl.Float64,
+    })
+
+
+def metric_key(*parts: str) -> str:
+    """An MLflow-safe metric name: 'test_roc_auc', 'ward', "St Martin's" -> 'test_roc_auc__ward_St_Martin_s'."""
+    head, *rest = parts
+    tail = "_".join(re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_") for s in rest)
+    return f"{head}__{tail}" if tail else head

@@ -1,0 +1,89 @@
+"""Evaluation figures as PNG files, drawn on matplotlib's Agg canvas (no pyplot, no global backend state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from ed_pipeline.modelling.features import CATEGORICAL, FEATURES
+
+
+def _figure(width: float = 5.5, height: float = 4.5) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def roc_plot(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, p in curves.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def pr_plot(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, p in curves.items():
+        precision, recall, _ = precision_recall_curve(y, p)
+        ax.plot(recall, precision, label=name)
+    ax.axhline(float(np.mean(y)), color="grey", linestyle=":", linewidth=1, label="outcome rate")
+    ax.set(xlabel="recall", ylabel="precision", title=title, ylim=(0, 1))
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def calibration_plot(curves: dict[str, pl.DataFrame], risk: np.ndarray, path: Path, title: str) -> Path:
+    fig = _figure(5.5, 6)
+    ax, hist = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    for name, curve in curves.items():
+        ax.plot(curve["mean_predicted"], curve["observed_rate"], marker="o", label=name)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    ax.set(ylabel="observed rate (not GLD)", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    hist.hist(risk, bins=np.linspace(0, 1, 41), color="tab:blue")
+    hist.set(xlabel="predicted risk", ylabel="children")
+    return _save(fig, path)
+
+
+def shap_summary_plot(contrib: np.ndarray, frame: pl.DataFrame, path: Path, top: int = 12) -> Path:
+    """Beeswarm-style: per feature (by mean |contribution|), each child's log-odds contribution, coloured by the
+    feature's value (low blue -> high red; categorical features grey)."""
+    contrib = contrib[:, : len(FEATURES)]
+    order = np.argsort(-np.abs(contrib).mean(axis=0))[:top][::-1]
+    rng = np.random.default_rng(0)
+    fig = _figure(7, 0.4 * len(order) + 1.5)
+    ax = fig.add_subplot()
+    for row, j in enumerate(order):
+        name = FEATURES[j]
+        x = contrib[:, j]
+        jitter = rng.uniform(-0.3, 0.3, len(x))
+        if name in CATEGORICAL:
+            ax.scatter(x, row + jitter, s=3, color="grey", alpha=0.5, linewidths=0)
+        else:
+            v = frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            lo, hi = np.nanmin(v) if np.isfinite(v).any() else 0, np.nanmax(v) if np.isfinite(v).any() else 1
+            colour = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+            ax.scatter(x, row + jitter, s=3, c=np.nan_to_num(colour), cmap="coolwarm", vmin=0, vmax=1, alpha=0.6,
+                       linewidths=0)
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_yticks(range(len(order)), [FEATURES[j] for j in order])
+    ax.set(xlabel="contribution to log-odds of not reaching GLD (pred_contrib)",
+           title="Feature contributions, test cohort (colour: feature value, low blue, high red)")
+    return _save(fig, path)

@@ -1,0 +1,324 @@
+"""MLflow: one run per refresh, the registered calibrated model, and the champion promotion gate.
+
+What is registered as `school_readiness_risk` is a pyfunc model (`CalibratedRiskModel`) whose artifacts
+are the LightGBM booster (text format), the category vocabularies and the Platt calibrator (JSON): its
+`predict` takes the FEATURES columns and returns the calibrated `risk`, exactly what `score_children`
+computes. The bare booster is logged too, with `mlflow.lightgbm` (name `booster`, signature and input
+example on the encoded feature matrix), for tools that want the LightGBM flavour; it returns uncalibrated
+scores and is not registered.
+
+Nothing identifying reaches MLflow: the input examples hold feature values only (no person_id, no dates),
+artifacts are aggregates (curves, subgroup tables of counts and metrics, plots, the model card).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+from mlflow.entities import Metric, Param
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from ed_pipeline.modelling.calibration import Calibrator
+from ed_pipeline.modelling.card import model_card
+from ed_pipeline.modelling.features import CATEGORICAL, FEATURES, Encoding
+from ed_pipeline.modelling.metrics import ece, metric_key, roc_auc
+from ed_pipeline.modelling.plots import calibration_plot, pr_plot, roc_plot, shap_summary_plot
+from ed_pipeline.modelling.train import RiskScorer, TrainedModel
+
+EXPERIMENT = "school-readiness"
+MODEL_NAME = "school_readiness_risk"
+CHAMPION = "champion"
+SUBGROUP_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "precision_top10", "recall_top10", "outcome_rate",
+                    "mean_risk")
+PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}", f"polars=={pl.__version__}",
+                    f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+
+
+# --- the registered model --------------------------------------------------------------------------------
+
+def model_input(frame: pl.DataFrame) -> pd.DataFrame:
+    """FEATURES only, as the registered model takes them: categories as strings, everything else float
+    (booleans 0/1, null as NaN). No key, date or outcome column."""
+    cols = [pl.col(c).cast(pl.Utf8) if c in CATEGORICAL else pl.col(c).cast(pl.Float64).fill_null(float("nan"))
+            for c in FEATURES]
+    return frame.select(cols).to_pandas()
+
+
+class CalibratedRiskModel(mlflow.pyfunc.PythonModel):
+    """pyfunc: FEATURES in (see `model_input`), a one-column frame `risk` (calibrated) out."""
+
+    def load_context(self, context) -> None:
+        spec = json.loads(Path(context.artifacts["scorer"]).read_text())
+        booster = lgb.Booster(model_file=context.artifacts["booster"])
+        self.scorer = RiskScorer(booster, Encoding.from_dict(spec["encoding"]), Calibrator(**spec["calibrator"]))
+
+    def predict(self, context, model_input, params=None):
+        frame = pl.from_pandas(pd.DataFrame(model_input)[list(FEATURES)])
+        return pd.DataFrame({"risk": self.scorer.risk(frame)})
+
+
+def _save_scorer(scorer: RiskScorer, folder: Path) -> dict[str, str]:
+    booster = folder / "booster.txt"
+    scorer.booster.save_model(str(booster))
+    spec = folder / "scorer.json"
+    spec.write_text(json.dumps({"encoding": scorer.encoding.to_dict(), "calibrator": scorer.calibrator.to_dict(),
+                                "features": list(FEATURES)}, indent=2))
+    return {"booster": str(booster), "scorer": str(spec)}
+
+
+# --- MLflow plumbing -------------------------------------------------------------------------------------
+
+@contextmanager
+def _mlflow_at(tracking_uri: str) -> Iterator[MlflowClient]:
+    """Point MLflow's fluent API at tracking_uri (registry too) for the block, then restore what was there."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri,
+             os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("MLFLOW_REGISTRY_URI"))
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved[0], saved[1]
+        for var, value in (("MLFLOW_TRACKING_URI", saved[2]), ("MLFLOW_REGISTRY_URI", saved[3])):
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def ensure_experiment(client: MlflowClient, artifact_root: Path, name: str = EXPERIMENT) -> str:
+    """The experiment's id, creating it with its artifacts under artifact_root/<name> if missing."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = Path(artifact_root).resolve() / name
+    location.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(name, artifact_location=location.as_uri())
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def run_metrics(result: TrainedModel) -> dict[str, float]:
+    """Every metric a refresh run logs: the overall ones and, per subgroup value, `test_<metric>__<group>_<value>`
+    and `test_n__<group>_<value>` (group sizes)."""
+    out = dict(result.metrics)
+    for r in result.subgroups.iter_rows(named=True):
+        out[metric_key("test_n", r["group"], r["value"])] = r["n"]
+        for k in SUBGROUP_METRICS:
+            out[metric_key(f"test_{k}", r["group"], r["value"])] = r[k]
+    return _finite(out)
+
+
+def _log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    now = int(time.time() * 1000)
+    items = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+    for i in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[i:i + 1000])
+
+
+def log_refresh_run(result: TrainedModel, tracking_uri: str, artifact_root: Path, tags: dict | None = None,
+                    params: dict | None = None, extra_artifacts: list[Path] | None = None,
+                    model_name: str = MODEL_NAME) -> str:
+    """Log one refresh as one MLflow run in experiment `school-readiness` and register the calibrated model.
+
+    tags: provenance from the caller (Dagster run id, months covered, git commit, input-table hash);
+    params: extra parameters (the training config is logged as well); extra_artifacts: files attached under
+    `inputs/` (e.g. the linkage model's match weights). Returns the run id; the new model version carries
+    the tag `run_id` and is found with `model_version_for_run`.
+    """
+    tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    all_params = {**result.config.as_params(), **{str(k): str(v) for k, v in (params or {}).items()},
+                  "train_cohorts": ",".join(map(str, result.cohorts.train)),
+                  "validation_cohort": str(result.cohorts.validation), "test_cohort": str(result.cohorts.test),
+                  "features": ",".join(FEATURES)}
+    with _mlflow_at(tracking_uri) as client, tempfile.TemporaryDirectory(prefix="ed_mlflow_") as tmp:
+        tmp = Path(tmp)
+        experiment_id = ensure_experiment(client, artifact_root)
+        run_tags = {**tags, "test_cohort": str(result.cohorts.test), "model_name": model_name}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refresh-test-{result.cohorts.test}",
+                              tags=run_tags) as run:
+            run_id = run.info.run_id
+            client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in all_params.items()])
+            _log_metrics(client, run_id, run_metrics(result))
+            for path in _write_artifacts(result, tmp, tags, model_name):
+                client.log_artifact(run_id, str(path), artifact_path="evaluation")
+            for path in extra_artifacts or []:
+                client.log_artifact(run_id, str(path), artifact_path="inputs")
+            _log_models(result, tmp, model_name, run_id)
+        return run_id
+
+
+def _write_artifacts(result: TrainedModel, folder: Path, tags: dict, model_name: str) -> list[Path]:
+    y = result.test_predictions["not_gld"].cast(pl.Int64).to_numpy()
+    risk = result.test_predictions["risk"].to_numpy()
+    curves = {"LightGBM (calibrated)": risk, "baseline": result.test_predictions["baseline_risk"].to_numpy()}
+    title = f"test cohort {result.cohorts.test}"
+    paths = [
+        roc_plot(y, curves, folder / "roc.png", f"ROC, {title}"),
+        pr_plot(y, curves, folder / "pr.png", f"Precision-recall, {title}"),
+        calibration_plot({"LightGBM (calibrated)": result.calibration, "baseline": result.baseline_calibration},
+                         risk, folder / "calibration.png", f"Calibration, {title}"),
+        shap_summary_plot(result.extra["test_contributions"], result.test_frame, folder / "shap_summary.png"),
+    ]
+    for name, frame in (("subgroups.csv", result.subgroups), ("importance.csv", result.importance),
+                        ("calibration_curve.csv", result.calibration)):
+        frame.write_csv(folder / name)
+        paths.append(folder / name)
+    (folder / "model_card.md").write_text(model_card(result, tags, model_name))
+    paths.append(folder / "model_card.md")
+    return paths
+
+
+def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str) -> None:
+    example_frame = result.test_frame.head(5)
+    example = model_input(example_frame)
+    signature = infer_signature(example, pd.DataFrame({"risk": result.scorer.risk(example_frame)}))
+    encoded = pd.DataFrame(result.scorer.encoding.matrix(example_frame), columns=list(FEATURES))
+    mlflow.lightgbm.log_model(
+        result.booster, name="booster", input_example=encoded, pip_requirements=PIP_REQUIREMENTS,
+        signature=infer_signature(encoded, result.booster.predict(encoded.to_numpy(), raw_score=True)),
+    )
+    artifacts = _save_scorer(result.scorer, folder)
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=CalibratedRiskModel(), artifacts=artifacts, signature=signature,
+        input_example=example, pip_requirements=PIP_REQUIREMENTS, registered_model_name=model_name,
+    )
+    client = MlflowClient(tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri())
+    version = str(info.registered_model_version)
+    for k, v in {"run_id": run_id, "test_cohort": str(result.cohorts.test),
+                 "test_roc_auc": f"{result.metrics['test_roc_auc']:.4f}",
+                 "test_ece": f"{result.metrics['test_ece']:.4f}"}.items():
+        client.set_model_version_tag(model_name, version, k, v)
+
+
+def log_reference_metrics(run_id: str, metrics: dict[str, float], tracking_uri: str) -> None:
+    """Add metrics (e.g. `oracle_test_roc_auc`, `truelink_test_roc_auc`) to an existing refresh run."""
+    _log_metrics(MlflowClient(tracking_uri=tracking_uri), run_id, metrics)
+
+
+def model_version_for_run(client: MlflowClient, run_id: str, model_name: str = MODEL_NAME) -> str:
+    versions = client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+    if not versions:
+        raise LookupError(f"no version of {model_name} was registered by run {run_id}")
+    return str(max(int(v.version) for v in versions))
+
+
+def load_model(tracking_uri: str, model_name: str = MODEL_NAME, alias: str = CHAMPION):
+    """The registered pyfunc for an alias (default the champion); predict(model_input(frame))['risk']."""
+    with _mlflow_at(tracking_uri):
+        return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+
+
+# --- the promotion gate ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Gate:
+    max_auc_drop: float = 0.005  # candidate AUC may be at most this much below the champion's, same cohort
+    max_ece: float = 0.03  # candidate ECE bound (the goal is 0.02; chance alone gives ~0.015 on ~1.3k children)
+
+
+@dataclass(frozen=True)
+class Decision:
+    passed: bool
+    reasons: tuple[str, ...]
+    candidate_auc: float
+    champion_auc: float | None = None
+    candidate_ece: float | None = None
+    champion_ece: float | None = None
+    candidate_version: str | None = None
+    champion_version: str | None = None
+    promoted: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def promotion_decision(candidate_metrics: dict[str, float], champion_metrics_on_same_cohort: dict[str, float] | None,
+                       gate: Gate = Gate()) -> Decision:
+    """Pure gate. Metrics dicts use `test_roc_auc` and `test_ece`; champion None means there is no champion.
+    Passes when the candidate's AUC is not below the champion's by more than gate.max_auc_drop and its ECE
+    is within gate.max_ece."""
+    cand_auc, cand_ece = candidate_metrics["test_roc_auc"], candidate_metrics["test_ece"]
+    reasons, passed = [], True
+    if not (math.isfinite(cand_auc) and math.isfinite(cand_ece)):
+        return Decision(False, ("candidate metrics are missing or not finite",), cand_auc, candidate_ece=cand_ece)
+    if cand_ece <= gate.max_ece:
+        reasons.append(f"calibration ok: ECE {cand_ece:.4f} <= {gate.max_ece}")
+    else:
+        passed = False
+        reasons.append(f"calibration out of bound: ECE {cand_ece:.4f} > {gate.max_ece}")
+    champ_auc = champ_ece = None
+    if champion_metrics_on_same_cohort is None:
+        reasons.append("no champion yet")
+    else:
+        champ_auc = champion_metrics_on_same_cohort["test_roc_auc"]
+        champ_ece = champion_metrics_on_same_cohort.get("test_ece")
+        if cand_auc >= champ_auc - gate.max_auc_drop:
+            reasons.append(f"AUC ok: {cand_auc:.4f} vs champion {champ_auc:.4f} on the same cohort "
+                           f"(allowed drop {gate.max_auc_drop})")
+        else:
+            passed = False
+            reasons.append(f"AUC worse than champion: {cand_auc:.4f} < {champ_auc:.4f} - {gate.max_auc_drop}")
+    return Decision(passed, tuple(reasons), cand_auc, champ_auc, cand_ece, champ_ece)
+
+
+def champion_metrics(tracking_uri: str, frame: pl.DataFrame, model_name: str = MODEL_NAME) -> tuple[str, dict] | None:
+    """(version, {test_roc_auc, test_ece}) of the current champion scored on `frame` (a test cohort with
+    `not_gld`), or None when no version holds the alias."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    model = load_model(tracking_uri, model_name)
+    risk = np.asarray(model.predict(model_input(frame))["risk"], dtype=np.float64)
+    y = frame["not_gld"].cast(pl.Int64).to_numpy()
+    return str(version.version), {"test_roc_auc": roc_auc(y, risk), "test_ece": ece(y, risk)}
+
+
+def promote_if_better(tracking_uri: str, candidate: str, result: TrainedModel, gate: Gate = Gate(),
+                      model_name: str = MODEL_NAME) -> Decision:
+    """Score the current champion on the candidate's test cohort, apply `promotion_decision`, and move the
+    `champion` alias to the candidate only if the gate passes. `candidate` is the refresh run id (or a
+    model version number). The decision is recorded on the candidate version (tags) and run (metrics)."""
+    with _mlflow_at(tracking_uri) as client:
+        version = candidate if str(candidate).isdigit() else model_version_for_run(client, candidate, model_name)
+        run_id = client.get_model_version(model_name, version).run_id
+        champion = champion_metrics(tracking_uri, result.test_frame, model_name)
+        champion_version = champion[0] if champion else None
+        if champion_version == version:
+            decision = promotion_decision(result.metrics, champion[1], gate)
+            decision = Decision(decision.passed, (*decision.reasons, "candidate is already the champion"),
+                                decision.candidate_auc, decision.champion_auc, decision.candidate_ece,
+                                decision.champion_ece)
+        else:
+            decision = promotion_decision(result.metrics, champion[1] if champion else None, gate)
+        promoted = decision.passed and champion_version != version
+        if promoted:
+            client.set_registered_model_alias(model_name, CHAMPION, version)
+        client.set_model_version_tag(model_name, version, "promotion", "passed" if decision.passed else "refused")
+        client.set_model_version_tag(model_name, version, "promotion_reasons", "; ".join(decision.reasons))
+        gate_metrics = {"promotion_passed": float(decision.passed)}
+        if decision.champion_auc is not None:
+            gate_metrics |= {"champion_test_roc_auc": decision.champion_auc,
+                             "champion_test_ece": decision.champion_ece}
+        _log_metrics(client, run_id, gate_metrics)
+    return Decision(decision.passed, decision.reasons, decision.candidate_auc, decision.champion_auc,
+                    decision.candidate_ece, decision.champion_ece, version, champion_version, promoted)
