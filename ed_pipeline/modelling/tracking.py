@@ -66,7 +66,7 @@ class CalibratedRiskModel(mlflow.pyfunc.PythonModel):
         booster = lgb.Booster(model_file=context.artifacts["booster"])
         self.scorer = RiskScorer(booster, Encoding.from_dict(spec["encoding"]), Calibrator(**spec["calibrator"]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = pl.from_pandas(pd.DataFrame(model_input)[list(FEATURES)])
         return pd.DataFrame({"risk": self.scorer.risk(frame)})
 

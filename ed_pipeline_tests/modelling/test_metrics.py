@@ -1,0 +1,109 @@
+"""Metric functions against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ed_pipeline.modelling.calibration import Calibrator, expected_rate, logit
+from ed_pipeline.modelling.metrics import (
+    brier,
+    calibration_curve,
+    ece,
+    ece_noise_floor,
+    metric_key,
+    roc_auc,
+    score_metrics,
+    subgroup_metrics,
+    top_share,
+)
+
+
+def test_ece_by_hand():
+    # bin 1: p 0.1, 0.1, observed 1/2 -> |0.5 - 0.1| * 2/5 = 0.16; bin 3: p 0.3, 0.3, observed 0 -> 0.3 * 2/5 = 0.12;
+    # bin 9: p 0.9, observed 1 -> 0.1 * 1/5 = 0.02
+    y = [0, 1, 0, 0, 1]
+    p = [0.1, 0.1, 0.3, 0.3, 0.9]
+    assert ece(y, p) == pytest.approx(0.30)
+    assert ece(y, p, bins=1) == pytest.approx(abs(2 / 5 - 1.7 / 5))  # one bin: |rate - mean prediction|
+
+
+def test_ece_edges():
+    assert ece([1, 0], [1.0, 0.0]) == pytest.approx(0.0)  # p = 1.0 falls in the last bin, not past it
+    assert ece([1, 1], [0.95, 1.0]) == pytest.approx(0.025)
+    assert math.isnan(ece([], []))
+
+
+def test_ece_of_a_calibrated_score_is_near_its_noise_floor():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 0.6, 20_000)
+    y = rng.random(len(p)) < p
+    assert ece(y, p) < 0.01
+    assert ece_noise_floor(p, draws=50) < 0.01
+    assert ece(y, np.clip(p + 0.1, 0, 1)) == pytest.approx(0.1, abs=0.01)  # everyone overstated by 0.1
+
+
+def test_precision_and_recall_in_the_top_ten_percent_by_hand():
+    # 20 children, top 10% = the 2 highest; 4 outcomes in all, 1 of them among the top 2
+    p = np.linspace(0.01, 0.2, 20)
+    y = np.zeros(20)
+    y[[19, 3, 5, 7]] = 1  # the highest is an outcome, the second highest (18) is not
+    assert top_share(y, p, 0.1) == pytest.approx((0.5, 0.25))
+    # 15 children: ceil(1.5) = 2 flagged
+    assert top_share(y[5:], p[5:], 0.1) == pytest.approx((0.5, 1 / 3))
+    # ties keep the order of appearance
+    assert top_share([0, 1, 1], [0.5, 0.5, 0.1], 0.1) == pytest.approx((0.0, 0.0))
+
+
+def test_brier_auc_and_calibration_curve_by_hand():
+    assert brier([1, 0], [0.8, 0.4]) == pytest.approx((0.04 + 0.16) / 2)
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert math.isnan(roc_auc([1, 1], [0.1, 0.2]))
+    curve = calibration_curve([0, 1, 0, 0, 1], [0.1, 0.1, 0.3, 0.3, 0.9])
+    assert curve["n"].to_list() == [2, 2, 1]
+    assert curve["observed_rate"].to_list() == pytest.approx([0.5, 0.0, 1.0])
+    assert curve["mean_predicted"].to_list() == pytest.approx([0.1, 0.3, 0.9])
+    m = score_metrics([0, 1, 0, 0, 1], [0.1, 0.1, 0.3, 0.3, 0.9])
+    assert m["n"] == 5 and m["outcome_rate"] == pytest.approx(0.4) and m["ece"] == pytest.approx(0.3)
+
+
+def test_subgroups_cover_everyone_with_sizes_and_unknowns():
+    rng = np.random.default_rng(2)
+    n = 400
+    frame = pl.DataFrame({"sex": rng.choice(["F", "M"], n), "fsm": pl.Series([None] * 10 + [True, False] * 195)})
+    p = rng.uniform(0, 1, n)
+    y = rng.random(n) < p
+    sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top_threshold=float(np.quantile(p, 0.9)))
+    for group in ("sex", "fsm"):
+        assert sub.filter(pl.col("group") == group)["n"].sum() == n
+        assert sub.filter(pl.col("group") == group)["flagged"].sum() == int((p >= np.quantile(p, 0.9)).sum())
+    unknown = sub.filter((pl.col("group") == "fsm") & (pl.col("value") == "unknown")).row(0, named=True)
+    assert unknown["n"] == 10 and math.isnan(unknown["roc_auc"])  # too small for AUC
+    girls = sub.filter(pl.col("value") == "F").row(0, named=True)
+    sel = frame["sex"].to_numpy() == "F"
+    assert girls["roc_auc"] == pytest.approx(roc_auc(y[sel], p[sel]))
+
+
+def test_metric_keys_are_mlflow_safe():
+    assert metric_key("test_roc_auc", "sex", "F") == "test_roc_auc__sex_F"
+    assert metric_key("test_n", "ward", "St Martin's") == "test_n__ward_St_Martin_s"
+    assert metric_key("test_roc_auc") == "test_roc_auc"
+
+
+def test_base_rate_trend_and_label_shift():
+    rates = {2015: 0.5, 2016: 1 / (1 + math.exp(0.5)), 2017: 1 / (1 + math.exp(1.0))}  # logit falls 0.5 a year
+    assert logit(expected_rate(rates, 2018)) == pytest.approx(-1.5)
+    assert expected_rate({2017: 0.3}, 2018) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        expected_rate(rates, 2015)
+    cal = Calibrator(slope=2.0, intercept=-1.0)
+    shifted = cal.shifted(-0.5, 0.2)
+    margin = np.array([-1.0, 0.0, 2.0])
+    assert np.allclose(logit_array(shifted(margin)) - logit_array(cal(margin)), -0.5)
+
+
+def logit_array(p):
+    return np.log(p / (1 - p))

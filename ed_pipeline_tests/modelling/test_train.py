@@ -1,0 +1,129 @@
+"""Training, calibration, evaluation and scoring on a synthetic feature frame with a known signal."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ed_pipeline.modelling import (
+    BASELINE_FEATURES,
+    FEATURES,
+    SUBGROUPS,
+    TrainingConfig,
+    score_children,
+    train_and_evaluate,
+)
+from ed_pipeline.modelling.metrics import roc_auc
+from ed_pipeline.modelling.synthetic import synthetic_features
+from ed_pipeline.modelling.train import choose_cohorts
+
+
+def test_feature_lists():
+    assert set(BASELINE_FEATURES) <= set(FEATURES)
+    leaks = {"person_id", "household_id", "prediction_date", "history_months", "assessment_year", "not_gld",
+             "fsm", "eal", "sen", "ethnicity_group", "lsoa"}
+    assert not leaks & set(FEATURES)
+    assert len(set(FEATURES)) == len(FEATURES)
+
+
+def test_cohort_rule(feature_frame):
+    c = choose_cohorts(feature_frame, TrainingConfig())
+    assert (c.train, c.validation, c.test) == ((2016,), 2017, 2018)  # 2013-2015 have < 12 months of history
+    assert c.median_history[2015] < 12 <= c.median_history[2016]
+    assert set(c.rates) == set(range(2013, 2019))  # unassessed 2019 is not a cohort
+    c = choose_cohorts(feature_frame, TrainingConfig(min_history_months=0))
+    assert c.train == (2013, 2014, 2015, 2016)
+    c = choose_cohorts(feature_frame, TrainingConfig(min_history_months=0, max_train_cohorts=2, test_cohort=2017))
+    assert (c.train, c.validation, c.test) == ((2014, 2015), 2016, 2017)
+    c = choose_cohorts(feature_frame, TrainingConfig(min_history_months=99))
+    assert c.train == (2016,)  # none qualifies: the latest earlier cohort trains alone
+    with pytest.raises(ValueError, match="three assessed cohorts"):
+        choose_cohorts(feature_frame.filter(pl.col("assessment_year") >= 2017), TrainingConfig())
+
+
+def test_trained_model_measures_the_test_cohort(trained, feature_frame):
+    m = trained.metrics
+    test = feature_frame.filter(pl.col("assessment_year") == 2018)
+    assert m["test_n"] == test.height == trained.test_predictions.height
+    for k in ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "test_precision_top10", "test_recall_top10",
+              "baseline_test_roc_auc", "baseline_test_ece", "validation_roc_auc", "test_ece_noise_floor"):
+        assert math.isfinite(m[k]), k
+    oracle = roc_auc(test["not_gld"], test["p_not_gld"])
+    assert 0.62 < m["test_roc_auc"] < oracle
+    assert m["test_roc_auc"] > m["baseline_test_roc_auc"] - 0.02
+    assert m["test_ece"] < 0.04
+    assert abs(m["test_mean_risk"] - m["test_outcome_rate"]) < 0.03  # the base-rate shift lands near the cohort
+    assert m["test_precision_top10"] > m["test_outcome_rate"]  # the top of the list is enriched
+    assert 0 < trained.best_iteration < trained.config.max_rounds
+    # subgroups: every group covers the cohort, sizes given
+    for g in SUBGROUPS:
+        assert trained.subgroups.filter(pl.col("group") == g)["n"].sum() == test.height
+    assert trained.calibration["n"].sum() == test.height
+    assert set(trained.importance["feature"]) == set(FEATURES)
+    assert trained.importance["mean_abs_contribution"][0] > 0
+
+
+def test_label_shift_beats_validation_calibration(feature_frame, trained):
+    plain = train_and_evaluate(feature_frame, TrainingConfig(base_rate="validation"))
+    assert plain.metrics["test_roc_auc"] == pytest.approx(trained.metrics["test_roc_auc"])  # ranks unchanged
+    assert plain.metrics["test_mean_risk"] > trained.metrics["test_mean_risk"]  # the falling rate not followed
+    assert abs(trained.metrics["test_mean_risk"] - trained.metrics["test_outcome_rate"]) < abs(
+        plain.metrics["test_mean_risk"] - plain.metrics["test_outcome_rate"])
+
+
+def test_same_function_same_config_is_reproducible(feature_frame, trained):
+    again = train_and_evaluate(feature_frame, TrainingConfig())
+    assert again.metrics == pytest.approx(trained.metrics, nan_ok=True)
+
+
+def test_no_signal_no_discrimination():
+    frame = synthetic_features(8_400, seed=3, signal=0.0)
+    result = train_and_evaluate(frame)
+    assert abs(result.metrics["test_roc_auc"] - 0.5) < 0.06
+
+
+def test_outcome_and_subgroup_columns_do_not_move_risk(trained, feature_frame):
+    rng = np.random.default_rng(0)
+    scrambled = feature_frame.with_columns(
+        [pl.Series(c, rng.permutation(feature_frame[c].to_numpy())) for c in ("fsm", "eal", "ethnicity_group",
+                                                                            "not_gld", "lsoa", "person_id")]
+    )
+    assert np.allclose(score_children(trained, scrambled)["risk"], trained.scorer.risk(feature_frame))
+
+
+def test_score_children(trained, feature_frame):
+    scored = score_children(trained, feature_frame)
+    assert scored.columns == ["person_id", "prediction_date", "risk", "band", "top_factors"]
+    assert scored.height == feature_frame.height  # unassessed children are scored too
+    assert scored["risk"].is_between(0, 1).all()
+    test = scored.join(trained.test_predictions.select("person_id", "prediction_date"),
+                       on=["person_id", "prediction_date"])
+    shares = test["band"].value_counts(normalize=True)
+    share = dict(zip(shares["band"], shares["proportion"], strict=True))
+    assert share["high"] == pytest.approx(0.10, abs=0.01) and share["medium"] == pytest.approx(0.20, abs=0.02)
+    assert (scored.filter(pl.col("band") == "high")["risk"].min() >= trained.band_thresholds["high"])
+    # top factors: at most three feature names, each with a positive contribution, largest first
+    contrib = trained.scorer.contributions(feature_frame)
+    for i, factors in enumerate(scored["top_factors"].to_list()[:300]):
+        assert len(factors) <= 3 and set(factors) <= set(FEATURES)
+        values = [contrib[i, FEATURES.index(f)] for f in factors]
+        assert all(v > 0 for v in values) and values == sorted(values, reverse=True)
+
+
+def test_monotone_in_agency_events(trained, feature_frame):
+    base = feature_frame.head(500)
+    more = base.with_columns(pl.col("domestic_abuse_24m") + 2, pl.lit(True).alias("child_protection_ever"))
+    assert (trained.scorer.risk(more) >= trained.scorer.risk(base) - 1e-12).all()
+
+
+def test_unseen_ward_and_nulls_are_scored(trained, feature_frame):
+    odd = feature_frame.head(3).with_columns(pl.lit("Nowhere").alias("ward"), pl.lit(None, pl.Int32).alias("moves_24m"))
+    assert score_children(trained, odd)["risk"].is_finite().all()
+
+
+def test_missing_column_is_named(trained, feature_frame):
+    with pytest.raises(ValueError, match="ward"):
+        score_children(trained, feature_frame.drop("ward"))
