@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ed_pipeline.defs.automation import build_landing_sensor, build_monthly_schedule, record_run_failures
+from ed_pipeline.defs.features import dbt_resource, feature_assets
 from ed_pipeline.defs.linked import linked_assets
 from ed_pipeline.defs.privacy_audit import no_identifiers_anywhere
 from ed_pipeline.defs.pseudonymised import pseudonymised_assets
@@ -24,12 +25,12 @@ link_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *validated_assets, *pseudonymised_assets, *linked_assets],
+    assets=[*raw_assets, *validated_assets, *pseudonymised_assets, *linked_assets, *feature_assets],
     asset_checks=[no_identifiers_anywhere],
     jobs=[ingest_job, link_job],
     schedules=[build_monthly_schedule(ingest_job)],
     sensors=[build_landing_sensor(ingest_job), record_run_failures],
-    resources=all_resources(Settings.from_env()),
+    resources={**all_resources(Settings.from_env()), "dbt": dbt_resource},
     # DuckDB allows one writer per file: steps of a run execute one after another in one process.
     executor=dg.in_process_executor,
 )

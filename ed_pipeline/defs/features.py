@@ -1,0 +1,135 @@
+"""features.*: point-in-time features per child, built by dbt over the pseudonymised and linked layers (warehouse).
+
+The dbt project (`dbt_project/`: staging -> intermediate -> marts) is loaded with dagster-dbt: every dbt model
+is an asset keyed `[schema, model]`, exactly the table it builds in warehouse.duckdb (`staging.stg_housing`,
+`intermediate.int_child_events`, `features.child_features`), and every dbt test is an asset check on the model
+it tests. dbt sources map to the assets that write them (`["pseudonymised", <source>]`, `["linked", <table>]`),
+so the graph runs on from linkage into features.
+
+The manifest is prepared when this module is imported: under `dagster dev` always (as
+`DbtProject.prepare_if_dev` would), otherwise whenever it is missing or older than a file of the dbt project,
+so a fresh clone, an in-process `ed-pipeline refresh` and the tests all find a current manifest.
+"""
+
+import contextlib
+import io
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from ed_pipeline.settings import Settings
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+FEATURES_GROUP = "features"
+# dbt folders (the layers) -> the schema each builds into; every layer is in the Dagster group "features" so that
+# selecting the group builds the mart and everything under it; the layer is a tag and the key's first part.
+LAYER_SCHEMAS = {"staging": "staging", "intermediate": "intermediate", "marts": "features"}
+MART_KEY = dg.AssetKey(["features", "child_features"])
+# Project files whose change calls for a new manifest.
+_PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+
+
+def dbt_executable() -> str:
+    """The dbt beside this Python (the project's venv) even when its bin/ is not on PATH; else `dbt` on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    manifest = project.manifest_path
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    for name in _PROJECT_INPUTS:
+        path = project.project_dir / name
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+        if any(f.stat().st_mtime > built for f in files):
+            return True
+    return False
+
+
+def prepare_manifest(project: DbtProject, force: bool = False) -> Path:
+    """`dbt parse` into the project's target/ when under `dagster dev`, when forced, or when the manifest is
+    missing or stale; returns the manifest's path. dbt parse does not open the warehouse."""
+    if force or os.getenv("DAGSTER_IS_DEV_CLI") or manifest_is_stale(project):
+        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+            ["parse", "--quiet"], target_path=project.target_path).wait()
+    return project.manifest_path
+
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+prepare_manifest(dbt_project)
+
+
+def _layer(props: Mapping[str, Any]) -> str | None:
+    path = Path(props.get("original_file_path") or props.get("path") or "")
+    parts = path.parts
+    return parts[1] if len(parts) > 2 and parts[0] == "models" else None
+
+
+class FeaturesTranslator(DagsterDbtTranslator):
+    """Asset keys = tables of warehouse.duckdb; one group; the dbt layer as a tag; dbt tests as asset checks."""
+
+    def get_asset_key(self, props: Mapping[str, Any]) -> dg.AssetKey:
+        if props["resource_type"] == "source":
+            # sources are declared with the schema's name: pseudonymised.housing -> ["pseudonymised", "housing"]
+            return dg.AssetKey([props["source_name"], props["name"]])
+        return dg.AssetKey([props["schema"], props.get("alias") or props["name"]])
+
+    def get_group_name(self, props: Mapping[str, Any]) -> str | None:
+        return FEATURES_GROUP if props["resource_type"] != "source" else super().get_group_name(props)
+
+    def get_tags(self, props: Mapping[str, Any]) -> Mapping[str, str]:
+        layer = _layer(props)
+        return {**super().get_tags(props), "zone": "warehouse", **({"layer": layer} if layer else {})}
+
+    def get_owners(self, props: Mapping[str, Any]):
+        return ["team:data-science"]
+
+
+translator = FeaturesTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+class _LogWriter(io.TextIOBase):
+    """A text stream that sends each line written to it to a Dagster log at debug level."""
+
+    def __init__(self, log):
+        self._log, self._pending = log, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self._log.debug(line)
+        return len(text)
+
+
+def _point_dbt_at_warehouse() -> None:
+    # profiles.yml reads ED_WAREHOUSE_DB; dbt runs in dbt_project/, so give it the absolute path Dagster's IO
+    # managers use (a relative ED_DATA_DIR would otherwise resolve against dbt_project/).
+    os.environ["ED_WAREHOUSE_DB"] = str(Settings.from_env().warehouse_path.resolve())
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="dbt_features",
+)
+def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """`dbt build` of the selected models and their tests (tests arrive as asset check results)."""
+    _point_dbt_at_warehouse()
+    # No fetch_row_counts(): it would open the warehouse from this process while dbt still writes to it.
+    # dbt's own log goes to the run's event log (debug level), not to the console of `ed-pipeline refresh`.
+    with contextlib.redirect_stdout(_LogWriter(context.log)):
+        yield from dbt.cli(["build"], context=context).stream()
+
+
+feature_assets = [dbt_features]
+dbt_resource = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())

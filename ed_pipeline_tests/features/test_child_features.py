@@ -1,0 +1,130 @@
+"""features.child_features from a hand-made warehouse: `dbt build` (models and their YAML tests), exact feature
+values, and point-in-time correctness (late records, future events and late corrections change nothing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ed_pipeline.defs.features import DBT_PROJECT_DIR, dbt_executable
+from ed_pipeline_tests.features.warehouse import D, base_records, planted_records, write_warehouse
+
+CONTRACT = [
+    "person_id", "prediction_date", "birth_year", "birth_month", "household_id", "history_months",
+    "sex", "summer_born", "ward", "lsoa", "household_size",
+    "police_incidents_12m", "police_incidents_24m", "domestic_abuse_12m", "domestic_abuse_24m",
+    "social_care_referrals_24m", "child_in_need_ever", "child_protection_ever",
+    "parent_youth_offending", "sibling_youth_offending", "parent_drug_alcohol_24m",
+    "temporary_accommodation_24m", "overcrowded_24m", "housing_register_24m", "benefit_claim_24m", "moves_24m",
+    "assessment_year", "not_gld", "fsm", "eal", "sen", "ethnicity_group",
+]
+
+
+def dbt_build(warehouse: Path, work: Path) -> subprocess.CompletedProcess:
+    """`dbt build` of the project against `warehouse`, with target and logs under `work` (the repo's untouched)."""
+    env = {**os.environ, "ED_WAREHOUSE_DB": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    return subprocess.run(
+        [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
+        env=env, capture_output=True, text=True, timeout=300)
+
+
+def features(warehouse: Path) -> dict[str, dict]:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        cursor = conn.execute("select * from features.child_features")
+        names = [d[0] for d in cursor.description]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+def build(tmp: Path, records) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    warehouse = tmp / "warehouse.duckdb"
+    write_warehouse(warehouse, records)
+    return warehouse, dbt_build(warehouse, tmp)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    return build(tmp_path_factory.mktemp("features_base"), base_records())
+
+
+def test_dbt_build_passes_its_tests_and_lands_the_contract(built):
+    warehouse, result = built
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "ERROR=0" in result.stdout and "PASS=" in result.stdout
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        columns = conn.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'features' and table_name = 'child_features' order by ordinal_position").fetchall()
+        schemas = {s for (s,) in conn.execute("select distinct table_schema from information_schema.tables").fetchall()}
+    assert [c for c, _ in columns] == CONTRACT
+    types = dict(columns)
+    assert types["person_id"] == "VARCHAR" and types["prediction_date"] == "DATE"
+    assert {types[c] for c in ("birth_year", "birth_month", "household_size", "history_months", "moves_24m",
+                               "police_incidents_12m", "parent_youth_offending", "assessment_year")} == {"INTEGER"}
+    assert {types[c] for c in ("summer_born", "child_in_need_ever", "overcrowded_24m", "not_gld", "fsm")} == {"BOOLEAN"}
+    # exactly the layer schemas: no `main_` prefixes
+    assert {"staging", "intermediate", "features"} <= schemas and not any(s.startswith("main_") for s in schemas)
+
+
+def test_feature_values_of_the_main_child(built):
+    warehouse, result = built
+    assert result.returncode == 0, result.stdout[-4000:]
+    rows = features(warehouse)
+    assert set(rows) == {"C", "C2", "C3"}  # the mother, father, brother and Z are not children in the window
+    c = rows["C"]
+    assert c["prediction_date"] == D == date(2018, 3, 1)
+    assert (c["birth_year"], c["birth_month"], c["sex"], c["summer_born"]) == (2015, 3, "F", False)
+    assert c["household_id"] == "H" and c["household_size"] == 4  # X left before D
+    assert c["history_months"] == 50  # 2014-01 .. 2018-02 had landed by 2018-03-01
+    assert (c["ward"], c["lsoa"]) == ("Vange", "E01021300")  # the child's own latest record
+    # INC1 (once, though it names three of them) and INC4 (corrected to domestic abuse before D); INC2 in 24m only;
+    # INC3 was X's (gone by D), INC5 is older than 24 months
+    assert (c["police_incidents_12m"], c["police_incidents_24m"]) == (2, 3)
+    assert (c["domestic_abuse_12m"], c["domestic_abuse_24m"]) == (2, 2)
+    assert c["social_care_referrals_24m"] == 1  # the brother's; C's own referral is older than 24 months
+    assert c["child_in_need_ever"] is True and c["child_protection_ever"] is False
+    assert (c["parent_youth_offending"], c["sibling_youth_offending"]) == (1, 1)
+    assert c["parent_drug_alcohol_24m"] is True
+    # the housing record re-sent with a new status is a second event: overcrowded when registered, then in TA
+    assert c["housing_register_24m"] and c["overcrowded_24m"] and c["temporary_accommodation_24m"]
+    assert c["benefit_claim_24m"] is False  # the only claim started in 2014
+    assert c["moves_24m"] == 1
+    assert all(c[k] is None for k in ("assessment_year", "not_gld", "fsm", "eal", "sen", "ethnicity_group"))
+
+
+def test_children_without_history_and_outcomes(built):
+    warehouse, _ = built
+    rows = features(warehouse)
+    c2, c3 = rows["C2"], rows["C3"]
+    assert c2["prediction_date"] == date(2015, 11, 1) and c2["history_months"] == 22
+    assert c2["household_id"] is None and c2["household_size"] is None and c2["ward"] is None
+    assert c2["police_incidents_24m"] == 0 and c2["moves_24m"] == 0 and c2["benefit_claim_24m"] is False
+    assert (c2["assessment_year"], c2["not_gld"], c2["fsm"], c2["eal"], c2["sen"], c2["ethnicity_group"]) == (
+        2017, True, False, True, "K", "Asian")
+    # predicted before the data starts: in the mart because assessed, with no history
+    assert c3["prediction_date"] == date(2012, 7, 1) and c3["history_months"] == 0 and c3["summer_born"] is True
+    assert (c3["assessment_year"], c3["not_gld"], c3["ethnicity_group"]) == (2014, False, "Unknown")
+
+
+def test_late_records_future_events_and_late_corrections_change_nothing(built, tmp_path):
+    warehouse, result = built
+    assert result.returncode == 0, result.stdout[-4000:]
+    planted, planted_result = build(tmp_path / "planted", base_records() + planted_records())
+    assert planted_result.returncode == 0, planted_result.stdout[-4000:]
+
+    # the planted records reached the events of the child's household: only the point-in-time rule keeps them out
+    with duckdb.connect(str(planted), read_only=True) as conn:
+        seen = {r for (r,) in conn.execute(
+            "select distinct group_ref from intermediate.int_person_events "
+            "where group_ref in ('LATE1', 'LATE2', 'LATE3', 'FUT1', 'FUT2')").fetchall()}
+        inc2_versions = conn.execute(
+            "select count(*) from intermediate.int_person_events where record_id = 'INC2-1'").fetchone()[0]
+    assert seen == {"LATE1", "LATE2", "LATE3", "FUT1", "FUT2"} and inc2_versions == 2
+
+    assert features(planted) == features(warehouse)
