@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from ed_pipeline.settings import Settings
@@ -58,9 +59,14 @@ def prepare_manifest(project: DbtProject, force: bool = False) -> Path:
     """`dbt parse` into the project's target/ when under `dagster dev`, when forced, or when the manifest is
     missing or stale; returns the manifest's path. dbt parse does not open the warehouse."""
     if force or os.getenv("DAGSTER_IS_DEV_CLI") or manifest_is_stale(project):
-        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-            ["parse", "--quiet"], target_path=project.target_path).wait()
+        # with a lock, as dagster-dbt's own preparer: a second process waits and skips a parse just made
+        run_with_concurrent_update_guard(project.manifest_path, _parse, project=project)
     return project.manifest_path
+
+
+def _parse(project: DbtProject) -> None:
+    DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+        ["parse", "--quiet"], target_path=project.target_path).wait()
 
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
