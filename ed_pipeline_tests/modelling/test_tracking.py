@@ -1,0 +1,164 @@
+"""MLflow: a refresh run in a temporary sqlite store, the registered calibrated model, the champion gate."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import mlflow
+import numpy as np
+import polars as pl
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ed_pipeline.modelling import (
+    CHAMPION,
+    EXPERIMENT,
+    FEATURES,
+    MODEL_NAME,
+    Gate,
+    TrainingConfig,
+    load_model,
+    log_reference_metrics,
+    log_refresh_run,
+    model_input,
+    promote_if_better,
+    promotion_decision,
+    score_children,
+    train_and_evaluate,
+)
+
+TAGS = {"dagster_run_id": "run-123", "months": "2013-01..2018-07", "git_commit": "abc123", "input_hash": "f00d"}
+
+
+# --- the pure gate ---------------------------------------------------------------------------------------
+
+def test_gate_passes_without_a_champion():
+    d = promotion_decision({"test_roc_auc": 0.70, "test_ece": 0.01}, None)
+    assert d.passed and "no champion yet" in d.reasons
+
+
+def test_gate_allows_a_small_drop_and_refuses_a_larger_one():
+    assert promotion_decision({"test_roc_auc": 0.696, "test_ece": 0.01}, {"test_roc_auc": 0.70}).passed
+    refused = promotion_decision({"test_roc_auc": 0.694, "test_ece": 0.01}, {"test_roc_auc": 0.70})
+    assert not refused.passed and any("worse than champion" in r for r in refused.reasons)
+    assert refused.champion_auc == 0.70 and refused.candidate_auc == 0.694
+
+
+def test_gate_refuses_poor_calibration_even_when_better():
+    d = promotion_decision({"test_roc_auc": 0.80, "test_ece": 0.05}, {"test_roc_auc": 0.70})
+    assert not d.passed and any("calibration out of bound" in r for r in d.reasons)
+    assert promotion_decision({"test_roc_auc": 0.80, "test_ece": 0.05}, None, Gate(max_ece=0.06)).passed
+    assert not promotion_decision({"test_roc_auc": float("nan"), "test_ece": 0.01}, None).passed
+
+
+# --- a refresh run ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}", root
+
+
+@pytest.fixture(scope="module")
+def first_run(store, trained, tmp_path_factory):
+    uri, root = store
+    weights = tmp_path_factory.mktemp("linkage") / "match_weights.png"
+    weights.write_bytes(b"\x89PNG fake")
+    before = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI"))
+    run_id = log_refresh_run(trained, uri, root, tags=TAGS, params={"people": 100_000}, extra_artifacts=[weights])
+    assert (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")) == before  # global state restored
+    return run_id
+
+
+def test_refresh_run_logs_everything(store, first_run, trained):
+    uri, root = store
+    client = MlflowClient(uri)
+    run = client.get_run(first_run)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == EXPERIMENT
+    assert experiment.artifact_location.startswith((root / EXPERIMENT).as_uri())
+    assert {k: run.data.tags[k] for k in TAGS} == TAGS
+    assert run.data.params["people"] == "100000" and run.data.params["test_cohort"] == "2018"
+    assert run.data.params["train_cohorts"] == "2016"
+    metrics = run.data.metrics
+    for k in ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "baseline_test_roc_auc",
+              "test_precision_top10", "test_recall_top10", "test_roc_auc__sex_F", "test_n__sex_F",
+              "test_n__ward_St_Martin_s", "test_n__fsm_true", "test_ece__ethnicity_group_White_British"):
+        assert k in metrics, k
+    assert metrics["test_roc_auc"] == pytest.approx(trained.metrics["test_roc_auc"])
+    assert metrics["test_n__sex_F"] + metrics["test_n__sex_M"] + metrics.get("test_n__sex_U", 0) == trained.metrics[
+        "test_n"]
+    files = {a.path for a in client.list_artifacts(first_run, "evaluation")}
+    for name in ("roc.png", "pr.png", "calibration.png", "shap_summary.png", "model_card.md", "subgroups.csv"):
+        assert f"evaluation/{name}" in files
+    assert [a.path for a in client.list_artifacts(first_run, "inputs")] == ["inputs/match_weights.png"]
+    card = (root / EXPERIMENT / first_run / "artifacts" / "evaluation" / "model_card.md").read_text()
+    assert "Every flag is reviewed by a person, and no decision is automated" in card
+    assert "| 2018 |" in card and "ROC AUC" in card
+
+
+def test_registered_model_returns_calibrated_risk(store, first_run, trained, feature_frame):
+    uri, _ = store
+    client = MlflowClient(uri, registry_uri=uri)
+    (version,) = client.search_model_versions(f"name='{MODEL_NAME}'")
+    assert version.run_id == first_run and version.tags["run_id"] == first_run
+    model = _load_version(uri, version.version)
+    sample = feature_frame.head(200)
+    risk = model.predict(model_input(sample))["risk"].to_numpy()
+    assert np.allclose(risk, score_children(trained, sample)["risk"].to_numpy())
+    # the signature and input example hold the features only
+    assert model.metadata.get_input_schema().input_names() == list(FEATURES)
+
+
+def _load_version(uri: str, version: str):
+    from ed_pipeline.modelling.tracking import _mlflow_at
+
+    with _mlflow_at(uri):
+        return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}")
+
+
+def test_no_person_id_reaches_mlflow(store, first_run, trained):
+    """Input examples hold the features only; no text artifact names or holds a person id."""
+    _, root = store
+    examples = list(root.rglob("input_example.json"))
+    assert examples
+    for example in examples:
+        columns = json.loads(example.read_text())["columns"]
+        assert "person_id" not in columns and "prediction_date" not in columns
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".md", ".csv", ".txt", ".yaml"):
+            text = path.read_text(errors="ignore")
+            assert "person_id" not in text, path
+            if path.suffix == ".csv":  # aggregates only: no key column
+                assert not {"person_id", "household_id", "prediction_date"} & set(text.splitlines()[0].split(","))
+
+
+def test_promotion_first_then_refusal_then_reference_metrics(store, first_run, trained, feature_frame):
+    uri, root = store
+    first = promote_if_better(uri, first_run, trained)
+    assert first.passed and first.promoted and first.champion_version is None
+    client = MlflowClient(uri, registry_uri=uri)
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == first.candidate_version
+    assert load_model(uri).predict(model_input(feature_frame.head(3)))["risk"].shape == (3,)
+
+    # a candidate trained on scrambled outcomes, tested on the same cohort: the champion stays
+    scrambled = feature_frame.with_columns(
+        pl.when(pl.col("assessment_year") < 2018).then(pl.col("not_gld").shuffle(seed=5)).otherwise(
+            pl.col("not_gld")).alias("not_gld"))
+    weak = train_and_evaluate(scrambled, TrainingConfig())
+    weak_run = log_refresh_run(weak, uri, root, tags={"dagster_run_id": "run-456"}, params={}, extra_artifacts=[])
+    second = promote_if_better(uri, weak_run, weak)
+    assert not second.passed and not second.promoted
+    assert second.champion_auc == pytest.approx(trained.metrics["test_roc_auc"])  # champion scored on same cohort
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == first.candidate_version
+    assert client.get_model_version(MODEL_NAME, second.candidate_version).tags["promotion"] == "refused"
+    assert client.get_run(weak_run).data.metrics["promotion_passed"] == 0.0
+
+    # re-checking the champion itself passes without moving anything
+    again = promote_if_better(uri, first.candidate_version, trained)
+    assert again.passed and not again.promoted
+
+    log_reference_metrics(first_run, {"oracle_test_roc_auc": 0.81, "truelink_test_roc_auc": 0.70}, uri)
+    metrics = client.get_run(first_run).data.metrics
+    assert metrics["oracle_test_roc_auc"] == 0.81 and metrics["truelink_test_roc_auc"] == 0.70
