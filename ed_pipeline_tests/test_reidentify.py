@@ -1,0 +1,167 @@
+"""Agency-side re-identification for human review: the listing, the audit trail, and a warehouse left untouched.
+
+A tiny world is refreshed once (keygen-free: the test key), then `outputs.child_risk` is written by hand
+from linked children (the model is built elsewhere); each test works on its own copy.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from ed_pipeline.privacy import load_key
+from ed_pipeline.reidentify import (
+    LISTING_COLUMNS,
+    MissingOutputError,
+    UnknownSourceError,
+    read_audit,
+    reidentify,
+)
+from ed_pipeline.settings import Settings
+from ed_pipeline_tests.conftest import TEST_KEY, run_cli
+
+KEY = load_key(TEST_KEY)
+
+
+@pytest.fixture(scope="module")
+def refreshed(tiny_world: Path, tmp_path_factory) -> Path:
+    """The tiny world after `ed-pipeline refresh`, with no model output (dropped if the refresh made one).
+
+    Only the layers re-identification reads are required here (validated, pseudonymised, linked): the steps
+    after linking (features, model) have tests of their own.
+    """
+    data_dir = tmp_path_factory.mktemp("reidentify") / "data"
+    shutil.copytree(tiny_world, data_dir)
+    result = run_cli("refresh", data_dir=data_dir)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as wh:
+        tables = {t for (t,) in wh.execute(
+            "select table_schema || '.' || table_name from information_schema.tables").fetchall()}
+        assert {"linked.person_link", "pseudonymised.social_care"} <= tables, result.stderr[-3000:]
+        wh.execute("drop table if exists outputs.child_risk")
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def scored(refreshed: Path, tmp_path_factory) -> Path:
+    """The refreshed world plus a hand-made outputs.child_risk: two children known only to other agencies score
+    highest, then every child with a social-care record, in a known order."""
+    data_dir = tmp_path_factory.mktemp("reidentify_scored") / "data"
+    shutil.copytree(refreshed, data_dir)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as wh:
+        social = wh.execute("select distinct person_id from linked.person_link where source = 'social_care' "
+                            "order by person_id").pl()["person_id"].to_list()
+        others = wh.execute("select distinct person_id from linked.person_link where person_id not in "
+                            "(select person_id from linked.person_link where source = 'social_care') "
+                            "order by person_id limit 2").pl()["person_id"].to_list()
+        assert len(social) >= 4, "the tiny world should have a few children known to social care"
+        ids = others + social
+        child_risk = pl.DataFrame({  # noqa: F841  (read by DuckDB)
+            "person_id": ids + ids[:3],
+            "prediction_date": [date(2017, 8, 31)] * len(ids) + [date(2017, 5, 31)] * 3,  # older scores: ignored
+            "risk": [0.95 - 0.05 * i for i in range(len(ids))] + [0.01] * 3,
+            "band": ["high"] * len(ids) + ["low"] * 3,
+            "top_factors": [["social_care_episodes", "overcrowded_housing"]] * (len(ids) + 3),
+        })
+        wh.execute("create schema if not exists outputs; create table outputs.child_risk as select * from child_risk")
+    return data_dir
+
+
+@pytest.fixture
+def world(scored: Path, tmp_path: Path, monkeypatch) -> Settings:
+    data_dir = tmp_path / "data"
+    shutil.copytree(scored, data_dir)
+    monkeypatch.setenv("ED_DATA_DIR", str(data_dir))
+    return Settings.from_env()
+
+
+def expected_listing(settings: Settings, source: str = "social_care") -> pl.DataFrame:
+    """Independently: the latest scores, ranked, of children with a record of `source`, and their names."""
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as wh:
+        ranked = wh.execute(f"""
+            with latest as (select * from outputs.child_risk where prediction_date = date '2017-08-31'),
+            ranked as (select rank() over (order by risk desc) as rank, person_id from latest)
+            select rank, l.person_id, l.record_id
+            from ranked join linked.person_link l using (person_id) where l.source = '{source}'""").pl()
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as agency:
+        names = agency.execute(f"select distinct record_id, given_name, family_name from validated.{source}").pl()
+    return ranked.join(names, on="record_id").sort("rank", "record_id")
+
+
+def fingerprint(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_cli_lists_an_agencys_flagged_children_and_audits_the_call(world):
+    before = fingerprint(world.warehouse_path)
+    expected = expected_listing(world)
+    top3 = expected.unique("person_id", keep="first", maintain_order=True).head(3)
+    assert top3["rank"].to_list()[0] == 3  # ranks 1 and 2 are children social care does not know
+
+    result = run_cli("reidentify", "--source", "social_care", "--top", "3", "--reviewer", "A. Practitioner",
+                     "--purpose", "early help panel", data_dir=world.data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = " ".join(result.stdout.split())  # the table may wrap long cells
+    for name in top3["given_name"].to_list() + top3["record_id"].to_list():
+        assert name in shown
+    for name in expected.filter(~pl.col("person_id").is_in(top3["person_id"].to_list()))["record_id"].to_list():
+        assert name not in shown, "a child beyond --top was listed"
+
+    audit = read_audit(world)
+    assert audit.height == 1
+    row = audit.row(0, named=True)
+    assert row["os_user"] == getpass.getuser() and row["reviewer"] == "A. Practitioner"
+    assert (row["source"], row["top"], row["rows_listed"], row["outcome"]) == ("social_care", 3, 3, "listed")
+    assert row["purpose"] == "early help panel"
+    assert row["person_ids"] == top3["person_id"].to_list()
+    text = str(row).lower()
+    for name in expected["given_name"].to_list() + expected["family_name"].to_list():
+        assert name.lower() not in text, "a name reached the audit trail"
+
+    # the warehouse was only read: same bytes, and no write-ahead log left behind
+    assert fingerprint(world.warehouse_path) == before
+    assert not world.warehouse_path.with_name(world.warehouse_path.name + ".wal").exists()
+
+
+def test_every_call_is_appended_including_refused_ones(world):
+    first = reidentify(world, "social_care", 2, KEY, reviewer="R1", purpose="panel")
+    second = reidentify(world, "social_care", 50, KEY, os_user="someone")
+    with pytest.raises(UnknownSourceError, match="unknown source 'gp_records'"):
+        reidentify(world, "gp_records", 5, KEY)
+    audit = read_audit(world)
+    assert audit["rows_listed"].to_list() == [2, second.listing.height, 0]
+    assert audit["outcome"][:2].to_list() == ["listed", "listed"] and audit["outcome"][2].startswith("refused")
+    assert audit["os_user"][1] == "someone" and audit["reviewer"][0] == "R1"
+    assert audit["person_ids"][0].to_list() == first.listing["person_id"].to_list()
+    assert audit["called_at"].is_sorted()
+    assert list(first.listing.columns) == list(LISTING_COLUMNS)
+    assert second.listing["rank"].is_sorted() and second.flagged_children == second.listing.height
+
+
+def test_a_record_whose_identity_changed_is_not_listed(world):
+    top = reidentify(world, "social_care", 1, KEY).listing.row(0, named=True)
+    with duckdb.connect(str(world.agency_zone_path)) as agency:  # the agency corrected the record since linking
+        agency.execute("update validated.social_care set given_name = 'Zebedee' where record_id = ?",
+                       [top["record_ids"].split(", ")[0]])
+    review = reidentify(world, "social_care", 50, KEY)
+    assert top["person_id"] not in review.listing["person_id"].to_list()
+    assert review.unmatched_records == 1
+
+
+def test_no_model_output_yet_is_a_clear_error(refreshed, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(refreshed, data_dir)
+    result = run_cli("reidentify", "--source", "social_care", "--top", "5", data_dir=data_dir)
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "outputs.child_risk does not exist yet" in message and "run `ed-pipeline refresh` first" in message
+    settings = Settings(data_dir=data_dir)
+    assert read_audit(settings)["outcome"][0].startswith("refused: outputs.child_risk")
+    with pytest.raises(MissingOutputError):
+        reidentify(Settings(data_dir=tmp_path / "nowhere"), "social_care", 5, KEY)
