@@ -116,10 +116,20 @@ class _LogWriter(io.TextIOBase):
         return len(text)
 
 
-def _point_dbt_at_warehouse() -> None:
-    # profiles.yml reads ED_WAREHOUSE_DB; dbt runs in dbt_project/, so give it the absolute path Dagster's IO
-    # managers use (a relative ED_DATA_DIR would otherwise resolve against dbt_project/).
+@contextlib.contextmanager
+def _dbt_env_pointing_at_warehouse():
+    """ED_WAREHOUSE_DB for the dbt process only: the absolute path Dagster's IO managers use (dbt runs in
+    dbt_project/, where a relative ED_DATA_DIR would resolve elsewhere). dbt copies the environment when it starts;
+    this process's environment is restored right after."""
+    before = os.environ.get("ED_WAREHOUSE_DB")
     os.environ["ED_WAREHOUSE_DB"] = str(Settings.from_env().warehouse_path.resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ED_WAREHOUSE_DB", None)
+        else:
+            os.environ["ED_WAREHOUSE_DB"] = before
 
 
 @dbt_assets(
@@ -130,11 +140,12 @@ def _point_dbt_at_warehouse() -> None:
 )
 def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """`dbt build` of the selected models and their tests (tests arrive as asset check results)."""
-    _point_dbt_at_warehouse()
+    with _dbt_env_pointing_at_warehouse():
+        invocation = dbt.cli(["build"], context=context)  # starts the dbt process
     # No fetch_row_counts(): it would open the warehouse from this process while dbt still writes to it.
     # dbt's own log goes to the run's event log (debug level), not to the console of `ed-pipeline refresh`.
     with contextlib.redirect_stdout(_LogWriter(context.log)):
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from invocation.stream()
 
 
 feature_assets = [dbt_features]

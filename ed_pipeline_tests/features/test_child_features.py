@@ -1,5 +1,5 @@
-"""features.child_features from a hand-made warehouse: `dbt build` (models and their YAML tests), exact feature
-values, and point-in-time correctness (late records, future events and late corrections change nothing)."""
+"""features.child_features from a hand-made warehouse (built through Dagster, see conftest): the contract, exact
+feature values, and point-in-time correctness (late records, future events and late corrections change nothing)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from ed_pipeline.defs.features import DBT_PROJECT_DIR, dbt_executable
 from ed_pipeline_tests.features.warehouse import D, base_records, planted_records, write_warehouse
@@ -41,22 +40,11 @@ def features(warehouse: Path) -> dict[str, dict]:
         return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
 
 
-def build(tmp: Path, records) -> tuple[Path, subprocess.CompletedProcess]:
-    tmp.mkdir(parents=True, exist_ok=True)
-    warehouse = tmp / "warehouse.duckdb"
-    write_warehouse(warehouse, records)
-    return warehouse, dbt_build(warehouse, tmp)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    return build(tmp_path_factory.mktemp("features_base"), base_records())
-
-
-def test_dbt_build_passes_its_tests_and_lands_the_contract(built):
-    warehouse, result = built
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "ERROR=0" in result.stdout and "PASS=" in result.stdout
+def test_build_passes_its_tests_and_lands_the_contract(built):
+    assert built.result.success
+    checks = built.result.get_asset_check_evaluations()
+    assert len(checks) > 100 and all(c.passed for c in checks)
+    warehouse = built.warehouse
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         columns = conn.execute(
             "select column_name, data_type from information_schema.columns "
@@ -73,9 +61,7 @@ def test_dbt_build_passes_its_tests_and_lands_the_contract(built):
 
 
 def test_feature_values_of_the_main_child(built):
-    warehouse, result = built
-    assert result.returncode == 0, result.stdout[-4000:]
-    rows = features(warehouse)
+    rows = features(built.warehouse)
     assert set(rows) == {"C", "C2", "C3"}  # the mother, father, brother and Z are not children in the window
     c = rows["C"]
     assert c["prediction_date"] == D == date(2018, 3, 1)
@@ -99,8 +85,7 @@ def test_feature_values_of_the_main_child(built):
 
 
 def test_children_without_history_and_outcomes(built):
-    warehouse, _ = built
-    rows = features(warehouse)
+    rows = features(built.warehouse)
     c2, c3 = rows["C2"], rows["C3"]
     assert c2["prediction_date"] == date(2015, 11, 1) and c2["history_months"] == 22
     assert c2["household_id"] is None and c2["household_size"] is None and c2["ward"] is None
@@ -113,10 +98,11 @@ def test_children_without_history_and_outcomes(built):
 
 
 def test_late_records_future_events_and_late_corrections_change_nothing(built, tmp_path):
-    warehouse, result = built
+    assert built.result.success
+    planted = tmp_path / "warehouse.duckdb"
+    write_warehouse(planted, base_records() + planted_records())
+    result = dbt_build(planted, tmp_path)  # plain dbt, as a person would run it
     assert result.returncode == 0, result.stdout[-4000:]
-    planted, planted_result = build(tmp_path / "planted", base_records() + planted_records())
-    assert planted_result.returncode == 0, planted_result.stdout[-4000:]
 
     # the planted records reached the events of the child's household: only the point-in-time rule keeps them out
     with duckdb.connect(str(planted), read_only=True) as conn:
@@ -127,4 +113,4 @@ def test_late_records_future_events_and_late_corrections_change_nothing(built, t
             "select count(*) from intermediate.int_person_events where record_id = 'INC2-1'").fetchone()[0]
     assert seen == {"LATE1", "LATE2", "LATE3", "FUT1", "FUT2"} and inc2_versions == 2
 
-    assert features(planted) == features(warehouse)
+    assert features(planted) == features(built.warehouse)

@@ -3,7 +3,7 @@ and a materialisation through Dagster against a hand-made warehouse."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import dagster as dg
 import duckdb
@@ -11,17 +11,11 @@ import yaml
 
 from ed_pipeline.defs.features import DBT_PROJECT_DIR, FEATURES_GROUP, MART_KEY, dbt_project, manifest_is_stale
 from ed_pipeline.sources import SOURCES
-from ed_pipeline_tests.conftest import TEST_KEY
-from ed_pipeline_tests.features.warehouse import base_records, write_warehouse
+from ed_pipeline_tests.features.conftest import dbt_keys
 
 STAGING = {f"stg_{s.name}" for s in SOURCES} | {"stg_person_link", "stg_person", "stg_household_membership"}
 INTERMEDIATE = {"int_person_events", "int_data_window", "int_child_assessments", "int_child_prediction_dates",
                 "int_child_household_members", "int_child_events", "int_child_moves"}
-
-
-def dbt_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
-    graph = defs.resolve_asset_graph()
-    return {k for k in graph.get_all_asset_keys() if k.path[0] in ("staging", "intermediate", "features")}
 
 
 def test_dbt_models_are_assets_keyed_by_their_tables():
@@ -75,25 +69,14 @@ def test_manifest_is_current():
     assert dbt_project.manifest_path.exists() and not manifest_is_stale(dbt_project)
 
 
-def test_materialise_features_through_dagster(tmp_path: Path, monkeypatch):
-    from ed_pipeline.definitions import defs
-
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    write_warehouse(data_dir / "warehouse.duckdb", base_records())
-    monkeypatch.setenv("ED_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("ED_WAREHOUSE_DB", raising=False)
-    monkeypatch.setenv("ED_PSEUDO_KEY", TEST_KEY)
-    job = defs.get_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=sorted(dbt_keys(defs), key=lambda k: k.to_user_string()),
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
-    assert result.success
-    materialised = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert MART_KEY in materialised and len(materialised) == len(dbt_keys(defs))
-    evaluations = result.get_asset_check_evaluations()
+def test_materialise_features_through_dagster(built):
+    assert built.result.success
+    materialised = {e.asset_key for e in built.result.get_asset_materialization_events()}
+    assert materialised == built.asset_keys and MART_KEY in materialised
+    evaluations = built.result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
+    assert {e.asset_key for e in evaluations} >= {MART_KEY, dg.AssetKey(["staging", "stg_housing"])}
+    with duckdb.connect(str(built.warehouse), read_only=True) as conn:
         assert conn.execute("select count(*) from features.child_features").fetchone()[0] == 3
+    # the dbt process was pointed at the warehouse only: this process's environment is as it was
+    assert "ED_WAREHOUSE_DB" not in os.environ or os.environ["ED_WAREHOUSE_DB"] != str(built.warehouse)

@@ -1,0 +1,47 @@
+"""The hand-made warehouse, built once per session through Dagster (the dbt assets of the one Definitions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ed_pipeline_tests.conftest import TEST_KEY
+from ed_pipeline_tests.features.warehouse import base_records, write_warehouse
+
+DBT_SCHEMAS = ("staging", "intermediate", "features")
+
+
+def dbt_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
+    return {k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] in DBT_SCHEMAS}
+
+
+@dataclass
+class Built:
+    warehouse: Path
+    result: dg.ExecuteInProcessResult
+    asset_keys: set[dg.AssetKey]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Built:
+    """Materialise every dbt asset (models and their checks) over the base warehouse, in process."""
+    from ed_pipeline.definitions import defs
+
+    data_dir = tmp_path_factory.mktemp("features") / "data"
+    data_dir.mkdir()
+    write_warehouse(data_dir / "warehouse.duckdb", base_records())
+    keys = dbt_keys(defs)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ED_DATA_DIR", str(data_dir))
+        env.delenv("ED_WAREHOUSE_DB", raising=False)
+        env.setenv("ED_PSEUDO_KEY", TEST_KEY)
+        result = defs.get_implicit_global_asset_job_def().execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            asset_selection=sorted(keys, key=lambda k: k.to_user_string()),
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
+        )
+    return Built(data_dir / "warehouse.duckdb", result, keys)
