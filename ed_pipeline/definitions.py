@@ -5,6 +5,8 @@ import dagster as dg
 from ed_pipeline.defs.automation import build_landing_sensor, build_monthly_schedule, record_run_failures
 from ed_pipeline.defs.features import dbt_resource, feature_assets
 from ed_pipeline.defs.linked import linked_assets
+from ed_pipeline.defs.model import model_assets
+from ed_pipeline.defs.outputs import output_assets
 from ed_pipeline.defs.privacy_audit import no_identifiers_anywhere
 from ed_pipeline.defs.pseudonymised import pseudonymised_assets
 from ed_pipeline.defs.raw import raw_assets
@@ -18,16 +20,18 @@ ingest_job = dg.define_asset_job(
     description="Load, validate and pseudonymise agency extracts for the selected months.",
 )
 
-link_job = dg.define_asset_job(
-    "link",
-    selection=dg.AssetSelection.groups("linked"),
-    description="Link every pseudonymised record into persons and households (incremental unless configured).",
+analyse_job = dg.define_asset_job(
+    "analyse",
+    selection=dg.AssetSelection.groups("linked", "features", "model", "outputs"),
+    description="The whole-history refresh after ingestion: link people and households (incrementally), build "
+    "the features, train and track the model, score children and communities.",
 )
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *validated_assets, *pseudonymised_assets, *linked_assets, *feature_assets],
+    assets=[*raw_assets, *validated_assets, *pseudonymised_assets, *linked_assets, *feature_assets, *model_assets,
+            *output_assets],
     asset_checks=[no_identifiers_anywhere],
-    jobs=[ingest_job, link_job],
+    jobs=[ingest_job, analyse_job],
     schedules=[build_monthly_schedule(ingest_job)],
     sensors=[build_landing_sensor(ingest_job), record_run_failures],
     resources={**all_resources(Settings.from_env()), "dbt": dbt_resource},

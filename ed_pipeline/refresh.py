@@ -114,12 +114,12 @@ def refresh(settings: Settings, progress=None) -> RefreshResult:
             outcomes.append(outcome)
             if progress:
                 progress(source.name, outcome)
-        outcomes.append(_run_whole_history(instance, defs, "link", progress))
+        outcomes.append(_run_whole_history(instance, defs, "analyse", progress))
     return RefreshResult(months, outcomes, time.perf_counter() - started)
 
 
 def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, job_name: str, progress) -> SourceOutcome:
-    """Run an unpartitioned job (linking and everything after it) over whatever the warehouse holds."""
+    """Run the unpartitioned job (linking and everything after it) over whatever the warehouse holds."""
     if progress:
         progress(job_name, None)
     t0 = time.perf_counter()
@@ -147,12 +147,14 @@ def _counter(conn: duckdb.DuckDBPyConnection):
 
 def layer_counts(settings: Settings, sources: tuple[Source, ...] = SOURCES) -> list[dict]:
     """Rows per source in raw, validated, quarantine and pseudonymised (None where a table does not exist)."""
-    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as agency:
+    with duckdb.connect(str(settings.agency_zone_path)) as agency:
         count = _counter(agency)
         rows = [{"source": s.name, "raw": count(f"raw.{s.name}"), "validated": count(f"validated.{s.name}"),
                  "quarantine": count(f"quarantine.{s.name}")} for s in sources]
     if settings.warehouse_path.exists():
-        with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
+        # Not read-only: this process may still hold the run's read-write connection, and DuckDB refuses two
+        # configurations of one file in one process.
+        with duckdb.connect(str(settings.warehouse_path)) as warehouse:
             count = _counter(warehouse)
             for row in rows:
                 row["pseudonymised"] = count(f"pseudonymised.{row['source']}")
@@ -163,7 +165,7 @@ def linkage_summary(settings: Settings) -> dict[str, int | None]:
     """Records, persons, households, cohort children and pending review pairs in the linked layer."""
     if not settings.warehouse_path.exists():
         return {}
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+    with duckdb.connect(str(settings.warehouse_path)) as conn:
         count = _counter(conn)
         return {
             "records linked": count("linked.person_link"),

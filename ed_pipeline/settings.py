@@ -68,6 +68,20 @@ class Settings:
         return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}")
 
     @property
+    def mlflow_artifact_root(self) -> Path:
+        return self.data_dir / "mlflow" / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        """The latest trained model object (pickle), handed from the model asset to the output assets."""
+        return self.data_dir / "models"
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Published charts (the ward ranking), beside the outputs.* tables."""
+        return self.data_dir / "outputs"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
 

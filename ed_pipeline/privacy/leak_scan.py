@@ -41,6 +41,8 @@ What is looked for, and what is not (to avoid false positives)
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -514,7 +516,10 @@ def scan_texts(texts: Iterable[tuple[str, str]], identifiers: IdentifierSet) -> 
 
 def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet) -> list[Leak]:
     """Leaks in files (directories are walked): DuckDB files are scanned table by table, Parquet files column by
-    column, anything else as text (binary files as Latin-1, so that ASCII runs inside them are seen)."""
+    column, images by their embedded text (a PNG's pixels hold no text to find), CSV files field by field, and
+    anything else line by line as text (binary files as Latin-1, so that ASCII runs inside them are seen).
+    Fields and lines are separate cells: a name never spans two of them, so none is made up across a boundary
+    (the label "ward" before the value "Lee Chapel North" is not the name "Ward Lee")."""
     leaks: list[Leak] = []
     texts: list[tuple[str, str]] = []
     for path in _walk(paths):
@@ -530,14 +535,34 @@ def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet) -> list[
                           for leak in scan_duckdb(conn, identifiers)]
             finally:
                 conn.close()
+        elif suffix in IMAGE_SUFFIXES:
+            texts += [(str(path), value) for value in _image_texts(path)]
         else:
-            data = path.read_bytes()[:MAX_FILE_BYTES]
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                text = data.decode("latin-1")
-            texts.append((str(path), text))
+            texts += [(str(path), cell) for cell in _file_cells(path)]
     return leaks + scan_texts(texts, identifiers)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+
+def _image_texts(path: Path) -> list[str]:
+    """The text an image carries (PNG tEXt/iTXt chunks, EXIF-like info), not its pixels."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return [f"{k} {v}" for k, v in image.info.items() if isinstance(v, str)]
+
+
+def _file_cells(path: Path) -> list[str]:
+    data = path.read_bytes()[:MAX_FILE_BYTES]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+        return [field for row in csv.reader(io.StringIO(text), dialect) for field in row if field]
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def _walk(paths: Iterable[str | Path]) -> list[Path]:

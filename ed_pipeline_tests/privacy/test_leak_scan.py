@@ -184,3 +184,23 @@ def test_identifiers_from_the_agency_zone(tmp_path) -> None:
     direct = identifiers_from_records(recs)
     assert set(from_db.phrases["phrase"]) == set(direct.phrases["phrase"])
     assert from_db.people.height == len(ROWS)
+
+
+def test_file_cells_do_not_make_names_across_boundaries_but_image_text_is_read(tmp_path) -> None:
+    from PIL import Image, PngImagePlugin
+
+    # someone called Ward Lee: neither word alone is scanned (a common word; under four letters)
+    recs = records().with_columns(
+        given_name=pl.when(pl.col("record_id") == "H1-1").then(pl.lit("Ward")).otherwise(pl.col("given_name")),
+        family_name=pl.when(pl.col("record_id") == "H1-1").then(pl.lit("Lee")).otherwise(pl.col("family_name")))
+    ids = identifiers_from_records(recs)
+    # a label in one CSV field and a value in the next do not make the name together...
+    (tmp_path / "subgroups.csv").write_text("group,value,n\nward,Lee Chapel North,34\n")
+    # ...a PNG's pixels hold no text, but its text chunks can carry a name
+    clean, tagged = tmp_path / "clean.png", tmp_path / "tagged.png"
+    Image.new("RGB", (4, 4)).save(clean)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "risk of Jonathon Pemberton-Smythe")
+    Image.new("RGB", (4, 4)).save(tagged, pnginfo=info)
+    assert scan_texts([("line", "ward,Lee Chapel North,34")], ids) != [], "as one text the pair reads as a name"
+    assert _kinds(scan_files([tmp_path], ids)) == {(str(tagged), "name")}

@@ -1,0 +1,133 @@
+"""model.*: the LightGBM school-readiness model, trained on features.child_features and tracked in MLflow.
+
+Each materialisation is one MLflow run (experiment `school-readiness`) tagged with the Dagster run id, the
+months it covers, the git commit and a hash of its input table; the model is registered as
+`school_readiness_risk`. The blocking `promotion_gate` check moves the `champion` alias only when the new
+model is not worse than the champion on the same test cohort: a refused model refreshes no output.
+"""
+
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from ed_pipeline.defs.features import MART_KEY
+from ed_pipeline.defs.partitions import transient_retry
+from ed_pipeline.modelling import TrainedModel, TrainingConfig, log_refresh_run, promote_if_better, train_and_evaluate
+from ed_pipeline.settings import Settings
+
+MODEL_KEY = dg.AssetKey(["model", "school_readiness_model"])
+METRICS_KEY = dg.AssetKey(["model", "metrics"])
+PROMOTION_CHECK = "promotion_gate"
+MODEL_IO = "model_io_manager"
+HEADLINE = ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "baseline_test_roc_auc",
+            "test_precision_top10", "test_recall_top10")
+
+
+class ModelConfig(dg.Config):
+    test_cohort: int | None = None  # default: the latest assessed cohort
+    validation_cohort: int | None = None  # default: the one before it
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def input_fingerprint(conn: duckdb.DuckDBPyConnection, table: str) -> str:
+    """An order-independent hash of a table's content: which inputs a run was trained on."""
+    n, h = conn.execute(f"select count(*), coalesce(sum(hash(t)), 0) from {table} t").fetchone()
+    return f"{n}:{int(h) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def months_covered(conn: duckdb.DuckDBPyConnection) -> str:
+    tables = [t for (t,) in conn.execute(
+        "select table_name from information_schema.tables where table_schema = 'pseudonymised'").fetchall()]
+    union = " union all ".join(f"select extract_month from pseudonymised.{t}" for t in tables)
+    first, last = conn.execute(f"select min(extract_month), max(extract_month) from ({union})").fetchone()
+    return f"{first}..{last}"
+
+
+@dg.multi_asset(
+    name="train_school_readiness_model",
+    specs=[
+        dg.AssetSpec(MODEL_KEY, deps=[MART_KEY], group_name="model", kinds={"lightgbm", "mlflow"},
+                     owners=["team:data-science"],
+                     description="Calibrated LightGBM risk of not reaching GLD, trained on earlier cohorts and "
+                     "tested on the latest; logged and registered in MLflow."),
+        dg.AssetSpec(METRICS_KEY, deps=[MART_KEY], group_name="model", kinds={"duckdb"},
+                     owners=["team:data-science"],
+                     description="Test-cohort metrics of this refresh's model and baseline, overall and by "
+                     "subgroup with group sizes (no child-level rows)."),
+    ],
+    check_specs=[dg.AssetCheckSpec(
+        PROMOTION_CHECK, asset=MODEL_KEY, blocking=True,
+        description="Not worse than the champion on the same test cohort by more than 0.005 AUC, calibration "
+        "within bound; only then does the `champion` alias move and the outputs refresh.")],
+    retry_policy=transient_retry,
+    can_subset=False,
+)
+def train_school_readiness_model(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: DuckDBResource):
+    settings = Settings.from_env()
+    with warehouse.get_connection() as conn:
+        features = conn.execute("select * from features.child_features").pl()
+        tags = {"dagster_run_id": context.run.run_id, "months": months_covered(conn), "git_commit": git_commit(),
+                "input_hash": input_fingerprint(conn, "features.child_features")}
+    result = train_and_evaluate(
+        features, TrainingConfig(test_cohort=config.test_cohort, validation_cohort=config.validation_cohort))
+    linkage_artifacts = sorted(p for p in settings.linkage_dir.glob("*") if p.is_file())
+    run_id = log_refresh_run(result, settings.mlflow_tracking_uri, settings.mlflow_artifact_root, tags=tags,
+                             extra_artifacts=linkage_artifacts)
+    decision = promote_if_better(settings.mlflow_tracking_uri, run_id, result)
+    result.extra["mlflow_run_id"] = run_id
+    _save(settings, result)
+
+    headline = {k: round(float(result.metrics[k]), 4) for k in HEADLINE if k in result.metrics}
+    metrics = pl.DataFrame({"metric": list(result.metrics), "value": [float(v) for v in result.metrics.values()]})
+    with warehouse.get_connection() as conn:
+        conn.execute("create schema if not exists model")
+        conn.execute("create or replace table model.metrics as select ? as mlflow_run_id, * from metrics", [run_id])
+        subgroups = result.subgroups  # noqa: F841 (read by DuckDB by name)
+        conn.execute("create or replace table model.subgroup_metrics as select ? as mlflow_run_id, * from subgroups",
+                     [run_id])
+    verdict = "passed" if decision.passed else "refused"
+    context.log.info(f"model trained: {headline}; MLflow run {run_id}; promotion {verdict}")
+    yield dg.MaterializeResult(asset_key=MODEL_KEY, metadata={
+        **headline, "mlflow_run_id": run_id, "model_version": str(decision.candidate_version),
+        "cohorts": f"train {list(result.cohorts.train)}, validation {result.cohorts.validation}, "
+                   f"test {result.cohorts.test}",
+        "mlflow_ui": "mlflow ui --backend-store-uri " + settings.mlflow_tracking_uri,
+    })
+    yield dg.MaterializeResult(asset_key=METRICS_KEY, metadata={
+        "dagster/row_count": metrics.height, "subgroup_rows": result.subgroups.height})
+    yield dg.AssetCheckResult(
+        check_name=PROMOTION_CHECK, asset_key=MODEL_KEY, passed=decision.passed,
+        metadata={"reasons": "; ".join(decision.reasons), "candidate_auc": decision.candidate_auc,
+                  "champion_auc": decision.champion_auc, "promoted": bool(decision.promoted)})
+
+
+def _save(settings: Settings, result: TrainedModel) -> None:
+    import pickle
+
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.models_dir / "latest.pkl").open("wb") as f:
+        pickle.dump(result, f)
+
+
+def load_latest_model(settings: Settings) -> TrainedModel:
+    import pickle
+
+    path = settings.models_dir / "latest.pkl"
+    if not path.exists():
+        raise FileNotFoundError(f"no trained model at {path}: materialise model/school_readiness_model first")
+    with path.open("rb") as f:
+        return pickle.load(f)
+
+
+model_assets = [train_school_readiness_model]

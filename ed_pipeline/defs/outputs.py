@@ -1,0 +1,87 @@
+"""outputs.*: child-level risk for human review, and community risk safe to publish (warehouse).
+
+`outputs.child_risk` holds pseudonymous ids only; practitioners see names solely through
+`ed-pipeline reidentify`, agency-side. `outputs.community_risk` applies small-number suppression.
+"""
+
+import base64
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+from mlflow.tracking import MlflowClient
+
+from ed_pipeline.defs.features import MART_KEY
+from ed_pipeline.defs.model import MODEL_KEY, load_latest_model
+from ed_pipeline.defs.resources import WAREHOUSE
+from ed_pipeline.modelling import score_children
+from ed_pipeline.outputs import community_risk, ward_ranking_chart
+from ed_pipeline.settings import Settings
+
+CHILD_RISK_KEY = dg.AssetKey(["outputs", "child_risk"])
+COMMUNITY_RISK_KEY = dg.AssetKey(["outputs", "community_risk"])
+
+
+def _scored(warehouse: DuckDBResource, assessed: bool) -> pl.DataFrame:
+    """Children of the mart scored by the latest model: those not yet assessed, or the latest assessed cohort."""
+    model = load_latest_model(Settings.from_env())
+    where = ("not_gld is null" if not assessed
+             else f"not_gld is not null and assessment_year = {int(model.cohorts.test)}")
+    with warehouse.get_connection() as conn:
+        children = conn.execute(f"select * from features.child_features where {where}").pl()
+    scores = score_children(model, children) if children.height else pl.DataFrame(
+        schema={"person_id": pl.String, "prediction_date": pl.Date, "risk": pl.Float64, "band": pl.String,
+                "top_factors": pl.List(pl.String)})
+    return scores.join(children.select("person_id", "prediction_date", "ward", "lsoa", "not_gld"),
+                       on=["person_id", "prediction_date"], how="left")
+
+
+@dg.asset(
+    key=CHILD_RISK_KEY,
+    deps=[MODEL_KEY, MART_KEY],
+    group_name="outputs",
+    io_manager_key=WAREHOUSE,
+    kinds={"lightgbm", "duckdb", "polars"},
+    owners=["team:data-science"],
+    description="Children not yet assessed: pseudonymous person id, calibrated risk, band, and the three "
+    "features pushing their risk up most. Every flag is reviewed by a person; no decision is automated.",
+)
+def child_risk(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> pl.DataFrame:
+    scored = _scored(warehouse, assessed=False).sort("risk", descending=True)
+    out = scored.select("person_id", "prediction_date", "ward", "lsoa", "risk", "band",
+                        pl.col("top_factors").list.join(", ").alias("top_factors"))
+    context.add_output_metadata({"children": out.height, "high_band": out.filter(pl.col("band") == "high").height})
+    return out
+
+
+@dg.asset(
+    key=COMMUNITY_RISK_KEY,
+    deps=[CHILD_RISK_KEY, MODEL_KEY],
+    group_name="outputs",
+    io_manager_key=WAREHOUSE,
+    kinds={"duckdb", "polars"},
+    owners=["team:data-science"],
+    description="Risk by ward and LSOA for children not yet assessed and the latest assessed cohort (whose "
+    "observed not-GLD rate is shown), ranked, with small-number suppression (1-4 hidden, others rounded to 5, "
+    "secondary suppression).",
+)
+def community_risk_by_area(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> pl.DataFrame:
+    settings = Settings.from_env()
+    scores = pl.concat([_scored(warehouse, assessed=False), _scored(warehouse, assessed=True)])
+    community = community_risk(scores, "both")
+    chart = ward_ranking_chart(community, settings.outputs_dir / "ward_ranking.png")
+    run_id = load_latest_model(settings).extra.get("mlflow_run_id")
+    if run_id:
+        MlflowClient(settings.mlflow_tracking_uri).log_artifact(run_id, str(chart), artifact_path="outputs")
+    wards = community.filter(pl.col("level") == "ward").sort("rank", nulls_last=True)
+    top = wards.head(5).select("rank", "area", "mean_risk").to_dicts()
+    image = base64.b64encode(chart.read_bytes()).decode()
+    context.add_output_metadata({
+        "top_wards": dg.MetadataValue.md("\n".join(f"{r['rank']}. {r['area']} ({r['mean_risk']})" for r in top)),
+        "ward_ranking": dg.MetadataValue.md(f"![ward ranking](data:image/png;base64,{image})"),
+        "chart_path": dg.MetadataValue.path(str(chart)),
+    })
+    return community
+
+
+output_assets = [child_risk, community_risk_by_area]
