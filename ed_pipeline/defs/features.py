@@ -27,10 +27,9 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from ed_pipeline.settings import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+# Every layer is in the Dagster group "features", so that selecting the group builds the mart and everything
+# under it; the layer (staging / intermediate / marts) is a tag, and its schema the asset key's first part.
 FEATURES_GROUP = "features"
-# dbt folders (the layers) -> the schema each builds into; every layer is in the Dagster group "features" so that
-# selecting the group builds the mart and everything under it; the layer is a tag and the key's first part.
-LAYER_SCHEMAS = {"staging": "staging", "intermediate": "intermediate", "marts": "features"}
 MART_KEY = dg.AssetKey(["features", "child_features"])
 # Project files whose change calls for a new manifest.
 _PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
