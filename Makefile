@@ -39,9 +39,16 @@ dagster: install
 	DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/data/dagster} ED_PSEUDO_KEY=$${ED_PSEUDO_KEY:-$$(cat data/secrets/pseudo.key)} \
 		$(BIN)/dagster dev -w workspace.yaml
 
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$${ED_DATA_DIR:-data}/mlflow/mlflow.db
+
+# Each benchmark prints its figures at its stated scale (the README's Figures table); the set takes ~15 minutes.
 benchmarks: install
-	$(BIN)/python benchmarks/synth_benchmark.py
+	$(BIN)/python benchmarks/synth_benchmark.py --people 100000 --people 1500000
 	$(BIN)/python benchmarks/validation_benchmark.py
+	$(BIN)/python benchmarks/pseudonymise_benchmark.py --records 2000000
+	$(BIN)/python benchmarks/linkage_benchmark.py speed --people 1250000 --records 1000000
+	$(BIN)/python benchmarks/model_benchmark.py
 
 clean:
 	rm -rf data
