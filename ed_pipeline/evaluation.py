@@ -5,10 +5,23 @@ The only module outside synth that reads data/truth/: evaluation is its purpose.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+
 import duckdb
 import polars as pl
+from mlflow.tracking import MlflowClient
 
-from ed_pipeline.linkage import evaluate_links
+from ed_pipeline.linkage import TokenColumns, evaluate_links
+from ed_pipeline.linkage.tables import cohort_table, person_table, write_tables
+from ed_pipeline.modelling import TrainingConfig, log_reference_metrics, train_and_evaluate
+from ed_pipeline.modelling.metrics import ece, roc_auc
 from ed_pipeline.settings import Settings
 
 # Goals of issue 3 on the default world.
@@ -43,3 +56,176 @@ def evaluate_linkage(settings: Settings) -> dict[str, float | int]:
         truth_membership=pl.read_parquet(truth_dir / "household_membership.parquet"),
         probes=probes,
     )
+
+
+# --- the model against its references -------------------------------------------------------------------
+
+# Goals of issue 4 on the default world.
+MODEL_GOALS = {"max_auc_below_truelink": 0.01, "min_auc_above_baseline": 0.03, "max_test_ece": 0.02}
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+MART = "child_features"
+
+
+def _dbt_executable() -> str:
+    """The dbt beside this Python (as `ed_pipeline.defs.features.dbt_executable`; not imported from there, since
+    importing that module prepares the project's manifest)."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def latest_refresh(settings: Settings) -> tuple[str, dict[str, float]]:
+    """The MLflow run id and the metrics of the latest refresh's model (`model.metrics`)."""
+    if not settings.warehouse_path.exists():
+        raise FileNotFoundError(f"no warehouse at {settings.warehouse_path}: run `ed-pipeline refresh` first")
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        exists = conn.execute("select count(*) from information_schema.tables "
+                              "where table_schema = 'model' and table_name = 'metrics'").fetchone()[0]
+        rows = conn.execute("select mlflow_run_id, metric, value from model.metrics").fetchall() if exists else []
+    if not rows:
+        raise FileNotFoundError(f"no trained model in {settings.warehouse_path} (model.metrics is missing or empty): "
+                                "run `ed-pipeline refresh` first")
+    run_ids = {r[0] for r in rows}
+    if len(run_ids) != 1:
+        raise ValueError(f"model.metrics holds several MLflow runs ({sorted(run_ids)}): expected one per refresh")
+    return run_ids.pop(), {metric: value for _, metric, value in rows}
+
+
+def training_config(params: dict[str, str]) -> TrainingConfig:
+    """The TrainingConfig a refresh run logged as MLflow params (with its test and validation cohorts resolved)."""
+    values = {}
+    for f in fields(TrainingConfig):
+        if f.name not in params:
+            continue
+        raw = params[f.name]
+        default = f.default
+        if raw == "None":
+            values[f.name] = None
+        elif f.name in ("test_cohort", "validation_cohort") or isinstance(default, int) and not isinstance(
+                default, bool):
+            values[f.name] = int(raw)
+        elif isinstance(default, bool):
+            values[f.name] = raw == "True"
+        elif isinstance(default, float):
+            values[f.name] = float(raw)
+        else:
+            values[f.name] = raw
+    return TrainingConfig(**values)
+
+
+def oracle_metrics(children: pl.DataFrame, year: int, bins: int = 10) -> dict[str, float]:
+    """AUC and ECE of the generator's true probability `p_not_gld` over the truth children assessed in `year`."""
+    cohort = children.filter(pl.col("assessment_year") == year)
+    y = cohort["not_gld"].cast(pl.Int64).to_numpy()
+    p = cohort["p_not_gld"].to_numpy()
+    return {"oracle_test_n": float(cohort.height), "oracle_test_roc_auc": roc_auc(y, p),
+            "oracle_test_ece": ece(y, p, bins)}
+
+
+def true_linked_tables(tokens: pl.DataFrame, truth_records: pl.DataFrame, truth_membership: pl.DataFrame
+                       ) -> dict[str, pl.DataFrame]:
+    """`linked.person_link`, `person`, `household_membership` and `cohort` as a perfect linkage would make them:
+    the truth's person of every pseudonymised record, and the truth's household spells of the persons those
+    records name (a resident no agency recorded is unknown to any linkage, so is left out)."""
+    spec = TokenColumns()
+    present = tokens.select(pl.col(spec.source).alias("source"),
+                            pl.col(spec.record_id).cast(pl.String).alias("record_id")).unique()
+    links = (truth_records.select("source", pl.col("record_id").cast(pl.String),
+                                  pl.col("person_id").cast(pl.String))
+             .join(present, on=["source", "record_id"], how="semi")
+             .unique(subset=["source", "record_id"], keep="first")
+             .with_columns(pl.lit(1.0).alias("match_probability"))
+             .sort("source", "record_id"))
+    membership = (truth_membership.select(pl.col("household_id").cast(pl.String), pl.col("person_id").cast(pl.String),
+                                          pl.col("valid_from").cast(pl.Date), pl.col("valid_to").cast(pl.Date))
+                  .join(links.select("person_id").unique(), on="person_id", how="semi")
+                  .sort("household_id", "person_id", "valid_from"))
+    persons = person_table(links, tokens, spec)
+    return {"person_link": links, "person": persons, "household_membership": membership,
+            "cohort": cohort_table(persons, membership)}
+
+
+def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str = "run") -> pl.DataFrame:
+    """`features.child_features` built by dbt from the true linkage, in a copy of the warehouse under work_dir
+    (the warehouse itself is only read)."""
+    from ed_pipeline.defs.linked import read_tokens
+
+    copy = work_dir / "warehouse.duckdb"
+    shutil.copy2(settings.warehouse_path, copy)
+    wal = settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal")
+    if wal.exists():
+        shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+    truth_dir = settings.truth_dir
+    with duckdb.connect(str(copy)) as conn:
+        tokens = read_tokens(conn, TokenColumns())
+        tables = true_linked_tables(tokens, pl.read_parquet(truth_dir / "person_records.parquet"),
+                                    pl.read_parquet(truth_dir / "household_membership.parquet"))
+        write_tables(conn, tables, append=())
+    env = {**os.environ, "ED_WAREHOUSE_DB": str(copy.resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    cmd = [_dbt_executable(), dbt_command, "--select", f"+{MART}", "--project-dir", str(DBT_PROJECT_DIR),
+           "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(work_dir / "target"),
+           "--log-path", str(work_dir / "logs")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt {dbt_command} of the true-linkage features failed ({done.returncode}):\n"
+                           + (done.stdout + done.stderr)[-4000:])
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        return conn.execute(f"select * from features.{MART}").pl()
+
+
+def evaluate_model(settings: Settings, dbt_command: str = "run", log: bool = True) -> dict:
+    """The latest refresh's model beside its two references on the same test cohort, logged to its MLflow run.
+
+    `oracle_test_roc_auc`: the AUC of the generator's true probabilities (a ceiling no model reaches: part of
+    the risk is recorded nowhere). `truelink_test_roc_auc`: the same training (same config, same cohorts) on
+    features built by dbt from the true linkage instead of the pipeline's: what privacy-preserving linkage costs.
+    Returns the model's, the references' and the baseline's figures, the gaps, and the goals with pass/fail.
+    """
+    truth_dir = settings.truth_dir
+    needed = ("children.parquet", "person_records.parquet", "household_membership.parquet")
+    missing = [p for p in needed if not (truth_dir / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"no ground truth ({', '.join(missing)}) in {truth_dir}: "
+                                "evaluation needs a synthetic world made by `ed-pipeline synth`")
+    run_id, refresh = latest_refresh(settings)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    config = training_config(client.get_run(run_id).data.params)
+    if config.test_cohort is None:
+        raise ValueError(f"MLflow run {run_id} records no test cohort")
+    timings = {}
+
+    t0 = time.perf_counter()
+    oracle = oracle_metrics(pl.read_parquet(truth_dir / "children.parquet"), config.test_cohort, config.ece_bins)
+    with tempfile.TemporaryDirectory(prefix="ed_truelink_") as tmp:
+        features = build_truelink_features(settings, Path(tmp), dbt_command)
+    timings["truelink_features_seconds"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    truelink = train_and_evaluate(features, config)
+    timings["truelink_training_seconds"] = time.perf_counter() - t1
+    reference = {
+        **oracle,
+        "truelink_test_n": float(truelink.metrics["test_n"]),
+        "truelink_test_roc_auc": float(truelink.metrics["test_roc_auc"]),
+        "truelink_test_ece": float(truelink.metrics["test_ece"]),
+        "truelink_baseline_test_roc_auc": float(truelink.metrics["baseline_test_roc_auc"]),
+        "auc_below_truelink": float(truelink.metrics["test_roc_auc"] - refresh["test_roc_auc"]),
+        "auc_below_oracle": float(oracle["oracle_test_roc_auc"] - refresh["test_roc_auc"]),
+    }
+    if log:
+        log_reference_metrics(run_id, reference, settings.mlflow_tracking_uri)
+    above_baseline = refresh["test_roc_auc"] - refresh["baseline_test_roc_auc"]
+    goals = {
+        "auc_below_truelink": (reference["auc_below_truelink"], f"<= {MODEL_GOALS['max_auc_below_truelink']}",
+                               reference["auc_below_truelink"] <= MODEL_GOALS["max_auc_below_truelink"]),
+        "auc_above_baseline": (above_baseline, f">= {MODEL_GOALS['min_auc_above_baseline']}",
+                               above_baseline >= MODEL_GOALS["min_auc_above_baseline"]),
+        "test_ece": (refresh["test_ece"], f"<= {MODEL_GOALS['max_test_ece']}",
+                     refresh["test_ece"] <= MODEL_GOALS["max_test_ece"]),
+    }
+    return {
+        "mlflow_run_id": run_id, "test_cohort": config.test_cohort,
+        "test_n": refresh.get("test_n"), "test_roc_auc": refresh["test_roc_auc"], "test_ece": refresh["test_ece"],
+        "baseline_test_roc_auc": refresh["baseline_test_roc_auc"], "auc_above_baseline": above_baseline,
+        **reference,
+        "goals": {name: {"value": v, "goal": g, "passed": bool(ok)} for name, (v, g, ok) in goals.items()},
+        "logged": log, **timings,
+    }
