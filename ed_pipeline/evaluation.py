@@ -169,7 +169,8 @@ def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str
         raise RuntimeError(f"dbt {dbt_command} of the true-linkage features failed ({done.returncode}):\n"
                            + (done.stdout + done.stderr)[-4000:])
     with duckdb.connect(str(copy), read_only=True) as conn:
-        return conn.execute(f"select * from features.{MART}").pl()
+        # in a fixed order: LightGBM's bagging follows row order, and dbt's tables have none
+        return conn.execute(f"select * from features.{MART} order by person_id, prediction_date").pl()
 
 
 def evaluate_model(settings: Settings, dbt_command: str = "run", log: bool = True) -> dict:
