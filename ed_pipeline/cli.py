@@ -86,7 +86,8 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from ed_pipeline.evaluation import LINKAGE_GOALS, evaluate_linkage
+    """Linkage and model against the synthetic world's truth; reports, never gates (exit 0 unless it cannot run)."""
+    from ed_pipeline.evaluation import LINKAGE_GOALS, evaluate_linkage, evaluate_model
 
     try:
         metrics = evaluate_linkage(settings)
@@ -103,6 +104,39 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         mark = "" if goal is None else (f"[green]>= {goal}[/]" if value >= goal else f"[red]>= {goal}[/]")
         table.add_row(name, shown, mark)
     Console().print(table)
+    if args.linkage_only:
+        return 0
+
+    try:
+        with console.status("training the same model on features built from the true linkage..."):
+            model = evaluate_model(settings, dbt_command="build" if args.dbt_tests else "run")
+    except (FileNotFoundError, ValueError, RuntimeError, duckdb.CatalogException) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    table = Table(title=f"model on test cohort {model['test_cohort']} (MLflow run {model['mlflow_run_id']})")
+    for col in ("", "children", "ROC AUC", "ECE"):
+        table.add_column(col, justify="left" if not col else "right")
+
+    def row(label: str, n, auc, ece) -> None:
+        table.add_row(label, "" if n is None else f"{int(n):,}", f"{auc:.4f}", "" if ece is None else f"{ece:.4f}")
+
+    row("oracle: the generator's true probabilities", model["oracle_test_n"], model["oracle_test_roc_auc"],
+        model["oracle_test_ece"])
+    row("same model, true linkage", model["truelink_test_n"], model["truelink_test_roc_auc"],
+        model["truelink_test_ece"])
+    row("[bold]this refresh's model[/]", model["test_n"], model["test_roc_auc"], model["test_ece"])
+    row("baseline (logistic regression)", model["test_n"], model["baseline_test_roc_auc"], None)
+    Console().print(table)
+    goals = Table(title="model goals")
+    for col in ("goal", "value", "target", "met"):
+        goals.add_column(col, justify="left" if col == "goal" else "right")
+    for name, g in model["goals"].items():
+        goals.add_row(name, f"{g['value']:+.4f}" if name.startswith("auc") else f"{g['value']:.4f}", g["goal"],
+                      "[green]yes[/]" if g["passed"] else "[red]no[/]")
+    Console().print(goals)
+    console.print(f"oracle and true-linkage figures logged to MLflow run {model['mlflow_run_id']} "
+                  f"(true-linkage features {model['truelink_features_seconds']:.1f}s, "
+                  f"training {model['truelink_training_seconds']:.1f}s)")
     return 0
 
 
@@ -153,7 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="create a random demo pseudonymisation key in secrets/ (if missing)")
     keygen.set_defaults(func=cmd_keygen)
 
-    ev = sub.add_parser("evaluate", help="compare the linked layer with the synthetic world's truth")
+    ev = sub.add_parser("evaluate", help="compare the linked layer and the model with the synthetic world's truth "
+                                         "(logs the model's references to the refresh's MLflow run)")
+    ev.add_argument("--linkage-only", action="store_true", help="only the linkage table (no model references)")
+    ev.add_argument("--dbt-tests", action="store_true",
+                    help="dbt build (models and their tests) for the true-linkage features instead of dbt run")
     ev.set_defaults(func=cmd_evaluate)
 
     ref = sub.add_parser("refresh", help="materialise every asset for every month in landing/")
