@@ -24,6 +24,8 @@ from ed_pipeline.synth.population import CHILD, HEAD, OTHER, PARTNER, RELATIVE, 
 from ed_pipeline.synth.timeutil import DAYS_PER_YEAR, Calendar, years
 
 BASILDON_DISTRICT = 0
+YOUNG_REFERRAL = 2.0  # referral rate of under-fives relative to older children (about a third of referrals)
+MAX_DEPENDANTS = 4  # dependant slots of a benefit claim (the registry's dep1..dep4)
 
 
 @dataclass
@@ -202,6 +204,17 @@ def claiming_at(claims: ClaimPlan, hh: np.ndarray, day: np.ndarray) -> np.ndarra
     return (pos >= 0) & (claims.hh[order][posc] == hh) & (day < claims.end[order][posc])
 
 
+def claim_at(claims: ClaimPlan, hh: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The index of the claim running for each household on each day (-1: none)."""
+    order = np.lexsort((claims.start, claims.hh))
+    key = claims.hh[order] * (1 << 24) + (claims.start[order] + 100_000)
+    q = np.asarray(hh) * (1 << 24) + (np.asarray(day) + 100_000)
+    pos = np.searchsorted(key, q, side="right") - 1
+    posc = np.maximum(pos, 0)
+    ok = (pos >= 0) & (claims.hh[order][posc] == hh) & (day < claims.end[order][posc])
+    return np.where(ok, order[posc], -1)
+
+
 # ----------------------------------------------------------------------------- the sources' rows
 
 
@@ -223,9 +236,18 @@ def social_care_rows(rng, pop: Population, cal: Calendar, exposures: Exposures) 
     lo, hi = person_window(pop, cal, 0, 18)
     hh0 = pop.household_at(np.arange(pop.n_people), lo)
     adv = np.where(hh0 >= 0, pop.hh_adversity[np.maximum(hh0, 0)], 0)
-    w = _normalised(np.exp(1.1 * adv), (hi - lo).astype(float))
     frailty = rng.gamma(1.0, 1.0, pop.n_people)
-    index_pid, day = _poisson_days(rng, lo, hi, 0.05 / 1.5 * w * frailty)
+    # the under-fives are referred more often than older children (a birth, a new partner, health visitors'
+    # concerns): their rate is YOUNG_REFERRAL times the rest, the overall rate staying at 5% of children a year
+    mid = np.clip(np.minimum(pop.dob + years(5), cal.end_day), lo, hi)
+    young, old = (mid - lo).astype(float), (hi - mid).astype(float)
+    age_w = np.concatenate([np.full(len(lo), YOUNG_REFERRAL), np.ones(len(lo))])
+    w = _normalised(np.exp(1.1 * np.concatenate([adv, adv])) * age_w, np.concatenate([young, old]))
+    unit, day = _poisson_days(rng, np.concatenate([lo, mid]), np.concatenate([mid, hi]),
+                              0.05 / 1.5 * w * np.concatenate([frailty, frailty]))
+    index_pid = unit % len(lo)
+    order = np.lexsort((index_pid, day))
+    index_pid, day = index_pid[order], day[order]
     # siblings living with the child are often referred together
     hh = pop.household_at(index_pid, day)
     ev, sib, _ = pop.members_at(hh, day)
@@ -355,7 +377,13 @@ def housing_rows(rng, pop: Population, cal: Calendar, plan: HousingPlan, exposur
 
 
 def benefits_rows(rng, pop: Population, cal: Calendar, claims: ClaimPlan) -> pl.DataFrame:
-    """One wide row per claim: claimant, partner, up to four dependants. Running claims come in the first file."""
+    """One wide row per claim: claimant, partner, up to four dependants. Running claims come in the first file.
+
+    A birth is a change of circumstances: the claim is re-sent (same claim_ref, a later month, the claim start
+    unchanged) with the household as it is then and the baby as a new dependant. Each person keeps their slot on a
+    claim for its life (a dependant who left leaves the slot blank; a baby takes the next unused one), so that a
+    record id always names the same person.
+    """
     when = np.maximum(claims.start, cal.start_day)  # the household as at the claim (or the first extract)
     ev, pid, role = pop.members_at(claims.hh, when)
     age = _age(pop, pid, when[ev])
@@ -374,18 +402,53 @@ def benefits_rows(rng, pop: Population, cal: Calendar, claims: ClaimPlan) -> pl.
     p_pid[ev[is_partner]] = pid[is_partner]
     dep = (role == CHILD) & (age < 19)
     d_rank = _rank_in_group(ev[dep], -age[dep])
-    deps = np.full((n, 4), -1, dtype=np.int64)
-    ok = d_rank < 4
+    deps = np.full((n, MAX_DEPENDANTS), -1, dtype=np.int64)
+    ok = d_rank < MAX_DEPENDANTS
     deps[ev[dep][ok], d_rank[ok]] = pid[dep][ok]
     keep = c_pid >= 0
     claim_type = _pick(rng, ("HB+CTR", "CTR", "HB"), [0.55, 0.35, 0.10], n)
     award = np.where(claim_type == "CTR", rng.uniform(8, 30, n), rng.uniform(55, 230, n))
+
+    # births into a claiming household while the claim runs: re-sent two to eight weeks after the birth
+    born = (pop.m_role == CHILD) & (pop.m_from == pop.dob[pop.m_pid])
+    b_hh, b_pid, b_day = pop.m_hh[born], pop.m_pid[born], pop.m_from[born]
+    claim = claim_at(claims, b_hh, b_day)
+    report = b_day + rng.integers(14, 57, len(b_day))
+    ok_b = (claim >= 0) & (report < np.minimum(claims.end[np.maximum(claim, 0)], cal.end_day))
+    ok_b &= b_day > when[np.maximum(claim, 0)]
+    claim, b_pid, report = claim[ok_b], b_pid[ok_b], report[ok_b]
+    order = np.lexsort((b_pid, report, claim))
+    claim, b_pid, report = claim[order], b_pid[order], report[order]
+    # the baby's slot: the next unused one on the claim
+    used = (deps >= 0).sum(axis=1)
+    slot = used[claim] + _rank_in_group(claim, -report.astype(float))
+    slotted = np.full((n, MAX_DEPENDANTS), -1, dtype=np.int64)
+    slotted[:] = deps
+    fits = slot < MAX_DEPENDANTS
+    slotted[claim[fits], slot[fits]] = b_pid[fits]
+    # one re-send per birth, naming whoever of the claim's people still lives in the household that day
+    r_hh = claims.hh[claim]
+
+    def present(people: np.ndarray) -> np.ndarray:
+        ok_p = people >= 0
+        at = pop.household_at(np.maximum(people, 0), report)
+        return np.where(ok_p & (at == r_hh), people, -1)
+
+    r_deps = np.stack([present(np.where(slot >= k, slotted[claim, k], -1)) for k in range(MAX_DEPENDANTS)], axis=1)
+    r_keep = keep[claim] & (present(c_pid[claim]) >= 0)
+    gid = np.concatenate([np.arange(n), claim]).astype(np.int64)
     cols = dict(
-        _day=claims.start, _file_day=when, _p0=c_pid, _p1=p_pid, _p2=deps[:, 0], _p3=deps[:, 1], _p4=deps[:, 2],
-        _p5=deps[:, 3], _addr=pop.address_at(claims.hh, when),
-        claim_type=claim_type, weekly_award=np.char.mod("%.2f", np.round(award, 2)).astype(object),
+        _day=np.concatenate([claims.start, claims.start[claim]]),
+        _file_day=np.concatenate([when, report]),
+        _gid=gid,
+        _updates=np.concatenate([np.zeros(n, bool), np.ones(len(claim), bool)]),
+        _p0=np.concatenate([c_pid, c_pid[claim]]), _p1=np.concatenate([p_pid, present(p_pid[claim])]),
+        **{f"_p{2 + k}": np.concatenate([deps[:, k], r_deps[:, k]]) for k in range(MAX_DEPENDANTS)},
+        _addr=np.concatenate([pop.address_at(claims.hh, when), pop.address_at(r_hh, report)]),
+        claim_type=np.concatenate([claim_type, claim_type[claim]]),
+        weekly_award=np.char.mod("%.2f", np.round(np.concatenate([award, award[claim]]), 2)).astype(object),
     )
-    return _rows(**cols).filter(pl.Series(keep))
+    return _rows(**cols).filter(pl.Series(np.concatenate([keep, r_keep])))
 
 
 def police_rows(rng, pop: Population, cal: Calendar, exposures: Exposures) -> pl.DataFrame:

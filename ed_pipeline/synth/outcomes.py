@@ -31,17 +31,17 @@ ENGLAND_GLD = {2013: 0.52, 2014: 0.60, 2015: 0.66, 2016: 0.69, 2017: 0.71, 2018:
 
 EFFECTS = {  # log-odds of not reaching GLD
     "deprivation": 0.1,  # per unit of LSOA deprivation (z-ish)
-    "adversity": 0.45,  # per SD of the household's latent adversity
+    "adversity": 0.8,  # per SD of the household's latent adversity
     "age_in_year": 0.08,  # per month younger than a September-born (summer-born ~ +0.8)
     "boy": 0.62,
     "fsm": 0.55,
     "eal": 0.25,
     "sen_support": 1.5,
     "sen_ehcp": 2.8,
-    "social_care": 0.35,
-    "domestic_abuse": 0.25,
-    "drugs_alcohol": 0.25,
-    "temporary_accommodation": 0.3,
+    "social_care": 0.5,
+    "domestic_abuse": 0.4,
+    "drugs_alcohol": 0.4,
+    "temporary_accommodation": 0.4,
     "unrecorded_sd": 0.8,  # development at home, health: no agency records it
 }
 EAL_P = np.array([0.01, 0.65, 0.10, 0.50, 0.35, 0.60, 0.55])  # by ETHNICITIES

@@ -384,3 +384,36 @@ def test_oracle_auc_is_realistic(moderate_world):
     # the drivers no agency sees matter: adversity alone is a much weaker predictor
     factors = pl.read_parquet(truth / "child_factors.parquet").join(children, on="person_id")
     assert auc(factors["adversity"].to_numpy(), factors["not_gld"].to_numpy()) < value - 0.1
+
+
+def test_young_children_appear_in_agency_records(moderate_world):
+    """A birth during a benefit claim re-sends the claim (same claim_ref, later month, claim start unchanged) with
+    the baby as a new dependant; a record id names the same person in every version; under-fives are referred."""
+    landing, truth, _ = moderate_world
+    source = next(s for s in SOURCES if s.name == "benefits")
+    pr = pl.read_parquet(truth / "person_records.parquet").filter(pl.col("source") == "benefits")
+    people = pl.read_parquet(truth / "people.parquet").select("person_id", "date_of_birth")
+    recs = person_records(landing, source).join(pr, on="record_id").join(people, on="person_id")
+    # every version of a record shows the same person (the date of birth as the world knows it, bar typos)
+    same = recs.group_by("record_id").agg(pl.col("person_id").n_unique().alias("n"))
+    assert same["n"].max() == 1
+    first = recs.group_by("record_id").agg(pl.col("month").min().alias("first_month"))
+    claims = recs.with_columns(claim=pl.col("record_id").str.extract(r"^(B\d+)-")).join(first, on="record_id")
+    claim_first = claims.group_by("claim").agg(pl.col("month").min().alias("claim_month"))
+    babies = (claims.join(claim_first, on="claim")
+              .filter(pl.col("record_id").str.contains(r"-D\d$") & (pl.col("first_month") > pl.col("claim_month"))
+                      & (pl.col("date_of_birth").dt.strftime("%Y-%m") > pl.col("claim_month"))))
+    n_claims = claim_first.height
+    assert babies["claim"].n_unique() > 0.03 * n_claims, (babies["claim"].n_unique(), n_claims)
+    # the re-send keeps the claim start
+    starts = recs.with_columns(claim=pl.col("record_id").str.extract(r"^(B\d+)-")).group_by("claim").agg(
+        pl.col("event").n_unique().alias("n"))
+    assert starts["n"].max() == 1
+    # social care: children under five are referred more often, per child-year, than older children
+    sc = next(s for s in SOURCES if s.name == "social_care")
+    sc_pr = pl.read_parquet(truth / "person_records.parquet").filter(pl.col("source") == "social_care")
+    ref = (person_records(landing, sc).join(sc_pr, on="record_id").join(people, on="person_id")
+           .with_columns(event=pl.col("event").str.strptime(pl.Date, "%d/%m/%Y", strict=False)))
+    age = (ref["event"] - ref["date_of_birth"]).dt.total_days() / 365.25
+    under5 = (age < 5).mean()
+    assert under5 > 0.30, under5  # about a third of referrals (CIN census); ~27% of child-years

@@ -3,6 +3,8 @@
 --   event_date < D                                     it had happened,
 --   arrived_on <= D                                    its extract had landed (month M lands at the end of M),
 --   superseded_on is null or superseded_on > D         and it is the latest version that had landed by D.
+-- Windows (12m, 24m) are on recent_on: the event date, or for a benefit claim (sent at its start and re-sent at
+-- each change) the month of the extract that carried the version, since the claim was running then.
 select
     members.person_id,
     members.prediction_date,
@@ -19,8 +21,8 @@ select
     events.arrived_on,
     events.ward,
     events.lsoa,
-    events.event_date >= members.prediction_date - interval 12 month as within_12m,
-    events.event_date >= members.prediction_date - interval 24 month as within_24m,
+    events.recent_on >= members.prediction_date - interval 12 month as within_12m,
+    events.recent_on >= members.prediction_date - interval 24 month as within_24m,
     events.is_police_incident,
     events.is_domestic_abuse,
     events.is_social_care_referral,

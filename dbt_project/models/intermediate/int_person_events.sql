@@ -67,7 +67,14 @@ with records as (
 
 select
     link.person_id,
-    records.*
+    records.*,
+    -- how recent the record is, for the 12m / 24m windows: the event date, except that a benefit claim is
+    -- known to be running in the month of each extract that (re-)sent it
+    case
+        when records.source = 'benefits'
+            then greatest(records.event_date, cast(records.extract_month || '-01' as date))
+        else records.event_date
+    end as recent_on
 from records
 inner join {{ ref('stg_person_link') }} as link
     on link.source = records.source and link.record_id = records.record_id
