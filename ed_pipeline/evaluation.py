@@ -44,6 +44,8 @@ def evaluate_linkage(settings: Settings) -> dict[str, float | int]:
     if missing:
         raise FileNotFoundError(f"no ground truth ({', '.join(missing)}) in {truth_dir}: "
                                 "evaluation needs a synthetic world made by `ed-pipeline synth`")
+    if not settings.warehouse_path.exists():
+        raise FileNotFoundError(f"no warehouse at {settings.warehouse_path}: run `ed-pipeline refresh` first")
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         predicted = conn.execute("select source, record_id, person_id from linked.person_link").pl()
         membership = conn.execute("select household_id, person_id, valid_from, valid_to "
