@@ -14,10 +14,10 @@ from ed_pipeline.settings import Settings
 
 # A fixed test key (never a real one): 32 bytes, hex.
 TEST_KEY = "00112233445566778899aabbccddeeff" * 2
-TINY_PEOPLE = 2_000
+TINY_PEOPLE = 8_000
 TINY_SEED = 7
-# Four months around July, so the school-readiness return (which lands each July) is among them.
-TINY_FIRST, TINY_LAST = "2017-05", "2017-08"
+# Three Julys (the school-readiness return lands each July): three assessed cohorts to train, validate and test.
+TINY_FIRST, TINY_LAST = "2015-06", "2017-08"
 
 
 @pytest.fixture(scope="session")
@@ -34,15 +34,51 @@ def tiny_world(tmp_path_factory) -> Path:
     return data_dir
 
 
-@pytest.fixture
-def world_copy(tiny_world: Path, tmp_path: Path, monkeypatch) -> Settings:
-    """A private copy of the tiny world, with ED_DATA_DIR pointing at it."""
-    data_dir = tmp_path / "data"
+@pytest.fixture(scope="session")
+def refreshed_world(tiny_world: Path, tmp_path_factory) -> Path:
+    """The tiny world after one full `ed-pipeline refresh`, with its last month held back in `held_back/`
+    (tests that add a month move it into landing/). Shared: copy it (`refreshed_copy`) before writing."""
+    data_dir = tmp_path_factory.mktemp("refreshed") / "data"
     shutil.copytree(tiny_world, data_dir)
+    for source_dir in sorted((data_dir / "landing").iterdir()):
+        last = source_dir / f"{TINY_LAST}.csv"
+        if last.exists():
+            (data_dir / "held_back" / source_dir.name).mkdir(parents=True, exist_ok=True)
+            shutil.move(last, data_dir / "held_back" / source_dir.name / last.name)
+    result = run_cli("refresh", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return data_dir
+
+
+def release_held_back(settings: Settings) -> list[Path]:
+    """Move the held-back month into landing/, as if the agencies had just dropped it; returns the files."""
+    moved = []
+    for path in sorted((settings.data_dir / "held_back").glob("*/*.csv")):
+        target = settings.landing_file(path.parent.name, path.stem)
+        shutil.move(path, target)
+        moved.append(target)
+    return moved
+
+
+def _private_copy(source: Path, tmp_path: Path, monkeypatch) -> Settings:
+    data_dir = tmp_path / "data"
+    shutil.copytree(source, data_dir)
     monkeypatch.setenv("ED_DATA_DIR", str(data_dir))
     monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster"))
     monkeypatch.setenv("ED_PSEUDO_KEY", TEST_KEY)
     return Settings.from_env()
+
+
+@pytest.fixture
+def refreshed_copy(refreshed_world: Path, tmp_path: Path, monkeypatch) -> Settings:
+    """A private copy of the refreshed tiny world, with ED_DATA_DIR pointing at it."""
+    return _private_copy(refreshed_world, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def world_copy(tiny_world: Path, tmp_path: Path, monkeypatch) -> Settings:
+    """A private copy of the tiny world (never refreshed), with ED_DATA_DIR pointing at it."""
+    return _private_copy(tiny_world, tmp_path, monkeypatch)
 
 
 def run_cli(*args: str, data_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:

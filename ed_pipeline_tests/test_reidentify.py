@@ -1,13 +1,14 @@
 """Agency-side re-identification for human review: the listing, the audit trail, and a warehouse left untouched.
 
-A tiny world is refreshed once (keygen-free: the test key), then `outputs.child_risk` is written by hand
-from linked children (the model is built elsewhere); each test works on its own copy.
+The shared refreshed tiny world (the test key) gets a hand-made `outputs.child_risk` from linked children, in a
+known order; each test works on its own copy.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -31,19 +32,11 @@ KEY = load_key(TEST_KEY)
 
 
 @pytest.fixture(scope="module")
-def refreshed(tiny_world: Path, tmp_path_factory) -> Path:
-    """The tiny world after `ed-pipeline refresh`, with no model output (dropped if the refresh made one).
-
-    Only the layers re-identification reads are required here (validated, pseudonymised, linked): the steps
-    after linking (features, model) have tests of their own.
-    """
+def refreshed(refreshed_world: Path, tmp_path_factory) -> Path:
+    """The shared refreshed tiny world, with the model's outputs.child_risk dropped (tests write their own)."""
     data_dir = tmp_path_factory.mktemp("reidentify") / "data"
-    shutil.copytree(tiny_world, data_dir)
-    result = run_cli("refresh", data_dir=data_dir)
+    shutil.copytree(refreshed_world, data_dir)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as wh:
-        tables = {t for (t,) in wh.execute(
-            "select table_schema || '.' || table_name from information_schema.tables").fetchall()}
-        assert {"linked.person_link", "pseudonymised.social_care"} <= tables, result.stderr[-3000:]
         wh.execute("drop table if exists outputs.child_risk")
     return data_dir
 
@@ -120,9 +113,9 @@ def test_the_cli_lists_an_agencys_flagged_children_and_audits_the_call(world):
     assert (row["source"], row["top"], row["rows_listed"], row["outcome"]) == ("social_care", 3, 3, "listed")
     assert row["purpose"] == "early help panel"
     assert row["person_ids"] == top3["person_id"].to_list()
-    text = str(row).lower()
+    words = set(re.findall(r"[\w'-]+", str(row).lower()))
     for name in expected["given_name"].to_list() + expected["family_name"].to_list():
-        assert name.lower() not in text, "a name reached the audit trail"
+        assert name.lower() not in words, "a name reached the audit trail"
 
     # the warehouse was only read: same bytes, and no write-ahead log left behind
     assert fingerprint(world.warehouse_path) == before
@@ -141,7 +134,7 @@ def test_every_call_is_appended_including_refused_ones(world):
     assert audit["person_ids"][0].to_list() == first.listing["person_id"].to_list()
     assert audit["called_at"].is_sorted()
     assert list(first.listing.columns) == list(LISTING_COLUMNS)
-    assert second.listing["rank"].is_sorted() and second.flagged_children == second.listing.height
+    assert second.listing["rank"].is_sorted() and second.listing.height == min(50, second.flagged_children)
 
 
 def test_a_record_whose_identity_changed_is_not_listed(world):

@@ -185,7 +185,8 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
     ).with_columns(pl.col(source.columns).replace("", None))
     frame = frame.with_columns(
         pl.lit(month, pl.String).alias("extract_month"),
-        pl.lit(file, pl.String).alias("_source_file"),
+        # relative to the landing folder (<source>/<YYYY-MM>.csv), so tables do not depend on where data lives
+        pl.lit(f"{path.parent.name}/{path.name}", pl.String).alias("_source_file"),
         pl.int_range(1, n_rows + 1, dtype=pl.Int64).alias("_row_number"),
         pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias("_loaded_at"),
         pl.Series("_parse_error", parse_errors, dtype=pl.String),

@@ -12,7 +12,7 @@ from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import zone_resources
 from ed_pipeline.defs.validated import validated_assets
 from ed_pipeline.sources import SOURCES
-from ed_pipeline_tests.conftest import run_cli
+from ed_pipeline_tests.conftest import release_held_back, run_cli
 
 
 def test_definitions_load_with_every_layer_and_check():
@@ -49,46 +49,49 @@ def reconciliation(path, source: str) -> tuple[int, int, int]:
     return raw, passed, quarantined
 
 
+def landed_rows_in(path) -> int:
+    """Data rows in a landing CSV, counted independently of the pipeline's reader."""
+    with path.open(newline="", encoding="utf-8") as f:
+        return sum(1 for _ in csv.reader(f)) - 1
+
+
 def landed_rows(settings, source: str) -> int:
-    """Data rows in the landing CSVs, counted independently of the pipeline's reader."""
-    total = 0
-    for path in (settings.landing_dir / source).glob("*.csv"):
-        with path.open(newline="", encoding="utf-8") as f:
-            total += sum(1 for _ in csv.reader(f)) - 1
-    return total
+    return sum(landed_rows_in(path) for path in (settings.landing_dir / source).glob("*.csv"))
 
 
-def test_refresh_cli_loads_every_source_and_rerun_changes_nothing(world_copy):
-    first = run_cli("refresh", data_dir=world_copy.data_dir)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "8/8 steps succeeded" in first.stderr
-    assert sum(landed_rows(world_copy, s.name) for s in SOURCES) > 100
+def test_refresh_loads_every_landed_row_and_rerun_changes_nothing(refreshed_copy):
+    settings = refreshed_copy
+    assert sum(landed_rows(settings, s.name) for s in SOURCES) > 500
     for source in SOURCES:
-        raw, passed, quarantined = reconciliation(world_copy.agency_zone_path, source.name)
-        assert raw == landed_rows(world_copy, source.name), f"{source.name}: raw does not hold every landed row"
+        raw, passed, quarantined = reconciliation(settings.agency_zone_path, source.name)
+        assert raw == landed_rows(settings, source.name), f"{source.name}: raw does not hold every landed row"
         assert raw == passed + quarantined, f"{source.name}: rows lost"
-    before = table_fingerprints(world_copy.agency_zone_path)
+    before = table_fingerprints(settings.agency_zone_path)
 
-    second = run_cli("refresh", data_dir=world_copy.data_dir)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert table_fingerprints(world_copy.agency_zone_path) == before, "re-running changed the tables"
+    again = run_cli("refresh", data_dir=settings.data_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "8/8 steps succeeded" in again.stderr, again.stderr[-3000:]
+    assert table_fingerprints(settings.agency_zone_path) == before, "re-running changed the tables"
 
 
-def test_broken_file_stops_only_its_own_source(world_copy):
-    broken = world_copy.landing_file("housing", "2017-06")
-    broken.write_bytes(b"")
-    result = run_cli("refresh", data_dir=world_copy.data_dir)
-    assert result.returncode == 1
-    assert "FAILED" in result.stderr and "housing" in result.stderr
-    assert "7/8 steps succeeded" in result.stderr
-    with duckdb.connect(str(world_copy.agency_zone_path), read_only=True) as conn:
-        tables = {t for (t,) in conn.execute(
-            "select table_schema || '.' || table_name from information_schema.tables").fetchall()}
-    assert "validated.housing" not in tables, "a blocked source must not be validated"
-    for source in SOURCES:
-        if source.name != "housing":
-            raw, passed, quarantined = reconciliation(world_copy.agency_zone_path, source.name)
-            assert raw == passed + quarantined == landed_rows(world_copy, source.name)
+def test_broken_file_stops_only_its_own_source(refreshed_copy):
+    """A new month lands with housing's file broken: the other six sources take the month, housing does not."""
+    settings = refreshed_copy
+    new_month = release_held_back(settings)[0].stem
+    settings.landing_file("housing", new_month).write_bytes(b"")
+    result = run_cli("refresh", data_dir=settings.data_dir)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "FAILED housing" in result.stderr and "extract_readable" in result.stderr, result.stderr[-3000:]
+    assert "7/8 steps succeeded" in result.stderr, result.stderr[-3000:]
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as conn:
+        for source in SOURCES:
+            months = {m for (m,) in conn.execute(
+                f"select distinct extract_month from validated.{source.name}").fetchall()}
+            landed = settings.landing_file(source.name, new_month).exists()
+            if source.name == "housing":
+                assert new_month not in months, "a blocked source must not validate the broken month"
+            elif landed and landed_rows_in(settings.landing_file(source.name, new_month)):
+                assert new_month in months, f"{source.name} should carry on"
 
 
 @pytest.mark.parametrize("source_name", ["benefits", "police_incidents"])

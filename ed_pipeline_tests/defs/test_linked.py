@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 import dagster as dg
 import duckdb
 import polars as pl
 
 from ed_pipeline.evaluation import evaluate_linkage
 from ed_pipeline.privacy import identifiers_from_duckdb, scan_duckdb
+from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES
-from ed_pipeline_tests.conftest import TINY_LAST, run_cli
+from ed_pipeline_tests.conftest import release_held_back, run_cli
 
 
 def last_link_run(settings) -> tuple[dict, dict[str, bool]]:
@@ -31,51 +30,37 @@ def linked_ids(settings) -> pl.DataFrame:
         return conn.execute("select source, record_id, person_id from linked.person_link").pl()
 
 
-def test_refresh_links_people_accurately_and_leaks_nothing(world_copy):
-    result = run_cli("refresh", data_dir=world_copy.data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    metrics = evaluate_linkage(world_copy)
+def test_refresh_links_people_accurately_and_leaks_nothing(refreshed_world):
+    settings = Settings(data_dir=refreshed_world)
+    metrics = evaluate_linkage(settings)
     assert metrics["precision"] >= 0.98 and metrics["recall"] >= 0.95, metrics
 
     # every validated record, and nothing else, has a person
-    with duckdb.connect(str(world_copy.agency_zone_path), read_only=True) as agency:
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as agency:
         validated = pl.concat([
             agency.execute(f"select distinct source, record_id from validated.{s.name}").pl() for s in SOURCES])
-    linked = linked_ids(world_copy)
+        identifiers = identifiers_from_duckdb(agency)
+    linked = linked_ids(settings)
     assert linked.height == validated.height == linked.join(validated, on=["source", "record_id"]).height
 
-    with duckdb.connect(str(world_copy.agency_zone_path), read_only=True) as agency:
-        identifiers = identifiers_from_duckdb(agency)
-    assert scan_duckdb(world_copy.warehouse_path, identifiers) == []
-    metadata, checks = last_link_run(world_copy)
+    assert scan_duckdb(settings.warehouse_path, identifiers) == []
+    metadata, checks = last_link_run(settings)
     assert metadata["mode"] == "full"
-    assert checks == {"ids_stable": True, "no_identifiers_anywhere": True}
-    with duckdb.connect(str(world_copy.warehouse_path), read_only=True) as conn:
+    assert checks["ids_stable"] and checks["no_identifiers_anywhere"]
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         tables = {t for (t,) in conn.execute(
             "select table_schema || '.' || table_name from information_schema.tables").fetchall()}
     assert {"linked.person_link", "linked.person", "linked.household_membership", "linked.cohort",
-            "linked.person_crosswalk", "linked.review_pair"} <= tables
+            "linked.person_crosswalk", "linked.review_pair", "linked.review_decision"} <= tables
 
 
-def test_a_new_month_links_incrementally_and_keeps_ids(world_copy):
-    held_back = world_copy.data_dir / "held_back"
-    for source in SOURCES:
-        last = world_copy.landing_file(source.name, TINY_LAST)
-        if last.exists():
-            (held_back / source.name).mkdir(parents=True, exist_ok=True)
-            shutil.move(last, held_back / source.name / last.name)
-    first = run_cli("refresh", data_dir=world_copy.data_dir)
-    assert first.returncode == 0, first.stderr[-3000:]
-    before = linked_ids(world_copy)
-
-    for source in SOURCES:
-        for path in (held_back / source.name).glob("*.csv"):
-            shutil.move(path, world_copy.landing_file(source.name, path.stem))
-    second = run_cli("refresh", data_dir=world_copy.data_dir)
-    assert second.returncode == 0, second.stderr[-3000:]
-    after = linked_ids(world_copy)
-    metadata, checks = last_link_run(world_copy)
+def test_a_new_month_links_incrementally_and_keeps_ids(refreshed_copy):
+    before = linked_ids(refreshed_copy)
+    assert release_held_back(refreshed_copy)
+    result = run_cli("refresh", data_dir=refreshed_copy.data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = linked_ids(refreshed_copy)
+    metadata, checks = last_link_run(refreshed_copy)
     assert metadata["mode"] == "incremental" and checks["ids_stable"]
 
     assert after.height > before.height, "the new month added no records"
