@@ -91,7 +91,12 @@ their them then there these they thing think this those three time today top tot
 turn turner type under union until upon used user valid value very view wait walk walker wall ward warm
 water wave way weather week well wells west what when where which while white whole wide wild will wind
 winter with within without wood woods word work world would year years yellow young your
-"""
+names fuzzy exact swapped similar district given initials postcode address street agree differ parts
+household size incidents moves claim benefit offending treatment accommodation overcrowded register
+referrals protection need abuse domestic born sex lsoa risk band factors high medium low linkage
+"""  # the last lines: words of the pipeline's own labels (comparison levels, feature names), which a typo in
+# a surname can spell
+
 _COMMON_WORDS = _COMMON_WORDS_TEXT.split()
 
 
