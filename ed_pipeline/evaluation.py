@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from dataclasses import fields
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -123,11 +124,31 @@ def oracle_metrics(children: pl.DataFrame, year: int, bins: int = 10) -> dict[st
             "oracle_test_ece": ece(y, p, bins)}
 
 
-def true_linked_tables(tokens: pl.DataFrame, truth_records: pl.DataFrame, truth_membership: pl.DataFrame
-                       ) -> dict[str, pl.DataFrame]:
+def spells_by_address(membership: pl.DataFrame, addresses: pl.DataFrame) -> pl.DataFrame:
+    """Truth membership split where the household moves: the truth keeps a household's id across its moves, the
+    pipeline's households (and the `moves_24m` feature) are spells at one address, so each (household, address
+    spell) becomes a household id of its own, `<household_id>.<n>`."""
+    far = pl.lit(date(9999, 12, 31))
+    spells = (addresses.select("household_id", pl.col("valid_from").cast(pl.Date).alias("a_from"),
+                               pl.col("valid_to").cast(pl.Date).alias("a_to"))
+              .sort("household_id", "a_from")
+              .with_columns(pl.int_range(pl.len()).over("household_id").alias("n")))
+    joined = membership.join(spells, on="household_id", how="inner").filter(
+        (pl.col("valid_from") < pl.col("a_to").fill_null(far)) & (pl.col("a_from") < pl.col("valid_to").fill_null(far)))
+    return joined.select(
+        pl.format("{}.{}", pl.col("household_id"), pl.col("n")).alias("household_id"), "person_id",
+        pl.max_horizontal("valid_from", "a_from").alias("valid_from"),
+        pl.when(pl.col("valid_to").is_null()).then(pl.col("a_to"))
+        .when(pl.col("a_to").is_null()).then(pl.col("valid_to"))
+        .otherwise(pl.min_horizontal("valid_to", "a_to")).alias("valid_to"))
+
+
+def true_linked_tables(tokens: pl.DataFrame, truth_records: pl.DataFrame, truth_membership: pl.DataFrame,
+                       truth_addresses: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
     """`linked.person_link`, `person`, `household_membership` and `cohort` as a perfect linkage would make them:
     the truth's person of every pseudonymised record, and the truth's household spells of the persons those
-    records name (a resident no agency recorded is unknown to any linkage, so is left out)."""
+    records name (a resident no agency recorded is unknown to any linkage, so is left out), split by address
+    spell when `truth_addresses` is given (see `spells_by_address`)."""
     spec = TokenColumns()
     present = tokens.select(pl.col(spec.source).alias("source"),
                             pl.col(spec.record_id).cast(pl.String).alias("record_id")).unique()
@@ -139,8 +160,11 @@ def true_linked_tables(tokens: pl.DataFrame, truth_records: pl.DataFrame, truth_
              .sort("source", "record_id"))
     membership = (truth_membership.select(pl.col("household_id").cast(pl.String), pl.col("person_id").cast(pl.String),
                                           pl.col("valid_from").cast(pl.Date), pl.col("valid_to").cast(pl.Date))
-                  .join(links.select("person_id").unique(), on="person_id", how="semi")
-                  .sort("household_id", "person_id", "valid_from"))
+                  .join(links.select("person_id").unique(), on="person_id", how="semi"))
+    if truth_addresses is not None:
+        membership = spells_by_address(
+            membership, truth_addresses.with_columns(pl.col("household_id").cast(pl.String)))
+    membership = membership.sort("household_id", "person_id", "valid_from")
     persons = person_table(links, tokens, spec)
     return {"person_link": links, "person": persons, "household_membership": membership,
             "cohort": cohort_table(persons, membership)}
@@ -160,7 +184,8 @@ def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str
     with duckdb.connect(str(copy)) as conn:
         tokens = read_tokens(conn, TokenColumns())
         tables = true_linked_tables(tokens, pl.read_parquet(truth_dir / "person_records.parquet"),
-                                    pl.read_parquet(truth_dir / "household_membership.parquet"))
+                                    pl.read_parquet(truth_dir / "household_membership.parquet"),
+                                    pl.read_parquet(truth_dir / "household_addresses.parquet"))
         write_tables(conn, tables, append=())
     env = {**os.environ, "ED_WAREHOUSE_DB": str(copy.resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     cmd = [_dbt_executable(), dbt_command, "--select", f"+{MART}", "--project-dir", str(DBT_PROJECT_DIR),
@@ -184,7 +209,8 @@ def evaluate_model(settings: Settings, dbt_command: str = "run", log: bool = Tru
     Returns the model's, the references' and the baseline's figures, the gaps, and the goals with pass/fail.
     """
     truth_dir = settings.truth_dir
-    needed = ("children.parquet", "person_records.parquet", "household_membership.parquet")
+    needed = ("children.parquet", "person_records.parquet", "household_membership.parquet",
+              "household_addresses.parquet")
     missing = [p for p in needed if not (truth_dir / p).exists()]
     if missing:
         raise FileNotFoundError(f"no ground truth ({', '.join(missing)}) in {truth_dir}: "

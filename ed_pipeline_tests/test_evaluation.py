@@ -12,7 +12,13 @@ import polars as pl
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ed_pipeline.evaluation import evaluate_model, latest_refresh, oracle_metrics, true_linked_tables
+from ed_pipeline.evaluation import (
+    evaluate_model,
+    latest_refresh,
+    oracle_metrics,
+    spells_by_address,
+    true_linked_tables,
+)
 from ed_pipeline.settings import Settings
 from ed_pipeline_tests.conftest import run_cli
 
@@ -85,6 +91,17 @@ def test_true_linkage_tables_keep_only_recorded_records_and_people():
     person = tables["person"].filter(pl.col("person_id") == "7").row(0, named=True)
     assert (person["records"], person["birth_year"], person["sex"]) == (2, 2013, "F")
     assert tables["cohort"]["person_id"].to_list() == ["7"]
+
+
+def test_a_household_move_starts_a_new_spell_as_in_the_pipeline():
+    membership = pl.DataFrame({"household_id": ["1", "1"], "person_id": ["7", "8"],
+                               "valid_from": [date(2013, 1, 1), date(2016, 5, 1)], "valid_to": [None, None]},
+                              schema_overrides={"valid_to": pl.Date})
+    addresses = pl.DataFrame({"household_id": ["1", "1"], "valid_from": [date(2013, 1, 1), date(2015, 3, 1)],
+                              "valid_to": [date(2015, 3, 1), None]}, schema_overrides={"valid_to": pl.Date})
+    spells = spells_by_address(membership, addresses).sort("person_id", "valid_from")
+    assert spells.rows() == [("1.0", "7", date(2013, 1, 1), date(2015, 3, 1)), ("1.1", "7", date(2015, 3, 1), None),
+                             ("1.1", "8", date(2016, 5, 1), None)]
 
 
 def test_cli_reports_both_tables_and_exits_zero_without_gating(refreshed_copy):
