@@ -157,13 +157,14 @@ def cmd_reidentify(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     table = Table(title=f"{args.source}: the {args.top} highest-risk children it holds records of, for review")
     for col in ("rank", "risk", "band", "top factors", "name", "date of birth", "record id(s)"):
-        table.add_column(col, justify="right" if col in ("rank", "risk") else "left")
+        # names and ids wrap rather than being cut short: a practitioner must read them whole
+        table.add_column(col, justify="right" if col in ("rank", "risk") else "left", overflow="fold")
     for row in review.listing.iter_rows(named=True):
         factors = row["top_factors"]
         factors = ", ".join(map(str, factors)) if isinstance(factors, list) else (factors or "")
         table.add_row(str(row["rank"]), f"{row['risk']:.2f}", str(row["band"]), factors,
                       f"{row['given_name']} {row['family_name']}", str(row["date_of_birth"]), row["record_ids"])
-    Console().print(table)
+    Console(width=max(Console().width, 160)).print(table)  # never cut a name short, even in a pipe
     note = f" ({review.unmatched_records} record(s) no longer match their tokens: not shown)" \
         if review.unmatched_records else ""
     console.print(f"{review.listing.height} of {review.flagged_children} scored children with {args.source} "
