@@ -3,7 +3,7 @@
     model = train_model(tokens)                      # Fellegi-Sunter: u by random sampling, m by EM
     result = link(tokens, model, previous=ids)       # scored pairs, clusters, stable person ids, crosswalk
     link_people(tokens) -> source, record_id, person_id
-    evaluate_links(predicted, truth) -> pairwise precision / recall / F1 (+ household accuracy)
+    evaluate_links(predicted, labelled) -> pairwise precision / recall / F1 (+ household accuracy)
 """
 
 from ed_pipeline.linkage.evaluation import evaluate_links, pairwise_metrics

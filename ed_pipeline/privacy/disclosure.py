@@ -9,7 +9,7 @@ Conventions (issue 4, fixed here; REFERENCE.md notes that NHS Digital hides 1-7 
   an empty cell reveals nobody.
 - **Rounding**: every other count is rounded to the nearest multiple of `rounding` (5), halves up. Integer
   counts never fall on a half when `rounding` is odd: with 5, remainders 0-2 round down and 3-4 round up, so a
-  published count is within 2 of the truth (|published - true| <= rounding // 2). A published count is therefore
+  published count is within 2 of the true count (|published - true| <= rounding // 2). A published count is therefore
   0 or a multiple of 5 that is at least 5 (7 -> 5, 8 -> 10, 12 -> 10, 13 -> 15).
 - **Secondary suppression**: within each group whose total is published (the whole table, a parent geography:
   LSOAs within their ward, wards within the borough), no count column may have exactly one suppressed cell,
