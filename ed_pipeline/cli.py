@@ -46,7 +46,7 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    from ed_pipeline.refresh import MissingKeyError, layer_counts, linkage_summary, refresh
+    from ed_pipeline.refresh import MissingKeyError, layer_counts, linkage_summary, model_summary, refresh
 
     def report(source: str, outcome) -> None:
         if outcome is None:
@@ -79,6 +79,12 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
     linkage = linkage_summary(settings)
     if linkage:
         Console().print("linked: " + ", ".join(f"{v:,} {k}" for k, v in linkage.items() if v is not None))
+    metrics, wards = model_summary(settings)
+    if metrics:
+        Console().print("model (test cohort): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
+    if wards:
+        Console().print("highest-risk wards: " + "; ".join(f"{r}. {a} ({m:.3f})" for r, a, m in wards))
+    console.print("Open the UIs: make dagster (http://localhost:3000), make mlflow (http://localhost:5000)")
     failed = [o for o in result.outcomes if not o.success or o.failed_checks]
     console.print(f"{len(result.outcomes) - len(failed)}/{len(result.outcomes)} steps succeeded "
                   f"in {result.seconds:.1f}s. Explore: dagster dev -w workspace.yaml")

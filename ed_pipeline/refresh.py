@@ -174,3 +174,22 @@ def linkage_summary(settings: Settings) -> dict[str, int | None]:
             "children in cohort": count("linked.cohort", "count(distinct person_id)"),
             "pairs awaiting review": count("linked.review_pair", "count(*) filter (where decision is null)"),
         }
+
+
+def model_summary(settings: Settings) -> tuple[dict[str, float], list[tuple]]:
+    """The refresh's headline test metrics and its five highest-risk wards (as published, after suppression)."""
+    if not settings.warehouse_path.exists():
+        return {}, []
+    with duckdb.connect(str(settings.warehouse_path)) as conn:
+        count = _counter(conn)
+        metrics = {}
+        if count("model.metrics") is not None:
+            metrics = dict(conn.execute(
+                "select metric, value from model.metrics where metric in "
+                "('test_roc_auc', 'baseline_test_roc_auc', 'test_ece', 'test_precision_top10')").fetchall())
+        wards = []
+        if count("outputs.community_risk") is not None:
+            wards = conn.execute(
+                "select rank, area, mean_risk from outputs.community_risk where level = 'ward' "
+                "and rank is not null order by rank, area limit 5").fetchall()
+    return metrics, wards
