@@ -150,6 +150,10 @@ def shoot(page, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def take(name: str) -> Path:
+        skip = page.get_by_role("button", name="Skip", exact=True)  # the locator handler acts only before actions
+        if skip.is_visible():
+            skip.click()
+            page.wait_for_timeout(500)
         path = tmp_path / f"{name}.png"
         page.screenshot(path=path)
         shutil.copy(path, ARTIFACTS / path.name)
