@@ -6,6 +6,7 @@ months it covers, the git commit and a hash of its input table; the model is reg
 model is not worse than the champion on the same test cohort: a refused model refreshes no output.
 """
 
+import pickle
 import subprocess
 from pathlib import Path
 
@@ -113,16 +114,13 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
 
 
 def _save(settings: Settings, result: TrainedModel) -> None:
-    import pickle
-
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     with (settings.models_dir / "latest.pkl").open("wb") as f:
         pickle.dump(result, f)
 
 
 def load_latest_model(settings: Settings) -> TrainedModel:
-    import pickle
-
+    """The model the last refresh trained (it holds pseudonymous ids of its test cohort: data/ stays local)."""
     path = settings.models_dir / "latest.pkl"
     if not path.exists():
         raise FileNotFoundError(f"no trained model at {path}: materialise model/school_readiness_model first")
