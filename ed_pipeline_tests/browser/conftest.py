@@ -3,6 +3,7 @@ with Debian's chromium (`apt-get install chromium`; Playwright's own browser dow
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -91,6 +92,25 @@ def ui_world(refreshed_world: Path, tmp_path_factory) -> Path:
     return data_dir
 
 
+LOCATIONS_QUERY = b'{"query": "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"}'
+
+
+def wait_for_code_location(dagster_url: str, deadline: float) -> None:
+    """The webserver answers before its code location has loaded (a fresh clone parses the dbt project first)."""
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(f"{dagster_url}/graphql", data=LOCATIONS_QUERY,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                return
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+        time.sleep(2)
+    pytest.fail("dagster dev started but its code location did not finish loading in time")
+
+
 @pytest.fixture(scope="session")
 def ui_servers(ui_world: Path, tmp_path_factory) -> Iterator[dict[str, str]]:
     """`dagster dev -w workspace.yaml` and `mlflow ui` on free loopback ports, started together; their base URLs."""
@@ -114,6 +134,7 @@ def ui_servers(ui_world: Path, tmp_path_factory) -> Iterator[dict[str, str]]:
         deadline = time.monotonic() + START_TIMEOUT
         for server in servers:
             server.wait(deadline)
+        wait_for_code_location(dagster_url, deadline)
         yield {"dagster": dagster_url, "mlflow": mlflow_url}
     finally:
         for server in servers:

@@ -23,6 +23,8 @@ LAYERS = {
 }
 PARTITION = "2016-06"
 RUN_TIMEOUT = 300
+# Pages of a busy 2-core machine take longer than Playwright's default 5 s to show what they will show.
+expect.set_options(timeout=30_000)
 
 
 def graphql(base: str, query: str, variables: dict | None = None) -> dict:
