@@ -171,9 +171,11 @@ def shoot(page, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def take(name: str) -> Path:
-        skip = page.get_by_role("button", name="Skip", exact=True)  # the locator handler acts only before actions
-        if skip.is_visible():
-            skip.click()
+        # The locator handler acts only before Playwright actions, and a Playwright click on "Skip" here would race
+        # it (the handler clicks first, then the click waits for a button that has gone): click it in the page.
+        if page.get_by_role("button", name="Skip", exact=True).is_visible():
+            page.evaluate("() => [...document.querySelectorAll('button')]"
+                          ".find(b => b.textContent.trim() === 'Skip')?.click()")
             page.wait_for_timeout(500)
         path = tmp_path / f"{name}.png"
         page.screenshot(path=path)
