@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import fields
@@ -23,7 +22,7 @@ from ed_pipeline.linkage import TokenColumns, evaluate_links
 from ed_pipeline.linkage.tables import cohort_table, person_table, write_tables
 from ed_pipeline.modelling import TrainingConfig, log_reference_metrics, train_and_evaluate
 from ed_pipeline.modelling.metrics import ece, roc_auc
-from ed_pipeline.settings import Settings
+from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable
 
 # Goals of issue 3 on the default world.
 LINKAGE_GOALS = {"f1": 0.99, "precision": 0.995}
@@ -65,15 +64,7 @@ def evaluate_linkage(settings: Settings) -> dict[str, float | int]:
 
 # Goals of issue 4 on the default world.
 MODEL_GOALS = {"max_auc_below_truelink": 0.01, "min_auc_above_baseline": 0.03, "max_test_ece": 0.02}
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 MART = "child_features"
-
-
-def _dbt_executable() -> str:
-    """The dbt beside this Python (as `ed_pipeline.defs.features.dbt_executable`; not imported from there, since
-    importing that module prepares the project's manifest)."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 def latest_refresh(settings: Settings) -> tuple[str, dict[str, float]]:
@@ -188,7 +179,7 @@ def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str
                                     pl.read_parquet(truth_dir / "household_addresses.parquet"))
         write_tables(conn, tables, append=())
     env = {**os.environ, "ED_WAREHOUSE_DB": str(copy.resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    cmd = [_dbt_executable(), dbt_command, "--select", f"+{MART}", "--project-dir", str(DBT_PROJECT_DIR),
+    cmd = [dbt_executable(), dbt_command, "--select", f"+{MART}", "--project-dir", str(DBT_PROJECT_DIR),
            "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(work_dir / "target"),
            "--log-path", str(work_dir / "logs")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)

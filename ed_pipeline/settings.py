@@ -7,10 +7,13 @@ location below can also be overridden on its own.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 FIRST_MONTH = "2013-01"  # the first year of the current EYFSP
 DEFAULT_LAST_MONTH = "2018-07"
 
@@ -98,6 +101,12 @@ class Settings:
         roots = [self.landing_dir / source] if source else sorted(p for p in self.landing_dir.glob("*") if p.is_dir())
         months = {p.stem for root in roots for p in root.glob("*.csv") if is_month(p.stem)}
         return sorted(months)
+
+
+def dbt_executable() -> str:
+    """The dbt beside this Python (the project's venv) even when its bin/ is not on PATH; else `dbt` on PATH."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 def is_month(text: str) -> bool:

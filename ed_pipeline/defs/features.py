@@ -14,8 +14,6 @@ so a fresh clone, an in-process `ed-pipeline refresh` and the tests all find a c
 import contextlib
 import io
 import os
-import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,21 +22,14 @@ import dagster as dg
 from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from ed_pipeline.settings import Settings
+from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 # Every layer is in the Dagster group "features", so that selecting the group builds the mart and everything
 # under it; the layer (staging / intermediate / marts) is a tag, and its schema the asset key's first part.
 FEATURES_GROUP = "features"
 MART_KEY = dg.AssetKey(["features", "child_features"])
 # Project files whose change calls for a new manifest.
 _PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
-
-
-def dbt_executable() -> str:
-    """The dbt beside this Python (the project's venv) even when its bin/ is not on PATH; else `dbt` on PATH."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 def manifest_is_stale(project: DbtProject) -> bool:
