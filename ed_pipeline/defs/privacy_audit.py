@@ -7,6 +7,8 @@ and MLflow's params, tags and artifacts, against every identifier held in the
 agency zone's validated tables.
 """
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from mlflow.tracking import MlflowClient
@@ -16,6 +18,13 @@ from ed_pipeline.privacy import identifiers_from_duckdb, scan_duckdb, scan_files
 from ed_pipeline.settings import Settings
 
 RECENT_RUNS = 100
+# Files MLflow writes beside every logged model (MLmodel) to rebuild its Python environment: package names and
+# versions from the environment, never data, and a package's name can coincide with somebody's ("java", "rich").
+MODEL_ENVIRONMENT_FILES = frozenset({"conda.yaml", "python_env.yaml", "requirements.txt", "pyproject.toml", "uv.lock"})
+
+
+def is_model_environment_file(path: Path) -> bool:
+    return path.name in MODEL_ENVIRONMENT_FILES and (path.parent / "MLmodel").is_file()
 
 
 def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS) -> list[tuple[str, str]]:
@@ -60,7 +69,8 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, warehouse: D
     settings = Settings.from_env()
     tracked = mlflow_texts(settings.mlflow_tracking_uri)
     leaks += scan_texts(texts + tracked, identifiers)
-    artifacts = [p for p in settings.mlflow_artifact_root.rglob("*") if p.is_file()]
+    artifacts = [p for p in settings.mlflow_artifact_root.rglob("*") if p.is_file()
+                 and not is_model_environment_file(p)]
     leaks += scan_files(artifacts, identifiers)
     return dg.AssetCheckResult(
         passed=not leaks,

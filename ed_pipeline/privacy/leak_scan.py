@@ -40,6 +40,8 @@ What is looked for, and what is not (to avoid false positives)
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import csv
 import io
@@ -62,6 +64,7 @@ DOB_CONTEXT_WORDS = ("dob", "birth", "born", "birthdate", "dateofbirth", "birthd
 _DOB_COLUMN_RE = re.compile(r"(^|_)(dob|birth_?date|date_?of_?birth|birthday)($|_)", re.IGNORECASE)
 _DATE_LIKE_SQL = r"^\s*\d{1,4}[-/. ]\d{1,2}[-/. ]\d{1,4}|^\s*\d{8}\s*$"
 _JSON_ESCAPE_RE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_DATA_URI_RE = re.compile(r"data:([\w.+/-]+);base64,([A-Za-z0-9+/=\s]+)")
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
 _COMMON_WORDS_TEXT = """
@@ -498,10 +501,31 @@ def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, s
 
 
 def _prepare_text(text: str) -> str:
-    """JSON \\uXXXX escapes decoded ("Zo\\u00eb" is "Zoë"), NUL characters (binary files) made spaces."""
+    """JSON \\uXXXX escapes decoded ("Zo\\u00eb" is "Zoë"), base64 data URIs replaced by what they carry, NUL
+    characters (binary files) made spaces."""
     if "\\u" in text:
         text = _JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "base64," in text:
+        text = _DATA_URI_RE.sub(lambda m: f" {_data_uri_text(m.group(1), m.group(2))} ", text)
     return text.replace("\x00", " ")
+
+
+def _data_uri_text(mime: str, payload: str) -> str:
+    """The text inside an embedded file (a chart in Dagster metadata): an image's text chunks, other bytes as text.
+    Scanning the base64 letters themselves would only find names by chance ("...+Fliz/...")."""
+    try:
+        data = base64.b64decode(payload, validate=False)
+    except (binascii.Error, ValueError):
+        return payload
+    if mime.startswith("image/"):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return "\n".join(f"{k} {v}" for k, v in image.info.items() if isinstance(v, str))
+        except (UnidentifiedImageError, OSError):
+            pass
+    return data.decode("utf-8", errors="replace")
 
 
 def scan_texts(texts: Iterable[tuple[str, str]], identifiers: IdentifierSet) -> list[Leak]:

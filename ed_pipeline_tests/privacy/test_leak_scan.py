@@ -204,3 +204,27 @@ def test_file_cells_do_not_make_names_across_boundaries_but_image_text_is_read(t
     Image.new("RGB", (4, 4)).save(tagged, pnginfo=info)
     assert scan_texts([("line", "ward,Lee Chapel North,34")], ids) != [], "as one text the pair reads as a name"
     assert _kinds(scan_files([tmp_path], ids)) == {(str(tagged), "name")}
+
+
+def test_embedded_images_are_scanned_for_their_text_not_their_base64_letters(ids) -> None:
+    import base64
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    def data_uri(info: PngImagePlugin.PngInfo | None) -> str:
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(buffer, format="PNG", pnginfo=info)
+        return f"![chart](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+    # base64 letters spelling a name by chance ("+Kowalczyk+") are not the name
+    noise = base64.b64encode(base64.b64decode("AAAA+Kowalczyk+AAAAA")).decode()
+    assert "+Kowalczyk+" in noise
+    assert scan_texts([("noise", f"![x](data:image/png;base64,{noise})")], ids) == []
+    assert scan_texts([("bare", f"blob {noise}")], ids) != [], "outside a data URI the letters are text"
+    tagged = PngImagePlugin.PngInfo()
+    tagged.add_text("Title", "risk of Jonathon Pemberton-Smythe")
+    assert scan_texts([("clean", data_uri(None))], ids) == []
+    assert _kinds(scan_texts([("tagged", data_uri(tagged))], ids)) == {("tagged", "name")}
+    text = base64.b64encode(b"call Kowalczyk").decode()
+    assert _kinds(scan_texts([("note", f"data:text/plain;base64,{text}")], ids)) == {("note", "name")}
