@@ -14,6 +14,14 @@ def _f(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _calibration_sentence(cfg) -> str:
+    if cfg.calibration == "crossfit":
+        return (f"Calibration is cross-fitted: {cfg.crossfit_folds}-fold out-of-fold scores of the training and "
+                "validation cohorts fit the Platt scaling, and the final model is trained on both cohorts with the "
+                "number of trees early stopping chose.")
+    return "The model is trained on the training cohorts and calibrated on the validation cohort."
+
+
 def model_card(result: TrainedModel, tags: dict | None = None, model_name: str = "school_readiness_risk") -> str:
     m, c, cfg = result.metrics, result.cohorts, result.config
     tags = tags or {}
@@ -58,7 +66,8 @@ return, after the prediction date: used to measure fairness, never as inputs.
 
 ## Cohorts (temporal validation)
 Train on earlier assessed cohorts with at least {cfg.min_history_months} months of median data history
-before the prediction date, stop early and calibrate on the validation cohort, test on the latest.
+before the prediction date, stop early on the validation cohort, test on the latest.
+{_calibration_sentence(cfg)}
 
 | assessment year | children | not GLD | median months of history | role |
 |---|---|---|---|---|
@@ -67,7 +76,7 @@ before the prediction date, stop early and calibrate on the validation cohort, t
 ## Model
 LightGBM (binary, {result.best_iteration} trees after early stopping, {cfg.num_leaves} leaves,
 {"monotone non-decreasing in every agency event feature" if cfg.monotone else "no monotone constraints"}),
-calibrated by Platt scaling on the validation cohort and shifted (label shift) to the expected outcome rate of
+calibrated by Platt scaling and shifted (label shift) to the expected outcome rate of
 the test cohort ({_f(m.get("expected_test_outcome_rate", math.nan))}, from the trend of the last
 {cfg.trend_cohorts} cohorts; observed {_f(m["test_outcome_rate"])}). Bands: high = risk >=
 {result.band_thresholds["high"]:.3f} (the test cohort's top {cfg.top_share:.0%}), medium >=

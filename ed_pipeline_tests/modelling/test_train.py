@@ -127,3 +127,33 @@ def test_unseen_ward_and_nulls_are_scored(trained, feature_frame):
 def test_missing_column_is_named(trained, feature_frame):
     with pytest.raises(ValueError, match="ward"):
         score_children(trained, feature_frame.drop("ward"))
+
+
+def test_pooled_platt_recovers_shared_slope_and_cohort_intercepts():
+    from ed_pipeline.modelling.calibration import Calibrator, sigmoid
+
+    rng = np.random.default_rng(3)
+    cohort = np.repeat([2016, 2017], 20_000)
+    margin = rng.normal(size=cohort.size)
+    intercept = np.where(cohort == 2016, -0.4, -1.1)
+    y = rng.random(cohort.size) < sigmoid(1.5 * margin + intercept)
+    cal = Calibrator.fit_pooled(margin, y, cohort, reference=2017)
+    assert cal.slope == pytest.approx(1.5, abs=0.06) and cal.intercept == pytest.approx(-1.1, abs=0.05)
+    assert Calibrator.fit_pooled(margin, y, cohort, reference=2016).intercept == pytest.approx(-0.4, abs=0.05)
+    with pytest.raises(ValueError, match="reference cohort 2018"):
+        Calibrator.fit_pooled(margin, y, cohort, reference=2018)
+
+
+def test_crossfit_trains_the_final_model_on_training_and_validation_cohorts(feature_frame, trained):
+    split = train_and_evaluate(feature_frame, TrainingConfig(calibration="validation"))
+    sizes = trained.cohorts.sizes
+    assert trained.metrics["final_model_n"] == sizes[2016] + sizes[2017]
+    assert split.metrics["final_model_n"] == split.metrics["train_n"] == sizes[2016]
+    assert trained.best_iteration == split.best_iteration  # rounds come from early stopping either way
+    assert trained.booster.current_iteration() == split.booster.current_iteration() == trained.best_iteration
+    # the final models differ (one saw the validation cohort), and both are calibrated to the test cohort
+    assert trained.metrics["test_roc_auc"] != split.metrics["test_roc_auc"]
+    for model in (trained, split):
+        assert model.metrics["test_ece"] < 0.04
+    with pytest.raises(ValueError, match="calibration must be"):
+        train_and_evaluate(feature_frame, TrainingConfig(calibration="isotonic"))
