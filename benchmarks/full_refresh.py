@@ -1,0 +1,469 @@
+"""A full refresh and a one-month incremental refresh, timed stage by stage: wall, CPU and peak memory.
+
+    .venv/bin/python benchmarks/full_refresh.py --people 100000
+    .venv/bin/python benchmarks/full_refresh.py --people 1500000                 # all Essex
+    .venv/bin/python benchmarks/full_refresh.py --people 1500000 --json /tmp/essex.json
+
+The world is synthesised once into `--work/<people>/` (default `data/benchmarks/full_refresh/<people>/`,
+used as ED_DATA_DIR, with its own Dagster instance, warehouse and MLflow store; never `data/` itself) and
+reused by later runs with the same people and seed. Each run starts from an empty pipeline state and:
+
+1. holds back the last landed month (its files move to `held_back/`);
+2. runs `ed_pipeline.refresh.refresh()` (what `ed-pipeline refresh` runs: the ingest job per source over
+   every landed month, then the analyse job) in a child process;
+3. releases the held-back month and runs the incremental refresh, what the automation does when a month
+   lands: the `landing_sensor`'s run per source for that one partition (raw -> validated -> pseudonymised),
+   then the analyse job (`linked.*` links only the new records with the saved model; dbt, the model, the
+   outputs and the privacy audit run over the whole history), in a second child process.
+
+How it measures. Each refresh runs in its own process so that its figures are its own. A sampler thread in
+this process reads /proc every `--interval` seconds for the child and every process under it (dbt runs as a
+grandchild): resident memory (summed over the tree) and CPU time (user + system, including reaped children).
+After the child ends, the start and end of every step of every run are read from the child's Dagster
+instance (`instance.get_run_step_stats`), and each step gets: its wall time (Dagster's own), the CPU time
+spent in its window, the peak resident memory of the tree in its window, and the rise of that peak over the
+memory held when the step began (what the step itself added: a long-lived process keeps memory it freed).
+"outside steps" is each run's time not inside a step (run start and end, plan, resource set-up, event
+writes); "start-up" is the child's imports and definitions (dbt manifest) before its first run. The totals
+are exact: wall time of the child, CPU time and peak RSS of its process from `wait4` (the kernel's ru_maxrss
+of the largest single process), beside the sampled peak of the whole tree. A step shorter than the interval
+may miss its memory peak in the sampled figures; the exact process peak bounds them all.
+
+The machine is shared: the 1-minute load average is recorded before and after each refresh; timings taken
+under load are upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BENCHMARK_KEY = "6b" * 32  # a fixed benchmark pseudonymisation key: tokens never leave --work
+GOALS = {"full_refresh_max_s": 600.0, "peak_memory_max_bytes": 8 * 10**9, "incremental_max_share": 0.10}
+# Everything a refresh writes under ED_DATA_DIR: removed before each measured run (landing/, truth/ and
+# reference/ are the synthetic world and stay).
+PIPELINE_STATE = ("agency_zone.duckdb", "agency_zone.duckdb.wal", "warehouse.duckdb", "warehouse.duckdb.wal",
+                  "ops.duckdb", "ops.duckdb.wal", "dagster", "mlflow", "linkage", "models", "outputs", "gx_docs")
+ENV_OVERRIDES = ("ED_AGENCY_ZONE_DB", "ED_WAREHOUSE_DB", "ED_POSTCODE_DIRECTORY", "MLFLOW_TRACKING_URI")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+MIB = 2**20
+
+
+# --- the world -------------------------------------------------------------------------------------------
+
+def prepare_world(root: Path, people: int, seed: int) -> dict:
+    """Synthesise the world once (reused when world.json says it is this one); hold back its last month."""
+    marker = root / "world.json"
+    world = json.loads(marker.read_text()) if marker.exists() else {}
+    if world.get("people") != people or world.get("seed") != seed:
+        from ed_pipeline.synth import SynthConfig, generate
+
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        t0 = time.perf_counter()
+        generate(SynthConfig(people=people, seed=seed), root / "landing", root / "truth",
+                 progress=lambda msg: print(f"  synth [{time.perf_counter() - t0:6.1f}s] {msg}", file=sys.stderr,
+                                            flush=True))
+        world = {"people": people, "seed": seed, "synth_s": round(time.perf_counter() - t0, 1)}
+        marker.write_text(json.dumps(world))
+    release_month(root)  # a previous run may have stopped half way
+    for name in PIPELINE_STATE:
+        path = root / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    world["held_back_month"] = hold_back_last_month(root)
+    landing = root / "landing"
+    world["landed_months"] = len({p.stem for p in landing.glob("*/*.csv")})
+    world["landing_mib"] = round(sum(p.stat().st_size for p in landing.glob("*/*.csv")) / MIB, 1)
+    return world
+
+
+def hold_back_last_month(root: Path) -> str:
+    files = sorted((root / "landing").glob("*/*.csv"))
+    last = max(p.stem for p in files)
+    for path in files:
+        if path.stem == last:
+            target = root / "held_back" / path.parent.name / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+    return last
+
+
+def release_month(root: Path) -> list[str]:
+    """Move held-back files into landing/ (as if the agencies had just dropped them); their months."""
+    months = set()
+    for path in sorted((root / "held_back").glob("*/*.csv")):
+        target = root / "landing" / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+        os.utime(target)  # a freshly landed file
+        months.add(path.stem)
+    return sorted(months)
+
+
+# --- measuring a child process ---------------------------------------------------------------------------
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and every process under it (via /proc/<pid>/task/<tid>/children)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            text = _read(f"/proc/{p}/task/{tid}/children")
+            if text:
+                todo += [int(c) for c in text.split()]
+    return found
+
+
+def tree_usage(pid: int) -> tuple[int, float]:
+    """(resident bytes summed over the tree, CPU seconds of the tree including reaped children)."""
+    rss, ticks = 0, 0
+    for p in process_tree(pid):
+        statm, stat = _read(f"/proc/{p}/statm"), _read(f"/proc/{p}/stat")
+        if not statm or not stat:
+            continue
+        rss += int(statm.split()[1]) * PAGE
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; utime is field 14 of the line
+        ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return rss, ticks / TICK
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int, interval: float):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, int, float]] = []  # (epoch seconds, tree RSS bytes, tree CPU seconds)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            rss, cpu = tree_usage(self.pid)
+            if rss:
+                self.samples.append((time.time(), rss, cpu))
+            self.done.wait(self.interval)
+
+
+def run_child(mode: str, root: Path, interval: float, extra: list[str] | None = None) -> dict:
+    """Run one refresh in a child process; its report, its samples, and its exact rusage."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES}
+    env.update(ED_DATA_DIR=str(root), DAGSTER_HOME=str(root / "dagster"), ED_PSEUDO_KEY=BENCHMARK_KEY,
+               PYTHONUNBUFFERED="1")
+    report_path = root / f"child_{mode}.json"
+    report_path.unlink(missing_ok=True)
+    load_before = os.getloadavg()
+    started = time.time()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--report", str(report_path),
+                             *(extra or [])], env=env)
+    sampler = Sampler(proc.pid, interval)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    ended = time.time()
+    sampler.done.set()
+    sampler.join()
+    if proc.returncode != 0 or not report_path.exists():
+        raise SystemExit(f"the {mode} refresh failed (exit {proc.returncode}); see its output above")
+    report = json.loads(report_path.read_text())
+    return {"report": report, "samples": sampler.samples, "started": started, "ended": ended,
+            "cpu_s": usage.ru_utime + usage.ru_stime, "max_rss_bytes": usage.ru_maxrss * 1024,
+            "load_before": load_before, "load_after": os.getloadavg()}
+
+
+# --- the stage table -------------------------------------------------------------------------------------
+
+def window(samples: list[tuple[float, int, float]], start: float, end: float) -> dict:
+    """CPU seconds, peak RSS and RSS at the start for [start, end], from the samples around it."""
+    if not samples:
+        return {"cpu_s": None, "peak_rss_bytes": None, "start_rss_bytes": None}
+    before = [s for s in samples if s[0] <= start] or samples[:1]
+    after = [s for s in samples if s[0] >= end] or samples[-1:]
+    inside = [s for s in samples if start <= s[0] <= end]
+    first, last = before[-1], after[0]
+    peak = max([first[1], last[1], *(s[1] for s in inside)])
+    return {"cpu_s": round(max(0.0, last[2] - first[2]), 2), "peak_rss_bytes": peak, "start_rss_bytes": first[1]}
+
+
+STAGE_NAMES = {"link_people_and_households": "linked (Splink)", "dbt_features": "features (dbt build)",
+               "train_school_readiness_model": "model (LightGBM + MLflow)"}
+
+
+def stage_name(step_key: str) -> str:
+    if step_key.startswith("raw__"):
+        return "raw"
+    if step_key.startswith("validate_"):
+        return "validated + quarantine (GX)"
+    if step_key.startswith("pseudonymised__"):
+        return "pseudonymised (+ leak scan)"
+    if "no_identifiers_anywhere" in step_key:
+        return "no_identifiers_anywhere check"
+    if step_key.startswith("outputs__"):
+        return "outputs " + step_key.removeprefix("outputs__")
+    return STAGE_NAMES.get(step_key, step_key)
+
+
+def stage_rows(measured: dict) -> list[dict]:
+    """One row per step of every run, an "outside steps" row per run, start-up and the exact total."""
+    samples, report = measured["samples"], measured["report"]
+    rows = []
+    runs = sorted(report["runs"], key=lambda r: r["start"])
+    ready = report.get("ready", runs[0]["start"] if runs else measured["ended"])
+    rows.append({"group": "process", "stage": "start-up (imports, definitions, dbt manifest)",
+                 "wall_s": round(ready - measured["started"], 2), **window(samples, measured["started"], ready)})
+    previous_end = ready
+    for run in runs:
+        rows.append({"group": run["label"], "stage": "before the run (job subset, run set-up)",
+                     "wall_s": round(run["start"] - previous_end, 2), **window(samples, previous_end, run["start"])})
+        previous_end = run["end"]
+        inside = 0.0
+        for step in sorted(run["steps"], key=lambda s: s["start"] or 0):
+            if step["start"] is None or step["end"] is None:
+                continue
+            inside += step["end"] - step["start"]
+            rows.append({"group": run["label"], "stage": stage_name(step["step_key"]), "step_key": step["step_key"],
+                         "status": step["status"], "wall_s": round(step["end"] - step["start"], 2),
+                         **window(samples, step["start"], step["end"])})
+        run_wall = run["end"] - run["start"]
+        cpu = window(samples, run["start"], run["end"])["cpu_s"]
+        step_cpu = sum(r["cpu_s"] or 0 for r in rows if r["group"] == run["label"] and "step_key" in r)
+        rows.append({"group": run["label"], "stage": "outside steps (Dagster run, events)",
+                     "wall_s": round(run_wall - inside, 2), "cpu_s": None if cpu is None else round(cpu - step_cpu, 2),
+                     "peak_rss_bytes": None, "start_rss_bytes": None})
+        rows.append({"group": run["label"], "stage": "run total", "subtotal": True, "wall_s": round(run_wall, 2),
+                     **window(samples, run["start"], run["end"])})
+    rows.append({"group": "process", "stage": "after the last run (reports, exit)",
+                 "wall_s": round(measured["ended"] - previous_end, 2),
+                 **window(samples, previous_end, measured["ended"])})
+    return rows
+
+
+def summarise(measured: dict) -> dict:
+    samples = measured["samples"]
+    wall = measured["ended"] - measured["started"]
+    rows = stage_rows(measured)
+    runs = measured["report"]["runs"]
+    ingest = [r for r in runs if r["job"] == "ingest"]
+    analyse = [r for r in runs if r["job"] != "ingest"]
+
+    def span(selected):
+        return round(sum(r["end"] - r["start"] for r in selected), 2)
+
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(measured["cpu_s"], 2),
+        "peak_process_rss_bytes": measured["max_rss_bytes"],
+        "peak_tree_rss_bytes": max((s[1] for s in samples), default=None),
+        "ingest_runs_s": span(ingest),
+        "analyse_runs_s": span(analyse),
+        "success": measured["report"]["success"],
+        "failed": measured["report"].get("failed", []),
+        "load_before": [round(x, 2) for x in measured["load_before"]],
+        "load_after": [round(x, 2) for x in measured["load_after"]],
+        "samples": len(samples),
+        "stages": rows,
+    }
+
+
+def _mib(value) -> str:
+    return "" if value is None else f"{value / MIB:,.0f}"
+
+
+def format_table(title: str, summary: dict) -> str:
+    lines = [title, f"{'group':<18}{'stage':<46}{'wall s':>9}{'CPU s':>9}{'peak MiB':>10}{'rise MiB':>10}"]
+    last_group = None
+    for r in summary["stages"]:
+        group = r["group"] if r["group"] != last_group else ""
+        last_group = r["group"]
+        rise = None if r.get("peak_rss_bytes") is None else r["peak_rss_bytes"] - r["start_rss_bytes"]
+        stage = f"= {r['stage']}" if r.get("subtotal") else r["stage"]
+        cpu = "" if r.get("cpu_s") is None else f"{r['cpu_s']:.1f}"
+        lines.append(f"{group:<18}{stage:<46}{r['wall_s']:>9.1f}{cpu:>9}{_mib(r.get('peak_rss_bytes')):>10}"
+                     f"{_mib(rise):>10}")
+    lines.append(f"{'TOTAL':<18}{'whole child process (exact)':<46}{summary['wall_s']:>9.1f}{summary['cpu_s']:>9.1f}"
+                 f"{_mib(summary['peak_process_rss_bytes']):>10}")
+    lines.append(f"{'':<18}{'peak of the process tree (sampled, incl. dbt)':<46}{'':>9}{'':>9}"
+                 f"{_mib(summary['peak_tree_rss_bytes']):>10}")
+    failed = "; failed: " + ", ".join(summary["failed"]) if summary["failed"] else ""
+    lines.append(f"load average (1, 5, 15 min) before {summary['load_before']}, after {summary['load_after']}; "
+                 f"success {summary['success']}{failed}")
+    return "\n".join(lines)
+
+
+def goals(full: dict, incremental: dict | None) -> dict:
+    peak = max(v for v in (full["peak_process_rss_bytes"], full["peak_tree_rss_bytes"],
+                           *((incremental["peak_process_rss_bytes"], incremental["peak_tree_rss_bytes"])
+                             if incremental else ())) if v is not None)
+    out = {
+        "full_refresh_s": {"value": full["wall_s"], "goal": f"<= {GOALS['full_refresh_max_s']:.0f} s",
+                           "met": full["wall_s"] <= GOALS["full_refresh_max_s"]},
+        "peak_memory_bytes": {"value": peak, "goal": f"< {GOALS['peak_memory_max_bytes'] / 1e9:.0f} GB",
+                              "met": peak < GOALS["peak_memory_max_bytes"]},
+    }
+    if incremental:
+        share = incremental["wall_s"] / full["wall_s"]
+        out["incremental_share"] = {"value": round(share, 4), "goal": f"<= {GOALS['incremental_max_share']:.0%}",
+                                    "met": share <= GOALS["incremental_max_share"]}
+    return out
+
+
+def format_goals(result: dict) -> str:
+    lines = ["goals"]
+    for name, g in result.items():
+        value = f"{g['value'] / 1e9:.2f} GB" if name == "peak_memory_bytes" else (
+            f"{g['value']:.1%}" if name == "incremental_share" else f"{g['value']:.1f} s")
+        lines.append(f"  {name:<20}{value:>12}  goal {g['goal']:<10} {'met' if g['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+# --- the child processes ---------------------------------------------------------------------------------
+
+def _run_record(instance, run_id: str, label: str, job: str) -> dict:
+    stats = instance.get_run_stats(run_id)
+    return {"run_id": run_id, "label": label, "job": job, "start": stats.start_time, "end": stats.end_time,
+            "steps": [{"step_key": s.step_key, "status": s.status.value if s.status else None,
+                       "start": s.start_time, "end": s.end_time} for s in instance.get_run_step_stats(run_id)]}
+
+
+def child_full(report: Path) -> None:
+    import dagster as dg
+
+    import ed_pipeline.definitions  # noqa: F401 (imported here so that start-up is measured apart)
+    from ed_pipeline.refresh import refresh
+    from ed_pipeline.settings import Settings
+
+    t0 = time.time()
+    result = refresh(Settings.from_env())
+    with dg.DagsterInstance.get() as instance:
+        runs = [r for r in instance.get_runs(dg.RunsFilter(tags={"ed_pipeline/trigger": "refresh"}))]
+        records = []
+        for run in runs:
+            job = run.job_name
+            steps = [s.step_key for s in instance.get_run_step_stats(run.run_id)]
+            label = "analyse" if job != "ingest" else next(
+                (k.removeprefix("raw__") for k in steps if k.startswith("raw__")), "ingest")
+            record = _run_record(instance, run.run_id, label, job)
+            if record["start"] and record["start"] >= t0 - 1:
+                records.append(record)
+    failed = [f"{o.source}: {', '.join(o.failed_checks) or 'run failed'}" for o in result.outcomes
+              if not o.success or o.failed_checks]
+    report.write_text(json.dumps({"success": result.success, "failed": failed, "runs": records, "ready": t0}))
+
+
+def child_incremental(report: Path, month: str) -> None:
+    """What the automation does when a month lands: one ingest run per source for that partition, then analyse."""
+    import dagster as dg
+
+    from ed_pipeline.definitions import defs
+    from ed_pipeline.defs.automation import source_keys
+    from ed_pipeline.refresh import ensure_dagster_home, provide_pseudo_key
+    from ed_pipeline.settings import Settings
+    from ed_pipeline.sources import SOURCES
+
+    ready = time.time()
+    settings = Settings.from_env()
+    provide_pseudo_key(settings)
+    ensure_dagster_home(settings)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    tags = {"ed_pipeline/trigger": "benchmark_incremental"}
+    records, failed = [], []
+    with dg.DagsterInstance.get() as instance:
+        ingest = defs.resolve_job_def("ingest")
+        for source in SOURCES:
+            if not settings.landing_file(source.name, month).exists():
+                continue
+            result = ingest.execute_in_process(instance=instance, partition_key=month,
+                                               asset_selection=source_keys(source), tags=tags,
+                                               raise_on_error=False, run_config=quiet)
+            failed += _failures(result, source.name)
+            records.append(_run_record(instance, result.run_id, source.name, "ingest"))
+        result = defs.resolve_job_def("analyse").execute_in_process(instance=instance, tags=tags,
+                                                                    raise_on_error=False, run_config=quiet)
+        failed += _failures(result, "analyse")
+        records.append(_run_record(instance, result.run_id, "analyse", "analyse"))
+    report.write_text(json.dumps({"success": not failed, "failed": failed, "runs": records, "ready": ready}))
+
+
+def _failures(result, label: str) -> list[str]:
+    import dagster as dg
+
+    checks = [f"{'/'.join(e.asset_key.path)}:{e.check_name}" for e in result.get_asset_check_evaluations()
+              if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    return [f"{label}: {', '.join(checks) or 'run failed'}"] if checks or not result.success else []
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", type=int, default=100_000, help="residents (default 100,000)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--work", type=Path, default=Path("data/benchmarks/full_refresh"),
+                        help="worlds go to <work>/<people>/ (default data/benchmarks/full_refresh)")
+    parser.add_argument("--json", type=Path, help="also write the figures here (always: <work>/<people>/figures.json)")
+    parser.add_argument("--interval", type=float, default=0.05, help="memory/CPU sampling interval, seconds")
+    parser.add_argument("--skip-incremental", action="store_true", help="only the full refresh")
+    parser.add_argument("--child", choices=["full", "incremental"], help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--month", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        import warnings
+
+        # Dagster flags beta parameters (backfill policies) on every import, as `ed-pipeline` silences too
+        warnings.filterwarnings("ignore", message=".*is currently in beta")
+    if args.child == "full":
+        child_full(args.report)
+        return 0
+    if args.child == "incremental":
+        child_incremental(args.report, args.month)
+        return 0
+
+    root = (args.work / str(args.people)).resolve()
+    if root in (Path("data").resolve(), Path.cwd().resolve()):
+        raise SystemExit(f"refusing to use {root}: give a --work folder of its own")
+    world = prepare_world(root, args.people, args.seed)
+    print(f"world: {args.people:,} residents (seed {args.seed}) in {root}; {world['landed_months']} months landed "
+          f"({world['landing_mib']} MiB), {world['held_back_month']} held back", file=sys.stderr, flush=True)
+
+    full = summarise(run_child("full", root, args.interval))
+    print(format_table(f"\nfull refresh: {args.people:,} residents, {world['landed_months']} months", full))
+    incremental = None
+    if not args.skip_incremental:
+        month = release_month(root)[-1]
+        incremental = summarise(run_child("incremental", root, args.interval, ["--month", month]))
+        print(format_table(f"\nincremental refresh: month {month} released", incremental))
+    met = goals(full, incremental)
+    print("\n" + format_goals(met))
+    figures = {"people": args.people, "seed": args.seed, "world": world, "cpus": os.cpu_count(),
+               "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+               "command": " ".join([Path(sys.executable).name, *sys.argv]), "measured_at": time.strftime(
+                   "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "full": full, "incremental": incremental, "goals": met}
+    for path in {root / "figures.json", *([args.json] if args.json else [])}:
+        path.write_text(json.dumps(figures, indent=2))
+    print(f"figures: {root / 'figures.json'}", file=sys.stderr)
+    return 0 if full["success"] and (incremental is None or incremental["success"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

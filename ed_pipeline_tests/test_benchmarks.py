@@ -1,0 +1,89 @@
+"""The full-refresh benchmark's own logic: holding back a month, sampling a process tree, the stage table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "full_refresh.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("full_refresh_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hold_back_and_release_the_last_month(bench, tmp_path):
+    for source in ("housing", "benefits"):
+        for month in ("2018-05", "2018-06"):
+            path = tmp_path / "landing" / source / f"{month}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("a\n1\n")
+    assert bench.hold_back_last_month(tmp_path) == "2018-06"
+    assert sorted(p.stem for p in (tmp_path / "landing").glob("*/*.csv")) == ["2018-05", "2018-05"]
+    assert sorted(p.parent.name for p in (tmp_path / "held_back").glob("*/2018-06.csv")) == ["benefits", "housing"]
+    assert bench.release_month(tmp_path) == ["2018-06"]
+    assert len(list((tmp_path / "landing").glob("*/2018-06.csv"))) == 2
+    assert not list((tmp_path / "held_back").glob("*/*.csv"))
+
+
+def test_tree_usage_sees_this_process(bench):
+    assert os.getpid() in bench.process_tree(os.getpid())
+    rss, cpu = bench.tree_usage(os.getpid())
+    assert rss > 10 * 2**20 and cpu > 0
+
+
+def _measured(samples, runs, started=100.0, ended=130.0):
+    return {"samples": samples, "started": started, "ended": ended, "cpu_s": 12.0, "max_rss_bytes": 900 * 2**20,
+            "load_before": (1.0, 1.0, 1.0), "load_after": (2.0, 1.5, 1.0),
+            "report": {"success": True, "failed": [], "ready": 105.0, "runs": runs}}
+
+
+def test_stage_rows_split_the_child_into_steps_runs_and_overheads(bench):
+    # (time, tree RSS, tree CPU): memory rises to 800 MiB inside the validate step, CPU 1 s per second
+    samples = [(t, (800 if 108 <= t <= 112 else 300) * 2**20, t - 100.0) for t in range(100, 131)]
+    runs = [
+        {"label": "housing", "job": "ingest", "start": 106.0, "end": 116.0, "steps": [
+            {"step_key": "raw__housing", "status": "SUCCESS", "start": 106.5, "end": 107.5},
+            {"step_key": "validate_housing", "status": "SUCCESS", "start": 107.5, "end": 113.0},
+            {"step_key": "pseudonymised__housing", "status": "SUCCESS", "start": 113.0, "end": 115.0}]},
+        {"label": "analyse", "job": "analyse", "start": 118.0, "end": 128.0, "steps": [
+            {"step_key": "link_people_and_households", "status": "SUCCESS", "start": 118.0, "end": 127.0}]},
+    ]
+    summary = bench.summarise(_measured(samples, runs))
+    rows = {(r["group"], r["stage"]): r for r in summary["stages"]}
+    assert rows[("process", "start-up (imports, definitions, dbt manifest)")]["wall_s"] == 5.0
+    validate = rows[("housing", "validated + quarantine (GX)")]
+    assert validate["wall_s"] == 5.5 and validate["cpu_s"] == pytest.approx(6.0)
+    assert validate["peak_rss_bytes"] == 800 * 2**20 and validate["start_rss_bytes"] == 300 * 2**20
+    assert rows[("housing", "before the run (job subset, run set-up)")]["wall_s"] == 1.0
+    assert rows[("housing", "outside steps (Dagster run, events)")]["wall_s"] == 1.5
+    assert rows[("housing", "run total")]["wall_s"] == 10.0
+    assert rows[("analyse", "linked (Splink)")]["wall_s"] == 9.0
+    assert rows[("process", "after the last run (reports, exit)")]["wall_s"] == 2.0
+    # every second of the child is in exactly one non-subtotal row
+    assert sum(r["wall_s"] for r in summary["stages"] if not r.get("subtotal")) == pytest.approx(30.0)
+    assert summary["ingest_runs_s"] == 10.0 and summary["analyse_runs_s"] == 10.0
+    assert summary["peak_tree_rss_bytes"] == 800 * 2**20
+    table = bench.format_table("full", summary)
+    assert "validated + quarantine (GX)" in table and "load average" in table
+    json.dumps(summary)  # the figures file
+
+
+def test_goals(bench):
+    full = {"wall_s": 500.0, "peak_process_rss_bytes": 5 * 10**9, "peak_tree_rss_bytes": 6 * 10**9}
+    fast = {"wall_s": 40.0, "peak_process_rss_bytes": 2 * 10**9, "peak_tree_rss_bytes": 2 * 10**9}
+    met = bench.goals(full, fast)
+    assert all(g["met"] for g in met.values()) and met["incremental_share"]["value"] == 0.08
+    slow = bench.goals({**full, "wall_s": 700.0, "peak_tree_rss_bytes": 9 * 10**9}, {**fast, "wall_s": 80.0})
+    assert not any(g["met"] for g in slow.values())
+    assert "NOT met" in bench.format_goals(slow)
