@@ -10,6 +10,7 @@ import warnings
 
 import duckdb
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ed_pipeline.settings import DEFAULT_LAST_MONTH, FIRST_MONTH, Settings
@@ -45,7 +46,23 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _error(message: object) -> None:
+    """An error on one line, never wrapped or read as markup (tests and log scrapers match it whole)."""
+    console.print("[red]error:[/]", escape(str(message)), soft_wrap=True)
+
+
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    from ed_pipeline.resilience import DiskFullError, RefreshBusyError, refresh_lock
+
+    try:  # before loading anything heavy: a second refresh on the same data directory is refused at once
+        with refresh_lock(settings.data_dir):
+            return _refresh_locked(args, settings)
+    except (RefreshBusyError, DiskFullError) as exc:
+        _error(exc)
+        return 2
+
+
+def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
     from ed_pipeline.refresh import MissingKeyError, layer_counts, linkage_summary, model_summary, refresh
 
     def report(source: str, outcome) -> None:
@@ -55,14 +72,18 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
             console.print(f"  [green]ok[/] {source} ({outcome.seconds:.1f}s)")
         else:
             detail = ", ".join(outcome.failed_checks) or "run failed: see the run in the Dagster UI"
-            console.print(f"  [red]FAILED[/] {source} ({outcome.seconds:.1f}s): {detail}")
+            console.print(f"  [red]FAILED[/] {source} ({outcome.seconds:.1f}s): {detail}", soft_wrap=True)
+        if outcome is not None and outcome.unreadable_months:
+            console.print(f"    {source}: unreadable file(s) for {', '.join(outcome.unreadable_months)} left out "
+                          f"(named in raw/{source}:extract_readable); its other months were loaded", soft_wrap=True)
 
     try:
         months = settings.landed_months()
-        console.print(f"[bold]Refreshing[/] {len(months)} month(s) of extracts from {settings.landing_dir}")
-        result = refresh(settings, progress=report)
+        stage = f" ({args.only} only)" if args.only else ""
+        console.print(f"[bold]Refreshing[/]{stage} {len(months)} month(s) of extracts from {settings.landing_dir}")
+        result = refresh(settings, progress=report, only=args.only)
     except (FileNotFoundError, MissingKeyError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error(exc)
         return 2
 
     table = Table(title=f"after refresh ({result.months[0]} to {result.months[-1]})")
@@ -201,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dbt build (models and their tests) for the true-linkage features instead of dbt run")
     ev.set_defaults(func=cmd_evaluate)
 
-    ref = sub.add_parser("refresh", help="materialise every asset for every month in landing/")
+    ref = sub.add_parser("refresh", help="materialise every asset for every month in landing/ (one refresh at a "
+                                         "time per data directory)")
+    ref.add_argument("--only", choices=("ingest", "analyse"),
+                     help="only ingest (raw -> pseudonymised, every landed month) or only analyse (linking onwards, "
+                          "over what the warehouse holds), e.g. to finish a refresh that stopped after ingesting")
     ref.set_defaults(func=cmd_refresh)
 
     reid = sub.add_parser("reidentify", help="agency-side: list an agency's highest-risk children by name for "

@@ -3,7 +3,9 @@
 Runs the same Definitions as the Dagster UI, recorded in the same Dagster
 instance, so every refresh shows up in the UI's run history. Each source is its
 own run over the whole month range (one run per asset, as a single-run
-backfill), so a broken extract stops only that source.
+backfill), so a broken extract stops only that source; its other months are then
+run again without the unreadable ones, so they still go through. A full disk
+stops the refresh with a clear error (docs/resilience.md).
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from ed_pipeline.settings import Settings
+from ed_pipeline.resilience import DiskFullError, disk_full_message
+from ed_pipeline.settings import Settings, month_range
 from ed_pipeline.sources import SOURCES, Source
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+STAGES = ("ingest", "analyse")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -29,6 +34,7 @@ class SourceOutcome:
     success: bool
     seconds: float
     failed_checks: list[str] = field(default_factory=list)
+    unreadable_months: list[str] = field(default_factory=list)  # left out; the source's other months went through
 
 
 @dataclass
@@ -74,62 +80,133 @@ def provide_pseudo_key(settings: Settings) -> str:
     return str(settings.demo_key_file)
 
 
-def refresh(settings: Settings, progress=None) -> RefreshResult:
-    """Ingest every landed month for every source; `progress(source, outcome_or_None)` reports each step."""
-    from ed_pipeline.definitions import defs
-    from ed_pipeline.defs.pseudonymised import pseudonymised_key
-    from ed_pipeline.defs.raw import raw_key
-    from ed_pipeline.defs.validated import quarantine_key, validated_key
-
+def refresh(settings: Settings, progress=None, only: str | None = None) -> RefreshResult:
+    """Ingest every landed month of every source (each over its own months), then run the whole-history
+    analysis; `only` ('ingest' or 'analyse') runs one of the two. `progress(source, outcome_or_None)` reports each
+    step. Raises DiskFullError when a write fails for want of space (what was committed before it stands)."""
+    if only not in (None, *STAGES):
+        raise ValueError(f"only must be one of {STAGES}, not {only!r}")
     months = settings.landed_months()
     if not months:
         raise FileNotFoundError(
             f"no extracts found under {settings.landing_dir}; run `ed-pipeline synth` first or drop files there"
         )
     provide_pseudo_key(settings)
+    try:
+        return _refresh(settings, months, progress, only)
+    except DiskFullError:
+        raise
+    except Exception as exc:  # Dagster's own instance (SQLite) or MLflow may be the first to find the disk full
+        message = disk_full_message(exc, f"a file under {settings.data_dir}")
+        if message:
+            raise DiskFullError(message) from exc
+        raise
+
+
+def _refresh(settings: Settings, months: list[str], progress, only: str | None) -> RefreshResult:
+    from ed_pipeline.definitions import defs
+
     ensure_dagster_home(settings)
-    job = defs.resolve_job_def("ingest")
     started = time.perf_counter()
     outcomes = []
     with dg.DagsterInstance.get() as instance:
-        for source in SOURCES:
-            if progress:
-                progress(source.name, None)
-            t0 = time.perf_counter()
-            result = job.execute_in_process(
-                instance=instance,
-                asset_selection=[raw_key(source), validated_key(source), quarantine_key(source),
-                                 pseudonymised_key(source)],
-                tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], "ed_pipeline/trigger": "refresh"},
-                raise_on_error=False,
-                # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
-            failed = [
-                f"{'/'.join(e.asset_key.path)}:{e.check_name}"
-                for e in result.get_asset_check_evaluations()
-                if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-            ]
-            outcome = SourceOutcome(source.name, result.success, time.perf_counter() - t0, failed)
-            outcomes.append(outcome)
-            if progress:
-                progress(source.name, outcome)
-        outcomes.append(_run_whole_history(instance, defs, "analyse", progress))
+        if only in (None, "ingest"):
+            for source in SOURCES:
+                # from the source's first landed month to its last (every month when it has none: its tables
+                # must still exist, empty); Dagster records every partition of a run, so months cost time
+                own = settings.landed_months(source.name) or months
+                outcomes.append(_ingest_source(instance, defs, settings, source, month_range(own[0], own[-1]),
+                                               progress))
+        if only in (None, "analyse"):
+            outcomes.append(_run_whole_history(instance, defs, settings, "analyse", progress))
     return RefreshResult(months, outcomes, time.perf_counter() - started)
 
 
-def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, job_name: str, progress) -> SourceOutcome:
+def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
+                   months: list[str], progress) -> SourceOutcome:
+    """One run over every month for the source; if some files are unreadable (the blocking check stops the whole
+    run), the source's other months are run again without them, so one bad file holds back only its own month."""
+    from ed_pipeline.defs.raw import READABLE_CHECK
+
+    if progress:
+        progress(source.name, None)
+    t0 = time.perf_counter()
+    result = _ingest_run(instance, defs, settings, source, months)
+    success, failed = result.success, _failed_checks(result)
+    unreadable = sorted({
+        month for e in result.get_asset_check_evaluations()
+        if e.check_name == READABLE_CHECK and not e.passed
+        for month in months if str(settings.landing_file(source.name, month)) in (e.description or "")
+    })
+    if unreadable:
+        success = True
+        for run in _ranges([m for m in months if m not in unreadable], months):
+            again = _ingest_run(instance, defs, settings, source, run)
+            success = success and again.success
+            failed += [f for f in _failed_checks(again) if f not in failed]
+    outcome = SourceOutcome(source.name, success, time.perf_counter() - t0, failed, unreadable)
+    if progress:
+        progress(source.name, outcome)
+    return outcome
+
+
+def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
+                months: list[str]) -> dg.ExecuteInProcessResult:
+    from ed_pipeline.defs.pseudonymised import pseudonymised_key
+    from ed_pipeline.defs.raw import raw_key
+    from ed_pipeline.defs.validated import quarantine_key, validated_key
+
+    result = defs.resolve_job_def("ingest").execute_in_process(
+        instance=instance,
+        asset_selection=[raw_key(source), validated_key(source), quarantine_key(source), pseudonymised_key(source)],
+        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], "ed_pipeline/trigger": "refresh"},
+        raise_on_error=False,
+        # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.
+        run_config=QUIET,
+    )
+    _raise_if_disk_full(result, settings)
+    return result
+
+
+def _ranges(wanted: list[str], months: list[str]) -> list[list[str]]:
+    """`wanted` (a subset of `months`, in order) cut into runs of months that are consecutive in `months`."""
+    runs: list[list[str]] = []
+    for month in wanted:
+        if runs and months.index(month) == months.index(runs[-1][-1]) + 1:
+            runs[-1].append(month)
+        else:
+            runs.append([month])
+    return runs
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [f"{'/'.join(e.asset_key.path)}:{e.check_name}" for e in result.get_asset_check_evaluations()
+            if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+
+
+def _raise_if_disk_full(result: dg.ExecuteInProcessResult, settings: Settings) -> None:
+    """A step that failed for want of space stops the refresh: every later write would fail the same way."""
+    if result.success:
+        return
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            data = event.step_failure_data
+            error = data.user_failure_data.description if data.user_failure_data else None
+            message = disk_full_message(error or data.error, f"a file under {settings.data_dir}")
+            if message:
+                raise DiskFullError(message)
+
+
+def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, job_name: str,
+                       progress) -> SourceOutcome:
     """Run the unpartitioned job (linking and everything after it) over whatever the warehouse holds."""
     if progress:
         progress(job_name, None)
     t0 = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, tags={"ed_pipeline/trigger": "refresh"},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-    )
-    failed = [f"{'/'.join(e.asset_key.path)}:{e.check_name}" for e in result.get_asset_check_evaluations()
-              if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
-    outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, failed)
+        instance=instance, raise_on_error=False, tags={"ed_pipeline/trigger": "refresh"}, run_config=QUIET)
+    _raise_if_disk_full(result, settings)
+    outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result))
     if progress:
         progress(job_name, outcome)
     return outcome

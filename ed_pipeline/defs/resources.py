@@ -7,6 +7,8 @@ that the pipeline's guarantees need:
 
 - a partition's delete and insert run in one transaction, so a run killed half
   way leaves the previous contents, never a half-written or doubled slice;
+- a write that fails for want of space fails its step at once (no retry) with a
+  clear message naming the file (docs/resilience.md);
 - an empty frame still creates its (typed) table, so an empty quarantine can be
   read downstream.
 """
@@ -14,9 +16,10 @@ that the pipeline's guarantees need:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBResource
@@ -24,6 +27,7 @@ from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
 from ed_pipeline.privacy import load_key
+from ed_pipeline.resilience import disk_full_message, fault_point
 from ed_pipeline.settings import Settings
 
 AGENCY_ZONE = "agency_zone_io_manager"
@@ -40,10 +44,16 @@ class _TransactionalClient(DuckDbClient):
             conn.begin()
             try:
                 yield conn
-            except BaseException:
-                conn.rollback()
+                if isinstance(context, dg.OutputContext):
+                    fault_point(f"commit:{table_slice.schema}.{table_slice.table}")
+                conn.commit()
+            except BaseException as exc:
+                with suppress(duckdb.Error):  # a failed commit has already ended the transaction
+                    conn.rollback()
+                full = disk_full_message(exc, str(table_slice.database))
+                if full:  # retrying in seconds will not free a disk: fail now, saying what to do
+                    raise dg.Failure(description=full, allow_retries=False) from exc
                 raise
-            conn.commit()
 
 
 class _PolarsHandler(DuckDBPolarsTypeHandler):

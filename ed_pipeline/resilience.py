@@ -1,0 +1,114 @@
+"""Faults survived: one refresh per data directory, a clear error on a full disk, and the test-only fault hook.
+
+What each fault does to the pipeline and how to recover: docs/resilience.md. This module imports nothing heavy
+(no Dagster), so `ed-pipeline refresh` takes its lock before loading the definitions.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# Test hook, the only one: `ED_PIPELINE_FAULT_AT=<point>` makes the process SIGKILL itself at that point, as a
+# power cut or the OOM killer would. Points: `commit:<schema>.<table>` (an IO manager's write of that table,
+# rows inserted, transaction not yet committed). Unset in real use; it changes nothing else.
+FAULT_ENV = "ED_PIPELINE_FAULT_AT"
+LOCK_FILE = "refresh.lock"
+
+_FULL_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file size limit reached"}
+_FULL_WORDS = {
+    "No space left on device": "disk full",
+    "database or disk is full": "disk full",  # SQLite (Dagster's instance, MLflow)
+    "Disk quota exceeded": "disk quota exceeded",
+    "File too large": "file size limit reached",
+}
+_QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
+
+
+def fault_point(name: str) -> None:
+    """SIGKILL this process here when ED_PIPELINE_FAULT_AT names this point (tests of recovery only)."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RefreshBusyError(RuntimeError):
+    """Another `ed-pipeline refresh` holds the data directory."""
+
+
+class DiskFullError(RuntimeError):
+    """A write failed for want of space; what was written before it stands."""
+
+
+@contextmanager
+def refresh_lock(data_dir: Path) -> Iterator[Path]:
+    """Hold `<data_dir>/refresh.lock` (an exclusive flock, released by the kernel even if this process is killed)
+    for one refresh; a second refresh on the same directory fails at once, naming the holder's pid."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise RefreshBusyError(
+                f"another refresh is running on {data_dir} (pid {holder}): wait for it to finish and run "
+                "`ed-pipeline refresh` again (nothing was changed by this one)"
+            ) from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+        except OSError as exc:
+            raise DiskFullError(disk_full_message(exc, str(path)) or str(exc)) from exc
+        try:
+            yield path
+        finally:
+            f.truncate(0)  # the file stays (removing it would race a waiting refresh); the pid goes
+
+
+def disk_full_message(error: object, fallback: str) -> str | None:
+    """A clear message when `error` (an exception with its causes and contexts, or Dagster's serialised error)
+    means a disk or file size limit was hit; None for any other error. `fallback` names the file when the error
+    does not."""
+    reason, path = None, None
+    for item in _chain(error):
+        if isinstance(item, str) and item.startswith(tuple(f"{why} while writing " for why in _FULL_WORDS.values())):
+            return item  # already this function's message (carried by a step's failure)
+        if isinstance(item, OSError) and item.errno in _FULL_ERRNOS:
+            reason, path = _FULL_ERRNOS[item.errno], path or item.filename
+        text = str(item)
+        for words, why in _FULL_WORDS.items():
+            if words in text:
+                reason = reason or why
+                quoted = _QUOTED_PATH.search(text)
+                path = path or (quoted.group(1) if quoted else None)
+    if reason is None:
+        return None
+    return (f"{reason} while writing {path or fallback}: free space on that disk and re-run `ed-pipeline refresh`; the "
+            "previous warehouse is intact (each write is one transaction, and the unfinished one was rolled back)")
+
+
+def _chain(error: object) -> Iterator[BaseException | str]:
+    """The error, then its causes and contexts (exceptions), or the messages of a serialised error chain."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        item = todo.pop(0)
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, BaseException | str):
+            yield item
+            if isinstance(item, BaseException):
+                todo += [item.__cause__, item.__context__]
+        else:  # Dagster's SerializableErrorInfo: message, cause, context
+            yield str(getattr(item, "message", ""))
+            todo += [getattr(item, "cause", None), getattr(item, "context", None)]
