@@ -2,7 +2,12 @@
 
 import dagster as dg
 
-from ed_pipeline.defs.automation import build_landing_sensor, build_monthly_schedule, record_run_failures
+from ed_pipeline.defs.automation import (
+    build_landing_sensor,
+    build_monthly_schedule,
+    downstream_automation,
+    record_run_failures,
+)
 from ed_pipeline.defs.features import dbt_resource, feature_assets
 from ed_pipeline.defs.linked import linked_assets
 from ed_pipeline.defs.model import model_assets
@@ -33,7 +38,7 @@ defs = dg.Definitions(
     asset_checks=[no_identifiers_anywhere],
     jobs=[ingest_job, analyse_job],
     schedules=[build_monthly_schedule(ingest_job)],
-    sensors=[build_landing_sensor(ingest_job), record_run_failures],
+    sensors=[build_landing_sensor(ingest_job), record_run_failures, downstream_automation],
     resources={**all_resources(Settings.from_env()), "dbt": dbt_resource},
     # DuckDB allows one writer per file: steps of a run execute one after another in one process.
     executor=dg.in_process_executor,

@@ -2,8 +2,9 @@
 
 - `monthly_ingest_schedule` ingests the month that just ended for every source
   (raw -> validated -> pseudonymised), on the 5th at 06:00, when agencies have
-  dropped their extracts; the linked layer follows by declarative automation
-  (`AutomationCondition.eager()` on linked.*) once new partitions exist.
+  dropped their extracts; everything downstream (linked -> features -> model ->
+  outputs) follows by declarative automation (`follows_upstream()` on each of
+  those assets) when the automation daemon next evaluates, as one run.
 - `landing_sensor` requests a source's partition when its file for a month
   appears in `landing/<source>/`, and again when the file is replaced (the run
   key is the path and its modification time).
@@ -22,6 +23,45 @@ from ed_pipeline.defs.raw import raw_key
 from ed_pipeline.defs.validated import quarantine_key, validated_key
 from ed_pipeline.settings import Settings, is_month
 from ed_pipeline.sources import SOURCES, Source
+
+TRIGGER_TAG = "ed_pipeline/trigger"
+REFRESH_TRIGGER = "refresh"  # `ed-pipeline refresh` tags its runs so, and runs what follows ingestion itself
+
+
+def follows_upstream() -> dg.AutomationCondition:
+    """Dagster's `eager()`, adapted to whole-history assets over monthly partitions: requested once any
+    dependency has been updated (or will be, in the same tick), never while a dependency or the asset itself is
+    in progress.
+
+    - Without `eager()`'s "no missing dependency" clause: these assets depend on every monthly partition since
+      2013-01, and some months never exist (a source that started later, a month not landed yet), so `eager()`
+      would wait for ever. A month that fails a blocking check is not materialised and so updates nothing.
+    - Updates made by `ed-pipeline refresh` do not count: the refresh runs linking and everything after it
+      itself, right after ingesting (a second, automatic run would race it for the DuckDB files).
+    """
+    updated_outside_refresh = (
+        dg.AutomationCondition.newly_updated()
+        & ~dg.AutomationCondition.executed_with_root_target()
+        & ~dg.AutomationCondition.executed_with_tags(tag_values={TRIGGER_TAG: REFRESH_TRIGGER})
+    ).with_label("newly_updated_outside_refresh")
+    return (
+        dg.AutomationCondition.eager()
+        .without(dg.AutomationCondition.in_latest_time_window())
+        .without(~dg.AutomationCondition.any_deps_missing())
+        .replace("newly_updated_without_root", updated_outside_refresh)
+        .with_label("eager over landed months")
+    )
+
+
+# Evaluates `follows_upstream()` of linked, features, model and outputs every minute (turn it on in the UI:
+# Automation -> downstream_automation), so that a month ingested by the schedule or the landing sensor flows on.
+downstream_automation = dg.AutomationConditionSensorDefinition(
+    "downstream_automation",
+    target=dg.AssetSelection.groups("linked", "features", "model", "outputs"),
+    minimum_interval_seconds=60,
+    description="Declarative automation of everything after ingestion: once a month has been pseudonymised (by "
+    "the monthly schedule or the landing sensor), link, build features, train and score, in one run.",
+)
 
 
 def source_keys(source: Source) -> list[dg.AssetKey]:
@@ -60,7 +100,7 @@ def landing_requests(settings: Settings, cursor: float | None, materialized: dic
                     run_key=f"{path}:{mtime}",
                     partition_key=path.stem,
                     asset_selection=source_keys(source),
-                    tags={"ed_pipeline/trigger": "landing_sensor", "ed_pipeline/source": source.name},
+                    tags={TRIGGER_TAG: "landing_sensor", "ed_pipeline/source": source.name},
                 ))
     return requests, newest
 

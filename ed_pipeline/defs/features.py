@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_duckdb import DuckDBResource
 
+from ed_pipeline.defs.automation import follows_upstream
+from ed_pipeline.defs.metadata import PREVIEW_ROWS, bar_chart, column_schema, preview
 from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable
 
 # Every layer is in the Dagster group "features", so that selecting the group builds the mart and everything
@@ -88,6 +92,10 @@ class FeaturesTranslator(DagsterDbtTranslator):
     def get_owners(self, props: Mapping[str, Any]):
         return ["team:data-science"]
 
+    def get_automation_condition(self, props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        # Rebuilt after linking (or a newly pseudonymised month), in the same run as what follows them.
+        return follows_upstream() if props["resource_type"] != "source" else None
+
 
 translator = FeaturesTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -128,14 +136,42 @@ def _dbt_env_pointing_at_warehouse():
     dagster_dbt_translator=translator,
     name="dbt_features",
 )
-def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
     """`dbt build` of the selected models and their tests (tests arrive as asset check results)."""
     with _dbt_env_pointing_at_warehouse():
-        invocation = dbt.cli(["build"], context=context)  # starts the dbt process
-    # No fetch_row_counts(): it would open the warehouse from this process while dbt still writes to it.
+        invocation = dbt.cli(["build"], context=context, raise_on_error=False)  # starts the dbt process
     # dbt's own log goes to the run's event log (debug level), not to the console of `ed-pipeline refresh`.
     with contextlib.redirect_stdout(_LogWriter(context.log)):
-        yield from invocation.stream()
+        events = list(invocation.stream())
+    # Only now, dbt gone, is the warehouse free to read (dagster-dbt's fetch_row_counts() would open it while dbt
+    # still writes): each built model's row count, column schema and, for the mart, a preview without ids.
+    with warehouse.get_connection() as conn:
+        for event in events:
+            if isinstance(event, dg.Output):
+                key = context.asset_key_for_output(event.output_name)
+                event = event.with_metadata({**event.metadata, **model_metadata(conn, key)})
+            yield event
+    if not invocation.is_successful():
+        raise invocation.get_error() or RuntimeError("dbt build failed")
+
+
+def model_metadata(conn: duckdb.DuckDBPyConnection, key: dg.AssetKey) -> dict:
+    schema, table = key.path[-2:]
+    columns = conn.execute("select column_name, data_type from information_schema.columns "
+                           "where table_schema = ? and table_name = ? order by ordinal_position",
+                           [schema, table]).fetchall()
+    if not columns:
+        return {}
+    rows = conn.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
+    metadata = {"dagster/row_count": rows, "dagster/column_schema": column_schema(columns)}
+    if key == MART_KEY:
+        sample = conn.execute(f'select * from "{schema}"."{table}" using sample {PREVIEW_ROWS} rows (reservoir, 1)'
+                              ).pl()
+        metadata["preview"] = preview(sample)
+        metadata["children_by_prediction_year"] = bar_chart(conn.execute(
+            f'select year(prediction_date) as "prediction year", count(*) as children from "{schema}"."{table}" '
+            "group by 1 order by 1").pl())
+    return metadata
 
 
 feature_assets = [dbt_features]

@@ -12,6 +12,8 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ed_pipeline.defs.automation import follows_upstream
+from ed_pipeline.defs.metadata import bar_chart, counts_by, histogram, preview, size_histogram, table_metadata
 from ed_pipeline.defs.partitions import transient_retry
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.linkage import LinkageModel, TokenColumns, id_stability, link
@@ -74,14 +76,28 @@ def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | No
     return conn.execute(f"select * from {table}").pl() if exists else None
 
 
-def _table_metadata(frame: pl.DataFrame | None) -> dict:
+def _table_metadata(table: str, frame: pl.DataFrame | None) -> dict:
+    """Row count, column schema, a preview without ids, and the table's own plot (warehouse zone, no token)."""
     if frame is None:
         return {"unchanged": True}
-    return {
-        "dagster/row_count": frame.height,
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=n, type=str(t)) for n, t in frame.schema.items()]),
-    }
+    metadata = {**table_metadata(frame), "preview": preview(frame)}
+    if table == "person_link" and frame.height:
+        sizes = frame.group_by("person_id").len()["len"]
+        metadata["cluster_sizes"] = bar_chart(size_histogram(sizes, label="records per person", value="persons"))
+        metadata["match_probability"] = bar_chart(histogram(
+            frame["match_probability"].fill_null(1.0), [0, 0.5, 0.8, 0.9, 0.95, 0.99, 1.0],
+            label="match probability", value="records"))
+    elif table == "person" and frame.height:
+        counts = frame["sources"].cast(pl.String).str.split(",").list.len()  # "benefits,housing"
+        metadata["persons_by_number_of_sources"] = bar_chart(size_histogram(counts, cap=7, label="sources",
+                                                                            value="persons"))
+    elif table == "household_membership" and frame.height:
+        current = frame.filter(pl.col("valid_to").is_null())
+        sizes = current.group_by("household_id").agg(pl.col("person_id").n_unique())["person_id"]
+        metadata["household_sizes"] = bar_chart(size_histogram(sizes, label="members now", value="households"))
+    elif table in ("person_crosswalk", "household_crosswalk") and frame.height:
+        metadata["changes"] = bar_chart(counts_by(frame, "change", value="ids", by_count=True))
+    return metadata
 
 
 @dg.multi_asset(
@@ -97,7 +113,7 @@ def _table_metadata(frame: pl.DataFrame | None) -> dict:
             owners=["team:data-science"],
             tags={"zone": "warehouse"},
             # Re-link once new months have been pseudonymised (the monthly schedule only ingests).
-            automation_condition=dg.AutomationCondition.eager(),
+            automation_condition=follows_upstream(),
         )
         for table, description in LINKED_TABLES.items()
     ],
@@ -162,7 +178,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
                  **stats} if table == "person_link" else {}
         yield dg.MaterializeResult(
             asset_key=linked_key(table),
-            metadata={**_table_metadata(frame), **extra},
+            metadata={**_table_metadata(table, frame), **extra},
         )
     yield dg.AssetCheckResult(
         check_name=ID_STABILITY_CHECK,

@@ -15,7 +15,9 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.features import MART_KEY
+from ed_pipeline.defs.metadata import column_schema, markdown_table, preview, table_metadata
 from ed_pipeline.defs.partitions import transient_retry
 from ed_pipeline.modelling import TrainedModel, TrainingConfig, log_refresh_run, promote_if_better, train_and_evaluate
 from ed_pipeline.settings import Settings
@@ -59,11 +61,11 @@ def months_covered(conn: duckdb.DuckDBPyConnection) -> str:
     name="train_school_readiness_model",
     specs=[
         dg.AssetSpec(MODEL_KEY, deps=[MART_KEY], group_name="model", kinds={"lightgbm", "mlflow"},
-                     owners=["team:data-science"],
+                     owners=["team:data-science"], automation_condition=follows_upstream(),
                      description="Calibrated LightGBM risk of not reaching GLD, trained on earlier cohorts and "
                      "tested on the latest; logged and registered in MLflow."),
         dg.AssetSpec(METRICS_KEY, deps=[MART_KEY], group_name="model", kinds={"duckdb"},
-                     owners=["team:data-science"],
+                     owners=["team:data-science"], automation_condition=follows_upstream(),
                      description="Test-cohort metrics of this refresh's model and baseline, overall and by "
                      "subgroup with group sizes (no child-level rows)."),
     ],
@@ -104,9 +106,13 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
         "cohorts": f"train {list(result.cohorts.train)}, validation {result.cohorts.validation}, "
                    f"test {result.cohorts.test}",
         "mlflow_ui": "mlflow ui --backend-store-uri " + settings.mlflow_tracking_uri,
+        "test_metrics": dg.MetadataValue.md(markdown_table(pl.DataFrame(
+            {"metric": list(headline), "value": list(headline.values())}))),
     })
     yield dg.MaterializeResult(asset_key=METRICS_KEY, metadata={
-        "dagster/row_count": metrics.height, "subgroup_rows": result.subgroups.height})
+        **table_metadata(metrics), "subgroup_rows": result.subgroups.height,
+        "preview": preview(metrics.filter(pl.col("metric").is_in(list(HEADLINE)))),
+        "subgroup_columns": column_schema(result.subgroups.schema)})
     yield dg.AssetCheckResult(
         check_name=PROMOTION_CHECK, asset_key=MODEL_KEY, passed=decision.passed,
         metadata={"reasons": "; ".join(decision.reasons), "candidate_auc": decision.candidate_auc,

@@ -11,7 +11,9 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 from mlflow.tracking import MlflowClient
 
+from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.features import MART_KEY
+from ed_pipeline.defs.metadata import bar_chart, counts_by, histogram, preview
 from ed_pipeline.defs.model import MODEL_KEY, load_latest_model
 from ed_pipeline.defs.resources import WAREHOUSE
 from ed_pipeline.modelling import score_children
@@ -43,6 +45,7 @@ def _scored(warehouse: DuckDBResource, assessed: bool) -> pl.DataFrame:
     io_manager_key=WAREHOUSE,
     kinds={"lightgbm", "duckdb", "polars"},
     owners=["team:data-science"],
+    automation_condition=follows_upstream(),
     description="Children not yet assessed: pseudonymous person id, calibrated risk, band, and the three "
     "features pushing their risk up most. Every flag is reviewed by a person; no decision is automated.",
 )
@@ -50,7 +53,13 @@ def child_risk(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> 
     scored = _scored(warehouse, assessed=False).sort("risk", descending=True)
     out = scored.select("person_id", "prediction_date", "ward", "lsoa", "risk", "band",
                         pl.col("top_factors").list.join(", ").alias("top_factors"))
-    context.add_output_metadata({"children": out.height, "high_band": out.filter(pl.col("band") == "high").height})
+    context.add_output_metadata({
+        "children": out.height, "high_band": out.filter(pl.col("band") == "high").height,
+        # one row per child: counts and the risk distribution only, no row
+        "children_by_band": bar_chart(counts_by(out, "band", value="children", by_count=True)),
+        "risk_distribution": bar_chart(histogram(out["risk"], [i / 10 for i in range(11)], label="risk",
+                                                 value="children")),
+    })
     return out
 
 
@@ -61,6 +70,7 @@ def child_risk(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> 
     io_manager_key=WAREHOUSE,
     kinds={"duckdb", "polars"},
     owners=["team:data-science"],
+    automation_condition=follows_upstream(),
     description="Risk by ward and LSOA for children not yet assessed and the latest assessed cohort (whose "
     "observed not-GLD rate is shown), ranked, with small-number suppression (1-4 hidden, others rounded to 5, "
     "secondary suppression).",
@@ -80,6 +90,8 @@ def community_risk_by_area(context: dg.AssetExecutionContext, warehouse: DuckDBR
         "top_wards": dg.MetadataValue.md("\n".join(f"{r['rank']}. {r['area']} ({r['mean_risk']})" for r in top)),
         "ward_ranking": dg.MetadataValue.md(f"![ward ranking](data:image/png;base64,{image})"),
         "chart_path": dg.MetadataValue.path(str(chart)),
+        "preview": preview(wards.select("rank", "area", "children", "mean_risk",
+                                        *[c for c in ("observed_not_gld_rate",) if c in wards.columns]), rows=10),
     })
     return community
 

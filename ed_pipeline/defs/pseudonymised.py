@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from ed_pipeline.defs.metadata import bar_chart, counts_by, markdown_table
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import MONTH_PARTITION_EXPR, WAREHOUSE, PseudonymisationKey
 from ed_pipeline.defs.validated import validated_key
@@ -20,6 +21,15 @@ def pseudonymised_key(source: Source) -> dg.AssetKey:
 def read_postcode_directory(settings: Settings) -> pl.DataFrame | None:
     path = settings.postcode_directory
     return pl.read_parquet(path, columns=["postcode", "ward", "lsoa"]) if path.exists() else None
+
+
+def aggregated_preview(tokens: pl.DataFrame) -> dg.MetadataValue:
+    """Records by role and sex: what a preview of pseudonymised rows may show (no token, no single row)."""
+    if not tokens.height or not {"role", "sex"} <= set(tokens.columns):
+        return dg.MetadataValue.md("(no rows)")
+    counts = (tokens.group_by("role", "sex").agg(pl.len().alias("records"))
+              .sort("records", "role", "sex", descending=[True, False, False], nulls_last=True))
+    return dg.MetadataValue.md(markdown_table(counts))
 
 
 def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
@@ -63,6 +73,11 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
             metadata={
                 "key_fingerprint": key_fingerprint(secret),
                 "ward_known_share": round(tokens["ward"].is_not_null().mean() or 0.0, 4) if tokens.height else 0.0,
+                # tokens are never shown, nor single rows: aggregated counts of the columns in clear
+                "records_by_month": bar_chart(counts_by(tokens.rename({"extract_month": "month"}), "month",
+                                                        value="records")),
+                "records_by_ward": bar_chart(counts_by(tokens, "ward", value="records", by_count=True)),
+                "preview": aggregated_preview(tokens),
             },
         )
         yield dg.AssetCheckResult(

@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from ed_pipeline.defs.metadata import bar_chart, counts_by
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
 from ed_pipeline.quality import empty_raw_frame, read_extract
@@ -62,6 +63,8 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
                 "files_read": len(frames) - len(problems),
                 "files_not_landed": len(not_landed),
                 "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
+                # agency zone: counts only, never a row
+                "rows_by_month": bar_chart(counts_by(frame.rename({"extract_month": "month"}), "month")),
             },
         )
         yield dg.AssetCheckResult(

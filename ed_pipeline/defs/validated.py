@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from ed_pipeline.defs.metadata import bar_chart, counts_by
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.raw import raw_key
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
@@ -88,6 +89,9 @@ def build_validated_asset(source: Source) -> dg.AssetsDefinition:
                 "raw_rows_validated": summary["rows_validated_raw"],
                 "person_records": summary["records_validated"],
                 "data_docs": dg.MetadataValue.url(docs.as_uri()),
+                # agency zone: counts only, never a row
+                "records_by_month": bar_chart(counts_by(validation.validated.rename({"extract_month": "month"}),
+                                                        "month", value="records")),
             },
         )
         yield dg.Output(
@@ -97,6 +101,9 @@ def build_validated_asset(source: Source) -> dg.AssetsDefinition:
                 "rows_quarantined": summary["rows_quarantined"],
                 "quarantined_share": round(share, 4),
                 "failures_by_rule": dg.MetadataValue.json(failures),
+                "quarantine_reasons": bar_chart(counts_by(validation.quarantine, "rule", by_count=True)),
+                "quarantined_by_month": bar_chart(counts_by(validation.quarantine.rename({"extract_month": "month"}),
+                                                            "month")),
             },
         )
         yield dg.AssetCheckResult(

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import dagster as dg
 import duckdb
 
-from ed_pipeline.defs.automation import landing_requests, record_run_failures, source_keys
+from ed_pipeline.defs.automation import (
+    REFRESH_TRIGGER,
+    TRIGGER_TAG,
+    landing_requests,
+    record_run_failures,
+    source_keys,
+)
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import get_source
+from ed_pipeline_tests.conftest import release_held_back
 
 
 def land(settings: Settings, source: str, month: str, mtime: float) -> None:
@@ -53,7 +61,7 @@ def test_definitions_carry_schedule_sensors_and_retries():
 
     schedule = defs.resolve_schedule_def("monthly_ingest_schedule")
     assert schedule.cron_schedule == "0 6 5 * *"
-    assert {s.name for s in defs.sensors} >= {"landing_sensor", "record_run_failures"}
+    assert {s.name for s in defs.sensors} >= {"landing_sensor", "record_run_failures", "downstream_automation"}
     raw_housing = defs.resolve_assets_def(dg.AssetKey(["raw", "housing"]))
     assert raw_housing.op.retry_policy is not None and raw_housing.op.retry_policy.max_retries == 2
     assert raw_housing.backfill_policy == dg.BackfillPolicy.single_run()
@@ -80,3 +88,79 @@ def test_failed_runs_are_recorded(tmp_path, monkeypatch):
     with duckdb.connect(str(Settings.from_env().ops_db_path), read_only=True) as conn:
         rows = conn.execute("select run_id, failed_steps, error from ops.run_failure").fetchall()
     assert rows == [(result.run_id, '["always_fails"]', "RuntimeError: disk on fire")]
+
+
+def definitions_over(settings: Settings) -> dg.Definitions:
+    """The one Definitions, with its resources pointing at `settings`' data directory (they are bound when
+    ed_pipeline.definitions is first imported, possibly for another directory)."""
+    from ed_pipeline.definitions import defs
+    from ed_pipeline.defs.features import dbt_resource
+    from ed_pipeline.defs.resources import all_resources
+
+    return dataclasses.replace(defs, resources={**all_resources(settings), "dbt": dbt_resource})
+
+
+def requested(result) -> set[str]:
+    return {key.to_user_string() for key in DOWNSTREAM if result.get_requested_partitions(key)}
+
+
+DOWNSTREAM = [dg.AssetKey(["linked", "person_link"]), dg.AssetKey(["staging", "stg_drugs_alcohol"]),
+              dg.AssetKey(["staging", "stg_housing"]), dg.AssetKey(["features", "child_features"]),
+              dg.AssetKey(["model", "school_readiness_model"]), dg.AssetKey(["outputs", "community_risk"])]
+
+
+def test_downstream_follows_an_ingested_month_once_but_not_a_refresh(refreshed_copy):
+    """After the schedule (or the landing sensor) ingests a month, the automation daemon requests linking and
+    everything after it, once; months ingested by `ed-pipeline refresh`, which runs them itself, request nothing."""
+    settings = refreshed_copy
+    defs = definitions_over(settings)
+    month = release_held_back(settings)[0].stem
+    ingest = defs.resolve_job_def("ingest")
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME of the refreshed copy
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert tick.total_requested == 0, "nothing new since the refresh"
+
+        assert ingest.execute_in_process(instance=instance, partition_key=month, tags={TRIGGER_TAG: REFRESH_TRIGGER},
+                                         asset_selection=source_keys(get_source("housing"))).success
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert tick.total_requested == 0, "the refresh runs what follows ingestion itself"
+
+        assert ingest.execute_in_process(instance=instance, partition_key=month,
+                                         asset_selection=source_keys(get_source("drugs_alcohol"))).success
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        # linked -> features (only the staging model of the source that changed) -> model -> outputs
+        assert requested(tick) == {"linked/person_link", "staging/stg_drugs_alcohol", "features/child_features",
+                                   "model/school_readiness_model", "outputs/community_risk"}
+        assert all(tick.get_requested_partitions(key) <= {None} for key in DOWNSTREAM), "whole-history runs"
+
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert tick.total_requested == 0, "requested once, not again while nothing changes"
+
+
+def test_landing_sensor_over_a_real_landing_dir(tmp_path, monkeypatch):
+    """The sensor itself, ticked over a landing directory: a dropped file is requested once, a replaced one again."""
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    from ed_pipeline.definitions import defs
+
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    settings = Settings.from_env()
+    with dg.instance_for_test() as instance:
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        first = tick(None)
+        assert not first.run_requests and first.skip_message
+
+        land(settings, "housing", "2017-06", 1_700_000_000)
+        path = settings.landing_file("housing", "2017-06")
+        second = tick(first.cursor)
+        [request] = second.run_requests
+        assert request.partition_key == "2017-06"
+        assert request.asset_selection == source_keys(get_source("housing"))
+        assert request.run_key == f"{path}:{path.stat().st_mtime}"
+
+        assert not tick(second.cursor).run_requests, "an unchanged file is not requested again"
+
+        os.utime(path, (1_700_000_100, 1_700_000_100))  # the agency replaced it
+        [again] = tick(second.cursor).run_requests
+        assert again.partition_key == "2017-06" and again.run_key == f"{path}:{path.stat().st_mtime}" != request.run_key
