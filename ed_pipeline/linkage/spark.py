@@ -1,0 +1,307 @@
+"""Linkage past one machine: the same trained model, scored and clustered by Splink's Spark backend.
+
+The model (`LinkageModel.settings`: comparisons, m and u, blocking rules; its
+threshold) is trained once, on DuckDB, and stored as JSON in DuckDB SQL. This
+module gives exactly those settings to a Splink `Linker` over `SparkAPI` and
+reproduces `link.link`'s clustering (edges at the threshold, row-group members
+kept apart, connected components, cannot-link repair), so a Spark run and a
+DuckDB run over the same pseudonymised records give the same persons.
+
+The only dialect work is here, in `to_spark_sql`: every SQL condition is
+transpiled from DuckDB to Spark SQL with sqlglot (quoted identifiers,
+`::INTEGER` casts; `bit_count` and `&` exist in both), decimal literals become
+doubles (DuckDB divides to DOUBLE, Spark would keep a DECIMAL, so a Dice
+threshold is compared in the same arithmetic), and DuckDB's
+`jaro_winkler_similarity` becomes the `jaro_winkler` UDF of the jar Splink
+ships (used only by the clear-text benchmark model). Records go to Spark with
+hashed tokens and Bloom words as signed 64-bit integers (Spark has no unsigned
+type; equality and `bit_count(a & b)` do not care about the sign).
+
+    spark = spark_session("local[2]")                 # or a cluster's session (spark.jars: similarity_jar_location())
+    persons = link_spark(tokens, model, spark)        # source, record_id, person_id (as link_people)
+
+pyspark is imported lazily: nothing else in the package needs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import sqlglot
+from sqlglot import exp
+
+from ed_pipeline.linkage.clustering import cannot_link_sql, duplicate_like_sql, greedy_constrained
+from ed_pipeline.linkage.engine import SPLINK_LOG_LEVEL, tf_columns, tf_frame
+from ed_pipeline.linkage.ids import assign_stable_ids
+from ed_pipeline.linkage.model import LinkageModel
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+SOURCE_DIALECT = "duckdb"  # the dialect every level, rule and helper of the linkage package is written in
+# DuckDB functions with another name (or only a UDF) on Spark; sqlglot does the rest
+SPARK_FUNCTIONS = {"jaro_winkler_similarity": "jaro_winkler", "jaro_similarity": "jaro_sim"}
+
+
+# ---------------------------------------------------------------------------------------------- dialect
+
+def _rewrite_for_spark(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Literal) and not node.is_string and not node.is_int:
+        # 0.7 is a DECIMAL in both engines, but DuckDB's DECIMAL / INTEGER is DOUBLE and Spark's is DECIMAL: doubles
+        # on Spark make `2.0 * common / (bits_l + bits_r) >= 0.7` the same floating-point sum as on DuckDB.
+        return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
+    if isinstance(node, exp.JarowinklerSimilarity):
+        return exp.Anonymous(this=SPARK_FUNCTIONS["jaro_winkler_similarity"],
+                             expressions=[node.this.copy(), node.expression.copy()])
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() in SPARK_FUNCTIONS:
+        return exp.Anonymous(this=SPARK_FUNCTIONS[str(node.this).lower()], expressions=[e.copy() for e in
+                                                                                       node.expressions])
+    return node
+
+
+def to_spark_sql(sql: str) -> str:
+    """One SQL expression or statement of the linkage package (DuckDB dialect) in Spark SQL."""
+    if sql.strip().upper() == "ELSE":
+        return sql
+    tree = sqlglot.parse_one(sql, read=SOURCE_DIALECT).transform(_rewrite_for_spark)
+    return tree.sql(dialect="spark")
+
+
+def spark_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A trained model's Splink settings for a Spark linker: the same comparisons, levels, m, u, term-frequency
+    columns and blocking rules; only the SQL text is Spark's."""
+    out = copy.deepcopy(settings)
+    out.pop("sql_dialect", None)
+    for comp in out["comparisons"]:
+        for lv in comp["comparison_levels"]:
+            lv["sql_condition"] = to_spark_sql(lv["sql_condition"])
+    rules = []
+    for br in out["blocking_rules_to_generate_predictions"]:
+        sql = br["blocking_rule"] if isinstance(br, dict) else br
+        dialect = br.get("sql_dialect", SOURCE_DIALECT) if isinstance(br, dict) else SOURCE_DIALECT
+        sql = to_spark_sql(sql) if dialect == SOURCE_DIALECT else sql
+        rules.append({**(br if isinstance(br, dict) else {}), "blocking_rule": sql, "sql_dialect": "spark"})
+    out["blocking_rules_to_generate_predictions"] = rules
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- session and data
+
+# For small data on one machine (tests, demos), where fixed costs dominate: no adaptive re-planning, no whole-stage
+# code generation, and a driver JVM that JIT-compiles with C1 only (Splink's big CASE expressions otherwise keep the
+# C2 compiler busy for a minute). Measured on the 2,900-record test world, first link on a fresh JVM: 112 s with
+# Spark's defaults, 46 s with these (a loaded 2-core machine). Never for a cluster.
+SMALL_DATA_CONF: dict[str, str] = {
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+}
+
+def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driver_memory: str = "2g",
+                  app_name: str = "ed_pipeline-linkage", conf: dict[str, str] | None = None) -> SparkSession:
+    """A Spark session with Splink's similarity UDF jar (jaro_winkler &c.). `local[n]` for one machine and tests;
+    on a cluster pass its master (or build the session there and add `similarity_jar_location()` to spark.jars)."""
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    builder = (
+        SparkSession.builder.master(master).appName(app_name)
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.default.parallelism", str(shuffle_partitions))
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    for k, v in (conf or {}).items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    if spark.sparkContext.getCheckpointDir() is None:
+        spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="ed_spark_checkpoints_"))
+    return spark
+
+
+def spark_frame(spark: SparkSession, df: pl.DataFrame) -> SparkDataFrame:
+    """A polars frame as a Spark DataFrame (through Arrow); unsigned integers (hashed tokens, Bloom words) are
+    reinterpreted as signed 64-bit integers, the same bits."""
+    casts = []
+    for name, dtype in df.schema.items():
+        if dtype == pl.UInt64():
+            casts.append(pl.col(name).reinterpret(signed=True).alias(name))
+        elif dtype in (pl.UInt32(), pl.UInt16(), pl.UInt8()):
+            casts.append(pl.col(name).cast(pl.Int64))
+    if casts:
+        df = df.with_columns(casts)
+    return spark.createDataFrame(df.to_arrow())
+
+
+def _to_polars(sdf: SparkDataFrame) -> pl.DataFrame:
+    return pl.from_arrow(sdf.toArrow())  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------- linking
+
+def _double_literal(node: exp.Expression) -> exp.Expression:
+    """Splink's `customspark` edit: CAST(0.25 AS DOUBLE) -> 0.25D (a DOUBLE literal, never a DECIMAL)."""
+    if (isinstance(node, (exp.Cast, exp.TryCast)) and node.to.is_type("double") and isinstance(node.this, exp.Literal)
+            and not node.this.is_string):
+        return exp.Literal.number(f"{node.this.name}D")
+    return node
+
+
+def spark_api(spark: SparkSession, **kwargs: Any):
+    """Splink's SparkAPI, whose SQL is generated with sqlglot's stock Spark dialect.
+
+    Splink 5.0.0 generates Spark SQL with its own dialect, `customspark`, a subclass of sqlglot's Spark
+    generator; with sqlglot's compiled build (sqlglotc, which dagster-dbt installs through sqlglot[rs]) a Python
+    class cannot subclass the compiled one ("TypeError: interpreted classes cannot inherit from compiled",
+    tobymao/sqlglot#7700). Its only edit (double literals) is made here as a tree transform instead."""
+    from splink.backends.spark import SparkAPI
+
+    class _SparkAPI(SparkAPI):
+        def _setup_for_execute_sql(self, sql: str, physical_name: str) -> str:
+            tree = sqlglot.parse_one(sql, read="spark").transform(_double_literal)
+            return tree.sql(dialect="spark", pretty=True)
+
+    return _SparkAPI(spark_session=spark, **kwargs)
+
+
+class SparkLinkage:
+    """One Spark session with Splink's SparkAPI over it: the Spark counterpart of `engine.Session`."""
+
+    def __init__(self, spark: SparkSession, *, break_lineage_method: str = "parquet",
+                 num_partitions_on_repartition: int | None = None):
+        self.spark = spark
+        self.db_api = spark_api(spark, break_lineage_method=break_lineage_method,
+                                num_partitions_on_repartition=num_partitions_on_repartition)
+        self._n = 0
+
+    def register(self, df: pl.DataFrame, stem: str = "records"):
+        self._n += 1
+        name = f"ed_{stem}_{self._n}"
+        spark_frame(self.spark, df).createOrReplaceTempView(name)
+        return self.db_api.register(name, table_name=f"{stem}_{self._n}")
+
+    def sql(self, duckdb_sql: str) -> SparkDataFrame:
+        return self.spark.sql(to_spark_sql(duckdb_sql))
+
+    def view(self, name: str, duckdb_sql: str) -> str:
+        self.sql(duckdb_sql).persist().createOrReplaceTempView(name)
+        return name
+
+    def linker(self, sdf, settings: dict[str, Any], tf_source: pl.DataFrame | None = None):
+        from splink import Linker
+
+        linker = Linker(sdf, spark_settings(settings), log_level=SPLINK_LOG_LEVEL)
+        if tf_source is not None:
+            for col in tf_columns(settings):
+                tf = self.register(tf_frame(tf_source, col), stem=f"tf_{col}")
+                linker.table_management.register_term_frequency_lookup(tf, col)
+        return linker
+
+
+def _edges_sql(predictions: str, records: str, model: LinkageModel) -> str:
+    """link._edges without reviewers' decisions, as one query (DuckDB dialect; transpiled to Spark)."""
+    constraint = "TRUE"
+    if model.separate_group_members:
+        dup = duplicate_like_sql(model.sql_context, model.fields)
+        constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND l.record_id <> r.record_id "
+                      f"AND NOT coalesce({dup}, FALSE))")
+    return f"""
+        SELECT p.unique_id_l, p.unique_id_r, p.match_probability
+        FROM {predictions} p
+        JOIN {records} l ON l.unique_id = p.unique_id_l
+        JOIN {records} r ON r.unique_id = p.unique_id_r
+        WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE)
+        UNION ALL
+        SELECT first AS unique_id_l, unique_id AS unique_id_r, 1.0 AS match_probability
+        FROM (SELECT unique_id, min(unique_id) OVER (PARTITION BY source, record_id) AS first FROM {records}) t
+        WHERE unique_id <> first
+    """
+
+
+def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageModel) -> tuple[pl.DataFrame, int]:
+    """clustering.cluster on Spark: connected components (Splink's, on Spark), then the few components holding a
+    cannot-link pair are collected and re-clustered greedily, exactly as on DuckDB. unique_id, cluster_id."""
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    cc = cluster_pairwise_predictions_at_threshold(
+        records, edges, sl.db_api, node_id_column_name="unique_id",
+        edge_id_column_name_left="unique_id_l", edge_id_column_name_right="unique_id_r",
+    )
+    sl.view("ed_cc", f"SELECT unique_id, min(unique_id) OVER (PARTITION BY cluster_id) AS cluster_id "
+                     f"FROM {cc.physical_name}")
+    clusters = _to_polars(sl.sql("SELECT unique_id, cluster_id FROM ed_cc")).cast(
+        {"unique_id": pl.Int64, "cluster_id": pl.Int64})
+    if not model.separate_group_members:
+        return clusters, 0
+    dup = duplicate_like_sql(model.sql_context, model.fields)
+    conflicts = _to_polars(sl.sql(f"""
+        SELECT c.cluster_id, p.u, p.v FROM ({cannot_link_sql(records, dup)}) p
+        JOIN ed_cc c ON c.unique_id = p.u
+        JOIN ed_cc c2 ON c2.unique_id = p.v AND c2.cluster_id = c.cluster_id
+    """))
+    if conflicts.height == 0:
+        return clusters, 0
+    bad = conflicts["cluster_id"].unique()
+    sl.spark.createDataFrame(pl.DataFrame({"cluster_id": bad}).to_arrow()).createOrReplaceTempView("ed_bad")
+    sub_edges = _to_polars(sl.sql(f"""
+        SELECT e.unique_id_l, e.unique_id_r, e.match_probability, c.cluster_id
+        FROM {edges} e JOIN ed_cc c ON c.unique_id = e.unique_id_l
+        WHERE c.cluster_id IN (SELECT cluster_id FROM ed_bad)
+    """)).cast({"unique_id_l": pl.Int64, "unique_id_r": pl.Int64, "match_probability": pl.Float64})
+    nodes = clusters.filter(pl.col("cluster_id").is_in(bad.implode()))
+    cannot = set(zip(conflicts["u"].to_list(), conflicts["v"].to_list(), strict=True))
+    mapping = greedy_constrained(nodes["unique_id"].to_list(), sub_edges, cannot)
+    fixed = pl.DataFrame({"unique_id": list(mapping), "_new": list(mapping.values())},
+                         schema={"unique_id": pl.Int64, "_new": pl.Int64})
+    clusters = clusters.join(fixed, on="unique_id", how="left").select(
+        "unique_id", pl.coalesce("_new", "cluster_id").alias("cluster_id"))
+    return clusters, len(bad)
+
+
+def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
+               previous: pl.DataFrame | None = None, break_lineage_method: str = "parquet",
+               timings: dict[str, float] | None = None) -> pl.DataFrame:
+    """link_people with a trained model, on Spark: source, record_id, person_id (one row per record), the same
+    persons as `link.link(tokens, model)` on DuckDB. `previous` carries ids over as there (assign_stable_ids).
+    Reviewers' decisions are not applied here (yet): link on DuckDB where there are some."""
+    timings = {} if timings is None else timings
+    t0 = t = time.perf_counter()
+    sl = SparkLinkage(spark, break_lineage_method=break_lineage_method)
+    df = model.prepare(tokens)
+    sdf = sl.register(df)
+    records = sdf.physical_name
+    linker = sl.linker(sdf, model.settings, tf_source=df)
+    timings["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    floor = min(model.review_band[0], model.threshold)
+    predictions = linker.inference.predict(threshold_match_probability=floor, warning_mode="never")
+    edges = sl.view("ed_edges", _edges_sql(predictions.physical_name, records, model))
+    n_edges = sl.spark.table(edges).count()
+    timings["predict"] = time.perf_counter() - t
+    t = time.perf_counter()
+    clusters, repaired = cluster_spark(sl, records, edges, model)
+    timings["cluster"] = time.perf_counter() - t
+    recs = df.select("unique_id", "source", "record_id")
+    clustered = recs.join(clusters, on="unique_id", how="left").with_columns(
+        pl.coalesce(pl.col("cluster_id").cast(pl.String), pl.col("unique_id").cast(pl.String)).alias("cluster_id"))
+    ids, _ = assign_stable_ids(previous, clustered)
+    out = clustered.join(ids, on=["source", "record_id"], how="left").select("source", "record_id", "person_id")
+    timings["total"] = time.perf_counter() - t0
+    logger.info("linked %d records on Spark: %d edges, %d components repaired, %s", df.height, n_edges, repaired,
+                {k: round(v, 2) for k, v in timings.items()})
+    for name in ("ed_cc", "ed_edges", "ed_bad"):
+        sl.spark.catalog.dropTempView(name)
+    return out
