@@ -97,8 +97,9 @@ winter with within without wood woods word work world would year years yellow yo
 names fuzzy exact swapped similar district given initials postcode address street agree differ parts
 household size incidents moves claim benefit offending treatment accommodation overcrowded register
 referrals protection need abuse domestic born sex lsoa risk band factors high medium low linkage
-"""  # the last lines: words of the pipeline's own labels (comparison levels, feature names), which a typo in
-# a surname can spell
+fold folds fitted cross platt scaling trees stopping cohort cohorts calibration calibrated
+"""  # the last lines: words of the pipeline's own labels (comparison levels, feature names, the model card),
+# which a typo in a surname can spell
 
 _COMMON_WORDS = _COMMON_WORDS_TEXT.split()
 
