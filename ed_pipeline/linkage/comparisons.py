@@ -9,6 +9,11 @@ serves the privacy package's tokens, someone else's tokens and clear text.
 
 Bloom-filter levels use the Dice coefficient computed in SQL
 (`ed_pipeline.privacy.bloom.dice_sql`: bit counts over `blob::BIT`).
+
+All SQL here is DuckDB's dialect, and the trained model stores it so. For
+Splink's Spark backend, `ed_pipeline.linkage.spark.spark_settings` transpiles
+it in one place (sqlglot, plus the few functions that differ); nothing here
+needs to know about Spark.
 """
 
 from __future__ import annotations
