@@ -18,8 +18,12 @@ import polars as pl
 PREVIEW_ROWS = 5
 BAR_WIDTH = 30
 UNKNOWN = "(unknown)"
-# Never previewed: tokens and encodings, ids and references (also of pairs: _l/_r), reviewers, lineage (_*).
-_HIDDEN = re.compile(r"^(tok_|bf_|_)|(^|_)(id|ids|ref|key|no|number|uprn|upn|reviewer)(_[lr])?$")
+# Never previewed: tokens and encodings, ids and references (also of pairs: _l/_r), reviewers, lineage (_*),
+# and, should one ever reach a previewed table, any column named like a direct identifier.
+_HIDDEN = re.compile(r"^(tok_|bf_|_)|(^|_)(id|ids|ref|key|no|number|uprn|upn|reviewer)(_[lr])?$"
+                     r"|(^|_)(given|family|first|last|sur|fore|full)_?names?$|address|postcode|^dob$")
+# Named like a date of birth: hidden when it holds dates (review_pair's `date_of_birth` is a comparison level).
+_DOB = re.compile(r"(^|_)(dob|birth_?date|date_?of_?birth)($|_)")
 
 
 def column_schema(schema: pl.Schema | dict | Sequence[tuple[str, str]]) -> dg.TableSchema:
@@ -32,9 +36,11 @@ def table_metadata(frame: pl.DataFrame) -> dict:
     return {"dagster/row_count": frame.height, "dagster/column_schema": column_schema(frame.schema)}
 
 
-def shown_columns(columns: Sequence[str]) -> list[str]:
+def shown_columns(schema: pl.Schema | Sequence[str]) -> list[str]:
     """The columns a preview may show: none that holds or points at a person's identity."""
-    return [c for c in columns if not _HIDDEN.search(c.lower())]
+    dtypes = dict(schema.items()) if isinstance(schema, pl.Schema) else dict.fromkeys(schema, pl.String)
+    return [c for c, t in dtypes.items()
+            if not _HIDDEN.search(c.lower()) and not (_DOB.search(c.lower()) and t.is_temporal())]
 
 
 def _cell(value) -> str:
@@ -55,7 +61,7 @@ def markdown_table(frame: pl.DataFrame) -> str:
 
 def preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     """A few rows of a warehouse table, without any identifying column (warehouse zone only)."""
-    columns = shown_columns(frame.columns)
+    columns = shown_columns(frame.schema)
     if not columns or frame.height == 0:
         return dg.MetadataValue.md("(no rows)" if frame.height == 0 else "(no column safe to show)")
     hidden = len(frame.columns) - len(columns)

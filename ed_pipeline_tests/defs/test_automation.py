@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import dagster as dg
@@ -97,7 +96,9 @@ def definitions_over(settings: Settings) -> dg.Definitions:
     from ed_pipeline.defs.features import dbt_resource
     from ed_pipeline.defs.resources import all_resources
 
-    return dataclasses.replace(defs, resources={**all_resources(settings), "dbt": dbt_resource})
+    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
+                          schedules=defs.schedules, sensors=defs.sensors, executor=defs.executor,
+                          resources={**all_resources(settings), "dbt": dbt_resource})
 
 
 def requested(result) -> set[str]:
