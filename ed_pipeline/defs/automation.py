@@ -1,10 +1,12 @@
-"""Automation: the monthly schedule, the landing sensor, and the run-failure sensor.
+"""Automation: the monthly schedule, the landing sensor, declarative automation after ingestion, and the
+run-failure sensor.
 
 - `monthly_ingest_schedule` ingests the month that just ended for every source
   (raw -> validated -> pseudonymised), on the 5th at 06:00, when agencies have
   dropped their extracts; everything downstream (linked -> features -> model ->
   outputs) follows by declarative automation (`follows_upstream()` on each of
-  those assets) when the automation daemon next evaluates, as one run.
+  those assets, evaluated by `downstream_automation`) as one run, once no
+  ingestion is in progress any more.
 - `landing_sensor` requests a source's partition when its file for a month
   appears in `landing/<source>/`, and again when the file is replaced (the run
   key is the path and its modification time).

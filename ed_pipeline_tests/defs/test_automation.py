@@ -64,6 +64,9 @@ def test_definitions_carry_schedule_sensors_and_retries():
     raw_housing = defs.resolve_assets_def(dg.AssetKey(["raw", "housing"]))
     assert raw_housing.op.retry_policy is not None and raw_housing.op.retry_policy.max_retries == 2
     assert raw_housing.backfill_policy == dg.BackfillPolicy.single_run()
+    graph = defs.resolve_asset_graph()
+    automated = {node.group_name for node in graph.asset_nodes if node.automation_condition is not None}
+    assert automated == {"linked", "features", "model", "outputs"}, "everything after ingestion, nothing before"
 
 
 def test_failed_runs_are_recorded(tmp_path, monkeypatch):
