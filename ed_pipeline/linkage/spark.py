@@ -106,9 +106,12 @@ SMALL_DATA_CONF: dict[str, str] = {
 }
 
 def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driver_memory: str = "2g",
-                  app_name: str = "ed_pipeline-linkage", conf: dict[str, str] | None = None) -> SparkSession:
+                  app_name: str = "ed_pipeline-linkage", conf: dict[str, str] | None = None,
+                  checkpoint_dir: str | None = None) -> SparkSession:
     """A Spark session with Splink's similarity UDF jar (jaro_winkler &c.). `local[n]` for one machine and tests;
-    on a cluster pass its master (or build the session there and add `similarity_jar_location()` to spark.jars)."""
+    on a cluster pass its master (or build the session there and add `similarity_jar_location()` to spark.jars).
+    `checkpoint_dir` holds Splink's parquet checkpoints (object storage on a cluster; a temporary folder if
+    not given)."""
     from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
 
@@ -123,12 +126,14 @@ def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driv
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.adaptive.enabled", "true")
     )
+    if master.startswith("local"):  # one machine: never depend on the host name resolving
+        builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     for k, v in (conf or {}).items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    if spark.sparkContext.getCheckpointDir() is None:
-        spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="ed_spark_checkpoints_"))
+    if checkpoint_dir or spark.sparkContext.getCheckpointDir() is None:
+        spark.sparkContext.setCheckpointDir(checkpoint_dir or tempfile.mkdtemp(prefix="ed_spark_checkpoints_"))
     return spark
 
 

@@ -7,6 +7,9 @@ the world is small (~2,300 records) so the whole module stays well under a minut
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 import sqlglot
 
@@ -28,10 +31,13 @@ def model(world):
 
 
 @pytest.fixture(scope="module")
-def spark():
+def spark(tmp_path_factory):
     from ed_pipeline.linkage.spark import SMALL_DATA_CONF, spark_session
 
-    session = spark_session("local[2]", shuffle_partitions=2, conf=SMALL_DATA_CONF)
+    assert shutil.which("java") or os.environ.get("JAVA_HOME"), \
+        "PySpark needs a Java 17+ runtime: apt-get install openjdk-17-jre-headless (CI's .ci/run does)"
+    session = spark_session("local[2]", shuffle_partitions=2, conf=SMALL_DATA_CONF,
+                            checkpoint_dir=str(tmp_path_factory.mktemp("spark_checkpoints")))
     yield session
     session.stop()
 
