@@ -216,27 +216,56 @@ class SparkLinkage:
         return linker
 
 
-def _edges_sql(predictions: str, records: str, model: LinkageModel) -> str:
-    """link._edges without reviewers' decisions, as one query (DuckDB dialect; transpiled to Spark)."""
+MATCH_WORDS = ("match", "same", "yes", "y", "true")  # a reviewer's decision that says "one person" (as link.py)
+
+
+def decisions_frame(decisions: pl.DataFrame | None, records: pl.DataFrame) -> pl.DataFrame | None:
+    """Reviewers' decisions (source_l, record_id_l, source_r, record_id_r, decision) as unique-id pairs
+    (u < v, is_match) over the records at hand, as link._load_decisions makes them; None when there are none."""
+    if decisions is None or decisions.height == 0:
+        return None
+    cols = ["source_l", "record_id_l", "source_r", "record_id_r", "decision"]
+    d = decisions.select(cols).cast(dict.fromkeys(cols, pl.String)).with_columns(
+        is_match=pl.col("decision").str.to_lowercase().is_in(list(MATCH_WORDS)))
+    ids = records.select("source", "record_id", "unique_id")
+    d = (d.join(ids.rename({"source": "source_l", "record_id": "record_id_l", "unique_id": "a"}),
+                on=["source_l", "record_id_l"])
+         .join(ids.rename({"source": "source_r", "record_id": "record_id_r", "unique_id": "b"}),
+               on=["source_r", "record_id_r"])
+         .filter(pl.col("a") != pl.col("b")))
+    return d.select(pl.min_horizontal("a", "b").alias("u"), pl.max_horizontal("a", "b").alias("v"),
+                    "is_match").unique()
+
+
+def _edges_sql(predictions: str, records: str, model: LinkageModel, decisions: str | None = None) -> str:
+    """link._edges as one query (DuckDB dialect; transpiled to Spark): pairs at the threshold, row-group members
+    apart unless duplicates, re-sent rows joined, reviewers' non-matches vetoed and matches forced."""
     constraint = "TRUE"
     if model.separate_group_members:
         dup = duplicate_like_sql(model.sql_context, model.fields)
         constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND l.record_id <> r.record_id "
                       f"AND NOT coalesce({dup}, FALSE))")
+    veto, forced = "", ""
+    if decisions:
+        veto = (f"AND NOT EXISTS (SELECT 1 FROM {decisions} d WHERE NOT d.is_match "
+                f"AND d.u = least(p.unique_id_l, p.unique_id_r) AND d.v = greatest(p.unique_id_l, p.unique_id_r))")
+        forced = f"UNION ALL SELECT u, v, 1.0 FROM {decisions} WHERE is_match"
     return f"""
         SELECT p.unique_id_l, p.unique_id_r, p.match_probability
         FROM {predictions} p
         JOIN {records} l ON l.unique_id = p.unique_id_l
         JOIN {records} r ON r.unique_id = p.unique_id_r
-        WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE)
+        WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE) {veto}
         UNION ALL
         SELECT first AS unique_id_l, unique_id AS unique_id_r, 1.0 AS match_probability
         FROM (SELECT unique_id, min(unique_id) OVER (PARTITION BY source, record_id) AS first FROM {records}) t
         WHERE unique_id <> first
+        {forced}
     """
 
 
-def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageModel) -> tuple[pl.DataFrame, int]:
+def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageModel,
+                  decisions: str | None = None) -> tuple[pl.DataFrame, int]:
     """clustering.cluster on Spark: connected components (Splink's, on Spark), then the few components holding a
     cannot-link pair are collected and re-clustered greedily, exactly as on DuckDB. unique_id, cluster_id."""
     from splink.clustering import cluster_pairwise_predictions_at_threshold
@@ -249,11 +278,11 @@ def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageMode
                      f"FROM {cc.physical_name}")
     clusters = _to_polars(sl.sql("SELECT unique_id, cluster_id FROM ed_cc")).cast(
         {"unique_id": pl.Int64, "cluster_id": pl.Int64})
-    if not model.separate_group_members:
+    if not model.separate_group_members and not decisions:
         return clusters, 0
-    dup = duplicate_like_sql(model.sql_context, model.fields)
+    dup = duplicate_like_sql(model.sql_context, model.fields) if model.separate_group_members else "TRUE"
     conflicts = _to_polars(sl.sql(f"""
-        SELECT c.cluster_id, p.u, p.v FROM ({cannot_link_sql(records, dup)}) p
+        SELECT c.cluster_id, p.u, p.v FROM ({cannot_link_sql(records, dup, decisions)}) p
         JOIN ed_cc c ON c.unique_id = p.u
         JOIN ed_cc c2 ON c2.unique_id = p.v AND c2.cluster_id = c.cluster_id
     """))
@@ -277,11 +306,11 @@ def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageMode
 
 
 def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
-               previous: pl.DataFrame | None = None, break_lineage_method: str = "parquet",
-               timings: dict[str, float] | None = None) -> pl.DataFrame:
+               previous: pl.DataFrame | None = None, decisions: pl.DataFrame | None = None,
+               break_lineage_method: str = "parquet", timings: dict[str, float] | None = None) -> pl.DataFrame:
     """link_people with a trained model, on Spark: source, record_id, person_id (one row per record), the same
-    persons as `link.link(tokens, model)` on DuckDB. `previous` carries ids over as there (assign_stable_ids).
-    Reviewers' decisions are not applied here (yet): link on DuckDB where there are some."""
+    persons as `link.link(tokens, model, previous=..., decisions=...)` on DuckDB. `previous` carries ids over
+    (assign_stable_ids); `decisions` are reviewers' verdicts (review.DECISION columns), must-link / cannot-link."""
     timings = {} if timings is None else timings
     t0 = t = time.perf_counter()
     sl = SparkLinkage(spark, break_lineage_method=break_lineage_method)
@@ -293,11 +322,16 @@ def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *
     t = time.perf_counter()
     floor = min(model.review_band[0], model.threshold)
     predictions = linker.inference.predict(threshold_match_probability=floor, warning_mode="never")
-    edges = sl.view("ed_edges", _edges_sql(predictions.physical_name, records, model))
+    decided = decisions_frame(decisions, df)
+    decisions_view = None
+    if decided is not None:
+        decisions_view = "ed_decisions"
+        sl.spark.createDataFrame(decided.to_arrow()).createOrReplaceTempView(decisions_view)
+    edges = sl.view("ed_edges", _edges_sql(predictions.physical_name, records, model, decisions_view))
     n_edges = sl.spark.table(edges).count()
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
-    clusters, repaired = cluster_spark(sl, records, edges, model)
+    clusters, repaired = cluster_spark(sl, records, edges, model, decisions_view)
     timings["cluster"] = time.perf_counter() - t
     recs = df.select("unique_id", "source", "record_id")
     clustered = recs.join(clusters, on="unique_id", how="left").with_columns(
@@ -307,6 +341,6 @@ def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *
     timings["total"] = time.perf_counter() - t0
     logger.info("linked %d records on Spark: %d edges, %d components repaired, %s", df.height, n_edges, repaired,
                 {k: round(v, 2) for k, v in timings.items()})
-    for name in ("ed_cc", "ed_edges", "ed_bad"):
+    for name in ("ed_cc", "ed_edges", "ed_bad", "ed_decisions"):
         sl.spark.catalog.dropTempView(name)
     return out
