@@ -226,6 +226,7 @@ def stage_name(step_key: str) -> str:
 def stage_rows(measured: dict) -> list[dict]:
     """One row per step of every run, an "outside steps" row per run, start-up and the exact total."""
     samples, report = measured["samples"], measured["report"]
+    finished = report.get("finished", measured["ended"])
     rows = []
     runs = sorted(report["runs"], key=lambda r: r["start"])
     ready = report.get("ready", runs[0]["start"] if runs else measured["ended"])
@@ -252,15 +253,16 @@ def stage_rows(measured: dict) -> list[dict]:
                      "peak_rss_bytes": None, "start_rss_bytes": None})
         rows.append({"group": run["label"], "stage": "run total", "subtotal": True, "wall_s": round(run_wall, 2),
                      **window(samples, run["start"], run["end"])})
-    rows.append({"group": "process", "stage": "after the last run (reports, exit)",
-                 "wall_s": round(measured["ended"] - previous_end, 2),
-                 **window(samples, previous_end, measured["ended"])})
+    rows.append({"group": "process", "stage": "after the last run (checks read back)",
+                 "wall_s": round(finished - previous_end, 2), **window(samples, previous_end, finished)})
     return rows
 
 
 def summarise(measured: dict) -> dict:
     samples = measured["samples"]
-    wall = measured["ended"] - measured["started"]
+    # the child's work: from its start to the end of the refresh (not the benchmark's own read-back of step stats)
+    finished = measured["report"].get("finished", measured["ended"])
+    wall = finished - measured["started"]
     rows = stage_rows(measured)
     runs = measured["report"]["runs"]
     ingest = [r for r in runs if r["job"] == "ingest"]
@@ -271,7 +273,9 @@ def summarise(measured: dict) -> dict:
 
     return {
         "wall_s": round(wall, 2),
-        "cpu_s": round(measured["cpu_s"], 2),
+        "cpu_s": round(window(samples, measured["started"], finished)["cpu_s"] or measured["cpu_s"], 2),
+        "child_process_wall_s": round(measured["ended"] - measured["started"], 2),
+        "child_process_cpu_s": round(measured["cpu_s"], 2),
         "peak_process_rss_bytes": measured["max_rss_bytes"],
         "peak_tree_rss_bytes": max((s[1] for s in samples), default=None),
         "ingest_runs_s": span(ingest),
@@ -300,13 +304,28 @@ def format_table(title: str, summary: dict) -> str:
         cpu = "" if r.get("cpu_s") is None else f"{r['cpu_s']:.1f}"
         lines.append(f"{group:<18}{stage:<46}{r['wall_s']:>9.1f}{cpu:>9}{_mib(r.get('peak_rss_bytes')):>10}"
                      f"{_mib(rise):>10}")
-    lines.append(f"{'TOTAL':<18}{'whole child process (exact)':<46}{summary['wall_s']:>9.1f}{summary['cpu_s']:>9.1f}"
-                 f"{_mib(summary['peak_process_rss_bytes']):>10}")
+    lines.append(f"{'TOTAL':<18}{'child start to end of its last run':<46}{summary['wall_s']:>9.1f}"
+                 f"{summary['cpu_s']:>9.1f}{_mib(summary['peak_process_rss_bytes']):>10}")
     lines.append(f"{'':<18}{'peak of the process tree (sampled, incl. dbt)':<46}{'':>9}{'':>9}"
                  f"{_mib(summary['peak_tree_rss_bytes']):>10}")
     failed = "; failed: " + ", ".join(summary["failed"]) if summary["failed"] else ""
     lines.append(f"load average (1, 5, 15 min) before {summary['load_before']}, after {summary['load_after']}; "
                  f"success {summary['success']}{failed}")
+    return "\n".join(lines)
+
+
+def markdown_table(summary: dict) -> str:
+    """The stage table as Markdown (for docs/performance.md)."""
+    lines = ["| group | stage | wall s | CPU s | peak MiB | rise MiB |", "|---|---|---:|---:|---:|---:|"]
+    for r in summary["stages"]:
+        rise = None if r.get("peak_rss_bytes") is None else r["peak_rss_bytes"] - r["start_rss_bytes"]
+        cpu = "" if r.get("cpu_s") is None else f"{max(r['cpu_s'], 0.0):.1f}"
+        stage = f"**{r['stage']}**" if r.get("subtotal") else r["stage"]
+        lines.append(f"| {r['group']} | {stage} | {r['wall_s']:.1f} | {cpu} | {_mib(r.get('peak_rss_bytes'))} "
+                     f"| {_mib(rise)} |")
+    peak = max(summary["peak_process_rss_bytes"] or 0, summary["peak_tree_rss_bytes"] or 0)
+    lines.append(f"| **total** | child start to end of its last run | **{summary['wall_s']:.1f}** "
+                 f"| **{summary['cpu_s']:.1f}** | **{_mib(peak)}** | |")
     return "\n".join(lines)
 
 
@@ -354,6 +373,7 @@ def child_full(report: Path) -> None:
 
     t0 = time.time()
     result = refresh(Settings.from_env())
+    finished = time.time()
     with dg.DagsterInstance.get() as instance:
         runs = [r for r in instance.get_runs(dg.RunsFilter(tags={"ed_pipeline/trigger": "refresh"}))]
         records = []
@@ -367,7 +387,8 @@ def child_full(report: Path) -> None:
                 records.append(record)
     failed = [f"{o.source}: {', '.join(o.failed_checks) or 'run failed'}" for o in result.outcomes
               if not o.success or o.failed_checks]
-    report.write_text(json.dumps({"success": result.success, "failed": failed, "runs": records, "ready": t0}))
+    report.write_text(json.dumps({"success": result.success, "failed": failed, "runs": records, "ready": t0,
+                                   "finished": finished}))
 
 
 def child_incremental(report: Path, month: str) -> None:
@@ -401,7 +422,8 @@ def child_incremental(report: Path, month: str) -> None:
                                                                     raise_on_error=False, run_config=quiet)
         failed += _failures(result, "analyse")
         records.append(_run_record(instance, result.run_id, "analyse", "analyse"))
-    report.write_text(json.dumps({"success": not failed, "failed": failed, "runs": records, "ready": ready}))
+    report.write_text(json.dumps({"success": not failed, "failed": failed, "runs": records, "ready": ready,
+                                  "finished": time.time()}))
 
 
 def _failures(result, label: str) -> list[str]:
@@ -461,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "full": full, "incremental": incremental, "goals": met}
     for path in {root / "figures.json", *([args.json] if args.json else [])}:
         path.write_text(json.dumps(figures, indent=2))
+    (root / "figures.md").write_text("\n\n".join(
+        [markdown_table(full), *([markdown_table(incremental)] if incremental else [])]) + "\n")
     print(f"figures: {root / 'figures.json'}", file=sys.stderr)
     return 0 if full["success"] and (incremental is None or incremental["success"]) else 1
 

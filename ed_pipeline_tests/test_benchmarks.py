@@ -69,7 +69,7 @@ def test_stage_rows_split_the_child_into_steps_runs_and_overheads(bench):
     assert rows[("housing", "outside steps (Dagster run, events)")]["wall_s"] == 1.5
     assert rows[("housing", "run total")]["wall_s"] == 10.0
     assert rows[("analyse", "linked (Splink)")]["wall_s"] == 9.0
-    assert rows[("process", "after the last run (reports, exit)")]["wall_s"] == 2.0
+    assert rows[("process", "after the last run (checks read back)")]["wall_s"] == 2.0
     # every second of the child is in exactly one non-subtotal row
     assert sum(r["wall_s"] for r in summary["stages"] if not r.get("subtotal")) == pytest.approx(30.0)
     assert summary["ingest_runs_s"] == 10.0 and summary["analyse_runs_s"] == 10.0
@@ -87,3 +87,12 @@ def test_goals(bench):
     slow = bench.goals({**full, "wall_s": 700.0, "peak_tree_rss_bytes": 9 * 10**9}, {**fast, "wall_s": 80.0})
     assert not any(g["met"] for g in slow.values())
     assert "NOT met" in bench.format_goals(slow)
+
+
+def test_markdown_table(bench):
+    samples = [(t, 300 * 2**20, t - 100.0) for t in range(100, 131)]
+    runs = [{"label": "analyse", "job": "analyse", "start": 118.0, "end": 128.0, "steps": [
+        {"step_key": "dbt_features", "status": "SUCCESS", "start": 118.0, "end": 127.0}]}]
+    table = bench.markdown_table(bench.summarise(_measured(samples, runs)))
+    assert "| analyse | features (dbt build) | 9.0 | 9.0 | 300 | 0 |" in table
+    assert table.splitlines()[-1].startswith("| **total** |")
