@@ -6,8 +6,10 @@ is an asset keyed `[schema, model]`, exactly the table it builds in warehouse.du
 it tests. dbt sources map to the assets that write them (`["pseudonymised", <source>]`, `["linked", <table>]`),
 so the graph runs on from linkage into features.
 
-The manifest is prepared when this module is imported: under `dagster dev` always (as
-`DbtProject.prepare_if_dev` would), otherwise whenever it is missing or older than a file of the dbt project,
+The manifest is prepared when this module is imported, whenever it is missing or older than a file of the dbt
+project (under `dagster dev` too, unlike `DbtProject.prepare_if_dev`, which parses on every import: in the code
+server and again in every run's worker process, half a minute each on a busy machine; an edited model is newer
+than the manifest, so Reload definitions picks it up all the same),
 so a fresh clone, an in-process `ed-pipeline refresh` and the tests all find a current manifest.
 """
 
@@ -50,9 +52,9 @@ def manifest_is_stale(project: DbtProject) -> bool:
 
 
 def prepare_manifest(project: DbtProject, force: bool = False) -> Path:
-    """`dbt parse` into the project's target/ when under `dagster dev`, when forced, or when the manifest is
+    """`dbt parse` into the project's target/ when forced, or when the manifest is
     missing or stale; returns the manifest's path. dbt parse does not open the warehouse."""
-    if force or os.getenv("DAGSTER_IS_DEV_CLI") or manifest_is_stale(project):
+    if force or manifest_is_stale(project):
         # with a lock, as dagster-dbt's own preparer: a second process waits and skips a parse just made
         run_with_concurrent_update_guard(project.manifest_path, _parse, project=project)
     return project.manifest_path

@@ -34,10 +34,19 @@ def graphql(base: str, query: str, variables: dict | None = None) -> dict:
         return json.load(response)["data"]
 
 
+# Every partitioned asset of one source: selected in the lineage view with Dagster's selection syntax.
+HOUSING_ASSETS = [["raw", "housing"], ["validated", "housing"], ["quarantine", "housing"], ["pseudonymised", "housing"]]
+HOUSING_SELECTION = 'key:"*/housing"'
 RUNS_QUERY = """query ($partition: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/partition", value: $partition},
-                              {key: "dagster/from_ui", value: "true"}]}) {
+  runsOrError(filter: {tags: [{key: "dagster/partition", value: $partition}]}) {
     ... on Runs { results { runId status assetSelection { path } } }
+  }
+}"""
+
+
+MATERIALISATIONS_QUERY = """query ($path: [String!]!, $partition: String!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset { assetMaterializations(partitions: [$partition], limit: 1) { runId partition } }
   }
 }"""
 
@@ -72,12 +81,20 @@ def test_dagster_asset_graph_shows_every_layer_with_its_checks(ui_servers, page,
             shoot("dagster-checks-validated-housing")
 
 
-def test_dagster_materialises_a_partition_from_the_ui(ui_servers, page, shoot):
+def test_dagster_materialises_a_partition_of_every_housing_asset_from_the_ui(ui_servers, page, shoot):
+    """Lineage, filtered to housing's assets (raw, validated, quarantine, pseudonymised): Materialize all -> one
+    month -> Launch 1 run; the run succeeds and every one of the four has that month from that run."""
     base = ui_servers["dagster"]
     assert not ui_runs(base)
-    page.goto(f"{base}/assets/raw/housing")
-    page.get_by_role("button", name=re.compile("Materialize…")).click()
+    page.goto(f"{base}/asset-groups")
+    page.locator(".CodeMirror").first.click()  # "Search and filter assets" (Dagster's selection syntax)
+    page.keyboard.type(HOUSING_SELECTION)
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("pseudonymised", exact=True).first).to_be_visible()
+    expect(page.get_by_text("outputs", exact=True)).to_have_count(0)
+    page.get_by_role("button", name=re.compile("Materialize all")).click()
     dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text(f"materialize {len(HOUSING_ASSETS)} assets")).to_be_visible()
     expect(dialog.get_by_text("Partition selection")).to_be_visible()
     partitions = dialog.get_by_placeholder(re.compile("^ex: "))
     partitions.fill(PARTITION)
@@ -92,7 +109,7 @@ def test_dagster_materialises_a_partition_from_the_ui(ui_servers, page, shoot):
         assert time.monotonic() < deadline, "no run was launched from the UI"
         time.sleep(1)
     [run] = runs
-    assert run["assetSelection"] == [{"path": ["raw", "housing"]}]
+    assert sorted(a["path"] for a in run["assetSelection"]) == sorted(HOUSING_ASSETS)
 
     page.goto(f"{base}/runs/{run['runId']}")
     deadline = time.monotonic() + RUN_TIMEOUT
@@ -100,9 +117,15 @@ def test_dagster_materialises_a_partition_from_the_ui(ui_servers, page, shoot):
         assert time.monotonic() < deadline, f"run {run['runId']} still {status} after {RUN_TIMEOUT}s"
         time.sleep(2)
     assert status == "SUCCESS"
+    for path in HOUSING_ASSETS:
+        [materialised] = graphql(base, MATERIALISATIONS_QUERY, {"path": path, "partition": PARTITION})[
+            "assetOrError"]["assetMaterializations"]
+        assert materialised == {"runId": run["runId"], "partition": PARTITION}, path
     page.reload()
     expect(page.get_by_text("Success", exact=True).first).to_be_visible()
     expect(page.get_by_text(PARTITION).first).to_be_visible()
+    expect(page.get_by_text(f"{len(HOUSING_ASSETS)} assets", exact=True).first).to_be_visible()
+    expect(page.get_by_text("RUN_SUCCESS", exact=True).first).to_be_visible()  # the run's log has loaded
     page.wait_for_timeout(1500)
     shoot("dagster-run-succeeded")
 
