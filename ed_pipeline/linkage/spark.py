@@ -97,7 +97,7 @@ def spark_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 # For small data on one machine (tests, demos), where fixed costs dominate: no adaptive re-planning, no whole-stage
 # code generation, and a driver JVM that JIT-compiles with C1 only (Splink's big CASE expressions otherwise keep the
-# C2 compiler busy for a minute). Measured on the 2,900-record test world, first link on a fresh JVM: 112 s with
+# C2 compiler busy for a minute). Measured on a 2,922-record world, first link on a fresh JVM: 112 s with
 # Spark's defaults, 46 s with these (a loaded 2-core machine). Never for a cluster.
 SMALL_DATA_CONF: dict[str, str] = {
     "spark.sql.adaptive.enabled": "false",
