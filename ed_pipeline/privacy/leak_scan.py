@@ -321,7 +321,9 @@ class _Scanner:
         self.ids = ids
         self.max_n = int(min(MAX_PHRASE_TOKENS, ids.starts["n"].max() or 1))
         self.max_single = ids.max_single_token_chars
-        self._names = {"ids": "__leak_scan_ids", "starts": "__leak_scan_starts", "people": "__leak_scan_people"}
+        self._names = {"ids": "__leak_scan_ids", "starts": "__leak_scan_starts", "people": "__leak_scan_people",
+                       "locs": "__leak_scan_locs", "values": "__leak_scan_values", "cells": "__leak_scan_cells",
+                       "matches": "__leak_scan_matches"}
 
     def __enter__(self) -> _Scanner:
         self.conn.register(self._names["ids"], self.ids.phrases)
@@ -330,9 +332,9 @@ class _Scanner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for name in self._names.values():
+        for key in ("ids", "starts", "people"):
             with contextlib.suppress(duckdb.Error):
-                self.conn.unregister(name)
+                self.conn.unregister(self._names[key])
 
     def _matches_sql(self, cells_sql: str) -> str:
         """Matches (loc, cell_id, kind, phrase, dob, ctx) of the cells given by `cells_sql` (loc, cell_id, v)."""
@@ -358,7 +360,37 @@ class _Scanner:
 
     def scan_cells(self, cells_sql: str, how_value: str = "value") -> list[Leak]:
         """Leaks in the cells of `cells_sql` (columns loc, cell_id, v): values, and dates of birth in context."""
-        matches = self._matches_sql(cells_sql)
+        return self._leaks(self._matches_sql(cells_sql), how_value)
+
+    def scan_columns(self, columns: list[tuple[str, str]]) -> list[Leak]:
+        """Leaks in many columns at once, given as (loc, SQL of its distinct values `v`): the same result as
+        scan_cells per column (a cell is a distinct value of a column), but each distinct value of the whole
+        database is tokenised and matched once and its matches attributed to every column holding it (ids
+        such as record_id are repeated in many tables)."""
+        if not columns:
+            return []
+        names = self._names
+        locs = pl.DataFrame({"loc_id": range(len(columns)), "loc": [loc for loc, _ in columns]},
+                            schema={"loc_id": pl.Int64, "loc": pl.String})
+        self.conn.register(names["locs"], locs)
+        union = " UNION ALL ".join(f"SELECT {i} AS loc_id, v FROM ({sql})" for i, (_, sql) in enumerate(columns))
+        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['values']} AS "
+                          f"SELECT row_number() OVER () AS vid, v FROM (SELECT DISTINCT v FROM ({union}))")
+        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['cells']} AS SELECT c.loc_id, u.vid "
+                          f"FROM ({union}) c JOIN {names['values']} u USING (v)")
+        by_value = self._matches_sql(f"SELECT 0 AS loc, vid AS cell_id, v FROM {names['values']}")
+        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['matches']} AS {by_value}")
+        matches = (f"SELECT l.loc, c.vid AS cell_id, m.kind, m.phrase, m.dob, m.ctx FROM {names['matches']} m "
+                   f"JOIN {names['cells']} c ON c.vid = m.cell_id JOIN {names['locs']} l USING (loc_id)")
+        try:
+            return self._leaks(matches, "value")
+        finally:
+            for table in ("values", "cells", "matches"):
+                self.conn.execute(f"DROP TABLE IF EXISTS {names[table]}")
+            with contextlib.suppress(duckdb.Error):
+                self.conn.unregister(names["locs"])
+
+    def _leaks(self, matches: str, how_value: str) -> list[Leak]:
         rows = self.conn.execute(f"""
             WITH m AS ({matches}),
             other AS (SELECT DISTINCT loc, cell_id FROM m WHERE kind <> 'date_of_birth')
@@ -448,6 +480,7 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
             continue
         tables.setdefault((catalog, schema, table), {})[column] = dtype.upper()
     leaks: list[Leak] = []
+    scanned: list[tuple[str, str]] = []  # (loc, SQL of the column's distinct values), scanned together below
     for (catalog, schema, table), cols in tables.items():
         fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
         for column, dtype in cols.items():
@@ -458,10 +491,9 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
             integer = dtype in {"BIGINT", "HUGEINT", "UBIGINT", "INTEGER", "UINTEGER", "DECIMAL"} or \
                 dtype.startswith("DECIMAL")
             if text_like or integer:
-                cells = (f"SELECT '{loc.replace(chr(39), chr(39) * 2)}' AS loc, row_number() OVER () AS cell_id, v "
-                         f"FROM (SELECT DISTINCT CAST({qc} AS VARCHAR) AS v FROM {fq} WHERE {qc} IS NOT NULL) "
-                         f"WHERE length(v) <= {scanner.max_single} OR regexp_matches(v, '[^A-Za-z0-9]')")
-                leaks += scanner.scan_cells(cells)
+                scanned.append((loc, f"SELECT v FROM (SELECT DISTINCT CAST({qc} AS VARCHAR) AS v FROM {fq} "
+                                     f"WHERE {qc} IS NOT NULL) "
+                                     f"WHERE length(v) <= {scanner.max_single} OR regexp_matches(v, '[^A-Za-z0-9]')"))
             if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} and _DOB_COLUMN_RE.search(column):
                 n = conn.execute(f"SELECT count(*) FROM {fq} WHERE CAST({qc} AS DATE) IN (SELECT dob FROM "
                                  f"{scanner._names['people']})").fetchone()[0]
@@ -469,7 +501,7 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
                     leaks.append(Leak(loc, "date_of_birth", int(n), "dob-named column"))
         if "source" in cols and "record_id" in cols:
             leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, aligned_dob_rate)
-    return leaks
+    return scanner.scan_columns(scanned) + leaks
 
 
 def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
