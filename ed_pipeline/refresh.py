@@ -97,19 +97,19 @@ def refresh(settings: Settings, progress=None, only: str | None = None) -> Refre
     except DiskFullError:
         raise
     except Exception as exc:  # Dagster's own instance (SQLite) or MLflow may be the first to find the disk full
-        message = disk_full_message(exc, f"a file under {settings.data_dir}")
+        message = disk_full_message(exc, f"a file under {settings.data_dir}", disk=settings.data_dir)
         if message:
             raise DiskFullError(message) from exc
         raise
 
 
 def _refresh(settings: Settings, months: list[str], progress, only: str | None) -> RefreshResult:
-    from ed_pipeline.definitions import defs
-
     ensure_dagster_home(settings)
     started = time.perf_counter()
     outcomes = []
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance:  # opened first: a full disk is found before the slow imports
+        from ed_pipeline.definitions import defs
+
         if only in (None, "ingest"):
             for source in SOURCES:
                 # from the source's first landed month to its last (every month when it has none: its tables
@@ -192,7 +192,8 @@ def _raise_if_disk_full(result: dg.ExecuteInProcessResult, settings: Settings) -
         if event.is_step_failure and event.step_failure_data:
             data = event.step_failure_data
             error = data.user_failure_data.description if data.user_failure_data else None
-            message = disk_full_message(error or data.error, f"a file under {settings.data_dir}")
+            message = disk_full_message(error or data.error, f"a file under {settings.data_dir}",
+                                        disk=settings.data_dir)
             if message:
                 raise DiskFullError(message)
 

@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from pathlib import Path
 # rows inserted, transaction not yet committed). Unset in real use; it changes nothing else.
 FAULT_ENV = "ED_PIPELINE_FAULT_AT"
 LOCK_FILE = "refresh.lock"
+NEARLY_FULL = 1 << 20  # bytes free below which an unexplained I/O error is taken for a full disk
 
 _FULL_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file size limit reached"}
 _FULL_WORDS = {
@@ -74,11 +76,14 @@ def refresh_lock(data_dir: Path) -> Iterator[Path]:
             f.truncate(0)  # the file stays (removing it would race a waiting refresh); the pid goes
 
 
-def disk_full_message(error: object, fallback: str) -> str | None:
+def disk_full_message(error: object, fallback: str, disk: Path | None = None) -> str | None:
     """A clear message when `error` (an exception with its causes and contexts, or Dagster's serialised error)
     means a disk or file size limit was hit; None for any other error. `fallback` names the file when the error
-    does not."""
+    does not. SQLite says only "disk I/O error" when it cannot even create its journal: that counts as a full
+    disk when `disk` (the data directory) has next to no space left."""
     reason, path = None, None
+    if disk is not None and _nearly_full(disk) and any("disk I/O error" in str(i) for i in _chain(error)):
+        reason = "disk full"
     for item in _chain(error):
         if isinstance(item, str) and item.startswith(tuple(f"{why} while writing " for why in _FULL_WORDS.values())):
             return item  # already this function's message (carried by a step's failure)
@@ -94,6 +99,13 @@ def disk_full_message(error: object, fallback: str) -> str | None:
         return None
     return (f"{reason} while writing {path or fallback}: free space on that disk and re-run `ed-pipeline refresh`; the "
             "previous warehouse is intact (each write is one transaction, and the unfinished one was rolled back)")
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < NEARLY_FULL
+    except OSError:
+        return False
 
 
 def _chain(error: object) -> Iterator[BaseException | str]:
