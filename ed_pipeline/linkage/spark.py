@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import subprocess
 import tempfile
 import time
 from typing import TYPE_CHECKING, Any
@@ -135,6 +136,28 @@ def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driv
     if checkpoint_dir or spark.sparkContext.getCheckpointDir() is None:
         spark.sparkContext.setCheckpointDir(checkpoint_dir or tempfile.mkdtemp(prefix="ed_spark_checkpoints_"))
     return spark
+
+
+def stop_spark(spark: SparkSession) -> None:
+    """Stop the session and, where this process started the JVM (local mode), end the JVM too: its memory is
+    given back now instead of when the interpreter exits (the test suite goes on for minutes). A later
+    `spark_session` starts a fresh JVM."""
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)
+    if gateway is not None:
+        gateway.shutdown()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    if proc is not None:  # the JVM ends when its standard input closes
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def spark_frame(spark: SparkSession, df: pl.DataFrame) -> SparkDataFrame:

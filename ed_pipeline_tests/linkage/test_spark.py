@@ -33,14 +33,14 @@ def model(world):
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    from ed_pipeline.linkage.spark import SMALL_DATA_CONF, spark_session
+    from ed_pipeline.linkage.spark import SMALL_DATA_CONF, spark_session, stop_spark
 
     assert shutil.which("java") or os.environ.get("JAVA_HOME"), \
         "PySpark needs a Java 17+ runtime: apt-get install openjdk-17-jre-headless (CI's .ci/run does)"
     session = spark_session("local[2]", shuffle_partitions=2, conf=SMALL_DATA_CONF,
                             checkpoint_dir=str(tmp_path_factory.mktemp("spark_checkpoints")))
     yield session
-    session.stop()
+    stop_spark(session)  # and its JVM: the rest of the suite has the memory back
 
 
 def test_settings_for_spark_are_the_models_settings_in_spark_sql(model):
