@@ -3,7 +3,8 @@
 - Agency zone (raw, validated, quarantine): counts only (rows by month, quarantined rows by rule); no row of a
   person, not even a masked one, is ever shown.
 - Shared warehouse: previews of a few rows with every token, Bloom encoding, id, agency reference, reviewer and
-  lineage column left out (`shown_columns`); pseudonymised tables get aggregated counts only.
+  lineage column left out (`shown_columns`), and the quasi-identifiers and sensitive attributes (birth year and
+  month, LSOA, ethnicity, FSM, EAL, SEN); pseudonymised tables get aggregated counts only.
 - Plots are Markdown tables with bars of block characters: the UI renders them, and unlike an embedded PNG
   (base64, whose letters can spell a name by chance) they are plain text that the identifier-leak scan reads
   exactly. `no_identifiers_anywhere` scans every one of them with the rest of Dagster's events.
@@ -24,6 +25,10 @@ _HIDDEN = re.compile(r"^(tok_|bf_|_)|(^|_)(id|ids|ref|key|no|number|uprn|upn|rev
                      r"|(^|_)(given|family|first|last|sur|fore|full)_?names?$|address|postcode|^dob$")
 # Named like a date of birth: hidden when it holds dates (review_pair's `date_of_birth` is a comparison level).
 _DOB = re.compile(r"(^|_)(dob|birth_?date|date_?of_?birth)($|_)")
+# Row-level quasi-identifiers and special-category attributes: birth year and month with sex and LSOA can
+# single a child out, and ethnicity, SEN, FSM and EAL are sensitive; the UI reaches more people than the
+# warehouse, so previews leave them out (aggregates in plots are fine).
+_SENSITIVE = re.compile(r"^(birth_year|birth_month|lsoa|ethnicity\w*|fsm|eal|sen)$")
 
 
 def column_schema(schema: pl.Schema | dict | Sequence[tuple[str, str]]) -> dg.TableSchema:
@@ -40,7 +45,8 @@ def shown_columns(schema: pl.Schema | Sequence[str]) -> list[str]:
     """The columns a preview may show: none that holds or points at a person's identity."""
     dtypes = dict(schema.items()) if isinstance(schema, pl.Schema) else dict.fromkeys(schema, pl.String)
     return [c for c, t in dtypes.items()
-            if not _HIDDEN.search(c.lower()) and not (_DOB.search(c.lower()) and t.is_temporal())]
+            if not _HIDDEN.search(c.lower()) and not _SENSITIVE.match(c.lower())
+            and not (_DOB.search(c.lower()) and t.is_temporal())]
 
 
 def _cell(value) -> str:
@@ -65,7 +71,7 @@ def preview(frame: pl.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     if not columns or frame.height == 0:
         return dg.MetadataValue.md("(no rows)" if frame.height == 0 else "(no column safe to show)")
     hidden = len(frame.columns) - len(columns)
-    note = f"\n\n{hidden} id, token or encoding column(s) not shown." if hidden else ""
+    note = f"\n\n{hidden} id, token, encoding or sensitive column(s) not shown." if hidden else ""
     return dg.MetadataValue.md(markdown_table(frame.select(columns).head(rows)) + note)
 
 

@@ -27,6 +27,13 @@ def test_previews_leave_out_tokens_ids_and_identifier_columns():
     assert not any(v in text for v in ("H1", "P1", "H2", "ab12", "0101", "Zoe", "SS14", "2015-01-02", "Ann"))
 
 
+def test_previews_leave_out_quasi_identifiers_and_sensitive_attributes():
+    child = pl.Schema({"birth_year": pl.Int32, "birth_month": pl.Int32, "sex": pl.String, "ward": pl.String,
+                       "lsoa": pl.String, "ethnicity_group": pl.String, "fsm": pl.Boolean, "eal": pl.Boolean,
+                       "sen": pl.String, "police_incidents_24m": pl.Int64})
+    assert shown_columns(child) == ["sex", "ward", "police_incidents_24m"]
+
+
 def test_plots_are_markdown_bars():
     chart = bar_chart(counts_by(pl.DataFrame({"rule": ["a", "b", "b", None]}), "rule", by_count=True)).value
     assert chart.splitlines()[:3] == ["| rule | rows | |", "|---|---:|---|", "| b | 2 | " + "█" * 30 + " |"]
