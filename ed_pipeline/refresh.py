@@ -18,13 +18,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from ed_pipeline.resilience import DiskFullError, disk_full_message
+from ed_pipeline.resilience import DiskFullError, RefreshBusyError, disk_full_message, refresh_lock
 from ed_pipeline.settings import Settings, month_range
 from ed_pipeline.sources import SOURCES, Source
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 STAGES = ("ingest", "analyse")
+TRIGGER_TAG = "ed_pipeline/trigger"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -93,8 +94,9 @@ def refresh(settings: Settings, progress=None, only: str | None = None) -> Refre
         )
     provide_pseudo_key(settings)
     try:
-        return _refresh(settings, months, progress, only)
-    except DiskFullError:
+        with refresh_lock(settings.data_dir):
+            return _refresh(settings, months, progress, only)
+    except (DiskFullError, RefreshBusyError):
         raise
     except Exception as exc:  # Dagster's own instance (SQLite) or MLflow may be the first to find the disk full
         message = disk_full_message(exc, f"a file under {settings.data_dir}", disk=settings.data_dir)
@@ -108,6 +110,7 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None) 
     started = time.perf_counter()
     outcomes = []
     with dg.DagsterInstance.get() as instance:  # opened first: a full disk is found before the slow imports
+        _fail_orphaned_runs(instance)
         from ed_pipeline.definitions import defs
 
         if only in (None, "ingest"):
@@ -120,6 +123,16 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None) 
         if only in (None, "analyse"):
             outcomes.append(_run_whole_history(instance, defs, settings, "analyse", progress))
     return RefreshResult(months, outcomes, time.perf_counter() - started)
+
+
+def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
+    """Runs an earlier refresh left 'started' (it was killed: we hold the lock, so no refresh is running) are
+    marked failed, so that the UI does not show them running for ever."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
+                                                   tags={TRIGGER_TAG: "refresh"}))
+    for run in runs:
+        instance.report_run_failed(run, message="the refresh running it ended before it finished (killed?); "
+                                   "a later refresh re-ran its work")
 
 
 def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
@@ -159,7 +172,7 @@ def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Se
     result = defs.resolve_job_def("ingest").execute_in_process(
         instance=instance,
         asset_selection=[raw_key(source), validated_key(source), quarantine_key(source), pseudonymised_key(source)],
-        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], "ed_pipeline/trigger": "refresh"},
+        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh"},
         raise_on_error=False,
         # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.
         run_config=QUIET,
@@ -205,7 +218,7 @@ def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, setti
         progress(job_name, None)
     t0 = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, tags={"ed_pipeline/trigger": "refresh"}, run_config=QUIET)
+        instance=instance, raise_on_error=False, tags={TRIGGER_TAG: "refresh"}, run_config=QUIET)
     _raise_if_disk_full(result, settings)
     outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result))
     if progress:

@@ -30,6 +30,7 @@ _FULL_WORDS = {
     "Disk quota exceeded": "disk quota exceeded",
     "File too large": "file size limit reached",
 }
+_HELD: set[Path] = set()  # lock files this process holds
 _QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
 
 
@@ -50,9 +51,13 @@ class DiskFullError(RuntimeError):
 @contextmanager
 def refresh_lock(data_dir: Path) -> Iterator[Path]:
     """Hold `<data_dir>/refresh.lock` (an exclusive flock, released by the kernel even if this process is killed)
-    for one refresh; a second refresh on the same directory fails at once, naming the holder's pid."""
+    for one refresh; a second refresh on the same directory fails at once, naming the holder's pid. Re-entrant
+    within one process."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / LOCK_FILE
+    if path.resolve() in _HELD:  # this process holds it already (the CLI takes it before refresh() does)
+        yield path
+        return
     with path.open("a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -70,9 +75,11 @@ def refresh_lock(data_dir: Path) -> Iterator[Path]:
             f.flush()
         except OSError as exc:
             raise DiskFullError(disk_full_message(exc, str(path)) or str(exc)) from exc
+        _HELD.add(path.resolve())
         try:
             yield path
         finally:
+            _HELD.discard(path.resolve())
             f.truncate(0)  # the file stays (removing it would race a waiting refresh); the pid goes
 
 
