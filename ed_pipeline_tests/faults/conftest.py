@@ -1,0 +1,40 @@
+"""Fixtures of the fault tests: each fault is staged once per session and asserted on by the tests that need it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ed_pipeline_tests.conftest import run_cli
+from ed_pipeline_tests.faults.support import (
+    INGEST_MONTH,
+    KILLED_WRITE,
+    KilledThenRerun,
+    digests,
+    lock_holder,
+    start_cli,
+)
+
+
+@pytest.fixture(scope="session")
+def killed_mid_write(tiny_world: Path, tmp_path_factory) -> KilledThenRerun:
+    """One month of the tiny world lands; `refresh --only ingest` is SIGKILLed inside school readiness's
+    warehouse write (rows inserted, not committed: the ED_PIPELINE_FAULT_AT hook), then run again."""
+    data = tmp_path_factory.mktemp("killed_mid_write") / "data"
+    shutil.copytree(tiny_world, data, ignore=shutil.ignore_patterns("truth"))
+    for path in (data / "landing").glob("*/*.csv"):
+        if path.stem != INGEST_MONTH:
+            path.unlink()
+    log = data.parent / "killed.log"
+    killed = start_cli("refresh", "--only", "ingest", data_dir=data, log=log, ED_PIPELINE_FAULT_AT=KILLED_WRITE)
+    killed.wait(timeout=600)
+
+    def snapshot() -> dict[str, dict[str, tuple[int, int]]]:
+        return {name: digests(data / name) for name in ("agency_zone.duckdb", "warehouse.duckdb")}
+
+    after_kill, holder = snapshot(), lock_holder(data)
+    again = run_cli("refresh", "--only", "ingest", data_dir=data)
+    return KilledThenRerun(data, killed.pid, killed.returncode, log.read_text(), after_kill, holder,
+                           again.returncode, again.stderr, snapshot())

@@ -1,0 +1,142 @@
+"""Helpers of the fault tests: start the real command, watch its run, kill it, and compare table contents."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from ed_pipeline.resilience import LOCK_FILE
+from ed_pipeline_tests.conftest import TEST_KEY
+
+# Columns that say when or in which run a row was written, not what it holds.
+RUN_COLUMNS = frozenset({"_loaded_at", "refreshed_at", "mlflow_run_id"})
+# Everything the analyse job (linking onwards) writes: dropped to get "ingested, never analysed".
+ANALYSE_SCHEMAS = ("linked", "staging", "intermediate", "features", "model", "outputs")
+ANALYSE_DIRS = ("linkage", "models", "outputs")
+LINK_STEP = "link_people_and_households"
+INGEST_MONTH = "2016-07"  # one month of the tiny world (with its July school-readiness return), ingested alone
+KILLED_WRITE = "commit:pseudonymised.school_readiness"  # the second source: social care has committed by then
+Digests = dict[str, tuple[int, int]]  # table -> (rows, hash)
+
+
+@dataclass(frozen=True)
+class KilledThenRerun:
+    """A refresh SIGKILLed at KILLED_WRITE, then run again: what each left (DuckDB file name -> digests)."""
+
+    data: Path
+    killed_pid: int
+    killed_rc: int
+    killed_log: str
+    after_kill: dict[str, Digests]
+    lock_holder_after_kill: str
+    rerun_rc: int
+    rerun_log: str
+    after_rerun: dict[str, Digests]
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "ED_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(data_dir / "dagster"),
+            "ED_PSEUDO_KEY": os.environ.get("ED_PSEUDO_KEY", TEST_KEY), **extra}
+
+
+def start_cli(*args: str, data_dir: Path, log: Path, **env: str) -> subprocess.Popen:
+    """`ed-pipeline ARGS` in the background, its output to `log` (a file: a pipe nobody reads could block it)."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "ed_pipeline.cli", *args], env=cli_env(data_dir, **env),
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    """Poll `condition` until true; fail if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the process ended (rc {process.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout}s"
+        time.sleep(0.05)
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def lock_holder(data_dir: Path) -> str:
+    path = data_dir / LOCK_FILE
+    return path.read_text().strip() if path.exists() else ""
+
+
+def run_event_logs(data_dir: Path) -> set[Path]:
+    """The instance's per-run event-log files (SQLite), one per run so far."""
+    return {p for p in (data_dir / "dagster" / "history" / "runs").glob("*.db") if p.name != "index.db"}
+
+
+def runs_with_status(data_dir: Path, status: str) -> int:
+    with sqlite3.connect(f"file:{data_dir / 'dagster' / 'history' / 'runs.db'}?mode=ro", uri=True) as conn:
+        return conn.execute("select count(*) from runs where status = ?", [status]).fetchone()[0]
+
+
+def events(data_dir: Path, event_type: str, step_key: str | None = None, since: set[Path] = frozenset()) -> list[str]:
+    """Events (serialised) of one type, optionally of one step, in runs started after the runs in `since`."""
+    found = []
+    for path in sorted(run_event_logs(data_dir) - set(since)):
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+                found += [e for (e,) in conn.execute(
+                    "select event from event_logs where dagster_event_type = ? and (? is null or step_key = ?)",
+                    [event_type, step_key, step_key]).fetchall()]
+        except sqlite3.OperationalError:  # created but not yet set up by the writer: nothing in it yet
+            continue
+    return found
+
+
+def digests(db: Path, schemas: tuple[str, ...] | None = None, where: str | None = None) -> Digests:
+    """(rows, order-independent hash of every row without its run columns) per table (and view) of a DuckDB file;
+    `where` filters each table that has the columns it names (e.g. one extract month)."""
+    out = {}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        tables = conn.execute("select distinct table_schema, table_name from information_schema.tables "
+                              "order by 1, 2").fetchall()
+        for schema, table in tables:
+            if schemas is not None and schema not in schemas:
+                continue
+            columns = [c for (c,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+                "order by ordinal_position", [schema, table]).fetchall()]
+            kept = ", ".join(f'"{c}"' for c in columns if c not in RUN_COLUMNS)
+            filter_ = f" where {where}" if where and "extract_month" in columns else ""
+            n, h = conn.execute(
+                f'select count(*), coalesce(sum(hash({kept})), 0) from "{schema}"."{table}"{filter_}').fetchone()
+            out[f"{schema}.{table}"] = (n, int(h))
+    return out
+
+
+def differing(got: dict, expected: dict) -> dict:
+    """The tables whose digest differs, with both digests: a readable assertion message."""
+    return {t: (got.get(t), expected.get(t)) for t in sorted(set(got) | set(expected)) if got.get(t) != expected.get(t)}
+
+
+def strip_analysis(data_dir: Path) -> None:
+    """Make a refreshed world look ingested but never analysed: drop what linking onwards wrote."""
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        for schema in ANALYSE_SCHEMAS:
+            conn.execute(f"drop schema if exists {schema} cascade")
+    for name in ANALYSE_DIRS:
+        shutil.rmtree(data_dir / name, ignore_errors=True)
+
+
+def duplicated(db: Path, table: str, key: str) -> int:
+    """Keys of `table` that occur more than once."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(f"select count(*) from (select {key} from {table} group by all having count(*) > 1)"
+                            ).fetchone()[0]
