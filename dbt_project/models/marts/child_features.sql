@@ -85,3 +85,6 @@ left join households using (person_id, prediction_date)
 left join events using (person_id, prediction_date)
 left join {{ ref('int_child_moves') }} as moves using (person_id, prediction_date)
 left join {{ ref('int_child_assessments') }} as outcome using (person_id)
+-- A stable row order: the same features must train the same model, and training (cross-fitting by position)
+-- reads the table in the order it was written.
+order by person_id, prediction_date
