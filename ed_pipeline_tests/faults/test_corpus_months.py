@@ -21,13 +21,12 @@ MONTH_BOUND_RULES = {"date_of_birth_not_future", "event_date_not_future"}  # jud
 
 
 def _place(cases: tuple[Case, ...]) -> dict[Path, Case]:
-    """Each social-care case in its own month from the corpus's month on (the unreadable ones together in the
-    middle, so the source's good months lie on both sides of them); the other sources' cases in the corpus's
-    month, replacing the good file there."""
+    """Each social-care case in its own month from the corpus's month on (the unreadable ones last: the refresh
+    then loads the source's other months in one more run; cutting around bad months in the middle is
+    test_resilience's); the other sources' cases in the corpus's month, replacing the good file there."""
     social = [c for c in cases if c.source == "social_care"]
     readable = sorted((c for c in social if not c.problem_kind), key=lambda c: c.name != "future_date_of_birth")
-    unreadable = [c for c in social if c.problem_kind]
-    ordered = readable[:8] + unreadable + readable[8:]
+    ordered = readable + [c for c in social if c.problem_kind]
     placed = {Path("social_care") / f"{m}.csv": c
               for m, c in zip(month_range(MONTH, "2016-12"), ordered, strict=False)}
     placed |= {Path(c.source) / f"{MONTH}.csv": c for c in cases if c.source != "social_care"}

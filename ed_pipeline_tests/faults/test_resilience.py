@@ -69,3 +69,14 @@ def test_other_errors_are_not_called_a_full_disk(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(resilience.shutil, "disk_usage", lambda _: usage(10**9, 10**9 - 4096, 4096))
     assert disk_full_message(io_error, f"a file under {tmp_path}", disk=tmp_path).startswith(
         f"disk full while writing a file under {tmp_path}: ")
+
+
+def test_months_left_after_unreadable_ones_run_in_consecutive_stretches():
+    from ed_pipeline.refresh import _ranges
+    from ed_pipeline.settings import month_range
+
+    months = month_range("2014-01", "2014-08")
+    bad = {"2014-03", "2014-04", "2014-07"}
+    assert _ranges([m for m in months if m not in bad], months) == [
+        ["2014-01", "2014-02"], ["2014-05", "2014-06"], ["2014-08"]]
+    assert _ranges([], months) == []
