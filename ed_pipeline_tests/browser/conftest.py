@@ -111,7 +111,7 @@ def wait_for_code_location(dagster_url: str, deadline: float) -> None:
     pytest.fail("dagster dev started but its code location did not finish loading in time")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_servers(ui_world: Path, tmp_path_factory) -> Iterator[dict[str, str]]:
     """`dagster dev -w workspace.yaml` and `mlflow ui` on free loopback ports, started together; their base URLs."""
     logs = tmp_path_factory.mktemp("ui_logs")
@@ -141,7 +141,7 @@ def ui_servers(ui_world: Path, tmp_path_factory) -> Iterator[dict[str, str]]:
             server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"The browser tests need Debian's chromium at {CHROMIUM}: "
