@@ -101,8 +101,10 @@ fold folds fitted cross platt scaling trees stopping cohort cohorts calibration 
 baseline brier contribution ever expected feature flagged gain intercept iteration lower noise observed offset
 parent precision predicted recall sibling slope splits upper validation rank weight card zone parses
 marker warn json characters check digit domain extract float format future length required unique uprn
+parser lang flex
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
-# the model card, the agency zone, Dagster's event fields), which a typo'd surname spells at Essex scale
+# the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
+# typo'd surname spells at Essex scale
 # (1.5M residents: "Gain", "Zone", "Parses"); ed_pipeline_tests/privacy/test_vocabulary.py keeps it complete
 
 _COMMON_WORDS = _COMMON_WORDS_TEXT.split()
@@ -494,9 +496,13 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
                 dtype.startswith(("STRUCT", "MAP", "UNION", "ENUM"))
             integer = dtype in {"BIGINT", "HUGEINT", "UBIGINT", "INTEGER", "UINTEGER", "DECIMAL"} or \
                 dtype.startswith("DECIMAL")
+            # a list's elements are cells of their own: a name never spans two of them (["ward", "summer_born"]
+            # is not "Ward Summer")
+            element = f"unnest({qc})" if dtype.endswith("[]") else qc
+            values = f"(SELECT {element} AS e FROM {fq})"
             if text_like or integer:
-                scanned.append((loc, f"SELECT v FROM (SELECT DISTINCT CAST({qc} AS VARCHAR) AS v FROM {fq} "
-                                     f"WHERE {qc} IS NOT NULL) "
+                scanned.append((loc, f"SELECT v FROM (SELECT DISTINCT CAST(e AS VARCHAR) AS v FROM {values} "
+                                     f"WHERE e IS NOT NULL) "
                                      f"WHERE length(v) <= {scanner.max_single} OR regexp_matches(v, '[^A-Za-z0-9]')"))
             if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} and _DOB_COLUMN_RE.search(column):
                 n = conn.execute(f"SELECT count(*) FROM {fq} WHERE CAST({qc} AS DATE) IN (SELECT dob FROM "

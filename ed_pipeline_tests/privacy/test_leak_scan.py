@@ -228,3 +228,14 @@ def test_embedded_images_are_scanned_for_their_text_not_their_base64_letters(ids
     assert _kinds(scan_texts([("tagged", data_uri(tagged))], ids)) == {("tagged", "name")}
     text = base64.b64encode(b"call Kowalczyk").decode()
     assert _kinds(scan_texts([("note", f"data:text/plain;base64,{text}")], ids)) == {("note", "name")}
+
+
+def test_list_elements_are_cells_of_their_own() -> None:
+    # someone called Ward Lee; a list of labels ["ward", "lee_chapel"] does not spell their name
+    recs = records().with_columns(
+        given_name=pl.when(pl.col("record_id") == "H1-1").then(pl.lit("Ward")).otherwise(pl.col("given_name")),
+        family_name=pl.when(pl.col("record_id") == "H1-1").then(pl.lit("Lee")).otherwise(pl.col("family_name")))
+    ids = identifiers_from_records(recs)
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE factors AS SELECT ['ward', 'lee_chapel'] AS labels, ['a', 'Ward Lee'] AS named")
+    assert _kinds(scan_duckdb(conn, ids)) == {("main.factors.named", "name")}
