@@ -51,8 +51,8 @@ def _scored(warehouse: DuckDBResource, assessed: bool) -> pl.DataFrame:
 )
 def child_risk(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> pl.DataFrame:
     scored = _scored(warehouse, assessed=False).sort("risk", descending=True)
-    out = scored.select("person_id", "prediction_date", "ward", "lsoa", "risk", "band",
-                        pl.col("top_factors").list.join(", ").alias("top_factors"))
+    # top_factors stays a list (VARCHAR[]): the labels are separate values, not one text
+    out = scored.select("person_id", "prediction_date", "ward", "lsoa", "risk", "band", "top_factors")
     context.add_output_metadata({
         "children": out.height, "high_band": out.filter(pl.col("band") == "high").height,
         # one row per child: counts and the risk distribution only, no row

@@ -61,8 +61,11 @@ class _PolarsHandler(DuckDBPolarsTypeHandler):
         table = f"{table_slice.schema}.{table_slice.table}"
         frame = obj.to_arrow()  # noqa: F841 (read by DuckDB by name)
         connection.execute(f"create schema if not exists {table_slice.schema}")
-        connection.execute(f"create table if not exists {table} as select * from frame limit 0")
-        connection.execute(f"insert into {table} by name select * from frame")
+        if not table_slice.partition_dimensions:  # the whole table: replaced, so a changed column type follows
+            connection.execute(f"create or replace table {table} as select * from frame")
+        else:
+            connection.execute(f"create table if not exists {table} as select * from frame limit 0")
+            connection.execute(f"insert into {table} by name select * from frame")
         context.add_output_metadata(
             {
                 "dagster/row_count": obj.height,
