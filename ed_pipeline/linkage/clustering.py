@@ -138,7 +138,15 @@ def cluster(s: Session, records_table: str, edges_table: str, *, cannot_link: bo
         s.con.unregister("ed_bad")
     finally:
         s.con.unregister("ed_cc")
-    nodes = clusters.filter(pl.col("cluster_id").is_in(bad))
+    return repair_clusters(clusters, conflicts, sub_edges)
+
+
+def repair_clusters(clusters: pl.DataFrame, conflicts: pl.DataFrame,
+                    sub_edges: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Re-cluster the components holding a cannot-link pair (`conflicts`: cluster_id, u, v) from their edges,
+    greedily, keeping the pairs apart; returns the clusters and how many components were repaired."""
+    bad = conflicts["cluster_id"].unique()
+    nodes = clusters.filter(pl.col("cluster_id").is_in(bad.implode()))
     cannot = set(zip(conflicts["u"].to_list(), conflicts["v"].to_list(), strict=True))
     mapping = greedy_constrained(nodes["unique_id"].to_list(), sub_edges, cannot)
     fixed = pl.DataFrame({"unique_id": list(mapping), "_new": list(mapping.values())},

@@ -67,9 +67,9 @@ def _load_decisions(s: Session, decisions: pl.DataFrame | None, records_table: s
     return "ed_decisions"
 
 
-def _edges(s: Session, predictions_table: str, records_table: str, model: LinkageModel,
-           decisions_table: str | None = None) -> str:
-    """Materialise the clustering edges (pairs at the threshold) as a table; returns its name.
+def edges_sql(predictions_table: str, records_table: str, model: LinkageModel,
+              decisions_table: str | None = None) -> str:
+    """The clustering edges (pairs at the threshold) as one query, in DuckDB's dialect (transpiled for Spark).
 
     With `separate_group_members`, a pair of records from one row-group (a claim's claimant and partner) is
     never an edge unless it looks like a re-sent duplicate (see clustering.duplicate_like_sql). Rows sent again
@@ -85,8 +85,7 @@ def _edges(s: Session, predictions_table: str, records_table: str, model: Linkag
         veto = (f"AND NOT EXISTS (SELECT 1 FROM {decisions_table} d WHERE NOT d.is_match "
                 f"AND d.u = least(p.unique_id_l, p.unique_id_r) AND d.v = greatest(p.unique_id_l, p.unique_id_r))")
         forced = f"UNION ALL SELECT u, v, 1.0 FROM {decisions_table} WHERE is_match"
-    s.con.execute(f"""
-        CREATE OR REPLACE TABLE ed_edges AS
+    return f"""
         SELECT p.unique_id_l, p.unique_id_r, p.match_probability
         FROM {predictions_table} p
         JOIN {records_table} l ON l.unique_id = p.unique_id_l
@@ -94,10 +93,17 @@ def _edges(s: Session, predictions_table: str, records_table: str, model: Linkag
         WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE) {veto}
         UNION ALL
         SELECT first AS unique_id_l, unique_id AS unique_id_r, 1.0 AS match_probability
-        FROM (SELECT unique_id, min(unique_id) OVER (PARTITION BY source, record_id) AS first FROM {records_table})
+        FROM (SELECT unique_id, min(unique_id) OVER (PARTITION BY source, record_id) AS first FROM {records_table}) t
         WHERE unique_id <> first
         {forced}
-    """)
+    """
+
+
+def _edges(s: Session, predictions_table: str, records_table: str, model: LinkageModel,
+           decisions_table: str | None = None) -> str:
+    """Materialise `edges_sql` as a table; returns its name."""
+    query = edges_sql(predictions_table, records_table, model, decisions_table)
+    s.con.execute(f"CREATE OR REPLACE TABLE ed_edges AS {query}")
     return "ed_edges"
 
 

@@ -36,9 +36,10 @@ import polars as pl
 import sqlglot
 from sqlglot import exp
 
-from ed_pipeline.linkage.clustering import cannot_link_sql, duplicate_like_sql, greedy_constrained
+from ed_pipeline.linkage.clustering import cannot_link_sql, duplicate_like_sql, repair_clusters
 from ed_pipeline.linkage.engine import SPLINK_LOG_LEVEL, tf_columns, tf_frame
 from ed_pipeline.linkage.ids import assign_stable_ids
+from ed_pipeline.linkage.link import edges_sql
 from ed_pipeline.linkage.model import LinkageModel
 
 if TYPE_CHECKING:
@@ -260,33 +261,6 @@ def decisions_frame(decisions: pl.DataFrame | None, records: pl.DataFrame) -> pl
                     "is_match").unique()
 
 
-def _edges_sql(predictions: str, records: str, model: LinkageModel, decisions: str | None = None) -> str:
-    """link._edges as one query (DuckDB dialect; transpiled to Spark): pairs at the threshold, row-group members
-    apart unless duplicates, re-sent rows joined, reviewers' non-matches vetoed and matches forced."""
-    constraint = "TRUE"
-    if model.separate_group_members:
-        dup = duplicate_like_sql(model.sql_context, model.fields)
-        constraint = (f"NOT (l.source = r.source AND l.group_ref = r.group_ref AND l.record_id <> r.record_id "
-                      f"AND NOT coalesce({dup}, FALSE))")
-    veto, forced = "", ""
-    if decisions:
-        veto = (f"AND NOT EXISTS (SELECT 1 FROM {decisions} d WHERE NOT d.is_match "
-                f"AND d.u = least(p.unique_id_l, p.unique_id_r) AND d.v = greatest(p.unique_id_l, p.unique_id_r))")
-        forced = f"UNION ALL SELECT u, v, 1.0 FROM {decisions} WHERE is_match"
-    return f"""
-        SELECT p.unique_id_l, p.unique_id_r, p.match_probability
-        FROM {predictions} p
-        JOIN {records} l ON l.unique_id = p.unique_id_l
-        JOIN {records} r ON r.unique_id = p.unique_id_r
-        WHERE p.match_probability >= {model.threshold} AND coalesce({constraint}, TRUE) {veto}
-        UNION ALL
-        SELECT first AS unique_id_l, unique_id AS unique_id_r, 1.0 AS match_probability
-        FROM (SELECT unique_id, min(unique_id) OVER (PARTITION BY source, record_id) AS first FROM {records}) t
-        WHERE unique_id <> first
-        {forced}
-    """
-
-
 def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageModel,
                   decisions: str | None = None) -> tuple[pl.DataFrame, int]:
     """clustering.cluster on Spark: connected components (Splink's, on Spark), then the few components holding a
@@ -318,14 +292,7 @@ def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageMode
         FROM {edges} e JOIN ed_cc c ON c.unique_id = e.unique_id_l
         WHERE c.cluster_id IN (SELECT cluster_id FROM ed_bad)
     """)).cast({"unique_id_l": pl.Int64, "unique_id_r": pl.Int64, "match_probability": pl.Float64})
-    nodes = clusters.filter(pl.col("cluster_id").is_in(bad.implode()))
-    cannot = set(zip(conflicts["u"].to_list(), conflicts["v"].to_list(), strict=True))
-    mapping = greedy_constrained(nodes["unique_id"].to_list(), sub_edges, cannot)
-    fixed = pl.DataFrame({"unique_id": list(mapping), "_new": list(mapping.values())},
-                         schema={"unique_id": pl.Int64, "_new": pl.Int64})
-    clusters = clusters.join(fixed, on="unique_id", how="left").select(
-        "unique_id", pl.coalesce("_new", "cluster_id").alias("cluster_id"))
-    return clusters, len(bad)
+    return repair_clusters(clusters, conflicts, sub_edges)
 
 
 def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
@@ -350,7 +317,7 @@ def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *
     if decided is not None:
         decisions_view = "ed_decisions"
         sl.spark.createDataFrame(decided.to_arrow()).createOrReplaceTempView(decisions_view)
-    edges = sl.view("ed_edges", _edges_sql(predictions.physical_name, records, model, decisions_view))
+    edges = sl.view("ed_edges", edges_sql(predictions.physical_name, records, model, decisions_view))
     n_edges = sl.spark.table(edges).count()
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
