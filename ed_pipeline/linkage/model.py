@@ -188,6 +188,26 @@ def floor_parameters(settings: dict[str, Any], m_floor: float, u_floor: float) -
     return settings
 
 
+PARAMETER_DIGITS = 10
+
+
+def round_parameters(settings: dict[str, Any], digits: int = PARAMETER_DIGITS) -> dict[str, Any]:
+    """m, u and the prior to `digits` significant digits. DuckDB sums EM's expectations in parallel, in an order
+    that varies from run to run, so the same records give parameters that differ in the last bits; rounded, the
+    model (and every match probability and cluster downstream) is the same on every run."""
+    def rounded(x: Any) -> Any:
+        return float(f"{float(x):.{digits}g}") if x is not None else None
+
+    if "probability_two_random_records_match" in settings:
+        settings["probability_two_random_records_match"] = rounded(settings["probability_two_random_records_match"])
+    for comp in settings["comparisons"]:
+        for lv in comp["comparison_levels"]:
+            for k in ("m_probability", "u_probability"):
+                if lv.get(k) is not None:
+                    lv[k] = rounded(lv[k])
+    return settings
+
+
 def _train_linker(linker, fields: frozenset[str], config: TrainingConfig) -> None:
     det = cmp.blocking_rules(config.deterministic_rules, fields)
     if det:
@@ -241,7 +261,8 @@ def train_model(
             df, sdf = prepared
         linker = s.linker(sdf, settings, tf_source=df)
         _train_linker(linker, fields, config)
-        model.settings = floor_parameters(linker.misc.save_model_to_json(), config.m_floor, config.u_floor)
+        model.settings = round_parameters(
+            floor_parameters(linker.misc.save_model_to_json(), config.m_floor, config.u_floor))
     finally:
         if own:
             s.close()
