@@ -20,20 +20,31 @@ from ed_pipeline.modelling import score_children
 from ed_pipeline.outputs import community_risk, ward_ranking_chart
 from ed_pipeline.settings import Settings
 
+CHILD_AREA_KEY = dg.AssetKey(["features", "child_area"])
 CHILD_RISK_KEY = dg.AssetKey(["outputs", "child_risk"])
 COMMUNITY_RISK_KEY = dg.AssetKey(["outputs", "community_risk"])
 
 
-def _scored(warehouse: DuckDBResource, assessed: bool) -> pl.DataFrame:
-    """Children of the mart scored by the latest model: those not yet assessed, or the latest assessed cohort."""
+def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_date") -> pl.DataFrame:
+    """Children of the mart scored by the latest model: those not yet assessed, or the latest assessed cohort.
+
+    `area` "prediction_date": ward and LSOA as the model saw them (features.child_features, point in time);
+    "latest": where the child lives as far as the warehouse knows now (features.child_area), for attribution.
+    """
     model = load_latest_model(Settings.from_env())
     where = ("not_gld is null" if not assessed
              else f"not_gld is not null and assessment_year = {int(model.cohorts.test)}")
     with warehouse.get_connection() as conn:
         children = conn.execute(f"select * from features.child_features where {where}").pl()
+        places = (conn.execute("select person_id, ward, lsoa from features.child_area").pl()
+                  if area == "latest" else None)
+    # scored on the features as they were at the prediction date, the model's ward included; the area the child
+    # is attributed to (where they live now) is joined after scoring and never reaches the model
     scores = score_children(model, children) if children.height else pl.DataFrame(
         schema={"person_id": pl.String, "prediction_date": pl.Date, "risk": pl.Float64, "band": pl.String,
                 "top_factors": pl.List(pl.String)})
+    if places is not None:
+        children = children.drop("ward", "lsoa").join(places, on="person_id", how="left")
     return scores.join(children.select("person_id", "prediction_date", "ward", "lsoa", "not_gld"),
                        on=["person_id", "prediction_date"], how="left")
 
@@ -65,32 +76,41 @@ def child_risk(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> 
 
 @dg.asset(
     key=COMMUNITY_RISK_KEY,
-    deps=[CHILD_RISK_KEY, MODEL_KEY],
+    deps=[CHILD_RISK_KEY, MODEL_KEY, CHILD_AREA_KEY],
     group_name="outputs",
     io_manager_key=WAREHOUSE,
     kinds={"duckdb", "polars"},
     owners=["team:data-science"],
     automation_condition=follows_upstream(),
-    description="Risk by ward and LSOA for children not yet assessed and the latest assessed cohort (whose "
-    "observed not-GLD rate is shown), ranked, with small-number suppression (1-4 hidden, others rounded to 5, "
-    "secondary suppression).",
+    description="Risk by ward and LSOA for the latest assessed cohort (every child of it, on the EYFSP "
+    "return, attributed to where the return says they live), predicted at each child's third birthday by the "
+    "latest model (out of sample) beside the observed not-GLD rate; ranked, with a bootstrap 95% interval of "
+    "each rank, and small-number suppression (1-4 hidden, others rounded to 5, secondary suppression). "
+    "Children not yet assessed are left out: the warehouse knows them only if an agency recorded them, a "
+    "minority that differs by area (see outputs.child_risk for them).",
 )
 def community_risk_by_area(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> pl.DataFrame:
     settings = Settings.from_env()
-    scores = pl.concat([_scored(warehouse, assessed=False), _scored(warehouse, assessed=True)])
+    # The latest assessed cohort only, attributed by where each child lives (features.child_area: the EYFSP
+    # return's area). It is the one population the warehouse holds whole: a child not yet assessed is in it
+    # only if an agency recorded them, and the model's point-in-time ward is known for fewer than a third of
+    # children, mostly those known to an agency by three; a ranking over either measures agency contact as
+    # much as risk.
+    scores = _scored(warehouse, assessed=True, area="latest")
     community = community_risk(scores, "both")
     chart = ward_ranking_chart(community, settings.outputs_dir / "ward_ranking.png")
     run_id = load_latest_model(settings).extra.get("mlflow_run_id")
     if run_id:
         MlflowClient(settings.mlflow_tracking_uri).log_artifact(run_id, str(chart), artifact_path="outputs")
     wards = community.filter(pl.col("level") == "ward").sort("rank", nulls_last=True)
-    top = wards.head(5).select("rank", "area", "mean_risk").to_dicts()
+    top = wards.head(5).select("rank", "rank_low", "rank_high", "area", "mean_risk").to_dicts()
     image = base64.b64encode(chart.read_bytes()).decode()
     context.add_output_metadata({
-        "top_wards": dg.MetadataValue.md("\n".join(f"{r['rank']}. {r['area']} ({r['mean_risk']})" for r in top)),
+        "top_wards": dg.MetadataValue.md("\n".join(
+            f"{r['rank']}. {r['area']} ({r['mean_risk']}; rank {r['rank_low']}-{r['rank_high']})" for r in top)),
         "ward_ranking": dg.MetadataValue.md(f"![ward ranking](data:image/png;base64,{image})"),
         "chart_path": dg.MetadataValue.path(str(chart)),
-        "preview": preview(wards.select("rank", "area", "children", "mean_risk",
+        "preview": preview(wards.select("rank", "rank_low", "rank_high", "area", "children", "mean_risk",
                                         *[c for c in ("observed_not_gld_rate",) if c in wards.columns]), rows=10),
     })
     return community

@@ -14,7 +14,8 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
                        highlight: int = 3) -> Path:
     """Write a PNG of horizontal bars of mean predicted risk by ward (`community_risk` rows of level 'ward').
 
-    Highest risk on top; the `highlight` highest in a darker colour; a ward whose mean is withheld (too few
+    Highest risk on top; the `highlight` highest in a darker colour; each label carries the ward's 95% rank
+    interval (`rank_low`-`rank_high`) where the table has one; a ward whose mean is withheld (too few
     children) is listed at the bottom, marked '*' and without a bar. Returns `path`.
     """
     import matplotlib
@@ -25,7 +26,12 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
     wards = community.filter(pl.col("level") == "ward") if "level" in community.columns else community
     published = wards.filter(pl.col("mean_risk").is_not_null()).sort(["mean_risk", "area"], descending=[True, False])
     withheld = wards.filter(pl.col("mean_risk").is_null()).sort("area")
-    labels = published["area"].to_list() + [f"{a} *" for a in withheld["area"].to_list()]
+    if {"rank", "rank_low", "rank_high"} <= set(published.columns):
+        shown = [f"{a}  (rank {r}, {lo}-{hi})" if lo is not None else a for a, r, lo, hi in
+                 published.select("area", "rank", "rank_low", "rank_high").iter_rows()]
+    else:
+        shown = published["area"].to_list()
+    labels = shown + [f"{a} *" for a in withheld["area"].to_list()]
     values = published["mean_risk"].to_list() + [0.0] * withheld.height
     colours = [TOP_COLOUR if i < highlight else BAR_COLOUR for i in range(published.height)]
     colours += ["none"] * withheld.height
@@ -43,7 +49,7 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
         ax.set_xlabel("mean predicted risk of not reaching a Good Level of Development")
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlim(0, max(values + [0.01]) * 1.2)
-        ax.set_title(title or "Wards ranked by mean predicted risk")
+        ax.set_title(title or "Wards ranked by mean predicted risk (95% rank interval in brackets)")
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ One row per area, `level` 'ward' or 'lsoa':
 | `assessed_children` | children with an observed EYFSP outcome (count) |
 | `observed_not_gld_rate` | share of assessed children who did not reach GLD, to 2 decimals; null if none assessed |
 | `rank` | 1 = highest mean risk among the level's published areas (ties share the lower rank) |
+| `rank_low`, `rank_high` | the 95% interval of `rank` (2.5th and 97.5th percentiles over a bootstrap of the children) |
 | `<column>_suppressed` | true where the figure is withheld (the value is then null) |
 
 Disclosure control (`ed_pipeline.privacy.disclosure`): counts of 1-4 are suppressed, every other count is
@@ -25,12 +26,20 @@ published elsewhere) and among the LSOAs of each ward (the ward row is their tot
 suppressed ward cell is suppressed too, so that LSOAs cannot add back up to it. `mean_risk` is withheld with
 `children`; the observed rate with `assessed_children` or when the number who did, or did not, reach GLD is
 suppressed (1-4, or secondarily). Rounded counts and rounded means and rates are all that is published.
+
+Uncertainty of the ranking: the children of each published area are resampled with replacement (a stratified
+bootstrap: each area keeps its number of children), `bootstrap` times with a fixed `seed`, and the published
+areas of the level are ranked on each draw as `rank` is (means to 3 decimals, ties share the lower rank).
+`rank_low`..`rank_high` holds the middle 95% of an area's ranks: areas whose intervals overlap cannot be told
+apart by these children. Only children of published areas take part (a withheld area's children neither enter
+another area's draws nor get an interval). The result depends on the children, not on their row order.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from ed_pipeline.privacy.disclosure import (
@@ -63,7 +72,12 @@ COMMUNITY_RISK_SCHEMA: dict[str, pl.DataType] = {
     "observed_not_gld_rate": pl.Float64(),
     "observed_not_gld_rate_suppressed": pl.Boolean(),
     "rank": pl.Int64(),
+    "rank_low": pl.Int64(),
+    "rank_high": pl.Int64(),
 }
+BOOTSTRAP_DRAWS = 1_000
+BOOTSTRAP_SEED = 20_180_601
+RANK_INTERVAL = (0.025, 0.975)
 REQUIRED = ("person_id", "ward", "lsoa", "risk", "band")
 
 
@@ -106,9 +120,51 @@ def _rank(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(rank=pl.col("mean_risk").rank(method="min", descending=True).cast(pl.Int64))
 
 
-def _finish(table: pl.DataFrame, level: str) -> pl.DataFrame:
+def _min_rank(means: np.ndarray) -> np.ndarray:
+    """Ranks of each row of `means` (draws x areas), 1 = highest, ties share the lower rank (as `_rank`)."""
+    return 1 + (means[:, None, :] > means[:, :, None]).sum(axis=2)
+
+
+def rank_intervals(scores: pl.DataFrame, by: str, areas: list[str], *, draws: int = BOOTSTRAP_DRAWS,
+                   seed: int = BOOTSTRAP_SEED) -> pl.DataFrame:
+    """`by`, rank_low, rank_high for the given (published) areas: a stratified bootstrap of their children's risks.
+
+    Each draw resamples every area's children with replacement (its size kept) and ranks the areas on their means
+    to 3 decimals, highest first; the interval is the 2.5th..97.5th percentile of each area's ranks. Children are
+    taken in (area, person_id, risk) order, so the result does not depend on the input's row order.
+    """
+    schema = {by: pl.String, "rank_low": pl.Int64, "rank_high": pl.Int64}
+    kids = (scores.filter(pl.col(by).is_in(areas)).select(by, "person_id", "risk")
+            .sort(by, "person_id", "risk"))
+    if not areas or kids.is_empty():
+        return pl.DataFrame(schema=schema)
+    names, area_of, size = np.unique(kids[by].to_numpy().astype(str), return_inverse=True, return_counts=True)
+    order = np.argsort(area_of, kind="stable")  # children grouped by area, in np.unique's order of areas
+    risk, area_of = kids["risk"].to_numpy().astype(float)[order], area_of[order]
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    n, n_areas = len(risk), len(names)
+    rng = np.random.default_rng(seed)
+    ranks = np.empty((draws, n_areas), dtype=np.int64)
+    chunk = max(1, 2_000_000 // n)  # draws per step: bounded memory at Essex scale
+    for first in range(0, draws, chunk):
+        k = min(chunk, draws - first)
+        pick = start[area_of] + (rng.random((k, n)) * size[area_of]).astype(np.int64)
+        cell = (np.arange(k)[:, None] * n_areas + area_of[None, :]).ravel()
+        sums = np.bincount(cell, weights=risk[pick].ravel(), minlength=k * n_areas).reshape(k, n_areas)
+        ranks[first:first + k] = _min_rank(np.round(sums / size, 3))
+    low, high = np.quantile(ranks, RANK_INTERVAL, axis=0, method="inverted_cdf")
+    return pl.DataFrame({by: names.tolist(), "rank_low": low.astype(np.int64), "rank_high": high.astype(np.int64)},
+                        schema=schema)
+
+
+def _finish(table: pl.DataFrame, level: str, scores: pl.DataFrame, by: str, draws: int, seed: int) -> pl.DataFrame:
     table = mask_derived(table, _DERIVED)
     table = _rank(table.with_columns(level=pl.lit(level)))
+    published = table.filter(pl.col("rank").is_not_null())["area"].to_list()
+    intervals = rank_intervals(scores, by, published, draws=draws, seed=seed).rename({by: "area"})
+    table = table.join(intervals, on="area", how="left").with_columns(
+        # the interval always holds the published rank (it does unless a tie sits on a percentile's edge)
+        rank_low=pl.min_horizontal("rank_low", "rank"), rank_high=pl.max_horizontal("rank_high", "rank"))
     return table.select(COMMUNITY_RISK_SCHEMA.keys()).cast(COMMUNITY_RISK_SCHEMA).sort(
         "rank", "area", nulls_last=True)
 
@@ -119,6 +175,8 @@ def community_risk(
     *,
     threshold: int = DEFAULT_THRESHOLD,
     rounding: int = DEFAULT_ROUNDING,
+    bootstrap: int = BOOTSTRAP_DRAWS,
+    seed: int = BOOTSTRAP_SEED,
 ) -> pl.DataFrame:
     """Risk by area, safe to publish (see the module docstring); wards first, then LSOAs, each by rank."""
     if level not in ("ward", "lsoa", "both"):
@@ -128,7 +186,7 @@ def community_risk(
 
     wards = _aggregate(scores, "ward").with_columns(area=pl.col("ward"))
     wards = suppress_counts(wards, counts, group_total_by=None, threshold=threshold, rounding=rounding)
-    out = {"ward": _finish(wards, "ward")} if level in ("ward", "both") else {}
+    out = {"ward": _finish(wards, "ward", scores, "ward", bootstrap, seed)} if level in ("ward", "both") else {}
 
     if level in ("lsoa", "both"):
         parent = (
@@ -149,5 +207,5 @@ def community_risk(
             lsoas, counts, group_total_by="ward", threshold=threshold, rounding=rounding,
             also_suppress={c: pl.col(f"_parent_{c}").fill_null(False) for c in counts},
         )
-        out["lsoa"] = _finish(lsoas, "lsoa")
+        out["lsoa"] = _finish(lsoas, "lsoa", scores, "lsoa", bootstrap, seed)
     return pl.concat(out.values()) if out else pl.DataFrame(schema=COMMUNITY_RISK_SCHEMA)

@@ -114,3 +114,27 @@ def test_late_records_future_events_and_late_corrections_change_nothing(built, t
     assert seen == {"LATE1", "LATE2", "LATE3", "FUT1", "FUT2"} and inc2_versions == 2
 
     assert features(planted) == features(built.warehouse)
+
+
+def areas(warehouse: Path) -> dict[str, tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return {p: (w, lsoa, school) for p, w, lsoa, school in conn.execute(
+            "select person_id, ward, lsoa, from_school_return from features.child_area").fetchall()}
+
+
+def test_child_area_is_where_the_child_lives_now_for_outputs(built, tmp_path):
+    """features.child_area attributes children to areas in published outputs: the EYFSP return's area, else the
+    child's latest record's, whenever it arrived. It is not a feature and not point in time by design; the
+    mart's ward stays the one known at the prediction date (see the test above)."""
+    got = areas(built.warehouse)
+    assert set(got) == set(features(built.warehouse))  # one row per child of the mart
+    assert got["C"] == ("Vange", "E01021300", False)  # INC1 (2017-10, Vange) is later than A1 (2016-09, Pitsea)
+    assert got["C2"] == ("Fryerns", "E01021250", True)  # the EYFSP return's, though no record preceded D
+    assert got["C3"] == ("Vange", "E01021300", True)
+
+    planted = tmp_path / "warehouse.duckdb"
+    write_warehouse(planted, base_records() + planted_records())
+    assert dbt_build(planted, tmp_path).returncode == 0
+    # FUT1 (2018-04, Crouch) is after C's prediction date: it moves where C is attributed now, not C's features
+    assert areas(planted)["C"] == ("Crouch", "E01021240", False)
+    assert features(planted)["C"]["ward"] == "Vange"

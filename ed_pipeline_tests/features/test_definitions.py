@@ -16,6 +16,7 @@ from ed_pipeline_tests.features.conftest import dbt_keys
 STAGING = {f"stg_{s.name}" for s in SOURCES} | {"stg_person_link", "stg_person", "stg_household_membership"}
 INTERMEDIATE = {"int_person_events", "int_data_window", "int_child_assessments", "int_child_prediction_dates",
                 "int_child_household_members", "int_child_events", "int_child_moves"}
+MARTS = {MART_KEY, dg.AssetKey(["features", "child_area"])}  # child_area: where children live, for outputs
 
 
 def test_dbt_models_are_assets_keyed_by_their_tables():
@@ -23,7 +24,7 @@ def test_dbt_models_are_assets_keyed_by_their_tables():
 
     keys = dbt_keys(defs)
     assert keys == ({dg.AssetKey(["staging", m]) for m in STAGING}
-                    | {dg.AssetKey(["intermediate", m]) for m in INTERMEDIATE} | {MART_KEY})
+                    | {dg.AssetKey(["intermediate", m]) for m in INTERMEDIATE} | MARTS)
     graph = defs.resolve_asset_graph()
     for key in keys:
         node = graph.get(key)

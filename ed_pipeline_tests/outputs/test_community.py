@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ed_pipeline.outputs import COMMUNITY_COUNT_COLUMNS, COMMUNITY_RISK_SCHEMA, community_risk, ward_ranking_chart
+from ed_pipeline.outputs.community import rank_intervals
 
 
 def children(ward: str, lsoa: str, n: int, risk: float, band: str, not_gld: list[bool | None] | None = None):
@@ -119,3 +123,91 @@ def test_latest_prediction_per_child_and_clear_errors(scores):
 def test_ward_ranking_chart(scores, tmp_path):
     path = ward_ranking_chart(community_risk(scores), tmp_path / "charts" / "wards.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+def test_constant_risks_give_exact_rank_intervals(scores):
+    """Every child of a hand-made area has the same risk, so every bootstrap draw ranks the areas alike."""
+    both = community_risk(scores)
+    ranked = both.filter(pl.col("rank").is_not_null())
+    assert (ranked["rank_low"] == ranked["rank"]).all() and (ranked["rank_high"] == ranked["rank"]).all()
+    withheld = both.filter(pl.col("rank").is_null())
+    assert withheld["rank_low"].is_null().all() and withheld["rank_high"].is_null().all()
+
+
+def noisy_wards(seed: int = 3) -> pl.DataFrame:
+    """Six wards of 60 children: A well above the rest, B and C indistinguishable, F well below."""
+    rng = np.random.default_rng(seed)
+    means = {"A": 0.45, "B": 0.30, "C": 0.30, "D": 0.25, "E": 0.24, "F": 0.10}
+    rows = [{"person_id": f"{w}{i}", "ward": w, "lsoa": f"{w}-L{i % 3}", "band": "medium",
+             "risk": float(np.clip(m + rng.normal(0, 0.15), 0.01, 0.99)), "not_gld": None}
+            for w, m in means.items() for i in range(60)]
+    return pl.DataFrame(rows)
+
+
+def test_rank_intervals_show_which_ranks_are_within_noise():
+    wards = community_risk(noisy_wards(), "ward")
+    got = {r["area"]: (r["rank"], r["rank_low"], r["rank_high"]) for r in wards.iter_rows(named=True)}
+    assert got["A"] == (1, 1, 1) and got["F"] == (6, 6, 6)  # far from the rest: certain
+    b, c = got["B"], got["C"]
+    assert b[1] <= 2 and c[1] <= 2 and b[2] >= 3 and c[2] >= 3  # B and C may swap: both intervals hold 2 and 3
+    for rank, low, high in got.values():
+        assert 1 <= low <= rank <= high <= 6
+
+
+def test_rank_intervals_are_seeded_and_ignore_row_order():
+    frame = noisy_wards()
+    first = community_risk(frame)
+    assert first.equals(community_risk(frame.sample(fraction=1.0, shuffle=True, seed=7)))
+    assert first.equals(community_risk(frame))
+    other = community_risk(frame, seed=1)
+    assert other.drop("rank_low", "rank_high").equals(first.drop("rank_low", "rank_high"))
+
+
+def test_withheld_areas_take_no_part_in_the_intervals():
+    frame = noisy_wards()
+    tiny = pl.DataFrame([{"person_id": f"T{i}", "ward": "T", "lsoa": "T-L0", "band": "high", "risk": r,
+                          "not_gld": None} for i, r in enumerate((0.31, 0.29))])
+    other = tiny.with_columns(risk=pl.lit(0.99))
+    with_tiny = community_risk(pl.concat([frame, tiny]), "ward")
+    assert with_tiny.filter(pl.col("area") == "T")["rank_low"].is_null().all()  # 2 children: withheld
+    # what the withheld ward's children look like changes nothing that is published
+    assert with_tiny.equals(community_risk(pl.concat([frame, other]), "ward"))
+    assert rank_intervals(frame, "ward", []).is_empty()
+
+
+@st.composite
+def random_scores(draw) -> pl.DataFrame:
+    n_wards = draw(st.integers(1, 6))
+    rows = []
+    for w in range(n_wards):
+        for lsoa in range(draw(st.integers(1, 3))):
+            n = draw(st.integers(0, 14))
+            risks = draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n))
+            outcomes = draw(st.lists(st.sampled_from([True, False, None]), min_size=n, max_size=n))
+            rows += [{"person_id": f"W{w}L{lsoa}-{i}", "ward": f"W{w}", "lsoa": f"W{w}L{lsoa}", "risk": r,
+                      "band": "high" if r > 0.6 else "low", "not_gld": o}
+                     for i, (r, o) in enumerate(zip(risks, outcomes, strict=True))]
+    schema = {"person_id": pl.String, "ward": pl.String, "lsoa": pl.String, "risk": pl.Float64,
+              "band": pl.String, "not_gld": pl.Boolean}
+    return pl.DataFrame(rows, schema=schema)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_scores())
+def test_property_suppression_holds_and_intervals_hold_their_rank(frame):
+    table = community_risk(frame, bootstrap=200)
+    for column in COMMUNITY_COUNT_COLUMNS:
+        shown = table[column].drop_nulls()
+        assert shown.is_between(1, 4).sum() == 0 and (shown % 5 == 0).all()
+        assert table.filter(pl.col(column).is_null() != pl.col(f"{column}_suppressed")).is_empty()
+    wards = table.filter(pl.col("level") == "ward")
+    hidden = wards.filter(pl.col("children_suppressed"))
+    assert hidden.height != 1 or wards.height == 1  # secondary suppression among the wards
+    assert hidden["mean_risk"].is_null().all() and hidden["rank"].is_null().all()
+    assert (table["rank"].is_null() == table["rank_low"].is_null()).all()
+    assert (table["rank"].is_null() == table["rank_high"].is_null()).all()
+    ranked = table.filter(pl.col("rank").is_not_null())
+    per_level = ranked.group_by("level").len()
+    ranked = ranked.join(per_level, on="level")
+    assert ((ranked["rank_low"] <= ranked["rank"]) & (ranked["rank"] <= ranked["rank_high"])
+            & (ranked["rank_low"] >= 1) & (ranked["rank_high"] <= ranked["len"])).all()
