@@ -50,23 +50,27 @@ def linked_key(table: str) -> dg.AssetKey:
 
 
 def read_tokens(conn: duckdb.DuckDBPyConnection, spec: TokenColumns) -> pl.DataFrame:
-    """The latest version of every pseudonymised record (a correction replaces what it corrects)."""
+    """The latest version of every pseudonymised record (a correction replaces what it corrects), in (source,
+    record_id) order: only the columns the spec names, read table by table and de-duplicated in polars (a window
+    over the union of every table in DuckDB held 4.6 GiB for a 0.8 GiB frame at 1.5M residents; this, 3.3 GiB)."""
     tables = [s.name for s in SOURCES if conn.execute(
         "select count(*) from information_schema.tables where table_schema='pseudonymised' and table_name=?",
         [s.name]).fetchone()[0]]
     if not tables:
         raise RuntimeError("no pseudonymised tables in the warehouse: materialise the pseudonymised layer first")
     wanted = {c for c in spec.mapping().values() if c}
-    selects = []
+    frames = []
     for table in tables:
         have = {c for (c,) in conn.execute(
             "select column_name from information_schema.columns where table_schema='pseudonymised' and table_name=?",
             [table]).fetchall()}
-        selects.append(f"select {', '.join(sorted(wanted & have))} from pseudonymised.{table}")
-    union = " union all by name ".join(selects)
-    return conn.execute(
-        f"select * from ({union}) qualify row_number() over "
-        "(partition by source, record_id order by extract_month desc) = 1 order by source, record_id").pl()
+        frames.append(conn.execute(f"select {', '.join(sorted(wanted & have))} from pseudonymised.{table}").pl())
+    tokens = pl.concat(frames, how="diagonal_relaxed")  # union by name
+    del frames
+    # (source, record_id) is a key of each month's table: the latest month's row is the one version to keep
+    return (tokens.sort("extract_month", descending=True, maintain_order=True)
+            .unique(["source", "record_id"], keep="first", maintain_order=True)
+            .sort("source", "record_id"))
 
 
 def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:

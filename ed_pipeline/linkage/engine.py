@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from typing import Any
 
 import duckdb
@@ -33,13 +34,30 @@ def threads() -> int:
     return int(os.environ.get("ED_LINKAGE_THREADS") or os.cpu_count() or 1)
 
 
-def connect(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+# DuckDB's own default is 80% of the machine's memory, which Splink's prediction of a county's records fills
+# before anything spills (7 GiB at 1.5M residents). Past this limit the session spills to its temp directory;
+# the results are the same, a little slower (docs/performance.md).
+DEFAULT_MEMORY_LIMIT = "2GB"
+
+
+def configured_memory_limit() -> str:
+    """The linkage session's DuckDB memory limit: ED_LINKAGE_MEMORY_LIMIT (DuckDB's units, e.g. '4GB'), else
+    DEFAULT_MEMORY_LIMIT."""
+    return os.environ.get("ED_LINKAGE_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+
+
+def connect(memory_limit: str | None = None, temp_directory: str | os.PathLike | None = None
+            ) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for one linkage session: every core (or ED_LINKAGE_THREADS), a memory limit, and a
+    temp directory to spill to beyond it (DuckDB's default for an in-memory database is `.tmp` in the working
+    directory)."""
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {threads()}")
     con.execute("SET preserve_insertion_order = false")
-    limit = memory_limit or os.environ.get("ED_LINKAGE_MEMORY_LIMIT")
-    if limit:
-        con.execute(f"SET memory_limit = '{limit}'")
+    limit = memory_limit or configured_memory_limit()
+    con.execute("SET memory_limit = ?", [limit])
+    if temp_directory is not None:
+        con.execute("SET temp_directory = ?", [str(temp_directory)])
     return con
 
 
@@ -141,7 +159,10 @@ class Session:
     """One DuckDB connection with Splink's API over it, and the tables loaded into it."""
 
     def __init__(self, memory_limit: str | None = None):
-        self.con = connect(memory_limit)
+        # spill files go to a directory of the session's own (under ED_LINKAGE_TEMP_DIR, else the system's),
+        # removed when it closes
+        self._spill = tempfile.TemporaryDirectory(prefix="ed_linkage_", dir=os.environ.get("ED_LINKAGE_TEMP_DIR"))
+        self.con = connect(memory_limit, self._spill.name)
         self.db_api = DuckDBAPI(self.con)
         self._n = 0
 
@@ -168,6 +189,7 @@ class Session:
 
     def close(self) -> None:
         self.con.close()
+        self._spill.cleanup()
 
     def __enter__(self) -> Session:
         return self
