@@ -49,7 +49,7 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
         ax.set_xlabel("mean predicted risk of not reaching a Good Level of Development")
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlim(0, max(values + [0.01]) * 1.2)
-        ax.set_title(title or "Wards ranked by mean predicted risk (95% rank interval in brackets)")
+        ax.set_title(title or "Wards by mean predicted risk (rank, 95% interval)", fontsize=11)
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
