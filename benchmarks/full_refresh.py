@@ -24,7 +24,9 @@ instance (`instance.get_run_step_stats`), and each step gets: its wall time (Dag
 spent in its window, the peak resident memory of the tree in its window, and the rise of that peak over the
 memory held when the step began (what the step itself added: a long-lived process keeps memory it freed).
 "outside steps" is each run's time not inside a step (run start and end, plan, resource set-up, event
-writes); "start-up" is the child's imports and definitions (dbt manifest) before its first run. The totals
+writes); "start-up" is the child's imports before it starts refreshing (the full refresh then loads the
+definitions, dbt manifest included, in each stage's own process: inside "before the run" of the stage's first
+run; the incremental child loads them here). The totals
 are exact: wall time of the child, CPU time and peak RSS of its process from `wait4` (the kernel's ru_maxrss
 of the largest single process), beside the sampled peak of the whole tree. A step shorter than the interval
 may miss its memory peak in the sampled figures; the exact process peak bounds them all.
@@ -230,7 +232,7 @@ def stage_rows(measured: dict) -> list[dict]:
     rows = []
     runs = sorted(report["runs"], key=lambda r: r["start"])
     ready = report.get("ready", runs[0]["start"] if runs else measured["ended"])
-    rows.append({"group": "process", "stage": "start-up (imports, definitions, dbt manifest)",
+    rows.append({"group": "process", "stage": "start-up (imports)",
                  "wall_s": round(ready - measured["started"], 2), **window(samples, measured["started"], ready)})
     previous_end = ready
     for run in runs:
@@ -367,7 +369,7 @@ def _run_record(instance, run_id: str, label: str, job: str) -> dict:
 def child_full(report: Path) -> None:
     import dagster as dg
 
-    import ed_pipeline.definitions  # noqa: F401 (imported here so that start-up is measured apart)
+    # not ed_pipeline.definitions: refresh() loads them in each stage's own process, as `ed-pipeline refresh` does
     from ed_pipeline.refresh import refresh
     from ed_pipeline.settings import Settings
 

@@ -1,7 +1,9 @@
 """`ed-pipeline refresh`: materialise every asset for every landed month, in process, with progress.
 
 Runs the same Definitions as the Dagster UI, recorded in the same Dagster
-instance, so every refresh shows up in the UI's run history. Each source is its
+instance, so every refresh shows up in the UI's run history. Ingest and analysis
+each run in a fresh child process that dies with this one (resilience.run_in_child),
+so the memory one keeps is not held through the other. Each source is its
 own run over the whole month range (one run per asset, as a single-run
 backfill), so a broken extract stops only that source; its other months are then
 run again without the unreadable ones, so they still go through. A full disk
@@ -18,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from ed_pipeline.resilience import DiskFullError, RefreshBusyError, disk_full_message, refresh_lock
+from ed_pipeline.resilience import DiskFullError, RefreshBusyError, disk_full_message, refresh_lock, run_in_child
 from ed_pipeline.settings import Settings, month_range
 from ed_pipeline.sources import SOURCES, Source
 
@@ -111,18 +113,30 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None) 
     outcomes = []
     with dg.DagsterInstance.get() as instance:  # opened first: a full disk is found before the slow imports
         _fail_orphaned_runs(instance)
+    # Each stage in a fresh process (recorded in the same instance: DAGSTER_HOME is inherited), so that what
+    # ingest's polars and DuckDB keep of the memory they freed is not held through linkage; the child dies with
+    # this process, and this process holds the refresh lock throughout.
+    for stage in STAGES if only is None else (only,):
+        outcomes += run_in_child(stage, _run_stage, settings, months, stage, progress=progress)
+    return RefreshResult(months, outcomes, time.perf_counter() - started)
+
+
+def _run_stage(settings: Settings, months: list[str], stage: str, progress=None) -> list[SourceOutcome]:
+    """One stage of the refresh ('ingest': a run per source; 'analyse': the whole-history job), in this process."""
+    outcomes = []
+    with dg.DagsterInstance.get() as instance:
         from ed_pipeline.definitions import defs
 
-        if only in (None, "ingest"):
+        if stage == "ingest":
             for source in SOURCES:
                 # from the source's first landed month to its last (every month when it has none: its tables
                 # must still exist, empty); Dagster records every partition of a run, so months cost time
                 own = settings.landed_months(source.name) or months
                 outcomes.append(_ingest_source(instance, defs, settings, source, month_range(own[0], own[-1]),
                                                progress))
-        if only in (None, "analyse"):
+        else:
             outcomes.append(_run_whole_history(instance, defs, settings, "analyse", progress))
-    return RefreshResult(months, outcomes, time.perf_counter() - started)
+    return outcomes
 
 
 def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:

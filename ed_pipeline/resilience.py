@@ -6,20 +6,28 @@ What each fault does to the pipeline and how to recover: docs/resilience.md. Thi
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
+import multiprocessing
 import os
+import pickle
 import re
 import shutil
 import signal
-from collections.abc import Iterator
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 # Test hook, the only one: `ED_PIPELINE_FAULT_AT=<point>` makes the process SIGKILL itself at that point, as a
 # power cut or the OOM killer would. Points: `commit:<schema>.<table>` (an IO manager's write of that table,
 # rows inserted, transaction not yet committed). Unset in real use; it changes nothing else.
 FAULT_ENV = "ED_PIPELINE_FAULT_AT"
+PARENT_ENV = "ED_PIPELINE_PARENT_PID"  # set in a `run_in_child` process: the pid it dies with
 LOCK_FILE = "refresh.lock"
 NEARLY_FULL = 1 << 20  # bytes free below which an unexplained I/O error is taken for a full disk
 
@@ -35,8 +43,13 @@ _QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
 
 
 def fault_point(name: str) -> None:
-    """SIGKILL this process here when ED_PIPELINE_FAULT_AT names this point (tests of recovery only)."""
+    """SIGKILL the refresh here when ED_PIPELINE_FAULT_AT names this point (tests of recovery only): the process
+    that started this one with `run_in_child` (the `ed-pipeline refresh` process; this one dies with it), and this
+    process."""
     if os.environ.get(FAULT_ENV) == name:
+        parent = os.environ.get(PARENT_ENV)
+        if parent:
+            os.kill(int(parent), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -131,3 +144,91 @@ def _chain(error: object) -> Iterator[BaseException | str]:
         else:  # Dagster's SerializableErrorInfo: message, cause, context
             yield str(getattr(item, "message", ""))
             todo += [getattr(item, "cause", None), getattr(item, "context", None)]
+
+
+# --- work in a child process that dies with its parent ---------------------------------------------------
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class ChildProcessDied(RuntimeError):
+    """A `run_in_child` process ended without a result (killed, or out of memory)."""
+
+
+def run_in_child(name: str, function: Callable[..., Any], *args: Any,
+                 progress: Callable[..., None] | None = None) -> Any:
+    """`function(*args, progress=...)` in a fresh Python process (spawned: nothing of this one's memory is shared
+    or kept), returning its result or raising its exception here. `progress(*event)` calls in the child are
+    relayed to `progress` here, in order. The child dies with this process: SIGKILLed by the kernel the moment
+    this process (the thread that started it) ends, however it ends (PR_SET_PDEATHSIG; elsewhere than Linux, it
+    polls its parent). `function` must be importable (a module-level function) and its arguments picklable.
+
+    The refresh runs each stage this way, so that the memory one stage's libraries keep after it (polars and
+    DuckDB do not return what they freed) is not held through the next (docs/performance.md)."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(send, os.getpid(), function, args, progress is not None),
+                            name=f"ed-pipeline {name}", daemon=True)
+    child.start()
+    send.close()
+    try:
+        while True:
+            try:
+                kind, payload = receive.recv()
+            except EOFError:
+                child.join()
+                raise ChildProcessDied(f"the {name} process ended (exit code {child.exitcode}) before it "
+                                       "finished") from None
+            if kind == "progress" and progress is not None:
+                progress(*payload)
+            elif kind == "result":
+                return payload
+            elif kind == "error":
+                raise payload
+    finally:
+        receive.close()
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent ends (Linux), else poll for it; exit at once if the
+    parent has already gone."""
+    os.environ[PARENT_ENV] = str(parent_pid)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                threading.Event().wait(0.5)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    if os.getppid() != parent_pid:  # it ended before the line above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _child_main(send, parent_pid: int, function: Callable[..., Any], args: tuple, relay: bool) -> None:
+    die_with_parent(parent_pid)
+    try:
+        kwargs = {"progress": lambda *event: send.send(("progress", event))} if relay else {}
+        message = ("result", function(*args, **kwargs))
+    except BaseException as exc:  # noqa: BLE001 (every failure goes back to the parent, to be raised there)
+        message = ("error", _portable(exc))
+    send.send(message)
+    send.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception, with the child's traceback as a note, when it survives pickling; else a RuntimeError
+    carrying its traceback as text (what disk_full_message and the user read)."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        exc.add_note(f"in the child process:\n{text}")
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001
+        return RuntimeError(text)

@@ -1,0 +1,105 @@
+"""`resilience.run_in_child`, on which the refresh runs each stage: results, progress and errors come back, and the
+child never outlives the process that started it (a SIGKILLed refresh leaves nothing running or writing)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ed_pipeline.resilience import FAULT_ENV, ChildProcessDied, DiskFullError, fault_point, run_in_child
+
+
+def _work(n: int, progress) -> tuple[int, int]:
+    for i in range(n):
+        progress("step", i)
+    return os.getpid(), 2 * n
+
+
+def _fail() -> None:
+    raise DiskFullError("disk full while writing /d/warehouse.duckdb: free space")
+
+
+def _vanish() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+
+
+def _sleep_forever(pid_file: str) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    while True:
+        time.sleep(0.1)
+
+
+def _reach_fault_point(pid_file: str) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    fault_point("test:point")
+    time.sleep(30)  # not reached: the fault point kills the parent, and this process with it
+
+
+def test_a_child_returns_its_result_relays_progress_and_raises_its_errors():
+    events = []
+    pid, doubled = run_in_child("work", _work, 3, progress=lambda *e: events.append(e))
+    assert pid != os.getpid() and doubled == 6
+    assert events == [("step", 0), ("step", 1), ("step", 2)]
+    with pytest.raises(DiskFullError, match="disk full while writing /d/warehouse.duckdb"):
+        run_in_child("fail", _fail)
+    with pytest.raises(ChildProcessDied, match=f"the vanish process ended \\(exit code -{signal.SIGKILL}\\)"):
+        run_in_child("vanish", _vanish)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has ended (its reaper may be slow)
+    except FileNotFoundError:
+        return True
+
+
+def _assert_ends(child: int, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while not _gone(child):
+        assert time.monotonic() < deadline, f"the child {child} outlived its SIGKILLed parent"
+        time.sleep(0.05)
+
+
+def _parent(target: str, pid_file: Path, **env: str) -> subprocess.Popen:
+    code = (f"from ed_pipeline.resilience import run_in_child\n"
+            f"from ed_pipeline_tests.faults.test_child_process import {target}\n"
+            f"run_in_child('child', {target}, {str(pid_file)!r})\n")
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **env},
+                            cwd=Path(__file__).resolve().parents[2])
+
+
+def _child_pid(pid_file: Path, parent: subprocess.Popen) -> int:
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() or not pid_file.read_text():
+        assert parent.poll() is None, f"the parent ended (rc {parent.returncode}) before its child started"
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.1)
+    return int(pid_file.read_text())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_child_dies_with_its_parent(tmp_path: Path):
+    pid_file = tmp_path / "child.pid"
+    parent = _parent("_sleep_forever", pid_file)
+    child = _child_pid(pid_file, parent)
+    assert not _gone(child)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=60)
+    _assert_ends(child)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_fault_point_in_a_child_kills_the_refresh_itself(tmp_path: Path):
+    """ED_PIPELINE_FAULT_AT in a stage's process SIGKILLs the process that started it (`ed-pipeline refresh`)."""
+    pid_file = tmp_path / "child.pid"
+    parent = _parent("_reach_fault_point", pid_file, **{FAULT_ENV: "test:point"})
+    parent.wait(timeout=120)
+    assert parent.returncode == -signal.SIGKILL
+    _assert_ends(_child_pid(pid_file, parent))
