@@ -54,7 +54,8 @@ GOALS = {"full_refresh_max_s": 600.0, "peak_memory_max_bytes": 8 * 10**9, "incre
 # Everything a refresh writes under ED_DATA_DIR: removed before each measured run (landing/, truth/ and
 # reference/ are the synthetic world and stay).
 PIPELINE_STATE = ("agency_zone.duckdb", "agency_zone.duckdb.wal", "warehouse.duckdb", "warehouse.duckdb.wal",
-                  "ops.duckdb", "ops.duckdb.wal", "dagster", "mlflow", "linkage", "models", "outputs", "gx_docs")
+                  "ops.duckdb", "ops.duckdb.wal", "dagster", "mlflow", "linkage", "models", "outputs", "gx_docs",
+                  "audit")
 ENV_OVERRIDES = ("ED_AGENCY_ZONE_DB", "ED_WAREHOUSE_DB", "ED_POSTCODE_DIRECTORY", "MLFLOW_TRACKING_URI")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")

@@ -63,6 +63,11 @@ class Settings:
         return self.data_dir / "ops.duckdb"
 
     @property
+    def audit_state_path(self) -> Path:
+        """What the last passing privacy audit scanned (fingerprints only), for the next one to scan what is new."""
+        return self.data_dir / "audit" / "privacy_audit_state.json"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME", self.data_dir / "dagster"))
 

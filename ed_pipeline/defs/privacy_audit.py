@@ -5,50 +5,84 @@ check, run on the last output, scans every table of warehouse.duckdb, everything
 Dagster recorded (event metadata, check results, log messages of recent runs),
 and MLflow's params, tags and artifacts, against every identifier held in the
 agency zone's validated tables.
-"""
 
-from pathlib import Path
+Incrementally (`ed_pipeline.privacy.audit_state`): what is new or changed since the last passing audit is
+scanned against every identifier, what that audit scanned against the identifiers that are new since; a full
+rescan when there is no usable state, or when asked (`full_rescan: true` in the check's run config).
+"""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from mlflow.tracking import MlflowClient
 
 from ed_pipeline.defs.outputs import COMMUNITY_RISK_KEY
-from ed_pipeline.privacy import identifiers_from_duckdb, scan_duckdb, scan_files, scan_texts
+from ed_pipeline.privacy.audit import (
+    DEFAULT_MAX_AGE_DAYS,
+    MODEL_ENVIRONMENT_FILES,
+    Parts,
+    is_model_environment_file,
+    run_audit,
+    sha256_text,
+)
 from ed_pipeline.settings import Settings
 
 RECENT_RUNS = 100
-# Files MLflow writes beside every logged model (MLmodel) to rebuild its Python environment: package names and
-# versions from the environment, never data, and a package's name can coincide with somebody's ("java", "rich").
-MODEL_ENVIRONMENT_FILES = frozenset({"conda.yaml", "python_env.yaml", "requirements.txt", "pyproject.toml", "uv.lock"})
+Texts = dict[str, list[tuple[str, str]]]  # unit -> (location, text)
+__all__ = ["MODEL_ENVIRONMENT_FILES", "is_model_environment_file", "no_identifiers_anywhere"]
 
 
-def is_model_environment_file(path: Path) -> bool:
-    return path.name in MODEL_ENVIRONMENT_FILES and (path.parent / "MLmodel").is_file()
+class PrivacyAuditConfig(dg.Config):
+    full_rescan: bool = False  # scan everything against every identifier, whatever the last audit scanned
+    max_state_age_days: float = DEFAULT_MAX_AGE_DAYS  # an older audit state is not trusted: full rescan
 
 
-def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS) -> list[tuple[str, str]]:
-    """(location, text) for every event of the most recent runs: metadata, check results, log messages."""
+def _entry_text(entry) -> str:
+    event = entry.dagster_event
+    payload = repr(event.event_specific_data) if event is not None else ""
+    return f"{entry.user_message}\n{payload}"
+
+
+def dagster_runs(instance: dg.DagsterInstance, runs: int = RECENT_RUNS) -> Parts:
+    """A fingerprint of each of the most recent runs: the storage id of its last event (a run gains events,
+    never changes them)."""
+    out: Parts = {}
+    for run in instance.get_runs(limit=runs):
+        last = instance.get_records_for_run(run.run_id, limit=1, ascending=False).records
+        out[f"dagster run {run.run_id}"] = {"*": str(last[0].storage_id if last else 0)}
+    return out
+
+
+def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
+                  ) -> list[tuple[str, str]]:
+    """(location, text) for every event of the most recent runs (or of the runs `only` names by unit):
+    metadata, check results, log messages."""
     texts = []
     for run in instance.get_runs(limit=runs):
+        if only is not None and f"dagster run {run.run_id}" not in only:
+            continue
         for entry in instance.all_logs(run.run_id):
-            event = entry.dagster_event
-            payload = repr(event.event_specific_data) if event is not None else ""
-            texts.append((f"dagster run {run.run_id[:8]} {entry.step_key or ''}", f"{entry.user_message}\n{payload}"))
+            texts.append((f"dagster run {run.run_id[:8]} {entry.step_key or ''}", _entry_text(entry)))
     return texts
+
+
+def mlflow_units(tracking_uri: str) -> Texts:
+    """(location, text) of the params and tags of every MLflow run and registered model version, by unit."""
+    client = MlflowClient(tracking_uri)
+    units: Texts = {}
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=1000):
+            texts = [(f"mlflow run {run.info.run_id[:8]} param {k}", v) for k, v in sorted(run.data.params.items())]
+            texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in sorted(run.data.tags.items())]
+            units[f"mlflow run {run.info.run_id}"] = texts
+    for version in client.search_model_versions():
+        units[f"mlflow model {version.name} v{version.version}"] = [
+            (f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in sorted(version.tags.items())]
+    return units
 
 
 def mlflow_texts(tracking_uri: str) -> list[tuple[str, str]]:
     """(location, text) for the params and tags of every MLflow run and registered model version."""
-    client = MlflowClient(tracking_uri)
-    texts = []
-    for experiment in client.search_experiments():
-        for run in client.search_runs([experiment.experiment_id], max_results=1000):
-            texts += [(f"mlflow run {run.info.run_id[:8]} param {k}", v) for k, v in run.data.params.items()]
-            texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in run.data.tags.items()]
-    for version in client.search_model_versions():
-        texts += [(f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in version.tags.items()]
-    return texts
+    return [text for texts in mlflow_units(tracking_uri).values() for text in texts]
 
 
 @dg.asset_check(
@@ -57,27 +91,36 @@ def mlflow_texts(tracking_uri: str) -> list[tuple[str, str]]:
     blocking=True,
     description="No name, date of birth, NHS number, UPN, postcode, address or UPRN of the agency zone appears "
     "in any table of warehouse.duckdb, in Dagster's event metadata and logs, or in MLflow's params, tags and "
-    "artifacts.",
+    "artifacts. Incremental: new or changed content against every identifier, content already audited "
+    "against the identifiers new since.",
 )
-def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource,
-                            agency_zone: DuckDBResource) -> dg.AssetCheckResult:
-    with agency_zone.get_connection() as conn:
-        identifiers = identifiers_from_duckdb(conn)
-    with warehouse.get_connection() as conn:
-        leaks = scan_duckdb(conn, identifiers)
-    texts = dagster_texts(context.instance)
+def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: PrivacyAuditConfig,
+                            warehouse: DuckDBResource, agency_zone: DuckDBResource) -> dg.AssetCheckResult:
     settings = Settings.from_env()
-    tracked = mlflow_texts(settings.mlflow_tracking_uri)
-    leaks += scan_texts(texts + tracked, identifiers)
-    artifacts = [p for p in settings.mlflow_artifact_root.rglob("*") if p.is_file()
-                 and not is_model_environment_file(p)]
-    leaks += scan_files(artifacts, identifiers)
+    runs = dagster_runs(context.instance)  # fingerprints first: an event written after them is scanned next time
+    mlflow = mlflow_units(settings.mlflow_tracking_uri)
+    units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
+    read: dict[str, int] = {"dagster_events": 0}
+
+    def read_texts(wanted: set[str]) -> list[tuple[str, str]]:
+        texts = dagster_texts(context.instance, only={u for u in wanted if u in runs})
+        read["dagster_events"] += len(texts)
+        return texts + [t for u in sorted(wanted) if u in mlflow for t in mlflow[u]]
+
+    with agency_zone.get_connection() as agency, warehouse.get_connection() as conn:
+        result = run_audit(agency, conn, settings.audit_state_path, text_units=units, read_texts=read_texts,
+                           artifact_root=settings.mlflow_artifact_root, full=config.full_rescan,
+                           max_age_days=config.max_state_age_days, run_id=context.run.run_id)
     return dg.AssetCheckResult(
-        passed=not leaks,
+        passed=result.passed,
         metadata={
-            "dagster_events_scanned": len(texts),
-            "mlflow_texts_scanned": len(tracked),
-            "mlflow_artifacts_scanned": len(artifacts),
-            "leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in leaks) or "none"),
+            "mode": result.mode,
+            "identifiers": result.identifiers,
+            "identifiers_new_since_last_audit": result.new_identifiers,
+            **{f"{kind}_parts_scanned": f"{fresh} against all identifiers, {kept} against the new ones"
+               for kind, (fresh, kept) in result.scanned.items()},
+            "dagster_events_scanned": read["dagster_events"],
+            "mlflow_texts": sum(len(v) for v in mlflow.values()),
+            "leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in result.leaks) or "none"),
         },
     )

@@ -46,7 +46,8 @@ import contextlib
 import csv
 import io
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,18 @@ class IdentifierSet:
         return toks.select(tok=pl.col("t").list.first(), n=pl.col("t").list.len().cast(pl.Int64)).unique()
 
     @property
+    def key_tokens(self) -> pl.DataFrame:
+        """(tok): one token of every phrase other than a date of birth, the one least likely elsewhere (a word
+        that is not a common one, then the longest): a cell without any of them holds none of those phrases."""
+        toks = pl.col("phrase").str.split(" ")
+        rare = toks.list.eval(pl.element().filter(~pl.element().is_in(list(STOPWORDS))
+                                                  & pl.element().str.contains("[a-z]")))
+        pool = pl.when(rare.list.len() > 0).then(rare).otherwise(toks)  # else the longest ("10 church road")
+        longest = pool.list.eval(pl.element().sort_by(pl.element().str.len_chars(), descending=True,
+                                                      maintain_order=True).first()).list.first()
+        return self.phrases.filter(pl.col("kind") != "date_of_birth").select(tok=longest).unique()
+
+    @property
     def max_single_token_chars(self) -> int:
         single = self.phrases.filter(~pl.col("phrase").str.contains(" ", literal=True))
         return int(single["phrase"].str.len_chars().max() or 0)
@@ -267,6 +280,11 @@ def _record_phrases(records: pl.DataFrame) -> pl.DataFrame:
 def identifiers_from_records(records: pl.DataFrame) -> IdentifierSet:
     """The identifier set of validated canonical records (names, dates of birth, NHS numbers, UPNs, postcodes,
     UPRNs, addresses)."""
+    return _identifiers(records)[0]
+
+
+def _identifiers(records: pl.DataFrame) -> tuple[IdentifierSet, pl.DataFrame]:
+    """The identifier set, and the (pid, phrase, kind) of every record it was made from."""
     n = records.height
     dob = (nz.parse_date(pl.col("date_of_birth"), records.schema["date_of_birth"])
            if "date_of_birth" in records.columns else pl.lit(None, dtype=pl.Date))
@@ -287,13 +305,46 @@ def identifiers_from_records(records: pl.DataFrame) -> IdentifierSet:
     ])
     person_phrases = record_phrases.group_by("pid").agg(pl.col("phrase"))
     people = people.join(person_phrases, on="pid", how="left")
-    return IdentifierSet(phrases=phrases, people=people)
+    return IdentifierSet(phrases=phrases, people=people), record_phrases
+
+
+def identifier_sets(records: pl.DataFrame, new: pl.Series) -> tuple[IdentifierSet, IdentifierSet]:
+    """The identifier set of all `records`, and the part of it that is new: the phrases of the records where
+    `new` is true that no other record yields, and every date of birth of those records (so that a date of
+    birth beside a new name is reported as such). What has been scanned against the identifiers of the other
+    records needs scanning against the new part only."""
+    if new.len() != records.height:
+        raise ValueError("`new` must have one value per record")
+    everything, phrases = _identifiers(records)
+    fresh = new.fill_null(True).cast(pl.Boolean)
+    if fresh.all():
+        return everything, everything
+    if not fresh.any():
+        return everything, identifiers_from_records(records.head(0))
+    is_new = pl.DataFrame({"pid": pl.int_range(records.height, dtype=pl.UInt32, eager=True), "new": fresh})
+    phrases = phrases.join(is_new, on="pid")
+    old_phrases = phrases.filter(~pl.col("new")).select("phrase").unique()
+    new_phrases = (phrases.filter(pl.col("new")).select("phrase", "kind").unique()
+                   .join(old_phrases, on="phrase", how="anti"))
+    people = everything.people.join(is_new, on="pid").filter("new").drop("new")
+    new_dobs = people.select("dob").drop_nulls().unique()
+    dob_phrases = everything.phrases.filter(pl.col("kind") == "date_of_birth").join(new_dobs, on="dob", how="semi")
+    return everything, IdentifierSet(
+        phrases=pl.concat([new_phrases.with_columns(dob=pl.lit(None, dtype=pl.Date)), dob_phrases]), people=people)
 
 
 def identifiers_from_duckdb(conn: duckdb.DuckDBPyConnection, schema: str = "validated") -> IdentifierSet:
     """The identifier set of every table in `schema` of an agency-zone connection."""
-    wanted = ("source", "record_id", "given_name", "family_name", "date_of_birth", "nhs_number", "address",
-              "postcode", "uprn", "upn")
+    return identifiers_from_records(identifier_records(conn, schema))
+
+
+IDENTIFIER_COLUMNS = ("source", "record_id", "given_name", "family_name", "date_of_birth", "nhs_number", "address",
+                      "postcode", "uprn", "upn")
+
+
+def identifier_records(conn: duckdb.DuckDBPyConnection, schema: str = "validated") -> pl.DataFrame:
+    """The identifier columns of every table in `schema` (an agency-zone connection), one frame, with the table
+    each row came from (`__table`) and its `extract_month` where the table has one (else null)."""
     tables = conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name", [schema]
     ).fetchall()
@@ -302,18 +353,21 @@ def identifiers_from_duckdb(conn: duckdb.DuckDBPyConnection, schema: str = "vali
         cols = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
             [schema, table]).fetchall()}
-        select = ", ".join(f'"{c}"' for c in wanted if c in cols)
+        select = ", ".join(f'"{c}"' for c in IDENTIFIER_COLUMNS if c in cols)
         if not select:
             continue
-        df = conn.sql(f'SELECT {select} FROM "{schema}"."{table}"').pl()
+        month = "CAST(extract_month AS VARCHAR)" if "extract_month" in cols else "CAST(NULL AS VARCHAR)"
+        df = conn.sql(f'SELECT {select}, {month} AS extract_month FROM "{schema}"."{table}"').pl()
         if "source" not in df.columns:
             df = df.with_columns(source=pl.lit(table))
         if "date_of_birth" in df.columns:
             df = df.with_columns(nz.parse_date(pl.col("date_of_birth"), df.schema["date_of_birth"]))
-        frames.append(df.with_columns(pl.exclude("date_of_birth").cast(pl.String)))
+        frames.append(df.with_columns(pl.exclude("date_of_birth").cast(pl.String),
+                                      __table=pl.lit(f"{schema}.{table}")))
     if not frames:
-        return identifiers_from_records(pl.DataFrame(schema={"source": pl.String, "record_id": pl.String}))
-    return identifiers_from_records(pl.concat(frames, how="diagonal_relaxed"))
+        return pl.DataFrame(schema={"source": pl.String, "record_id": pl.String, "extract_month": pl.String,
+                                    "__table": pl.String})
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 # --- scanning ----------------------------------------------------------------------------------------------------
@@ -322,32 +376,52 @@ def identifiers_from_duckdb(conn: duckdb.DuckDBPyConnection, schema: str = "vali
 class _Scanner:
     """Runs the token-join scan on one DuckDB connection with the identifier tables registered on it."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, ids: IdentifierSet):
+    def __init__(self, conn: duckdb.DuckDBPyConnection, ids: IdentifierSet, prefilter: bool = False):
         self.conn = conn
         self.ids = ids
+        # prefilter, for content already scanned clean against every identifier outside `ids` (an incremental
+        # audit's old content against the new identifiers): match only the cells holding the key token
+        # (`IdentifierSet.key_tokens`) of a phrase other than a date of birth, or a word saying "date of birth".
+        # The leaks are those of a full
+        # match: a date of birth is reported only in context or beside another identifier of that person, and
+        # that identifier, clean before, must be one of `ids` (dates alone start with every day and year
+        # number: they would make nearly every cell a candidate)
+        self.prefilter = prefilter
         self.max_n = int(min(MAX_PHRASE_TOKENS, ids.starts["n"].max() or 1))
         self.max_single = ids.max_single_token_chars
         self._names = {"ids": "__leak_scan_ids", "starts": "__leak_scan_starts", "people": "__leak_scan_people",
                        "locs": "__leak_scan_locs", "values": "__leak_scan_values", "cells": "__leak_scan_cells",
-                       "matches": "__leak_scan_matches"}
+                       "matches": "__leak_scan_matches", "pairs": "__leak_scan_pairs", "keys": "__leak_scan_keys"}
 
     def __enter__(self) -> _Scanner:
         self.conn.register(self._names["ids"], self.ids.phrases)
         self.conn.register(self._names["starts"], self.ids.starts)
+        if self.prefilter:
+            self.conn.register(self._names["keys"], self.ids.key_tokens)
         self.conn.register(self._names["people"], self.ids.people.select("source", "record_id", "dob"))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for key in ("ids", "starts", "people"):
+        for key in ("ids", "starts", "people", "keys"):
             with contextlib.suppress(duckdb.Error):
                 self.conn.unregister(self._names[key])
 
     def _matches_sql(self, cells_sql: str) -> str:
         """Matches (loc, cell_id, kind, phrase, dob, ctx) of the cells given by `cells_sql` (loc, cell_id, v)."""
-        ids, starts = self._names["ids"], self._names["starts"]
+        ids, starts, keys = self._names["ids"], self._names["starts"], self._names["keys"]
         ctx = "[" + ", ".join(f"'{w}'" for w in DOB_CONTEXT_WORDS if " " not in w) + "]"
+        folded = f"SELECT loc, cell_id, {_fold_sql('v')} AS s FROM ({cells_sql})"
+        ctx_words = "(" + ", ".join(f"'{w}'" for w in DOB_CONTEXT_WORDS if " " not in w) + ")"
+        if self.prefilter:
+            cells = f"""folded AS MATERIALIZED ({folded}),
+        cand AS (SELECT DISTINCT loc, cell_id FROM (SELECT loc, cell_id, unnest(string_split(s, ' ')) AS tok
+                                                    FROM folded)
+                 WHERE tok IN (SELECT tok FROM {keys}) OR tok IN {ctx_words}),
+        cells AS (SELECT f.* FROM folded f SEMI JOIN cand c ON f.loc = c.loc AND f.cell_id = c.cell_id)"""
+        else:
+            cells = f"cells AS ({folded})"
         return f"""
-        WITH cells AS (SELECT loc, cell_id, {_fold_sql('v')} AS s FROM ({cells_sql})),
+        WITH {cells},
         single AS (SELECT loc, cell_id, s AS phrase, false AS ctx FROM cells
                    WHERE s <> '' AND NOT contains(s, ' ')),
         split AS (SELECT loc, cell_id, string_split(s, ' ') AS t FROM cells WHERE contains(s, ' ')),
@@ -373,25 +447,31 @@ class _Scanner:
         scan_cells per column (a cell is a distinct value of a column), but each distinct value of the whole
         database is tokenised and matched once and its matches attributed to every column holding it (ids
         such as record_id are repeated in many tables)."""
-        if not columns:
+        union = " UNION ALL ".join(f"SELECT {i} AS loc_id, v FROM ({sql})" for i, (_, sql) in enumerate(columns))
+        return self.scan_pairs([loc for loc, _ in columns], union) if columns else []
+
+    def scan_pairs(self, locs: list[str], pairs_sql: str) -> list[Leak]:
+        """Leaks in the distinct (loc_id, v) pairs of `pairs_sql` (loc_id: an index into `locs`), gathered once
+        into a temporary table; each distinct value matched once, as in `scan_columns`."""
+        if not locs:
             return []
         names = self._names
-        locs = pl.DataFrame({"loc_id": range(len(columns)), "loc": [loc for loc, _ in columns]},
-                            schema={"loc_id": pl.Int64, "loc": pl.String})
-        self.conn.register(names["locs"], locs)
-        union = " UNION ALL ".join(f"SELECT {i} AS loc_id, v FROM ({sql})" for i, (_, sql) in enumerate(columns))
-        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['values']} AS "
-                          f"SELECT row_number() OVER () AS vid, v FROM (SELECT DISTINCT v FROM ({union}))")
-        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['cells']} AS SELECT c.loc_id, u.vid "
-                          f"FROM ({union}) c JOIN {names['values']} u USING (v)")
-        by_value = self._matches_sql(f"SELECT 0 AS loc, vid AS cell_id, v FROM {names['values']}")
-        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['matches']} AS {by_value}")
-        matches = (f"SELECT l.loc, c.vid AS cell_id, m.kind, m.phrase, m.dob, m.ctx FROM {names['matches']} m "
-                   f"JOIN {names['cells']} c ON c.vid = m.cell_id JOIN {names['locs']} l USING (loc_id)")
+        frame = pl.DataFrame({"loc_id": range(len(locs)), "loc": locs}, schema={"loc_id": pl.Int64, "loc": pl.String})
+        self.conn.register(names["locs"], frame)
         try:
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['pairs']} AS {pairs_sql}")
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['values']} AS "
+                              f"SELECT row_number() OVER () AS vid, v FROM (SELECT DISTINCT v FROM {names['pairs']})")
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['cells']} AS SELECT DISTINCT c.loc_id, u.vid "
+                              f"FROM {names['pairs']} c JOIN {names['values']} u USING (v)")
+            self.conn.execute(f"DROP TABLE {names['pairs']}")
+            by_value = self._matches_sql(f"SELECT 0 AS loc, vid AS cell_id, v FROM {names['values']}")
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['matches']} AS {by_value}")
+            matches = (f"SELECT l.loc, c.vid AS cell_id, m.kind, m.phrase, m.dob, m.ctx FROM {names['matches']} m "
+                       f"JOIN {names['cells']} c ON c.vid = m.cell_id JOIN {names['locs']} l USING (loc_id)")
             return self._leaks(matches, "value")
         finally:
-            for table in ("values", "cells", "matches"):
+            for table in ("pairs", "values", "cells", "matches"):
                 self.conn.execute(f"DROP TABLE IF EXISTS {names[table]}")
             with contextlib.suppress(duckdb.Error):
                 self.conn.unregister(names["locs"])
@@ -446,17 +526,24 @@ def scan_duckdb(
     *,
     schemas: Iterable[str] | None = None,
     aligned_dob_rate: float = 0.2,
+    where: Mapping[str, str] | None = None,
+    prefilter: bool = False,
 ) -> list[Leak]:
     """Leaks in every column of every table (and view) of a DuckDB database.
 
     A path is opened read-only. Identifier tables are registered on the connection (in memory, never written
-    to the database) for the scan and unregistered after it.
+    to the database) for the scan and unregistered after it. `where` ("schema.table" -> SQL condition on its
+    rows) scans only the tables it names, and only their rows that meet the condition (an incremental audit:
+    the new partitions); `prefilter` finds the same leaks faster when the identifier set is small (see
+    `_Scanner`).
     """
     own = not isinstance(path_or_conn, duckdb.DuckDBPyConnection)
     conn = duckdb.connect(str(path_or_conn), read_only=True) if own else path_or_conn
     try:
-        with _Scanner(conn, identifiers) as scanner:
-            return _scan_database(conn, scanner, identifiers, schemas, aligned_dob_rate)
+        if where is not None and not where or len(identifiers) == 0:
+            return []
+        with _Scanner(conn, identifiers, prefilter) as scanner:
+            return _scan_database(conn, scanner, identifiers, schemas, aligned_dob_rate, where)
     finally:
         if own:
             conn.close()
@@ -470,8 +557,9 @@ def scan_frame(frame: pl.DataFrame, identifiers: IdentifierSet, name: str = "fra
         return scan_duckdb(conn, identifiers)
 
 
-def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: IdentifierSet,
-                   schemas: Iterable[str] | None, aligned_dob_rate: float) -> list[Leak]:
+def table_columns(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] | None = None
+                  ) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(catalog, schema, table) -> {column: upper-case type} of every table and view a scan looks at."""
     wanted = set(schemas) if schemas is not None else None
     columns = conn.execute("""
         SELECT c.table_catalog, c.table_schema, c.table_name, c.column_name, c.data_type
@@ -485,10 +573,58 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
         if wanted is not None and schema not in wanted:
             continue
         tables.setdefault((catalog, schema, table), {})[column] = dtype.upper()
+    return tables
+
+
+def table_fingerprints(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] | None = None
+                       ) -> dict[str, dict[str, str]]:
+    """A content fingerprint per table (and view) and per partition: "schema.table" -> {extract_month: "rows:hash"}
+    for a table with an `extract_month` column (null months under ""), {"*": "rows:hash"} for any other (the
+    hash: an order-independent sum of DuckDB's row hashes). What changed since an earlier audit, without
+    keeping any of the content."""
+    out: dict[str, dict[str, str]] = {}
+    for (catalog, schema, table), cols in table_columns(conn, schemas).items():
+        fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
+        part = "coalesce(CAST(extract_month AS VARCHAR), '')" if "extract_month" in cols else "'*'"
+        rows = conn.execute(f"SELECT {part} AS p, count(*), coalesce(sum(hash(t)), 0) FROM {fq} t GROUP BY 1"
+                            ).fetchall()
+        out[f"{schema}.{table}"] = {p: f"{n}:{int(h) & 0xFFFFFFFFFFFFFFFF:016x}" for p, n, h in rows}
+    return out
+
+
+def partition_condition(parts: Iterable[str]) -> str:
+    """The SQL condition selecting the rows of these partitions (keys as `table_fingerprints` gives them)."""
+    parts = sorted(set(parts))
+    if "*" in parts:
+        return "TRUE"
+    months = [p for p in parts if p]
+    conds = [f"CAST(extract_month AS VARCHAR) IN ({', '.join(_sql_str(m) for m in months)})"] if months else []
+    if "" in parts:
+        conds.append("extract_month IS NULL")
+    return " OR ".join(conds) or "FALSE"
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: IdentifierSet,
+                   schemas: Iterable[str] | None, aligned_dob_rate: float,
+                   where: Mapping[str, str] | None = None) -> list[Leak]:
+    tables = table_columns(conn, schemas)
     leaks: list[Leak] = []
-    scanned: list[tuple[str, str]] = []  # (loc, SQL of the column's distinct values), scanned together below
+    locs: list[str] = []  # the columns scanned, and per table the SQL of its distinct (loc_id, value) pairs
+    pairs: list[str] = []
+    keep = f"length(v) <= {scanner.max_single} OR regexp_matches(v, '[^A-Za-z0-9]')"
     for (catalog, schema, table), cols in tables.items():
         fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
+        if where is not None:
+            if f"{schema}.{table}" not in where:
+                continue
+            condition = where[f"{schema}.{table}"]
+            if condition.strip().upper() != "TRUE":
+                fq = f"(SELECT * FROM {fq} WHERE {condition})"
+        plain: list[str] = []  # struct_pack(loc_id, v) of each scalar column: the table is read once for them all
         for column, dtype in cols.items():
             loc = f"{schema}.{table}.{column}"
             qc = _quote(column)
@@ -498,30 +634,55 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
                 dtype.startswith("DECIMAL")
             # a list's elements are cells of their own: a name never spans two of them (["ward", "summer_born"]
             # is not "Ward Summer")
-            element = f"unnest({qc})" if dtype.endswith("[]") else qc
-            values = f"(SELECT {element} AS e FROM {fq})"
             if text_like or integer:
-                scanned.append((loc, f"SELECT v FROM (SELECT DISTINCT CAST(e AS VARCHAR) AS v FROM {values} "
-                                     f"WHERE e IS NOT NULL) "
-                                     f"WHERE length(v) <= {scanner.max_single} OR regexp_matches(v, '[^A-Za-z0-9]')"))
+                locs.append(loc)
+                if dtype.endswith("[]"):
+                    pairs.append(f"SELECT DISTINCT {len(locs) - 1} AS loc_id, CAST(e AS VARCHAR) AS v FROM "
+                                 f"(SELECT unnest({qc}) AS e FROM {fq}) WHERE e IS NOT NULL")
+                else:
+                    plain.append(f"struct_pack(loc_id := {len(locs) - 1}, v := CAST({qc} AS VARCHAR))")
             if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} and _DOB_COLUMN_RE.search(column):
                 n = conn.execute(f"SELECT count(*) FROM {fq} WHERE CAST({qc} AS DATE) IN (SELECT dob FROM "
                                  f"{scanner._names['people']})").fetchone()[0]
                 if n:
                     leaks.append(Leak(loc, "date_of_birth", int(n), "dob-named column"))
+        if plain:
+            pairs.append(f"SELECT DISTINCT loc_id, v FROM (SELECT unnest([{', '.join(plain)}], recursive := true) "
+                         f"FROM {fq}) WHERE v IS NOT NULL")
         if "source" in cols and "record_id" in cols:
             leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, aligned_dob_rate)
-    return scanner.scan_columns(scanned) + leaks
+    union = " UNION ALL ".join(f"SELECT loc_id, v FROM ({sql}) WHERE {keep}" for sql in pairs)
+    return scanner.scan_pairs(locs, union) + leaks
 
 
 def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
                   cols: dict[str, str], rate: float) -> list[Leak]:
     """Columns that equal the row's own record's date of birth (rows keyed by source and record_id)."""
+    people = scanner._names["people"]
+    leaks: list[Leak] = []
+    dated = [c for c, t in cols.items() if c not in ("source", "record_id") and (
+        t in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} or t.startswith("VARCHAR"))]
+    if not dated:
+        return leaks
+    # the rows that are some person's record, read once (a view is computed once, not once per column)
+    rows = "__leak_scan_rows"
+    keep = ", ".join(_quote(c) for c in ("source", "record_id", *dated))
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {rows} AS SELECT {keep} FROM {fq} t WHERE EXISTS (SELECT 1 FROM "
+                 f"{people} p WHERE CAST(t.source AS VARCHAR) = p.source "
+                 f"AND CAST(t.record_id AS VARCHAR) = p.record_id)")
+    try:
+        if conn.execute(f"SELECT count(*) FROM {rows}").fetchone()[0]:  # none: e.g. old rows, new people
+            leaks += _aligned_columns(conn, scanner, rows, schema, table, {c: cols[c] for c in dated}, rate)
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {rows}")
+    return leaks
+
+
+def _aligned_columns(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
+                     cols: dict[str, str], rate: float) -> list[Leak]:
     people, ids = scanner._names["people"], scanner._names["ids"]
-    leaks = []
+    leaks: list[Leak] = []
     for column, dtype in cols.items():
-        if column in ("source", "record_id"):
-            continue
         qc = _quote(column)
         if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"}:
             hit = f"CAST(t.{qc} AS DATE) = p.dob"
@@ -571,22 +732,59 @@ def _data_uri_text(mime: str, payload: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def scan_texts(texts: Iterable[tuple[str, str]], identifiers: IdentifierSet) -> list[Leak]:
+def scan_texts(texts: Iterable[tuple[str, str]], identifiers: IdentifierSet, prefilter: bool = False) -> list[Leak]:
     """Leaks in text blobs given as (location, text): Dagster metadata, MLflow params and tags, JSON."""
     rows = [(loc, i, _prepare_text(text)) for i, (loc, text) in enumerate(texts) if text]
-    if not rows:
+    if rows and prefilter and len(identifiers):
+        rows = _candidate_texts(rows, identifiers)
+    if not rows or len(identifiers) == 0:
         return []
     frame = pl.DataFrame(rows, schema={"loc": pl.String, "cell_id": pl.Int64, "v": pl.String}, orient="row")
     conn = duckdb.connect()
     try:
         conn.register("__leak_scan_texts", frame)
-        with _Scanner(conn, identifiers) as scanner:
+        with _Scanner(conn, identifiers, prefilter) as scanner:
             return scanner.scan_cells("SELECT loc, cell_id, v FROM __leak_scan_texts")
     finally:
         conn.close()
 
 
-def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet) -> list[Leak]:
+_ALNUM_RUN = re.compile(r"[a-z0-9]+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_DIGIT_T_DIGIT = re.compile(r"(?<=[0-9])t(?=[0-9])")
+
+
+def _candidate_texts(rows: list[tuple[str, int, str]], ids: IdentifierSet) -> list[tuple[str, int, str]]:
+    """The texts the prefiltered match could find anything in, chosen in Python, cheaply: those holding the key
+    token of a phrase other than a date of birth, or a date-of-birth word (see `_Scanner`). Accents are
+    stripped as DuckDB does (NFD, marks dropped, `normalise`'s letters folded); a text still holding a letter
+    outside ASCII is kept for the exact match. Every token of the scan form is then a run of letters and digits,
+    or part of one cut at a 't' between digits ("12t3"): all of those are tried, so no text that could match is
+    left out."""
+    keys = set(ids.key_tokens["tok"]) | {w for w in DOB_CONTEXT_WORDS if " " not in w}
+    fold = str.maketrans(dict(zip(nz._FOLD_FROM, nz._FOLD_TO, strict=True)))
+    kept = []
+    for row in rows:
+        text = row[2].lower()
+        if not text.isascii():
+            text = _COMBINING.sub("", unicodedata.normalize("NFD", text)).translate(fold)
+            if any(unicodedata.category(c).startswith("L") for c in set(_NON_ASCII.findall(text))):
+                kept.append(row)
+                continue
+        for run in _ALNUM_RUN.findall(text):
+            if run in keys:
+                kept.append(row)
+                break
+            pieces = _DIGIT_T_DIGIT.split(run)
+            if len(pieces) > 1 and any("t".join(pieces[i:j]) in keys for i in range(len(pieces))
+                                       for j in range(i + 1, len(pieces) + 1)):
+                kept.append(row)
+                break
+    return kept
+
+
+def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilter: bool = False) -> list[Leak]:
     """Leaks in files (directories are walked): DuckDB files are scanned table by table, Parquet files column by
     column, images by their embedded text (a PNG's pixels hold no text to find), CSV files field by field, and
     anything else line by line as text (binary files as Latin-1, so that ASCII runs inside them are seen).
@@ -598,20 +796,20 @@ def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet) -> list[
         suffix = path.suffix.lower()
         if suffix in (".duckdb", ".ddb"):
             leaks += [Leak(f"{path}:{leak.location}", leak.kind, leak.count, leak.how)
-                      for leak in scan_duckdb(path, identifiers)]
+                      for leak in scan_duckdb(path, identifiers, prefilter=prefilter)]
         elif suffix == ".parquet":
             conn = duckdb.connect()
             try:
                 conn.execute(f"CREATE VIEW file AS SELECT * FROM read_parquet('{str(path).replace(chr(39), '')}')")
                 leaks += [Leak(f"{path}:{leak.location.split('.', 2)[-1]}", leak.kind, leak.count, leak.how)
-                          for leak in scan_duckdb(conn, identifiers)]
+                          for leak in scan_duckdb(conn, identifiers, prefilter=prefilter)]
             finally:
                 conn.close()
         elif suffix in IMAGE_SUFFIXES:
             texts += [(str(path), value) for value in _image_texts(path)]
         else:
             texts += [(str(path), cell) for cell in _file_cells(path)]
-    return leaks + scan_texts(texts, identifiers)
+    return leaks + scan_texts(texts, identifiers, prefilter)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")

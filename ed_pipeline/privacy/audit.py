@@ -1,0 +1,263 @@
+"""What the last passing privacy audit scanned, so that the next one scans in proportion to what is new.
+
+The whole-system audit (`no_identifiers_anywhere`) looks for every agency-zone identifier in the warehouse,
+Dagster's events and MLflow. Run incrementally it scans
+
+- what is new or changed since the last passing audit (warehouse partitions and tables whose content
+  fingerprint differs, Dagster runs with new events, MLflow runs, model versions and artifact files that are
+  new or changed) against **all** identifiers, and
+- what that audit already scanned (unchanged content) against only the identifiers that are **new** since
+  then: those of agency-zone partitions that are new or changed, less the phrases other records already had.
+
+Both halves together find everything a full scan finds: content already scanned was clean of every older
+identifier (the state is written only after a passing audit).
+
+The state is small and holds no identifier, token or content: per scanned unit a fingerprint (row count and an
+order-independent hash sum of a table's or partition's rows; a SHA-256 of a text group or file; a run's last
+event id), when it was taken, and a fingerprint of the scanning rules (the source of the scanner). A full rescan
+happens when the state is missing or unreadable, of another version, older than `max_age_days`, made under
+other rules, or when asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from ed_pipeline.privacy.leak_scan import (
+    Leak,
+    identifier_records,
+    identifier_sets,
+    partition_condition,
+    scan_duckdb,
+    scan_files,
+    scan_texts,
+    table_fingerprints,
+)
+
+STATE_VERSION = 1
+DEFAULT_MAX_AGE_DAYS = 31
+Parts = dict[str, dict[str, str]]  # unit (table, run, file group) -> part (partition, "*") -> fingerprint
+
+
+def rules_fingerprint() -> str:
+    """A fingerprint of the scanning rules: the source of the modules that decide what is an identifier and how
+    it is matched (a changed rule, stopword or registry entry makes the next audit a full one)."""
+    from ed_pipeline import sources
+    from ed_pipeline.privacy import leak_scan, normalise
+
+    digest = hashlib.sha256()
+    for module in (leak_scan, normalise, sources):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class AuditState:
+    audited_at: str  # ISO 8601, UTC
+    rules: str  # rules_fingerprint() of the audit that wrote it
+    identifiers: Parts = field(default_factory=dict)  # agency-zone tables whose identifiers were looked for
+    warehouse: Parts = field(default_factory=dict)  # warehouse tables and views scanned
+    texts: Parts = field(default_factory=dict)  # Dagster runs and MLflow runs / model versions scanned
+    files: Parts = field(default_factory=dict)  # MLflow artifact files scanned
+    dagster_run_id: str | None = None
+    version: int = STATE_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditState:
+        data = json.loads(text)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def age(self, now: datetime | None = None) -> timedelta:
+        return (now or datetime.now(UTC)) - datetime.fromisoformat(self.audited_at)
+
+
+def load_state(path: Path, max_age_days: float = DEFAULT_MAX_AGE_DAYS, rules: str | None = None,
+               now: datetime | None = None) -> tuple[AuditState | None, str]:
+    """The state at `path` if it can be used for an incremental audit, else None; and why (for the metadata)."""
+    if not path.exists():
+        return None, "no audit state yet"
+    try:
+        state = AuditState.from_json(path.read_text())
+        age = state.age(now)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return None, f"the audit state could not be read ({type(exc).__name__})"
+    if state.version != STATE_VERSION:
+        return None, f"the audit state is of version {state.version}, not {STATE_VERSION}"
+    if rules is not None and state.rules != rules:
+        return None, "the scanning rules changed since the last audit"
+    if age > timedelta(days=max_age_days):
+        return None, f"the audit state is {age.days} days old (more than {max_age_days:g})"
+    return state, f"incremental since the audit of {state.audited_at}"
+
+
+def save_state(path: Path, state: AuditState) -> None:
+    """Write the state atomically (a killed audit leaves the previous state, or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(state.to_json())
+    os.replace(tmp, path)
+
+
+def changed(before: Mapping[str, Mapping[str, str]] | None, now: Mapping[str, Mapping[str, str]]
+            ) -> dict[str, set[str]]:
+    """unit -> its parts that are new or whose fingerprint differs from `before` (every part when `before` is
+    None); units with nothing changed are left out."""
+    out: dict[str, set[str]] = {}
+    for unit, parts in now.items():
+        old = (before or {}).get(unit, {})
+        diff = {p for p, fp in parts.items() if old.get(p) != fp} if before is not None else set(parts)
+        if diff:
+            out[unit] = diff
+    return out
+
+
+def unchanged(before: Mapping[str, Mapping[str, str]] | None, now: Mapping[str, Mapping[str, str]]
+              ) -> dict[str, set[str]]:
+    """unit -> its parts whose fingerprint equals the one in `before` (already scanned, not changed since)."""
+    if before is None:
+        return {}
+    out: dict[str, set[str]] = {}
+    for unit, parts in now.items():
+        old = before.get(unit, {})
+        same = {p for p, fp in parts.items() if old.get(p) == fp}
+        if same:
+            out[unit] = same
+    return out
+
+
+def sha256_text(*texts: str) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", errors="surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:32]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- the audit ------------------------------------------------------------------------------------------------
+
+TextReader = Callable[[set[str]], list[tuple[str, str]]]  # units -> their (location, text)
+
+
+@dataclass
+class AuditResult:
+    leaks: list[Leak]
+    mode: str  # "full: <why>" or "incremental since ..."
+    identifiers: int
+    new_identifiers: int  # the identifiers the content already audited was scanned against
+    scanned: dict[str, tuple[int, int]]  # kind -> (parts scanned against all identifiers, against the new ones)
+    state_written: bool
+
+    @property
+    def passed(self) -> bool:
+        return not self.leaks
+
+
+def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection, state_path: Path, *,
+              text_units: Parts | None = None, read_texts: TextReader | None = None,
+              artifact_root: Path | None = None, full: bool = False, max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+              identifier_schema: str = "validated", run_id: str | None = None) -> AuditResult:
+    """Every identifier of `agency` (its `identifier_schema` tables) looked for in every table and view of
+    `warehouse`, in the texts of `text_units` (unit -> {"*": fingerprint}; `read_texts(units)` gives their
+    (location, text)) and in the files under `artifact_root`; incrementally from the state at `state_path`
+    (see the module's docstring), which a passing audit then replaces."""
+    rules = rules_fingerprint()
+    if full:
+        state, mode = None, "full rescan asked for"
+    else:
+        state, mode = load_state(state_path, max_age_days, rules)
+        if state is None:
+            mode = f"full: {mode}"
+    before = (lambda kind: getattr(state, kind)) if state else (lambda kind: None)
+    scanned: dict[str, tuple[int, int]] = {}
+
+    def split(kind: str, now: Parts) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        fresh, kept = changed(before(kind), now), unchanged(before(kind), now)
+        scanned[kind] = (sum(map(len, fresh.values())), sum(map(len, kept.values())))
+        return fresh, kept
+
+    id_parts = table_fingerprints(agency, [identifier_schema])
+    records = identifier_records(agency, identifier_schema)
+    new_parts = changed(before("identifiers"), id_parts)
+    whole = {t for t, parts in id_parts.items() if set(parts) == {"*"}}
+    is_new = pl.Series([("*" if t in whole else (m or "")) in new_parts.get(t, ())
+                        for t, m in zip(records["__table"], records["extract_month"], strict=True)],
+                       dtype=pl.Boolean)
+    identifiers, new_ids = identifier_sets(records, is_new)
+    del records
+
+    tables = table_fingerprints(warehouse)
+    fresh, kept = split("warehouse", tables)
+    leaks = scan_duckdb(warehouse, identifiers, where=_conditions(fresh, tables))
+    if kept and len(new_ids):
+        leaks += scan_duckdb(warehouse, new_ids, where=_conditions(kept, tables), prefilter=True)
+
+    texts = dict(text_units or {})
+    fresh, kept = split("texts", texts)
+    if read_texts is not None:
+        leaks += scan_texts(read_texts(set(fresh)), identifiers) if fresh else []
+        if kept and len(new_ids):
+            leaks += scan_texts(read_texts(set(kept)), new_ids, prefilter=True)
+
+    root = artifact_root
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and not is_model_environment_file(p)) \
+        if root is not None and root.exists() else []
+    files = {str(p.relative_to(root)): {"*": sha256_file(p)} for p in paths}
+    fresh, kept = split("files", files)
+    if fresh:
+        leaks += scan_files([root / f for f in sorted(fresh)], identifiers)
+    if kept and len(new_ids):
+        leaks += scan_files([root / f for f in sorted(kept)], new_ids, prefilter=True)
+
+    leaks = _merge(leaks)
+    if not leaks:  # the state says what a *passing* audit scanned: after a failure the next one rescans it all
+        save_state(state_path, AuditState(audited_at=now_iso(), rules=rules, identifiers=id_parts, warehouse=tables,
+                                          texts=texts, files=files, dagster_run_id=run_id))
+    return AuditResult(leaks, mode, len(identifiers), len(new_ids) if state else len(identifiers), scanned,
+                       not leaks)
+
+
+def _merge(leaks: list[Leak]) -> list[Leak]:
+    """One leak per place, kind and rule: the two halves of a place (its new and its old partitions) added up."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for leak in leaks:
+        key = (leak.location, leak.kind, leak.how)
+        counts[key] = counts.get(key, 0) + leak.count
+    return [Leak(loc, kind, n, how) for (loc, kind, how), n in sorted(counts.items())]
+
+
+def _conditions(parts: dict[str, set[str]], fingerprints: Parts) -> dict[str, str]:
+    return {t: "TRUE" if p == set(fingerprints[t]) else partition_condition(p) for t, p in parts.items()}
+
+
+# Files MLflow writes beside every logged model (MLmodel) to rebuild its Python environment: package names and
+# versions from the environment, never data, and a package's name can coincide with somebody's ("java", "rich").
+MODEL_ENVIRONMENT_FILES = frozenset({"conda.yaml", "python_env.yaml", "requirements.txt", "pyproject.toml", "uv.lock"})
+
+
+def is_model_environment_file(path: Path) -> bool:
+    return path.name in MODEL_ENVIRONMENT_FILES and (path.parent / "MLmodel").is_file()

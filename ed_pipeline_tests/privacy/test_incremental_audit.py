@@ -1,0 +1,198 @@
+"""The incremental privacy audit: new content against every identifier, old content against the new ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from ed_pipeline.privacy import pseudonymise_people
+from ed_pipeline.privacy.audit import AuditState, load_state, run_audit
+from ed_pipeline.privacy.leak_scan import identifier_sets, identifiers_from_records
+from ed_pipeline_tests.privacy.records import KEY, records
+
+# A person who arrives in the second month: her identifiers are new then.
+NEWCOMER = {"source": "social_care", "record_id": "SC9", "given_name": "Ottoline", "family_name": "Quartermaine",
+            "date_of_birth": dt.date(2015, 8, 19), "sex": "F", "nhs_number": "4010232137",
+            "address": "9 Saffron Walk, Wickford", "postcode": "SS12 9QT", "uprn": None, "upn": None}
+
+
+def _month(frame: pl.DataFrame, month: str) -> pl.DataFrame:
+    return frame.with_columns(extract_month=pl.lit(month))
+
+
+def _newcomer(**other: object) -> pl.DataFrame:
+    first = records()
+    values = {**NEWCOMER, **other}
+    row = first.head(1).with_columns(**{k: pl.lit(v, dtype=first.schema[k]) for k, v in values.items()})
+    return _month(row, "2018-02")
+
+
+# Another newcomer, whose identifiers the first month's content does not hold.
+STRANGER = {"record_id": "SC8", "given_name": "Persephone", "family_name": "Thistlewood", "nhs_number": "6541237890",
+            "address": "3 Juniper Mews, Billericay", "postcode": "CM12 0ZZ", "date_of_birth": dt.date(2016, 4, 7)}
+
+
+class World:
+    """An agency zone and a warehouse on disk, Dagster-like text units and an MLflow-like artifact folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.agency_path, self.warehouse_path = root / "agency.duckdb", root / "warehouse.duckdb"
+        self.state_path = root / "audit" / "state.json"
+        self.artifacts = root / "artifacts"
+        self.artifacts.mkdir()
+        self.texts: dict[str, list[tuple[str, str]]] = {}
+        with duckdb.connect(str(self.agency_path)) as conn:
+            conn.execute("create schema validated")
+        with duckdb.connect(str(self.warehouse_path)) as conn:
+            conn.execute("create schema pseudonymised; create schema linked")
+            conn.execute("create table pseudonymised.notes (extract_month varchar, record_id varchar, note varchar)")
+            conn.execute("create table linked.summary (label varchar, n bigint)")
+
+    def land(self, people: pl.DataFrame, notes: list[tuple[str, str, str]]) -> None:
+        """A month arrives: its records in the agency zone, their pseudonymised rows and notes in the warehouse."""
+        tokens = pseudonymise_people(people, KEY)  # noqa: F841 (read by DuckDB by name)
+        with duckdb.connect(str(self.agency_path)) as conn:
+            exists = conn.execute("select count(*) from information_schema.tables where table_schema = 'validated' "
+                                  "and table_name = 'people'").fetchone()[0]
+            conn.execute("insert into validated.people select * from people" if exists else
+                         "create table validated.people as select * from people")
+        with duckdb.connect(str(self.warehouse_path)) as conn:
+            exists = conn.execute("select count(*) from information_schema.tables where table_schema = "
+                                  "'pseudonymised' and table_name = 'people'").fetchone()[0]
+            conn.execute("insert into pseudonymised.people select * from tokens" if exists else
+                         "create table pseudonymised.people as select * from tokens")
+            conn.executemany("insert into pseudonymised.notes values (?, ?, ?)", notes)
+
+    def sql(self, statement: str) -> None:
+        with duckdb.connect(str(self.warehouse_path)) as conn:
+            conn.execute(statement)
+
+    def audit(self, **kwargs):
+        units = {u: {"*": str(hash(tuple(items)))} for u, items in self.texts.items()}
+
+        def read(wanted: set[str]) -> list[tuple[str, str]]:
+            return [t for u in sorted(wanted) for t in self.texts[u]]
+
+        with duckdb.connect(str(self.agency_path), read_only=True) as agency, \
+                duckdb.connect(str(self.warehouse_path), read_only=True) as warehouse:
+            return run_audit(agency, warehouse, self.state_path, text_units=units, read_texts=read,
+                             artifact_root=self.artifacts, **kwargs)
+
+
+def _found(result) -> set[tuple[str, str]]:
+    return {(leak.location, leak.kind) for leak in result.leaks}
+
+
+@pytest.fixture
+def world(tmp_path) -> World:
+    """Month 2018-01 landed and audited (passing): the state says what was scanned. Its content already
+    holds the newcomer's name, NHS number and postcode, harmless then: nobody in the agency zone had them."""
+    w = World(tmp_path)
+    w.land(_month(records(), "2018-01"), [("2018-01", "SC1", "referral from school"),
+                                          ("2018-01", "SC2", "the Quartermaine family moved in next door")])
+    w.sql("insert into linked.summary values ('households', 4), ('ottoline', 1)")
+    w.texts["dagster run 1"] = [("dagster run 1 step", "materialised 4010232137 rows"),
+                                ("dagster run 1 log", "a child born 19/08/2015 was seen"),
+                                ("dagster run 1 note", "Ottoline 2015-08-19")]
+    (w.artifacts / "old_card.md").write_text("# Model card\nWards: Pitsea, Vange\nnote: SS12 9QT\n")
+    first = w.audit()
+    assert first.passed, first.leaks
+    assert first.mode == "full: no audit state yet" and first.state_written
+    return w
+
+
+def test_old_content_with_a_new_identifier_and_new_content_with_an_old_one_are_both_found(world: World):
+    # the second month: the newcomer arrives; new content carries an old identifier in every kind of content
+    world.land(_newcomer(), [("2018-02", "SC9", "seen with Kowalczyk at the clinic")])
+    world.texts["dagster run 2"] = [("dagster run 2 step", "record of Mary-Ann Kowalczyk")]
+    (world.artifacts / "new_card.md").write_text("nhs 943 476 5919\n")
+
+    result = world.audit()
+    assert result.mode.startswith("incremental since ")
+    # what the first audit scanned was scanned against the new identifiers only
+    assert result.scanned["warehouse"] == (2, 3)  # 2018-02 of people and notes; 2018-01 of both, linked.summary
+    assert result.scanned["texts"] == (1, 1) and result.scanned["files"] == (1, 1)
+    assert 0 < result.new_identifiers < result.identifiers
+    old_with_new = {("pseudonymised.notes.note", "name"), ("linked.summary.label", "name"),
+                    ("dagster run 1 step", "nhs_number"), (str(world.artifacts / "old_card.md"), "postcode"),
+                    ("dagster run 1 log", "date_of_birth"), ("dagster run 1 note", "date_of_birth")}
+    new_with_old = {("dagster run 2 step", "name"), (str(world.artifacts / "new_card.md"), "nhs_number")}
+    assert old_with_new | new_with_old <= _found(result), result.leaks
+    # the planted note of 2018-02 ("Kowalczyk") and of 2018-01 ("Quartermaine"): the same column, both months
+    notes = [leak for leak in result.leaks if leak.location == "pseudonymised.notes.note"]
+    assert sum(leak.count for leak in notes) == 2
+    hows = {(leak.location, leak.how) for leak in result.leaks if leak.kind == "date_of_birth"}
+    assert {("dagster run 1 log", "dob in context"), ("dagster run 1 note", "dob with other identifier")} <= hows
+    assert not result.state_written  # a failing audit leaves the last passing one's state
+
+    # the same leaks as a full rescan finds
+    full = world.audit(full=True)
+    assert full.mode == "full rescan asked for" and full.leaks == result.leaks
+    assert full.scanned["warehouse"] == (5, 0)
+
+
+def test_a_clean_new_month_is_scanned_alone_against_every_identifier(world: World):
+    world.land(_newcomer(**STRANGER), [("2018-02", "SC8", "home visit")])
+    world.texts["dagster run 2"] = [("dagster run 2 step", "materialised 3 partitions")]
+    before = json.loads(world.state_path.read_text())
+    result = world.audit()
+    assert result.passed, result.leaks
+    assert result.scanned["warehouse"][0] == 2 and result.scanned["texts"] == (1, 1)
+    after = json.loads(world.state_path.read_text())
+    assert after["warehouse"]["pseudonymised.people"].keys() == {"2018-01", "2018-02"}
+    assert after["audited_at"] >= before["audited_at"]
+
+    # nothing new: the content is scanned against no identifier at all, and the audit passes
+    again = world.audit()
+    assert again.passed and again.scanned["warehouse"] == (0, 5) and again.new_identifiers == 0
+
+
+def test_a_changed_partition_is_rescanned_against_every_identifier(world: World):
+    world.sql("update pseudonymised.notes set note = 'Zoe O''Brien called' where record_id = 'SC1'")
+    result = world.audit()
+    # the changed partition against every identifier; the rest needs no scan: no identifier is new
+    assert result.scanned["warehouse"] == (1, 2) and result.new_identifiers == 0
+    assert ("pseudonymised.notes.note", "name") in _found(result)
+
+
+def test_state_is_small_and_holds_no_identifier(world: World):
+    text = world.state_path.read_text().lower()
+    for value in ("kowalczyk", "o brien", "obrien", "9434765919", "ss16 4ab", "ss164ab", "lavender", "2014-03-05",
+                  "quartermaine", "ottoline", "4010232137"):
+        assert value not in text, value
+    state = AuditState.from_json(world.state_path.read_text())
+    assert set(state.warehouse) == {"pseudonymised.people", "pseudonymised.notes", "linked.summary"}
+    assert len(text) < 20_000
+
+
+def test_full_rescan_when_the_state_is_missing_stale_or_made_under_other_rules(world: World):
+    rules = AuditState.from_json(world.state_path.read_text()).rules
+    assert load_state(world.state_path, rules=rules)[0] is not None
+    assert load_state(world.state_path, max_age_days=-1, rules=rules)[0] is None  # too old
+    assert world.audit(max_age_days=-1).mode.startswith("full: the audit state is")
+    data = json.loads(world.state_path.read_text())
+    world.state_path.write_text(json.dumps({**data, "rules": "something else"}))
+    assert world.audit().mode == "full: the scanning rules changed since the last audit"
+    world.state_path.write_text("{not json")
+    assert world.audit().mode.startswith("full: the audit state could not be read")
+    world.state_path.unlink()
+    assert world.audit().mode == "full: no audit state yet"
+
+
+def test_new_identifiers_are_those_no_earlier_record_had():
+    first = _month(records(), "2018-01")
+    both = pl.concat([first, _newcomer(), _month(records().head(1), "2018-02")], how="vertical_relaxed")
+    is_new = pl.Series([False] * first.height + [True, True])
+    everything, new = identifier_sets(both, is_new)
+    assert everything.phrases.sort("phrase").equals(identifiers_from_records(both).phrases.sort("phrase"))
+    phrases = set(new.phrases["phrase"])
+    assert {"quartermaine", "ottoline", "4010232137", "ss12 9qt"} <= phrases
+    assert not {"kowalczyk", "obrien", "9434765919", "ss16 4ab"} & phrases  # seen before the new month
+    assert "2015 08 19" in phrases and "2014 03 05" in phrases  # dates of birth of the month's people
+    assert set(new.people["record_id"]) == {"SC9", "SC1"}
