@@ -1,9 +1,17 @@
 """model.*: the LightGBM school-readiness model, trained on features.child_features and tracked in MLflow.
 
 Each materialisation is one MLflow run (experiment `school-readiness`) tagged with the Dagster run id, the
-months it covers, the git commit and a hash of its input table; the model is registered as
-`school_readiness_risk`. The blocking `promotion_gate` check moves the `champion` alias only when the new
-model is not worse than the champion on the same test cohort: a refused model refreshes no output.
+months it covers, the git commit and a hash of its input table, and `refresh_kind`:
+
+- `trained`: a new model, registered as `school_readiness_risk`. The blocking `promotion_gate` check moves
+  the `champion` alias only when it is not worse than the champion on the same test cohort: a refused model
+  refreshes no output. A refresh trains when the data change in a way that matters (a new assessed cohort
+  arrived, or the cohorts the champion was trained on changed), when there is no champion, or when asked
+  (`retrain: true` in the run config); see `modelling.retrain_reason`.
+- `scoring_only`: otherwise the refresh scores with the registered champion (its model object, checked
+  against the registry by its booster's fingerprint) and logs a run of its own linking the champion's run
+  (`champion_run_id`); nothing is registered, and the gate passes with nothing to promote (its metadata
+  says so).
 """
 
 import pickle
@@ -19,7 +27,18 @@ from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.features import MART_KEY
 from ed_pipeline.defs.metadata import column_schema, markdown_table, preview, table_metadata
 from ed_pipeline.defs.partitions import transient_retry
-from ed_pipeline.modelling import TrainedModel, TrainingConfig, log_refresh_run, promote_if_better, train_and_evaluate
+from ed_pipeline.modelling import (
+    ChampionInfo,
+    TrainedModel,
+    TrainingConfig,
+    champion_info,
+    choose_cohorts,
+    log_refresh_run,
+    log_scoring_run,
+    promote_if_better,
+    retrain_reason,
+    train_and_evaluate,
+)
 from ed_pipeline.settings import Settings
 
 MODEL_KEY = dg.AssetKey(["model", "school_readiness_model"])
@@ -33,6 +52,7 @@ HEADLINE = ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "baseline_t
 class ModelConfig(dg.Config):
     test_cohort: int | None = None  # default: the latest assessed cohort
     validation_cohort: int | None = None  # default: the one before it
+    retrain: bool = False  # train a new model even when the champion could score this refresh
 
 
 def git_commit() -> str:
@@ -82,27 +102,75 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
         features = conn.execute("select * from features.child_features").pl()
         tags = {"dagster_run_id": context.run.run_id, "months": months_covered(conn), "git_commit": git_commit(),
                 "input_hash": input_fingerprint(conn, "features.child_features")}
-    result = train_and_evaluate(
-        features, TrainingConfig(test_cohort=config.test_cohort, validation_cohort=config.validation_cohort))
+    training = TrainingConfig(test_cohort=config.test_cohort, validation_cohort=config.validation_cohort)
+    champion = champion_info(settings.mlflow_tracking_uri)
+    reason = retrain_reason(choose_cohorts(features, training), champion, _load_local(settings), config.retrain)
     linkage_artifacts = sorted(p for p in settings.linkage_dir.glob("*") if p.is_file())
+    if reason is None:
+        yield from _score_with_champion(context, settings, champion, tags, linkage_artifacts, warehouse)
+        return
+    result = train_and_evaluate(features, training)
     run_id = log_refresh_run(result, settings.mlflow_tracking_uri, settings.mlflow_artifact_root, tags=tags,
-                             extra_artifacts=linkage_artifacts)
+                             params={"retrain_reason": reason}, extra_artifacts=linkage_artifacts)
     decision = promote_if_better(settings.mlflow_tracking_uri, run_id, result)
     result.extra["mlflow_run_id"] = run_id
+    result.extra["trained_run_id"] = run_id
     _save(settings, result)
+    _write_metrics(warehouse, result, run_id)
+    verdict = "passed" if decision.passed else "refused"
+    context.log.info(f"model trained ({reason}): {_headline(result)}; MLflow run {run_id}; promotion {verdict}")
+    yield from _results(result, run_id, settings, {"refresh_kind": "trained", "retrain_reason": reason,
+                                                   "model_version": str(decision.candidate_version)})
+    yield dg.AssetCheckResult(
+        check_name=PROMOTION_CHECK, asset_key=MODEL_KEY, passed=decision.passed,
+        metadata={"reasons": "; ".join(decision.reasons), "candidate_auc": decision.candidate_auc,
+                  "champion_auc": decision.champion_auc, "promoted": bool(decision.promoted)})
 
-    headline = {k: round(float(result.metrics[k]), 4) for k in HEADLINE if k in result.metrics}
-    metrics = pl.DataFrame({"metric": list(result.metrics), "value": [float(v) for v in result.metrics.values()]})
+
+def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, champion: ChampionInfo, tags: dict,
+                         linkage_artifacts: list[Path], warehouse: DuckDBResource):
+    """No new model: the champion scores this refresh (the outputs read it from `latest.pkl`), one MLflow run
+    records the refresh, and the gate has nothing to decide."""
+    result = _load_local(settings)
+    why = (f"no new model this refresh: the data bring no new assessed cohort (test cohort {result.cohorts.test}, "
+           f"as the champion's) and no retrain was asked for")
+    run_id = log_scoring_run(result, champion, settings.mlflow_tracking_uri, settings.mlflow_artifact_root,
+                             tags=tags, params={"scoring_reason": why}, extra_artifacts=linkage_artifacts)
+    result.extra["mlflow_run_id"] = run_id
+    _save(settings, result)
+    _write_metrics(warehouse, result, run_id)
+    context.log.info(f"scored with the champion (version {champion.version}, run {champion.run_id}): {why}; "
+                     f"MLflow run {run_id}")
+    yield from _results(result, run_id, settings, {
+        "refresh_kind": "scoring_only", "scoring_reason": why, "model_version": champion.version,
+        "champion_run_id": champion.run_id})
+    yield dg.AssetCheckResult(
+        check_name=PROMOTION_CHECK, asset_key=MODEL_KEY, passed=True,
+        metadata={"reasons": f"nothing to promote: {why}; the champion (version {champion.version}) stays",
+                  "candidate_auc": None, "champion_auc": float(result.metrics["test_roc_auc"]), "promoted": False,
+                  "champion_version": champion.version, "champion_run_id": champion.run_id})
+
+
+def _headline(result: TrainedModel) -> dict[str, float]:
+    return {k: round(float(result.metrics[k]), 4) for k in HEADLINE if k in result.metrics}
+
+
+def _write_metrics(warehouse: DuckDBResource, result: TrainedModel, run_id: str) -> None:
+    metrics = pl.DataFrame({"metric": list(result.metrics),  # noqa: F841 (read by DuckDB by name)
+                            "value": [float(v) for v in result.metrics.values()]})
     with warehouse.get_connection() as conn:
         conn.execute("create schema if not exists model")
         conn.execute("create or replace table model.metrics as select ? as mlflow_run_id, * from metrics", [run_id])
         subgroups = result.subgroups  # noqa: F841 (read by DuckDB by name)
         conn.execute("create or replace table model.subgroup_metrics as select ? as mlflow_run_id, * from subgroups",
                      [run_id])
-    verdict = "passed" if decision.passed else "refused"
-    context.log.info(f"model trained: {headline}; MLflow run {run_id}; promotion {verdict}")
+
+
+def _results(result: TrainedModel, run_id: str, settings: Settings, kind: dict):
+    headline = _headline(result)
+    metrics = pl.DataFrame({"metric": list(result.metrics), "value": [float(v) for v in result.metrics.values()]})
     yield dg.MaterializeResult(asset_key=MODEL_KEY, metadata={
-        **headline, "mlflow_run_id": run_id, "model_version": str(decision.candidate_version),
+        **headline, "mlflow_run_id": run_id, **kind,
         "cohorts": f"train {list(result.cohorts.train)}, validation {result.cohorts.validation}, "
                    f"test {result.cohorts.test}",
         "mlflow_ui": "mlflow ui --backend-store-uri " + settings.mlflow_tracking_uri,
@@ -113,16 +181,20 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
         **table_metadata(metrics), "subgroup_rows": result.subgroups.height,
         "preview": preview(metrics.filter(pl.col("metric").is_in(list(HEADLINE)))),
         "subgroup_columns": column_schema(result.subgroups.schema)})
-    yield dg.AssetCheckResult(
-        check_name=PROMOTION_CHECK, asset_key=MODEL_KEY, passed=decision.passed,
-        metadata={"reasons": "; ".join(decision.reasons), "candidate_auc": decision.candidate_auc,
-                  "champion_auc": decision.champion_auc, "promoted": bool(decision.promoted)})
 
 
 def _save(settings: Settings, result: TrainedModel) -> None:
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     with (settings.models_dir / "latest.pkl").open("wb") as f:
         pickle.dump(result, f)
+
+
+def _load_local(settings: Settings) -> TrainedModel | None:
+    """The model object the last refresh left, or None when there is none (or it cannot be read)."""
+    try:
+        return load_latest_model(settings)
+    except (FileNotFoundError, pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError):
+        return None
 
 
 def load_latest_model(settings: Settings) -> TrainedModel:

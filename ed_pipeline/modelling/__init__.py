@@ -7,27 +7,48 @@ Dagster-free (DESIGN.md); `ed_pipeline/defs/model.py` wires it. The API:
     run_id = log_refresh_run(result, tracking_uri, artifact_root, tags, params, extra_artifacts)
     log_reference_metrics(run_id, {"truelink_test_roc_auc": ...}, tracking_uri)
     decision = promote_if_better(tracking_uri, run_id, result)  # moves alias 'champion' only if the gate passes
+
+    reason = retrain_reason(choose_cohorts(features, config), champion_info(tracking_uri), local_model, retrain)
+    run_id = log_scoring_run(local_model, champion, tracking_uri, artifact_root, tags)  # when reason is None
 """
 
 from ed_pipeline.modelling.calibration import Calibrator
 from ed_pipeline.modelling.features import BASELINE_FEATURES, FEATURES, SUBGROUPS
 from ed_pipeline.modelling.tracking import (
     CHAMPION,
+    CHAMPION_RUN_TAG,
     EXPERIMENT,
     MODEL_NAME,
+    REFRESH_KIND_TAG,
+    SCORING_ONLY,
+    TRAINED,
+    ChampionInfo,
     Decision,
     Gate,
+    booster_sha256,
+    champion_info,
     load_model,
     log_reference_metrics,
     log_refresh_run,
+    log_scoring_run,
     model_input,
     promote_if_better,
     promotion_decision,
+    retrain_reason,
 )
-from ed_pipeline.modelling.train import TrainedModel, TrainingConfig, score_children, train_and_evaluate
+from ed_pipeline.modelling.train import (
+    Cohorts,
+    TrainedModel,
+    TrainingConfig,
+    choose_cohorts,
+    score_children,
+    train_and_evaluate,
+)
 
 __all__ = [
-    "BASELINE_FEATURES", "CHAMPION", "EXPERIMENT", "FEATURES", "MODEL_NAME", "SUBGROUPS", "Calibrator", "Decision",
-    "Gate", "TrainedModel", "TrainingConfig", "load_model", "log_reference_metrics", "log_refresh_run",
-    "model_input", "promote_if_better", "promotion_decision", "score_children", "train_and_evaluate",
+    "BASELINE_FEATURES", "CHAMPION", "CHAMPION_RUN_TAG", "EXPERIMENT", "FEATURES", "MODEL_NAME", "REFRESH_KIND_TAG",
+    "SCORING_ONLY", "SUBGROUPS", "TRAINED", "Calibrator", "ChampionInfo", "Cohorts", "Decision", "Gate",
+    "TrainedModel", "TrainingConfig", "booster_sha256", "champion_info", "choose_cohorts", "load_model",
+    "log_reference_metrics", "log_refresh_run", "log_scoring_run", "model_input", "promote_if_better",
+    "promotion_decision", "retrain_reason", "score_children", "train_and_evaluate",
 ]

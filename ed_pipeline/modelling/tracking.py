@@ -13,6 +13,7 @@ artifacts are aggregates (curves, subgroup tables of counts and metrics, plots, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,11 +38,15 @@ from ed_pipeline.modelling.card import model_card
 from ed_pipeline.modelling.features import CATEGORICAL, FEATURES, Encoding
 from ed_pipeline.modelling.metrics import ece, metric_key, roc_auc
 from ed_pipeline.modelling.plots import calibration_plot, pr_plot, roc_plot, shap_summary_plot
-from ed_pipeline.modelling.train import RiskScorer, TrainedModel
+from ed_pipeline.modelling.train import Cohorts, RiskScorer, TrainedModel
 
 EXPERIMENT = "school-readiness"
 MODEL_NAME = "school_readiness_risk"
 CHAMPION = "champion"
+REFRESH_KIND_TAG = "refresh_kind"  # on every refresh run: `trained` (a new model) or `scoring_only` (the champion)
+TRAINED, SCORING_ONLY = "trained", "scoring_only"
+CHAMPION_RUN_TAG = "champion_run_id"  # on a scoring-only run: the run that trained the champion it scored with
+BOOSTER_TAG = "booster_sha256"  # on every model version: which booster it holds (a local copy is checked by it)
 SUBGROUP_METRICS = ("roc_auc", "pr_auc", "brier", "ece", "precision_top10", "recall_top10", "outcome_rate",
                     "mean_risk")
 PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version__}", f"polars=={pl.__version__}",
@@ -153,7 +158,8 @@ def log_refresh_run(result: TrainedModel, tracking_uri: str, artifact_root: Path
     with _mlflow_at(tracking_uri) as client, tempfile.TemporaryDirectory(prefix="ed_mlflow_") as tmp:
         tmp = Path(tmp)
         experiment_id = ensure_experiment(client, artifact_root)
-        run_tags = {**tags, "test_cohort": str(result.cohorts.test), "model_name": model_name}
+        run_tags = {**tags, "test_cohort": str(result.cohorts.test), "model_name": model_name,
+                    REFRESH_KIND_TAG: TRAINED}
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"refresh-test-{result.cohorts.test}",
                               tags=run_tags) as run:
             run_id = run.info.run_id
@@ -206,7 +212,8 @@ def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str
     version = str(info.registered_model_version)
     for k, v in {"run_id": run_id, "test_cohort": str(result.cohorts.test),
                  "test_roc_auc": f"{result.metrics['test_roc_auc']:.4f}",
-                 "test_ece": f"{result.metrics['test_ece']:.4f}"}.items():
+                 "test_ece": f"{result.metrics['test_ece']:.4f}",
+                 BOOSTER_TAG: booster_sha256(result.booster)}.items():
         client.set_model_version_tag(model_name, version, k, v)
 
 
@@ -330,3 +337,101 @@ def promote_if_better(tracking_uri: str, candidate: str, result: TrainedModel, g
         _log_metrics(client, run_id, gate_metrics)
     return Decision(decision.passed, decision.reasons, decision.candidate_auc, decision.champion_auc,
                     decision.candidate_ece, decision.champion_ece, version, champion_version, promoted)
+
+
+# --- retrain or score with the champion ------------------------------------------------------------------
+
+def booster_sha256(booster: lgb.Booster) -> str:
+    """A fingerprint of a booster (its model text): which trees a model version holds."""
+    return hashlib.sha256(booster.model_to_string().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChampionInfo:
+    """The registered champion: its version, the run that trained it, and what it was trained on."""
+
+    version: str
+    run_id: str
+    train_cohorts: tuple[int, ...]
+    validation_cohort: int | None
+    test_cohort: int | None
+    features: tuple[str, ...]
+    booster_sha256: str | None
+
+
+def champion_info(tracking_uri: str, model_name: str = MODEL_NAME) -> ChampionInfo | None:
+    """What the `champion` alias points at (None when no version holds it): read from the registry and the
+    params of the run that trained it."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    params = client.get_run(version.run_id).data.params
+
+    def cohort(name: str) -> int | None:
+        value = params.get(name, "")
+        return int(value) if value.isdigit() else None
+
+    train = tuple(int(y) for y in params.get("train_cohorts", "").split(",") if y.isdigit())
+    features = tuple(f for f in params.get("features", "").split(",") if f)
+    return ChampionInfo(str(version.version), version.run_id, train, cohort("validation_cohort"),
+                        cohort("test_cohort"), features, version.tags.get(BOOSTER_TAG))
+
+
+def retrain_reason(cohorts: Cohorts, champion: ChampionInfo | None, local: TrainedModel | None,
+                   retrain: bool = False) -> str | None:
+    """Why this refresh must train a new model, or None when it can score with the champion.
+
+    `cohorts`: the cohorts this refresh's data and config choose (`choose_cohorts`); `local`: the model object
+    the last refresh left (`data/models/latest.pkl`). A new model is trained when asked (`retrain`), when there
+    is no champion, when the data bring a new assessed cohort or otherwise change the cohorts the champion was
+    trained, validated and tested on, when the features differ from the champion's, or when the local object
+    is not the champion (its booster's fingerprint differs from the registered version's): scoring needs the
+    champion's band thresholds and metrics, which the local object holds.
+    """
+    if retrain:
+        return "asked for (config retrain)"
+    if champion is None:
+        return "no champion yet"
+    if champion.features != tuple(FEATURES):
+        return "the champion was trained on other features"
+    if champion.test_cohort != cohorts.test:
+        return (f"a new assessed cohort: test cohort {cohorts.test}, the champion was tested on "
+                f"{champion.test_cohort}")
+    if (champion.train_cohorts, champion.validation_cohort) != (tuple(cohorts.train), cohorts.validation):
+        return (f"the training cohorts changed: train {list(cohorts.train)}, validation {cohorts.validation} "
+                f"(the champion: train {list(champion.train_cohorts)}, validation {champion.validation_cohort})")
+    if local is None:
+        return "no local copy of the champion to score with"
+    if champion.booster_sha256 is None or booster_sha256(local.booster) != champion.booster_sha256:
+        return f"the local model is not the champion (version {champion.version})"
+    return None
+
+
+def log_scoring_run(result: TrainedModel, champion: ChampionInfo, tracking_uri: str, artifact_root: Path,
+                    tags: dict | None = None, params: dict | None = None,
+                    extra_artifacts: list[Path] | None = None, model_name: str = MODEL_NAME) -> str:
+    """Log a refresh that trained nothing and scored with the champion as one MLflow run of its own.
+
+    Tagged `refresh_kind=scoring_only` with `champion_run_id` and `champion_version`; it carries the params of
+    the champion's training run (config, cohorts, features: what `ed-pipeline evaluate` reads) and the
+    champion's metrics from that run (the metrics of the model this refresh scored with, on the same test
+    cohort), plus `extra_artifacts` under `inputs/`. No model is logged or registered. Returns the run id.
+    """
+    tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    with _mlflow_at(tracking_uri) as client:
+        experiment_id = ensure_experiment(client, artifact_root)
+        trained_params = client.get_run(champion.run_id).data.params
+        all_params = {**trained_params, **{str(k): str(v) for k, v in (params or {}).items()}}
+        run_tags = {**tags, "test_cohort": str(result.cohorts.test), "model_name": model_name,
+                    REFRESH_KIND_TAG: SCORING_ONLY, CHAMPION_RUN_TAG: champion.run_id,
+                    "champion_version": champion.version}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"refresh-score-{result.cohorts.test}",
+                              tags=run_tags) as run:
+            run_id = run.info.run_id
+            client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in all_params.items()])
+            _log_metrics(client, run_id, run_metrics(result))
+            for path in extra_artifacts or []:
+                client.log_artifact(run_id, str(path), artifact_path="inputs")
+        return run_id

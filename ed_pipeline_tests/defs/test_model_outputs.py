@@ -36,3 +36,69 @@ def test_refresh_trains_tracks_and_scores(refreshed_world):
     published = community.filter(~community["children_suppressed"])["children"]
     assert ((published % 5 == 0) & ((published == 0) | (published >= 5))).all(), "disclosure control"
     assert (settings.outputs_dir / "ward_ranking.png").exists()
+
+
+def _latest_check(instance, check_name: str):
+    for run in instance.get_runs(limit=5):
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is not None and event.event_type_value == "ASSET_CHECK_EVALUATION" and \
+                    event.event_specific_data.check_name == check_name:
+                data = event.event_specific_data
+                return data.passed, {k: v.value for k, v in data.metadata.items()}
+    raise AssertionError(f"no evaluation of {check_name}")
+
+
+def test_a_month_without_a_new_cohort_scores_with_the_champion_and_retrain_trains(refreshed_copy):
+    """The held-back month (August: no school-readiness return, so no new assessed cohort) is scored with the
+    registered champion: one MLflow run tagged scoring-only that links the champion's run, nothing registered,
+    a gate with nothing to promote, the privacy audit incremental. `retrain: true` trains and registers again."""
+    import dagster as dg
+
+    from ed_pipeline.defs.model import METRICS_KEY, MODEL_KEY, PROMOTION_CHECK
+    from ed_pipeline.modelling import CHAMPION_RUN_TAG, REFRESH_KIND_TAG, SCORING_ONLY, TRAINED
+    from ed_pipeline_tests.conftest import release_held_back, run_cli
+    from ed_pipeline_tests.defs.test_automation import definitions_over
+
+    settings = refreshed_copy
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    (trained_run,) = client.search_runs([experiment.experiment_id])
+    assert trained_run.data.tags[REFRESH_KIND_TAG] == TRAINED
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert [m.stem for m in release_held_back(settings)][0] == "2017-08"
+
+    result = run_cli("refresh", data_dir=settings.data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    assert len(runs) == 2, "the refresh is one MLflow run of its own"
+    scoring = runs[0]
+    assert scoring.data.tags[REFRESH_KIND_TAG] == SCORING_ONLY
+    assert scoring.data.tags[CHAMPION_RUN_TAG] == champion.run_id == trained_run.info.run_id
+    assert scoring.data.metrics["test_roc_auc"] == trained_run.data.metrics["test_roc_auc"]
+    assert "no new assessed cohort" in scoring.data.params["scoring_reason"]
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 1, "nothing new registered"
+    assert client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version == champion.version
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        (run_id,) = conn.execute("select distinct mlflow_run_id from model.metrics").fetchone()
+        scored = conn.execute("select count(*) from outputs.child_risk").fetchone()[0]
+    assert run_id == scoring.info.run_id and scored > 0
+    with dg.DagsterInstance.get() as instance:
+        passed, gate = _latest_check(instance, PROMOTION_CHECK)
+        assert passed and gate["promoted"] is False and "nothing to promote" in gate["reasons"]
+        passed, audit = _latest_check(instance, "no_identifiers_anywhere")
+        assert passed and audit["mode"].startswith("incremental since"), audit
+
+    # asked to retrain: a new model is trained, logged and put to the gate (same data: it passes)
+    defs = definitions_over(settings)
+    with dg.DagsterInstance.get() as instance:
+        done = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[MODEL_KEY, METRICS_KEY],
+            run_config={"ops": {"train_school_readiness_model": {"config": {"retrain": True}}}})
+        assert done.success
+        passed, gate = _latest_check(instance, PROMOTION_CHECK)
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    assert len(runs) == 3 and runs[0].data.tags[REFRESH_KIND_TAG] == TRAINED
+    assert runs[0].data.params["retrain_reason"] == "asked for (config retrain)"
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 2
+    assert passed and "candidate is already the champion" not in gate["reasons"]

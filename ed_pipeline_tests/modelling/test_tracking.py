@@ -162,3 +162,55 @@ def test_promotion_first_then_refusal_then_reference_metrics(store, first_run, t
     log_reference_metrics(first_run, {"oracle_test_roc_auc": 0.81, "truelink_test_roc_auc": 0.70}, uri)
     metrics = client.get_run(first_run).data.metrics
     assert metrics["oracle_test_roc_auc"] == 0.81 and metrics["truelink_test_roc_auc"] == 0.70
+
+
+# --- retrain, or score with the champion ------------------------------------------------------------------
+
+def test_retrain_only_when_the_training_data_change_in_a_way_that_matters(store, first_run, trained, feature_frame):
+    from ed_pipeline.modelling import booster_sha256, champion_info, choose_cohorts, retrain_reason
+
+    uri, _ = store
+    promote_if_better(uri, first_run, trained)  # the first run's model is the champion (idempotent)
+    champion = champion_info(uri)
+    assert champion is not None and champion.run_id == first_run
+    assert champion.test_cohort == 2018 and champion.train_cohorts == (2016,) and champion.features == FEATURES
+    assert champion.booster_sha256 == booster_sha256(trained.booster)
+
+    same = choose_cohorts(feature_frame, TrainingConfig())
+    assert retrain_reason(same, champion, trained) is None  # nothing new: score with the champion
+    assert retrain_reason(same, champion, trained, retrain=True) == "asked for (config retrain)"
+    assert retrain_reason(same, None, trained) == "no champion yet"
+    assert retrain_reason(same, champion, None) == "no local copy of the champion to score with"
+
+    # a new assessed cohort arrives (2019 gets outcomes): retrain
+    unassessed = pl.col("assessment_year").is_null()
+    newer = feature_frame.with_columns(
+        pl.when(unassessed).then(pl.col("p_not_gld") > 0.5).otherwise(pl.col("not_gld")).alias("not_gld"),
+        pl.when(unassessed).then(pl.lit(2019, dtype=pl.Int32)).otherwise(pl.col("assessment_year"))
+        .alias("assessment_year"))
+    cohorts = choose_cohorts(newer, TrainingConfig())
+    assert cohorts.test == 2019
+    assert retrain_reason(cohorts, champion, trained).startswith("a new assessed cohort: test cohort 2019")
+
+    # another model than the champion's in the local copy: retrain rather than score with the wrong one
+    other = train_and_evaluate(feature_frame, TrainingConfig(seed=3, learning_rate=0.1))
+    assert retrain_reason(same, champion, other) == f"the local model is not the champion (version {champion.version})"
+
+
+def test_a_scoring_only_refresh_is_one_run_linked_to_the_champion(store, first_run, trained):
+    from ed_pipeline.modelling import CHAMPION_RUN_TAG, REFRESH_KIND_TAG, SCORING_ONLY, champion_info, log_scoring_run
+
+    uri, root = store
+    promote_if_better(uri, first_run, trained)
+    champion = champion_info(uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    versions = len(client.search_model_versions(f"name='{MODEL_NAME}'"))
+    run_id = log_scoring_run(trained, champion, uri, root, tags={**TAGS, "dagster_run_id": "run-789"},
+                             params={"scoring_reason": "nothing new"})
+    run = client.get_run(run_id)
+    assert run.data.tags[REFRESH_KIND_TAG] == SCORING_ONLY and run.data.tags[CHAMPION_RUN_TAG] == first_run
+    assert run.data.tags["champion_version"] == champion.version and run.data.tags["dagster_run_id"] == "run-789"
+    assert run.data.params["test_cohort"] == "2018" and run.data.params["scoring_reason"] == "nothing new"
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(trained.metrics["test_roc_auc"])
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == versions, "nothing registered"
+    assert champion_info(uri).run_id == first_run, "the champion stays"
