@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import logging
 import multiprocessing
 import os
 import pickle
@@ -18,6 +19,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,8 +169,8 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
     DuckDB do not return what they freed) is not held through the next (docs/performance.md)."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child_main, args=(send, os.getpid(), function, args, progress is not None),
-                            name=f"ed-pipeline {name}", daemon=True)
+    child = context.Process(target=_child_main, args=(send, os.getpid(), function, args, progress is not None,
+                                                      _quietening()), name=f"ed-pipeline {name}", daemon=True)
     child.start()
     send.close()
     try:
@@ -211,8 +213,23 @@ def die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _child_main(send, parent_pid: int, function: Callable[..., Any], args: tuple, relay: bool) -> None:
+def _quietening() -> tuple[list, dict[str, int]]:
+    """This process's warning filters and the levels set on its loggers (the CLI silences Dagster's beta warnings
+    and Splink's narration), for a spawned child, which starts without them."""
+    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET}
+    return list(warnings.filters), levels
+
+
+def _child_main(send, parent_pid: int, function: Callable[..., Any], args: tuple, relay: bool,
+                quietening: tuple[list, dict[str, int]] = ([], {})) -> None:
     die_with_parent(parent_pid)
+    filters, levels = quietening
+    for action, message, category, module, lineno in reversed(filters):  # patterns, or strings, or None
+        warnings.filterwarnings(action, getattr(message, "pattern", message) or "", category,
+                                getattr(module, "pattern", module) or "", lineno)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
     try:
         kwargs = {"progress": lambda *event: send.send(("progress", event))} if relay else {}
         message = ("result", function(*args, **kwargs))

@@ -3,11 +3,13 @@ child never outlives the process that started it (a SIGKILLed refresh leaves not
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,12 @@ def _work(n: int, progress) -> tuple[int, int]:
     for i in range(n):
         progress("step", i)
     return os.getpid(), 2 * n
+
+
+def _quietened() -> tuple[bool, int]:
+    ignored = any(action == "ignore" and message is not None and message.pattern == ".*is currently in beta"
+                  for action, message, *_ in warnings.filters)
+    return ignored, logging.getLogger("splink").level
 
 
 def _fail() -> None:
@@ -46,6 +54,15 @@ def test_a_child_returns_its_result_relays_progress_and_raises_its_errors():
     pid, doubled = run_in_child("work", _work, 3, progress=lambda *e: events.append(e))
     assert pid != os.getpid() and doubled == 6
     assert events == [("step", 0), ("step", 1), ("step", 2)]
+    splink = logging.getLogger("splink")
+    level = splink.level
+    with warnings.catch_warnings():  # the CLI's quietening of Dagster and Splink holds in the child too
+        warnings.filterwarnings("ignore", message=".*is currently in beta")
+        splink.setLevel(logging.ERROR)
+        try:
+            assert run_in_child("quiet", _quietened) == (True, logging.ERROR)
+        finally:
+            splink.setLevel(level)
     with pytest.raises(DiskFullError, match="disk full while writing /d/warehouse.duckdb"):
         run_in_child("fail", _fail)
     with pytest.raises(ChildProcessDied, match=f"the vanish process ended \\(exit code -{signal.SIGKILL}\\)"):
