@@ -170,7 +170,9 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child_main, args=(send, os.getpid(), function, args, progress is not None,
-                                                      _quietening()), name=f"ed-pipeline {name}", daemon=True)
+                                                      _quietening()), name=f"ed-pipeline {name}")
+    # not a daemon: a stage may start processes of its own (a daemonic process may not); it never outlives this
+    # one anyway (the death signal below, and the join in `finally`)
     child.start()
     send.close()
     try:
