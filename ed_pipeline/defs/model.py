@@ -45,6 +45,9 @@ MODEL_KEY = dg.AssetKey(["model", "school_readiness_model"])
 METRICS_KEY = dg.AssetKey(["model", "metrics"])
 PROMOTION_CHECK = "promotion_gate"
 MODEL_IO = "model_io_manager"
+SCORING_REASON = ("no new model this refresh: the data bring no new assessed cohort (test cohort {test}, as the "
+                  "champion's) and no retrain was asked for")
+NOTHING_TO_PROMOTE = "nothing to promote: {why}; the champion (version {version}) stays"
 HEADLINE = ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "baseline_test_roc_auc",
             "test_precision_top10", "test_recall_top10")
 
@@ -132,8 +135,7 @@ def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, 
     """No new model: the champion scores this refresh (the outputs read it from `latest.pkl`), one MLflow run
     records the refresh, and the gate has nothing to decide."""
     result = _load_local(settings)
-    why = (f"no new model this refresh: the data bring no new assessed cohort (test cohort {result.cohorts.test}, "
-           f"as the champion's) and no retrain was asked for")
+    why = SCORING_REASON.format(test=result.cohorts.test)
     run_id = log_scoring_run(result, champion, settings.mlflow_tracking_uri, settings.mlflow_artifact_root,
                              tags=tags, params={"scoring_reason": why}, extra_artifacts=linkage_artifacts)
     result.extra["mlflow_run_id"] = run_id
@@ -146,7 +148,7 @@ def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, 
         "champion_run_id": champion.run_id})
     yield dg.AssetCheckResult(
         check_name=PROMOTION_CHECK, asset_key=MODEL_KEY, passed=True,
-        metadata={"reasons": f"nothing to promote: {why}; the champion (version {champion.version}) stays",
+        metadata={"reasons": NOTHING_TO_PROMOTE.format(why=why, version=champion.version),
                   "candidate_auc": None, "champion_auc": float(result.metrics["test_roc_auc"]), "promoted": False,
                   "champion_version": champion.version, "champion_run_id": champion.run_id})
 

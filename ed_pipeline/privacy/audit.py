@@ -92,8 +92,8 @@ def load_state(path: Path, max_age_days: float = DEFAULT_MAX_AGE_DAYS, rules: st
     try:
         state = AuditState.from_json(path.read_text())
         age = state.age(now)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        return None, f"the audit state could not be read ({type(exc).__name__})"
+    except (OSError, ValueError, TypeError, KeyError):
+        return None, "the audit state could not be read"
     if state.version != STATE_VERSION:
         return None, f"the audit state is of version {state.version}, not {STATE_VERSION}"
     if rules is not None and state.rules != rules:

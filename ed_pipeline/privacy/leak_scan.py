@@ -103,6 +103,10 @@ baseline brier contribution ever expected feature flagged gain intercept iterati
 parent precision predicted recall sibling slope splits upper validation rank weight card zone parses
 marker warn json characters check digit domain extract float format future length required unique uprn
 parser lang flex
+incremental audit rescan scanned scanning parts texts files rules changed since last state version days asked
+identifiers mode leaks none could read more than full events dagster mlflow champion retrain retrained trained
+scoring scored assessed promote promoted nothing stays bring copy booster reasons reason kind candidate tested
+config features param refresh training warehouse
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
 # typo'd surname spells at Essex scale
@@ -749,38 +753,42 @@ def scan_texts(texts: Iterable[tuple[str, str]], identifiers: IdentifierSet, pre
         conn.close()
 
 
-_ALNUM_RUN = re.compile(r"[a-z0-9]+")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_DIGIT_T_DIGIT_SQL = re.compile(r"([0-9])t([0-9])")  # as `_fold_sql`: non-overlapping, left to right
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
-_DIGIT_T_DIGIT = re.compile(r"(?<=[0-9])t(?=[0-9])")
 
 
 def _candidate_texts(rows: list[tuple[str, int, str]], ids: IdentifierSet) -> list[tuple[str, int, str]]:
-    """The texts the prefiltered match could find anything in, chosen in Python, cheaply: those holding the key
-    token of a phrase other than a date of birth, or a date-of-birth word (see `_Scanner`). Accents are
-    stripped as DuckDB does (NFD, marks dropped, `normalise`'s letters folded); a text still holding a letter
-    outside ASCII is kept for the exact match. Every token of the scan form is then a run of letters and digits,
-    or part of one cut at a 't' between digits ("12t3"): all of those are tried, so no text that could match is
-    left out."""
-    keys = set(ids.key_tokens["tok"]) | {w for w in DOB_CONTEXT_WORDS if " " not in w}
+    """The texts the prefiltered match could find anything in, chosen in Python, cheaply (see `_Scanner`): those
+    holding every token of some phrase other than a date of birth, or one of `ids`' dates of birth within three
+    tokens after a date-of-birth word. The scan form is made as `_fold_sql` makes it (accents stripped by NFD,
+    marks dropped, `normalise`'s letters folded); a text still holding a letter or digit outside ASCII, whose
+    folding might differ, is kept for the exact match."""
+    by_token: dict[str, list[frozenset[str]]] = {}
+    for toks in ids.phrases.filter(pl.col("kind") != "date_of_birth")["phrase"].str.split(" ").to_list():
+        need = frozenset(toks)
+        by_token.setdefault(max(need, key=len), []).append(need)
+    dobs = {tuple(p.split(" ")) for p in ids.phrases.filter(pl.col("kind") == "date_of_birth")["phrase"]}
+    lengths = sorted({len(d) for d in dobs})
+    context = {w for w in DOB_CONTEXT_WORDS if " " not in w}
     fold = str.maketrans(dict(zip(nz._FOLD_FROM, nz._FOLD_TO, strict=True)))
     kept = []
     for row in rows:
         text = row[2].lower()
         if not text.isascii():
             text = _COMBINING.sub("", unicodedata.normalize("NFD", text)).translate(fold)
-            if any(unicodedata.category(c).startswith("L") for c in set(_NON_ASCII.findall(text))):
+            if any(unicodedata.category(c)[0] in "LN" for c in set(_NON_ASCII.findall(text))):
                 kept.append(row)
                 continue
-        for run in _ALNUM_RUN.findall(text):
-            if run in keys:
-                kept.append(row)
-                break
-            pieces = _DIGIT_T_DIGIT.split(run)
-            if len(pieces) > 1 and any("t".join(pieces[i:j]) in keys for i in range(len(pieces))
-                                       for j in range(i + 1, len(pieces) + 1)):
-                kept.append(row)
-                break
+        toks = _DIGIT_T_DIGIT_SQL.sub(r"\1 \2", _NON_ALNUM.sub(" ", text).strip()).split(" ")
+        present = set(toks)
+        if any(need <= present for tok in present & by_token.keys() for need in by_token[tok]):
+            kept.append(row)
+            continue
+        if present & context and any(tuple(toks[j:j + n]) in dobs for i, tok in enumerate(toks) if tok in context
+                                     for j in range(i + 1, i + 4) for n in lengths):
+            kept.append(row)
     return kept
 
 

@@ -28,3 +28,47 @@ def test_every_word_of_the_pipelines_own_labels_is_vocabulary():
     labels += [check.rule for source in SOURCES for check in plan_for(source).checks]
     missing = _words(labels) - STOPWORDS
     assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
+
+
+def test_the_audits_and_the_models_own_labels_are_vocabulary(tmp_path):
+    """What the incremental audit and a scoring-only refresh write into Dagster's events and MLflow (modes,
+    metadata keys, reasons, tags): were a word of it somebody's surname, the next audit would fail on it."""
+    from datetime import UTC, datetime, timedelta
+
+    import ed_pipeline.defs.model as model_defs
+    import ed_pipeline.privacy.audit as audit
+    from ed_pipeline.modelling import tracking
+    from ed_pipeline.modelling.train import Cohorts
+
+    labels = [tracking.REFRESH_KIND_TAG, tracking.TRAINED, tracking.SCORING_ONLY, tracking.CHAMPION_RUN_TAG,
+              tracking.BOOSTER_TAG]
+    path = tmp_path / "state.json"
+    labels.append(audit.load_state(path)[1])
+    path.write_text("{not json")
+    labels.append(audit.load_state(path)[1])
+    state = audit.AuditState(audited_at=(datetime.now(UTC) - timedelta(days=40)).isoformat(), rules="r")
+    audit.save_state(path, state)
+    labels += [audit.load_state(path)[1], audit.load_state(path, rules="other")[1],
+               audit.load_state(path, max_age_days=100, rules="r")[1]]
+    path.write_text(state.to_json().replace('"version": 1', '"version": 0'))
+    labels.append(audit.load_state(path)[1])
+    cohorts = Cohorts(train=(2016,), validation=2017, test=2018, rates={}, sizes={}, median_history={})
+    champion = tracking.ChampionInfo("1", "run", (2015,), 2016, 2017, ("x",), None)
+    labels += [tracking.retrain_reason(cohorts, champion, None, retrain=True), tracking.retrain_reason(
+        cohorts, None, None), tracking.retrain_reason(cohorts, champion, None)]
+    champion = tracking.ChampionInfo("1", "run", (2015,), 2016, 2017, tuple(tracking.FEATURES), None)
+    labels.append(tracking.retrain_reason(cohorts, champion, None))
+    champion = tracking.ChampionInfo("1", "run", (2015,), 2016, 2018, tuple(tracking.FEATURES), None)
+    labels.append(tracking.retrain_reason(cohorts, champion, None))
+    champion = tracking.ChampionInfo("1", "run", (2016,), 2017, 2018, tuple(tracking.FEATURES), None)
+    labels.append(tracking.retrain_reason(cohorts, champion, None))
+    labels += [model_defs.SCORING_REASON, model_defs.NOTHING_TO_PROMOTE, "scored with the champion"]
+    # metadata keys of the audit and of the model step, the audit's text locations
+    labels += ["mode", "identifiers", "identifiers_new_since_last_audit", "dagster_events_scanned", "mlflow_texts",
+               "leaks", "none", *(f"{kind}_parts_{which}_identifiers" for kind in ("warehouse", "texts", "files")
+                                  for which in ("all", "new")),
+               "refresh_kind", "scoring_reason", "retrain_reason", "model_version", "champion_run_id",
+               "champion_version", "promoted", "reasons", "candidate_auc", "champion_auc",
+               "dagster run", "mlflow run param tag", "mlflow model"]
+    missing = _words(labels) - STOPWORDS
+    assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
