@@ -157,9 +157,12 @@ def _headline(result: TrainedModel) -> dict[str, float]:
     return {k: round(float(result.metrics[k]), 4) for k in HEADLINE if k in result.metrics}
 
 
+def _metrics_frame(result: TrainedModel) -> pl.DataFrame:
+    return pl.DataFrame({"metric": list(result.metrics), "value": [float(v) for v in result.metrics.values()]})
+
+
 def _write_metrics(warehouse: DuckDBResource, result: TrainedModel, run_id: str) -> None:
-    metrics = pl.DataFrame({"metric": list(result.metrics),  # noqa: F841 (read by DuckDB by name)
-                            "value": [float(v) for v in result.metrics.values()]})
+    metrics = _metrics_frame(result)  # noqa: F841 (read by DuckDB by name)
     with warehouse.get_connection() as conn:
         conn.execute("create schema if not exists model")
         conn.execute("create or replace table model.metrics as select ? as mlflow_run_id, * from metrics", [run_id])
@@ -170,7 +173,7 @@ def _write_metrics(warehouse: DuckDBResource, result: TrainedModel, run_id: str)
 
 def _results(result: TrainedModel, run_id: str, settings: Settings, kind: dict):
     headline = _headline(result)
-    metrics = pl.DataFrame({"metric": list(result.metrics), "value": [float(v) for v in result.metrics.values()]})
+    metrics = _metrics_frame(result)
     yield dg.MaterializeResult(asset_key=MODEL_KEY, metadata={
         **headline, "mlflow_run_id": run_id, **kind,
         "cohorts": f"train {list(result.cohorts.train)}, validation {result.cohorts.validation}, "

@@ -6,7 +6,7 @@ Dagster recorded (event metadata, check results, log messages of recent runs),
 and MLflow's params, tags and artifacts, against every identifier held in the
 agency zone's validated tables.
 
-Incrementally (`ed_pipeline.privacy.audit_state`): what is new or changed since the last passing audit is
+Incrementally (`ed_pipeline.privacy.audit`): what is new or changed since the last passing audit is
 scanned against every identifier, what that audit scanned against the identifiers that are new since; a full
 rescan when there is no usable state, or when asked (`full_rescan: true` in the check's run config).
 """
@@ -78,11 +78,6 @@ def mlflow_units(tracking_uri: str) -> Texts:
         units[f"mlflow model {version.name} v{version.version}"] = [
             (f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in sorted(version.tags.items())]
     return units
-
-
-def mlflow_texts(tracking_uri: str) -> list[tuple[str, str]]:
-    """(location, text) for the params and tags of every MLflow run and registered model version."""
-    return [text for texts in mlflow_units(tracking_uri).values() for text in texts]
 
 
 @dg.asset_check(
