@@ -13,7 +13,11 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen --python 3.11
+	$(UV) sync --frozen --python 3.11 --compile-bytecode
+	@# uv compiles site-packages; our own (editable) sources are compiled here. Every process the pipeline
+	@# starts (each refresh stage, the Dagster code server, dbt) then reads .pyc files instead of compiling
+	@# ~2 GB of sources in memory, which it does on machines that set PYTHONDONTWRITEBYTECODE.
+	$(BIN)/python -m compileall -q ed_pipeline benchmarks >/dev/null
 	@touch $@
 
 run: install
