@@ -56,6 +56,7 @@ GOALS = {"full_refresh_max_s": 600.0, "peak_memory_max_bytes": 8 * 10**9, "incre
 PIPELINE_STATE = ("agency_zone.duckdb", "agency_zone.duckdb.wal", "warehouse.duckdb", "warehouse.duckdb.wal",
                   "ops.duckdb", "ops.duckdb.wal", "dagster", "mlflow", "linkage", "models", "outputs", "gx_docs",
                   "audit")
+SNAPSHOT = "after_full"  # the pipeline state right after the full refresh, for --incremental-only
 ENV_OVERRIDES = ("ED_AGENCY_ZONE_DB", "ED_WAREHOUSE_DB", "ED_POSTCODE_DIRECTORY", "MLFLOW_TRACKING_URI")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -111,6 +112,34 @@ def release_month(root: Path) -> list[str]:
         os.utime(target)  # a freshly landed file
         months.add(path.stem)
     return sorted(months)
+
+
+def save_snapshot(root: Path, full: dict) -> None:
+    """Keep a copy of the pipeline state after the full refresh (and its figures) for `--incremental-only`."""
+    snapshot = root / SNAPSHOT
+    shutil.rmtree(snapshot, ignore_errors=True)
+    snapshot.mkdir()
+    for name in PIPELINE_STATE:
+        path = root / name
+        if path.is_dir():
+            shutil.copytree(path, snapshot / name, symlinks=True)
+        elif path.exists():
+            shutil.copy2(path, snapshot / name)
+    (snapshot / "full.json").write_text(json.dumps(full))
+
+
+def restore_snapshot(root: Path) -> dict:
+    """The pipeline state and figures of the last full refresh, back in place of the current state."""
+    snapshot = root / SNAPSHOT
+    if not (snapshot / "full.json").exists():
+        raise SystemExit(f"no saved full refresh in {snapshot}: run without --incremental-only first")
+    for name in PIPELINE_STATE:
+        source = snapshot / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, symlinks=True)
+        elif source.exists():
+            shutil.copy2(source, root / name)
+    return json.loads((snapshot / "full.json").read_text())
 
 
 # --- measuring a child process ---------------------------------------------------------------------------
@@ -448,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here (always: <work>/<people>/figures.json)")
     parser.add_argument("--interval", type=float, default=0.05, help="memory/CPU sampling interval, seconds")
     parser.add_argument("--skip-incremental", action="store_true", help="only the full refresh")
+    parser.add_argument("--incremental-only", action="store_true",
+                        help=f"only the incremental refresh, from the state the last full refresh saved in "
+                             f"<world>/{SNAPSHOT}/ (for iterating on the one-month refresh; the full refresh's "
+                             "figures are then those recorded with that state)")
     parser.add_argument("--child", choices=["full", "incremental"], help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--month", help=argparse.SUPPRESS)
@@ -471,7 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"world: {args.people:,} residents (seed {args.seed}) in {root}; {world['landed_months']} months landed "
           f"({world['landing_mib']} MiB), {world['held_back_month']} held back", file=sys.stderr, flush=True)
 
-    full = summarise(run_child("full", root, args.interval))
+    if args.incremental_only:
+        full = restore_snapshot(root)
+    else:
+        full = summarise(run_child("full", root, args.interval))
+        save_snapshot(root, full)
     print(format_table(f"\nfull refresh: {args.people:,} residents, {world['landed_months']} months", full))
     incremental = None
     if not args.skip_incremental:

@@ -50,6 +50,18 @@ def refreshed_world(tiny_world: Path, tmp_path_factory) -> Path:
     return data_dir
 
 
+@pytest.fixture(scope="session")
+def month_added_world(refreshed_world: Path, tmp_path_factory) -> Path:
+    """The refreshed tiny world after its held-back month (2017-08: no school-readiness return) landed and
+    `ed-pipeline refresh` ran again, as the monthly refresh does. Shared: copy it (`month_added_copy`) first."""
+    data_dir = tmp_path_factory.mktemp("month_added") / "data"
+    shutil.copytree(refreshed_world, data_dir)
+    assert release_held_back(Settings(data_dir=data_dir)), "the refreshed world has no held-back month"
+    result = run_cli("refresh", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return data_dir
+
+
 def release_held_back(settings: Settings) -> list[Path]:
     """Move the held-back month into landing/, as if the agencies had just dropped it; returns the files."""
     moved = []
@@ -73,6 +85,12 @@ def _private_copy(source: Path, tmp_path: Path, monkeypatch) -> Settings:
 def refreshed_copy(refreshed_world: Path, tmp_path: Path, monkeypatch) -> Settings:
     """A private copy of the refreshed tiny world, with ED_DATA_DIR pointing at it."""
     return _private_copy(refreshed_world, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def month_added_copy(month_added_world: Path, tmp_path: Path, monkeypatch) -> Settings:
+    """A private copy of the tiny world refreshed again after its last month landed, ED_DATA_DIR pointing at it."""
+    return _private_copy(month_added_world, tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def _latest_check(instance, check_name: str):
     raise AssertionError(f"no evaluation of {check_name}")
 
 
-def test_a_month_without_a_new_cohort_scores_with_the_champion_and_retrain_trains(refreshed_copy):
+def test_a_month_without_a_new_cohort_scores_with_the_champion_and_retrain_trains(month_added_copy):
     """The held-back month (August: no school-readiness return, so no new assessed cohort) is scored with the
     registered champion: one MLflow run tagged scoring-only that links the champion's run, nothing registered,
     a gate with nothing to promote, the privacy audit incremental. `retrain: true` trains and registers again."""
@@ -57,22 +57,17 @@ def test_a_month_without_a_new_cohort_scores_with_the_champion_and_retrain_train
 
     from ed_pipeline.defs.model import METRICS_KEY, MODEL_KEY, PROMOTION_CHECK
     from ed_pipeline.modelling import CHAMPION_RUN_TAG, REFRESH_KIND_TAG, SCORING_ONLY, TRAINED
-    from ed_pipeline_tests.conftest import release_held_back, run_cli
     from ed_pipeline_tests.defs.test_automation import definitions_over
 
-    settings = refreshed_copy
+    settings = month_added_copy  # refreshed, then 2017-08 landed and `ed-pipeline refresh` ran again
+    assert settings.landed_months()[-1] == "2017-08"
     client = MlflowClient(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    (trained_run,) = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    assert len(runs) == 2, "the month's refresh is one MLflow run of its own"
+    scoring, trained_run = runs
     assert trained_run.data.tags[REFRESH_KIND_TAG] == TRAINED
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-    assert [m.stem for m in release_held_back(settings)][0] == "2017-08"
-
-    result = run_cli("refresh", data_dir=settings.data_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
-    assert len(runs) == 2, "the refresh is one MLflow run of its own"
-    scoring = runs[0]
     assert scoring.data.tags[REFRESH_KIND_TAG] == SCORING_ONLY
     assert scoring.data.tags[CHAMPION_RUN_TAG] == champion.run_id == trained_run.info.run_id
     assert scoring.data.metrics["test_roc_auc"] == trained_run.data.metrics["test_roc_auc"]
