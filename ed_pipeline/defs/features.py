@@ -14,9 +14,12 @@ so a fresh clone, an in-process `ed-pipeline refresh` and the tests all find a c
 """
 
 import contextlib
+import importlib.metadata
 import io
 import os
+import sys
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ import duckdb
 from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 from dagster_duckdb import DuckDBResource
+from packaging import version
 
 from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.metadata import PREVIEW_ROWS, bar_chart, column_schema, preview
@@ -60,8 +64,20 @@ def prepare_manifest(project: DbtProject, force: bool = False) -> Path:
     return project.manifest_path
 
 
+class DbtCli(DbtCliResource):
+    """dagster-dbt's dbt resource, told the version of the dbt-core installed beside it rather than asking the
+    executable: dagster-dbt runs `dbt --version` (a dbt start-up, ~3 s) once per resource instance, which is
+    once per run that builds features. Another executable (dbt found on PATH) is still asked."""
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if Path(self.dbt_executable).parent == Path(sys.executable).parent:
+            return version.parse(importlib.metadata.version("dbt-core"))
+        return DbtCliResource._cli_version.func(self)
+
+
 def _parse(project: DbtProject) -> None:
-    DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+    DbtCli(project_dir=project, dbt_executable=dbt_executable()).cli(
         ["parse", "--quiet"], target_path=project.target_path).wait()
 
 
@@ -177,4 +193,4 @@ def model_metadata(conn: duckdb.DuckDBPyConnection, key: dg.AssetKey) -> dict:
 
 
 feature_assets = [dbt_features]
-dbt_resource = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+dbt_resource = DbtCli(project_dir=dbt_project, dbt_executable=dbt_executable())

@@ -81,3 +81,27 @@ def test_materialise_features_through_dagster(built):
         assert conn.execute("select count(*) from features.child_features").fetchone()[0] == 3
     # the dbt process was pointed at the warehouse only: this process's environment is as it was
     assert "ED_WAREHOUSE_DB" not in os.environ or os.environ["ED_WAREHOUSE_DB"] != str(built.warehouse)
+
+
+def test_the_dbt_resource_knows_its_version_without_starting_dbt(monkeypatch, tmp_path):
+    """dagster-dbt asks `dbt --version` (a dbt start-up) in every run; ours reads the installed dbt-core's."""
+    import importlib.metadata
+
+    import dagster_dbt.core.resource as dbt_resource_module
+    import pytest
+    from packaging import version
+
+    from ed_pipeline.defs.features import DbtCli
+    from ed_pipeline.settings import dbt_executable
+
+    def no_subprocess(command, *args, **kwargs):
+        raise AssertionError(f"started {command}")
+
+    monkeypatch.setattr(dbt_resource_module, "check_output", no_subprocess)
+    resource = DbtCli(project_dir=dbt_project, dbt_executable=dbt_executable())
+    assert resource._cli_version == version.parse(importlib.metadata.version("dbt-core"))
+    elsewhere = tmp_path / "dbt"  # a dbt outside this environment is still asked
+    elsewhere.write_text("#!/bin/sh\necho 'Core: 1.11.16'\n")
+    elsewhere.chmod(0o755)
+    with pytest.raises(AssertionError, match="--version"):
+        _ = DbtCli(project_dir=dbt_project, dbt_executable=str(elsewhere))._cli_version
