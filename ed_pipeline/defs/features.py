@@ -119,17 +119,20 @@ translator = FeaturesTranslator(settings=DagsterDbtTranslatorSettings(enable_ass
 
 
 class _LogWriter(io.TextIOBase):
-    """A text stream that sends each line written to it to a Dagster log at debug level."""
+    """A text stream that keeps the non-blank lines written to it, for one Dagster log entry at the end (an
+    entry per line of dbt's console output was some 300 event-log writes per build)."""
 
-    def __init__(self, log):
-        self._log, self._pending = log, ""
+    def __init__(self):
+        self.lines: list[str] = []
+        self._pending = ""
 
     def write(self, text: str) -> int:
         *lines, self._pending = (self._pending + text).split("\n")
-        for line in lines:
-            if line.strip():
-                self._log.debug(line)
+        self.lines += [line for line in lines if line.strip()]
         return len(text)
+
+    def text(self) -> str:
+        return "\n".join([*self.lines, *([self._pending] if self._pending.strip() else [])])
 
 
 @contextlib.contextmanager
@@ -158,9 +161,13 @@ def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehou
     """`dbt build` of the selected models and their tests (tests arrive as asset check results)."""
     with _dbt_env_pointing_at_warehouse():
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)  # starts the dbt process
-    # dbt's own log goes to the run's event log (debug level), not to the console of `ed-pipeline refresh`.
-    with contextlib.redirect_stdout(_LogWriter(context.log)):
-        events = list(invocation.stream())
+    # dbt's own log goes to the run's event log (debug level, one entry), not to the console of `ed-pipeline refresh`.
+    output = _LogWriter()
+    try:
+        with contextlib.redirect_stdout(output):
+            events = list(invocation.stream())
+    finally:
+        context.log.debug(f"dbt build output:\n{output.text()}")
     # Only now, dbt gone, is the warehouse free to read (dagster-dbt's fetch_row_counts() would open it while dbt
     # still writes): each built model's row count, column schema and, for the mart, a preview without ids.
     with warehouse.get_connection() as conn:

@@ -23,6 +23,7 @@ class Built:
     warehouse: Path
     result: dg.ExecuteInProcessResult
     asset_keys: set[dg.AssetKey]
+    instance: dg.DagsterInstance  # the run's (ephemeral) instance: its event log
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +35,15 @@ def built(tmp_path_factory) -> Built:
     data_dir.mkdir()
     write_warehouse(data_dir / "warehouse.duckdb", base_records())
     keys = dbt_keys(defs)
+    instance = dg.DagsterInstance.ephemeral()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("ED_DATA_DIR", str(data_dir))
         env.delenv("ED_WAREHOUSE_DB", raising=False)
         env.setenv("ED_PSEUDO_KEY", TEST_KEY)
         result = defs.get_implicit_global_asset_job_def().execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=instance,
             asset_selection=sorted(keys, key=lambda k: k.to_user_string()),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
-    return Built(data_dir / "warehouse.duckdb", result, keys)
+    return Built(data_dir / "warehouse.duckdb", result, keys, instance)

@@ -79,6 +79,10 @@ def test_materialise_features_through_dagster(built):
     assert {e.asset_key for e in evaluations} >= {MART_KEY, dg.AssetKey(["staging", "stg_housing"])}
     with duckdb.connect(str(built.warehouse), read_only=True) as conn:
         assert conn.execute("select count(*) from features.child_features").fetchone()[0] == 3
+    # dbt's console output is in the run's event log, as one debug entry
+    logs = [e.user_message for e in built.instance.all_logs(built.result.run_id) if e.dagster_event is None]
+    dbt_logs = [m for m in logs if m.startswith("dbt build output")]
+    assert len(dbt_logs) == 1 and "child_features" in dbt_logs[0], logs[:5]
     # the dbt process was pointed at the warehouse only: this process's environment is as it was
     assert "ED_WAREHOUSE_DB" not in os.environ or os.environ["ED_WAREHOUSE_DB"] != str(built.warehouse)
 
