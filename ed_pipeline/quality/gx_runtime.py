@@ -177,6 +177,7 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True) -> Pat
     docs_dir.mkdir(parents=True, exist_ok=True)
     ctx = _new_context(docs_dir)  # a private one, whose results store and site live in docs_dir
     store = ctx.validation_results_store
+    keys = []
     for result in _flatten(results):
         if redact:
             result = _redacted(result)
@@ -188,7 +189,10 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True) -> Pat
             batch_identifier=batch_id,
         )
         store.set(key, result)
-    ctx.build_data_docs(site_names=[DOCS_SITE])
+        keys.append(key)
+    # render these results' pages and the index (which lists every stored result), not every page again: the
+    # store keeps each run's results, so a whole-site build would grow with the history
+    ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=keys)
     return docs_dir / "index.html"
 
 

@@ -259,6 +259,8 @@ def test_data_docs_are_built_and_redacted(tmp_path: Path):
     assert not v.gx_results[0].success
     index = build_data_docs(v.gx_results, tmp_path / "docs")
     assert index == (tmp_path / "docs" / "index.html").resolve() and index.is_file()
+    (first,) = (tmp_path / "docs" / "validations").rglob("*.html")
+    first_written = first.stat().st_mtime_ns
     other = get_source("drugs_alcohol")
     w = validate(pl.DataFrame(valid_rows(other, 2, "2014-03")).with_columns(extract_month=pl.lit("2014-03")), other)
     assert build_data_docs(w, tmp_path / "docs") == index  # a later call adds to the same site
@@ -266,6 +268,7 @@ def test_data_docs_are_built_and_redacted(tmp_path: Path):
     assert "youth_offending_suite" in html and "drugs_alcohol_suite" in html
     pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
     assert len(pages) == 2
+    assert first.stat().st_mtime_ns == first_written, "a later build renders only its own results (and the index)"
     written = [p for p in (tmp_path / "docs").rglob("*") if p.is_file() and p.suffix in {".html", ".json"}]
     assert not any("Secretname" in p.read_text() for p in written)  # the value stays in the quarantine table
     assert v.quarantine["value"].to_list() == ["Zzyzx-Secretname"]
