@@ -398,26 +398,17 @@ class _Scanner:
                        "matches": "__leak_scan_matches", "pairs": "__leak_scan_pairs", "keys": "__leak_scan_keys"}
 
     def __enter__(self) -> _Scanner:
-        # copied into temporary tables once: every table's row-aligned check joins `people` again, and a join
-        # with a registered frame re-reads it through Arrow each time
-        self._copy(self._names["ids"], self.ids.phrases)
-        self._copy(self._names["starts"], self.ids.starts)
+        self.conn.register(self._names["ids"], self.ids.phrases)
+        self.conn.register(self._names["starts"], self.ids.starts)
         if self.prefilter:
-            self._copy(self._names["keys"], self.ids.key_tokens)
-        self._copy(self._names["people"], self.ids.people.select("source", "record_id", "dob"))
+            self.conn.register(self._names["keys"], self.ids.key_tokens)
+        self.conn.register(self._names["people"], self.ids.people.select("source", "record_id", "dob"))
         return self
-
-    def _copy(self, name: str, frame: pl.DataFrame) -> None:
-        self.conn.register("__leak_scan_frame", frame)
-        try:
-            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM __leak_scan_frame")
-        finally:
-            self.conn.unregister("__leak_scan_frame")
 
     def __exit__(self, *exc: object) -> None:
         for key in ("ids", "starts", "people", "keys"):
             with contextlib.suppress(duckdb.Error):
-                self.conn.execute(f"DROP TABLE IF EXISTS {self._names[key]}")
+                self.conn.unregister(self._names[key])
 
     def _matches_sql(self, cells_sql: str) -> str:
         """Matches (loc, cell_id, kind, phrase, dob, ctx) of the cells given by `cells_sql` (loc, cell_id, v)."""
