@@ -76,9 +76,28 @@ class DbtCli(DbtCliResource):
         return DbtCliResource._cli_version.func(self)
 
 
+@contextlib.contextmanager
+def _dbt_env_pointing_at_warehouse():
+    """ED_WAREHOUSE_DB for the dbt process only: the absolute path Dagster's IO managers use (dbt runs in
+    dbt_project/, where a relative ED_DATA_DIR would resolve elsewhere). dbt copies the environment when it starts;
+    this process's environment is restored right after."""
+    before = os.environ.get("ED_WAREHOUSE_DB")
+    os.environ["ED_WAREHOUSE_DB"] = str(Settings.from_env().warehouse_path.resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ED_WAREHOUSE_DB", None)
+        else:
+            os.environ["ED_WAREHOUSE_DB"] = before
+
+
 def _parse(project: DbtProject) -> None:
-    DbtCli(project_dir=project, dbt_executable=dbt_executable()).cli(
-        ["parse", "--quiet"], target_path=project.target_path).wait()
+    # with the build's profile (the warehouse's absolute path): a parse made with another one is not used for
+    # partial parsing ("profile has changed"), so each build would parse the whole project again
+    with _dbt_env_pointing_at_warehouse():
+        DbtCli(project_dir=project, dbt_executable=dbt_executable()).cli(
+            ["parse", "--quiet"], target_path=project.target_path).wait()
 
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -133,22 +152,6 @@ class _LogWriter(io.TextIOBase):
 
     def text(self) -> str:
         return "\n".join([*self.lines, *([self._pending] if self._pending.strip() else [])])
-
-
-@contextlib.contextmanager
-def _dbt_env_pointing_at_warehouse():
-    """ED_WAREHOUSE_DB for the dbt process only: the absolute path Dagster's IO managers use (dbt runs in
-    dbt_project/, where a relative ED_DATA_DIR would resolve elsewhere). dbt copies the environment when it starts;
-    this process's environment is restored right after."""
-    before = os.environ.get("ED_WAREHOUSE_DB")
-    os.environ["ED_WAREHOUSE_DB"] = str(Settings.from_env().warehouse_path.resolve())
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("ED_WAREHOUSE_DB", None)
-        else:
-            os.environ["ED_WAREHOUSE_DB"] = before
 
 
 @dbt_assets(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Built:
 def built(tmp_path_factory) -> Built:
     """Materialise every dbt asset (models and their checks) over the base warehouse, in process."""
     from ed_pipeline.definitions import defs
+    from ed_pipeline.defs.features import dbt_project, prepare_manifest
 
     data_dir = tmp_path_factory.mktemp("features") / "data"
     data_dir.mkdir()
@@ -37,9 +39,13 @@ def built(tmp_path_factory) -> Built:
     keys = dbt_keys(defs)
     instance = dg.DagsterInstance.ephemeral()
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("ED_DATA_DIR", str(data_dir))
+        # relative, like `make run`'s default `data/`: the import-time parse and the build must still agree on the
+        # profile's warehouse path for dbt to parse partially
+        env.setenv("ED_DATA_DIR", os.path.relpath(data_dir))
         env.delenv("ED_WAREHOUSE_DB", raising=False)
         env.setenv("ED_PSEUDO_KEY", TEST_KEY)
+        # parsed for this warehouse, as on the first import in a data directory: the build then parses partially
+        prepare_manifest(dbt_project, force=True)
         result = defs.get_implicit_global_asset_job_def().execute_in_process(
             instance=instance,
             asset_selection=sorted(keys, key=lambda k: k.to_user_string()),

@@ -83,6 +83,9 @@ def test_materialise_features_through_dagster(built):
     logs = [e.user_message for e in built.instance.all_logs(built.result.run_id) if e.dagster_event is None]
     dbt_logs = [m for m in logs if m.startswith("dbt build output")]
     assert len(dbt_logs) == 1 and "child_features" in dbt_logs[0], logs[:5]
+    # parsed for this warehouse (the fixture's `prepare_manifest`), the build re-used the parse
+    (build_log,) = (DBT_PROJECT_DIR / "target").glob(f"dbt_features-{built.result.run_id[:7]}-*/dbt.log")
+    assert "Unable to do partial parsing" not in build_log.read_text()
     # the dbt process was pointed at the warehouse only: this process's environment is as it was
     assert "ED_WAREHOUSE_DB" not in os.environ or os.environ["ED_WAREHOUSE_DB"] != str(built.warehouse)
 
