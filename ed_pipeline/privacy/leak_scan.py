@@ -107,10 +107,16 @@ incremental audit rescan scanned scanning parts texts files rules changed since 
 identifiers mode leaks none could read more than full events dagster mlflow champion retrain retrained trained
 scoring scored assessed promote promoted nothing stays bring copy booster reasons reason kind candidate tested
 config features param refresh training warehouse
+accepted anywhere arrived asian assessments chinese columns combination community crosswalk dates decision
+expectations false gate history households intermediate kept known leak linked member membership metrics mixed
+months negative null outputs pair prediction promotion pseudonymised quarantine quarantined readable recent
+reconciled relation review scan share stable staging unknown validate validated values window across
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
 # typo'd surname spells at Essex scale
-# (1.5M residents: "Gain", "Zone", "Parses"); ed_pipeline_tests/privacy/test_vocabulary.py keeps it complete
+# (1.5M residents: "Gain", "Zone", "Parses"; 500k: "Share", "Dates", "Leak", "Across", from asset, check, step
+# and dbt model names, metadata keys and Splink's chart); ed_pipeline_tests/privacy/test_vocabulary.py keeps it
+# complete
 
 _COMMON_WORDS = _COMMON_WORDS_TEXT.split()
 

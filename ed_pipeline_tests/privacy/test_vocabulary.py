@@ -72,3 +72,18 @@ def test_the_audits_and_the_models_own_labels_are_vocabulary(tmp_path):
                "dagster run", "mlflow run param tag", "mlflow model"]
     missing = _words(labels) - STOPWORDS
     assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
+
+
+def test_the_names_dagster_and_dbt_write_into_events_are_vocabulary():
+    """Asset keys, check names and step keys (dbt's models and tests among them) are in every run's events and in
+    dbt's output; the ingest steps' metadata keys too. At 500k residents "Share" and "Dates" are surnames."""
+    from ed_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    labels = [part for key in graph.get_all_asset_keys() for part in key.path]
+    labels += [check.name for check in graph.asset_check_keys]
+    labels += [node.name for job in [defs.resolve_job_def("ingest"), defs.resolve_job_def("analyse")]
+               for node in job.graph.nodes]
+    labels += ["kept_share", "quarantined_share", "ward_known_share", "leak scan"]
+    missing = _words(labels) - STOPWORDS
+    assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
