@@ -114,17 +114,22 @@ def release_month(root: Path) -> list[str]:
     return sorted(months)
 
 
+def copy_state(source: Path, target: Path) -> None:
+    """Copy the pipeline state (PIPELINE_STATE) found in `source` into `target`."""
+    for name in PIPELINE_STATE:
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, target / name, symlinks=True)
+        elif path.exists():
+            shutil.copy2(path, target / name)
+
+
 def save_snapshot(root: Path, full: dict) -> None:
     """Keep a copy of the pipeline state after the full refresh (and its figures) for `--incremental-only`."""
     snapshot = root / SNAPSHOT
     shutil.rmtree(snapshot, ignore_errors=True)
     snapshot.mkdir()
-    for name in PIPELINE_STATE:
-        path = root / name
-        if path.is_dir():
-            shutil.copytree(path, snapshot / name, symlinks=True)
-        elif path.exists():
-            shutil.copy2(path, snapshot / name)
+    copy_state(root, snapshot)
     (snapshot / "full.json").write_text(json.dumps(full))
 
 
@@ -133,12 +138,7 @@ def restore_snapshot(root: Path) -> dict:
     snapshot = root / SNAPSHOT
     if not (snapshot / "full.json").exists():
         raise SystemExit(f"no saved full refresh in {snapshot}: run without --incremental-only first")
-    for name in PIPELINE_STATE:
-        source = snapshot / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, symlinks=True)
-        elif source.exists():
-            shutil.copy2(source, root / name)
+    copy_state(snapshot, root)
     return json.loads((snapshot / "full.json").read_text())
 
 
