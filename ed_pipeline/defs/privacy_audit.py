@@ -115,6 +115,9 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
             # per kind of content: the parts scanned against every identifier, and against the new ones only
             **{f"{kind}_parts_all_identifiers": fresh for kind, (fresh, _) in result.scanned.items()},
             **{f"{kind}_parts_new_identifiers": kept for kind, (_, kept) in result.scanned.items()},
+            # warehouse rows against every identifier: those of changed tables that the last audit did not scan
+            "warehouse_rows_all_identifiers": result.warehouse_rows[0],
+            "warehouse_rows_already_audited": result.warehouse_rows[1],
             "dagster_events_scanned": read["dagster_events"],
             "mlflow_texts": sum(len(v) for v in mlflow.values()),
             "leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in result.leaks) or "none"),

@@ -21,9 +21,11 @@ other rules, or when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +39,7 @@ from ed_pipeline.privacy.leak_scan import (
     identifier_records,
     identifier_sets,
     partition_condition,
+    row_hashes,
     scan_duckdb,
     scan_files,
     scan_texts,
@@ -70,6 +73,7 @@ class AuditState:
     texts: Parts = field(default_factory=dict)  # Dagster runs and MLflow runs / model versions scanned
     files: Parts = field(default_factory=dict)  # MLflow artifact files scanned
     dagster_run_id: str | None = None
+    rows_ledger: str | None = None  # the file beside the state listing the hashes of the warehouse rows scanned
     version: int = STATE_VERSION
 
     def to_json(self) -> str:
@@ -171,6 +175,7 @@ class AuditResult:
     new_identifiers: int  # the identifiers the content already audited was scanned against
     scanned: dict[str, tuple[int, int]]  # kind -> (parts scanned against all identifiers, against the new ones)
     state_written: bool
+    warehouse_rows: tuple[int, int] = (0, 0)  # (rows scanned against all identifiers, rows the ledger listed)
 
     @property
     def passed(self) -> bool:
@@ -212,8 +217,19 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
 
     tables = table_fingerprints(warehouse)
     fresh, kept = split("warehouse", tables)
-    leaks = scan_duckdb(warehouse, identifiers, where=_conditions(fresh, tables))
+    ledger = load_ledger(state_path, state)
+    # the rows of every table now; a table whose fingerprint is unchanged has the rows the ledger lists
+    rows = pl.concat([ledger.filter(pl.col("unit").is_in(list(set(tables) - set(fresh)))),
+                      row_hashes(warehouse, fresh)]) if ledger is not None else row_hashes(warehouse, tables)
+    new_rows = rows.filter(pl.col("unit").is_in(list(fresh)))
+    if ledger is not None:
+        new_rows = new_rows.join(ledger, on=["unit", "h"], how="anti")
+    with _registered(warehouse, LEDGER_VIEW, ledger):
+        leaks = scan_duckdb(warehouse, identifiers,
+                            where=_conditions(fresh, tables, set(ledger["unit"]) if ledger is not None else set()))
     if kept and len(new_ids):
+        # content already audited, new identifiers only: every row of a table the last audit scanned (its new
+        # rows again too, at no risk: they were just scanned against every identifier)
         leaks += scan_duckdb(warehouse, new_ids, where=_conditions(kept, tables), prefilter=True)
 
     texts = dict(text_units or {})
@@ -235,10 +251,12 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
 
     leaks = _merge(leaks)
     if not leaks:  # the state says what a *passing* audit scanned: after a failure the next one rescans it all
+        ledger_name = save_ledger(state_path, rows)
         save_state(state_path, AuditState(audited_at=now_iso(), rules=rules, identifiers=id_parts, warehouse=tables,
-                                          texts=texts, files=files, dagster_run_id=run_id))
+                                          texts=texts, files=files, dagster_run_id=run_id, rows_ledger=ledger_name))
+        remove_other_ledgers(state_path, keep=ledger_name)
     return AuditResult(leaks, mode, len(identifiers), len(new_ids) if state else len(identifiers), scanned,
-                       not leaks)
+                       not leaks, (new_rows.height, rows.height - new_rows.height))
 
 
 def _merge(leaks: list[Leak]) -> list[Leak]:
@@ -250,8 +268,71 @@ def _merge(leaks: list[Leak]) -> list[Leak]:
     return [Leak(loc, kind, n, how) for (loc, kind, how), n in sorted(counts.items())]
 
 
-def _conditions(parts: dict[str, set[str]], fingerprints: Parts) -> dict[str, str]:
-    return {t: "TRUE" if p == set(fingerprints[t]) else partition_condition(p) for t, p in parts.items()}
+def _conditions(parts: dict[str, set[str]], fingerprints: Parts, ledgered: set[str] = frozenset()
+                ) -> dict[str, str]:
+    """"schema.table" -> the SQL condition on its rows (`__t`) selecting these partitions, less the rows the
+    ledger lists for the tables in `ledgered`."""
+    out = {}
+    for t, p in parts.items():
+        condition = "TRUE" if p == set(fingerprints[t]) else partition_condition(p)
+        if t in ledgered:
+            unit = t.replace("'", "''")
+            condition = f"({condition}) AND hash(__t) NOT IN (SELECT h FROM {LEDGER_VIEW} WHERE unit = '{unit}')"
+        out[t] = condition
+    return out
+
+
+# --- the ledger of rows scanned ---------------------------------------------------------------------------------
+# A rewritten whole-history table (linked.person_link, dbt's models) changes its fingerprint on every refresh, but
+# only a few of its rows change: the ledger keeps DuckDB's hash of every row a passing audit scanned, so that the
+# next one scans against every identifier only the rows whose hash it does not list (a hash, never the content;
+# a collision would let a new row pass as scanned with odds of about n^2 / 2^65 for n rows of one table).
+
+LEDGER_VIEW = "__leak_scan_ledger"
+
+
+def _ledger_path(state_path: Path, name: str) -> Path:
+    return state_path.with_name(name)
+
+
+def load_ledger(state_path: Path, state: AuditState | None) -> pl.DataFrame | None:
+    """(unit, h) of the rows the audit of `state` scanned, or None (no state, no ledger or an unreadable one:
+    the changed tables are then scanned whole)."""
+    if state is None or not state.rows_ledger:
+        return None
+    try:
+        return pl.read_parquet(_ledger_path(state_path, state.rows_ledger)).select(
+            pl.col("unit").cast(pl.String), pl.col("h").cast(pl.UInt64))
+    except (OSError, pl.exceptions.PolarsError):
+        return None
+
+
+def save_ledger(state_path: Path, rows: pl.DataFrame) -> str:
+    """Write the ledger under a new name (the state names it: a killed audit leaves the old pair intact)."""
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    name = f"{state_path.stem}.rows-{uuid.uuid4().hex[:12]}.parquet"
+    rows.sort("unit").write_parquet(_ledger_path(state_path, name), statistics=True)
+    return name
+
+
+def remove_other_ledgers(state_path: Path, keep: str) -> None:
+    for path in state_path.parent.glob(f"{state_path.stem}.rows-*.parquet"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _registered(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | None):
+    """`frame` readable by name on `conn` (in memory, never written to its database) for the block."""
+    if frame is None:
+        yield
+        return
+    conn.register(name, frame)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            conn.unregister(name)
 
 
 # Files MLflow writes beside every logged model (MLmodel) to rebuild its Python environment: package names and

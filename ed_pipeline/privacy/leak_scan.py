@@ -111,6 +111,7 @@ accepted anywhere arrived asian assessments chinese columns combination communit
 expectations false gate history households intermediate kept known leak linked member membership metrics mixed
 months negative null outputs pair prediction promotion pseudonymised quarantine quarantined readable recent
 reconciled relation review scan share stable staging unknown validate validated values window across
+already audited
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
 # typo'd surname spells at Essex scale
@@ -602,6 +603,19 @@ def table_fingerprints(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] |
     return out
 
 
+def row_hashes(conn: duckdb.DuckDBPyConnection, units: Iterable[str]) -> pl.DataFrame:
+    """(unit, h): DuckDB's hash of every row of each of `units` ("schema.table", as `table_fingerprints` names
+    them): which rows an audit has scanned, without keeping any of their content."""
+    wanted = set(units)
+    frames = [pl.DataFrame(schema={"unit": pl.String, "h": pl.UInt64})]
+    for (catalog, schema, table) in table_columns(conn):
+        if f"{schema}.{table}" in wanted:
+            fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
+            hashes = conn.execute(f"SELECT hash(__t) AS h FROM {fq} AS __t").pl()
+            frames.append(hashes.select(unit=pl.lit(f"{schema}.{table}"), h=pl.col("h").cast(pl.UInt64)))
+    return pl.concat(frames)
+
+
 def partition_condition(parts: Iterable[str]) -> str:
     """The SQL condition selecting the rows of these partitions (keys as `table_fingerprints` gives them)."""
     parts = sorted(set(parts))
@@ -621,10 +635,21 @@ def _sql_str(value: str) -> str:
 def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: IdentifierSet,
                    schemas: Iterable[str] | None, aligned_dob_rate: float,
                    where: Mapping[str, str] | None = None) -> list[Leak]:
+    selected: list[str] = []  # temporary tables of the rows a condition selects, read once (warehouse rows only)
+    try:
+        return _scan_tables(conn, scanner, schemas, aligned_dob_rate, where, selected)
+    finally:
+        for name in selected:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: Iterable[str] | None,
+                 aligned_dob_rate: float, where: Mapping[str, str] | None, selected: list[str]) -> list[Leak]:
     tables = table_columns(conn, schemas)
     leaks: list[Leak] = []
     locs: list[str] = []  # the columns scanned, and per table the SQL of its distinct (loc_id, value) pairs
     pairs: list[str] = []
+    keyed: list[tuple[str, str, str, dict[str, str]]] = []  # tables keyed by source and record_id
     keep = f"length(v) <= {scanner.max_single} OR regexp_matches(v, '[^A-Za-z0-9]')"
     for (catalog, schema, table), cols in tables.items():
         fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
@@ -632,8 +657,10 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
             if f"{schema}.{table}" not in where:
                 continue
             condition = where[f"{schema}.{table}"]
-            if condition.strip().upper() != "TRUE":
-                fq = f"(SELECT * FROM {fq} WHERE {condition})"
+            if condition.strip().upper() != "TRUE":  # the condition may name the row as `__t` (hash(__t))
+                selected.append(f"__leak_scan_selected_{len(selected)}")
+                conn.execute(f"CREATE TEMP TABLE {selected[-1]} AS SELECT * FROM {fq} AS __t WHERE {condition}")
+                fq = selected[-1]
         plain: list[str] = []  # struct_pack(loc_id, v) of each scalar column: the table is read once for them all
         for column, dtype in cols.items():
             loc = f"{schema}.{table}.{column}"
@@ -660,15 +687,42 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: Iden
             pairs.append(f"SELECT DISTINCT loc_id, v FROM (SELECT unnest([{', '.join(plain)}], recursive := true) "
                          f"FROM {fq}) WHERE v IS NOT NULL")
         if "source" in cols and "record_id" in cols:
-            leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, aligned_dob_rate)
+            keyed.append((fq, schema, table, cols))
+    leaks += _aligned_dobs_of_tables(conn, scanner, keyed, set(selected), aligned_dob_rate)
     union = " UNION ALL ".join(f"SELECT loc_id, v FROM ({sql}) WHERE {keep}" for sql in pairs)
     return scanner.scan_pairs(locs, union) + leaks
 
 
+def _aligned_dobs_of_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner,
+                            keyed: list[tuple[str, str, str, dict[str, str]]], selected: set[str], rate: float
+                            ) -> list[Leak]:
+    """`_aligned_dobs` of each table keyed by source and record_id. The selected rows (an incremental audit's
+    new rows) are checked against only the people whose records they name: joining a few rows against every
+    person, table after table, would cost the reading of every person each time."""
+    leaks: list[Leak] = []
+    few = [k for k in keyed if k[0] in selected]
+    name = "__leak_scan_people_named"
+    if few:
+        named = pl.concat([conn.execute(f"SELECT DISTINCT CAST(source AS VARCHAR) AS source, "
+                                        f"CAST(record_id AS VARCHAR) AS record_id FROM {fq}").pl()
+                           for fq, *_ in few]).unique()
+        conn.register(name, scanner.ids.people.select("source", "record_id", "dob")
+                      .join(named, on=["source", "record_id"], how="semi"))
+    try:
+        for fq, schema, table, cols in keyed:
+            people = name if fq in selected else scanner._names["people"]
+            leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, rate, people)
+    finally:
+        if few:
+            with contextlib.suppress(duckdb.Error):
+                conn.unregister(name)
+    return leaks
+
+
 def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
-                  cols: dict[str, str], rate: float) -> list[Leak]:
-    """Columns that equal the row's own record's date of birth (rows keyed by source and record_id)."""
-    people = scanner._names["people"]
+                  cols: dict[str, str], rate: float, people: str) -> list[Leak]:
+    """Columns that equal the row's own record's date of birth (rows keyed by source and record_id; `people`:
+    the registered (source, record_id, dob) to look them up in)."""
     leaks: list[Leak] = []
     dated = [c for c, t in cols.items() if c not in ("source", "record_id") and (
         t in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} or t.startswith("VARCHAR"))]
@@ -682,15 +736,16 @@ def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, s
                  f"AND CAST(t.record_id AS VARCHAR) = p.record_id)")
     try:
         if conn.execute(f"SELECT count(*) FROM {rows}").fetchone()[0]:  # none: e.g. old rows, new people
-            leaks += _aligned_columns(conn, scanner, rows, schema, table, {c: cols[c] for c in dated}, rate)
+            leaks += _aligned_columns(conn, scanner, rows, schema, table, {c: cols[c] for c in dated}, rate,
+                                      people)
     finally:
         conn.execute(f"DROP TABLE IF EXISTS {rows}")
     return leaks
 
 
 def _aligned_columns(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
-                     cols: dict[str, str], rate: float) -> list[Leak]:
-    people, ids = scanner._names["people"], scanner._names["ids"]
+                     cols: dict[str, str], rate: float, people: str) -> list[Leak]:
+    ids = scanner._names["ids"]
     leaks: list[Leak] = []
     for column, dtype in cols.items():
         qc = _quote(column)
