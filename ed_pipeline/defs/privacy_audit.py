@@ -118,6 +118,9 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
             # warehouse rows against every identifier: those of changed tables that the last audit did not scan
             "warehouse_rows_all_identifiers": result.warehouse_rows[0],
             "warehouse_rows_already_audited": result.warehouse_rows[1],
+            # agency-zone partitions whose identifier phrases were made now, and read from the agency zone's cache
+            "identifier_parts_made": result.identifier_parts[0],
+            "identifier_parts_cached": result.identifier_parts[1],
             "dagster_events_scanned": read["dagster_events"],
             "mlflow_texts": sum(len(v) for v in mlflow.values()),
             "leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in result.leaks) or "none"),

@@ -35,10 +35,12 @@ import duckdb
 import polars as pl
 
 from ed_pipeline.privacy.leak_scan import (
+    IdentifierSet,
     Leak,
+    assemble_identifiers,
     identifier_records,
-    identifier_sets,
     partition_condition,
+    record_identifiers,
     row_hashes,
     scan_duckdb,
     scan_files,
@@ -176,6 +178,7 @@ class AuditResult:
     scanned: dict[str, tuple[int, int]]  # kind -> (parts scanned against all identifiers, against the new ones)
     state_written: bool
     warehouse_rows: tuple[int, int] = (0, 0)  # (rows scanned against all identifiers, rows the ledger listed)
+    identifier_parts: tuple[int, int] = (0, 0)  # agency-zone partitions whose phrases were (made now, cached)
 
     @property
     def passed(self) -> bool:
@@ -206,14 +209,8 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
         return fresh, kept
 
     id_parts = table_fingerprints(agency, [identifier_schema])
-    records = identifier_records(agency, identifier_schema)
     new_parts = changed(before("identifiers"), id_parts)
-    whole = {t for t, parts in id_parts.items() if set(parts) == {"*"}}
-    is_new = pl.Series([("*" if t in whole else (m or "")) in new_parts.get(t, ())
-                        for t, m in zip(records["__table"], records["extract_month"], strict=True)],
-                       dtype=pl.Boolean)
-    identifiers, new_ids = identifier_sets(records, is_new)
-    del records
+    identifiers, new_ids, id_counts = cached_identifier_sets(agency, identifier_schema, id_parts, new_parts, rules)
 
     tables = table_fingerprints(warehouse)
     fresh, kept = split("warehouse", tables)
@@ -256,7 +253,7 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
                                           texts=texts, files=files, dagster_run_id=run_id, rows_ledger=ledger_name))
         remove_other_ledgers(state_path, keep=ledger_name)
     return AuditResult(leaks, mode, len(identifiers), len(new_ids) if state else len(identifiers), scanned,
-                       not leaks, (new_rows.height, rows.height - new_rows.height))
+                       not leaks, (new_rows.height, rows.height - new_rows.height), id_counts)
 
 
 def _merge(leaks: list[Leak]) -> list[Leak]:
@@ -342,3 +339,97 @@ MODEL_ENVIRONMENT_FILES = frozenset({"conda.yaml", "python_env.yaml", "requireme
 
 def is_model_environment_file(path: Path) -> bool:
     return path.name in MODEL_ENVIRONMENT_FILES and (path.parent / "MLmodel").is_file()
+
+
+# --- the identifier phrases, per agency-zone partition ----------------------------------------------------------
+# Making the phrases of 1.2M records takes ~20 s; a month brings a few thousand. They are kept in the agency zone
+# itself (they are its identifiers, in scan form), per partition, with the partition's fingerprint and the rules'.
+
+CACHE_SCHEMA = "leak_scan_cache"
+
+
+def cached_identifier_sets(agency: duckdb.DuckDBPyConnection, schema: str, id_parts: Parts,
+                           new_parts: Mapping[str, set[str]], rules: str
+                           ) -> tuple[IdentifierSet, IdentifierSet, tuple[int, int]]:
+    """Every identifier of `agency`'s `schema` tables and those of its `new_parts` (see `assemble_identifiers`),
+    made only for the partitions whose fingerprint the cache does not hold (all of them on a read-only
+    connection, where nothing is cached); and how many partitions were made and read from the cache."""
+    wanted = {f"{t}|{p}": fp for t, parts in id_parts.items() for p, fp in parts.items()}
+    new = {f"{t}|{p}" for t, parts in new_parts.items() for p in parts}
+    cached = _cached_parts(agency, rules)
+    stale = sorted(k for k, fp in wanted.items() if cached is None or cached.get(k) != fp)
+    by_table: dict[str, set[str]] = {}
+    for key in stale:
+        table, part = key.split("|", 1)
+        by_table.setdefault(table, set()).add(part)
+    records = identifier_records(agency, schema, where={t: partition_condition(p) for t, p in by_table.items()}) \
+        if stale else identifier_records(agency, schema, where={})
+    whole = {t for t, parts in id_parts.items() if set(parts) == {"*"}}
+    keys = pl.Series("part", [f"{t}|{'*' if t in whole else (m or '')}"
+                              for t, m in zip(records["__table"], records["extract_month"], strict=True)],
+                     dtype=pl.String)
+    people, phrases = record_identifiers(records)
+    people = people.with_columns(part=keys)
+    del records
+    if cached is not None:
+        _store(agency, people, phrases, stale, [k for k in cached if k not in wanted], wanted, rules)
+        if len(stale) < len(wanted):  # else everything was just made
+            people, phrases = _read_cache(agency, list(wanted))
+    new_people = people["part"].is_in(list(new))
+    return *assemble_identifiers(people, phrases, new_people), (len(stale), len(wanted) - len(stale))
+
+
+def _cached_parts(agency: duckdb.DuckDBPyConnection, rules: str) -> dict[str, str] | None:
+    """part -> fingerprint of what the cache holds (empty when it holds nothing made under these rules); None
+    when it cannot be written (a read-only connection)."""
+    try:
+        agency.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
+    except duckdb.Error:
+        return None
+    agency.execute(f"""
+        CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.parts (part VARCHAR PRIMARY KEY, fingerprint VARCHAR, rules VARCHAR);
+        CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.people (part VARCHAR, rid UINTEGER, source VARCHAR,
+                                                         record_id VARCHAR, dob DATE);
+        CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.phrases (part VARCHAR, rid UINTEGER, phrase VARCHAR, kind VARCHAR)""")
+    rows = agency.execute(f"SELECT part, fingerprint FROM {CACHE_SCHEMA}.parts WHERE rules = ?", [rules]).fetchall()
+    return dict(rows)
+
+
+def _store(agency: duckdb.DuckDBPyConnection, people: pl.DataFrame, phrases: pl.DataFrame, stale: list[str],
+           gone: list[str], wanted: Mapping[str, str], rules: str) -> None:
+    """Replace the cached phrases of the `stale` partitions (and drop those `gone` and any made under other rules),
+    in one transaction: a killed audit leaves the cache as it was."""
+    people_rows = people.select("part", rid="pid", source="source", record_id="record_id", dob="dob")  # noqa: F841
+    phrase_rows = phrases.join(people.select("pid", "part"), on="pid").select(  # noqa: F841 (read by DuckDB)
+        "part", rid="pid", phrase="phrase", kind="kind")
+    stale_parts = pl.DataFrame({"part": stale + gone}, schema={"part": pl.String})  # noqa: F841
+    fingerprints = pl.DataFrame({"part": stale, "fingerprint": [wanted[k] for k in stale]},  # noqa: F841
+                                schema={"part": pl.String, "fingerprint": pl.String})
+    agency.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("people", "phrases", "parts"):
+            agency.execute(f"DELETE FROM {CACHE_SCHEMA}.{table} WHERE part IN (SELECT part FROM stale_parts) OR "
+                           f"part NOT IN (SELECT part FROM {CACHE_SCHEMA}.parts WHERE rules = ?)", [rules])
+        agency.execute(f"INSERT INTO {CACHE_SCHEMA}.people SELECT * FROM people_rows")
+        agency.execute(f"INSERT INTO {CACHE_SCHEMA}.phrases SELECT * FROM phrase_rows")
+        agency.execute(f"INSERT INTO {CACHE_SCHEMA}.parts SELECT part, fingerprint, ? FROM fingerprints", [rules])
+        agency.execute("COMMIT")
+    except BaseException:
+        agency.execute("ROLLBACK")
+        raise
+
+
+def _read_cache(agency: duckdb.DuckDBPyConnection, parts: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """people (pid, source, record_id, dob, part) and phrases (pid, phrase, kind) of the cached `parts`."""
+    wanted = pl.DataFrame({"part": parts}, schema={"part": pl.String})  # noqa: F841 (read by DuckDB by name)
+    agency.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __leak_scan_people AS
+        SELECT CAST(row_number() OVER (ORDER BY part, rid) - 1 AS UINTEGER) AS pid, part, rid, source, record_id, dob
+        FROM {CACHE_SCHEMA}.people WHERE part IN (SELECT part FROM wanted)""")
+    try:
+        people = agency.execute("SELECT pid, source, record_id, dob, part FROM __leak_scan_people ORDER BY pid").pl()
+        phrases = agency.execute(f"SELECT p.pid, c.phrase, c.kind FROM {CACHE_SCHEMA}.phrases c "
+                                 f"JOIN __leak_scan_people p USING (part, rid)").pl()
+    finally:
+        agency.execute("DROP TABLE IF EXISTS __leak_scan_people")
+    return people, phrases

@@ -111,7 +111,7 @@ accepted anywhere arrived asian assessments chinese columns combination communit
 expectations false gate history households intermediate kept known leak linked member membership metrics mixed
 months negative null outputs pair prediction promotion pseudonymised quarantine quarantined readable recent
 reconciled relation review scan share stable staging unknown validate validated values window across
-already audited
+already audited cached identifier
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
 # typo'd surname spells at Essex scale
@@ -156,7 +156,8 @@ class IdentifierSet:
     """Direct identifiers of the agency zone in scan form. Holds identifiable data: keep it in the agency zone."""
 
     phrases: pl.DataFrame  # phrase (scan form), kind, dob (Date, set for date_of_birth phrases only)
-    people: pl.DataFrame  # source, record_id, dob, and the phrases of each record (for date-of-birth checks)
+    people: pl.DataFrame  # pid, source, record_id, dob of each record
+    record_phrases: pl.DataFrame | None = None  # pid, phrase: each record's own (for date-of-birth checks)
 
     def __len__(self) -> int:
         return self.phrases.height
@@ -296,7 +297,13 @@ def identifiers_from_records(records: pl.DataFrame) -> IdentifierSet:
 
 def _identifiers(records: pl.DataFrame) -> tuple[IdentifierSet, pl.DataFrame]:
     """The identifier set, and the (pid, phrase, kind) of every record it was made from."""
-    n = records.height
+    people, phrases = record_identifiers(records)
+    return assemble_identifiers(people, phrases)[0], phrases
+
+
+def record_identifiers(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What an identifier set is made of, record by record (so it can be kept per partition): people (pid, source,
+    record_id, dob) and phrases (pid, phrase, kind) of every non-date identifier; pid: the record's row number."""
     dob = (nz.parse_date(pl.col("date_of_birth"), records.schema["date_of_birth"])
            if "date_of_birth" in records.columns else pl.lit(None, dtype=pl.Date))
     people = records.select(
@@ -306,42 +313,56 @@ def _identifiers(records: pl.DataFrame) -> tuple[IdentifierSet, pl.DataFrame]:
                    else pl.lit(None, dtype=pl.String)),
         dob=dob,
     )
-    record_phrases = _record_phrases(records) if n else pl.DataFrame(
+    phrases = _record_phrases(records) if records.height else pl.DataFrame(
         schema={"pid": pl.UInt32, "phrase": pl.String, "kind": pl.String})
+    return people, phrases
+
+
+def assemble_identifiers(people: pl.DataFrame, phrases: pl.DataFrame, new: pl.Series | None = None
+                         ) -> tuple[IdentifierSet, IdentifierSet]:
+    """The identifier set of the records of `record_identifiers` (pids unique across `people`), and its part that is
+    new: the phrases of the people where `new` (one value per row of `people`) is true that no other record
+    yields, and every date of birth of those people (so that a date of birth beside a new name is reported as
+    such). What has been scanned against the identifiers of the other records needs scanning against the new
+    part only. Without `new`, every identifier is new."""
     dobs = people.select("dob").drop_nulls().unique()
     dob_phrases = dobs.select("dob", phrase=_dob_variants(pl.col("dob"))).explode("phrase")
-    phrases = pl.concat([
-        record_phrases.select("phrase", "kind").unique().with_columns(dob=pl.lit(None, dtype=pl.Date)),
-        dob_phrases.select("phrase", kind=pl.lit("date_of_birth"), dob="dob"),
-    ])
-    person_phrases = record_phrases.group_by("pid").agg(pl.col("phrase"))
-    people = people.join(person_phrases, on="pid", how="left")
-    return IdentifierSet(phrases=phrases, people=people), record_phrases
-
-
-def identifier_sets(records: pl.DataFrame, new: pl.Series) -> tuple[IdentifierSet, IdentifierSet]:
-    """The identifier set of all `records`, and the part of it that is new: the phrases of the records where
-    `new` is true that no other record yields, and every date of birth of those records (so that a date of
-    birth beside a new name is reported as such). What has been scanned against the identifiers of the other
-    records needs scanning against the new part only."""
-    if new.len() != records.height:
-        raise ValueError("`new` must have one value per record")
-    everything, phrases = _identifiers(records)
+    everything = IdentifierSet(
+        phrases=pl.concat([
+            phrases.select("phrase", "kind").unique().with_columns(dob=pl.lit(None, dtype=pl.Date)),
+            dob_phrases.select("phrase", kind=pl.lit("date_of_birth"), dob="dob"),
+        ]),
+        people=people.select("pid", "source", "record_id", "dob"),
+        record_phrases=phrases.select("pid", "phrase"),
+    )
+    if new is None:
+        return everything, everything
+    if new.len() != people.height:
+        raise ValueError("`new` must have one value per person")
     fresh = new.fill_null(True).cast(pl.Boolean)
     if fresh.all():
         return everything, everything
     if not fresh.any():
-        return everything, identifiers_from_records(records.head(0))
-    is_new = pl.DataFrame({"pid": pl.int_range(records.height, dtype=pl.UInt32, eager=True), "new": fresh})
+        return everything, identifiers_from_records(pl.DataFrame())
+    is_new = pl.DataFrame({"pid": people["pid"], "new": fresh})
     phrases = phrases.join(is_new, on="pid")
     old_phrases = phrases.filter(~pl.col("new")).select("phrase").unique()
     new_phrases = (phrases.filter(pl.col("new")).select("phrase", "kind").unique()
                    .join(old_phrases, on="phrase", how="anti"))
-    people = everything.people.join(is_new, on="pid").filter("new").drop("new")
-    new_dobs = people.select("dob").drop_nulls().unique()
+    new_people = everything.people.join(is_new, on="pid").filter("new").drop("new")
+    new_dobs = new_people.select("dob").drop_nulls().unique()
     dob_phrases = everything.phrases.filter(pl.col("kind") == "date_of_birth").join(new_dobs, on="dob", how="semi")
     return everything, IdentifierSet(
-        phrases=pl.concat([new_phrases.with_columns(dob=pl.lit(None, dtype=pl.Date)), dob_phrases]), people=people)
+        phrases=pl.concat([new_phrases.with_columns(dob=pl.lit(None, dtype=pl.Date)), dob_phrases]),
+        people=new_people, record_phrases=everything.record_phrases)
+
+
+def identifier_sets(records: pl.DataFrame, new: pl.Series) -> tuple[IdentifierSet, IdentifierSet]:
+    """The identifier set of all `records`, and its part that is new (see `assemble_identifiers`): that of the
+    records where `new` is true."""
+    if new.len() != records.height:
+        raise ValueError("`new` must have one value per record")
+    return assemble_identifiers(*record_identifiers(records), new)
 
 
 def identifiers_from_duckdb(conn: duckdb.DuckDBPyConnection, schema: str = "validated") -> IdentifierSet:
@@ -353,9 +374,11 @@ IDENTIFIER_COLUMNS = ("source", "record_id", "given_name", "family_name", "date_
                       "postcode", "uprn", "upn")
 
 
-def identifier_records(conn: duckdb.DuckDBPyConnection, schema: str = "validated") -> pl.DataFrame:
+def identifier_records(conn: duckdb.DuckDBPyConnection, schema: str = "validated",
+                       where: Mapping[str, str] | None = None) -> pl.DataFrame:
     """The identifier columns of every table in `schema` (an agency-zone connection), one frame, with the table
-    each row came from (`__table`) and its `extract_month` where the table has one (else null)."""
+    each row came from (`__table`) and its `extract_month` where the table has one (else null); `where`
+    ("schema.table" -> SQL condition) reads only the tables it names, and only their rows that meet it."""
     tables = conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name", [schema]
     ).fetchall()
@@ -365,10 +388,11 @@ def identifier_records(conn: duckdb.DuckDBPyConnection, schema: str = "validated
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
             [schema, table]).fetchall()}
         select = ", ".join(f'"{c}"' for c in IDENTIFIER_COLUMNS if c in cols)
-        if not select:
+        if not select or (where is not None and f"{schema}.{table}" not in where):
             continue
+        condition = where[f"{schema}.{table}"] if where is not None else "TRUE"
         month = "CAST(extract_month AS VARCHAR)" if "extract_month" in cols else "CAST(NULL AS VARCHAR)"
-        df = conn.sql(f'SELECT {select}, {month} AS extract_month FROM "{schema}"."{table}"').pl()
+        df = conn.sql(f'SELECT {select}, {month} AS extract_month FROM "{schema}"."{table}" WHERE {condition}').pl()
         if "source" not in df.columns:
             df = df.with_columns(source=pl.lit(table))
         if "date_of_birth" in df.columns:
@@ -520,7 +544,11 @@ class _Scanner:
             [locs]).pl()
         if found.height == 0:
             return []
-        people = self.ids.people.filter(pl.col("dob").is_in(found["dob"].unique().implode())).select("dob", "phrase")
+        people = self.ids.people.filter(pl.col("dob").is_in(found["dob"].unique().implode())).select("pid", "dob")
+        own = self.ids.record_phrases
+        own = own.join(people, on="pid", how="semi") if own is not None else pl.DataFrame(
+            schema={"pid": pl.UInt32, "phrase": pl.String})
+        people = people.join(own.group_by("pid").agg("phrase"), on="pid", how="left").drop("pid")
         joined = (found.join(people, on="dob").filter(pl.col("phrase").is_not_null())
                   .filter(pl.col("phrase").list.set_intersection(pl.col("other")).list.len() > 0))
         counts = joined.group_by("loc").agg(pl.col("cell_id").n_unique().alias("n")).sort("loc")

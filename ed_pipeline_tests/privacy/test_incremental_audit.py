@@ -73,13 +73,13 @@ class World:
         with duckdb.connect(str(self.warehouse_path)) as conn:
             conn.execute(statement)
 
-    def audit(self, **kwargs):
+    def audit(self, agency_read_only: bool = False, **kwargs):
         units = {u: {"*": str(hash(tuple(items)))} for u, items in self.texts.items()}
 
         def read(wanted: set[str]) -> list[tuple[str, str]]:
             return [t for u in sorted(wanted) for t in self.texts[u]]
 
-        with duckdb.connect(str(self.agency_path), read_only=True) as agency, \
+        with duckdb.connect(str(self.agency_path), read_only=agency_read_only) as agency, \
                 duckdb.connect(str(self.warehouse_path), read_only=True) as warehouse:
             return run_audit(agency, warehouse, self.state_path, text_units=units, read_texts=read,
                              artifact_root=self.artifacts, **kwargs)
@@ -269,3 +269,41 @@ def test_dates_of_birth_aligned_with_their_records_in_the_new_rows_of_a_rewritte
     assert result.warehouse_rows[0] == people.height  # the new rows alone
     assert ("linked.visits.seen", "date_of_birth") in _found(result), result.leaks
     assert world.audit(full=True).leaks == result.leaks
+
+
+def test_identifier_phrases_are_made_only_for_new_or_changed_partitions(world: World):
+    """Kept in the agency zone per partition: a new month's phrases are made, the others read back; a changed
+    partition is made again (a corrected name is an identifier at once); the same leaks as without the cache."""
+    assert world.audit().identifier_parts == (0, 1)  # nothing new: 2018-01 from the cache
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    result = world.audit()
+    assert result.identifier_parts == (1, 1)
+    assert ("pseudonymised.notes.note", "name") in _found(result)  # "Quartermaine" of 2018-01, new in 2018-02
+    assert result.leaks == world.audit(agency_read_only=True).leaks  # read-only: nothing cached, all made
+
+    with duckdb.connect(str(world.agency_path)) as conn:
+        conn.execute("update validated.people set family_name = 'Referral' where record_id = 'SC1'")
+        cached = conn.execute("select count(*) from leak_scan_cache.phrases").fetchone()[0]
+    assert cached > 0
+    # 'referral' is a common word, never an identifier: the changed partition is re-made, and clean
+    changed = world.audit()
+    assert changed.identifier_parts == (1, 1)
+    with duckdb.connect(str(world.agency_path)) as conn:
+        conn.execute("update validated.people set family_name = 'Kettleborough' where record_id = 'SC1'")
+    world.sql("insert into linked.summary values ('kettleborough', 7)")
+    found = world.audit()
+    assert found.identifier_parts == (1, 1) and ("linked.summary.label", "name") in _found(found), found.leaks
+
+
+def test_the_phrase_cache_stays_in_the_agency_zone(world: World):
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    world.audit()
+    with duckdb.connect(str(world.agency_path), read_only=True) as conn:
+        phrases = {r[0] for r in conn.execute("select phrase from leak_scan_cache.phrases").fetchall()}
+    assert {"quartermaine", "ottoline", "4010232137"} <= phrases
+    for path in world.state_path.parent.iterdir():  # beside the state: fingerprints and row hashes only
+        data = path.read_bytes().lower()
+        assert b"quartermaine" not in data and b"4010232137" not in data, path
+    with duckdb.connect(str(world.warehouse_path), read_only=True) as conn:
+        assert not conn.execute("select count(*) from information_schema.tables where table_schema = "
+                                "'leak_scan_cache'").fetchone()[0]
