@@ -118,6 +118,8 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
             # warehouse rows against every identifier: those of changed tables that the last audit did not scan
             "warehouse_rows_all_identifiers": result.warehouse_rows[0],
             "warehouse_rows_already_audited": result.warehouse_rows[1],
+            # warehouse columns already audited that hold a key token of a new identifier: read against those
+            "warehouse_columns_new_identifiers": "all" if result.old_columns is None else result.old_columns,
             # agency-zone partitions whose identifier phrases were made now, and read from the agency zone's cache
             "identifier_parts_made": result.identifier_parts[0],
             "identifier_parts_cached": result.identifier_parts[1],

@@ -35,6 +35,7 @@ import duckdb
 import polars as pl
 
 from ed_pipeline.privacy.leak_scan import (
+    DOB_CONTEXT_WORDS,
     IdentifierSet,
     Leak,
     assemble_identifiers,
@@ -76,6 +77,9 @@ class AuditState:
     files: Parts = field(default_factory=dict)  # MLflow artifact files scanned
     dagster_run_id: str | None = None
     rows_ledger: str | None = None  # the file beside the state listing the hashes of the warehouse rows scanned
+    token_index: list[str] = field(default_factory=list)  # the files beside it listing (column, hash of a token)
+    # of the values scanned: one per audit, merged when there are more than MAX_INDEX_FILES
+    token_index_chars: int | None = None  # it indexes every value with a separator or at most this many characters
     version: int = STATE_VERSION
 
     def to_json(self) -> str:
@@ -179,6 +183,7 @@ class AuditResult:
     state_written: bool
     warehouse_rows: tuple[int, int] = (0, 0)  # (rows scanned against all identifiers, rows the ledger listed)
     identifier_parts: tuple[int, int] = (0, 0)  # agency-zone partitions whose phrases were (made now, cached)
+    old_columns: int | None = None  # columns already audited read against the new identifiers (None: all)
 
     @property
     def passed(self) -> bool:
@@ -213,7 +218,7 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     identifiers, new_ids, id_counts = cached_identifier_sets(agency, identifier_schema, id_parts, new_parts, rules)
 
     tables = table_fingerprints(warehouse)
-    fresh, kept = split("warehouse", tables)
+    fresh, _ = split("warehouse", tables)
     ledger = load_ledger(state_path, state)
     # the rows of every table now; a table whose fingerprint is unchanged has the rows the ledger lists
     rows = pl.concat([ledger.filter(pl.col("unit").is_in(list(set(tables) - set(fresh)))),
@@ -221,13 +226,30 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     new_rows = rows.filter(pl.col("unit").is_in(list(fresh)))
     if ledger is not None:
         new_rows = new_rows.join(ledger, on=["unit", "h"], how="anti")
+    fresh_index: list[pl.DataFrame] = []
     with _registered(warehouse, LEDGER_VIEW, ledger):
-        leaks = scan_duckdb(warehouse, identifiers,
+        leaks = scan_duckdb(warehouse, identifiers, token_index=fresh_index,
                             where=_conditions(fresh, tables, set(ledger["unit"]) if ledger is not None else set()))
-    if kept and len(new_ids):
+    index_files, index_chars = usable_index(state_path, state)
+    old_tables = {t: "TRUE" for t in tables if t in state.warehouse} if state is not None else {}
+    old_columns = None  # the columns of content already audited read against the new identifiers (None: all)
+    new_index = [*fresh_index]
+    if old_tables and len(new_ids):
         # content already audited, new identifiers only: every row of a table the last audit scanned (its new
         # rows again too, at no risk: they were just scanned against every identifier)
-        leaks += scan_duckdb(warehouse, new_ids, where=_conditions(kept, tables), prefilter=True)
+        if index_files and index_chars is not None and new_ids.max_single_token_chars <= index_chars:
+            columns = flagged_columns(warehouse, read_index(state_path, index_files), new_ids)
+            leaks += scan_duckdb(warehouse, new_ids, where=old_tables, prefilter=True, columns=columns,
+                                 aligned=bool(redated_people(identifiers, new_ids).height))
+            old_columns = len(columns)
+        else:  # read it all, and index it on the way
+            leaks += scan_duckdb(warehouse, new_ids, where=old_tables, prefilter=True, token_index=new_index)
+            index_files, index_chars = [], new_ids.max_single_token_chars
+    if state is None:
+        index_files, index_chars = [], identifiers.max_single_token_chars
+    elif not index_files and index_chars is None:
+        new_index = []  # no index of the content already audited, and none made: a partial one would mislead
+    index_chars = min(index_chars, identifiers.max_single_token_chars) if index_chars is not None else None
 
     texts = dict(text_units or {})
     fresh, kept = split("texts", texts)
@@ -248,12 +270,14 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
 
     leaks = _merge(leaks)
     if not leaks:  # the state says what a *passing* audit scanned: after a failure the next one rescans it all
-        ledger_name = save_ledger(state_path, rows)
+        ledger_name = save_ledger(state_path, rows, "rows")
+        index_files = save_index(state_path, index_files, new_index, set(tables)) if new_index else index_files
         save_state(state_path, AuditState(audited_at=now_iso(), rules=rules, identifiers=id_parts, warehouse=tables,
-                                          texts=texts, files=files, dagster_run_id=run_id, rows_ledger=ledger_name))
-        remove_other_ledgers(state_path, keep=ledger_name)
+                                          texts=texts, files=files, dagster_run_id=run_id, rows_ledger=ledger_name,
+                                          token_index=index_files, token_index_chars=index_chars))
+        remove_other_ledgers(state_path, keep={ledger_name, *index_files})
     return AuditResult(leaks, mode, len(identifiers), len(new_ids) if state else len(identifiers), scanned,
-                       not leaks, (new_rows.height, rows.height - new_rows.height), id_counts)
+                       not leaks, (new_rows.height, rows.height - new_rows.height), id_counts, old_columns)
 
 
 def _merge(leaks: list[Leak]) -> list[Leak]:
@@ -304,18 +328,71 @@ def load_ledger(state_path: Path, state: AuditState | None) -> pl.DataFrame | No
         return None
 
 
-def save_ledger(state_path: Path, rows: pl.DataFrame) -> str:
-    """Write the ledger under a new name (the state names it: a killed audit leaves the old pair intact)."""
+def save_ledger(state_path: Path, frame: pl.DataFrame, kind: str) -> str:
+    """Write the ledger (or token index) under a new name (the state names it: a killed audit leaves the old
+    state and its files intact)."""
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    name = f"{state_path.stem}.rows-{uuid.uuid4().hex[:12]}.parquet"
-    rows.sort("unit").write_parquet(_ledger_path(state_path, name), statistics=True)
+    name = f"{state_path.stem}.{kind}-{uuid.uuid4().hex[:12]}.parquet"
+    frame.write_parquet(_ledger_path(state_path, name), compression="lz4")
     return name
 
 
-def remove_other_ledgers(state_path: Path, keep: str) -> None:
-    for path in state_path.parent.glob(f"{state_path.stem}.rows-*.parquet"):
-        if path.name != keep:
+def remove_other_ledgers(state_path: Path, keep: set[str | None]) -> None:
+    for path in state_path.parent.glob(f"{state_path.stem}.*-*.parquet"):
+        if path.name not in keep:
             path.unlink(missing_ok=True)
+
+
+# --- the token index -----------------------------------------------------------------------------------------
+# Content already audited needs scanning against the new identifiers only where it could hold one: in a cell
+# holding the key token of a new phrase (or a word saying "date of birth"). The index keeps, per column, DuckDB's
+# hash of every token of the values scanned, so the columns without any of those tokens are not read at all. It
+# is a superset: a deleted row's tokens stay until the next full rescan.
+
+
+MAX_INDEX_FILES = 12
+
+
+def usable_index(state_path: Path, state: AuditState | None) -> tuple[list[str], int | None]:
+    """The index files of `state` and the value length they index up to, if all of them are there."""
+    if state is None or not state.token_index or state.token_index_chars is None or not all(
+            _ledger_path(state_path, name).is_file() for name in state.token_index):
+        return [], None
+    return list(state.token_index), state.token_index_chars
+
+
+def read_index(state_path: Path, files: list[str]) -> pl.DataFrame:
+    """(loc, tok) of every index file (an unreadable one: the exception, and the audit fails loudly)."""
+    return pl.concat([pl.read_parquet(_ledger_path(state_path, name)).select(
+        pl.col("loc").cast(pl.String), pl.col("tok").cast(pl.UInt64)) for name in files])
+
+
+def save_index(state_path: Path, files: list[str], new: list[pl.DataFrame], tables: set[str]) -> list[str]:
+    """The index files after this audit: the earlier ones and one of the tokens it scanned; all merged into
+    one, without the columns of tables gone, when there would be more than MAX_INDEX_FILES."""
+    frames = [f.select("loc", "tok") for f in new]
+    if len(files) + 1 > MAX_INDEX_FILES:
+        merged = pl.concat([read_index(state_path, files), *frames]).unique()
+        locs = merged.select(pl.col("loc").unique())
+        live = locs.filter(pl.col("loc").str.extract(r"^([^.]+\.[^.]+)\.").is_in(list(tables)))
+        return [save_ledger(state_path, merged.join(live, on="loc", how="semi"), "tokens")]
+    return [*files, save_ledger(state_path, pl.concat(frames), "tokens")]  # each scan's tokens are distinct
+
+
+def flagged_columns(conn: duckdb.DuckDBPyConnection, index: pl.DataFrame, new_ids: IdentifierSet) -> set[str]:
+    """The columns whose indexed tokens include a key token of a new phrase or a word saying "date of birth"."""
+    words = [w for w in DOB_CONTEXT_WORDS if " " not in w]
+    keys = pl.concat([new_ids.key_tokens, pl.DataFrame({"tok": words})])  # noqa: F841 (read by DuckDB by name)
+    hashes = conn.execute("SELECT DISTINCT hash(tok) AS h FROM keys").pl()["h"].cast(pl.UInt64)
+    return set(index.filter(pl.col("tok").is_in(hashes.implode()))["loc"].unique())
+
+
+def redated_people(identifiers: IdentifierSet, new_ids: IdentifierSet) -> pl.DataFrame:
+    """The new records that an earlier record already had, with another date of birth (a re-sent, corrected
+    record): only those can make a row already audited line up with its record's date of birth."""
+    old = identifiers.people.join(new_ids.people.select("pid"), on="pid", how="anti")
+    pairs = new_ids.people.join(old, on=["source", "record_id"], suffix="_before")
+    return pairs.filter(pl.col("dob").ne_missing(pl.col("dob_before")))
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -422,6 +422,7 @@ class _Scanner:
         # that identifier, clean before, must be one of `ids` (dates alone start with every day and year
         # number: they would make nearly every cell a candidate)
         self.prefilter = prefilter
+        self.token_index: list[pl.DataFrame] | None = None  # (loc, tok) of the values scanned, when asked for
         self.max_n = int(min(MAX_PHRASE_TOKENS, ids.starts["n"].max() or 1))
         self.max_single = ids.max_single_token_chars
         self._names = {"ids": "__leak_scan_ids", "starts": "__leak_scan_starts", "people": "__leak_scan_people",
@@ -500,6 +501,12 @@ class _Scanner:
             self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['cells']} AS SELECT DISTINCT c.loc_id, u.vid "
                               f"FROM {names['pairs']} c JOIN {names['values']} u USING (v)")
             self.conn.execute(f"DROP TABLE {names['pairs']}")
+            if self.token_index is not None:
+                self.token_index.append(self.conn.execute(f"""
+                    SELECT DISTINCT l.loc, hash(t.tok) AS tok
+                    FROM (SELECT vid, unnest(string_split({_fold_sql('v')}, ' ')) AS tok FROM {names['values']}) t
+                    JOIN {names['cells']} c USING (vid) JOIN {names['locs']} l USING (loc_id)
+                    WHERE t.tok <> ''""").pl())
             by_value = self._matches_sql(f"SELECT 0 AS loc, vid AS cell_id, v FROM {names['values']}")
             self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {names['matches']} AS {by_value}")
             matches = (f"SELECT l.loc, c.vid AS cell_id, m.kind, m.phrase, m.dob, m.ctx FROM {names['matches']} m "
@@ -567,6 +574,9 @@ def scan_duckdb(
     aligned_dob_rate: float = 0.2,
     where: Mapping[str, str] | None = None,
     prefilter: bool = False,
+    columns: Collection[str] | None = None,
+    aligned: bool = True,
+    token_index: list[pl.DataFrame] | None = None,
 ) -> list[Leak]:
     """Leaks in every column of every table (and view) of a DuckDB database.
 
@@ -575,6 +585,9 @@ def scan_duckdb(
     rows) scans only the tables it names, and only their rows that meet the condition (an incremental audit:
     the new partitions); `prefilter` finds the same leaks faster when the identifier set is small (see
     `_Scanner`).
+    `columns` ("schema.table.column") reads only those columns' values (the checks of dates of birth by column
+    name still run on every table); `aligned=False` leaves out the row-aligned date-of-birth check; a
+    `token_index` list gets the (loc, tok: DuckDB's hash) of every token of the values scanned appended.
     """
     own = not isinstance(path_or_conn, duckdb.DuckDBPyConnection)
     conn = duckdb.connect(str(path_or_conn), read_only=True) if own else path_or_conn
@@ -582,7 +595,9 @@ def scan_duckdb(
         if where is not None and not where or len(identifiers) == 0:
             return []
         with _Scanner(conn, identifiers, prefilter) as scanner:
-            return _scan_database(conn, scanner, identifiers, schemas, aligned_dob_rate, where)
+            scanner.token_index = token_index
+            return _scan_database(conn, scanner, schemas, aligned_dob_rate if aligned else None, where,
+                                  set(columns) if columns is not None else None)
     finally:
         if own:
             conn.close()
@@ -660,19 +675,20 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, ids: IdentifierSet,
-                   schemas: Iterable[str] | None, aligned_dob_rate: float,
-                   where: Mapping[str, str] | None = None) -> list[Leak]:
+def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: Iterable[str] | None,
+                   aligned_dob_rate: float | None, where: Mapping[str, str] | None = None,
+                   columns: set[str] | None = None) -> list[Leak]:
     selected: list[str] = []  # temporary tables of the rows a condition selects, read once (warehouse rows only)
     try:
-        return _scan_tables(conn, scanner, schemas, aligned_dob_rate, where, selected)
+        return _scan_tables(conn, scanner, schemas, aligned_dob_rate, where, selected, columns)
     finally:
         for name in selected:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: Iterable[str] | None,
-                 aligned_dob_rate: float, where: Mapping[str, str] | None, selected: list[str]) -> list[Leak]:
+                 aligned_dob_rate: float | None, where: Mapping[str, str] | None, selected: list[str],
+                 columns: set[str] | None) -> list[Leak]:
     tables = table_columns(conn, schemas)
     leaks: list[Leak] = []
     locs: list[str] = []  # the columns scanned, and per table the SQL of its distinct (loc_id, value) pairs
@@ -684,6 +700,9 @@ def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: It
         if where is not None:
             if f"{schema}.{table}" not in where:
                 continue
+            if columns is not None and aligned_dob_rate is None and not any(
+                    f"{schema}.{table}.{c}" in columns or _DOB_COLUMN_RE.search(c) for c in cols):
+                continue  # nothing of it to read
             condition = where[f"{schema}.{table}"]
             if condition.strip().upper() != "TRUE":  # the condition may name the row as `__t` (hash(__t))
                 selected.append(f"__leak_scan_selected_{len(selected)}")
@@ -699,7 +718,7 @@ def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: It
                 dtype.startswith("DECIMAL")
             # a list's elements are cells of their own: a name never spans two of them (["ward", "summer_born"]
             # is not "Ward Summer")
-            if text_like or integer:
+            if (text_like or integer) and (columns is None or loc in columns):
                 locs.append(loc)
                 if dtype.endswith("[]"):
                     pairs.append(f"SELECT DISTINCT {len(locs) - 1} AS loc_id, CAST(e AS VARCHAR) AS v FROM "
@@ -714,7 +733,7 @@ def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: It
         if plain:
             pairs.append(f"SELECT DISTINCT loc_id, v FROM (SELECT unnest([{', '.join(plain)}], recursive := true) "
                          f"FROM {fq}) WHERE v IS NOT NULL")
-        if "source" in cols and "record_id" in cols:
+        if "source" in cols and "record_id" in cols and aligned_dob_rate is not None:
             keyed.append((fq, schema, table, cols))
     leaks += _aligned_dobs_of_tables(conn, scanner, keyed, set(selected), aligned_dob_rate)
     union = " UNION ALL ".join(f"SELECT loc_id, v FROM ({sql}) WHERE {keep}" for sql in pairs)

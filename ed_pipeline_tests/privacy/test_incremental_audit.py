@@ -307,3 +307,45 @@ def test_the_phrase_cache_stays_in_the_agency_zone(world: World):
     with duckdb.connect(str(world.warehouse_path), read_only=True) as conn:
         assert not conn.execute("select count(*) from information_schema.tables where table_schema = "
                                 "'leak_scan_cache'").fetchone()[0]
+
+
+def test_the_old_rows_of_a_rewritten_table_are_scanned_against_the_new_identifiers(world: World):
+    """linked.summary, rewritten, keeps its row 'ottoline' (harmless when audited): the newcomer arrives, and that
+    row, listed in the ledger, is now a leak."""
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    world.sql("create or replace table linked.summary as select * from linked.summary union all select 'moves', 2")
+    result = world.audit()
+    assert result.warehouse_rows[0] == 1 + _newcomer().height + 1  # the new summary row, people row, note
+    assert ("linked.summary.label", "name") in _found(result), result.leaks
+    assert result.leaks == world.audit(full=True).leaks
+
+
+def test_content_already_audited_is_read_only_in_columns_holding_a_new_key_token(world: World):
+    world.sql("create table linked.wide as select range AS n, 'ward ' || (range % 7) AS label, "
+              "'never a name' AS note FROM range(50)")
+    assert world.audit().passed  # a new table: scanned whole against every identifier, and indexed
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    result = world.audit()
+    # of the columns already audited, those holding a key token of the newcomer's phrases: the notes ("the
+    # Quartermaine family"), linked.summary's label ("ottoline"), the names' tokens of pseudonymised.people
+    assert result.old_columns is not None and result.old_columns < 8
+    assert {("pseudonymised.notes.note", "name"), ("linked.summary.label", "name")} <= _found(result)
+    assert result.leaks == world.audit(full=True).leaks
+
+
+def test_without_its_token_index_content_already_audited_is_read_whole_and_indexed(world: World):
+    for index in world.state_path.parent.glob("*.tokens-*.parquet"):
+        index.unlink()
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    result = world.audit()
+    assert result.old_columns is None and ("linked.summary.label", "name") in _found(result)
+    assert result.leaks == world.audit(full=True).leaks
+    world.land(_newcomer(**STRANGER), [("2018-03", "SC8", "home visit")])
+    world.sql("delete from pseudonymised.notes where record_id = 'SC2'; delete from linked.summary")
+    world.texts.clear()
+    for path in world.artifacts.iterdir():
+        path.unlink()
+    assert world.audit(full=True).passed
+    assert AuditState.from_json(world.state_path.read_text()).token_index  # a full rescan indexes it all
+    world.land(_newcomer(**{**STRANGER, "record_id": "SC7", "given_name": "Wilhelmina"}), [("2018-04", "SC7", "x")])
+    assert world.audit().old_columns is not None

@@ -68,7 +68,7 @@ def test_the_audits_and_the_models_own_labels_are_vocabulary(tmp_path):
                "leaks", "none", *(f"{kind}_parts_{which}_identifiers" for kind in ("warehouse", "texts", "files")
                                   for which in ("all", "new")),
                "warehouse_rows_all_identifiers", "warehouse_rows_already_audited", "identifier_parts_made",
-               "identifier_parts_cached",
+               "identifier_parts_cached", "warehouse_columns_new_identifiers", "all",
                "refresh_kind", "scoring_reason", "retrain_reason", "model_version", "champion_run_id",
                "champion_version", "promoted", "reasons", "candidate_auc", "champion_auc",
                "dagster run", "mlflow run param tag", "mlflow model"]
