@@ -17,6 +17,14 @@ order-independent hash sum of a table's or partition's rows; a SHA-256 of a text
 event id), when it was taken, and a fingerprint of the scanning rules (the source of the scanner). A full rescan
 happens when the state is missing or unreadable, of another version, older than `max_age_days`, made under
 other rules, or when asked for.
+
+So that each half costs in proportion to what is new (docs/privacy.md lists what is kept where):
+- a ledger of DuckDB's hashes of the warehouse rows scanned: a rewritten table's rows that are listed count as
+  already scanned;
+- a token index (per warehouse column, hashes of the tokens of its values): content already scanned is read
+  against the new identifiers only in the columns holding a key token of a new phrase;
+- the identifier phrases of each agency-zone partition, cached in the agency zone itself, made only for new
+  or changed partitions.
 """
 
 from __future__ import annotations
@@ -237,8 +245,9 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     if old_tables and len(new_ids):
         # content already audited, new identifiers only: every row of a table the last audit scanned (its new
         # rows again too, at no risk: they were just scanned against every identifier)
-        if index_files and index_chars is not None and new_ids.max_single_token_chars <= index_chars:
-            columns = flagged_columns(warehouse, read_index(state_path, index_files), new_ids)
+        index = read_index(state_path, index_files) if index_files else None
+        if index is not None and index_chars is not None and new_ids.max_single_token_chars <= index_chars:
+            columns = flagged_columns(warehouse, index, new_ids)
             leaks += scan_duckdb(warehouse, new_ids, where=old_tables, prefilter=True, columns=columns,
                                  aligned=bool(redated_people(identifiers, new_ids).height))
             old_columns = len(columns)
@@ -361,18 +370,23 @@ def usable_index(state_path: Path, state: AuditState | None) -> tuple[list[str],
     return list(state.token_index), state.token_index_chars
 
 
-def read_index(state_path: Path, files: list[str]) -> pl.DataFrame:
-    """(loc, tok) of every index file (an unreadable one: the exception, and the audit fails loudly)."""
-    return pl.concat([pl.read_parquet(_ledger_path(state_path, name)).select(
-        pl.col("loc").cast(pl.String), pl.col("tok").cast(pl.UInt64)) for name in files])
+def read_index(state_path: Path, files: list[str]) -> pl.DataFrame | None:
+    """(loc, tok) of every index file; None if one cannot be read (the content already audited is then read
+    whole, and indexed again)."""
+    try:
+        return pl.concat([pl.read_parquet(_ledger_path(state_path, name)).select(
+            pl.col("loc").cast(pl.String), pl.col("tok").cast(pl.UInt64)) for name in files])
+    except (OSError, pl.exceptions.PolarsError):
+        return None
 
 
 def save_index(state_path: Path, files: list[str], new: list[pl.DataFrame], tables: set[str]) -> list[str]:
     """The index files after this audit: the earlier ones and one of the tokens it scanned; all merged into
     one, without the columns of tables gone, when there would be more than MAX_INDEX_FILES."""
     frames = [f.select("loc", "tok") for f in new]
-    if len(files) + 1 > MAX_INDEX_FILES:
-        merged = pl.concat([read_index(state_path, files), *frames]).unique()
+    old = read_index(state_path, files) if len(files) + 1 > MAX_INDEX_FILES else None
+    if old is not None:
+        merged = pl.concat([old, *frames]).unique()
         locs = merged.select(pl.col("loc").unique())
         live = locs.filter(pl.col("loc").str.extract(r"^([^.]+\.[^.]+)\.").is_in(list(tables)))
         return [save_ledger(state_path, merged.join(live, on="loc", how="semi"), "tokens")]

@@ -349,3 +349,12 @@ def test_without_its_token_index_content_already_audited_is_read_whole_and_index
     assert AuditState.from_json(world.state_path.read_text()).token_index  # a full rescan indexes it all
     world.land(_newcomer(**{**STRANGER, "record_id": "SC7", "given_name": "Wilhelmina"}), [("2018-04", "SC7", "x")])
     assert world.audit().old_columns is not None
+
+
+def test_an_unreadable_token_index_means_reading_more_not_failing(world: World):
+    for index in world.state_path.parent.glob("*.tokens-*.parquet"):
+        index.write_bytes(b"not parquet")
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    result = world.audit()
+    assert result.old_columns is None and ("linked.summary.label", "name") in _found(result)
+    assert result.leaks == world.audit(full=True).leaks
