@@ -82,18 +82,25 @@ def observations(tokens: pl.DataFrame, links: pl.DataFrame, spec: TokenColumns |
 
 def residence_spells(obs: pl.DataFrame) -> pl.DataFrame:
     """person_id, place, valid_from, valid_to (exclusive, null when last), last_seen."""
+    # on frames sorted by person, "the previous/next row of the same person" is a plain shift where the person
+    # is the same: much cheaper than a window over a string key at a million rows
     o = obs.unique().sort("person_id", "date", "place")
-    o = o.with_columns(
-        ((pl.col("place") != pl.col("place").shift(1).over("person_id")).fill_null(True)).cum_sum().alias("_run"))
-    spells = o.group_by("person_id", "_run", "place").agg(
-        pl.col("date").min().alias("valid_from"), pl.col("date").max().alias("last_seen"))
-    spells = spells.sort("person_id", "valid_from", "_run").with_columns(
-        pl.col("valid_from").shift(-1).over("person_id").alias("valid_to"))
+    first = pl.col("person_id") != pl.col("person_id").shift(1)
+    o = o.with_columns((first | (pl.col("place") != pl.col("place").shift(1))).fill_null(True).cum_sum()
+                       .alias("_run"))
+    spells = o.group_by("_run").agg(pl.col("person_id").first(), pl.col("place").first(),
+                                    pl.col("date").min().alias("valid_from"), pl.col("date").max().alias("last_seen"))
+    spells = _with_next_start(spells.sort("person_id", "valid_from", "_run"))
     # a run that starts on the same day as the next one (two places seen one day) would be empty: drop it
     spells = spells.filter(pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("valid_from")))
-    spells = spells.sort("person_id", "valid_from").with_columns(
-        pl.col("valid_from").shift(-1).over("person_id").alias("valid_to"))
+    spells = _with_next_start(spells.sort("person_id", "valid_from", maintain_order=True))
     return spells.select("person_id", "place", "valid_from", "valid_to", "last_seen")
+
+
+def _with_next_start(spells: pl.DataFrame) -> pl.DataFrame:
+    """valid_to: the start of the person's next spell (the frame sorted by person), null for the last."""
+    same = pl.col("person_id") == pl.col("person_id").shift(-1)
+    return spells.with_columns(pl.when(same).then(pl.col("valid_from").shift(-1)).alias("valid_to"))
 
 
 def occupancy_episodes(spells: pl.DataFrame, open_spell_days: int = OPEN_SPELL_DAYS) -> pl.DataFrame:
@@ -116,7 +123,8 @@ def _find(parent: dict[int, int], x: int) -> int:
 def chain_episodes(spells: pl.DataFrame) -> dict[int, int]:
     """episode -> household root episode (see the module docstring, step 4)."""
     s = spells.sort("person_id", "valid_from")
-    s = s.with_columns(pl.col("episode").shift(1).over("person_id").alias("_prev"))
+    same = pl.col("person_id") == pl.col("person_id").shift(1)
+    s = s.with_columns(pl.when(same).then(pl.col("episode").shift(1)).alias("_prev"))
     size = s.group_by("episode").agg(pl.col("person_id").n_unique().alias("n"),
                                      pl.col("valid_from").min().alias("start"),
                                      pl.col("_end").max().alias("end"),
@@ -170,8 +178,9 @@ def households(
                          schema={"episode": pl.Int64, "_hh": pl.Int64})
     spells = spells.join(roots, on="episode", how="left").sort("person_id", "valid_from")
     # one membership row per stay in a household (moving house with it does not end the membership)
+    first = pl.col("person_id") != pl.col("person_id").shift(1)
     spells = spells.with_columns(
-        (pl.col("_hh") != pl.col("_hh").shift(1).over("person_id")).fill_null(True).cum_sum().alias("_stay"))
+        (first | (pl.col("_hh") != pl.col("_hh").shift(1))).fill_null(True).cum_sum().alias("_stay"))
     stays = (spells.group_by("person_id", "_hh", "_stay")
              .agg(pl.col("valid_from").min(), pl.col("valid_to").sort_by("valid_from").last()))
     # a stay is known across refreshes by its person and start: ids follow the stays they held before
