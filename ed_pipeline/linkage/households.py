@@ -85,8 +85,7 @@ def residence_spells(obs: pl.DataFrame) -> pl.DataFrame:
     # on frames sorted by person, "the previous/next row of the same person" is a plain shift where the person
     # is the same: much cheaper than a window over a string key at a million rows
     o = obs.unique().sort("person_id", "date", "place")
-    first = pl.col("person_id") != pl.col("person_id").shift(1)
-    o = o.with_columns((first | (pl.col("place") != pl.col("place").shift(1))).fill_null(True).cum_sum()
+    o = o.with_columns((~_same_person(1) | (pl.col("place") != pl.col("place").shift(1))).fill_null(True).cum_sum()
                        .alias("_run"))
     spells = o.group_by("_run").agg(pl.col("person_id").first(), pl.col("place").first(),
                                     pl.col("date").min().alias("valid_from"), pl.col("date").max().alias("last_seen"))
@@ -97,10 +96,14 @@ def residence_spells(obs: pl.DataFrame) -> pl.DataFrame:
     return spells.select("person_id", "place", "valid_from", "valid_to", "last_seen")
 
 
+def _same_person(offset: int) -> pl.Expr:
+    """Whether the row `offset` rows away is the same person's (on a frame sorted by person; null past an end)."""
+    return pl.col("person_id") == pl.col("person_id").shift(offset)
+
+
 def _with_next_start(spells: pl.DataFrame) -> pl.DataFrame:
     """valid_to: the start of the person's next spell (the frame sorted by person), null for the last."""
-    same = pl.col("person_id") == pl.col("person_id").shift(-1)
-    return spells.with_columns(pl.when(same).then(pl.col("valid_from").shift(-1)).alias("valid_to"))
+    return spells.with_columns(pl.when(_same_person(-1)).then(pl.col("valid_from").shift(-1)).alias("valid_to"))
 
 
 def occupancy_episodes(spells: pl.DataFrame, open_spell_days: int = OPEN_SPELL_DAYS) -> pl.DataFrame:
@@ -123,8 +126,7 @@ def _find(parent: dict[int, int], x: int) -> int:
 def chain_episodes(spells: pl.DataFrame) -> dict[int, int]:
     """episode -> household root episode (see the module docstring, step 4)."""
     s = spells.sort("person_id", "valid_from")
-    same = pl.col("person_id") == pl.col("person_id").shift(1)
-    s = s.with_columns(pl.when(same).then(pl.col("episode").shift(1)).alias("_prev"))
+    s = s.with_columns(pl.when(_same_person(1)).then(pl.col("episode").shift(1)).alias("_prev"))
     size = s.group_by("episode").agg(pl.col("person_id").n_unique().alias("n"),
                                      pl.col("valid_from").min().alias("start"),
                                      pl.col("_end").max().alias("end"),
@@ -178,9 +180,8 @@ def households(
                          schema={"episode": pl.Int64, "_hh": pl.Int64})
     spells = spells.join(roots, on="episode", how="left").sort("person_id", "valid_from")
     # one membership row per stay in a household (moving house with it does not end the membership)
-    first = pl.col("person_id") != pl.col("person_id").shift(1)
     spells = spells.with_columns(
-        (first | (pl.col("_hh") != pl.col("_hh").shift(1))).fill_null(True).cum_sum().alias("_stay"))
+        (~_same_person(1) | (pl.col("_hh") != pl.col("_hh").shift(1))).fill_null(True).cum_sum().alias("_stay"))
     stays = (spells.group_by("person_id", "_hh", "_stay")
              .agg(pl.col("valid_from").min(), pl.col("valid_to").sort_by("valid_from").last()))
     # a stay is known across refreshes by its person and start: ids follow the stays they held before

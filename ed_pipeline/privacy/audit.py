@@ -29,7 +29,6 @@ So that each half costs in proportion to what is new (docs/privacy.md lists what
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -50,6 +49,7 @@ from ed_pipeline.privacy.leak_scan import (
     identifier_records,
     partition_condition,
     record_identifiers,
+    registered,
     row_hashes,
     scan_duckdb,
     scan_files,
@@ -235,7 +235,7 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     if ledger is not None:
         new_rows = new_rows.join(ledger, on=["unit", "h"], how="anti")
     fresh_index: list[pl.DataFrame] = []
-    with _registered(warehouse, LEDGER_VIEW, ledger):
+    with registered(warehouse, LEDGER_VIEW, ledger):
         leaks = scan_duckdb(warehouse, identifiers, token_index=fresh_index,
                             where=_conditions(fresh, tables, set(ledger["unit"]) if ledger is not None else set()))
     index_files, index_chars = usable_index(state_path, state)
@@ -409,19 +409,6 @@ def redated_people(identifiers: IdentifierSet, new_ids: IdentifierSet) -> pl.Dat
     return pairs.filter(pl.col("dob").ne_missing(pl.col("dob_before")))
 
 
-@contextlib.contextmanager
-def _registered(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | None):
-    """`frame` readable by name on `conn` (in memory, never written to its database) for the block."""
-    if frame is None:
-        yield
-        return
-    conn.register(name, frame)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            conn.unregister(name)
-
 
 # Files MLflow writes beside every logged model (MLmodel) to rebuild its Python environment: package names and
 # versions from the environment, never data, and a package's name can coincide with somebody's ("java", "rich").
@@ -453,8 +440,7 @@ def cached_identifier_sets(agency: duckdb.DuckDBPyConnection, schema: str, id_pa
     for key in stale:
         table, part = key.split("|", 1)
         by_table.setdefault(table, set()).add(part)
-    records = identifier_records(agency, schema, where={t: partition_condition(p) for t, p in by_table.items()}) \
-        if stale else identifier_records(agency, schema, where={})
+    records = identifier_records(agency, schema, where={t: partition_condition(p) for t, p in by_table.items()})
     whole = {t for t, parts in id_parts.items() if set(parts) == {"*"}}
     keys = pl.Series("part", [f"{t}|{'*' if t in whole else (m or '')}"
                               for t, m in zip(records["__table"], records["extract_month"], strict=True)],

@@ -292,13 +292,7 @@ def _record_phrases(records: pl.DataFrame) -> pl.DataFrame:
 def identifiers_from_records(records: pl.DataFrame) -> IdentifierSet:
     """The identifier set of validated canonical records (names, dates of birth, NHS numbers, UPNs, postcodes,
     UPRNs, addresses)."""
-    return _identifiers(records)[0]
-
-
-def _identifiers(records: pl.DataFrame) -> tuple[IdentifierSet, pl.DataFrame]:
-    """The identifier set, and the (pid, phrase, kind) of every record it was made from."""
-    people, phrases = record_identifiers(records)
-    return assemble_identifiers(people, phrases)[0], phrases
+    return assemble_identifiers(*record_identifiers(records))[0]
 
 
 def record_identifiers(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -411,7 +405,8 @@ def identifier_records(conn: duckdb.DuckDBPyConnection, schema: str = "validated
 class _Scanner:
     """Runs the token-join scan on one DuckDB connection with the identifier tables registered on it."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, ids: IdentifierSet, prefilter: bool = False):
+    def __init__(self, conn: duckdb.DuckDBPyConnection, ids: IdentifierSet, prefilter: bool = False,
+                 token_index: list[pl.DataFrame] | None = None):
         self.conn = conn
         self.ids = ids
         # prefilter, for content already scanned clean against every identifier outside `ids` (an incremental
@@ -422,7 +417,7 @@ class _Scanner:
         # that identifier, clean before, must be one of `ids` (dates alone start with every day and year
         # number: they would make nearly every cell a candidate)
         self.prefilter = prefilter
-        self.token_index: list[pl.DataFrame] | None = None  # (loc, tok) of the values scanned, when asked for
+        self.token_index = token_index  # when given, (loc, tok) of the values scanned are appended to it
         self.max_n = int(min(MAX_PHRASE_TOKENS, ids.starts["n"].max() or 1))
         self.max_single = ids.max_single_token_chars
         self._names = {"ids": "__leak_scan_ids", "starts": "__leak_scan_starts", "people": "__leak_scan_people",
@@ -594,8 +589,7 @@ def scan_duckdb(
     try:
         if where is not None and not where or len(identifiers) == 0:
             return []
-        with _Scanner(conn, identifiers, prefilter) as scanner:
-            scanner.token_index = token_index
+        with _Scanner(conn, identifiers, prefilter, token_index) as scanner:
             return _scan_database(conn, scanner, schemas, aligned_dob_rate if aligned else None, where,
                                   set(columns) if columns is not None else None)
     finally:
@@ -748,22 +742,33 @@ def _aligned_dobs_of_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner,
     person, table after table, would cost the reading of every person each time."""
     leaks: list[Leak] = []
     few = [k for k in keyed if k[0] in selected]
-    name = "__leak_scan_people_named"
+    name, named_people = "__leak_scan_people_named", None
     if few:
         named = pl.concat([conn.execute(f"SELECT DISTINCT CAST(source AS VARCHAR) AS source, "
                                         f"CAST(record_id AS VARCHAR) AS record_id FROM {fq}").pl()
                            for fq, *_ in few]).unique()
-        conn.register(name, scanner.ids.people.select("source", "record_id", "dob")
-                      .join(named, on=["source", "record_id"], how="semi"))
-    try:
+        named_people = scanner.ids.people.select("source", "record_id", "dob").join(
+            named, on=["source", "record_id"], how="semi")
+    with registered(conn, name, named_people):
         for fq, schema, table, cols in keyed:
             people = name if fq in selected else scanner._names["people"]
             leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, rate, people)
-    finally:
-        if few:
-            with contextlib.suppress(duckdb.Error):
-                conn.unregister(name)
     return leaks
+
+
+@contextlib.contextmanager
+def registered(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | None):
+    """`frame` readable by name on `conn` (in memory, never written to its database) for the block; nothing
+    when it is None."""
+    if frame is None:
+        yield
+        return
+    conn.register(name, frame)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            conn.unregister(name)
 
 
 def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
