@@ -133,9 +133,14 @@ def run_metrics(result: TrainedModel) -> dict[str, float]:
     return _finite(out)
 
 
-def _log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+def _log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], model_ids: tuple[str, ...] = ()
+                 ) -> None:
+    """Log `metrics` to the run, and once more for each of `model_ids` (the run's logged models) so that
+    MLflow shows them on each model too."""
     now = int(time.time() * 1000)
-    items = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+    finite = _finite(metrics)
+    items = [Metric(k, v, now, 0) for k, v in finite.items()]
+    items += [Metric(k, v, now, 0, model_id=model_id) for model_id in model_ids for k, v in finite.items()]
     for i in range(0, len(items), 1000):
         client.log_batch(run_id, metrics=items[i:i + 1000])
 
@@ -164,12 +169,14 @@ def log_refresh_run(result: TrainedModel, tracking_uri: str, artifact_root: Path
                               tags=run_tags) as run:
             run_id = run.info.run_id
             client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in all_params.items()])
-            _log_metrics(client, run_id, run_metrics(result))
             for path in _write_artifacts(result, tmp, tags, model_name):
                 client.log_artifact(run_id, str(path), artifact_path="evaluation")
             for path in extra_artifacts or []:
                 client.log_artifact(run_id, str(path), artifact_path="inputs")
-            _log_models(result, tmp, model_name, run_id)
+            # Metrics after the models, each linked to them in one batch: logged before, every `log_model`
+            # read back each metric's history to link it itself, some 300 queries a model (5 s a refresh).
+            model_ids = _log_models(result, tmp, model_name, run_id)
+            _log_metrics(client, run_id, run_metrics(result), model_ids)
         return run_id
 
 
@@ -194,12 +201,13 @@ def _write_artifacts(result: TrainedModel, folder: Path, tags: dict, model_name:
     return paths
 
 
-def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str) -> None:
+def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str) -> tuple[str, str]:
+    """Log the booster and the calibrated pyfunc model (registered as `model_name`); their logged-model ids."""
     example_frame = result.test_frame.head(5)
     example = model_input(example_frame)
     signature = infer_signature(example, pd.DataFrame({"risk": result.scorer.risk(example_frame)}))
     encoded = pd.DataFrame(result.scorer.encoding.matrix(example_frame), columns=list(FEATURES))
-    mlflow.lightgbm.log_model(
+    booster = mlflow.lightgbm.log_model(
         result.booster, name="booster", input_example=encoded, pip_requirements=PIP_REQUIREMENTS,
         signature=infer_signature(encoded, result.booster.predict(encoded.to_numpy(), raw_score=True)),
     )
@@ -215,6 +223,7 @@ def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str
                  "test_ece": f"{result.metrics['test_ece']:.4f}",
                  BOOSTER_TAG: booster_sha256(result.booster)}.items():
         client.set_model_version_tag(model_name, version, k, v)
+    return booster.model_id, info.model_id
 
 
 def log_reference_metrics(run_id: str, metrics: dict[str, float], tracking_uri: str) -> None:

@@ -11,12 +11,13 @@ TOP_COLOUR = "#7b1e1b"
 
 
 def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str | None = None,
-                       highlight: int = 3) -> Path:
+                       highlight: int = 3, top: int | None = None) -> Path:
     """Write a PNG of horizontal bars of mean predicted risk by ward (`community_risk` rows of level 'ward').
 
     Highest risk on top; the `highlight` highest in a darker colour; each label carries the ward's 95% rank
     interval (`rank_low`-`rank_high`) where the table has one; a ward whose mean is withheld (too few
-    children) is listed at the bottom, marked '*' and without a bar. Returns `path`.
+    children) is listed at the bottom, marked '*' and without a bar. `top`: only the `top` highest wards, and
+    no withheld one (a preview small enough to embed; all of Essex is some 280 wards). Returns `path`.
     """
     import matplotlib
 
@@ -26,6 +27,10 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
     wards = community.filter(pl.col("level") == "ward") if "level" in community.columns else community
     published = wards.filter(pl.col("mean_risk").is_not_null()).sort(["mean_risk", "area"], descending=[True, False])
     withheld = wards.filter(pl.col("mean_risk").is_null()).sort("area")
+    if top is not None:
+        title = title or (f"Top {min(top, published.height)} of {wards.height} wards by mean predicted risk "
+                          "(rank, 95% interval)")
+        published, withheld = published.head(top), withheld.clear()
     if {"rank", "rank_low", "rank_high"} <= set(published.columns):
         shown = [f"{a}  (rank {r}, {lo}-{hi})" if lo is not None else a for a, r, lo, hi in
                  published.select("area", "rank", "rank_low", "rank_high").iter_rows()]

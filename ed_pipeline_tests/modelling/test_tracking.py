@@ -98,6 +98,19 @@ def test_refresh_run_logs_everything(store, first_run, trained):
     assert "| 2018 |" in card and "ROC AUC" in card
 
 
+def test_each_logged_model_carries_the_run_metrics(store, first_run, trained):
+    """MLflow 3 shows a logged model's metrics; they are the run's, logged once for each of its two models."""
+    uri, _ = store
+    client = MlflowClient(uri)
+    models = client.search_logged_models(experiment_ids=[client.get_run(first_run).info.experiment_id],
+                                         filter_string=f"source_run_id = '{first_run}'")
+    assert sorted(m.name for m in models) == ["booster", "model"]
+    for model in models:
+        metrics = {m.key: m.value for m in model.metrics}
+        assert metrics["test_roc_auc"] == pytest.approx(trained.metrics["test_roc_auc"])
+        assert metrics.keys() == client.get_run(first_run).data.metrics.keys()
+
+
 def test_registered_model_returns_calibrated_risk(store, first_run, trained, feature_frame):
     uri, _ = store
     client = MlflowClient(uri, registry_uri=uri)

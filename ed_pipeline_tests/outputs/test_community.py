@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image  # matplotlib's own image library
 
 from ed_pipeline.outputs import COMMUNITY_COUNT_COLUMNS, COMMUNITY_RISK_SCHEMA, community_risk, ward_ranking_chart
 from ed_pipeline.outputs.community import rank_intervals
@@ -123,6 +124,17 @@ def test_latest_prediction_per_child_and_clear_errors(scores):
 def test_ward_ranking_chart(scores, tmp_path):
     path = ward_ranking_chart(community_risk(scores), tmp_path / "charts" / "wards.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+
+
+def test_the_embedded_ward_chart_shows_only_the_top_wards(tmp_path):
+    """All of Essex is some 280 wards: the chart embedded in Dagster's metadata keeps the top few."""
+    wards = pl.DataFrame({"level": "ward", "area": [f"Ward {i:03d}" for i in range(280)],
+                          "mean_risk": [None if i % 7 == 0 else 0.5 - i / 1000 for i in range(280)]})
+    whole = ward_ranking_chart(wards, tmp_path / "all.png")
+    top = ward_ranking_chart(wards, tmp_path / "top.png", top=20)
+    # a bar is 0.35 inch at 120 dpi: 20 bars and the margins, against 280
+    assert Image.open(top).height < 0.35 * 25 * 120 < Image.open(whole).height / 5
+    assert top.stat().st_size < whole.stat().st_size / 4
 
 
 def test_constant_risks_give_exact_rank_intervals(scores):
