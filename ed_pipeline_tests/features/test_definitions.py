@@ -112,3 +112,17 @@ def test_the_dbt_resource_knows_its_version_without_starting_dbt(monkeypatch, tm
     elsewhere.chmod(0o755)
     with pytest.raises(AssertionError, match="--version"):
         _ = DbtCli(project_dir=dbt_project, dbt_executable=str(elsewhere))._cli_version
+
+
+def test_the_dbt_resource_loads_no_dbt_adapter_in_the_dagster_process(monkeypatch):
+    """dagster-dbt would load the project and an adapter (seconds) for metadata that dbt_features reads itself."""
+    import dbt.adapters.factory
+
+    from ed_pipeline.defs.features import DbtCli
+    from ed_pipeline.settings import dbt_executable
+
+    def no_adapter(*args, **kwargs):
+        raise AssertionError("registered a dbt adapter in the Dagster process")
+
+    monkeypatch.setattr(dbt.adapters.factory, "register_adapter", no_adapter)
+    assert DbtCli(project_dir=dbt_project, dbt_executable=dbt_executable())._initialize_dbt_core_adapter(["build"]) is None
