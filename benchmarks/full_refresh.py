@@ -257,6 +257,8 @@ def stage_name(step_key: str) -> str:
 
 def stage_rows(measured: dict) -> list[dict]:
     """One row per step of every run, an "outside steps" row per run, start-up and the exact total."""
+    from ed_pipeline.sources import SOURCES
+
     samples, report = measured["samples"], measured["report"]
     finished = report.get("finished", measured["ended"])
     rows = []
@@ -274,7 +276,11 @@ def stage_rows(measured: dict) -> list[dict]:
             if step["start"] is None or step["end"] is None:
                 continue
             inside += step["end"] - step["start"]
-            rows.append({"group": run["label"], "stage": stage_name(step["step_key"]), "step_key": step["step_key"],
+            stage = stage_name(step["step_key"])
+            source = next((s.name for s in SOURCES if step["step_key"].endswith(s.name)), None)
+            if source and source != run["label"]:  # a run of several sources (the landing sensor's month)
+                stage = f"{stage}: {source}"
+            rows.append({"group": run["label"], "stage": stage, "step_key": step["step_key"],
                          "status": step["status"], "wall_s": round(step["end"] - step["start"], 2),
                          **window(samples, step["start"], step["end"])})
         run_wall = run["end"] - run["start"]
@@ -424,11 +430,13 @@ def child_full(report: Path) -> None:
 
 
 def child_incremental(report: Path, month: str) -> None:
-    """What the automation does when a month lands: one ingest run per source for that partition, then analyse."""
+    """What the automation does when a month lands: the landing sensor's run for that month (every source's file,
+    in one run), then analyse."""
     import dagster as dg
 
     from ed_pipeline.definitions import defs
-    from ed_pipeline.defs.automation import source_keys
+    from ed_pipeline.defs.automation import landing_requests
+    from ed_pipeline.defs.raw import raw_key
     from ed_pipeline.refresh import ensure_dagster_home, provide_pseudo_key
     from ed_pipeline.settings import Settings
     from ed_pipeline.sources import SOURCES
@@ -442,14 +450,18 @@ def child_incremental(report: Path, month: str) -> None:
     records, failed = [], []
     with dg.DagsterInstance.get() as instance:
         ingest = defs.resolve_job_def("ingest")
-        for source in SOURCES:
-            if not settings.landing_file(source.name, month).exists():
-                continue
-            result = ingest.execute_in_process(instance=instance, partition_key=month,
-                                               asset_selection=source_keys(source), tags=tags,
-                                               raise_on_error=False, run_config=quiet)
-            failed += _failures(result, source.name)
-            records.append(_run_record(instance, result.run_id, source.name, "ingest"))
+        # the sensor's first tick: every landed file whose partition was never materialised
+        materialized = {s.name: set(instance.get_materialized_partitions(raw_key(s))) for s in SOURCES}
+        requests = landing_requests(settings, None, materialized)[0]
+        if [r.partition_key for r in requests] != [month]:
+            raise SystemExit(f"expected one landing run for {month}, got {[r.partition_key for r in requests]}")
+        for request in requests:
+            result = ingest.execute_in_process(instance=instance, partition_key=request.partition_key,
+                                               asset_selection=request.asset_selection,
+                                               tags={**request.tags, **tags}, raise_on_error=False,
+                                               run_config=quiet)
+            failed += _failures(result, "ingest")
+            records.append(_run_record(instance, result.run_id, "ingest", "ingest"))
         result = defs.resolve_job_def("analyse").execute_in_process(instance=instance, tags=tags,
                                                                     raise_on_error=False, run_config=quiet)
         failed += _failures(result, "analyse")

@@ -79,6 +79,18 @@ def test_stage_rows_split_the_child_into_steps_runs_and_overheads(bench):
     json.dumps(summary)  # the figures file
 
 
+def test_a_run_of_several_sources_names_each_step_by_its_source(bench):
+    """The one-month refresh ingests every source in one run (the landing sensor's): each row says which source."""
+    samples = [(t, 300 * 2**20, t - 100.0) for t in range(100, 111)]
+    runs = [{"label": "ingest", "job": "ingest", "start": 101.0, "end": 109.0, "steps": [
+        {"step_key": "raw__housing", "status": "SUCCESS", "start": 101.0, "end": 102.0},
+        {"step_key": "raw__benefits", "status": "SUCCESS", "start": 102.0, "end": 104.0},
+        {"step_key": "validate_benefits", "status": "SUCCESS", "start": 104.0, "end": 108.0}]}]
+    rows = {(r["group"], r["stage"]): r for r in bench.summarise(_measured(samples, runs))["stages"]}
+    assert rows[("ingest", "raw: housing")]["wall_s"] == 1.0 and rows[("ingest", "raw: benefits")]["wall_s"] == 2.0
+    assert rows[("ingest", "validated + quarantine (GX): benefits")]["wall_s"] == 4.0
+
+
 def test_goals(bench):
     full = {"wall_s": 500.0, "peak_process_rss_bytes": 5 * 10**9, "peak_tree_rss_bytes": 6 * 10**9}
     fast = {"wall_s": 40.0, "peak_process_rss_bytes": 2 * 10**9, "peak_tree_rss_bytes": 2 * 10**9}

@@ -7,9 +7,10 @@ run-failure sensor.
   outputs) follows by declarative automation (`follows_upstream()` on each of
   those assets, evaluated by `downstream_automation`) as one run, once no
   ingestion is in progress any more.
-- `landing_sensor` requests a source's partition when its file for a month
-  appears in `landing/<source>/`, and again when the file is replaced (the run
-  key is the path and its modification time).
+- `landing_sensor` requests a month's partition, in one run for every source
+  whose file for that month appeared in `landing/<source>/` since its last
+  tick, and again when a file is replaced (the run key names each file's path
+  and modification time).
 - `record_run_failures` appends every failed run to `ops.run_failure` in
   `data/ops.duckdb` and to the log.
 """
@@ -81,14 +82,21 @@ def build_monthly_schedule(ingest_job) -> dg.ScheduleDefinition:
     )
 
 
+SOURCES_TAG = "ed_pipeline/sources"  # the sources a landing_sensor run ingests, comma-separated
+
+
 def landing_requests(settings: Settings, cursor: float | None, materialized: dict[str, set[str]]
                      ) -> tuple[list[dg.RunRequest], float | None]:
-    """Run requests for landed files that are new or replaced since `cursor` (the newest mtime seen).
+    """Run requests for landed files that are new or replaced since `cursor` (the newest mtime seen): one run per
+    month, for every source with such a file for that month (so Dagster's run set-up is paid once a month, not
+    once an agency; a source whose file fails a blocking check stops only its own assets in the run).
 
     With no cursor yet (the sensor's first tick) only files whose partition was never materialised are
     requested: the history is loaded by a backfill or `ed-pipeline refresh`, not one run per old file.
+    The run key names each file and its mtime: a replaced file makes a new key, so its month runs again.
     """
-    requests, newest = [], cursor
+    fresh_files: dict[str, list[tuple[Source, str]]] = {}
+    newest = cursor
     for source in SOURCES:
         folder = settings.landing_dir / source.name
         for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
@@ -98,12 +106,16 @@ def landing_requests(settings: Settings, cursor: float | None, materialized: dic
             newest = mtime if newest is None else max(newest, mtime)
             fresh = mtime > cursor if cursor is not None else path.stem not in materialized.get(source.name, set())
             if fresh:
-                requests.append(dg.RunRequest(
-                    run_key=f"{path}:{mtime}",
-                    partition_key=path.stem,
-                    asset_selection=source_keys(source),
-                    tags={TRIGGER_TAG: "landing_sensor", "ed_pipeline/source": source.name},
-                ))
+                fresh_files.setdefault(path.stem, []).append((source, f"{path}:{mtime}"))
+    requests = [
+        dg.RunRequest(
+            run_key=" ".join(key for _, key in files),
+            partition_key=month,
+            asset_selection=[k for source, _ in files for k in source_keys(source)],
+            tags={TRIGGER_TAG: "landing_sensor", SOURCES_TAG: ",".join(source.name for source, _ in files)},
+        )
+        for month, files in sorted(fresh_files.items())
+    ]
     return requests, newest
 
 
@@ -112,7 +124,8 @@ def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
         name="landing_sensor",
         job=ingest_job,
         minimum_interval_seconds=60,
-        description="Ingests an agency's monthly file as soon as it lands (or is replaced) in landing/<source>/.",
+        description="Ingests agencies' monthly files as soon as they land (or are replaced) in landing/<source>/: one "
+        "run per month for the sources whose file is new.",
     )
     def landing_sensor(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()

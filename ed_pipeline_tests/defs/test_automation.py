@@ -9,6 +9,7 @@ import duckdb
 
 from ed_pipeline.defs.automation import (
     REFRESH_TRIGGER,
+    SOURCES_TAG,
     TRIGGER_TAG,
     landing_requests,
     record_run_failures,
@@ -34,25 +35,59 @@ def test_landing_sensor_requests_new_and_replaced_files_only(tmp_path, monkeypat
     land(settings, "benefits", "2017-06", 3_000)
     (settings.landing_dir / "housing" / "readme.csv").write_text("not a month")
 
-    # first tick: partitions never materialised are requested, the history already loaded is not
+    # first tick: partitions never materialised are requested, the history already loaded is not; one run for
+    # the month, for both sources that sent it
     requests, cursor = landing_requests(settings, None, {"housing": {"2017-05"}})
-    by_source = {r.tags["ed_pipeline/source"]: r for r in requests}
-    assert sorted(by_source) == ["benefits", "housing"]
-    assert by_source["housing"].partition_key == "2017-06"
-    assert by_source["housing"].asset_selection == source_keys(get_source("housing"))
+    [june] = requests
+    assert june.partition_key == "2017-06" and june.tags[SOURCES_TAG] == "housing,benefits"
+    assert june.asset_selection == source_keys(get_source("housing")) + source_keys(get_source("benefits"))
     assert cursor == 3_000
 
     # nothing new: nothing requested
     assert landing_requests(settings, cursor, {})[0] == []
 
-    # a replaced file comes back with a new run key; a new month arrives
+    # a replaced file comes back with a new run key (its month again, for that source alone); a new month arrives
     land(settings, "housing", "2017-05", 4_000)
     land(settings, "social_care", "2017-07", 5_000)
     requests, cursor = landing_requests(settings, cursor, {})
-    assert sorted((r.tags["ed_pipeline/source"], r.partition_key) for r in requests) == [
+    assert sorted((r.tags[SOURCES_TAG], r.partition_key) for r in requests) == [
         ("housing", "2017-05"), ("social_care", "2017-07")]
-    assert all(r.run_key.endswith(":4000.0") or r.run_key.endswith(":5000.0") for r in requests)
+    assert [r.run_key for r in requests] == [f"{settings.landing_file('housing', '2017-05')}:4000.0",
+                                             f"{settings.landing_file('social_care', '2017-07')}:5000.0"]
     assert cursor == 5_000
+
+
+def test_one_run_ingests_every_source_of_a_month_and_a_broken_file_stops_only_its_own(refreshed_copy):
+    """The landing sensor's one run for a month: every source whose file is good is ingested, and a source whose
+    file is unreadable fails its blocking check and stops only its own assets."""
+    from ed_pipeline.defs.pseudonymised import pseudonymised_key
+    from ed_pipeline.defs.raw import READABLE_CHECK, raw_key
+    from ed_pipeline.sources import SOURCES
+
+    settings = refreshed_copy
+    defs = definitions_over(settings)
+    landed = release_held_back(settings)
+    month = landed[0].stem
+    settings.landing_file("housing", month).write_bytes(b"")  # the agency sent an empty file
+    with dg.DagsterInstance.get() as instance:
+        materialized = {s.name: set(instance.get_materialized_partitions(raw_key(s))) for s in SOURCES}
+        [request] = landing_requests(settings, None, materialized)[0]
+        sent = sorted(p.parent.name for p in landed)
+        assert request.partition_key == month and sorted(request.tags[SOURCES_TAG].split(",")) == sent
+        result = defs.resolve_job_def("ingest").execute_in_process(
+            instance=instance, partition_key=month, asset_selection=request.asset_selection, tags=request.tags,
+            raise_on_error=False)
+    assert not result.success
+    failed = {(e.asset_key.path[-1], e.check_name) for e in result.get_asset_check_evaluations() if not e.passed}
+    assert failed == {("housing", READABLE_CHECK)}
+    done = {e.asset_key for e in result.get_asset_materialization_events() if e.asset_key}
+    assert done >= {pseudonymised_key(get_source(name)) for name in sent if name != "housing"}
+    assert pseudonymised_key(get_source("housing")) not in done
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        for name in sent:
+            rows = conn.execute(f"select count(*) from pseudonymised.{name} where extract_month = ?", [month]
+                                ).fetchone()[0]
+            assert (rows == 0) == (name == "housing"), name
 
 
 def test_definitions_carry_schedule_sensors_and_retries():

@@ -125,4 +125,5 @@ def test_the_dbt_resource_loads_no_dbt_adapter_in_the_dagster_process(monkeypatc
         raise AssertionError("registered a dbt adapter in the Dagster process")
 
     monkeypatch.setattr(dbt.adapters.factory, "register_adapter", no_adapter)
-    assert DbtCli(project_dir=dbt_project, dbt_executable=dbt_executable())._initialize_dbt_core_adapter(["build"]) is None
+    resource = DbtCli(project_dir=dbt_project, dbt_executable=dbt_executable())
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
