@@ -47,7 +47,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,10 +157,21 @@ class IdentifierSet:
 
     phrases: pl.DataFrame  # phrase (scan form), kind, dob (Date, set for date_of_birth phrases only)
     people: pl.DataFrame  # pid, source, record_id, dob of each record
-    record_phrases: pl.DataFrame | None = None  # pid, phrase: each record's own (for date-of-birth checks)
+    # (pid, phrase): each record's own (for date-of-birth checks); or a function giving those of the pids it is
+    # given, for a set whose records' phrases stay where they are kept (the audit's cache, in the agency zone)
+    record_phrases: pl.DataFrame | Callable[[pl.Series], pl.DataFrame] | None = None
 
     def __len__(self) -> int:
         return self.phrases.height
+
+    def phrases_of(self, pids: pl.Series) -> pl.DataFrame:
+        """(pid, phrase) of the records `pids` names."""
+        own = self.record_phrases
+        if own is None:
+            return pl.DataFrame(schema={"pid": pl.UInt32, "phrase": pl.String})
+        if callable(own):
+            return own(pids)
+        return own.filter(pl.col("pid").is_in(pids.implode()))
 
     def __repr__(self) -> str:  # never print the values
         counts = dict(self.phrases.group_by("kind").len().iter_rows()) if self.phrases.height else {}
@@ -319,36 +330,49 @@ def assemble_identifiers(people: pl.DataFrame, phrases: pl.DataFrame, new: pl.Se
     yields, and every date of birth of those people (so that a date of birth beside a new name is reported as
     such). What has been scanned against the identifiers of the other records needs scanning against the new
     part only. Without `new`, every identifier is new."""
+    if new is not None and new.len() != people.height:
+        raise ValueError("`new` must have one value per person")
+    fresh = None if new is None else new.fill_null(True).cast(pl.Boolean)
+    new_phrases = None
+    if fresh is not None and fresh.any() and not fresh.all():
+        is_new = pl.DataFrame({"pid": people["pid"], "new": fresh})
+        flagged = phrases.join(is_new, on="pid")
+        old_phrases = flagged.filter(~pl.col("new")).select("phrase").unique()
+        new_phrases = (flagged.filter(pl.col("new")).select("phrase", "kind").unique()
+                       .join(old_phrases, on="phrase", how="anti"))
+    return identifier_sets_of(people, phrases.select("phrase", "kind").unique(), new_phrases, fresh,
+                              phrases.select("pid", "phrase"))
+
+
+def identifier_sets_of(people: pl.DataFrame, phrases: pl.DataFrame, new_phrases: pl.DataFrame | None,
+                       new: pl.Series | None, record_phrases: pl.DataFrame | Callable[[pl.Series], pl.DataFrame]
+                       ) -> tuple[IdentifierSet, IdentifierSet]:
+    """`assemble_identifiers`' two sets from what it computes: the distinct (phrase, kind) of every record's
+    non-date identifiers, those that only the records where `new` is true yield (`new_phrases`; needed unless
+    `new` is all true, all false or None), and each record's own phrases (see `IdentifierSet.record_phrases`)."""
     dobs = people.select("dob").drop_nulls().unique()
     dob_phrases = dobs.select("dob", phrase=_dob_variants(pl.col("dob"))).explode("phrase")
     everything = IdentifierSet(
         phrases=pl.concat([
-            phrases.select("phrase", "kind").unique().with_columns(dob=pl.lit(None, dtype=pl.Date)),
+            phrases.select("phrase", "kind").with_columns(dob=pl.lit(None, dtype=pl.Date)),
             dob_phrases.select("phrase", kind=pl.lit("date_of_birth"), dob="dob"),
         ]),
         people=people.select("pid", "source", "record_id", "dob"),
-        record_phrases=phrases.select("pid", "phrase"),
+        record_phrases=record_phrases,
     )
-    if new is None:
+    if new is None or new.all():
         return everything, everything
-    if new.len() != people.height:
-        raise ValueError("`new` must have one value per person")
-    fresh = new.fill_null(True).cast(pl.Boolean)
-    if fresh.all():
-        return everything, everything
-    if not fresh.any():
+    if not new.any():
         return everything, identifiers_from_records(pl.DataFrame())
-    is_new = pl.DataFrame({"pid": people["pid"], "new": fresh})
-    phrases = phrases.join(is_new, on="pid")
-    old_phrases = phrases.filter(~pl.col("new")).select("phrase").unique()
-    new_phrases = (phrases.filter(pl.col("new")).select("phrase", "kind").unique()
-                   .join(old_phrases, on="phrase", how="anti"))
-    new_people = everything.people.join(is_new, on="pid").filter("new").drop("new")
+    if new_phrases is None:
+        raise ValueError("the new phrases are needed when only some records are new")
+    new_people = everything.people.filter(new)
     new_dobs = new_people.select("dob").drop_nulls().unique()
     dob_phrases = everything.phrases.filter(pl.col("kind") == "date_of_birth").join(new_dobs, on="dob", how="semi")
     return everything, IdentifierSet(
-        phrases=pl.concat([new_phrases.with_columns(dob=pl.lit(None, dtype=pl.Date)), dob_phrases]),
-        people=new_people, record_phrases=everything.record_phrases)
+        phrases=pl.concat([new_phrases.select("phrase", "kind").with_columns(dob=pl.lit(None, dtype=pl.Date)),
+                           dob_phrases]),
+        people=new_people, record_phrases=record_phrases)
 
 
 def identifier_sets(records: pl.DataFrame, new: pl.Series) -> tuple[IdentifierSet, IdentifierSet]:
@@ -547,9 +571,7 @@ class _Scanner:
         if found.height == 0:
             return []
         people = self.ids.people.filter(pl.col("dob").is_in(found["dob"].unique().implode())).select("pid", "dob")
-        own = self.ids.record_phrases
-        own = own.join(people, on="pid", how="semi") if own is not None else pl.DataFrame(
-            schema={"pid": pl.UInt32, "phrase": pl.String})
+        own = self.ids.phrases_of(people["pid"])
         people = people.join(own.group_by("pid").agg("phrase"), on="pid", how="left").drop("pid")
         joined = (found.join(people, on="dob").filter(pl.col("phrase").is_not_null())
                   .filter(pl.col("phrase").list.set_intersection(pl.col("other")).list.len() > 0))
