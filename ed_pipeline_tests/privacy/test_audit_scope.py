@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from ed_pipeline.defs.privacy_audit import is_model_environment_file
+import dagster as dg
+
+from ed_pipeline.defs.privacy_audit import dagster_texts, is_model_environment_file
+from ed_pipeline.privacy.leak_scan import identifiers_from_records, scan_texts
+from ed_pipeline_tests.privacy.records import records
 
 
 def test_only_mlflow_model_environment_files_are_left_out_of_the_artifact_scan(tmp_path) -> None:
@@ -15,3 +19,30 @@ def test_only_mlflow_model_environment_files_are_left_out_of_the_artifact_scan(t
     assert not is_model_environment_file(model / "input_example.json")  # data: scanned
     assert not is_model_environment_file(model / "MLmodel")  # the signature: scanned
     assert not is_model_environment_file(loose / "requirements.txt")  # not beside a logged model: scanned
+
+
+def test_a_run_over_many_months_is_read_as_one_text_per_step_and_its_months(tmp_path) -> None:
+    """A single-run backfill records each materialisation once per month, the same but for the month: the audit
+    reads it once, the months once, and a text that differs in more than the month each time."""
+    months = dg.MonthlyPartitionsDefinition(start_date="2013-01", end_date="2013-04", fmt="%Y-%m")
+
+    @dg.asset(partitions_def=months, backfill_policy=dg.BackfillPolicy.single_run())
+    def notes(context):
+        for month in context.partition_keys:
+            context.log.info(f"{month}: seen")
+        context.log.info("note: Mary-Ann Kowalczyk")  # a planted identifier, once
+        return dg.MaterializeResult(metadata={"rows": 3, "sources": "housing"})
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize([notes], instance=instance, tags={"dagster/asset_partition_range_start": "2013-01",
+                                                                 "dagster/asset_partition_range_end": "2013-03"})
+        assert result.success
+        assert len(result.get_asset_materialization_events()) == 3
+        texts = dagster_texts(instance)
+    materialised = [t for _, t in texts if "MaterializeResult" in t or "AssetMaterialization(" in t]
+    assert len(materialised) == 1 and "partition=None" in materialised[0]
+    assert [t for loc, t in texts if loc.endswith(" partitions")] == ["2013-01 2013-02 2013-03"]
+    logs = [t for _, t in texts if ": seen" in t]
+    assert len(logs) == 3  # each month's own message: different texts
+    found = scan_texts(texts, identifiers_from_records(records()))
+    assert [(leak.kind, leak.count) for leak in found] == [("name", 1)]

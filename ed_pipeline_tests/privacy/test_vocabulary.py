@@ -64,7 +64,7 @@ def test_the_audits_and_the_models_own_labels_are_vocabulary(tmp_path):
     labels.append(tracking.retrain_reason(cohorts, champion, None))
     labels += [model_defs.SCORING_REASON, model_defs.NOTHING_TO_PROMOTE, "scored with the champion"]
     # metadata keys of the audit and of the model step, the audit's text locations
-    labels += ["mode", "identifiers", "identifiers_new_since_last_audit", "dagster_events_scanned", "mlflow_texts",
+    labels += ["mode", "identifiers", "identifiers_new_since_last_audit", "dagster_texts_scanned", "mlflow_texts",
                "leaks", "none", *(f"{kind}_parts_{which}_identifiers" for kind in ("warehouse", "texts", "files")
                                   for which in ("all", "new")),
                "warehouse_rows_all_identifiers", "warehouse_rows_already_audited", "identifier_parts_made",
