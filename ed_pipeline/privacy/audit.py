@@ -51,7 +51,6 @@ from ed_pipeline.privacy.leak_scan import (
     partition_condition,
     record_identifiers,
     registered,
-    row_hashes,
     scan_duckdb,
     scan_files,
     scan_texts,
@@ -226,12 +225,12 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     new_parts = changed(before("identifiers"), id_parts)
     identifiers, new_ids, id_counts = cached_identifier_sets(agency, identifier_schema, id_parts, new_parts, rules)
 
-    tables = table_fingerprints(warehouse)
+    hashes: list[pl.DataFrame] = [pl.DataFrame(schema={"unit": pl.String, "h": pl.UInt64})]
+    tables = table_fingerprints(warehouse, row_hashes=hashes)
     fresh, _ = split("warehouse", tables)
     ledger = load_ledger(state_path, state)
-    # the rows of every table now; a table whose fingerprint is unchanged has the rows the ledger lists
-    rows = pl.concat([ledger.filter(pl.col("unit").is_in(list(set(tables) - set(fresh)))),
-                      row_hashes(warehouse, fresh)]) if ledger is not None else row_hashes(warehouse, tables)
+    rows = pl.concat(hashes)  # the rows of every table now (the ledger a passing audit leaves)
+    del hashes
     new_rows = rows.filter(pl.col("unit").is_in(list(fresh)))
     if ledger is not None:
         new_rows = new_rows.join(ledger, on=["unit", "h"], how="anti")

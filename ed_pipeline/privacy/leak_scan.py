@@ -646,33 +646,33 @@ def table_columns(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] | None
     return tables
 
 
-def table_fingerprints(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] | None = None
-                       ) -> dict[str, dict[str, str]]:
+def table_fingerprints(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] | None = None,
+                       row_hashes: list[pl.DataFrame] | None = None) -> dict[str, dict[str, str]]:
     """A content fingerprint per table (and view) and per partition: "schema.table" -> {extract_month: "rows:hash"}
     for a table with an `extract_month` column (null months under ""), {"*": "rows:hash"} for any other (the
     hash: an order-independent sum of DuckDB's row hashes). What changed since an earlier audit, without
-    keeping any of the content."""
+    keeping any of the content. `row_hashes`, a list, gets (unit, h) appended for each table: DuckDB's hash of
+    every row (which rows an audit has scanned), from the same pass."""
     out: dict[str, dict[str, str]] = {}
     for (catalog, schema, table), cols in table_columns(conn, schemas).items():
         fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
         part = "coalesce(CAST(extract_month AS VARCHAR), '')" if "extract_month" in cols else "'*'"
-        rows = conn.execute(f"SELECT {part} AS p, count(*), coalesce(sum(hash(t)), 0) FROM {fq} t GROUP BY 1"
-                            ).fetchall()
+        if row_hashes is None:
+            rows = conn.execute(f"SELECT {part} AS p, count(*), coalesce(sum(hash(t)), 0) FROM {fq} t GROUP BY 1"
+                                ).fetchall()
+        else:
+            hashes = conn.execute(f"SELECT {part} AS p, hash(t) AS h FROM {fq} t").pl()
+            row_hashes.append(hashes.select(unit=pl.lit(f"{schema}.{table}"), h=pl.col("h").cast(pl.UInt64)))
+            rows = _hash_sums(hashes)
         out[f"{schema}.{table}"] = {p: f"{n}:{int(h) & 0xFFFFFFFFFFFFFFFF:016x}" for p, n, h in rows}
     return out
 
 
-def row_hashes(conn: duckdb.DuckDBPyConnection, units: Iterable[str]) -> pl.DataFrame:
-    """(unit, h): DuckDB's hash of every row of each of `units` ("schema.table", as `table_fingerprints` names
-    them): which rows an audit has scanned, without keeping any of their content."""
-    wanted = set(units)
-    frames = [pl.DataFrame(schema={"unit": pl.String, "h": pl.UInt64})]
-    for (catalog, schema, table) in table_columns(conn):
-        if f"{schema}.{table}" in wanted:
-            fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
-            hashes = conn.execute(f"SELECT hash(__t) AS h FROM {fq} AS __t").pl()
-            frames.append(hashes.select(unit=pl.lit(f"{schema}.{table}"), h=pl.col("h").cast(pl.UInt64)))
-    return pl.concat(frames)
+def _hash_sums(hashes: pl.DataFrame) -> list[tuple[str, int, int]]:
+    """(p, rows, sum of h) per p, as DuckDB's `sum(hash(t))` gives it modulo 2^64 (summed in two halves:
+    polars would overflow a sum of unsigned 64-bit values)."""
+    sums = hashes.group_by("p").agg(n=pl.len(), hi=(pl.col("h") // 2**32).sum(), lo=(pl.col("h") % 2**32).sum())
+    return [(p, n, (int(hi) << 32) + int(lo)) for p, n, hi, lo in sums.iter_rows()]
 
 
 def partition_condition(parts: Iterable[str]) -> str:

@@ -358,3 +358,16 @@ def test_an_unreadable_token_index_means_reading_more_not_failing(world: World):
     result = world.audit()
     assert result.old_columns is None and ("linked.summary.label", "name") in _found(result)
     assert result.leaks == world.audit(full=True).leaks
+
+
+def test_fingerprints_made_with_the_row_hashes_are_duckdbs(world: World):
+    """One pass gives the fingerprints and the ledger's row hashes: the fingerprints are DuckDB's own sums."""
+    from ed_pipeline.privacy.leak_scan import table_fingerprints
+
+    world.sql("insert into linked.summary select 'row ' || i, i * 7919 from range(5000) t(i)")  # sums past 2^64
+    with duckdb.connect(str(world.warehouse_path), read_only=True) as conn:
+        hashes: list[pl.DataFrame] = []
+        assert table_fingerprints(conn, row_hashes=hashes) == table_fingerprints(conn)
+        rows = conn.execute("select count(*) from linked.summary").fetchone()[0]
+    summary = pl.concat(hashes).filter(pl.col("unit") == "linked.summary")
+    assert summary.height == rows and summary["h"].n_unique() == rows
