@@ -45,16 +45,24 @@ def person_table(links: pl.DataFrame, tokens: pl.DataFrame, spec: TokenColumns |
     ).join(links.select("source", "record_id", "person_id").unique(subset=["source", "record_id"]),
            on=["source", "record_id"], how="inner")
 
-    def mode(col: str) -> pl.Expr:
-        valid = pl.col(col).filter(pl.col(col).is_not_null() & (pl.col(col).cast(pl.String) != "U"))
-        return valid.mode().sort().first().alias(col)
+    t = t.unique(subset=["source", "record_id"], keep="first")  # a record counts once
 
-    return (t.group_by("person_id").agg(
-        pl.struct("source", "record_id").n_unique().alias("records"),
+    def mode(col: str) -> pl.DataFrame:
+        """person_id and the most common valid value of `col` among their records (the smallest of a tie), by a
+        count per value: `mode()` inside the group-by took 3 s at a million records."""
+        valid = t.filter(pl.col(col).is_not_null() & (pl.col(col).cast(pl.String) != "U"))
+        counts = valid.group_by("person_id", col).len()
+        return (counts.sort(["person_id", "len", col], descending=[False, True, False])
+                .unique(subset="person_id", keep="first").select("person_id", col))
+
+    persons = t.group_by("person_id").agg(
+        pl.len().alias("records"),
         pl.col("source").unique().sort().str.join(",").alias("sources"),
         pl.col("event_date").min().alias("first_seen"), pl.col("event_date").max().alias("last_seen"),
-        mode("birth_year").cast(pl.Int32), mode("birth_month").cast(pl.Int32), mode("sex").cast(pl.String),
-    ).sort("person_id"))
+    )
+    for col, dtype in (("birth_year", pl.Int32), ("birth_month", pl.Int32), ("sex", pl.String)):
+        persons = persons.join(mode(col), on="person_id", how="left").with_columns(pl.col(col).cast(dtype))
+    return persons.with_columns(pl.col("records").cast(pl.UInt32)).sort("person_id")
 
 
 def cohort_table(persons: pl.DataFrame, membership: pl.DataFrame, window: tuple[date, date] | None = None,

@@ -250,3 +250,27 @@ def test_clear_text_upper_bound_runs_the_same_model_with_jaro_winkler(world):
     clear = link(clear_tokens(records), config=FAST, keep_pairs=False, train_kwargs={"similarity": "clear"})
     assert "jaro_winkler" in str(clear.model.settings)
     assert evaluate_links(clear.links, truth)["f1"] >= 0.98
+
+
+def test_a_persons_row_takes_the_most_common_valid_birth_and_sex_of_their_records():
+    """Most common value, the smallest of a tie, unknown ('U') and missing values left out; each record once."""
+    from ed_pipeline.linkage.tables import person_table
+
+    tokens = pl.DataFrame({
+        "source": ["housing", "benefits", "police_incidents", "housing", "benefits", "social_care"],
+        "record_id": ["H1", "B1", "P1", "H2", "B2", "S1"],
+        "event_date": [date(2016, 1, 5), date(2017, 3, 1), date(2015, 7, 9), None, date(2018, 2, 2), date(2014, 1, 1)],
+        "birth_year": [2015, 2016, 2016, 2014, 2016, None],
+        "birth_month": [4, 5, 4, 1, 3, 2],
+        "sex": ["U", "F", "F", "M", "U", "U"],
+    })
+    links = pl.DataFrame({"source": ["housing", "benefits", "police_incidents", "housing", "benefits", "social_care",
+                                     "housing"],
+                          "record_id": ["H1", "B1", "P1", "H2", "B2", "S1", "H1"],  # H1 listed twice
+                          "person_id": ["p1", "p1", "p1", "p2", "p2", "p3", "p1"]})
+    persons = {r["person_id"]: r for r in person_table(links, tokens).iter_rows(named=True)}
+    assert persons["p1"] == {"person_id": "p1", "records": 3, "sources": "benefits,housing,police_incidents",
+                             "first_seen": date(2015, 7, 9), "last_seen": date(2017, 3, 1), "birth_year": 2016,
+                             "birth_month": 4, "sex": "F"}
+    assert (persons["p2"]["birth_year"], persons["p2"]["birth_month"], persons["p2"]["sex"]) == (2014, 1, "M")
+    assert (persons["p3"]["birth_year"], persons["p3"]["sex"], persons["p3"]["records"]) == (None, None, 1)
