@@ -248,8 +248,11 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
         index = read_index(state_path, index_files) if index_files else None
         if index is not None and index_chars is not None and new_ids.max_single_token_chars <= index_chars:
             columns = flagged_columns(warehouse, index, new_ids)
+            # the row-aligned check of old rows asks only about re-sent records with another date of birth: an
+            # old row names a record the last audit knew, and was checked then against the date it had
+            redated = redated_people(identifiers, new_ids)
             leaks += scan_duckdb(warehouse, new_ids, where=old_tables, prefilter=True, columns=columns,
-                                 aligned=bool(redated_people(identifiers, new_ids).height))
+                                 aligned=redated.select("source", "record_id", "dob") if redated.height else False)
             old_columns = len(columns)
         else:  # read it all, and index it on the way
             leaks += scan_duckdb(warehouse, new_ids, where=old_tables, prefilter=True, token_index=new_index)
@@ -503,7 +506,7 @@ def _identifiers_from_cache(agency: duckdb.DuckDBPyConnection, parts: list[str],
     distinct and the new phrases found by DuckDB in the agency zone: only some 1.7M distinct phrases at 1.5M
     residents come into memory, not each record's 8.8M. Each record's own phrases, for the rare date-of-birth
     check that needs them, are read from the cache when asked for (`agency` must stay open meanwhile)."""
-    wanted = pl.DataFrame({"part": parts, "new": [p in new for p in parts]},  # noqa: F841 (read by DuckDB)
+    wanted = pl.DataFrame({"part": parts, "new": [p in new for p in parts]},
                           schema={"part": pl.String, "new": pl.Boolean})
     with registered(agency, "__leak_scan_wanted", wanted):
         people = agency.execute(f"""

@@ -592,7 +592,7 @@ def scan_duckdb(
     where: Mapping[str, str] | None = None,
     prefilter: bool = False,
     columns: Collection[str] | None = None,
-    aligned: bool = True,
+    aligned: bool | pl.DataFrame = True,
     token_index: list[pl.DataFrame] | None = None,
 ) -> list[Leak]:
     """Leaks in every column of every table (and view) of a DuckDB database.
@@ -603,8 +603,9 @@ def scan_duckdb(
     the new partitions); `prefilter` finds the same leaks faster when the identifier set is small (see
     `_Scanner`).
     `columns` ("schema.table.column") reads only those columns' values (the checks of dates of birth by column
-    name still run on every table); `aligned=False` leaves out the row-aligned date-of-birth check; a
-    `token_index` list gets the (loc, tok: DuckDB's hash) of every token of the values scanned appended.
+    name still run on every table); `aligned=False` leaves out the row-aligned date-of-birth check, and a frame
+    (source, record_id, dob) asks it about those records only; a `token_index` list gets the (loc, tok:
+    DuckDB's hash) of every token of the values scanned appended.
     """
     own = not isinstance(path_or_conn, duckdb.DuckDBPyConnection)
     conn = duckdb.connect(str(path_or_conn), read_only=True) if own else path_or_conn
@@ -612,8 +613,10 @@ def scan_duckdb(
         if where is not None and not where or len(identifiers) == 0:
             return []
         with _Scanner(conn, identifiers, prefilter, token_index) as scanner:
-            return _scan_database(conn, scanner, schemas, aligned_dob_rate if aligned else None, where,
-                                  set(columns) if columns is not None else None)
+            only = aligned if isinstance(aligned, pl.DataFrame) else None
+            check = only is not None or aligned
+            return _scan_database(conn, scanner, schemas, aligned_dob_rate if check else None, where,
+                                  set(columns) if columns is not None else None, only)
     finally:
         if own:
             conn.close()
@@ -693,10 +696,10 @@ def _sql_str(value: str) -> str:
 
 def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: Iterable[str] | None,
                    aligned_dob_rate: float | None, where: Mapping[str, str] | None = None,
-                   columns: set[str] | None = None) -> list[Leak]:
+                   columns: set[str] | None = None, aligned_people: pl.DataFrame | None = None) -> list[Leak]:
     selected: list[str] = []  # temporary tables of the rows a condition selects, read once (warehouse rows only)
     try:
-        return _scan_tables(conn, scanner, schemas, aligned_dob_rate, where, selected, columns)
+        return _scan_tables(conn, scanner, schemas, aligned_dob_rate, where, selected, columns, aligned_people)
     finally:
         for name in selected:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
@@ -704,7 +707,7 @@ def _scan_database(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: 
 
 def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: Iterable[str] | None,
                  aligned_dob_rate: float | None, where: Mapping[str, str] | None, selected: list[str],
-                 columns: set[str] | None) -> list[Leak]:
+                 columns: set[str] | None, aligned_people: pl.DataFrame | None = None) -> list[Leak]:
     tables = table_columns(conn, schemas)
     leaks: list[Leak] = []
     locs: list[str] = []  # the columns scanned, and per table the SQL of its distinct (loc_id, value) pairs
@@ -751,21 +754,25 @@ def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: It
                          f"FROM {fq}) WHERE v IS NOT NULL")
         if "source" in cols and "record_id" in cols and aligned_dob_rate is not None:
             keyed.append((fq, schema, table, cols))
-    leaks += _aligned_dobs_of_tables(conn, scanner, keyed, set(selected), aligned_dob_rate)
+    leaks += _aligned_dobs_of_tables(conn, scanner, keyed, set(selected), aligned_dob_rate, aligned_people)
     union = " UNION ALL ".join(f"SELECT loc_id, v FROM ({sql}) WHERE {keep}" for sql in pairs)
     return scanner.scan_pairs(locs, union) + leaks
 
 
 def _aligned_dobs_of_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner,
-                            keyed: list[tuple[str, str, str, dict[str, str]]], selected: set[str], rate: float
-                            ) -> list[Leak]:
+                            keyed: list[tuple[str, str, str, dict[str, str]]], selected: set[str], rate: float,
+                            only: pl.DataFrame | None = None) -> list[Leak]:
     """`_aligned_dobs` of each table keyed by source and record_id. The selected rows (an incremental audit's
     new rows) are checked against only the people whose records they name: joining a few rows against every
-    person, table after table, would cost the reading of every person each time."""
+    person, table after table, would cost the reading of every person each time. `only` (source, record_id,
+    dob): every table is checked against those records alone."""
     leaks: list[Leak] = []
     few = [k for k in keyed if k[0] in selected]
     name, named_people = "__leak_scan_people_named", None
-    if few:
+    if only is not None:
+        named_people = only.select(pl.col("source").cast(pl.String), pl.col("record_id").cast(pl.String),
+                                   pl.col("dob").cast(pl.Date))
+    elif few:
         named = pl.concat([conn.execute(f"SELECT DISTINCT CAST(source AS VARCHAR) AS source, "
                                         f"CAST(record_id AS VARCHAR) AS record_id FROM {fq}").pl()
                            for fq, *_ in few]).unique()
@@ -773,7 +780,7 @@ def _aligned_dobs_of_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner,
             named, on=["source", "record_id"], how="semi")
     with registered(conn, name, named_people):
         for fq, schema, table, cols in keyed:
-            people = name if fq in selected else scanner._names["people"]
+            people = name if only is not None or fq in selected else scanner._names["people"]
             leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, rate, people)
     return leaks
 

@@ -371,3 +371,22 @@ def test_fingerprints_made_with_the_row_hashes_are_duckdbs(world: World):
         rows = conn.execute("select count(*) from linked.summary").fetchone()[0]
     summary = pl.concat(hashes).filter(pl.col("unit") == "linked.summary")
     assert summary.height == rows and summary["h"].n_unique() == rows
+
+
+def test_old_rows_aligned_with_a_corrected_date_of_birth_are_found(world: World):
+    """The row-aligned check of content already audited asks only about re-sent records whose date of birth
+    changed: a row written before the correction that holds the corrected date is found, as a full rescan finds."""
+    first = records()
+    corrected = first.with_columns(date_of_birth=pl.col("date_of_birth") + pl.duration(days=3))
+    visits = corrected.select("source", "record_id", seen=pl.col("date_of_birth"))  # noqa: F841 (read by DuckDB)
+    with duckdb.connect(str(world.warehouse_path)) as conn:
+        conn.execute("create table linked.visits as select * from visits")
+    assert world.audit().passed  # nobody was born on those days yet
+    world.land(pl.concat([_month(corrected, "2018-02"), _newcomer()]), [("2018-02", "SC9", "referral")])
+    result = world.audit()
+    assert result.mode.startswith("incremental since ")
+    hows = {(leak.location, leak.how) for leak in result.leaks if leak.kind == "date_of_birth"}
+    assert ("linked.visits.seen", "row-aligned") in hows, result.leaks
+    full = world.audit(full=True)
+    assert ("linked.visits.seen", "row-aligned") in {(leak.location, leak.how) for leak in full.leaks}
+    assert _found(result) == _found(full)
