@@ -412,7 +412,6 @@ def redated_people(identifiers: IdentifierSet, new_ids: IdentifierSet) -> pl.Dat
     return pairs.filter(pl.col("dob").ne_missing(pl.col("dob_before")))
 
 
-
 # Files MLflow writes beside every logged model (MLmodel) to rebuild its Python environment: package names and
 # versions from the environment, never data, and a package's name can coincide with somebody's ("java", "rich").
 MODEL_ENVIRONMENT_FILES = frozenset({"conda.yaml", "python_env.yaml", "requirements.txt", "pyproject.toml", "uv.lock"})
