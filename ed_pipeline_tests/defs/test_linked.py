@@ -6,7 +6,10 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from ed_pipeline.defs.linked import read_tokens
 from ed_pipeline.evaluation import evaluate_linkage
+from ed_pipeline.linkage import TokenColumns
+from ed_pipeline.linkage.tables import person_table
 from ed_pipeline.privacy import identifiers_from_duckdb, scan_duckdb
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES
@@ -65,3 +68,15 @@ def test_a_new_month_links_incrementally_and_keeps_ids(refreshed_world, month_ad
     kept = before.join(after, on=["source", "record_id"], suffix="_now")
     assert kept.height == before.height
     assert (kept["person_id"] == kept["person_id_now"]).mean() >= 0.999
+
+    # the new links are appended (not the table rewritten): still one per validated record, and linked.person
+    # is what the table as written gives
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as agency:
+        validated = pl.concat([
+            agency.execute(f"select distinct source, record_id from validated.{s.name}").pl() for s in SOURCES])
+    assert after.height == validated.height == after.join(validated, on=["source", "record_id"]).height
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        links = conn.execute("select * from linked.person_link").pl()
+        persons = conn.execute("select * from linked.person").pl()
+        rebuilt = person_table(links, read_tokens(conn, TokenColumns()))
+    assert persons.sort("person_id").equals(rebuilt)

@@ -24,7 +24,14 @@ from ed_pipeline.linkage.households import households
 from ed_pipeline.linkage.link import link_incremental
 from ed_pipeline.linkage.model import round_parameters
 from ed_pipeline.linkage.review import decisions_from_review, review_pairs
-from ed_pipeline.linkage.tables import linked_tables, save_model_artifacts, write_tables
+from ed_pipeline.linkage.tables import (
+    APPENDED_TABLES,
+    added_links,
+    linked_tables,
+    person_link_table,
+    save_model_artifacts,
+    write_tables,
+)
 from ed_pipeline_tests.linkage.world import make_tokens, make_world
 
 FAST = TrainingConfig(u_max_pairs=5e5, em_max_pairs=5e5)
@@ -145,6 +152,35 @@ def test_incremental_month_keeps_every_id_and_links_new_records(world, model):
     # a re-sent record (same key) keeps its person
     again = link_incremental(r2.links, tokens, new.head(5), model, keep_pairs=False)
     assert id_stability(r2.links, again.links) == 1.0 and again.links.height == r2.links.height + 5
+
+
+def test_an_incremental_month_appends_its_links_and_gives_the_tables_a_full_write_gives(world, model, tmp_path):
+    """The linked asset's incremental write: person_link gains only the records new to it (re-sent ones are
+    there already), and the tables read back equal those of replacing everything."""
+    _, tokens, _, _ = world
+    old = tokens.filter(pl.col("extract_month") < MONTHS[-1])
+    resent = old.tail(7).with_columns(pl.lit(MONTHS[-1]).alias("extract_month"))
+    new = pl.concat([tokens.filter(pl.col("extract_month") == MONTHS[-1]), resent])
+    r1 = link(old, model, keep_pairs=False)
+    previous = person_link_table(r1)
+    r2 = link_incremental(previous, old, new, model, keep_pairs=False)
+    added = added_links(r2, previous)
+    assert added.height == tokens.height - old.height  # the re-sent records are not added again
+
+    latest = pl.concat([old, new]).unique(["source", "record_id"], keep="last", maintain_order=True)
+    h = households(latest, r2.links)
+    full = linked_tables(r2, latest, h)
+    appended = linked_tables(r2, latest, h, person_link=pl.concat([previous, added]))
+    replaced_db, appended_db = tmp_path / "replaced.duckdb", tmp_path / "appended.duckdb"
+    write_tables(replaced_db, {"person_link": previous})
+    write_tables(replaced_db, full)
+    write_tables(appended_db, {"person_link": previous})
+    write_tables(appended_db, {**appended, "person_link": added}, append=(*APPENDED_TABLES, "person_link"))
+    for name in ("person_link", "person", "household_membership", "cohort"):
+        assert appended[name].sort(pl.all()).equals(full[name].sort(pl.all())), name
+        with duckdb.connect(str(replaced_db)) as a, duckdb.connect(str(appended_db)) as b:
+            query = f"select * from linked.{name} order by all"
+            assert a.execute(query).pl().equals(b.execute(query).pl()), name
 
 
 def test_crosswalk_records_a_merge_and_a_split():
