@@ -17,6 +17,7 @@ import contextlib
 import importlib.metadata
 import io
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from functools import cached_property
@@ -40,6 +41,9 @@ FEATURES_GROUP = "features"
 MART_KEY = dg.AssetKey(["features", "child_features"])
 # Project files whose change calls for a new manifest.
 _PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+# dagster-dbt's target directory per run is "<asset op name>-<run id>-<hash>": the newest few are kept for debugging
+RUN_TARGET_PREFIX = "dbt_features-"
+KEEP_RUN_TARGETS = 10
 
 
 def manifest_is_stale(project: DbtProject) -> bool:
@@ -185,8 +189,21 @@ def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehou
                 key = context.asset_key_for_output(event.output_name)
                 event = event.with_metadata({**event.metadata, **model_metadata(conn, key)})
             yield event
+    prune_run_targets(invocation.target_path)
     if not invocation.is_successful():
         raise invocation.get_error() or RuntimeError("dbt build failed")
+
+
+def prune_run_targets(target_path: Path, keep: int = KEEP_RUN_TARGETS) -> list[Path]:
+    """Remove all but the `keep` newest of the target directories dagster-dbt makes, one per run, beside
+    `target_path` (each holds a copy of the manifest, ~6 MB: a year of refreshes, tests and backfills filled
+    gigabytes); returns those removed."""
+    runs = sorted((p for p in target_path.parent.glob(f"{RUN_TARGET_PREFIX}*") if p.is_dir()),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    old = [p for p in runs[keep:] if p.resolve() != target_path.resolve()]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)  # a directory another process removed first is fine
+    return old
 
 
 def model_metadata(conn: duckdb.DuckDBPyConnection, key: dg.AssetKey) -> dict:

@@ -9,7 +9,16 @@ import dagster as dg
 import duckdb
 import yaml
 
-from ed_pipeline.defs.features import DBT_PROJECT_DIR, FEATURES_GROUP, MART_KEY, dbt_project, manifest_is_stale
+from ed_pipeline.defs.features import (
+    DBT_PROJECT_DIR,
+    FEATURES_GROUP,
+    KEEP_RUN_TARGETS,
+    MART_KEY,
+    RUN_TARGET_PREFIX,
+    dbt_project,
+    manifest_is_stale,
+    prune_run_targets,
+)
 from ed_pipeline.sources import SOURCES
 from ed_pipeline_tests.features.conftest import dbt_keys
 
@@ -88,6 +97,24 @@ def test_materialise_features_through_dagster(built):
     assert "Unable to do partial parsing" not in build_log.read_text()
     # the dbt process was pointed at the warehouse only: this process's environment is as it was
     assert "ED_WAREHOUSE_DB" not in os.environ or os.environ["ED_WAREHOUSE_DB"] != str(built.warehouse)
+    # older runs' target directories were removed, the newest kept
+    assert len(list((DBT_PROJECT_DIR / "target").glob(f"{RUN_TARGET_PREFIX}*"))) <= KEEP_RUN_TARGETS
+
+
+def test_only_the_newest_run_targets_are_kept(tmp_path):
+    runs = []
+    for n in range(5):
+        run = tmp_path / f"{RUN_TARGET_PREFIX}{n:07d}-abcdef0"
+        (run / "compiled").mkdir(parents=True)
+        (run / "manifest.json").write_text("{}")
+        os.utime(run, (1_000_000 + n, 1_000_000 + n))
+        runs.append(run)
+    (tmp_path / "partial_parse.msgpack").write_bytes(b"")  # the project's own files stay
+    current = runs[0]  # the oldest by time, but the run that just built: never removed
+    removed = prune_run_targets(current, keep=2)
+    assert set(removed) == {runs[1], runs[2]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [current.name, runs[3].name, runs[4].name, "partial_parse.msgpack"])
 
 
 def test_the_dbt_resource_knows_its_version_without_starting_dbt(monkeypatch, tmp_path):
