@@ -58,6 +58,14 @@ def test_identifier_set_contents_and_filters(ids: IdentifierSet) -> None:
     assert "kowalczyk" not in repr(ids)  # the set never prints its values
 
 
+def test_what_is_derived_from_an_identifier_set_is_made_once(ids: IdentifierSet) -> None:
+    # every scan reads these: made again each time, they cost an audit seconds at the size of Essex
+    assert ids.starts is ids.starts and ids.key_tokens is ids.key_tokens
+    assert ("mary", 1) in set(ids.starts.iter_rows()) and ids.max_single_token_chars >= len("pembertonsmythe")
+    with pytest.raises(AttributeError):  # frozen: the phrases cannot change under what was made from them
+        ids.phrases = ids.phrases.head(0)
+
+
 def test_pseudonymised_output_holds_no_identifier(warehouse, ids) -> None:
     assert scan_duckdb(warehouse, ids) == []
 
