@@ -235,9 +235,10 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     if ledger is not None:
         new_rows = new_rows.join(ledger, on=["unit", "h"], how="anti")
     fresh_index: list[pl.DataFrame] = []
-    with registered(warehouse, LEDGER_VIEW, ledger):
+    with registered(warehouse, NEW_ROWS_VIEW, new_rows):
         leaks = scan_duckdb(warehouse, identifiers, token_index=fresh_index,
-                            where=_conditions(fresh, tables, set(ledger["unit"]) if ledger is not None else set()))
+                            where=_conditions(fresh, tables, set(ledger["unit"]) if ledger is not None else set(),
+                                              set(new_rows["unit"].unique())))
     index_files, index_chars = usable_index(state_path, state)
     old_tables = {t: "TRUE" for t in tables if t in state.warehouse} if state is not None else {}
     old_columns = None  # the columns of content already audited read against the new identifiers (None: all)
@@ -301,16 +302,20 @@ def _merge(leaks: list[Leak]) -> list[Leak]:
     return [Leak(loc, kind, n, how) for (loc, kind, how), n in sorted(counts.items())]
 
 
-def _conditions(parts: dict[str, set[str]], fingerprints: Parts, ledgered: set[str] = frozenset()
-                ) -> dict[str, str]:
-    """"schema.table" -> the SQL condition on its rows (`__t`) selecting these partitions, less the rows the
-    ledger lists for the tables in `ledgered`."""
+def _conditions(parts: dict[str, set[str]], fingerprints: Parts, ledgered: set[str] = frozenset(),
+                with_new_rows: set[str] = frozenset()) -> dict[str, str]:
+    """"schema.table" -> the SQL condition on its rows (`__t`) selecting these partitions; for a table in
+    `ledgered`, only its rows the ledger does not list, which `NEW_ROWS_VIEW` holds (unit, h), and not the table
+    at all when it has none (in `with_new_rows`, the units that have some). Asking for the few new hashes, not
+    against the whole ledger: 10M hashes were filtered by table name once per table."""
     out = {}
     for t, p in parts.items():
         condition = "TRUE" if p == set(fingerprints[t]) else partition_condition(p)
         if t in ledgered:
+            if t not in with_new_rows:
+                continue  # rewritten, but every row of it was scanned before (rows removed, or only moved)
             unit = t.replace("'", "''")
-            condition = f"({condition}) AND hash(__t) NOT IN (SELECT h FROM {LEDGER_VIEW} WHERE unit = '{unit}')"
+            condition = f"({condition}) AND hash(__t) IN (SELECT h FROM {NEW_ROWS_VIEW} WHERE unit = '{unit}')"
         out[t] = condition
     return out
 
@@ -321,7 +326,7 @@ def _conditions(parts: dict[str, set[str]], fingerprints: Parts, ledgered: set[s
 # next one scans against every identifier only the rows whose hash it does not list (a hash, never the content;
 # a collision would let a new row pass as scanned with odds of about n^2 / 2^65 for n rows of one table).
 
-LEDGER_VIEW = "__leak_scan_ledger"
+NEW_ROWS_VIEW = "__leak_scan_new_rows"  # (unit, h) of the rows of changed tables that the ledger does not list
 
 
 def _ledger_path(state_path: Path, name: str) -> Path:
