@@ -177,7 +177,7 @@ def log_refresh_run(result: TrainedModel, tracking_uri: str, artifact_root: Path
             # Metrics after the models, each linked to them in one batch: logged before, every `log_model`
             # read back each metric's history to link it itself, some 300 queries a model (5 s a refresh).
             # The models carry the overall metrics; the ~1,300 of the subgroups are the run's (three copies of
-            # them were 4,000 rows written a refresh, 2.5 s)
+            # them were ~3,900 rows written a refresh)
             model_ids = _log_models(result, tmp, model_name, run_id)
             _log_metrics(client, run_id, run_metrics(result), model_ids, model_metrics=result.metrics)
         return run_id

@@ -57,7 +57,7 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
         ax.set_xlim(0, max(values + [0.01]) * 1.2)
         ax.set_title(title or "Wards by mean predicted risk (rank, 95% interval)", fontsize=11)
         # margins from the widest label, measured once: tight_layout laid out every tick label a second time
-        # (half of the 2.6 s the 180-ward chart of Essex took)
+        # (a third of the 2.8-3.9 s the 180-ward chart of Essex took)
         renderer = fig.canvas.get_renderer()
         label_size = ax.yaxis.get_ticklabels()[0].get_fontsize() if labels else 10
         widths = (matplotlib.text.Text(text=label, fontsize=label_size, figure=fig).get_window_extent(renderer).width
