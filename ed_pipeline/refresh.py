@@ -51,17 +51,28 @@ class RefreshResult:
         return all(o.success and not o.failed_checks for o in self.outcomes)
 
 
+DAGSTER_YAML_HEADER = "# Written by ed-pipeline."
+DAGSTER_YAML = (
+    f"{DAGSTER_YAML_HEADER} One run at a time: DuckDB allows one writer per file.\n"
+    "run_queue:\n  max_concurrent_runs: 1\n"
+    "telemetry:\n  enabled: false\n"
+    "# Dagster's SQLite event log, keeping its connections (its default opens and closes one per event)\n"
+    "event_log_storage:\n  module: ed_pipeline.defs.event_log_storage\n  class: PooledSqliteEventLogStorage\n"
+)
+
+
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at data/dagster (unless set) so CLI runs and the UI share one instance."""
+    """Point DAGSTER_HOME at data/dagster (unless set) so CLI runs and the UI share one instance, configured by
+    `DAGSTER_YAML`: written when missing, and brought up to date when ed-pipeline wrote it (one without the
+    header is the deployment's own and is left alone)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home)))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(
-            "# Written by ed-pipeline. One run at a time: DuckDB allows one writer per file.\n"
-            "run_queue:\n  max_concurrent_runs: 1\n"
-            "telemetry:\n  enabled: false\n"
-        )
+    current = config.read_text() if config.exists() else None
+    if current is None or (current.startswith(DAGSTER_YAML_HEADER) and current != DAGSTER_YAML):
+        written = config.with_name(f".dagster.yaml.{os.getpid()}")
+        written.write_text(DAGSTER_YAML)
+        written.replace(config)  # whole or not at all: another process may be reading it
     return home
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -17,7 +20,9 @@ from ed_pipeline.sources import SOURCES
 
 def last_link_run(settings) -> tuple[dict, dict[str, bool]]:
     """The latest linked/person_link metadata, and the check results of the latest run, from Dagster's instance."""
-    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+    # as Dagster opens an instance: from DAGSTER_HOME (its event log storage finds its files there)
+    home = {"DAGSTER_HOME": str(settings.dagster_home)}
+    with mock.patch.dict(os.environ, home), dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey(["linked", "person_link"]))
         metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
         run = instance.get_runs(limit=1)[0]

@@ -1,6 +1,8 @@
 """What the asset pages show: previews without identifiers, plots as text, and nothing of the agency zone."""
 
 import datetime
+import os
+from unittest import mock
 
 import dagster as dg
 import duckdb
@@ -42,7 +44,9 @@ def test_plots_are_markdown_bars():
 
 
 def latest_metadata(settings: Settings, keys: list[dg.AssetKey]) -> dict[str, dict]:
-    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+    # as Dagster opens an instance: from DAGSTER_HOME (its event log storage finds its files there)
+    home = {"DAGSTER_HOME": str(settings.dagster_home)}
+    with mock.patch.dict(os.environ, home), dg.DagsterInstance.get() as instance:
         out = {}
         for key in keys:
             event = instance.get_latest_materialization_event(key)
