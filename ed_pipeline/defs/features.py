@@ -46,9 +46,17 @@ RUN_TARGET_PREFIX = "dbt_features-"
 KEEP_RUN_TARGETS = 10
 
 
+# Beside the manifest: the warehouse it was parsed for. dbt parses partially only with the profile of the last
+# parse ("profile has changed": the whole project again, 2.5 s at every build after a parse for another warehouse)
+PARSED_FOR = "parsed_for_warehouse.txt"
+
+
 def manifest_is_stale(project: DbtProject) -> bool:
     manifest = project.manifest_path
     if not manifest.exists():
+        return True
+    stamp = manifest.with_name(PARSED_FOR)
+    if not stamp.is_file() or stamp.read_text() != _build_warehouse():
         return True
     built = manifest.stat().st_mtime
     for name in _PROJECT_INPUTS:
@@ -92,7 +100,7 @@ def _dbt_env_pointing_at_warehouse():
     dbt_project/, where a relative ED_DATA_DIR would resolve elsewhere). dbt copies the environment when it starts;
     this process's environment is restored right after."""
     before = os.environ.get("ED_WAREHOUSE_DB")
-    os.environ["ED_WAREHOUSE_DB"] = str(Settings.from_env().warehouse_path.resolve())
+    os.environ["ED_WAREHOUSE_DB"] = _build_warehouse()
     try:
         yield
     finally:
@@ -102,12 +110,17 @@ def _dbt_env_pointing_at_warehouse():
             os.environ["ED_WAREHOUSE_DB"] = before
 
 
+def _build_warehouse() -> str:
+    return str(Settings.from_env().warehouse_path.resolve())
+
+
 def _parse(project: DbtProject) -> None:
     # with the build's profile (the warehouse's absolute path): a parse made with another one is not used for
     # partial parsing ("profile has changed"), so each build would parse the whole project again
     with _dbt_env_pointing_at_warehouse():
         DbtCli(project_dir=project, dbt_executable=dbt_executable()).cli(
             ["parse", "--quiet"], target_path=project.target_path).wait()
+    project.manifest_path.with_name(PARSED_FOR).write_text(_build_warehouse())
 
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)

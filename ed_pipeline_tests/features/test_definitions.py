@@ -17,6 +17,7 @@ from ed_pipeline.defs.features import (
     RUN_TARGET_PREFIX,
     dbt_project,
     manifest_is_stale,
+    prepare_manifest,
     prune_run_targets,
 )
 from ed_pipeline.sources import SOURCES
@@ -76,7 +77,17 @@ def test_dbt_sources_follow_the_registry():
 
 
 def test_manifest_is_current():
+    # made on import for the warehouse of that moment: another test may have parsed for its own since
+    prepare_manifest(dbt_project)
     assert dbt_project.manifest_path.exists() and not manifest_is_stale(dbt_project)
+
+
+def test_a_manifest_parsed_for_another_warehouse_is_stale(tmp_path, monkeypatch):
+    prepare_manifest(dbt_project)
+    assert not manifest_is_stale(dbt_project)
+    # dbt would not parse partially with a parse made for another profile: the manifest is made again
+    monkeypatch.setenv("ED_WAREHOUSE_DB", str(tmp_path / "elsewhere.duckdb"))
+    assert manifest_is_stale(dbt_project)
 
 
 def test_materialise_features_through_dagster(built):
