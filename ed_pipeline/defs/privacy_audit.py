@@ -69,10 +69,18 @@ def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: s
     """(location, text) for every event of the most recent runs (or of the runs `only` names by unit):
     metadata, check results, log messages. Each distinct text of a step once (a run over 66 months repeats each
     materialisation 66 times, but for the month), and the months of each run as one text of their own."""
-    texts = []
+    return [t for texts in dagster_texts_by_run(instance, runs, only).values() for t in texts]
+
+
+def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
+                         ) -> dict[str, list[tuple[str, str]]]:
+    """`dagster_texts`, by unit ("dagster run <run id>")."""
+    out: dict[str, list[tuple[str, str]]] = {}
     for run in instance.get_runs(limit=runs):
-        if only is not None and f"dagster run {run.run_id}" not in only:
+        unit = f"dagster run {run.run_id}"
+        if only is not None and unit not in only:
             continue
+        texts = out[unit] = []
         seen, partitions = set(), set()
         for entry in instance.all_logs(run.run_id):
             text = (f"dagster run {run.run_id[:8]} {entry.step_key or ''}", _entry_text(entry))
@@ -83,7 +91,7 @@ def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: s
                 partitions.add(entry.dagster_event.partition)
         if partitions:
             texts.append((f"dagster run {run.run_id[:8]} partitions", " ".join(sorted(partitions))))
-    return texts
+    return out
 
 
 def mlflow_units(tracking_uri: str) -> Texts:
@@ -118,10 +126,10 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
     units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
     read: dict[str, int] = {"dagster_texts": 0}
 
-    def read_texts(wanted: set[str]) -> list[tuple[str, str]]:
-        texts = dagster_texts(context.instance, only={u for u in wanted if u in runs})
-        read["dagster_texts"] += len(texts)
-        return texts + [t for u in sorted(wanted) if u in mlflow for t in mlflow[u]]
+    def read_texts(wanted: set[str]) -> dict[str, list[tuple[str, str]]]:
+        texts = dagster_texts_by_run(context.instance, only={u for u in wanted if u in runs})
+        read["dagster_texts"] += sum(map(len, texts.values()))
+        return {**texts, **{u: mlflow[u] for u in sorted(wanted) if u in mlflow}}
 
     with agency_zone.get_connection() as agency, warehouse.get_connection() as conn:
         result = run_audit(agency, conn, settings.audit_state_path, text_units=units, read_texts=read_texts,

@@ -916,25 +916,71 @@ def _candidate_texts(rows: list[tuple[str, int, str]], ids: IdentifierSet) -> li
         by_token.setdefault(max(need, key=len), []).append(need)
     dobs = {tuple(p.split(" ")) for p in ids.phrases.filter(pl.col("kind") == "date_of_birth")["phrase"]}
     lengths = sorted({len(d) for d in dobs})
-    context = {w for w in DOB_CONTEXT_WORDS if " " not in w}
-    fold = str.maketrans(dict(zip(nz._FOLD_FROM, nz._FOLD_TO, strict=True)))
     kept = []
     for row in rows:
-        text = row[2].lower()
-        if not text.isascii():
-            text = _COMBINING.sub("", unicodedata.normalize("NFD", text)).translate(fold)
-            if any(unicodedata.category(c)[0] in "LN" for c in set(_NON_ASCII.findall(text))):
-                kept.append(row)
-                continue
-        toks = _DIGIT_T_DIGIT_SQL.sub(r"\1 \2", _NON_ALNUM.sub(" ", text).strip()).split(" ")
+        toks = _scan_tokens(row[2])
+        if toks is None:
+            kept.append(row)
+            continue
         present = set(toks)
         if any(need <= present for tok in present & by_token.keys() for need in by_token[tok]):
             kept.append(row)
             continue
-        if present & context and any(tuple(toks[j:j + n]) in dobs for i, tok in enumerate(toks) if tok in context
-                                     for j in range(i + 1, i + 4) for n in lengths):
+        if present & _CONTEXT and any(tuple(toks[j:j + n]) in dobs for i, tok in enumerate(toks) if tok in _CONTEXT
+                                      for j in range(i + 1, i + 4) for n in lengths):
             kept.append(row)
     return kept
+
+
+_CONTEXT = frozenset(w for w in DOB_CONTEXT_WORDS if " " not in w)
+_FOLD = str.maketrans(dict(zip(nz._FOLD_FROM, nz._FOLD_TO, strict=True)))
+
+
+def _scan_tokens(prepared: str) -> list[str] | None:
+    """A prepared text's tokens in scan form, as `_candidate_texts` reads them; None for a text still holding a
+    letter or digit outside ASCII once folded (kept for the exact match, whatever the identifiers)."""
+    text = prepared.lower()
+    if not text.isascii():
+        text = _COMBINING.sub("", unicodedata.normalize("NFD", text)).translate(_FOLD)
+        if any(unicodedata.category(c)[0] in "LN" for c in set(_NON_ASCII.findall(text))):
+            return None
+    return _DIGIT_T_DIGIT_SQL.sub(r"\1 \2", _NON_ALNUM.sub(" ", text).strip()).split(" ")
+
+
+# --- what a text holds, for the audit's index of the texts it scanned -------------------------------------------
+TEXT_DOB_TOKENS = 4  # dates of birth of up to this many tokens are indexed after a date-of-birth word
+TEXT_ALWAYS = "\x00always"  # the index entry of a text `_candidate_texts` keeps whatever the identifiers
+TEXT_DOB = "\x00dob "  # prefixes a run of tokens one to three tokens after a date-of-birth word
+
+
+def text_index_entries(texts: Iterable[str]) -> set[str]:
+    """What the prefilter (`_candidate_texts`) could find in these texts, as strings: each token, each run of up
+    to TEXT_DOB_TOKENS tokens starting one to three tokens after a date-of-birth word (prefixed TEXT_DOB), and
+    TEXT_ALWAYS if one of them is always kept. Texts whose entries do not cover an identifier set
+    (`text_entries_needed`) hold none of it as the prefiltered scan finds it."""
+    out: set[str] = set()
+    for text in texts:
+        toks = _scan_tokens(_prepare_text(text)) if text else []
+        if toks is None:
+            out.add(TEXT_ALWAYS)
+            continue
+        out.update(toks)
+        for i, tok in enumerate(toks):
+            if tok in _CONTEXT:
+                out.update(TEXT_DOB + " ".join(toks[j:j + n]) for j in range(i + 1, min(i + 4, len(toks)))
+                           for n in range(1, TEXT_DOB_TOKENS + 1) if j + n <= len(toks))
+    return out
+
+
+def text_entries_needed(ids: IdentifierSet) -> tuple[list[list[str]], list[str]] | None:
+    """For `ids`: each phrase other than a date of birth as the entries it needs all of, and the date-of-birth
+    entries of which any one will do (with TEXT_ALWAYS); None when a date of birth is longer than the index keeps
+    (every text must then be read)."""
+    dobs = ids.phrases.filter(pl.col("kind") == "date_of_birth")["phrase"].to_list()
+    if any(len(d.split(" ")) > TEXT_DOB_TOKENS for d in dobs):
+        return None
+    phrases = ids.phrases.filter(pl.col("kind") != "date_of_birth")["phrase"].str.split(" ").to_list()
+    return phrases, [TEXT_ALWAYS, *(TEXT_DOB + d for d in dobs)]
 
 
 def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilter: bool = False) -> list[Leak]:

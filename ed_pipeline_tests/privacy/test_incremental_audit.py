@@ -47,6 +47,7 @@ class World:
         self.artifacts = root / "artifacts"
         self.artifacts.mkdir()
         self.texts: dict[str, list[tuple[str, str]]] = {}
+        self.texts_read: list[set[str]] = []  # the units each call of the text reader was asked for
         with duckdb.connect(str(self.agency_path)) as conn:
             conn.execute("create schema validated")
         with duckdb.connect(str(self.warehouse_path)) as conn:
@@ -76,8 +77,9 @@ class World:
     def audit(self, agency_read_only: bool = False, **kwargs):
         units = {u: {"*": str(hash(tuple(items)))} for u, items in self.texts.items()}
 
-        def read(wanted: set[str]) -> list[tuple[str, str]]:
-            return [t for u in sorted(wanted) for t in self.texts[u]]
+        def read(wanted: set[str]) -> dict[str, list[tuple[str, str]]]:
+            self.texts_read.append(set(wanted))
+            return {u: self.texts[u] for u in sorted(wanted)}
 
         with duckdb.connect(str(self.agency_path), read_only=agency_read_only) as agency, \
                 duckdb.connect(str(self.warehouse_path), read_only=True) as warehouse:
@@ -403,3 +405,25 @@ def test_a_row_is_listed_only_under_its_own_table():
     # a.t's 3 and b.t's 1 are listed only under the other table; c.t has no ledger; d.t has not changed
     assert sorted(new.rows()) == [("a.t", 3), ("a.t", 3), ("b.t", 1), ("c.t", 5)]
     assert unlisted_rows(hashes, {"a.t"}, None).rows() == [("a.t", 1), ("a.t", 2), ("a.t", 3), ("a.t", 3)]
+
+
+def test_texts_already_audited_are_read_again_only_where_a_new_identifier_could_be(world: World):
+    # a second passing audit indexes two more runs: one with the newcomer's date of birth after "born", one clean
+    world.texts["dagster run 3"] = [("dagster run 3 log", "a child born 19/08/2015 was seen")]
+    world.texts["dagster run 0"] = [("dagster run 0 step", "materialised 3 partitions in 4.2 s")]
+    assert world.audit().passed
+    assert world.texts_read[-1] == {"dagster run 0", "dagster run 3"}
+
+    # the newcomer's NHS number, name and birth date are new identifiers now
+    world.land(_newcomer(), [("2018-02", "SC9", "referral")])
+    result = world.audit()
+    # run 1 holds her NHS number and name, run 3 her date of birth after "born"; run 0 none of them: not read
+    assert world.texts_read[-1] == {"dagster run 1", "dagster run 3"}
+    assert result.texts_read_again == (2, 3)
+    assert {("dagster run 1 step", "nhs_number"), ("dagster run 1 note", "date_of_birth"),
+            ("dagster run 3 log", "date_of_birth")} <= _found(result), result.leaks
+
+    # without a text index (a state written before it), every text already audited is read
+    state = json.loads(world.state_path.read_text())
+    world.state_path.write_text(json.dumps({**state, "text_index": None}))
+    assert world.audit().texts_read_again == (3, 3)
