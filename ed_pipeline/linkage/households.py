@@ -110,7 +110,15 @@ def occupancy_episodes(spells: pl.DataFrame, open_spell_days: int = OPEN_SPELL_D
     """The spells with an `episode` id: overlapping spells at one place share it."""
     end = pl.coalesce(pl.col("valid_to"), pl.col("last_seen") + pl.duration(days=open_spell_days))
     s = spells.with_columns(end.alias("_end")).sort("place", "valid_from", "person_id")
-    s = s.with_columns(pl.col("_end").cum_max().shift(1).over("place").alias("_reach"))
+    # _reach: the latest end of the place's earlier spells. A running max over the whole frame with each place's
+    # days lifted above every place before it gives the running max per place, without a window over the string
+    # key (0.4-0.5 s for 550k spells, where the window took 1.1-1.2 s)
+    same_place = pl.col("place") == pl.col("place").shift(1)
+    days = s["_end"].cast(pl.Int64)
+    low, width = (days.min() or 0), (days.max() or 0) - (days.min() or 0) + 1
+    lift = (~same_place).fill_null(True).cum_sum().cast(pl.Int64) * width
+    running = (lift + pl.col("_end").cast(pl.Int64) - low).cum_max() - lift + low
+    s = s.with_columns(pl.when(same_place).then(running.shift(1)).cast(pl.Int32).cast(pl.Date).alias("_reach"))
     new_episode = pl.col("_reach").is_null() | (pl.col("valid_from") >= pl.col("_reach"))
     s = s.with_columns(new_episode.cast(pl.Int64).cum_sum().alias("episode"))
     return s.drop("_reach")

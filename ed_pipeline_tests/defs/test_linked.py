@@ -85,3 +85,20 @@ def test_a_new_month_links_incrementally_and_keeps_ids(refreshed_world, month_ad
         persons = conn.execute("select * from linked.person").pl()
         rebuilt = person_table(links, read_tokens(conn, TokenColumns()))
     assert persons.sort("person_id").equals(rebuilt)
+
+
+def test_read_tokens_keeps_the_latest_version_of_each_record_in_record_order():
+    conn = duckdb.connect()
+    conn.execute("create schema pseudonymised")
+    # a record re-sent (corrected) in a later month, and months arriving out of order in the table
+    conn.execute("create table pseudonymised.housing as select * from (values "
+                 "('housing', 'H2', '2014-03', 'old'), ('housing', 'H1', '2014-02', 'a'), "
+                 "('housing', 'H2', '2014-05', 'new'), ('housing', 'H2', '2014-04', 'middle')) "
+                 "as t(source, record_id, extract_month, tok_uprn)")
+    conn.execute("create table pseudonymised.benefits as select * from (values "
+                 "('benefits', 'B9', '2014-01', 'b'), ('benefits', 'B1', '2014-06', 'c')) "
+                 "as t(source, record_id, extract_month, tok_uprn)")
+    tokens = read_tokens(conn, TokenColumns())
+    assert tokens.select("source", "record_id", "extract_month", "tok_uprn").rows() == [
+        ("benefits", "B1", "2014-06", "c"), ("benefits", "B9", "2014-01", "b"),
+        ("housing", "H1", "2014-02", "a"), ("housing", "H2", "2014-05", "new")]

@@ -261,6 +261,36 @@ def test_households_follow_a_family_that_moves_and_a_partner_who_leaves():
         m.sort("person_id", "valid_from")["household_id"])
 
 
+def test_occupancy_episodes_join_the_spells_that_overlap_at_each_place():
+    import random
+
+    from ed_pipeline.linkage.households import occupancy_episodes
+
+    rng = random.Random(7)
+    rows = []
+    for i in range(400):  # places with few and many spells, dates from before 1970, open-ended spells
+        start = date(1965, 1, 1).toordinal() + rng.randrange(25_000)
+        length = rng.randrange(1, 900)
+        end = date.fromordinal(start + length) if rng.random() < 0.7 else None
+        rows.append((f"p{i}", f"place{rng.randrange(60)}", date.fromordinal(start), end,
+                     date.fromordinal(start + rng.randrange(length))))
+    spells = pl.DataFrame(rows, schema=["person_id", "place", "valid_from", "valid_to", "last_seen"], orient="row")
+    got = occupancy_episodes(spells, open_spell_days=100)
+    # reference: per place, in (valid_from, person_id) order, a spell starts an episode unless it begins before
+    # the latest end of the spells before it there
+    same = []
+    for (_,), group in got.sort("place", "valid_from", "person_id").group_by("place", maintain_order=True):
+        reach = None
+        for r in group.iter_rows(named=True):
+            end = r["valid_to"] or date.fromordinal(r["last_seen"].toordinal() + 100)
+            same.append(reach is not None and r["valid_from"] < reach)
+            reach = end if reach is None else max(reach, end)
+    ordered = got.sort("place", "valid_from", "person_id")
+    assert ordered.select(pl.col("episode") == pl.col("episode").shift(1))["episode"].fill_null(False).to_list() \
+        == same
+    assert got.group_by("episode").agg(pl.col("place").n_unique())["place"].max() == 1
+
+
 def test_linked_tables_written_to_duckdb(world, linked, tmp_path):
     _, tokens, _, _ = world
     h = households(tokens, linked.links)
