@@ -84,15 +84,18 @@ def residence_spells(obs: pl.DataFrame) -> pl.DataFrame:
     """person_id, place, valid_from, valid_to (exclusive, null when last), last_seen."""
     # on frames sorted by person, "the previous/next row of the same person" is a plain shift where the person
     # is the same: much cheaper than a window over a string key at a million rows
-    o = obs.unique().sort("person_id", "date", "place")
-    o = o.with_columns((~_same_person(1) | (pl.col("place") != pl.col("place").shift(1))).fill_null(True).cum_sum()
-                       .alias("_run"))
-    spells = o.group_by("_run").agg(pl.col("person_id").first(), pl.col("place").first(),
-                                    pl.col("date").min().alias("valid_from"), pl.col("date").max().alias("last_seen"))
-    spells = _with_next_start(spells.sort("person_id", "valid_from", "_run"))
+    o = obs.sort("person_id", "date", "place")
+    # a run of observations at one place is a spell: from its first row's date to its last row's, in person and
+    # date order as the rows are (no group-by and sort again: 2.0 -> 1.0-1.2 s for 970k observations)
+    starts = (~_same_person(1) | (pl.col("place") != pl.col("place").shift(1))).fill_null(True)
+    ends = (~_same_person(-1) | (pl.col("place") != pl.col("place").shift(-1))).fill_null(True)
+    o = o.with_columns(starts.alias("_start"), ends.alias("_end"))
+    spells = o.filter("_start").select("person_id", "place", pl.col("date").alias("valid_from")).with_columns(
+        o.filter("_end")["date"].alias("last_seen"))
+    spells = _with_next_start(spells)
     # a run that starts on the same day as the next one (two places seen one day) would be empty: drop it
     spells = spells.filter(pl.col("valid_to").is_null() | (pl.col("valid_to") > pl.col("valid_from")))
-    spells = _with_next_start(spells.sort("person_id", "valid_from", maintain_order=True))
+    spells = _with_next_start(spells)
     return spells.select("person_id", "place", "valid_from", "valid_to", "last_seen")
 
 

@@ -261,6 +261,30 @@ def test_households_follow_a_family_that_moves_and_a_partner_who_leaves():
         m.sort("person_id", "valid_from")["household_id"])
 
 
+def test_residence_spells_are_the_runs_of_each_persons_observations_at_one_place():
+    import random
+
+    from ed_pipeline.linkage.households import residence_spells
+
+    rng = random.Random(3)
+    # few places and days, so that a person is seen twice a day, at two places a day, and the same row twice
+    obs = [(f"p{rng.randrange(30)}", date(2015, 1, 1 + rng.randrange(20)), f"x{rng.randrange(3)}")
+           for _ in range(600)]
+    got = residence_spells(pl.DataFrame(obs, schema=["person_id", "date", "place"], orient="row"))
+    expected = []
+    for person in sorted({p for p, _, _ in obs}):
+        runs = []  # [place, first date, last date]
+        for _, day, place in sorted({o for o in obs if o[0] == person}, key=lambda o: (o[1], o[2])):
+            if runs and runs[-1][0] == place:
+                runs[-1][2] = day
+            else:
+                runs.append([place, day, day])
+        kept = [r for i, r in enumerate(runs) if i + 1 == len(runs) or runs[i + 1][1] > r[1]]
+        expected += [(person, place, start, kept[i + 1][1] if i + 1 < len(kept) else None, last)
+                     for i, (place, start, last) in enumerate(kept)]
+    assert got.rows() == expected
+
+
 def test_occupancy_episodes_join_the_spells_that_overlap_at_each_place():
     import random
 
