@@ -1,0 +1,84 @@
+"""intermediate.int_person_events is incremental: a build after a relink (persons renumbered, a record unlinked)
+gives exactly the tables a full build gives, and a build rewrites only the rows of records whose staging rows
+or person changed (with nothing changed, none). After new, re-sent, corrected and vanished records the same
+holds: test_incremental_staging compares every table, this one included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ed_pipeline_tests.features.test_child_features import dbt_build
+from ed_pipeline_tests.features.test_incremental_staging import tables
+from ed_pipeline_tests.features.warehouse import base_records, planted_records, write_warehouse
+
+LINKED = ("person_link", "person", "household_membership")
+
+
+def relink(warehouse: Path, renumber: dict[str, str], unlink: tuple[str, ...] = ()) -> None:
+    """What a full relink may do: the same people under other ids (swapped or new, in every linked table), and
+    records no longer linked to anyone."""
+    with duckdb.connect(str(warehouse)) as conn:
+        whens = " ".join(f"when '{a}' then '{b}'" for a, b in renumber.items())
+        case = f"case person_id {whens} else person_id end"
+        for table in LINKED:
+            conn.execute(f"update linked.{table} set person_id = {case}")
+        conn.execute("delete from linked.person_link where list_contains(?, record_id)", [list(unlink)])
+
+
+def test_an_incremental_build_after_a_relink_equals_a_full_build(tmp_path):
+    renumber, unlink = {"M": "F", "F": "M", "Z": "Z-2"}, ("INC5-1",)  # M and F swap ids; Z renumbered
+    incremental = tmp_path / "incremental.duckdb"
+    write_warehouse(incremental, base_records())
+    first = dbt_build(incremental, tmp_path / "a")
+    assert first.returncode == 0, first.stdout[-4000:]
+    relink(incremental, renumber, unlink)
+    second = dbt_build(incremental, tmp_path / "a")
+    assert second.returncode == 0, second.stdout[-4000:]
+
+    full = tmp_path / "full.duckdb"
+    write_warehouse(full, base_records())
+    relink(full, renumber, unlink)
+    whole = dbt_build(full, tmp_path / "b")
+    assert whole.returncode == 0, whole.stdout[-4000:]
+
+    built, expected = tables(incremental), tables(full)
+    assert set(built) == set(expected) and "intermediate.int_person_events" in built
+    for name in expected:
+        assert built[name] == expected[name], name
+    with duckdb.connect(str(incremental), read_only=True) as conn:
+        persons = dict(conn.execute(
+            "select record_id, any_value(person_id) from intermediate.int_person_events "
+            "where record_id in ('INC1-1', 'INC1-2', 'INC9-1', 'INC5-1') group by 1").fetchall())
+    assert persons == {"INC1-1": "F", "INC1-2": "M", "INC9-1": "Z-2"}  # INC5-1 unlinked: gone
+
+
+def marked(warehouse: Path) -> dict[str, tuple[int, int]]:
+    """record_id -> (rows, rows still carrying the mark) in int_person_events."""
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return {r: (n, m) for r, n, m in conn.execute(
+            "select record_id, count(*), count(*) filter (where ward = 'MARKED') "
+            "from intermediate.int_person_events group by 1").fetchall()}
+
+
+def test_a_build_rewrites_only_the_records_that_changed(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_warehouse(warehouse, base_records())
+    assert dbt_build(warehouse, tmp_path).returncode == 0
+    with duckdb.connect(str(warehouse)) as conn:  # a mark the inputs do not explain, on every row
+        conn.execute("update intermediate.int_person_events set ward = 'MARKED'")
+
+    assert dbt_build(warehouse, tmp_path).returncode == 0  # nothing changed: no row rewritten
+    before = marked(warehouse)
+    assert before and all(m == n for n, m in before.values())
+
+    # INC2-1 re-sent in 2018-05 (its 2016-06 version is superseded), new records, Z's record relinked
+    write_warehouse(warehouse, base_records() + planted_records())
+    relink(warehouse, {"Z": "Z-2"})
+    assert dbt_build(warehouse, tmp_path).returncode == 0
+    after = marked(warehouse)
+    rebuilt = {r for r, (n, m) in after.items() if m == 0}
+    assert {r for r, (n, m) in after.items() if m == n} == set(before) - {"INC2-1", "INC9-1"}  # untouched
+    assert rebuilt == {"INC2-1", "INC9-1"} | {r[1] for r in planted_records()}
+    assert after["INC2-1"] == (2, 0)  # both versions rebuilt: the first one's superseded_on changed
