@@ -112,7 +112,7 @@ accepted anywhere arrived asian assessments chinese columns combination communit
 expectations false gate history households intermediate kept known leak linked member membership metrics mixed
 months negative null outputs pair prediction promotion pseudonymised quarantine quarantined readable recent
 reconciled relation review scan share stable staging unknown validate validated values window across
-already audited cached identifier
+already audited cached identifier hash
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
 # typo'd surname spells at Essex scale
@@ -954,10 +954,11 @@ TEXT_DOB = "\x00dob "  # prefixes a run of tokens one to three tokens after a da
 
 
 def text_index_entries(texts: Iterable[str]) -> set[str]:
-    """What the prefilter (`_candidate_texts`) could find in these texts, as strings: each token, each run of up
-    to TEXT_DOB_TOKENS tokens starting one to three tokens after a date-of-birth word (prefixed TEXT_DOB), and
-    TEXT_ALWAYS if one of them is always kept. Texts whose entries do not cover an identifier set
-    (`text_entries_needed`) hold none of it as the prefiltered scan finds it."""
+    """What the prefiltered scan could find in these texts, as strings: each token, each two tokens that follow
+    one another ("a b": the scan matches a phrase as consecutive tokens of one text, so a phrase needs all of its
+    pairs), each run of up to TEXT_DOB_TOKENS tokens starting one to three tokens after a date-of-birth word
+    (prefixed TEXT_DOB), and TEXT_ALWAYS if one of them is always kept. Texts whose entries do not cover an
+    identifier set (`text_entries_needed`) hold none of it as the prefiltered scan finds it."""
     out: set[str] = set()
     for text in texts:
         toks = _scan_tokens(_prepare_text(text)) if text else []
@@ -965,6 +966,7 @@ def text_index_entries(texts: Iterable[str]) -> set[str]:
             out.add(TEXT_ALWAYS)
             continue
         out.update(toks)
+        out.update(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))
         for i, tok in enumerate(toks):
             if tok in _CONTEXT:
                 out.update(TEXT_DOB + " ".join(toks[j:j + n]) for j in range(i + 1, min(i + 4, len(toks)))
@@ -973,13 +975,15 @@ def text_index_entries(texts: Iterable[str]) -> set[str]:
 
 
 def text_entries_needed(ids: IdentifierSet) -> tuple[list[list[str]], list[str]] | None:
-    """For `ids`: each phrase other than a date of birth as the entries it needs all of, and the date-of-birth
-    entries of which any one will do (with TEXT_ALWAYS); None when a date of birth is longer than the index keeps
-    (every text must then be read)."""
+    """For `ids`: each phrase other than a date of birth as the entries it needs all of (its token, or each pair of
+    its tokens that follow one another: a name's two words anywhere in a run's events no longer make the run
+    read again), and the date-of-birth entries of which any one will do (with TEXT_ALWAYS); None when a date of
+    birth is longer than the index keeps (every text must then be read)."""
     dobs = ids.phrases.filter(pl.col("kind") == "date_of_birth")["phrase"].to_list()
     if any(len(d.split(" ")) > TEXT_DOB_TOKENS for d in dobs):
         return None
-    phrases = ids.phrases.filter(pl.col("kind") != "date_of_birth")["phrase"].str.split(" ").to_list()
+    phrases = [toks if len(toks) == 1 else [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
+               for toks in ids.phrases.filter(pl.col("kind") != "date_of_birth")["phrase"].str.split(" ").to_list()]
     return phrases, [TEXT_ALWAYS, *(TEXT_DOB + d for d in dobs)]
 
 

@@ -427,3 +427,21 @@ def test_texts_already_audited_are_read_again_only_where_a_new_identifier_could_
     state = json.loads(world.state_path.read_text())
     world.state_path.write_text(json.dumps({**state, "text_index": None}))
     assert world.audit().texts_read_again == (3, 3)
+
+
+def test_a_text_is_read_again_for_a_new_address_only_where_its_words_follow_one_another(world: World):
+    # the words of the newcomer's address, audited while nobody lived there: apart in one text, split between two
+    # texts of one run, and in order
+    world.texts["dagster run 4"] = [("dagster run 4 note", "Walk number 9 past Saffron House")]
+    world.texts["dagster run 5"] = [("dagster run 5 a", "room 9 Saffron"), ("dagster run 5 b", "Walk")]
+    world.texts["dagster run 6"] = [("dagster run 6 note", "moved to 9 Saffron Walk last week")]
+    assert world.audit().passed
+
+    # a newcomer whose only identifiers in those texts are her address's (names and dates found nowhere)
+    world.land(_newcomer(given_name="Hermione", family_name="Blackwood", nhs_number=None, postcode=None,
+                         date_of_birth=dt.date(2016, 1, 2)), [("2018-02", "SC9", "referral")])
+    result = world.audit()
+    # the scan matches an address as consecutive words of one text: only run 6 can hold it
+    assert world.texts_read[-1] == {"dagster run 6"}
+    assert ("dagster run 6 note", "address") in _found(result), result.leaks
+    assert not {loc for loc, _ in _found(result)} & {"dagster run 4 note", "dagster run 5 a", "dagster run 5 b"}
