@@ -3,12 +3,15 @@
     .venv/bin/python benchmarks/full_refresh.py --people 100000
     .venv/bin/python benchmarks/full_refresh.py --people 1500000                 # all Essex
     .venv/bin/python benchmarks/full_refresh.py --people 1500000 --json /tmp/essex.json
+    .venv/bin/python benchmarks/full_refresh.py --people 1500000 --hold-back 2018-06 --work /tmp/fr   # a month
+                                                 # without a new EYFSP cohort (the last, 2018-07, brings one)
 
 The world is synthesised once into `--work/<people>/` (default `data/benchmarks/full_refresh/<people>/`,
 used as ED_DATA_DIR, with its own Dagster instance, warehouse and MLflow store; never `data/` itself) and
 reused by later runs with the same people and seed. Each run starts from an empty pipeline state and:
 
-1. holds back the last landed month (its files move to `held_back/`);
+1. holds back the last landed month (its files move to `held_back/`; `--hold-back` a given month and every
+   later one, which stay held back throughout);
 2. runs `ed_pipeline.refresh.refresh()` (what `ed-pipeline refresh` runs: the ingest job per source over
    every landed month, then the analyse job) in a child process;
 3. releases the held-back month and runs the incremental refresh, what the automation does when a month
@@ -65,8 +68,9 @@ MIB = 2**20
 
 # --- the world -------------------------------------------------------------------------------------------
 
-def prepare_world(root: Path, people: int, seed: int) -> dict:
-    """Synthesise the world once (reused when world.json says it is this one); hold back its last month."""
+def prepare_world(root: Path, people: int, seed: int, month: str | None = None) -> dict:
+    """Synthesise the world once (reused when world.json says it is this one); hold back its last month (or
+    `month` and every month after it)."""
     marker = root / "world.json"
     world = json.loads(marker.read_text()) if marker.exists() else {}
     if world.get("people") != people or world.get("seed") != seed:
@@ -80,11 +84,11 @@ def prepare_world(root: Path, people: int, seed: int) -> dict:
                                             flush=True))
         world = {"people": people, "seed": seed, "synth_s": round(time.perf_counter() - t0, 1)}
         marker.write_text(json.dumps(world))
-    release_month(root)  # a previous run may have stopped half way
+    release_month(root, everything=True)  # a previous run may have stopped half way
     for name in PIPELINE_STATE:
         path = root / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    world["held_back_month"] = hold_back_last_month(root)
+    world["held_back_month"] = hold_back(root, month)
     landing = root / "landing"
     world["landed_months"] = len({p.stem for p in landing.glob("*/*.csv")})
     world["landing_mib"] = round(sum(p.stat().st_size for p in landing.glob("*/*.csv")) / MIB, 1)
@@ -92,20 +96,32 @@ def prepare_world(root: Path, people: int, seed: int) -> dict:
 
 
 def hold_back_last_month(root: Path) -> str:
+    return hold_back(root)
+
+
+def hold_back(root: Path, month: str | None = None) -> str:
+    """Move the files of `month` (default: the last landed month) and of every later month out of landing/."""
     files = sorted((root / "landing").glob("*/*.csv"))
-    last = max(p.stem for p in files)
+    month = month or max(p.stem for p in files)
+    if not any(p.stem == month for p in files):
+        raise SystemExit(f"no extract of {month} in {root / 'landing'}")
     for path in files:
-        if path.stem == last:
+        if path.stem >= month:
             target = root / "held_back" / path.parent.name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             path.rename(target)
-    return last
+    return month
 
 
-def release_month(root: Path) -> list[str]:
-    """Move held-back files into landing/ (as if the agencies had just dropped them); their months."""
+def release_month(root: Path, everything: bool = False) -> list[str]:
+    """Move the held-back files of the first held-back month (every one with `everything`) into landing/, as if
+    the agencies had just dropped them; their months."""
+    held = sorted((root / "held_back").glob("*/*.csv"))
+    first = min((p.stem for p in held), default=None)
     months = set()
-    for path in sorted((root / "held_back").glob("*/*.csv")):
+    for path in held:
+        if path.stem != first and not everything:
+            continue
         target = root / "landing" / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         path.rename(target)
@@ -494,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"<world>/{SNAPSHOT}/ (for iterating on the one-month refresh; the full refresh's "
                              "figures are then those recorded with that state)")
     parser.add_argument("--child", choices=["full", "incremental"], help=argparse.SUPPRESS)
+    parser.add_argument("--hold-back", metavar="YYYY-MM",
+                        help="the month of the incremental refresh (default: the last landed); later months stay "
+                             "held back throughout, so the full refresh ends the month before")
     parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--month", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -512,14 +531,18 @@ def main(argv: list[str] | None = None) -> int:
     root = (args.work / str(args.people)).resolve()
     if root in (Path("data").resolve(), Path.cwd().resolve()):
         raise SystemExit(f"refusing to use {root}: give a --work folder of its own")
-    world = prepare_world(root, args.people, args.seed)
+    world = prepare_world(root, args.people, args.seed, args.hold_back)
     print(f"world: {args.people:,} residents (seed {args.seed}) in {root}; {world['landed_months']} months landed "
           f"({world['landing_mib']} MiB), {world['held_back_month']} held back", file=sys.stderr, flush=True)
 
     if args.incremental_only:
         full = restore_snapshot(root)
+        if full.get("held_back_month", world["held_back_month"]) != world["held_back_month"]:
+            raise SystemExit(f"the saved full refresh held back {full['held_back_month']}, not "
+                             f"{world['held_back_month']}: run without --incremental-only first")
     else:
         full = summarise(run_child("full", root, args.interval))
+        full["held_back_month"] = world["held_back_month"]
         save_snapshot(root, full)
     print(format_table(f"\nfull refresh: {args.people:,} residents, {world['landed_months']} months", full))
     incremental = None

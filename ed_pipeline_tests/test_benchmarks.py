@@ -36,6 +36,21 @@ def test_hold_back_and_release_the_last_month(bench, tmp_path):
     assert not list((tmp_path / "held_back").glob("*/*.csv"))
 
 
+def test_hold_back_a_month_and_every_later_one_then_release_it_alone(bench, tmp_path):
+    for month in ("2018-04", "2018-05", "2018-06"):
+        path = tmp_path / "landing" / "housing" / f"{month}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("a\n1\n")
+    assert bench.hold_back(tmp_path, "2018-05") == "2018-05"
+    assert [p.stem for p in (tmp_path / "landing").glob("*/*.csv")] == ["2018-04"]
+    assert bench.release_month(tmp_path) == ["2018-05"]  # the month of the incremental refresh only
+    assert sorted(p.stem for p in (tmp_path / "landing").glob("*/*.csv")) == ["2018-04", "2018-05"]
+    assert [p.stem for p in (tmp_path / "held_back").glob("*/*.csv")] == ["2018-06"]
+    assert bench.release_month(tmp_path, everything=True) == ["2018-06"]
+    with pytest.raises(SystemExit, match="no extract of 2019-01"):
+        bench.hold_back(tmp_path, "2019-01")
+
+
 def test_tree_usage_sees_this_process(bench):
     assert os.getpid() in bench.process_tree(os.getpid())
     rss, cpu = bench.tree_usage(os.getpid())
