@@ -86,7 +86,7 @@ def residence_spells(obs: pl.DataFrame) -> pl.DataFrame:
     # is the same: much cheaper than a window over a string key at a million rows
     o = obs.sort("person_id", "date", "place")
     # a run of observations at one place is a spell: from its first row's date to its last row's, in person and
-    # date order as the rows are (no group-by and sort again: 2.0 -> 1.0-1.2 s for 970k observations)
+    # date order as the rows are (no unique, group-by and sort again: 2.0 -> 0.8-1.2 s for 970k observations)
     starts = (~_same_person(1) | (pl.col("place") != pl.col("place").shift(1))).fill_null(True)
     ends = (~_same_person(-1) | (pl.col("place") != pl.col("place").shift(-1))).fill_null(True)
     o = o.with_columns(starts.alias("_start"), ends.alias("_end"))
