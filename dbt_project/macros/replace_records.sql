@@ -1,8 +1,8 @@
 {#-
-  Incremental strategy `replace_records` (int_person_events): every record (the model's unique_key) that has a
-  row among the new rows loses all its rows in the table and gets those of its new rows whose `_row_hash` is not
-  null. A new row with a null `_row_hash` only names a record to delete (it has no row left); dbt's own
-  delete+insert would keep such a record.
+  Incremental strategy `replace_records` (the models of macros/row_hash_incremental.sql): every record (the
+  model's unique_key) that has a row among the new rows loses all its rows in the table and gets those of its
+  new rows whose `_row_hash` is not null. A new row with a null `_row_hash` only names a record to delete (it
+  has no row left); dbt's own delete+insert would keep such a record.
 -#}
 {% macro get_incremental_replace_records_sql(arg_dict) %}
 {%- set target = arg_dict['target_relation'] -%}

@@ -53,7 +53,8 @@ def test_an_incremental_build_equals_a_full_build(tmp_path):
 
     built, expected = tables(incremental), tables(full)
     assert set(built) == set(expected)
-    assert {"staging.stg_police_incidents", "intermediate.int_person_events"} <= set(built)
+    assert {"staging.stg_police_incidents", "intermediate.int_person_events", "intermediate.int_child_events",
+            "intermediate.int_child_household_members"} <= set(built)
     for name in expected:
         assert built[name] == expected[name], name
     with duckdb.connect(str(incremental), read_only=True) as conn:

@@ -5,38 +5,50 @@
 --   superseded_on is null or superseded_on > D         and it is the latest version that had landed by D.
 -- Windows (12m, 24m) are on recent_on: the event date, or for a benefit claim (sent at its start and re-sent at
 -- each change) the month of the extract that carried the version, since the claim was running then.
-select
-    members.person_id,
-    members.prediction_date,
-    members.household_id,
-    members.member_id,
-    members.relation,
-    events.source,
-    events.event_key,
-    events.record_id,
-    events.group_ref,
-    events.role,
-    events.event_date,
-    events.extract_month,
-    events.arrived_on,
-    events.ward,
-    events.lsoa,
-    events.recent_on >= members.prediction_date - interval 12 month as within_12m,
-    events.recent_on >= members.prediction_date - interval 24 month as within_24m,
-    events.is_police_incident,
-    events.is_domestic_abuse,
-    events.is_social_care_referral,
-    events.is_child_in_need,
-    events.is_child_protection,
-    events.is_youth_offence,
-    events.is_drug_alcohol_treatment,
-    events.is_housing_register,
-    events.is_temporary_accommodation,
-    events.is_overcrowded,
-    events.is_benefit_claim
-from {{ ref('int_child_household_members') }} as members
-inner join {{ ref('int_person_events') }} as events
-    on events.person_id = members.member_id
-    and events.event_date < members.prediction_date
-    and events.arrived_on <= members.prediction_date
-    and (events.superseded_on is null or events.superseded_on > members.prediction_date)
+--
+-- Incremental by row hash (macros/row_hash_incremental.sql, strategy replace_records): the rows are computed
+-- whole (cheap) and hashed; the children (person_id, prediction_date) with a row now or in the table whose hash
+-- is not on the other side (an event, a version, a member or the household changed, or a new or gone child) get
+-- all their rows rebuilt; the others are not written. Rows are distinct: one per child, member and record
+-- version. Any change of this file changes every hash (every child rebuilt: `--full-refresh` is cheaper then).
+{{ config(materialized='incremental', incremental_strategy='replace_records',
+          unique_key=['person_id', 'prediction_date'], on_schema_change='sync_all_columns') }}
+with child_events as (
+    select
+        members.person_id,
+        members.prediction_date,
+        members.household_id,
+        members.member_id,
+        members.relation,
+        events.source,
+        events.event_key,
+        events.record_id,
+        events.group_ref,
+        events.role,
+        events.event_date,
+        events.extract_month,
+        events.arrived_on,
+        events.ward,
+        events.lsoa,
+        events.recent_on >= members.prediction_date - interval 12 month as within_12m,
+        events.recent_on >= members.prediction_date - interval 24 month as within_24m,
+        events.is_police_incident,
+        events.is_domestic_abuse,
+        events.is_social_care_referral,
+        events.is_child_in_need,
+        events.is_child_protection,
+        events.is_youth_offence,
+        events.is_drug_alcohol_treatment,
+        events.is_housing_register,
+        events.is_temporary_accommodation,
+        events.is_overcrowded,
+        events.is_benefit_claim
+    from {{ ref('int_child_household_members') }} as members
+    inner join {{ ref('int_person_events') }} as events
+        on events.person_id = members.member_id
+        and events.event_date < members.prediction_date
+        and events.arrived_on <= members.prediction_date
+        and (events.superseded_on is null or events.superseded_on > members.prediction_date)
+),
+
+{{ row_hash_incremental('child_events', salt=local_md5(model.raw_code)) }}

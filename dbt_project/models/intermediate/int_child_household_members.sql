@@ -1,6 +1,14 @@
 -- Each child's household at the prediction date D and who lived in it at D (the child included):
 -- relation 'child' (the child), 'adult' (18 or over at D, or birth unknown), 'sibling' (any other member under 18).
 -- A child with no known household at D is their own only member (household_id null).
+--
+-- Incremental by row hash (macros/row_hash_incremental.sql, strategy replace_records): the rows are computed
+-- whole (cheap) and hashed; the children (person_id, prediction_date) with a row now or in the table whose hash
+-- is not on the other side (a member, a household or a birth date changed, or a new or gone child) get all their
+-- rows rebuilt; the others are not written. Rows are distinct (unique by person_id, prediction_date, member_id).
+-- Any change of this file changes every hash (every child rebuilt: `--full-refresh` is cheaper then).
+{{ config(materialized='incremental', incremental_strategy='replace_records',
+          unique_key=['person_id', 'prediction_date'], on_schema_change='sync_all_columns') }}
 with households as (
     select
         children.person_id,
@@ -33,17 +41,21 @@ members as (
     select children.person_id, children.prediction_date, null, children.person_id
     from {{ ref('int_child_prediction_dates') }} as children
     anti join households using (person_id, prediction_date)
-)
+),
 
-select
-    members.person_id,
-    members.prediction_date,
-    members.household_id,
-    members.member_id,
-    case
-        when members.member_id = members.person_id then 'child'
-        when person.born_on is null or person.born_on <= members.prediction_date - interval 18 year then 'adult'
-        else 'sibling'
-    end as relation
-from members
-left join {{ ref('stg_person') }} as person on person.person_id = members.member_id
+household_members as (
+    select
+        members.person_id,
+        members.prediction_date,
+        members.household_id,
+        members.member_id,
+        case
+            when members.member_id = members.person_id then 'child'
+            when person.born_on is null or person.born_on <= members.prediction_date - interval 18 year then 'adult'
+            else 'sibling'
+        end as relation
+    from members
+    left join {{ ref('stg_person') }} as person on person.person_id = members.member_id
+),
+
+{{ row_hash_incremental('household_members', salt=local_md5(model.raw_code)) }}

@@ -2,23 +2,20 @@
   Events per person over time: every version of every linked record, one row each, with what it says as flags.
   Point-in-time columns (arrived_on, superseded_on) travel with each row; consumers filter on them.
 
-  Incremental. Each row carries `_row_hash`, DuckDB's hash of the row's other columns (person_id included),
-  salted with this file's text. A build hashes the rows the staging tables and stg_person_link give now (cheap:
-  writing the table is what a full build costs) and joins them to the table's on that hash alone: a row found
-  on one side only names its record (source, record_id) as changed, whether its staging rows changed (every
-  version of a rebuilt staging record, superseded_on included), its person_id changed (a relink), it is new,
-  or it is gone. Every row of a changed record is rebuilt and replaces the record's old rows (strategy
-  `replace_records`, macros/replace_records.sql); a changed record with no row left is only deleted. Any
-  change of this file (or of DuckDB's hash) changes every hash: every record is rebuilt, which at 1.5M
-  residents costs more than a full build (`--full-refresh --select int_person_events+` is the cheaper way then).
+  Incremental by row hash (macros/row_hash_incremental.sql): each row carries `_row_hash`, DuckDB's hash of the
+  row's other columns (person_id included), salted with this file's text. A build hashes the rows the staging
+  tables and stg_person_link give now (cheap: writing the table is what a full build costs) and joins them to
+  the table's on that hash alone: a row found on one side only names its record (source, record_id) as changed,
+  whether its staging rows changed (every version of a rebuilt staging record, superseded_on included), its
+  person_id changed (a relink), it is new, or it is gone. Every row of a changed record is rebuilt and replaces
+  the record's old rows (strategy `replace_records`, macros/replace_records.sql); a changed record with no row
+  left is only deleted. Rows are distinct (unique by source, record_id, extract_month). Any change of this file
+  (or of DuckDB's hash) changes every hash: every record is rebuilt, which at 1.5M residents costs more than a
+  full build (`--full-refresh --select int_person_events+` is the cheaper way then).
   The result equals a full build (`dbt build --full-refresh`), which a test checks.
 -#}
 {{ config(materialized='incremental', incremental_strategy='replace_records', unique_key=['source', 'record_id'],
           on_schema_change='sync_all_columns') }}
-{%- set salt = local_md5(model.raw_code) %}
-{#- a table built before `_row_hash` existed: every row compares unequal, every record is rebuilt -#}
-{%- set hashed_before = is_incremental()
-        and '_row_hash' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) %}
 with records as (
     select
         source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
@@ -100,28 +97,4 @@ events as (
         on link.source = records.source and link.record_id = records.record_id
 ),
 
-rows_now as {% if is_incremental() %}materialized {% endif %}(
-    select events.*, hash(events, '{{ salt }}') as _row_hash from events
-)
-
-{% if is_incremental() %}
-,
-changed_records as (
-    select distinct
-        coalesce(now.source, built.source) as source,
-        coalesce(now.record_id, built.record_id) as record_id
-    from rows_now as now
-    full outer join (
-        select source, record_id, {{ '_row_hash' if hashed_before else 'cast(null as ubigint) as _row_hash' }}
-        from {{ this }}
-    ) as built on now._row_hash = built._row_hash
-    where now._row_hash is null or built._row_hash is null
-)
-
-select rows_now.* from rows_now semi join changed_records using (source, record_id)
--- a changed record with no row left: its key alone (every other column null), so that its rows are deleted
-union all by name
-select source, record_id from changed_records anti join rows_now using (source, record_id)
-{% else %}
-select * from rows_now
-{% endif %}
+{{ row_hash_incremental('events', salt=local_md5(model.raw_code)) }}

@@ -32,14 +32,20 @@ events as (
         bool_or(is_overcrowded and within_24m) as overcrowded_24m,
         bool_or(is_housing_register and within_24m) as housing_register_24m,
         bool_or(is_benefit_claim and within_24m) as benefit_claim_24m,
-        -- where the child lived: the latest ward / LSOA on the child's own records, else on the household's
+        -- where the child lived: the latest ward / LSOA on the child's own records, else on the household's;
+        -- records of the same date by (source, record_id, extract_month), not by the order int_child_events'
+        -- rows were written in (an incremental build writes them in another order than a full build)
         coalesce(
-            arg_max(ward, event_date) filter (where ward is not null and relation = 'child'),
-            arg_max(ward, event_date) filter (where ward is not null)
+            arg_max(ward, (event_date, source, record_id, extract_month))
+                filter (where ward is not null and relation = 'child'),
+            arg_max(ward, (event_date, source, record_id, extract_month))
+                filter (where ward is not null)
         ) as ward,
         coalesce(
-            arg_max(lsoa, event_date) filter (where lsoa is not null and relation = 'child'),
-            arg_max(lsoa, event_date) filter (where lsoa is not null)
+            arg_max(lsoa, (event_date, source, record_id, extract_month))
+                filter (where lsoa is not null and relation = 'child'),
+            arg_max(lsoa, (event_date, source, record_id, extract_month))
+                filter (where lsoa is not null)
         ) as lsoa
     from {{ ref('int_child_events') }}
     group by all
