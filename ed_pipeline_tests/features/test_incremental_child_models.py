@@ -80,17 +80,22 @@ def marked(warehouse: Path, table: str, column: str) -> dict[str, tuple[int, int
             "group by 1").fetchall()}
 
 
-def test_int_child_events_rewrites_only_the_children_whose_rows_changed(tmp_path):
-    table = "intermediate.int_child_events"
+def built_and_marked(tmp_path: Path, table: str, column: str) -> tuple[Path, dict[str, tuple[int, int]]]:
+    """A warehouse built, `column` of every row of `table` set to a mark the inputs do not explain (the model's
+    hash covers it, so a rewritten row loses it), then built again with nothing changed; the marks then."""
     warehouse = tmp_path / "warehouse.duckdb"
     write_warehouse(warehouse, records())
     assert dbt_build(warehouse, tmp_path).returncode == 0
-    with duckdb.connect(str(warehouse)) as conn:  # a mark the inputs do not explain, on every row (hashed)
-        conn.execute(f"update {table} set ward = 'MARKED'")
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute(f"update {table} set {column} = 'MARKED'")
+    assert dbt_build(warehouse, tmp_path).returncode == 0
+    return warehouse, marked(warehouse, table, column)
 
-    assert dbt_build(warehouse, tmp_path).returncode == 0  # nothing changed: no row rewritten
-    before = marked(warehouse, table, "ward")
-    assert set(before) == {"C", "C2"} and all(m == n for n, m in before.values())
+
+def test_int_child_events_rewrites_only_the_children_whose_rows_changed(tmp_path):
+    table = "intermediate.int_child_events"
+    warehouse, before = built_and_marked(tmp_path, table, "ward")
+    assert set(before) == {"C", "C2"} and all(m == n for n, m in before.values())  # nothing changed: no rewrite
 
     # INC1-1 (M's incident, counted for C) re-sent in its extract with another ward: C's rows change, C2's do not
     write_warehouse(warehouse, [(*r[:7], "Crouch", *r[8:]) if r[1] == "INC1-1" else r for r in records()])
@@ -102,15 +107,8 @@ def test_int_child_events_rewrites_only_the_children_whose_rows_changed(tmp_path
 
 def test_int_child_household_members_rewrites_only_the_children_whose_rows_changed(tmp_path):
     table = "intermediate.int_child_household_members"
-    warehouse = tmp_path / "warehouse.duckdb"
-    write_warehouse(warehouse, records())
-    assert dbt_build(warehouse, tmp_path).returncode == 0
-    with duckdb.connect(str(warehouse)) as conn:  # a mark the inputs do not explain, on every row (hashed)
-        conn.execute(f"update {table} set household_id = 'MARKED'")
-
-    assert dbt_build(warehouse, tmp_path).returncode == 0  # nothing changed: no row rewritten
-    before = marked(warehouse, table, "household_id")
-    assert set(before) == {"C", "C2", "C3"} and all(m == n for n, m in before.values())
+    warehouse, before = built_and_marked(tmp_path, table, "household_id")
+    assert set(before) == {"C", "C2", "C3"} and all(m == n for n, m in before.values())  # no rewrite
 
     relink(warehouse, {"S": "S-2"})  # C's brother renumbered: C's rows change, C2's and C3's do not
     assert dbt_build(warehouse, tmp_path).returncode == 0
