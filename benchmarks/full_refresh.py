@@ -95,10 +95,6 @@ def prepare_world(root: Path, people: int, seed: int, month: str | None = None) 
     return world
 
 
-def hold_back_last_month(root: Path) -> str:
-    return hold_back(root)
-
-
 def hold_back(root: Path, month: str | None = None) -> str:
     """Move the files of `month` (default: the last landed month) and of every later month out of landing/."""
     files = sorted((root / "landing").glob("*/*.csv"))

@@ -28,7 +28,7 @@ def test_hold_back_and_release_the_last_month(bench, tmp_path):
             path = tmp_path / "landing" / source / f"{month}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("a\n1\n")
-    assert bench.hold_back_last_month(tmp_path) == "2018-06"
+    assert bench.hold_back(tmp_path) == "2018-06"
     assert sorted(p.stem for p in (tmp_path / "landing").glob("*/*.csv")) == ["2018-05", "2018-05"]
     assert sorted(p.parent.name for p in (tmp_path / "held_back").glob("*/2018-06.csv")) == ["benefits", "housing"]
     assert bench.release_month(tmp_path) == ["2018-06"]

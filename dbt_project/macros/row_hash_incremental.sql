@@ -19,6 +19,7 @@
     - rebuilding all rows now of a changed key is right: the key groups rows, it need not be unique;
     - the key columns are never null (the strategy deletes by equality).
   A table built before `_row_hash` existed compares unequal everywhere: every record is rebuilt.
+  Any change of the model's SQL changes every hash and rebuilds every record (`--full-refresh` is cheaper then).
 -#}
 {% macro row_hash_incremental(rows, salt) %}
 {%- set unique_key = config.get('unique_key') -%}

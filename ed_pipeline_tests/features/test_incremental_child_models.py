@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from ed_pipeline_tests.features.test_child_features import dbt_build
-from ed_pipeline_tests.features.test_incremental_person_events import relink
+from ed_pipeline_tests.features.test_incremental_person_events import built_and_marked, marked, relink
 from ed_pipeline_tests.features.test_incremental_staging import tables
 from ed_pipeline_tests.features.warehouse import base_records, write_warehouse
 
@@ -72,46 +72,26 @@ def test_an_incremental_build_after_a_relink_and_moves_equals_a_full_build(tmp_p
                        ("C3", ["C3"])]
 
 
-def marked(warehouse: Path, table: str, column: str) -> dict[str, tuple[int, int]]:
-    """child -> (rows, rows still carrying the mark) in `table`."""
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
-        return {p: (n, m) for p, n, m in conn.execute(
-            f"select person_id, count(*), count(*) filter (where {column} = 'MARKED') from {table} "
-            "group by 1").fetchall()}
-
-
-def built_and_marked(tmp_path: Path, table: str, column: str) -> tuple[Path, dict[str, tuple[int, int]]]:
-    """A warehouse built, `column` of every row of `table` set to a mark the inputs do not explain (the model's
-    hash covers it, so a rewritten row loses it), then built again with nothing changed; the marks then."""
-    warehouse = tmp_path / "warehouse.duckdb"
-    write_warehouse(warehouse, records())
-    assert dbt_build(warehouse, tmp_path).returncode == 0
-    with duckdb.connect(str(warehouse)) as conn:
-        conn.execute(f"update {table} set {column} = 'MARKED'")
-    assert dbt_build(warehouse, tmp_path).returncode == 0
-    return warehouse, marked(warehouse, table, column)
-
-
 def test_int_child_events_rewrites_only_the_children_whose_rows_changed(tmp_path):
     table = "intermediate.int_child_events"
-    warehouse, before = built_and_marked(tmp_path, table, "ward")
+    warehouse, before = built_and_marked(tmp_path, records(), table, "ward", by="person_id")
     assert set(before) == {"C", "C2"} and all(m == n for n, m in before.values())  # nothing changed: no rewrite
 
     # INC1-1 (M's incident, counted for C) re-sent in its extract with another ward: C's rows change, C2's do not
     write_warehouse(warehouse, [(*r[:7], "Crouch", *r[8:]) if r[1] == "INC1-1" else r for r in records()])
     assert dbt_build(warehouse, tmp_path).returncode == 0
-    after = marked(warehouse, table, "ward")
+    after = marked(warehouse, table, "ward", by="person_id")
     assert after["C"] == (before["C"][0], 0)  # every row of C rebuilt
     assert after["C2"] == before["C2"]  # untouched
 
 
 def test_int_child_household_members_rewrites_only_the_children_whose_rows_changed(tmp_path):
     table = "intermediate.int_child_household_members"
-    warehouse, before = built_and_marked(tmp_path, table, "household_id")
+    warehouse, before = built_and_marked(tmp_path, records(), table, "household_id", by="person_id")
     assert set(before) == {"C", "C2", "C3"} and all(m == n for n, m in before.values())  # no rewrite
 
     relink(warehouse, {"S": "S-2"})  # C's brother renumbered: C's rows change, C2's and C3's do not
     assert dbt_build(warehouse, tmp_path).returncode == 0
-    after = marked(warehouse, table, "household_id")
+    after = marked(warehouse, table, "household_id", by="person_id")
     assert after["C"] == (before["C"][0], 0)  # every row of C rebuilt
     assert {p: after[p] for p in ("C2", "C3")} == {p: before[p] for p in ("C2", "C3")}  # untouched

@@ -6,11 +6,9 @@
 -- Windows (12m, 24m) are on recent_on: the event date, or for a benefit claim (sent at its start and re-sent at
 -- each change) the month of the extract that carried the version, since the claim was running then.
 --
--- Incremental by row hash (macros/row_hash_incremental.sql, strategy replace_records): the rows are computed
--- whole (cheap) and hashed; the children (person_id, prediction_date) with a row now or in the table whose hash
--- is not on the other side (an event, a version, a member or the household changed, or a new or gone child) get
--- all their rows rebuilt; the others are not written. Rows are distinct: one per child, member and record
--- version. Any change of this file changes every hash (every child rebuilt: `--full-refresh` is cheaper then).
+-- Incremental by row hash (macros/row_hash_incremental.sql): a child at a prediction date is rebuilt whole when
+-- any of its rows changed (an event, a version, a member or the household). Rows are distinct: one per child,
+-- member and record version.
 {{ config(materialized='incremental', incremental_strategy='replace_records',
           unique_key=['person_id', 'prediction_date'], on_schema_change='sync_all_columns') }}
 with child_events as (

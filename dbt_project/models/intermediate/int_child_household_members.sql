@@ -2,11 +2,9 @@
 -- relation 'child' (the child), 'adult' (18 or over at D, or birth unknown), 'sibling' (any other member under 18).
 -- A child with no known household at D is their own only member (household_id null).
 --
--- Incremental by row hash (macros/row_hash_incremental.sql, strategy replace_records): the rows are computed
--- whole (cheap) and hashed; the children (person_id, prediction_date) with a row now or in the table whose hash
--- is not on the other side (a member, a household or a birth date changed, or a new or gone child) get all their
--- rows rebuilt; the others are not written. Rows are distinct (unique by person_id, prediction_date, member_id).
--- Any change of this file changes every hash (every child rebuilt: `--full-refresh` is cheaper then).
+-- Incremental by row hash (macros/row_hash_incremental.sql): a child at a prediction date is rebuilt whole when
+-- any of its rows changed (a member, the household or a birth date). Rows are distinct (unique by person_id,
+-- prediction_date, member_id).
 {{ config(materialized='incremental', incremental_strategy='replace_records',
           unique_key=['person_id', 'prediction_date'], on_schema_change='sync_all_columns') }}
 with households as (

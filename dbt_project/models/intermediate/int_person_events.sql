@@ -2,17 +2,11 @@
   Events per person over time: every version of every linked record, one row each, with what it says as flags.
   Point-in-time columns (arrived_on, superseded_on) travel with each row; consumers filter on them.
 
-  Incremental by row hash (macros/row_hash_incremental.sql): each row carries `_row_hash`, DuckDB's hash of the
-  row's other columns (person_id included), salted with this file's text. A build hashes the rows the staging
-  tables and stg_person_link give now (cheap: writing the table is what a full build costs) and joins them to
-  the table's on that hash alone: a row found on one side only names its record (source, record_id) as changed,
-  whether its staging rows changed (every version of a rebuilt staging record, superseded_on included), its
-  person_id changed (a relink), it is new, or it is gone. Every row of a changed record is rebuilt and replaces
-  the record's old rows (strategy `replace_records`, macros/replace_records.sql); a changed record with no row
-  left is only deleted. Rows are distinct (unique by source, record_id, extract_month). Any change of this file
-  (or of DuckDB's hash) changes every hash: every record is rebuilt, which at 1.5M residents costs more than a
-  full build (`--full-refresh --select int_person_events+` is the cheaper way then).
-  The result equals a full build (`dbt build --full-refresh`), which a test checks.
+  Incremental by row hash (macros/row_hash_incremental.sql): a record (source, record_id) is rebuilt whole,
+  every version, when any of its rows changed: its staging rows (a later version changes superseded_on), its
+  person (a relink), or it is new or gone. Rows are distinct (unique by source, record_id, extract_month). At
+  1.5M residents rebuilding every record costs more than a full build: after an edit of this file,
+  `--full-refresh --select int_person_events+` is the cheaper way.
 -#}
 {{ config(materialized='incremental', incremental_strategy='replace_records', unique_key=['source', 'record_id'],
           on_schema_change='sync_all_columns') }}
