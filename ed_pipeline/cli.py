@@ -46,6 +46,15 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dagster_home(args: argparse.Namespace, settings: Settings) -> int:
+    from ed_pipeline.refresh import ensure_dagster_home
+
+    # stdout, the path alone: `make dagster` starts `dagster dev` with DAGSTER_HOME=$(ed-pipeline dagster-home), so
+    # that the UI's instance runs one run at a time (DuckDB: one writer per file) even before the first refresh
+    print(ensure_dagster_home(settings))
+    return 0
+
+
 def _error(message: object) -> None:
     """An error on one line, never wrapped or read as markup (tests and log scrapers match it whole)."""
     console.print("[red]error:[/]", escape(str(message)), soft_wrap=True)
@@ -214,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     keygen = sub.add_parser("keygen", help="create a random demo pseudonymisation key in secrets/ (if missing)")
     keygen.set_defaults(func=cmd_keygen)
+
+    home = sub.add_parser("dagster-home", help="write the Dagster instance's dagster.yaml (one run at a time, "
+                                               "the pooled event log) if missing or ours, and print DAGSTER_HOME")
+    home.set_defaults(func=cmd_dagster_home)
 
     ev = sub.add_parser("evaluate", help="compare the linked layer and the model with the synthetic world's truth "
                                          "(logs the model's references to the refresh's MLflow run)")

@@ -92,3 +92,20 @@ def test_dagster_yaml_written_by_ed_pipeline_is_brought_up_to_date_and_a_deploym
     config.write_text(own)
     ensure_dagster_home(Settings(tmp_path / "data"))
     assert config.read_text() == own
+
+
+def test_the_ui_gets_the_instance_configured_before_any_refresh(tmp_path, monkeypatch, capsys):
+    """`make dagster` starts the UI with DAGSTER_HOME=$(ed-pipeline dagster-home): on a fresh data directory the
+    UI's instance must already run one run at a time (two runs writing one DuckDB file would collide)."""
+    from ed_pipeline.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", "unset")  # recorded, then unset: the command's own setting is undone after
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path / "data"))
+    assert main(["dagster-home"]) == 0
+    home = Path(capsys.readouterr().out.strip())
+    assert home == (tmp_path / "data" / "dagster").resolve()
+    assert (home / "dagster.yaml").read_text() == DAGSTER_YAML
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
