@@ -1,14 +1,15 @@
 {#-
-  row_hash_incremental(rows, salt)
+  row_hash_incremental(rows)
 
   The end of an incremental model whose rows are cheap to compute but costly to write: call it right after the
   model's last CTE, `rows` (the name of a CTE or relation giving every row of the model now); it emits the rest
   of the query (a CTE `rows_now` and the final select). Config beside it:
       materialized='incremental', incremental_strategy='replace_records', unique_key=[<record key columns>],
       on_schema_change='sync_all_columns'
-  and `salt`, e.g. local_md5(model.raw_code): any change of the model's SQL then changes every hash.
 
-  Each row carries `_row_hash`, DuckDB's hash of the row's other columns, salted. On an incremental build every
+  Each row carries `_row_hash`, DuckDB's hash of the row's other columns, salted with the model's code less its
+  Jinja comments (`code_fingerprint()`): any change of the model's SQL changes every hash, an edit of its
+  comments none. On an incremental build every
   row now is hashed and the hashes are joined to the table's on the hash alone: a row found on one side only
   names its record (its unique_key) as changed. The final select gives every row now of the changed records,
   and the key alone (every other column null, `_row_hash` null) of a changed record with no row left; strategy
@@ -21,7 +22,8 @@
   A table built before `_row_hash` existed compares unequal everywhere: every record is rebuilt.
   Any change of the model's SQL changes every hash and rebuilds every record (`--full-refresh` is cheaper then).
 -#}
-{% macro row_hash_incremental(rows, salt) %}
+{% macro row_hash_incremental(rows) %}
+{%- set salt = code_fingerprint() -%}
 {%- set unique_key = config.get('unique_key') -%}
 {%- set unique_key = [unique_key] if unique_key is string else unique_key -%}
 {%- set key = unique_key | join(', ') -%}
@@ -53,4 +55,11 @@ select {{ key }} from changed_records anti join rows_now using ({{ key }})
 {% else %}
 select * from rows_now
 {% endif %}
+{% endmacro %}
+
+{#- The md5 of the calling model's code without its Jinja comments (never part of the SQL): editing a model's
+    header leaves its row hashes as they were (each edit had rebuilt every record, at 1.5M residents
+    9 s more for dbt and 22 s more for the privacy audit, reading the rewritten rows again, in a month). -#}
+{% macro code_fingerprint() %}
+{{- return(local_md5(modules.re.sub('[{]#.*?#[}]', '', model.raw_code, flags=modules.re.DOTALL))) -}}
 {% endmacro %}

@@ -24,12 +24,13 @@ CONTRACT = [
 ]
 
 
-def dbt_build(warehouse: Path, work: Path) -> subprocess.CompletedProcess:
+def dbt_build(warehouse: Path, work: Path, project: Path = DBT_PROJECT_DIR, *args: str
+              ) -> subprocess.CompletedProcess:
     """`dbt build` of the project against `warehouse`, with target and logs under `work` (the repo's untouched)."""
     env = {**os.environ, "ED_WAREHOUSE_DB": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     return subprocess.run(
-        [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(work / "target"), "--log-path", str(work / "logs")],
+        [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
+         "--target-path", str(work / "target"), "--log-path", str(work / "logs"), *args],
         env=env, capture_output=True, text=True, timeout=300)
 
 

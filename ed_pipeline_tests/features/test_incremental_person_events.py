@@ -5,10 +5,12 @@ holds: test_incremental_staging compares every table, this one included."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
 
+from ed_pipeline.settings import DBT_PROJECT_DIR
 from ed_pipeline_tests.features.test_child_features import dbt_build
 from ed_pipeline_tests.features.test_incremental_staging import tables
 from ed_pipeline_tests.features.warehouse import base_records, planted_records, write_warehouse
@@ -89,3 +91,27 @@ def test_a_build_rewrites_only_the_records_that_changed(tmp_path):
     assert {r for r, (n, m) in after.items() if m == n} == set(before) - {"INC2-1", "INC9-1"}  # untouched
     assert rebuilt == {"INC2-1", "INC9-1"} | {r[1] for r in planted_records()}
     assert after["INC2-1"] == (2, 0)  # both versions rebuilt: the first one's superseded_on changed
+
+
+def test_an_edit_of_a_models_comments_rewrites_none_of_its_rows_and_an_edit_of_its_sql_every_one(tmp_path):
+    """The row hashes are salted with the model's code less its Jinja comments (macros/row_hash_incremental.sql):
+    a header edited leaves every row as it was; a change of the SQL, even one that gives the same rows,
+    rebuilds every record."""
+    table = "intermediate.int_person_events"
+    warehouse, before = built_and_marked(tmp_path, base_records(), table, "ward", by="record_id")
+    assert before and all(m == n for n, m in before.values())
+    project = tmp_path / "project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "intermediate" / "int_person_events.sql"
+    code = model.read_text()
+
+    model.write_text(code.replace("{#-", "{#- A header edited.\n", 1))
+    edited = dbt_build(warehouse, tmp_path / "edited", project, "--select", "int_person_events")
+    assert edited.returncode == 0, edited.stdout[-4000:]
+    assert marked(warehouse, table, "ward", by="record_id") == before  # no row rewritten
+
+    model.write_text(code.replace("with records as (", "-- an SQL comment is SQL\nwith records as (", 1))
+    changed = dbt_build(warehouse, tmp_path / "changed", project, "--select", "int_person_events")
+    assert changed.returncode == 0, changed.stdout[-4000:]
+    after = marked(warehouse, table, "ward", by="record_id")
+    assert set(after) == set(before) and all(m == 0 for _, m in after.values())  # every record rebuilt

@@ -49,4 +49,4 @@ with child_events as (
         and (events.superseded_on is null or events.superseded_on > members.prediction_date)
 ),
 
-{{ row_hash_incremental('child_events', salt=local_md5(model.raw_code)) }}
+{{ row_hash_incremental('child_events') }}

@@ -56,4 +56,4 @@ household_members as (
     left join {{ ref('stg_person') }} as person on person.person_id = members.member_id
 ),
 
-{{ row_hash_incremental('household_members', salt=local_md5(model.raw_code)) }}
+{{ row_hash_incremental('household_members') }}

@@ -5,7 +5,7 @@
   Incremental by row hash (macros/row_hash_incremental.sql): a record (source, record_id) is rebuilt whole,
   every version, when any of its rows changed: its staging rows (a later version changes superseded_on), its
   person (a relink), or it is new or gone. Rows are distinct (unique by source, record_id, extract_month). At
-  1.5M residents rebuilding every record costs more than a full build: after an edit of this file,
+  1.5M residents rebuilding every record costs more than a full build: after an edit of its SQL,
   `--full-refresh --select int_person_events+` is the cheaper way.
 -#}
 {{ config(materialized='incremental', incremental_strategy='replace_records', unique_key=['source', 'record_id'],
@@ -91,4 +91,4 @@ events as (
         on link.source = records.source and link.record_id = records.record_id
 ),
 
-{{ row_hash_incremental('events', salt=local_md5(model.raw_code)) }}
+{{ row_hash_incremental('events') }}
