@@ -17,6 +17,7 @@ months it covers, the git commit and a hash of its input table, and `refresh_kin
 import pickle
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
@@ -27,19 +28,12 @@ from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.features import MART_KEY
 from ed_pipeline.defs.metadata import column_schema, markdown_table, preview, table_metadata
 from ed_pipeline.defs.partitions import transient_retry
-from ed_pipeline.modelling import (
-    ChampionInfo,
-    TrainedModel,
-    TrainingConfig,
-    champion_info,
-    choose_cohorts,
-    log_refresh_run,
-    log_scoring_run,
-    promote_if_better,
-    retrain_reason,
-    train_and_evaluate,
-)
 from ed_pipeline.settings import Settings
+
+# ed_pipeline.modelling is imported where it is used: sklearn, LightGBM and MLflow take some 3 s to import, which
+# loading the definitions (every refresh's ingest process, the UI's code server, each run's worker) then skips
+if TYPE_CHECKING:
+    from ed_pipeline.modelling import ChampionInfo, TrainedModel
 
 MODEL_KEY = dg.AssetKey(["model", "school_readiness_model"])
 METRICS_KEY = dg.AssetKey(["model", "metrics"])
@@ -100,6 +94,16 @@ def months_covered(conn: duckdb.DuckDBPyConnection) -> str:
     can_subset=False,
 )
 def train_school_readiness_model(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: DuckDBResource):
+    from ed_pipeline.modelling import (
+        TrainingConfig,
+        champion_info,
+        choose_cohorts,
+        log_refresh_run,
+        promote_if_better,
+        retrain_reason,
+        train_and_evaluate,
+    )
+
     settings = Settings.from_env()
     with warehouse.get_connection() as conn:
         features = conn.execute("select * from features.child_features").pl()
@@ -130,10 +134,12 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
                   "champion_auc": decision.champion_auc, "promoted": bool(decision.promoted)})
 
 
-def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, champion: ChampionInfo, tags: dict,
+def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, champion: "ChampionInfo", tags: dict,
                          linkage_artifacts: list[Path], warehouse: DuckDBResource):
     """No new model: the champion scores this refresh (the outputs read it from `latest.pkl`), one MLflow run
     records the refresh, and the gate has nothing to decide."""
+    from ed_pipeline.modelling import log_scoring_run
+
     result = _load_local(settings)
     why = SCORING_REASON.format(test=result.cohorts.test)
     run_id = log_scoring_run(result, champion, settings.mlflow_tracking_uri, settings.mlflow_artifact_root,
@@ -153,15 +159,15 @@ def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, 
                   "champion_version": champion.version, "champion_run_id": champion.run_id})
 
 
-def _headline(result: TrainedModel) -> dict[str, float]:
+def _headline(result: "TrainedModel") -> dict[str, float]:
     return {k: round(float(result.metrics[k]), 4) for k in HEADLINE if k in result.metrics}
 
 
-def _metrics_frame(result: TrainedModel) -> pl.DataFrame:
+def _metrics_frame(result: "TrainedModel") -> pl.DataFrame:
     return pl.DataFrame({"metric": list(result.metrics), "value": [float(v) for v in result.metrics.values()]})
 
 
-def _write_metrics(warehouse: DuckDBResource, result: TrainedModel, run_id: str) -> None:
+def _write_metrics(warehouse: DuckDBResource, result: "TrainedModel", run_id: str) -> None:
     metrics = _metrics_frame(result)  # noqa: F841 (read by DuckDB by name)
     with warehouse.get_connection() as conn:
         conn.execute("create schema if not exists model")
@@ -171,7 +177,7 @@ def _write_metrics(warehouse: DuckDBResource, result: TrainedModel, run_id: str)
                      [run_id])
 
 
-def _results(result: TrainedModel, run_id: str, settings: Settings, kind: dict):
+def _results(result: "TrainedModel", run_id: str, settings: Settings, kind: dict):
     headline = _headline(result)
     metrics = _metrics_frame(result)
     yield dg.MaterializeResult(asset_key=MODEL_KEY, metadata={
@@ -188,13 +194,13 @@ def _results(result: TrainedModel, run_id: str, settings: Settings, kind: dict):
         "subgroup_columns": column_schema(result.subgroups.schema)})
 
 
-def _save(settings: Settings, result: TrainedModel) -> None:
+def _save(settings: Settings, result: "TrainedModel") -> None:
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     with (settings.models_dir / "latest.pkl").open("wb") as f:
         pickle.dump(result, f)
 
 
-def _load_local(settings: Settings) -> TrainedModel | None:
+def _load_local(settings: Settings) -> "TrainedModel | None":
     """The model object the last refresh left, or None when there is none (or it cannot be read)."""
     try:
         return load_latest_model(settings)
@@ -202,7 +208,7 @@ def _load_local(settings: Settings) -> TrainedModel | None:
         return None
 
 
-def load_latest_model(settings: Settings) -> TrainedModel:
+def load_latest_model(settings: Settings) -> "TrainedModel":
     """The model the last refresh trained (it holds pseudonymous ids of its test cohort: data/ stays local)."""
     path = settings.models_dir / "latest.pkl"
     if not path.exists():

@@ -9,14 +9,12 @@ import base64
 import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
-from mlflow.tracking import MlflowClient
 
 from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.features import MART_KEY
 from ed_pipeline.defs.metadata import bar_chart, counts_by, histogram, preview
 from ed_pipeline.defs.model import MODEL_KEY, load_latest_model
 from ed_pipeline.defs.resources import WAREHOUSE
-from ed_pipeline.modelling import score_children
 from ed_pipeline.outputs import community_risk, ward_ranking_chart
 from ed_pipeline.settings import Settings
 
@@ -32,6 +30,8 @@ def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_d
     `area` "prediction_date": ward and LSOA as the model saw them (features.child_features, point in time);
     "latest": where the child lives as far as the warehouse knows now (features.child_area), for attribution.
     """
+    from ed_pipeline.modelling import score_children  # here: see defs/model.py
+
     model = load_latest_model(Settings.from_env())
     where = ("not_gld is null" if not assessed
              else f"not_gld is not null and assessment_year = {int(model.cohorts.test)}")
@@ -102,6 +102,8 @@ def community_risk_by_area(context: dg.AssetExecutionContext, warehouse: DuckDBR
     chart = ward_ranking_chart(community, settings.outputs_dir / "ward_ranking.png")
     run_id = load_latest_model(settings).extra.get("mlflow_run_id")
     if run_id:
+        from mlflow.tracking import MlflowClient  # here: see defs/model.py
+
         MlflowClient(settings.mlflow_tracking_uri).log_artifact(run_id, str(chart), artifact_path="outputs")
     wards = community.filter(pl.col("level") == "ward").sort("rank", nulls_last=True)
     top = wards.head(5).select("rank", "rank_low", "rank_high", "area", "mean_risk").to_dicts()

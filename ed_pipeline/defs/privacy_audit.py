@@ -13,7 +13,6 @@ rescan when there is no usable state, or when asked (`full_rescan: true` in the 
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-from mlflow.tracking import MlflowClient
 
 from ed_pipeline.defs.outputs import COMMUNITY_RISK_KEY
 from ed_pipeline.privacy.audit import (
@@ -96,6 +95,8 @@ def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, 
 
 def mlflow_units(tracking_uri: str) -> Texts:
     """(location, text) of the params and tags of every MLflow run and registered model version, by unit."""
+    from mlflow.tracking import MlflowClient  # here: see defs/model.py
+
     client = MlflowClient(tracking_uri)
     units: Texts = {}
     for experiment in client.search_experiments():
