@@ -9,9 +9,8 @@
 
   Each row carries `_row_hash`, DuckDB's hash of the row's other columns, salted with the model's code less its
   Jinja comments (`code_fingerprint()`): any change of the model's SQL changes every hash, an edit of its
-  comments none. On an incremental build every
-  row now is hashed and the hashes are joined to the table's on the hash alone: a row found on one side only
-  names its record (its unique_key) as changed. The final select gives every row now of the changed records,
+  comments none. On an incremental build every row now is hashed and the hashes are joined to the table's on
+  the hash alone: a row found on one side only names its record (its unique_key) as changed. The final select gives every row now of the changed records,
   and the key alone (every other column null, `_row_hash` null) of a changed record with no row left; strategy
   `replace_records` (macros/replace_records.sql) deletes every table row of those records and inserts the rows.
   A full build (or the first) selects every row. The result equals a full build if:
