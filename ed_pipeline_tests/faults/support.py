@@ -66,9 +66,45 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str
 
 
 def kill(process: subprocess.Popen) -> None:
+    """SIGKILL the command; return once it and every process it had started have ended. Its stage process dies
+    by the kernel's death signal a moment after it, holding the warehouse open until then (a read in that moment
+    met DuckDB's lock)."""
+    family = descendants(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 60
+    while not all(map(ended, family)):
+        assert time.monotonic() < deadline, "the killed command's processes outlived it by a minute"
+        time.sleep(0.05)
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes under `pid` now, from each process's parent in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie (it has exited: its files, and the locks on them, are closed)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
 
 
 def lock_holder(data_dir: Path) -> str:
