@@ -80,21 +80,21 @@ def kill(process: subprocess.Popen) -> None:
 
 
 def descendants(pid: int) -> set[int]:
-    """The processes under `pid` now, from each process's parent in /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # ended meanwhile
-            children.setdefault(parent, []).append(int(entry.name))
+    """The processes under `pid` now (each one's children from /proc/<pid>/task/<tid>/children)."""
     found, todo = set(), [pid]
     while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # ended meanwhile
+        for tid in tids:
+            try:
+                children = Path(f"/proc/{parent}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            todo += [int(c) for c in children if int(c) not in found]
+            found.update(int(c) for c in children)
     return found
 
 

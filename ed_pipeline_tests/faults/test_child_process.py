@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ed_pipeline.resilience import FAULT_ENV, ChildProcessDied, DiskFullError, fault_point, run_in_child
+from ed_pipeline_tests.faults.support import ended
 
 
 def _work(n: int, progress) -> tuple[int, int]:
@@ -69,17 +70,9 @@ def test_a_child_returns_its_result_relays_progress_and_raises_its_errors():
         run_in_child("vanish", _vanish)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has ended (its reaper may be slow)
-    except FileNotFoundError:
-        return True
-
-
 def _assert_ends(child: int, within: float = 10) -> None:
     deadline = time.monotonic() + within
-    while not _gone(child):
+    while not ended(child):
         assert time.monotonic() < deadline, f"the child {child} outlived its SIGKILLed parent"
         time.sleep(0.05)
 
@@ -106,7 +99,7 @@ def test_a_child_dies_with_its_parent(tmp_path: Path):
     pid_file = tmp_path / "child.pid"
     parent = _parent("_sleep_forever", pid_file)
     child = _child_pid(pid_file, parent)
-    assert not _gone(child)
+    assert not ended(child)
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=60)
     _assert_ends(child)
