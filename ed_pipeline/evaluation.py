@@ -164,7 +164,7 @@ def true_linked_tables(tokens: pl.DataFrame, truth_records: pl.DataFrame, truth_
 def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str = "run") -> pl.DataFrame:
     """`features.child_features` built by dbt from the true linkage, in a copy of the warehouse under work_dir
     (the warehouse itself is only read)."""
-    from ed_pipeline.defs.linked import read_tokens
+    from ed_pipeline.linkage.tokens import read_tokens
 
     copy = work_dir / "warehouse.duckdb"
     shutil.copy2(settings.warehouse_path, copy)

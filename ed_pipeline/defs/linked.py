@@ -27,6 +27,7 @@ from ed_pipeline.linkage.tables import (
     save_model_artifacts,
     write_tables,
 )
+from ed_pipeline.linkage.tokens import monthly_link_columns, read_candidates, read_records, read_tokens
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES
 
@@ -53,32 +54,6 @@ class LinkageConfig(dg.Config):
 
 def linked_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["linked", table])
-
-
-def read_tokens(conn: duckdb.DuckDBPyConnection, spec: TokenColumns) -> pl.DataFrame:
-    """The latest version of every pseudonymised record (a correction replaces what it corrects), in (source,
-    record_id) order: only the columns the spec names, read table by table and de-duplicated in polars (a window
-    over the union of every table in DuckDB held 4.6 GiB for a 0.8 GiB frame at 1.5M residents; this, 3.3 GiB)."""
-    tables = [s.name for s in SOURCES if conn.execute(
-        "select count(*) from information_schema.tables where table_schema='pseudonymised' and table_name=?",
-        [s.name]).fetchone()[0]]
-    if not tables:
-        raise RuntimeError("no pseudonymised tables in the warehouse: materialise the pseudonymised layer first")
-    wanted = {c for c in spec.mapping().values() if c}
-    frames = []
-    for table in tables:
-        have = {c for (c,) in conn.execute(
-            "select column_name from information_schema.columns where table_schema='pseudonymised' and table_name=?",
-            [table]).fetchall()}
-        frames.append(conn.execute(f"select {', '.join(sorted(wanted & have))} from pseudonymised.{table}").pl())
-    tokens = pl.concat(frames, how="diagonal_relaxed")  # union by name
-    del frames
-    # (source, record_id) is a key of each month's table: the latest month's row is the one version to keep.
-    # One sort puts it first among its record's rows, and a shift finds the firsts (at 1.2M records: 0.8-0.9 s,
-    # where sorting by month, unique and sorting by record took 1.6-1.8 s)
-    tokens = tokens.sort(["source", "record_id", "extract_month"], descending=[False, False, True])
-    first = (pl.col("source") != pl.col("source").shift(1)) | (pl.col("record_id") != pl.col("record_id").shift(1))
-    return tokens.filter(first.fill_null(True))
 
 
 def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:
@@ -141,21 +116,24 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     settings = Settings.from_env()
     model_path = settings.linkage_dir / MODEL_FILE
     spec = TokenColumns()
+    model = None if config.retrain or not model_path.exists() else LinkageModel.load(model_path)
     with warehouse.get_connection() as conn:
-        tokens = read_tokens(conn, spec)
         previous = read_table(conn, "linked.person_link")
         previous_households = read_table(conn, "linked.household_membership")
         reviewed = read_table(conn, "linked.review_pair")
         decisions = accumulate_decisions(read_table(conn, "linked.review_decision"), reviewed)
-    model = None if config.retrain or not model_path.exists() else LinkageModel.load(model_path)
-
-    incremental = previous is not None and model is not None and not config.full_relink
-    if incremental:
-        known = tokens.join(previous.select("source", "record_id"), on=["source", "record_id"], how="semi")
-        new = tokens.join(previous.select("source", "record_id"), on=["source", "record_id"], how="anti")
-        context.log.info(f"linking {new.height} new records against {known.height} already linked")
-        result = link_incremental(previous, known, new, model, decisions=decisions)
-    else:
+        incremental = previous is not None and model is not None and not config.full_relink
+        # a month's link reads every token only of its new records and their candidates; of the rest, the few
+        # columns that households, linked.person and the term frequencies need
+        tokens = read_tokens(conn, spec, columns=monthly_link_columns(spec, model) if incremental else None)
+        if incremental:
+            key = ["source", "record_id"]
+            known = tokens.join(previous.select(key), on=key, how="semi")
+            new = read_records(conn, spec, tokens.join(previous.select(key), on=key, how="anti"))
+            context.log.info(f"linking {new.height} new records against {known.height} already linked")
+            result = link_incremental(previous, known, new, model, decisions=decisions,
+                                      find_candidates=lambda fresh: read_candidates(conn, model, known, fresh))
+    if not incremental:
         context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model)")
         result = link(tokens, model, previous=previous, decisions=decisions)
     household = households(tokens, result.links, previous=previous_households)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,12 +235,17 @@ def link_incremental(
     *,
     decisions: pl.DataFrame | None = None,
     keep_pairs: bool = True,
+    find_candidates: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> LinkResult:
     """Link a new month against the persons already linked, without re-training and without touching them.
 
     `existing` (source, record_id, person_id) are the current links,
     `existing_tokens` the token frame they were made from, `new_tokens` the
-    new records. New records are scored against the existing records that
+    new records. `find_candidates(fresh)`, when given, returns the existing records
+    (every column) that share a blocking key with the `fresh` ones (those not
+    linked yet), found elsewhere (`tokens.read_candidates`: in the warehouse);
+    `existing_tokens` then needs only the term-frequency columns of
+    `tokens.monthly_link_columns`. New records are scored against the existing records that
     share a blocking key with them (predict_between) and against each other
     (predict_within), with the model's parameters and term frequencies counted
     over both. Each group of new records joins the existing person it links
@@ -249,7 +255,8 @@ def link_incremental(
     linked (same source and record_id, re-sent) keeps its person.
 
     Cost: one pass over existing tokens to find candidates (a hash semi-join),
-    then work in proportion to the new records and their candidates.
+    term frequencies over every record, then work in proportion to the new
+    records and their candidates.
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -261,7 +268,7 @@ def link_incremental(
     known = new_keys.with_row_index("_i").join(ex_links, on=key, how="inner")
     fresh_mask = ~pl.Series(range(new_tokens.height)).is_in(known["_i"].implode())
     fresh = new_tokens.filter(fresh_mask)
-    candidates = _candidates(existing_tokens, fresh, model)
+    candidates = find_candidates(fresh) if find_candidates else _candidates(existing_tokens, fresh, model)
     timings["candidates"] = time.perf_counter() - t0
 
     t = time.perf_counter()

@@ -9,10 +9,10 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from ed_pipeline.defs.linked import read_tokens
 from ed_pipeline.evaluation import evaluate_linkage
 from ed_pipeline.linkage import TokenColumns
 from ed_pipeline.linkage.tables import person_table
+from ed_pipeline.linkage.tokens import read_tokens
 from ed_pipeline.privacy import identifiers_from_duckdb, scan_duckdb
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES

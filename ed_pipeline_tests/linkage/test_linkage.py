@@ -21,7 +21,7 @@ from ed_pipeline.linkage import (
 )
 from ed_pipeline.linkage.cleartext import clear_tokens
 from ed_pipeline.linkage.households import households
-from ed_pipeline.linkage.link import link_incremental
+from ed_pipeline.linkage.link import _candidates, link_incremental
 from ed_pipeline.linkage.model import round_parameters
 from ed_pipeline.linkage.review import decisions_from_review, review_pairs
 from ed_pipeline.linkage.tables import (
@@ -32,6 +32,7 @@ from ed_pipeline.linkage.tables import (
     save_model_artifacts,
     write_tables,
 )
+from ed_pipeline.linkage.tokens import monthly_link_columns, read_candidates, read_records, read_tokens
 from ed_pipeline_tests.linkage.world import make_tokens, make_world
 
 FAST = TrainingConfig(u_max_pairs=5e5, em_max_pairs=5e5)
@@ -181,6 +182,55 @@ def test_an_incremental_month_appends_its_links_and_gives_the_tables_a_full_writ
         with duckdb.connect(str(replaced_db)) as a, duckdb.connect(str(appended_db)) as b:
             query = f"select * from linked.{name} order by all"
             assert a.execute(query).pl().equals(b.execute(query).pl()), name
+
+
+def test_a_month_linked_from_the_warehouse_reads_only_its_records_wide_and_links_as_from_every_token(world, model):
+    """The linked asset's monthly read: the few columns of every record, every column of the new records and of
+    the candidates DuckDB finds (`linkage.tokens`); the same candidates, links and tables as reading every token
+    of every record and finding the candidates in polars, with re-sent records' latest versions."""
+    _, tokens, _, _ = world
+    old = tokens.filter(pl.col("extract_month") < MONTHS[-1])
+    # re-sent in the new month with another postcode district and first-name phonetic: a blocking key of theirs
+    # that only the old version has must not make a candidate
+    resent = old.tail(40).with_columns(pl.lit(MONTHS[-1]).alias("extract_month"),
+                                       pl.lit("moved").alias("tok_postcode_district"),
+                                       pl.lit("renamed").alias("tok_given_nysiis"))
+    conn = duckdb.connect()
+    conn.execute("create schema pseudonymised")
+    for (source,), rows in pl.concat([tokens, resent]).partition_by("source", as_dict=True).items():
+        rows = rows.select([c for c in rows.columns if rows[c].null_count() < rows.height])  # its own columns
+        conn.register("rows", rows)
+        conn.execute(f"create table pseudonymised.{source} as select * from rows")
+    previous = person_link_table(link(old, model, keep_pairs=False))
+    key = ["source", "record_id"]
+    spec = TokenColumns()
+
+    every = read_tokens(conn, spec)
+    known, new = every.join(previous.select(key), on=key, how="semi"), every.join(previous.select(key), on=key,
+                                                                                   how="anti")
+    narrow = read_tokens(conn, spec, columns=monthly_link_columns(spec, model))
+    assert {"bf_name", "tok_nhs_number", "tok_given_nysiis"}.isdisjoint(narrow.columns)
+    assert narrow.select(key).equals(every.select(key))
+    narrow_known = narrow.join(previous.select(key), on=key, how="semi")
+    wide_new = read_records(conn, spec, narrow.join(previous.select(key), on=key, how="anti"))
+    assert wide_new.select(new.columns).equals(new)
+
+    expected = _candidates(known, new, model)
+    found = read_candidates(conn, model, narrow_known, new)
+    assert 0 < found.height < known.height
+    assert found.select(expected.columns).equals(expected)
+    assert found.join(resent.select(key), on=key).height < resent.height  # some lost their key with the move
+
+    from_every = link_incremental(previous, known, new, model, keep_pairs=False)
+    from_warehouse = link_incremental(previous, narrow_known, wide_new, model, keep_pairs=False,
+                                      find_candidates=lambda fresh: read_candidates(conn, model, narrow_known, fresh))
+    assert from_warehouse.links.sort(key).equals(from_every.links.sort(key))  # (their order is the hash join's)
+    assert from_warehouse.model.metadata["last_incremental"]["candidates"] == expected.height
+    h_every, h_narrow = households(every, from_every.links), households(narrow, from_warehouse.links)
+    assert h_narrow.membership.equals(h_every.membership)
+    for name, table in linked_tables(from_every, every, h_every).items():
+        if name not in ("person_crosswalk", "household_crosswalk"):  # stamped with the time
+            assert linked_tables(from_warehouse, narrow, h_narrow)[name].equals(table), name
 
 
 def test_crosswalk_records_a_merge_and_a_split():
