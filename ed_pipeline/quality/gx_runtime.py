@@ -74,11 +74,18 @@ def _new_context(docs_dir: Path | None = None):
         config.data_docs_sites = {
             DOCS_SITE: {
                 "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view("CompiledIndexPageView")},
+                # merged into GX's defaults: only the pages' views differ (see gx_views)
+                "site_section_builders": {section: {"view": _view("CompiledPageView")}
+                                          for section in ("expectations", "validations", "profiling")},
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
             }
         }
     return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _view(class_name: str) -> dict[str, str]:
+    return {"module_name": "ed_pipeline.quality.gx_views", "class_name": class_name}
 
 
 def context():

@@ -251,6 +251,26 @@ def test_columns_read_by_name_in_any_order_and_case(tmp_path: Path):
     assert ex.frame.select(source.columns).rows() == [tuple(r[c] for c in source.columns) for r in rows]
 
 
+def test_data_docs_compile_gx_templates_once_per_process(tmp_path: Path, monkeypatch):
+    """GX renders each page with an environment of its own; the site's views share compiled templates, so a
+    later build (the next source of a refresh) compiles none."""
+    import jinja2
+
+    source = get_source("housing")
+    v = validate(pl.DataFrame(valid_rows(source, 2, "2014-03")).with_columns(extract_month=pl.lit("2014-03")), source)
+    build_data_docs(v.gx_results, tmp_path / "first")
+    compiled = []
+    original = jinja2.Environment.compile
+    monkeypatch.setattr(jinja2.Environment, "compile",
+                        lambda self, *a, **k: compiled.append(a[1] if len(a) > 1 else k.get("name"))
+                        or original(self, *a, **k))
+    index = build_data_docs(v.gx_results, tmp_path / "second")
+    assert compiled == []
+    assert "housing_suite" in index.read_text()
+    (page,) = (tmp_path / "second" / "validations").rglob("*.html")
+    assert "housing_suite" in page.read_text()
+
+
 def test_data_docs_are_built_and_redacted(tmp_path: Path):
     source = get_source("youth_offending")
     rows = valid_rows(source, 3, "2014-03")
