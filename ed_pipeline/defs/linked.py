@@ -167,6 +167,9 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         "review_pairs": tables["review_pair"].height if "review_pair" in tables else 0,
         "review_decisions": decisions.height,
         "seconds": round(result.timings.get("total", 0.0), 2),
+        # incremental: the records read whole, in proportion to the month (of the rest, only a few columns)
+        **({"new_records": new.height, "candidate_records": result.model.metadata["last_incremental"]["candidates"]}
+           if incremental else {}),
     }
     context.log.info(f"linked: {stats}")
     for table in LINKED_TABLES:

@@ -70,6 +70,9 @@ def test_a_new_month_links_incrementally_and_keeps_ids(refreshed_world, month_ad
     assert metadata["mode"] == "incremental" and checks["ids_stable"]
 
     assert after.height > before.height, "the new month added no records"
+    # the records read with every token: the month's new ones and those sharing a blocking key with them
+    assert metadata["new_records"] == after.height - before.height
+    assert 0 < metadata["candidate_records"] < before.height
     kept = before.join(after, on=["source", "record_id"], suffix="_now")
     assert kept.height == before.height
     assert (kept["person_id"] == kept["person_id_now"]).mean() >= 0.999
