@@ -205,25 +205,31 @@ def link(
     return LinkResult(links=links, pairs=pairs, model=model, crosswalk=crosswalk, records=recs, timings=timings)
 
 
-def _candidates(existing_tokens: pl.DataFrame, new_tokens: pl.DataFrame, model: LinkageModel) -> pl.DataFrame:
-    """The existing records that share some blocking key with a new record: all predict_between could pair."""
+def candidate_keys(model: LinkageModel) -> list[tuple[tuple[str, str], ...]]:
+    """Per key a new record pairs on (the model's prediction blocking rules), the (existing record's column, new
+    record's column) pairs that must be equal, by the spec's column names."""
     mapping = model.spec.mapping()
-    keep = pl.lit(False)
+    keys: list[tuple[tuple[str, str], ...]] = []
     for r in cmp.blocking_rules(cmp.PREDICTION_BLOCKING, model.fields):
         if r.sql_override:
             if r.fields == ("tok_dob_swapped", "tok_given_nysiis"):  # l.dob_swapped = r.dob (either side)
                 a, b, g = mapping["tok_dob_swapped"], mapping["tok_dob"], mapping["tok_given_nysiis"]
-                for left, right in ((a, b), (b, a)):
-                    keys = new_tokens.select(pl.col(right).alias("_k"), pl.col(g).alias("_g")).drop_nulls().unique()
-                    keep = keep | pl.struct(pl.col(left).alias("_k"), pl.col(g).alias("_g")).is_in(
-                        keys.select(pl.struct("_k", "_g")).to_series().implode())
+                keys += [((a, b), (g, g)), ((b, a), (g, g))]
             continue
-        cols = [mapping[f] for f in r.fields]
-        keys = new_tokens.select(cols).drop_nulls().unique()
-        if len(cols) == 1:
-            keep = keep | pl.col(cols[0]).is_in(keys[cols[0]].implode())
-        else:
-            keep = keep | pl.struct(cols).is_in(keys.select(pl.struct(cols)).to_series().implode())
+        keys.append(tuple((mapping[f], mapping[f]) for f in r.fields))
+    return keys
+
+
+def _candidates(existing_tokens: pl.DataFrame, new_tokens: pl.DataFrame, model: LinkageModel) -> pl.DataFrame:
+    """The existing records that share some blocking key with a new record: all predict_between could pair."""
+    keep = pl.lit(False)
+    for pairs in candidate_keys(model):
+        names = [f"_k{i}" for i in range(len(pairs))]
+        keys = new_tokens.select(pl.col(new).alias(n) for (_, new), n in zip(pairs, names, strict=True))
+        keys = keys.drop_nulls().unique()
+        mine = [pl.col(old).alias(n) for (old, _), n in zip(pairs, names, strict=True)]
+        keep = keep | (mine[0].is_in(keys[names[0]].implode()) if len(pairs) == 1
+                       else pl.struct(mine).is_in(keys.select(pl.struct(names)).to_series().implode()))
     return existing_tokens.filter(keep)
 
 
@@ -241,12 +247,13 @@ def link_incremental(
 
     `existing` (source, record_id, person_id) are the current links,
     `existing_tokens` the token frame they were made from, `new_tokens` the
-    new records. `find_candidates(fresh)`, when given, returns the existing records
-    (every column) that share a blocking key with the `fresh` ones (those not
-    linked yet), found elsewhere (`tokens.read_candidates`: in the warehouse);
-    `existing_tokens` then needs only the term-frequency columns of
-    `tokens.monthly_link_columns`. New records are scored against the existing records that
-    share a blocking key with them (predict_between) and against each other
+    new records. `find_candidates(fresh)`, when given, returns the existing
+    records (every column) that share a blocking key with the `fresh` ones
+    (those not linked yet), found elsewhere (`tokens.read_candidates`: in the
+    warehouse); `existing_tokens` then needs only the term-frequency columns
+    of `tokens.monthly_link_columns`. New records are scored against the
+    existing records that share a blocking key with them (predict_between)
+    and against each other
     (predict_within), with the model's parameters and term frequencies counted
     over both. Each group of new records joins the existing person it links
     to best, or becomes a new person; existing persons are never merged or

@@ -13,8 +13,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from ed_pipeline.linkage import comparisons as cmp
 from ed_pipeline.linkage.engine import TF_COMPANIONS, tf_columns
+from ed_pipeline.linkage.link import candidate_keys
 from ed_pipeline.linkage.model import LinkageModel
 from ed_pipeline.linkage.spec import TokenColumns
 from ed_pipeline.privacy.leak_scan import registered
@@ -84,17 +84,7 @@ def read_candidates(conn: duckdb.DuckDBPyConnection, model: LinkageModel, versio
     """Every column of the record versions in `versions` (the latest of each existing record) that share some
     blocking key of the model's with a record of `new_tokens`: the existing records `predict_between` could pair
     with the new ones (`link._candidates`, but found by DuckDB in the warehouse), in (source, record_id) order."""
-    mapping = model.spec.mapping()
-    new_columns = set(new_tokens.columns)
-    rules = []  # per rule: the pairs of (existing column, new column) it asks to be equal
-    for r in cmp.blocking_rules(cmp.PREDICTION_BLOCKING, model.fields):
-        if r.sql_override:
-            if r.fields == ("tok_dob_swapped", "tok_given_nysiis"):  # l.dob_swapped = r.dob (either side)
-                a, b, g = mapping["tok_dob_swapped"], mapping["tok_dob"], mapping["tok_given_nysiis"]
-                rules += [((a, b), (g, g)), ((b, a), (g, g))]
-            continue
-        rules.append(tuple((mapping[f], mapping[f]) for f in r.fields))
-    rules = [pairs for pairs in rules if all(new_col in new_columns for _, new_col in pairs)]
+    rules = [pairs for pairs in candidate_keys(model) if all(new in new_tokens.columns for _, new in pairs)]
 
     def matching(have: set[str]) -> str:
         """The versions of a table with columns `have` that meet some rule (its columns all there: else they are
