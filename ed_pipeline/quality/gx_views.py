@@ -29,13 +29,17 @@ class CompiledTemplates(jinja2.BytecodeCache):
 TEMPLATES = CompiledTemplates()
 
 
-class CompiledPageView(DefaultJinjaPageView):
+class _SharedTemplates:
+    """A view whose Jinja environment loads and stores compiled templates in `TEMPLATES`."""
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.env.bytecode_cache = TEMPLATES
 
 
-class CompiledIndexPageView(DefaultJinjaIndexPageView):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = TEMPLATES
+class CompiledPageView(_SharedTemplates, DefaultJinjaPageView):
+    pass
+
+
+class CompiledIndexPageView(_SharedTemplates, DefaultJinjaIndexPageView):
+    pass
