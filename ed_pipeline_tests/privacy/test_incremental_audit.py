@@ -11,7 +11,14 @@ import polars as pl
 import pytest
 
 from ed_pipeline.privacy import pseudonymise_people
-from ed_pipeline.privacy.audit import AuditState, load_state, run_audit, unlisted_rows
+from ed_pipeline.privacy.audit import (
+    AuditState,
+    code_fingerprint,
+    load_state,
+    rules_fingerprint,
+    run_audit,
+    unlisted_rows,
+)
 from ed_pipeline.privacy.leak_scan import identifier_sets, identifiers_from_records
 from ed_pipeline_tests.privacy.records import KEY, records
 
@@ -185,6 +192,24 @@ def test_full_rescan_when_the_state_is_missing_stale_or_made_under_other_rules(w
     assert world.audit().mode.startswith("full: the audit state could not be read")
     world.state_path.unlink()
     assert world.audit().mode == "full: no audit state yet"
+
+
+def test_the_rules_fingerprint_follows_the_scanners_code_not_its_comments_or_docstrings():
+    """A reworded comment or docstring of the scanner leaves the next audit incremental (a full one is minutes
+    at Essex scale); a changed stopword, rule or constant makes it full."""
+    import inspect
+
+    from ed_pipeline.privacy import leak_scan
+
+    source = inspect.getsource(leak_scan)
+    same = code_fingerprint(source)
+    reworded = source.replace('"""', '"""Reworded. ', 1).replace("\n# ", "\n# reworded ", 3)
+    relaid = source.replace("(\n", "(  \n")
+    assert reworded != source and relaid != source
+    assert code_fingerprint(reworded) == code_fingerprint(relaid) == same
+    assert code_fingerprint(source.replace("household size", "household sized", 1)) != same  # a stopword
+    assert code_fingerprint(source.replace("MIN_NAME_LETTERS = ", "MIN_NAME_LETTERS = 1 + ", 1)) != same
+    assert rules_fingerprint() == rules_fingerprint()
 
 
 def test_new_identifiers_are_those_no_earlier_record_had():
