@@ -41,7 +41,7 @@ lint: install
 dagster: install
 	$(BIN)/ed-pipeline keygen
 	@# the instance's dagster.yaml (one run at a time: DuckDB has one writer per file) is written before the UI starts
-	DAGSTER_HOME=$$($(BIN)/ed-pipeline dagster-home) ED_PSEUDO_KEY=$${ED_PSEUDO_KEY:-$$(cat data/secrets/pseudo.key)} \
+	DAGSTER_HOME=$$($(BIN)/ed-pipeline dagster-home) ED_PSEUDO_KEY=$${ED_PSEUDO_KEY:-$$(cat $${ED_DATA_DIR:-data}/secrets/pseudo.key)} \
 		$(BIN)/dagster dev -w workspace.yaml
 
 mlflow: install
