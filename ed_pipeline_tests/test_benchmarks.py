@@ -123,3 +123,44 @@ def test_markdown_table(bench):
     table = bench.markdown_table(bench.summarise(_measured(samples, runs)))
     assert "| analyse | features (dbt build) | 9.0 | 9.0 | 300 | 0 |" in table
     assert table.splitlines()[-1].startswith("| **total** |")
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_scaling_fit_recovers_each_stages_line_and_groups_the_benchmarks_stages(tmp_path, capsys):
+    fit = _load(BENCHMARK.with_name("scaling_fit.py"), "scaling_fit")
+
+    def figures(people: int) -> dict:
+        m = people / 1e6
+        stages = [  # linkage 10 + 40 s per million residents; the audit 5 + 20; a fixed start-up, noisy
+            {"group": "process", "stage": "start-up (imports)", "wall_s": 3.0 - m, "cpu_s": 3.0 - m},
+            {"group": "analyse", "stage": "linked (Splink)", "wall_s": 8 + 30 * m, "cpu_s": 10 + 40 * m},
+            {"group": "analyse", "stage": "no_identifiers_anywhere check", "wall_s": 5 + 20 * m, "cpu_s": 5 + 20 * m},
+            {"group": "analyse", "stage": "run total", "subtotal": True, "wall_s": 999.0, "cpu_s": 999.0},
+        ]
+        refresh = {"stages": stages, "peak_process_rss_bytes": int((1 + 4 * m) * 1e9)}
+        return {"people": people, "command": "x", "full": refresh, "incremental": refresh}
+
+    rows = {r["stage"]: r for r in fit.fit([figures(n) for n in (1_500_000, 100_000, 500_000)], "full", 56)}
+    linked, audit = rows["linked (Splink, households)"]["cpu"], rows["privacy audit"]["cpu"]
+    assert (round(linked["c0"], 6), round(linked["c1"], 6), round(linked["miss"], 6)) == (10, 40, 0)
+    assert round(rows["linked (Splink, households)"]["wall"]["at"], 6) == 8 + 30 * 56
+    assert (round(audit["c0"], 6), round(audit["c1"], 6)) == (5, 20)
+    overhead = rows["start-up, run set-up, Dagster events"]["cpu"]
+    assert overhead["c1"] == 0 and overhead["at"] == pytest.approx(3.0 - 2.1 / 3)  # cheaper when larger: fixed
+    assert rows["total"]["cpu"]["measured"][0] == pytest.approx(3.0 - 0.1 + 10 + 4 + 5 + 2)  # subtotals left out
+
+    paths = []
+    for n in (100_000, 500_000):
+        paths.append(tmp_path / f"{n}.json")
+        paths[-1].write_text(json.dumps(figures(n)))
+    assert fit.main([str(p) for p in paths]) == 0
+    out = capsys.readouterr().out
+    assert "| linked (Splink, households) | 14.0 / 30.0 | 10.0 | 40.0 | 0% | 2,250 |" in out
+    assert "fitted 1.00 + 4.00 * n: 225 GB at 56M" in out
+    assert fit.main([str(paths[0])]) == 2  # one scale: nothing to fit
