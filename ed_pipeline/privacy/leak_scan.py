@@ -113,12 +113,15 @@ expectations false gate history households intermediate kept known leak linked m
 months negative null outputs pair prediction promotion pseudonymised quarantine quarantined readable recent
 reconciled relation review scan share stable staging unknown validate validated values window across
 already audited cached identifier hash
+assessment changes chart cluster column decisions distribution docs duration execution failed failures fingerprint
+invocation landed location metric pairs persons preview previously probability problems query ranking records
+refreshed schema seconds seen sizes sources subgroup unreadable wards warnings weights
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
 # typo'd surname spells at Essex scale
 # (1.5M residents: "Gain", "Zone", "Parses"; 500k: "Share", "Dates", "Leak", "Across", from asset, check, step
 # and dbt model names, metadata keys and Splink's chart); ed_pipeline_tests/privacy/test_vocabulary.py keeps it
-# complete
+# complete, the metadata keys and table headers read back from a refresh's events
 
 _COMMON_WORDS = _COMMON_WORDS_TEXT.split()
 

@@ -89,3 +89,28 @@ def test_the_names_dagster_and_dbt_write_into_events_are_vocabulary():
     labels += ["kept_share", "quarantined_share", "ward_known_share", "leak scan"]
     missing = _words(labels) - STOPWORDS
     assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
+
+
+def test_every_metadata_key_and_table_header_a_refresh_writes_is_vocabulary(month_added_world):
+    """Read back from Dagster's event log of a full refresh and a month's: every metadata key of every
+    materialisation and check result (ours, dagster-dbt's and Dagster's), and the header of every Markdown table
+    in them (charts, previews). A list kept by hand missed some ("records", "persons", "sources")."""
+    import os
+    from unittest import mock
+
+    import dagster as dg
+
+    labels: set[str] = set()
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(month_added_world / "dagster")}), \
+            dg.DagsterInstance.get() as instance:
+        for kind in (dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            for record in instance.get_event_records(dg.EventRecordsFilter(event_type=kind), limit=100_000):
+                data = record.event_log_entry.dagster_event.event_specific_data
+                metadata = data.materialization.metadata if kind.name == "ASSET_MATERIALIZATION" else data.metadata
+                for key, value in metadata.items():
+                    labels.add(key)
+                    if isinstance(value, dg.MarkdownMetadataValue) and value.value.startswith("|"):
+                        labels.add(value.value.splitlines()[0])
+    assert {"cluster_sizes", "preview", "mode"} <= labels  # linked, a preview, the audit's: both refreshes read
+    missing = _words(labels) - STOPWORDS
+    assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
