@@ -14,9 +14,9 @@ identifier (the state is written only after a passing audit).
 
 The state is small and holds no identifier, token or content: per scanned unit a fingerprint (row count and an
 order-independent hash sum of a table's or partition's rows; a SHA-256 of a text group or file; a run's last
-event id), when it was taken, and a fingerprint of the scanning rules (the source of the scanner). A full rescan
-happens when the state is missing or unreadable, of another version, older than `max_age_days`, made under
-other rules, or when asked for.
+event id), when it was taken, and a fingerprint of the scanning rules (the scanner's code, less comments and
+docstrings). A full rescan happens when the state is missing or unreadable, of another version, older than
+`max_age_days`, made under other rules, or when asked for.
 
 So that each half costs in proportion to what is new (docs/privacy.md lists what is kept where):
 - a ledger of DuckDB's hashes of the warehouse rows scanned: a rewritten table's rows that are listed count as
