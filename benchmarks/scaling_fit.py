@@ -109,6 +109,17 @@ def table(rows: list[dict], figures: list[dict], refresh: str, at: float) -> str
     return "\n".join(lines)
 
 
+def month_share(full: dict, month: dict, figures: list[dict]) -> str:
+    """The one-month refresh as a share of the full refresh: measured at each scale (wall), and where the fitted
+    lines take it as the county grows (their slopes' ratio, CPU and wall)."""
+    scales = sorted(f["people"] for f in figures)
+    measured = ", ".join(f"{m / f:.1%} at {n / 1e6:g}M" for n, f, m in
+                         zip(scales, full["wall"]["measured"], month["wall"]["measured"], strict=True))
+    limit = {k: month[k]["c1"] / full[k]["c1"] for k in ("cpu", "wall") if full[k]["c1"]}
+    return (f"month / full refresh (wall): {measured}; as residents grow it tends to "
+            + ", ".join(f"{v:.0%} ({k})" for k, v in limit.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("figures", nargs="*", type=Path, help=f"figures.json files (default: {DEFAULT_GLOB})")
@@ -121,12 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for f, path in zip(figures, paths, strict=True):
         print(f"{path}: {f['people']:,} residents, measured {f.get('measured_at')}, {f.get('command')}")
+    totals = {}
     for refresh in ("full", "incremental"):
         usable = [f for f in figures if f.get(refresh) and f[refresh].get("stages")]
         if len({f["people"] for f in usable}) < 2:
             continue
+        rows = fit(usable, refresh, args.at)
+        totals[refresh] = rows[-1]
         print()
-        print(table(fit(usable, refresh, args.at), usable, refresh, args.at))
+        print(table(rows, usable, refresh, args.at))
+    if len(totals) == 2:
+        print()
+        print(month_share(totals["full"], totals["incremental"], figures))
     peaks = sorted((f["people"] / 1e6, f["full"]["peak_process_rss_bytes"] / 1e9) for f in figures)
     c0, c1 = fit_line(*map(list, zip(*peaks, strict=True)))
     print(f"\npeak memory of the full refresh (GB, largest process): "

@@ -144,7 +144,8 @@ def test_the_scaling_fit_recovers_each_stages_line_and_groups_the_benchmarks_sta
             {"group": "analyse", "stage": "run total", "subtotal": True, "wall_s": 999.0, "cpu_s": 999.0},
         ]
         refresh = {"stages": stages, "peak_process_rss_bytes": int((1 + 4 * m) * 1e9)}
-        return {"people": people, "command": "x", "full": refresh, "incremental": refresh}
+        month = {"stages": [{**row, "wall_s": row["wall_s"] / 4, "cpu_s": row["cpu_s"] / 4} for row in stages]}
+        return {"people": people, "command": "x", "full": refresh, "incremental": month}
 
     rows = {r["stage"]: r for r in fit.fit([figures(n) for n in (1_500_000, 100_000, 500_000)], "full", 56)}
     linked, audit = rows["linked (Splink, households)"]["cpu"], rows["privacy audit"]["cpu"]
@@ -163,4 +164,6 @@ def test_the_scaling_fit_recovers_each_stages_line_and_groups_the_benchmarks_sta
     out = capsys.readouterr().out
     assert "| linked (Splink, households) | 14.0 / 30.0 | 10.0 | 40.0 | 0% | 2,250 |" in out
     assert "fitted 1.00 + 4.00 * n: 225 GB at 56M" in out
+    # every stage of the month a quarter of the full refresh's: a quarter at every scale, and in the limit
+    assert "month / full refresh (wall): 25.0% at 0.1M, 25.0% at 0.5M; as residents grow it tends to 25% (cpu)" in out
     assert fit.main([str(paths[0])]) == 2  # one scale: nothing to fit
