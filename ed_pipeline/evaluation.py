@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from ed_pipeline.linkage import TokenColumns, evaluate_links
 from ed_pipeline.linkage.tables import cohort_table, person_table, write_tables
+from ed_pipeline.mart import MART, read_mart
 from ed_pipeline.modelling import TrainingConfig, log_reference_metrics, train_and_evaluate
 from ed_pipeline.modelling.metrics import ece, roc_auc
 from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable
@@ -64,7 +65,6 @@ def evaluate_linkage(settings: Settings) -> dict[str, float | int]:
 
 # Goals of issue 4 on the default world.
 MODEL_GOALS = {"max_auc_below_truelink": 0.01, "min_auc_above_baseline": 0.03, "max_test_ece": 0.02}
-MART = "child_features"
 
 
 def latest_refresh(settings: Settings) -> tuple[str, dict[str, float]]:
@@ -188,7 +188,7 @@ def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str
                            + (done.stdout + done.stderr)[-4000:])
     with duckdb.connect(str(copy), read_only=True) as conn:
         # in a fixed order: LightGBM's bagging follows row order, and dbt's tables have none
-        return conn.execute(f"select * from features.{MART} order by person_id, prediction_date").pl()
+        return read_mart(conn, order_by="person_id, prediction_date")
 
 
 def evaluate_model(settings: Settings, dbt_command: str = "run", log: bool = True) -> dict:

@@ -28,6 +28,7 @@ from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.features import MART_KEY
 from ed_pipeline.defs.metadata import column_schema, markdown_table, preview, table_metadata
 from ed_pipeline.defs.partitions import transient_retry
+from ed_pipeline.mart import read_mart
 from ed_pipeline.settings import Settings
 
 # ed_pipeline.modelling is imported where it is used: sklearn, LightGBM and MLflow take some 3 s to import, which
@@ -106,7 +107,7 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
 
     settings = Settings.from_env()
     with warehouse.get_connection() as conn:
-        features = conn.execute("select * from features.child_features").pl()
+        features = read_mart(conn)
         tags = {"dagster_run_id": context.run.run_id, "months": months_covered(conn), "git_commit": git_commit(),
                 "input_hash": input_fingerprint(conn, "features.child_features")}
     training = TrainingConfig(test_cohort=config.test_cohort, validation_cohort=config.validation_cohort)

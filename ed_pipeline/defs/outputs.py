@@ -15,6 +15,7 @@ from ed_pipeline.defs.features import MART_KEY
 from ed_pipeline.defs.metadata import bar_chart, counts_by, histogram, preview
 from ed_pipeline.defs.model import MODEL_KEY, load_latest_model
 from ed_pipeline.defs.resources import WAREHOUSE
+from ed_pipeline.mart import read_mart
 from ed_pipeline.outputs import community_risk, ward_ranking_chart
 from ed_pipeline.settings import Settings
 
@@ -36,7 +37,7 @@ def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_d
     where = ("not_gld is null" if not assessed
              else f"not_gld is not null and assessment_year = {int(model.cohorts.test)}")
     with warehouse.get_connection() as conn:
-        children = conn.execute(f"select * from features.child_features where {where}").pl()
+        children = read_mart(conn, where)
         places = (conn.execute("select person_id, ward, lsoa from features.child_area").pl()
                   if area == "latest" else None)
     # scored on the features as they were at the prediction date, the model's ward included; the area the child

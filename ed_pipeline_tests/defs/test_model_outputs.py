@@ -97,3 +97,23 @@ def test_a_month_without_a_new_cohort_scores_with_the_champion_and_retrain_train
     assert runs[0].data.params["retrain_reason"] == "asked for (config retrain)"
     assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 2
     assert passed and "candidate is already the champion" not in gate["reasons"]
+
+
+def test_training_and_scoring_read_only_the_marts_documented_columns(refreshed_world, tmp_path):
+    """The YAML documents every column the mart has, and a column added without documenting it (an incremental
+    model's `_row_hash`, say) is not read by training, scoring or the evaluation (`mart.read_mart`)."""
+    import shutil
+
+    from ed_pipeline.mart import documented_columns, read_mart
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(Settings(data_dir=refreshed_world).warehouse_path, warehouse)
+    with duckdb.connect(str(warehouse)) as conn:
+        built = [c for (c,) in conn.execute("select column_name from information_schema.columns where "
+                                            "table_schema = 'features' and table_name = 'child_features' "
+                                            "order by ordinal_position").fetchall()]
+        assert list(documented_columns()) == built
+        before = read_mart(conn, "not_gld is not null", order_by="person_id, prediction_date")
+        conn.execute("alter table features.child_features add column _row_hash ubigint default 7")
+        after = read_mart(conn, "not_gld is not null", order_by="person_id, prediction_date")
+    assert before.height and after.columns == built and after.equals(before)
