@@ -14,6 +14,7 @@ from ed_pipeline_tests.faults.support import (
     KilledThenRerun,
     digests,
     lock_holder,
+    once_unlocked,
     start_cli,
 )
 
@@ -32,7 +33,7 @@ def killed_mid_write(tiny_world: Path, tmp_path_factory) -> KilledThenRerun:
     killed.wait(timeout=600)
 
     def snapshot() -> dict[str, dict[str, tuple[int, int]]]:
-        return {name: digests(data / name) for name in ("agency_zone.duckdb", "warehouse.duckdb")}
+        return {name: digests(once_unlocked(data / name)) for name in ("agency_zone.duckdb", "warehouse.duckdb")}
 
     after_kill, holder = snapshot(), lock_holder(data)
     again = run_cli("refresh", "--only", "ingest", data_dir=data)

@@ -107,6 +107,21 @@ def ended(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def once_unlocked(db: Path, timeout: float = 60) -> Path:
+    """`db`, once no process holds DuckDB's lock on it. A stage process that SIGKILLs its parent and then itself
+    (`resilience.fault_point`) still holds the file for a moment after the parent has been reaped: a read in that
+    moment met the lock (seen under load)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            duckdb.connect(str(db), read_only=True).close()
+            return db
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def lock_holder(data_dir: Path) -> str:
     path = data_dir / LOCK_FILE
     return path.read_text().strip() if path.exists() else ""
