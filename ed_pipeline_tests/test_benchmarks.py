@@ -13,13 +13,18 @@ import pytest
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "full_refresh.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("full_refresh_benchmark", BENCHMARK)
+def _load(path: Path, name: str):
+    """A benchmark script as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load(BENCHMARK, "full_refresh_benchmark")
 
 
 def test_hold_back_and_release_the_last_month(bench, tmp_path):
@@ -123,13 +128,6 @@ def test_markdown_table(bench):
     table = bench.markdown_table(bench.summarise(_measured(samples, runs)))
     assert "| analyse | features (dbt build) | 9.0 | 9.0 | 300 | 0 |" in table
     assert table.splitlines()[-1].startswith("| **total** |")
-
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_scaling_fit_recovers_each_stages_line_and_groups_the_benchmarks_stages(tmp_path, capsys):

@@ -106,7 +106,8 @@ def test_every_metadata_key_and_table_header_a_refresh_writes_is_vocabulary(mont
         for kind in (dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
             for record in instance.get_event_records(dg.EventRecordsFilter(event_type=kind), limit=100_000):
                 data = record.event_log_entry.dagster_event.event_specific_data
-                metadata = data.materialization.metadata if kind.name == "ASSET_MATERIALIZATION" else data.metadata
+                materialised = kind is dg.DagsterEventType.ASSET_MATERIALIZATION
+                metadata = data.materialization.metadata if materialised else data.metadata
                 for key, value in metadata.items():
                     labels.add(key)
                     if isinstance(value, dg.MarkdownMetadataValue) and value.value.startswith("|"):
