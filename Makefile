@@ -32,8 +32,12 @@ refresh: install
 	$(BIN)/ed-pipeline keygen
 	$(BIN)/ed-pipeline refresh
 
+# Two test processes (pytest-xdist), each test file whole in one of them: 867 s -> 595 s on the 2-core machine.
+# Each process makes its own session worlds (no DuckDB file is shared between them). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check ed_pipeline ed_pipeline_tests benchmarks
