@@ -11,6 +11,10 @@ scanned against every identifier, what that audit scanned against the identifier
 rescan when there is no usable state, or when asked (`full_rescan: true` in the check's run config).
 """
 
+import os
+import sys
+from pathlib import Path
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -27,12 +31,33 @@ from ed_pipeline.settings import Settings
 
 RECENT_RUNS = 100
 Texts = dict[str, list[tuple[str, str]]]  # unit -> (location, text)
+LOCAL = "<local>"  # what a directory of the deployment's own is replaced by in the texts scanned
+# Tags MLflow sets from the machine a run started on (login, script, git branch and commit), never from data.
+MACHINE_TAGS = frozenset({"mlflow.user", "mlflow.source.name", "mlflow.source.git.branch", "mlflow.source.git.commit",
+                          "mlflow.source.git.repoURL"})
 __all__ = ["MODEL_ENVIRONMENT_FILES", "is_model_environment_file", "no_identifiers_anywhere"]
 
 
 class PrivacyAuditConfig(dg.Config):
     full_rescan: bool = False  # scan everything against every identifier, whatever the last audit scanned
     max_state_age_days: float = DEFAULT_MAX_AGE_DAYS  # an older audit state is not trusted: full rescan
+
+
+def local_directories(settings: Settings) -> tuple[str, ...]:
+    """The deployment's own directories, longest first: the data directory, Dagster's home, the project and
+    the Python environment. Events name them in every run ("Loading file from /home/john/..."): configuration,
+    not data, and at Essex scale some resident has any common first name or word, so a login or a folder in a
+    path would be found in every run and the blocking audit would stop every refresh."""
+    dirs = {settings.data_dir, Path(__file__).resolve().parents[2], Path(sys.prefix)}
+    if os.environ.get("DAGSTER_HOME"):
+        dirs.add(Path(os.environ["DAGSTER_HOME"]))
+    return tuple(sorted({str(d.resolve()) for d in dirs} - {"/"}, key=len, reverse=True))
+
+
+def without_local(text: str, local: tuple[str, ...]) -> str:
+    for directory in local:
+        text = text.replace(directory, LOCAL)
+    return text
 
 
 def _entry_text(entry) -> str:
@@ -63,16 +88,17 @@ def dagster_runs(instance: dg.DagsterInstance, runs: int = RECENT_RUNS) -> Parts
     return out
 
 
-def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
-                  ) -> list[tuple[str, str]]:
+def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None,
+                  local: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(location, text) for every event of the most recent runs (or of the runs `only` names by unit):
-    metadata, check results, log messages. Each distinct text of a step once (a run over 66 months repeats each
-    materialisation 66 times, but for the month), and the months of each run as one text of their own."""
-    return [t for texts in dagster_texts_by_run(instance, runs, only).values() for t in texts]
+    metadata, check results, log messages, the `local` directories left out. Each distinct text of a step once
+    (a run over 66 months repeats each materialisation 66 times, but for the month), and the months of each run
+    as one text of their own."""
+    return [t for texts in dagster_texts_by_run(instance, runs, only, local).values() for t in texts]
 
 
-def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
-                         ) -> dict[str, list[tuple[str, str]]]:
+def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None,
+                         local: tuple[str, ...] = ()) -> dict[str, list[tuple[str, str]]]:
     """`dagster_texts`, by unit ("dagster run <run id>")."""
     out: dict[str, list[tuple[str, str]]] = {}
     for run in instance.get_runs(limit=runs):
@@ -82,7 +108,7 @@ def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, 
         texts = out[unit] = []
         seen, partitions = set(), set()
         for entry in instance.all_logs(run.run_id):
-            text = (f"dagster run {run.run_id[:8]} {entry.step_key or ''}", _entry_text(entry))
+            text = (f"dagster run {run.run_id[:8]} {entry.step_key or ''}", without_local(_entry_text(entry), local))
             if text not in seen:
                 seen.add(text)
                 texts.append(text)
@@ -93,8 +119,9 @@ def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, 
     return out
 
 
-def mlflow_units(tracking_uri: str) -> Texts:
-    """(location, text) of the params and tags of every MLflow run and registered model version, by unit."""
+def mlflow_units(tracking_uri: str, local: tuple[str, ...] = ()) -> Texts:
+    """(location, text) of the params and tags of every MLflow run and registered model version, by unit; the
+    tags MLflow takes from the machine (`MACHINE_TAGS`) and the `local` directories left out."""
     from mlflow.tracking import MlflowClient  # here: see defs/model.py
 
     client = MlflowClient(tracking_uri)
@@ -102,11 +129,13 @@ def mlflow_units(tracking_uri: str) -> Texts:
     for experiment in client.search_experiments():
         for run in client.search_runs([experiment.experiment_id], max_results=1000):
             texts = [(f"mlflow run {run.info.run_id[:8]} param {k}", v) for k, v in sorted(run.data.params.items())]
-            texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in sorted(run.data.tags.items())]
-            units[f"mlflow run {run.info.run_id}"] = texts
+            texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in sorted(run.data.tags.items())
+                      if k not in MACHINE_TAGS]
+            units[f"mlflow run {run.info.run_id}"] = [(loc, without_local(v, local)) for loc, v in texts]
     for version in client.search_model_versions():
         units[f"mlflow model {version.name} v{version.version}"] = [
-            (f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in sorted(version.tags.items())]
+            (f"mlflow model {version.name} v{version.version} tag {k}", without_local(v, local))
+            for k, v in sorted(version.tags.items())]
     return units
 
 
@@ -123,12 +152,13 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
                             warehouse: DuckDBResource, agency_zone: DuckDBResource) -> dg.AssetCheckResult:
     settings = Settings.from_env()
     runs = dagster_runs(context.instance)  # fingerprints first: an event written after them is scanned next time
-    mlflow = mlflow_units(settings.mlflow_tracking_uri)
+    local = local_directories(settings)
+    mlflow = mlflow_units(settings.mlflow_tracking_uri, local)
     units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
     read: dict[str, int] = {"dagster_texts": 0}
 
     def read_texts(wanted: set[str]) -> dict[str, list[tuple[str, str]]]:
-        texts = dagster_texts_by_run(context.instance, only={u for u in wanted if u in runs})
+        texts = dagster_texts_by_run(context.instance, only={u for u in wanted if u in runs}, local=local)
         read["dagster_texts"] += sum(map(len, texts.values()))
         return {**texts, **{u: mlflow[u] for u in sorted(wanted) if u in mlflow}}
 

@@ -116,12 +116,31 @@ already audited cached identifier hash
 assessment changes chart cluster column decisions distribution docs duration execution failed failures fingerprint
 invocation landed location metric pairs persons preview previously probability problems query ranking records
 refreshed schema seconds seen sizes sources subgroup unreadable wards warnings weights
+adapter advantage agency analyse application arguments asset assetcheckevaluation assetcheckevaluationplanned
+assetcheckevaluationtargetmaterializationdata assetcheckseverity assetkey assetmaterialization
+assetmaterializationplanneddata backend bagging bigint binary bins blocking boolean boolmetadatavalue capturing
+cast code command commit complete computelogscapturedata concurrency constraints copying core created crossfit
+dataframe datetime dbiomanager dbtcli default defs description double duckdb duckdbresource encoding
+engineeventdata episode error executing external finished flag floatmetadatavalue forename found fraction fspath
+gender handle handled handledoutputdata header hours html https ingest init initialization input integer
+intmetadatavalue jsonmetadatavalue keys label lambda leaf leaves lineage linking loaded loadedinputdata logs
+macros manager mapping markdownmetadatavalue materialization materialized matplotlib merge metadata minutes models
+module monotone msgpack ncast newly nullable nullmetadatavalue nysiis output parse parsing partial partition
+partitionkeyrange partitions passed pathmetadatavalue performed pickledobjectfilesystemiomanager pipeline pointer
+process project pseudo pseudonymisationkey pythonartifactmetadatavalue relationship resource resources result
+reviewer rounds runname running select selection sensitive severity shell shown skip smoothing software soundex
+sqlite started starting stderr stdout stepinputdata stepmaterializationdata stepoutputdata stepoutputhandle steps
+stepsuccessdata storage string subset subsetted success successfully superseded suppressed surname tablecolumn
+tablecolumnconstraints tableconstraints tableschema tableschemametadatavalue tags tests text textmetadatavalue
+threads timestamp timewindowpartitionssubset token trend typecheckdata ubigint unit upstream urlmetadatavalue
+using varchar yielded
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
-# the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), which a
-# typo'd surname spells at Essex scale
+# the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), and the
+# words of everything the audit reads of Dagster's runs and MLflow's params (Dagster's messages, event classes and
+# fields; LightGBM's parameters), which a typo'd surname spells at Essex scale
 # (1.5M residents: "Gain", "Zone", "Parses"; 500k: "Share", "Dates", "Leak", "Across", from asset, check, step
 # and dbt model names, metadata keys and Splink's chart); ed_pipeline_tests/privacy/test_vocabulary.py keeps it
-# complete, the metadata keys and table headers read back from a refresh's events
+# complete: the metadata keys and table headers of a refresh's events, and every word the audit reads of them
 
 _COMMON_WORDS = _COMMON_WORDS_TEXT.split()
 

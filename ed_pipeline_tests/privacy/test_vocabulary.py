@@ -115,3 +115,32 @@ def test_every_metadata_key_and_table_header_a_refresh_writes_is_vocabulary(mont
     assert {"cluster_sizes", "preview", "mode"} <= labels  # linked, a preview, the audit's: both refreshes read
     missing = _words(labels) - STOPWORDS
     assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
+
+
+def test_every_word_the_audit_reads_from_dagster_and_mlflow_is_vocabulary(refreshed_world, month_added_world):
+    """Everything the audit reads of Dagster's runs (Dagster's own messages, event classes and fields, our
+    metadata) and of MLflow's params and tags after a full refresh and a month, less the deployment's own
+    directories and MLflow's machine tags: at Essex scale somebody is called almost any word, and one not in the
+    vocabulary would make the blocking audit stop every refresh. Run ids and compute-log keys are random."""
+    import os
+    from unittest import mock
+
+    import dagster as dg
+
+    from ed_pipeline.defs.privacy_audit import LOCAL, dagster_texts, local_directories, mlflow_units
+    from ed_pipeline.privacy.leak_scan import _prepare_text
+    from ed_pipeline.settings import Settings
+
+    settings = Settings(data_dir=month_added_world)
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(month_added_world / "dagster")}), \
+            dg.DagsterInstance.get() as instance:
+        # the month's world is a copy of the refreshed one, whose directory its first runs' events name
+        local = (*local_directories(settings), str(refreshed_world.resolve()))
+        texts = dagster_texts(instance, local=local)
+    texts += [t for items in mlflow_units(settings.mlflow_tracking_uri, local).values() for t in items]
+    assert any(LOCAL in text for _, text in texts)  # the directories were there, and left out
+    random = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|file_key='[a-z]+'|dagster run [0-9a-f]{8}")
+    words = {w for w in _words(random.sub(" ", _prepare_text(f"{loc} {text}")) for loc, text in texts)
+             if not set(w) <= set("abcdef")}  # a piece of a hash or id can be all letters a-f
+    missing = words - STOPWORDS
+    assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
