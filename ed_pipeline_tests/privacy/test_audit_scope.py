@@ -2,9 +2,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ed_pipeline.defs.privacy_audit import dagster_texts, is_model_environment_file
+from ed_pipeline.defs.privacy_audit import dagster_texts, is_model_environment_file, local_directories, without_local
 from ed_pipeline.privacy.leak_scan import identifiers_from_records, scan_texts
+from ed_pipeline.settings import Settings
 from ed_pipeline_tests.privacy.records import records
+
+
+def test_the_deployments_own_directories_are_left_out_of_the_texts_read(tmp_path) -> None:
+    """Events name the data directory in every run: a folder named like a resident (a login) is configuration,
+    not a leak, and would otherwise fail every audit."""
+    settings = Settings(data_dir=tmp_path / "home" / "jonathon" / "data")
+    text = f"Loading file from {settings.data_dir}/warehouse.duckdb"
+    ids = identifiers_from_records(records())
+    assert scan_texts([("dagster run x", text)], ids)  # Jonathon Pemberton-Smythe's forename
+    left = without_local(text, local_directories(settings))
+    assert left == "Loading file from <local>/warehouse.duckdb" and not scan_texts([("dagster run x", left)], ids)
 
 
 def test_only_mlflow_model_environment_files_are_left_out_of_the_artifact_scan(tmp_path) -> None:
