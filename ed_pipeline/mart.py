@@ -15,10 +15,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ed_pipeline.settings import DBT_PROJECT_DIR
+from ed_pipeline.settings import DBT_PROJECT_DIR, dbt_target_path
 
 MART = "child_features"
-MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+MANIFEST = DBT_PROJECT_DIR / dbt_target_path() / "manifest.json"
 
 
 @cache

@@ -108,6 +108,14 @@ class Settings:
         return sorted(months)
 
 
+def dbt_target_path() -> Path:
+    """dbt's target directory (the manifest, the partial parse, each run's artifacts), relative to the dbt
+    project: `DBT_TARGET_PATH`, which dbt and dagster-dbt read too, else target/. Processes that build against
+    different warehouses at once (the parallel test processes) each need one: dbt parses partially only with the
+    profile of the last parse in it."""
+    return Path(os.environ.get("DBT_TARGET_PATH", "target"))
+
+
 def dbt_executable() -> str:
     """The dbt beside this Python (the project's venv) even when its bin/ is not on PATH; else `dbt` on PATH."""
     beside = Path(sys.executable).parent / "dbt"

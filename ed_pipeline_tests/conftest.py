@@ -12,6 +12,12 @@ import pytest
 
 from ed_pipeline.settings import Settings
 
+# Each parallel test process (pytest-xdist worker) its own dbt target directory, read by dbt, dagster-dbt and
+# every process a test starts: the processes build against different warehouses, and a parse for one profile
+# stops the other's builds from parsing partially (and prunes its run targets).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["DBT_TARGET_PATH"] = f"target/{os.environ['PYTEST_XDIST_WORKER']}"
+
 # A fixed test key (never a real one): 32 bytes, hex.
 TEST_KEY = "00112233445566778899aabbccddeeff" * 2
 TINY_PEOPLE = 8_000

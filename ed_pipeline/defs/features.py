@@ -33,7 +33,7 @@ from packaging import version
 
 from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.metadata import PREVIEW_ROWS, bar_chart, column_schema, preview
-from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable
+from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable, dbt_target_path
 
 # Every layer is in the Dagster group "features", so that selecting the group builds the mart and everything
 # under it; the layer (staging / intermediate / marts) is a tag, and its schema the asset key's first part.
@@ -123,7 +123,7 @@ def _parse(project: DbtProject) -> None:
     project.manifest_path.with_name(PARSED_FOR).write_text(_build_warehouse())
 
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=dbt_target_path())
 prepare_manifest(dbt_project)
 
 

@@ -104,12 +104,12 @@ def test_materialise_features_through_dagster(built):
     dbt_logs = [m for m in logs if m.startswith("dbt build output")]
     assert len(dbt_logs) == 1 and "child_features" in dbt_logs[0], logs[:5]
     # parsed for this warehouse (the fixture's `prepare_manifest`), the build re-used the parse
-    (build_log,) = (DBT_PROJECT_DIR / "target").glob(f"dbt_features-{built.result.run_id[:7]}-*/dbt.log")
+    (build_log,) = dbt_project.manifest_path.parent.glob(f"dbt_features-{built.result.run_id[:7]}-*/dbt.log")
     assert "Unable to do partial parsing" not in build_log.read_text()
     # the dbt process was pointed at the warehouse only: this process's environment is as it was
     assert "ED_WAREHOUSE_DB" not in os.environ or os.environ["ED_WAREHOUSE_DB"] != str(built.warehouse)
     # older runs' target directories were removed, the newest kept
-    assert len(list((DBT_PROJECT_DIR / "target").glob(f"{RUN_TARGET_PREFIX}*"))) <= KEEP_RUN_TARGETS
+    assert len(list(dbt_project.manifest_path.parent.glob(f"{RUN_TARGET_PREFIX}*"))) <= KEEP_RUN_TARGETS
 
 
 def test_only_the_newest_run_targets_are_kept(tmp_path):
