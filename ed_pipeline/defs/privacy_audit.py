@@ -27,11 +27,11 @@ from ed_pipeline.privacy.audit import (
     run_audit,
     sha256_text,
 )
+from ed_pipeline.privacy.leak_scan import without_local
 from ed_pipeline.settings import Settings
 
 RECENT_RUNS = 100
 Texts = dict[str, list[tuple[str, str]]]  # unit -> (location, text)
-LOCAL = "<local>"  # what a directory of the deployment's own is replaced by in the texts scanned
 # Tags MLflow sets from the machine a run started on (login, script, git branch and commit), never from data.
 MACHINE_TAGS = frozenset({"mlflow.user", "mlflow.source.name", "mlflow.source.git.branch", "mlflow.source.git.commit",
                           "mlflow.source.git.repoURL"})
@@ -44,20 +44,12 @@ class PrivacyAuditConfig(dg.Config):
 
 
 def local_directories(settings: Settings) -> tuple[str, ...]:
-    """The deployment's own directories, longest first: the data directory, Dagster's home, the project and
-    the Python environment. Events name them in every run ("Loading file from /home/john/..."): configuration,
-    not data, and at Essex scale some resident has any common first name or word, so a login or a folder in a
-    path would be found in every run and the blocking audit would stop every refresh."""
+    """The deployment's own directories, longest first, that the audit leaves out of what it reads
+    (`leak_scan.without_local`): the data directory, Dagster's home, the project and the Python environment."""
     dirs = {settings.data_dir, Path(__file__).resolve().parents[2], Path(sys.prefix)}
     if os.environ.get("DAGSTER_HOME"):
         dirs.add(Path(os.environ["DAGSTER_HOME"]))
     return tuple(sorted({str(d.resolve()) for d in dirs} - {"/"}, key=len, reverse=True))
-
-
-def without_local(text: str, local: tuple[str, ...]) -> str:
-    for directory in local:
-        text = text.replace(directory, LOCAL)
-    return text
 
 
 def _entry_text(entry) -> str:
@@ -165,7 +157,7 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
     with agency_zone.get_connection() as agency, warehouse.get_connection() as conn:
         result = run_audit(agency, conn, settings.audit_state_path, text_units=units, read_texts=read_texts,
                            artifact_root=settings.mlflow_artifact_root, full=config.full_rescan,
-                           max_age_days=config.max_state_age_days, run_id=context.run.run_id)
+                           max_age_days=config.max_state_age_days, run_id=context.run.run_id, local=local)
     return dg.AssetCheckResult(
         passed=result.passed,
         metadata={

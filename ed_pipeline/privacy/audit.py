@@ -220,11 +220,13 @@ class AuditResult:
 def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection, state_path: Path, *,
               text_units: Parts | None = None, read_texts: TextReader | None = None,
               artifact_root: Path | None = None, full: bool = False, max_age_days: float = DEFAULT_MAX_AGE_DAYS,
-              identifier_schema: str = "validated", run_id: str | None = None) -> AuditResult:
+              identifier_schema: str = "validated", run_id: str | None = None,
+              local: tuple[str, ...] = ()) -> AuditResult:
     """Every identifier of `agency` (its `identifier_schema` tables) looked for in every table and view of
     `warehouse`, in the texts of `text_units` (unit -> {"*": fingerprint}; `read_texts(units)` gives their
-    (location, text)) and in the files under `artifact_root`; incrementally from the state at `state_path`
-    (see the module's docstring), which a passing audit then replaces."""
+    (location, text)) and in the files under `artifact_root` (the `local` directories left out of them);
+    incrementally from the state at `state_path` (see the module's docstring), which a passing audit then
+    replaces."""
     rules = rules_fingerprint()
     if full:
         state, mode = None, "full rescan asked for"
@@ -306,9 +308,9 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     files = {str(p.relative_to(root)): {"*": sha256_file(p)} for p in paths}
     fresh, kept = split("files", files)
     if fresh:
-        leaks += scan_files([root / f for f in sorted(fresh)], identifiers)
+        leaks += scan_files([root / f for f in sorted(fresh)], identifiers, local=local)
     if kept and len(new_ids):
-        leaks += scan_files([root / f for f in sorted(kept)], new_ids, prefilter=True)
+        leaks += scan_files([root / f for f in sorted(kept)], new_ids, prefilter=True, local=local)
 
     leaks = _merge(leaks)
     if not leaks:  # the state says what a *passing* audit scanned: after a failure the next one rescans it all

@@ -134,13 +134,45 @@ stepsuccessdata storage string subset subsetted success successfully superseded 
 tablecolumnconstraints tableconstraints tableschema tableschemametadatavalue tags tests text textmetadatavalue
 threads timestamp timewindowpartitionssubset token trend typecheckdata ubigint unit upstream urlmetadatavalue
 using varchar yielded
+adapted additional adjusted adjustment adjustments advanced agencies alone alpha altair amongst anchor anonymous
+appendchild article artifact artifacts async attached automated average axis bands bayes begin below benchmarks
+bias bind birthday bloom boost boosting boundaries built bundle bynode bytes calculation calibratedriskmodel
+calibrator candidates carries catch categorical cegb charset charts checked chose clip cloudpickle coalesce
+collections color comparison comparisons completed components concurrent conda condition console const construct
+contact context continuousheight continuouswidth contri convergence coupled createelement crossorigin
+currentscript customcomparison dart dataset datum decay decreasing dedupe define delete delta depth descending
+details deterministic device dialect differences differs direct discreteheight discretewidth display displaychart
+doctype document drawn drives drop dtype earlier edges educational embed embedopt enable encodings equal
+equivalent errors eval evidence example extra extrapolated factor fairness families fell figures filename filter
+flavors follows forcedbins forcedsplits foundation freq frequency function gamma gbdt gdpr generate getelementbyid
+github grad gridcolor griddash gridwidth groups height hessian hint hints histogram ignore importance importances
+independent individuals info informs infos inputs integrities integrity intended interaction internal interpolate
+interval iterations itself javascript jsdelivr judgement labelalign labelanchor labelangle labellimit labels
+lambdarank latest lazy learner levels lgbmclassifier lgbmregressor lightgbm likely limitations linear linker
+listen lite load loader loading loads logistic logloss machine machines matches matching maxextent maybeloadscript
+meals measure median message meta method middle minimum missed missing modelling modulename mouse mousewheel multi
+needs node noext nominal norm normal nullif objective offer offering onehot onerror onload onnodecreated opens
+ordereddict ordinal orient outputdiv outside overall pandas parameters params paths penalty pending perfectly
+phonetic platform poisson port position practitioner precise predict predictions prefix previouselementsibling
+prior professional profile promise prompts provenance purpose pyfunc python quant quantitative quantized random
+ranks reaching refit reflect regression regularization reject renew repaired requirejs resolve retain reviewed
+roughly rounding sample sampling saved scale scales scorer scores script separate serial serialization services
+serving settings shift shifted showerror shrinkage sigmoid signature similarity sklearn skops smooth sooner sparse
+spec special splink splinkchartloads splinkchartrequire splinkrequire split sqrt stochastic stop strategy
+streamable strongest subgroups subtitle summary support teams template temporal tensor term textcontent third
+threshold ticks times timings title titlealign titleangle titlefontweight tooltip tracking tradeoff transform
+triggers truncated truncation trusted tweedie typehints typeof types ubsb unbalance uniform universal unrecorded
+uses utils uuid variance vconcat vector vega vegaembed verbosity virtualenv whose width windows wise withholds
+words xgboost yaml zero zoom
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), and the
-# words of everything the audit reads of Dagster's runs and MLflow's params (Dagster's messages, event classes and
-# fields; LightGBM's parameters), which a typo'd surname spells at Essex scale
+# words of everything the audit reads of Dagster's runs and of MLflow (Dagster's messages, event classes and
+# fields; LightGBM's parameters and model text; the model card; Splink's Vega-Lite charts; MLmodel files), which
+# a typo'd surname spells at Essex scale
 # (1.5M residents: "Gain", "Zone", "Parses"; 500k: "Share", "Dates", "Leak", "Across", from asset, check, step
 # and dbt model names, metadata keys and Splink's chart); ed_pipeline_tests/privacy/test_vocabulary.py keeps it
 # complete: the metadata keys and table headers of a refresh's events, and every word the audit reads of them
+# and of MLflow's artifacts
 
 _COMMON_WORDS = _COMMON_WORDS_TEXT.split()
 
@@ -1009,10 +1041,12 @@ def text_entries_needed(ids: IdentifierSet) -> tuple[list[list[str]], list[str]]
     return phrases, [TEXT_ALWAYS, *(TEXT_DOB + d for d in dobs)]
 
 
-def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilter: bool = False) -> list[Leak]:
+def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilter: bool = False,
+               local: tuple[str, ...] = ()) -> list[Leak]:
     """Leaks in files (directories are walked): DuckDB files are scanned table by table, Parquet files column by
     column, images by their embedded text (a PNG's pixels hold no text to find), CSV files field by field, and
-    anything else line by line as text (binary files as Latin-1, so that ASCII runs inside them are seen).
+    anything else line by line as text (binary files as Latin-1, so that ASCII runs inside them are seen), the
+    `local` directories left out of it (`without_local`).
     Fields and lines are separate cells: a name never spans two of them, so none is made up across a boundary
     (the label "ward" before the value "Lee Chapel North" is not the name "Ward Lee")."""
     leaks: list[Leak] = []
@@ -1031,10 +1065,23 @@ def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilte
             finally:
                 conn.close()
         elif suffix in IMAGE_SUFFIXES:
-            texts += [(str(path), value) for value in _image_texts(path)]
+            texts += [(str(path), without_local(value, local)) for value in _image_texts(path)]
         else:
-            texts += [(str(path), cell) for cell in _file_cells(path)]
+            texts += [(str(path), without_local(cell, local)) for cell in _file_cells(path)]
     return leaks + scan_texts(texts, identifiers, prefilter)
+
+
+LOCAL = "<local>"  # what a directory of the deployment's own is replaced by in the texts scanned
+
+
+def without_local(text: str, local: tuple[str, ...]) -> str:
+    """`text` with each of the `local` directories (the deployment's own: its data directory, the project, the
+    Python environment; longest first) replaced by `LOCAL`. Events and MLflow's files name them ("file:///home/
+    john/..."): configuration, not data, and at Essex scale some resident has any common first name or word, so
+    a login or a folder would be found in every run and the blocking audit would stop every refresh."""
+    for directory in local:
+        text = text.replace(directory, LOCAL)
+    return text
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")

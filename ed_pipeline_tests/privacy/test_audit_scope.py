@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ed_pipeline.defs.privacy_audit import dagster_texts, is_model_environment_file, local_directories, without_local
-from ed_pipeline.privacy.leak_scan import identifiers_from_records, scan_texts
+from ed_pipeline.defs.privacy_audit import dagster_texts, is_model_environment_file, local_directories
+from ed_pipeline.privacy.leak_scan import identifiers_from_records, scan_files, scan_texts, without_local
 from ed_pipeline.settings import Settings
 from ed_pipeline_tests.privacy.records import records
 
@@ -17,6 +17,10 @@ def test_the_deployments_own_directories_are_left_out_of_the_texts_read(tmp_path
     assert scan_texts([("dagster run x", text)], ids)  # Jonathon Pemberton-Smythe's forename
     left = without_local(text, local_directories(settings))
     assert left == "Loading file from <local>/warehouse.duckdb" and not scan_texts([("dagster run x", left)], ids)
+    # MLflow's MLmodel file names its own directory
+    mlmodel = tmp_path / "MLmodel"
+    mlmodel.write_text(f"artifact_path: file://{settings.data_dir}/mlflow/artifacts\n")
+    assert scan_files([mlmodel], ids) and not scan_files([mlmodel], ids, local=local_directories(settings))
 
 
 def test_only_mlflow_model_environment_files_are_left_out_of_the_artifact_scan(tmp_path) -> None:
