@@ -1050,7 +1050,6 @@ def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilte
     Fields and lines are separate cells: a name never spans two of them, so none is made up across a boundary
     (the label "ward" before the value "Lee Chapel North" is not the name "Ward Lee")."""
     leaks: list[Leak] = []
-    texts: list[tuple[str, str]] = []
     for path in _walk(paths):
         suffix = path.suffix.lower()
         if suffix in (".duckdb", ".ddb"):
@@ -1064,11 +1063,23 @@ def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilte
                           for leak in scan_duckdb(conn, identifiers, prefilter=prefilter)]
             finally:
                 conn.close()
-        elif suffix in IMAGE_SUFFIXES:
-            texts += [(str(path), without_local(value, local)) for value in _image_texts(path)]
-        else:
-            texts += [(str(path), without_local(cell, local)) for cell in _file_cells(path)]
-    return leaks + scan_texts(texts, identifiers, prefilter)
+    return leaks + scan_texts(file_texts(paths, local), identifiers, prefilter)
+
+
+TABLE_SUFFIXES = (".duckdb", ".ddb", ".parquet")  # files `scan_files` reads as tables, not as text
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+
+def file_texts(paths: Iterable[str | Path], local: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(location, text) of the text cells of the files that are not tables, as `scan_files` reads them: an
+    image's embedded text, a CSV file's fields, any other file's lines; the `local` directories left out."""
+    texts: list[tuple[str, str]] = []
+    for path in _walk(paths):
+        suffix = path.suffix.lower()
+        if suffix not in TABLE_SUFFIXES:
+            cells = _image_texts(path) if suffix in IMAGE_SUFFIXES else _file_cells(path)
+            texts += [(str(path), without_local(cell, local)) for cell in cells]
+    return texts
 
 
 LOCAL = "<local>"  # what a directory of the deployment's own is replaced by in the texts scanned
@@ -1082,9 +1093,6 @@ def without_local(text: str, local: tuple[str, ...]) -> str:
     for directory in local:
         text = text.replace(directory, LOCAL)
     return text
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 
 def _image_texts(path: Path) -> list[str]:

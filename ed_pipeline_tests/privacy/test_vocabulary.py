@@ -147,19 +147,13 @@ def test_every_word_the_audit_reads_from_dagster_and_mlflow_is_vocabulary(refres
 
 
 def _artifact_words(root, local: tuple[str, ...]) -> set[str]:
-    """The words of MLflow's artifact files as the audit reads them (`scan_files`: text line by line, an image's
-    embedded text, the `local` directories left out; the files MLflow writes to rebuild a model's environment are
-    not read; Parquet and DuckDB files hold values, not labels)."""
+    """The words of MLflow's artifact files as the audit reads them (the files MLflow writes to rebuild a model's
+    environment are not read; Parquet and DuckDB files hold values, not labels)."""
     from ed_pipeline.privacy.audit import is_model_environment_file
-    from ed_pipeline.privacy.leak_scan import IMAGE_SUFFIXES, _file_cells, _image_texts, _prepare_text, without_local
+    from ed_pipeline.privacy.leak_scan import _prepare_text, file_texts
 
-    cells: list[str] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not is_model_environment_file(p)):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            cells += _image_texts(path)
-        elif path.suffix.lower() not in (".parquet", ".duckdb", ".ddb"):
-            cells += _file_cells(path)
-    return {w for w in _words(_prepare_text(without_local(cell, local)) for cell in cells)
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and not is_model_environment_file(p))
+    return {w for w in _words(_prepare_text(text) for _, text in file_texts(paths, local))
             if not set(w) <= set("abcdef")}
 
 
