@@ -12,6 +12,7 @@ rescan when there is no usable state, or when asked (`full_rescan: true` in the 
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,9 @@ Texts = dict[str, list[tuple[str, str]]]  # unit -> (location, text)
 # Tags MLflow sets from the machine a run started on (login, script, git branch and commit), never from data.
 MACHINE_TAGS = frozenset({"mlflow.user", "mlflow.source.name", "mlflow.source.git.branch", "mlflow.source.git.commit",
                           "mlflow.source.git.repoURL"})
+# Dagster's run and code-version ids, in every event: random, and a group of four hex digits can spell a surname
+# ("cade", "eade"), which would stop a refresh in a few thousand.
+RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 __all__ = ["MODEL_ENVIRONMENT_FILES", "is_model_environment_file", "no_identifiers_anywhere"]
 
 
@@ -53,10 +57,11 @@ def local_directories(settings: Settings) -> tuple[str, ...]:
 
 
 def _entry_text(entry) -> str:
-    """An event's message and data, without its partition key (scanned once per run, see `dagster_texts`)."""
+    """An event's message and data, without its partition key (scanned once per run, see `dagster_texts`) and
+    Dagster's random ids."""
     event = entry.dagster_event
     payload = repr(_without_partition(event.event_specific_data)) if event is not None else ""
-    return f"{entry.user_message}\n{payload}"
+    return RANDOM_ID.sub("<id>", f"{entry.user_message}\n{payload}")
 
 
 def _without_partition(data):

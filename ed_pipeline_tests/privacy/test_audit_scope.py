@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ed_pipeline.defs.privacy_audit import dagster_texts, is_model_environment_file, local_directories
+from ed_pipeline.defs.privacy_audit import RANDOM_ID, dagster_texts, is_model_environment_file, local_directories
 from ed_pipeline.privacy.leak_scan import identifiers_from_records, scan_files, scan_texts, without_local
 from ed_pipeline.settings import Settings
 from ed_pipeline_tests.privacy.records import records
@@ -62,3 +62,6 @@ def test_a_run_over_many_months_is_read_as_one_text_per_step_and_its_months(tmp_
     assert len(logs) == 3  # each month's own message: different texts
     found = scan_texts(texts, identifiers_from_records(records()))
     assert [(leak.kind, leak.count) for leak in found] == [("name", 1)]
+    # the run's id (in its code-version tags) is not read: a group of it could spell a surname
+    assert not any(result.run_id[:8] in t or RANDOM_ID.search(t) for _, t in texts)
+    assert any("<id>" in t for _, t in texts)
