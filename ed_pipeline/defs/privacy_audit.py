@@ -28,7 +28,6 @@ from ed_pipeline.privacy.audit import (
     run_audit,
     sha256_text,
 )
-from ed_pipeline.privacy.leak_scan import without_local
 from ed_pipeline.settings import Settings
 
 RECENT_RUNS = 100
@@ -48,7 +47,7 @@ class PrivacyAuditConfig(dg.Config):
 
 
 def local_directories(settings: Settings) -> tuple[str, ...]:
-    """The deployment's own directories, longest first, that the audit leaves out of what it reads
+    """The deployment's own directories, longest first, that the audit leaves out of everything it reads
     (`leak_scan.without_local`): the data directory, Dagster's home, the project and the Python environment."""
     dirs = {settings.data_dir, Path(__file__).resolve().parents[2], Path(sys.prefix)}
     if os.environ.get("DAGSTER_HOME"):
@@ -85,17 +84,16 @@ def dagster_runs(instance: dg.DagsterInstance, runs: int = RECENT_RUNS) -> Parts
     return out
 
 
-def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None,
-                  local: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
+                  ) -> list[tuple[str, str]]:
     """(location, text) for every event of the most recent runs (or of the runs `only` names by unit):
-    metadata, check results, log messages, the `local` directories left out. Each distinct text of a step once
-    (a run over 66 months repeats each materialisation 66 times, but for the month), and the months of each run
-    as one text of their own."""
-    return [t for texts in dagster_texts_by_run(instance, runs, only, local).values() for t in texts]
+    metadata, check results, log messages. Each distinct text of a step once (a run over 66 months repeats each
+    materialisation 66 times, but for the month), and the months of each run as one text of their own."""
+    return [t for texts in dagster_texts_by_run(instance, runs, only).values() for t in texts]
 
 
-def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None,
-                         local: tuple[str, ...] = ()) -> dict[str, list[tuple[str, str]]]:
+def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
+                         ) -> dict[str, list[tuple[str, str]]]:
     """`dagster_texts`, by unit ("dagster run <run id>")."""
     out: dict[str, list[tuple[str, str]]] = {}
     for run in instance.get_runs(limit=runs):
@@ -105,7 +103,7 @@ def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, 
         texts = out[unit] = []
         seen, partitions = set(), set()
         for entry in instance.all_logs(run.run_id):
-            text = (f"dagster run {run.run_id[:8]} {entry.step_key or ''}", without_local(_entry_text(entry), local))
+            text = (f"dagster run {run.run_id[:8]} {entry.step_key or ''}", _entry_text(entry))
             if text not in seen:
                 seen.add(text)
                 texts.append(text)
@@ -116,9 +114,9 @@ def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, 
     return out
 
 
-def mlflow_units(tracking_uri: str, local: tuple[str, ...] = ()) -> Texts:
+def mlflow_units(tracking_uri: str) -> Texts:
     """(location, text) of the params and tags of every MLflow run and registered model version, by unit; the
-    tags MLflow takes from the machine (`MACHINE_TAGS`) and the `local` directories left out."""
+    tags MLflow takes from the machine (`MACHINE_TAGS`) left out."""
     from mlflow.tracking import MlflowClient  # here: see defs/model.py
 
     client = MlflowClient(tracking_uri)
@@ -128,11 +126,10 @@ def mlflow_units(tracking_uri: str, local: tuple[str, ...] = ()) -> Texts:
             texts = [(f"mlflow run {run.info.run_id[:8]} param {k}", v) for k, v in sorted(run.data.params.items())]
             texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in sorted(run.data.tags.items())
                       if k not in MACHINE_TAGS]
-            units[f"mlflow run {run.info.run_id}"] = [(loc, without_local(v, local)) for loc, v in texts]
+            units[f"mlflow run {run.info.run_id}"] = texts
     for version in client.search_model_versions():
         units[f"mlflow model {version.name} v{version.version}"] = [
-            (f"mlflow model {version.name} v{version.version} tag {k}", without_local(v, local))
-            for k, v in sorted(version.tags.items())]
+            (f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in sorted(version.tags.items())]
     return units
 
 
@@ -149,20 +146,20 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
                             warehouse: DuckDBResource, agency_zone: DuckDBResource) -> dg.AssetCheckResult:
     settings = Settings.from_env()
     runs = dagster_runs(context.instance)  # fingerprints first: an event written after them is scanned next time
-    local = local_directories(settings)
-    mlflow = mlflow_units(settings.mlflow_tracking_uri, local)
+    mlflow = mlflow_units(settings.mlflow_tracking_uri)
     units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
     read: dict[str, int] = {"dagster_texts": 0}
 
     def read_texts(wanted: set[str]) -> dict[str, list[tuple[str, str]]]:
-        texts = dagster_texts_by_run(context.instance, only={u for u in wanted if u in runs}, local=local)
+        texts = dagster_texts_by_run(context.instance, only={u for u in wanted if u in runs})
         read["dagster_texts"] += sum(map(len, texts.values()))
         return {**texts, **{u: mlflow[u] for u in sorted(wanted) if u in mlflow}}
 
     with agency_zone.get_connection() as agency, warehouse.get_connection() as conn:
         result = run_audit(agency, conn, settings.audit_state_path, text_units=units, read_texts=read_texts,
                            artifact_root=settings.mlflow_artifact_root, full=config.full_rescan,
-                           max_age_days=config.max_state_age_days, run_id=context.run.run_id, local=local)
+                           max_age_days=config.max_state_age_days, run_id=context.run.run_id,
+                           local=local_directories(settings))
     return dg.AssetCheckResult(
         passed=result.passed,
         metadata={

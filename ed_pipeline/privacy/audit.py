@@ -58,6 +58,7 @@ from ed_pipeline.privacy.leak_scan import (
     table_fingerprints,
     text_entries_needed,
     text_index_entries,
+    without_local,
 )
 
 STATE_VERSION = 1
@@ -224,9 +225,9 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
               local: tuple[str, ...] = ()) -> AuditResult:
     """Every identifier of `agency` (its `identifier_schema` tables) looked for in every table and view of
     `warehouse`, in the texts of `text_units` (unit -> {"*": fingerprint}; `read_texts(units)` gives their
-    (location, text)) and in the files under `artifact_root` (the `local` directories left out of them);
-    incrementally from the state at `state_path` (see the module's docstring), which a passing audit then
-    replaces."""
+    (location, text)) and in the files under `artifact_root`, the `local` directories left out of all of them
+    (`without_local`); incrementally from the state at `state_path` (see the module's docstring), which a
+    passing audit then replaces."""
     rules = rules_fingerprint()
     if full:
         state, mode = None, "full rescan asked for"
@@ -288,15 +289,19 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     text_index = load_text_index(state_path, state)
     text_rows = [text_index.filter(pl.col("unit").is_in(list(kept)))] if text_index is not None else []
     texts_read_again = (0, len(kept))
+
+    def read_local(units: set[str]) -> dict[str, list[tuple[str, str]]]:  # the `local` directories left out
+        return {u: [(loc, without_local(t, local)) for loc, t in items] for u, items in read_texts(units).items()}
+
     if read_texts is not None:
         if fresh:
-            read = read_texts(set(fresh))
+            read = read_local(set(fresh))
             leaks += scan_texts([t for u in sorted(read) for t in read[u]], identifiers)
             text_rows.append(text_index_of(read))
         if kept and len(new_ids):
             # the texts already audited that could hold a new identifier (all of them without an index)
             wanted = flagged_units(text_index, set(kept), new_ids)
-            read = read_texts(wanted) if wanted else {}
+            read = read_local(wanted) if wanted else {}
             leaks += scan_texts([t for u in sorted(read) for t in read[u]], new_ids, prefilter=True)
             unindexed = {u: v for u, v in read.items() if text_index is None or u not in set(text_index["unit"])}
             text_rows.append(text_index_of(unindexed))

@@ -470,3 +470,13 @@ def test_a_text_is_read_again_for_a_new_address_only_where_its_words_follow_one_
     assert world.texts_read[-1] == {"dagster run 6"}
     assert ("dagster run 6 note", "address") in _found(result), result.leaks
     assert not {loc for loc, _ in _found(result)} & {"dagster run 4 note", "dagster run 5 a", "dagster run 5 b"}
+
+
+def test_the_deployments_directories_are_left_out_of_the_texts_and_files_it_reads(world: World):
+    """A data directory under a login named like a resident, in a run's events and an MLmodel file: found as
+    a name unless the audit is told it is the deployment's own."""
+    home = "/home/jonathon/ed_pipeline/data"  # Jonathon Pemberton-Smythe's forename
+    world.texts["dagster run 9"] = [("dagster run 9 step", f"Loading file from {home}/warehouse.duckdb")]
+    (world.artifacts / "MLmodel").write_text(f"artifact_path: file://{home}/mlflow/artifacts\n")
+    assert {kind for _, kind in _found(world.audit())} == {"name"}
+    assert world.audit(local=(home,)).passed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from ed_pipeline.defs.privacy_audit import RANDOM_ID
 from ed_pipeline.modelling import FEATURES, SUBGROUPS, TrainingConfig, train_and_evaluate
 from ed_pipeline.modelling.synthetic import synthetic_features
 from ed_pipeline.privacy.leak_scan import MIN_NAME_LETTERS, STOPWORDS
@@ -119,8 +120,7 @@ def test_every_metadata_key_and_table_header_a_refresh_writes_is_vocabulary(mont
 
 # Random ids the audit reads (8 random letters spell a surname at odds of 1 in 26^8, negligible): UUIDs, Dagster's
 # compute-log keys and run-id prefixes, Splink's linker id (letters and digits: all letters in 7% of refreshes)
-RANDOM = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|file_key='[a-z]+'|dagster run [0-9a-f]{8}"
-                    r"|\"linker_uid\": \"[a-z0-9]+\"")
+RANDOM = re.compile(RANDOM_ID.pattern + r"|file_key='[a-z]+'|dagster run [0-9a-f]{8}|\"linker_uid\": \"[a-z0-9]+\"")
 
 
 def _non_random_words(texts) -> set[str]:
@@ -139,7 +139,7 @@ def test_every_word_the_audit_reads_from_dagster_and_mlflow_is_vocabulary(refres
     import dagster as dg
 
     from ed_pipeline.defs.privacy_audit import dagster_texts, local_directories, mlflow_units
-    from ed_pipeline.privacy.leak_scan import LOCAL, _prepare_text
+    from ed_pipeline.privacy.leak_scan import LOCAL, _prepare_text, without_local
     from ed_pipeline.settings import Settings
 
     settings = Settings(data_dir=month_added_world)
@@ -147,8 +147,9 @@ def test_every_word_the_audit_reads_from_dagster_and_mlflow_is_vocabulary(refres
             dg.DagsterInstance.get() as instance:
         # the month's world is a copy of the refreshed one, whose directory its first runs' events name
         local = (*local_directories(settings), str(refreshed_world.resolve()))
-        texts = dagster_texts(instance, local=local)
-    texts += [t for items in mlflow_units(settings.mlflow_tracking_uri, local).values() for t in items]
+        texts = dagster_texts(instance)
+    texts += [t for items in mlflow_units(settings.mlflow_tracking_uri).values() for t in items]
+    texts = [(loc, without_local(text, local)) for loc, text in texts]  # as the audit reads them
     assert any(LOCAL in text for _, text in texts)  # the directories were there, and left out
     words = _non_random_words(_prepare_text(f"{loc} {text}") for loc, text in texts)
     missing = words - STOPWORDS
