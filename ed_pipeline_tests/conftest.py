@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,40 +32,67 @@ def tiny_world(tmp_path_factory) -> Path:
     """A tiny world's data directory (landing/ and truth/), generated once per session; copy before writing."""
     from ed_pipeline.synth import SynthConfig, generate
 
-    data_dir = tmp_path_factory.mktemp("tiny_world")
-    generate(
-        SynthConfig(people=TINY_PEOPLE, seed=TINY_SEED, first_month=TINY_FIRST, last_month=TINY_LAST),
-        data_dir / "landing",
-        data_dir / "truth",
-    )
-    return data_dir
+    def build(data_dir: Path) -> None:
+        generate(
+            SynthConfig(people=TINY_PEOPLE, seed=TINY_SEED, first_month=TINY_FIRST, last_month=TINY_LAST),
+            data_dir / "landing",
+            data_dir / "truth",
+        )
+
+    return session_world(tmp_path_factory, "tiny_world", build)
 
 
 @pytest.fixture(scope="session")
 def refreshed_world(tiny_world: Path, tmp_path_factory) -> Path:
     """The tiny world after one full `ed-pipeline refresh`, with its last month held back in `held_back/`
     (tests that add a month move it into landing/). Shared: copy it (`refreshed_copy`) before writing."""
-    data_dir = tmp_path_factory.mktemp("refreshed") / "data"
-    shutil.copytree(tiny_world, data_dir)
-    for source_dir in sorted((data_dir / "landing").iterdir()):
-        last = source_dir / f"{TINY_LAST}.csv"
-        if last.exists():
-            (data_dir / "held_back" / source_dir.name).mkdir(parents=True, exist_ok=True)
-            shutil.move(last, data_dir / "held_back" / source_dir.name / last.name)
-    result = run_cli("refresh", data_dir=data_dir)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return data_dir
+
+    def build(data_dir: Path) -> None:
+        shutil.copytree(tiny_world, data_dir)
+        for source_dir in sorted((data_dir / "landing").iterdir()):
+            last = source_dir / f"{TINY_LAST}.csv"
+            if last.exists():
+                (data_dir / "held_back" / source_dir.name).mkdir(parents=True, exist_ok=True)
+                shutil.move(last, data_dir / "held_back" / source_dir.name / last.name)
+        result = run_cli("refresh", data_dir=data_dir)
+        assert result.returncode == 0, result.stderr[-5000:]
+
+    return session_world(tmp_path_factory, "refreshed", build)
 
 
 @pytest.fixture(scope="session")
 def month_added_world(refreshed_world: Path, tmp_path_factory) -> Path:
     """The refreshed tiny world after its held-back month (2017-08: no school-readiness return) landed and
     `ed-pipeline refresh` ran again, as the monthly refresh does. Shared: copy it (`month_added_copy`) first."""
-    data_dir = tmp_path_factory.mktemp("month_added") / "data"
-    shutil.copytree(refreshed_world, data_dir)
-    assert release_held_back(Settings(data_dir=data_dir)), "the refreshed world has no held-back month"
-    result = run_cli("refresh", data_dir=data_dir)
-    assert result.returncode == 0, result.stderr[-5000:]
+
+    def build(data_dir: Path) -> None:
+        shutil.copytree(refreshed_world, data_dir)
+        assert release_held_back(Settings(data_dir=data_dir)), "the refreshed world has no held-back month"
+        result = run_cli("refresh", data_dir=data_dir)
+        assert result.returncode == 0, result.stderr[-5000:]
+
+    return session_world(tmp_path_factory, "month_added", build)
+
+
+def session_world(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`<name>/data`, made by `build` once per test session: under pytest-xdist, by the first test process to
+    ask, while the others wait for it (each making its own cost ~2 minutes of CPU more). Shared by every test
+    process, so only ever read (DuckDB files `read_only=True`: a read-write connection from one process locks
+    the others out); copy it before writing."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        data_dir = tmp_path_factory.mktemp(name) / "data"
+        build(data_dir)
+        return data_dir
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / name  # the session's directory, above each process's own
+    data_dir, made = root / "data", root / "made"
+    root.mkdir(exist_ok=True)
+    with FileLock(root / "lock"):
+        if not made.exists():  # a process that failed to make it left it half made: start again
+            shutil.rmtree(data_dir, ignore_errors=True)
+            build(data_dir)
+            made.touch()
     return data_dir
 
 
