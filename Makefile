@@ -32,9 +32,9 @@ refresh: install
 	$(BIN)/ed-pipeline keygen
 	$(BIN)/ed-pipeline refresh
 
-# Two test processes (pytest-xdist), each test file whole in one of them: 867 s -> ~610 s on the 2-core machine.
-# Each process makes its own session worlds (no DuckDB file is shared between them) and has its own dbt target
-# directory (ed_pipeline_tests/conftest.py). TEST_WORKERS=0: one process.
+# Two test processes (pytest-xdist), each test file whole in one of them: 867 s -> ~560 s on the 2-core machine.
+# The session worlds are made once, by the first process to ask, and only read (copied before writing); each
+# process has its own dbt target directory (ed_pipeline_tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
 test: install
