@@ -76,7 +76,7 @@ def month_added_world(refreshed_world: Path, tmp_path_factory) -> Path:
 
 def session_world(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
     """`<name>/data`, made by `build` once per test session: under pytest-xdist, by the first test process to
-    ask, while the others wait for it (each making its own cost ~2 minutes of CPU more). Shared by every test
+    ask for it while the others wait (the three worlds take ~2 minutes of CPU to make). Shared by every test
     process, so only ever read (DuckDB files `read_only=True`: a read-write connection from one process locks
     the others out); copy it before writing."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
