@@ -90,6 +90,11 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
         months = settings.landed_months()
         stage = f" ({args.only} only)" if args.only else ""
         console.print(f"[bold]Refreshing[/]{stage} {len(months)} month(s) of extracts from {settings.landing_dir}")
+        misnamed = settings.misnamed_landing_files()
+        if misnamed:  # never ingested: said, so that a file is not lost for want of a name
+            names = ", ".join(p.relative_to(settings.landing_dir).as_posix() for p in misnamed)
+            console.print(f"[yellow]left out[/] (not named <source>/<YYYY-MM>.csv for a month from {FIRST_MONTH} "
+                          f"to last month; rename or remove): {escape(names)}", soft_wrap=True)
         result = refresh(settings, progress=report, only=args.only)
     except (FileNotFoundError, MissingKeyError) as exc:
         _error(exc)

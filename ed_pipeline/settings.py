@@ -7,10 +7,11 @@ location below can also be overridden on its own.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
@@ -101,11 +102,20 @@ class Settings:
     def landing_file(self, source: str, month: str) -> Path:
         return self.landing_dir / source / f"{month}.csv"
 
-    def landed_months(self, source: str | None = None) -> list[str]:
-        """Months (YYYY-MM) with a landing file, for one source or for any."""
+    def landing_files(self, source: str | None = None) -> list[Path]:
+        """Every CSV file in landing/<source>/ (or in every source's folder), whatever its name."""
         roots = [self.landing_dir / source] if source else sorted(p for p in self.landing_dir.glob("*") if p.is_dir())
-        months = {p.stem for root in roots for p in root.glob("*.csv") if is_month(p.stem)}
-        return sorted(months)
+        return sorted(path for root in roots for path in root.glob("*.csv"))
+
+    def landed_months(self, source: str | None = None) -> list[str]:
+        """Months (YYYY-MM) with a landing file, for one source or for any: only months that can be ingested
+        (`is_partition_month`); `misnamed_landing_files` lists the files left out."""
+        return sorted({p.stem for p in self.landing_files(source) if is_partition_month(p.stem)})
+
+    def misnamed_landing_files(self) -> list[Path]:
+        """Landing files whose name is not a month that can be ingested (`2017-6.csv`, `housing_2017-06.csv`, a
+        month before FIRST_MONTH, this month or a later one): never ingested, so they are reported."""
+        return [p for p in self.landing_files() if not is_partition_month(p.stem)]
 
 
 def dbt_target_path() -> Path:
@@ -122,17 +132,24 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
+_MONTH_RE = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
 def is_month(text: str) -> bool:
-    try:
-        month_start(text)
-    except ValueError:
-        return False
-    return True
+    """'2014-03' is; '2014-3', '2014-13', '+014-03', '2014-03 ' are not."""
+    return bool(_MONTH_RE.fullmatch(text))
+
+
+def is_partition_month(text: str, today: date | None = None) -> bool:
+    """A month the pipeline's monthly partitions have: from FIRST_MONTH to the last month that has ended (UTC,
+    as Dagster's partitions: this month's extract is not due before it ends)."""
+    today = today or datetime.now(UTC).date()
+    return is_month(text) and FIRST_MONTH <= text < f"{today.year:04d}-{today.month:02d}"
 
 
 def month_start(month: str) -> date:
     """'2014-03' -> date(2014, 3, 1); raises ValueError on anything else."""
-    if len(month) != 7 or month[4] != "-":
+    if not is_month(month):
         raise ValueError(f"not a YYYY-MM month: {month!r}")
     return date(int(month[:4]), int(month[5:]), 1)
 

@@ -1,6 +1,8 @@
+from datetime import date
+
 import pytest
 
-from ed_pipeline.settings import Settings, month_end, month_range, month_start
+from ed_pipeline.settings import Settings, is_month, is_partition_month, month_end, month_range, month_start
 
 
 def test_month_helpers():
@@ -9,6 +11,14 @@ def test_month_helpers():
     assert month_end("2013-12").isoformat() == "2013-12-31"
     with pytest.raises(ValueError):
         month_start("2013-1")
+
+
+def test_only_yyyy_mm_months_the_partitions_have_are_partition_months():
+    assert [m for m in ("2014-03", "2014-3", "2014-13", "+014-03", "2014-03 ", "2014_03", "٢٠١٤-03") if is_month(m)] \
+        == ["2014-03"]
+    today = date(2026, 12, 5)
+    assert [m for m in ("2012-12", "2013-01", "2026-11", "2026-12", "2062-11")
+            if is_partition_month(m, today)] == ["2013-01", "2026-11"]
 
 
 def test_data_dir_moves_every_location(tmp_path, monkeypatch):

@@ -9,14 +9,16 @@ run-failure sensor.
   ingestion is in progress any more.
 - `landing_sensor` requests a month's partition, in one run for every source
   whose file for that month appeared in `landing/<source>/` since its last
-  tick, and again when a file is replaced (the run key names each file's path
-  and modification time).
+  tick, and again when a file is replaced (its cursor keeps each file's
+  modification time and size; the run key names them). Misnamed files are
+  left out and logged, every tick: one of them never stops the others.
 - `record_run_failures` appends every failed run to `ops.run_failure` in
   `data/ops.duckdb` and to the log.
 """
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -24,7 +26,7 @@ import duckdb
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.defs.raw import raw_key
 from ed_pipeline.defs.validated import quarantine_key, validated_key
-from ed_pipeline.settings import Settings, is_month
+from ed_pipeline.settings import FIRST_MONTH, Settings, is_partition_month
 from ed_pipeline.sources import SOURCES, Source
 
 TRIGGER_TAG = "ed_pipeline/trigger"
@@ -85,28 +87,55 @@ def build_monthly_schedule(ingest_job) -> dg.ScheduleDefinition:
 SOURCES_TAG = "ed_pipeline/sources"  # the sources a landing_sensor run ingests, comma-separated
 
 
-def landing_requests(settings: Settings, cursor: float | None, materialized: dict[str, set[str]]
-                     ) -> tuple[list[dg.RunRequest], float | None]:
-    """Run requests for landed files that are new or replaced since `cursor` (the newest mtime seen): one run per
-    month, for every source with such a file for that month (so Dagster's run set-up is paid once a month, not
-    once an agency; a source whose file fails a blocking check stops only its own assets in the run).
+def file_state(path: Path) -> str:
+    """What the landing sensor keeps of a landed file: its modification time and size. A file that differs in
+    either (or was not there) is new or replaced; a file copied with its times kept (rsync -a, cp -p, a move
+    from a staging folder) can be older than others already seen, so no single newest time will do."""
+    stat = path.stat()
+    return f"{stat.st_mtime}:{stat.st_size}"
 
-    With no cursor yet (the sensor's first tick) only files whose partition was never materialised are
-    requested: the history is loaded by a backfill or `ed-pipeline refresh`, not one run per old file.
-    The run key names each file and its mtime: a replaced file makes a new key, so its month runs again.
+
+def seen_files(cursor: str | None, settings: Settings) -> dict[str, str] | None:
+    """The landing sensor's cursor as {"<source>/<YYYY-MM>.csv": file_state}; None before its first tick (or for
+    a cursor it cannot read). A cursor of an earlier version (the newest modification time seen) counts the files
+    no newer than it as seen."""
+    try:
+        seen = json.loads(cursor) if cursor else None
+    except ValueError:
+        return None
+    if isinstance(seen, int | float):
+        return {_name(settings, p): file_state(p) for p in settings.landing_files() if p.stat().st_mtime <= seen}
+    return seen if isinstance(seen, dict) else None
+
+
+def _name(settings: Settings, path: Path) -> str:
+    return path.relative_to(settings.landing_dir).as_posix()
+
+
+def landing_requests(settings: Settings, seen: dict[str, str] | None, materialized: dict[str, set[str]]
+                     ) -> tuple[list[dg.RunRequest], dict[str, str]]:
+    """Run requests for landed files that are new or replaced since the sensor last `seen` them: one run per
+    month, for every source with such a file for that month (so Dagster's run set-up is paid once a month, not
+    once an agency; a source whose file fails a blocking check stops only its own assets in the run); and what
+    is seen now (the next cursor). Files whose name is not a month that can be ingested are left out
+    (`Settings.misnamed_landing_files`; the sensor reports them).
+
+    Before the first tick (`seen` None) only files whose partition was never materialised are requested: the
+    history is loaded by a backfill or `ed-pipeline refresh`, not one run per old file.
+    The run key names each file and its state: a replaced file makes a new key, so its month runs again.
     """
     fresh_files: dict[str, list[tuple[Source, str]]] = {}
-    newest = cursor
+    now: dict[str, str] = {}
     for source in SOURCES:
-        folder = settings.landing_dir / source.name
-        for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-            if not is_month(path.stem):
+        for path in settings.landing_files(source.name):
+            if not is_partition_month(path.stem):
                 continue
-            mtime = path.stat().st_mtime
-            newest = mtime if newest is None else max(newest, mtime)
-            fresh = mtime > cursor if cursor is not None else path.stem not in materialized.get(source.name, set())
+            name, state = _name(settings, path), file_state(path)
+            now[name] = state
+            fresh = seen.get(name) != state if seen is not None else \
+                path.stem not in materialized.get(source.name, set())
             if fresh:
-                fresh_files.setdefault(path.stem, []).append((source, f"{path}:{mtime}"))
+                fresh_files.setdefault(path.stem, []).append((source, f"{path}:{state}"))
     requests = [
         dg.RunRequest(
             run_key=" ".join(key for _, key in files),
@@ -116,7 +145,7 @@ def landing_requests(settings: Settings, cursor: float | None, materialized: dic
         )
         for month, files in sorted(fresh_files.items())
     ]
-    return requests, newest
+    return requests, now
 
 
 def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
@@ -129,13 +158,18 @@ def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
     )
     def landing_sensor(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()
-        cursor = float(context.cursor) if context.cursor else None
-        materialized = {} if cursor is not None else {
+        seen = seen_files(context.cursor, settings)
+        materialized = {} if seen is not None else {
             s.name: set(context.instance.get_materialized_partitions(raw_key(s))) for s in SOURCES}
-        requests, newest = landing_requests(settings, cursor, materialized)
-        if newest is not None:
-            context.update_cursor(str(newest))
-        return requests or dg.SkipReason("no new or replaced extract in landing/")
+        requests, now = landing_requests(settings, seen, materialized)
+        context.update_cursor(json.dumps(now, sort_keys=True))
+        misnamed = [_name(settings, p) for p in settings.misnamed_landing_files()]
+        if misnamed:  # every tick, until someone renames or removes them: they would never be ingested
+            context.log.warning(f"left out of ingestion, not named <source>/<YYYY-MM>.csv for a month from "
+                                f"{FIRST_MONTH} to last month: {', '.join(misnamed)}")
+        return requests or dg.SkipReason("no new or replaced extract in landing/"
+                                         + (f" ({len(misnamed)} misnamed file(s) left out: see the log)"
+                                            if misnamed else ""))
 
     return landing_sensor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
@@ -13,6 +14,7 @@ from ed_pipeline.defs.automation import (
     TRIGGER_TAG,
     landing_requests,
     record_run_failures,
+    seen_files,
     source_keys,
 )
 from ed_pipeline.settings import Settings
@@ -27,6 +29,12 @@ def land(settings: Settings, source: str, month: str, mtime: float) -> None:
     os.utime(path, (mtime, mtime))
 
 
+def key(settings: Settings, source: str, month: str) -> str:
+    """The run-key part of one landed file: its path, modification time and size."""
+    path = settings.landing_file(source, month)
+    return f"{path}:{path.stat().st_mtime}:{path.stat().st_size}"
+
+
 def test_landing_sensor_requests_new_and_replaced_files_only(tmp_path, monkeypatch):
     monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
     settings = Settings.from_env()
@@ -37,24 +45,69 @@ def test_landing_sensor_requests_new_and_replaced_files_only(tmp_path, monkeypat
 
     # first tick: partitions never materialised are requested, the history already loaded is not; one run for
     # the month, for both sources that sent it
-    requests, cursor = landing_requests(settings, None, {"housing": {"2017-05"}})
+    requests, seen = landing_requests(settings, None, {"housing": {"2017-05"}})
     [june] = requests
     assert june.partition_key == "2017-06" and june.tags[SOURCES_TAG] == "housing,benefits"
     assert june.asset_selection == source_keys(get_source("housing")) + source_keys(get_source("benefits"))
-    assert cursor == 3_000
+    assert sorted(seen) == ["benefits/2017-06.csv", "housing/2017-05.csv", "housing/2017-06.csv"]
 
     # nothing new: nothing requested
-    assert landing_requests(settings, cursor, {})[0] == []
+    assert landing_requests(settings, seen, {})[0] == []
 
     # a replaced file comes back with a new run key (its month again, for that source alone); a new month arrives
     land(settings, "housing", "2017-05", 4_000)
     land(settings, "social_care", "2017-07", 5_000)
-    requests, cursor = landing_requests(settings, cursor, {})
+    requests, seen = landing_requests(settings, seen, {})
     assert sorted((r.tags[SOURCES_TAG], r.partition_key) for r in requests) == [
         ("housing", "2017-05"), ("social_care", "2017-07")]
-    assert [r.run_key for r in requests] == [f"{settings.landing_file('housing', '2017-05')}:4000.0",
-                                             f"{settings.landing_file('social_care', '2017-07')}:5000.0"]
-    assert cursor == 5_000
+    assert [r.run_key for r in requests] == [key(settings, "housing", "2017-05"),
+                                             key(settings, "social_care", "2017-07")]
+
+    # files copied with their times kept (rsync -a, cp -p, a move from a staging folder) are older than the newest
+    # seen: a new one and a corrected re-send of an old month (same time, another size) are still requested
+    land(settings, "drugs_alcohol", "2017-07", 1_500)
+    settings.landing_file("housing", "2017-06").write_text("header\nrow\n")
+    os.utime(settings.landing_file("housing", "2017-06"), (2_000, 2_000))
+    requests, seen = landing_requests(settings, seen, {})
+    assert sorted((r.tags[SOURCES_TAG], r.partition_key) for r in requests) == [
+        ("drugs_alcohol", "2017-07"), ("housing", "2017-06")]
+    assert landing_requests(settings, seen, {})[0] == []
+
+
+def test_misnamed_files_are_left_out_and_stop_no_other(tmp_path, monkeypatch):
+    """A file named for a month the partitions do not have (before 2013-01, this month or later, a typo) is never
+    requested: Dagster would refuse its partition key and, with it, every request of the tick."""
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    settings = Settings.from_env()
+    land(settings, "housing", "2017-06", 1_000)
+    this_month = datetime.now(UTC).strftime("%Y-%m")
+    for source, month in (("benefits", "2012-12"), ("benefits", "2062-11"), ("police_incidents", this_month),
+                          ("social_care", "2017-6"), ("social_care", "2017-13")):
+        land(settings, source, month, 2_000)
+    [request] = landing_requests(settings, None, {})[0]
+    assert request.partition_key == "2017-06"
+    assert settings.landed_months() == ["2017-06"]
+    assert sorted(p.relative_to(settings.landing_dir).as_posix() for p in settings.misnamed_landing_files()) == [
+        "benefits/2012-12.csv", "benefits/2062-11.csv", f"police_incidents/{this_month}.csv",
+        "social_care/2017-13.csv", "social_care/2017-6.csv"]
+
+
+def test_a_first_tick_over_an_empty_landing_dir_sees_every_later_file(tmp_path, monkeypatch):
+    """The first tick's rule (only partitions never materialised) holds for the first tick alone: after one over an
+    empty landing dir, a late file for a month already materialised (an empty partition of a schedule run) is
+    requested. An earlier version's cursor (the newest time seen) counts the files no newer than it as seen."""
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    settings = Settings.from_env()
+    settings.landing_dir.mkdir(parents=True)
+    requests, seen = landing_requests(settings, None, {})
+    assert requests == [] and seen == {}
+    land(settings, "housing", "2017-06", 1_000)
+    [late] = landing_requests(settings, seen, {"housing": {"2017-06"}})[0]
+    assert late.partition_key == "2017-06"
+
+    land(settings, "benefits", "2017-06", 2_000)
+    assert seen_files(None, settings) is None and seen_files("not a cursor", settings) is None
+    assert seen_files("1500.0", settings) == {"housing/2017-06.csv": "1000.0:7"}
 
 
 def test_one_run_ingests_every_source_of_a_month_and_a_broken_file_stops_only_its_own(refreshed_copy):
@@ -196,10 +249,21 @@ def test_landing_sensor_over_a_real_landing_dir(tmp_path, monkeypatch):
         [request] = second.run_requests
         assert request.partition_key == "2017-06"
         assert request.asset_selection == source_keys(get_source("housing"))
-        assert request.run_key == f"{path}:{path.stat().st_mtime}"
+        assert request.run_key == key(settings, "housing", "2017-06")
 
         assert not tick(second.cursor).run_requests, "an unchanged file is not requested again"
 
         os.utime(path, (1_700_000_100, 1_700_000_100))  # the agency replaced it
-        [again] = tick(second.cursor).run_requests
-        assert again.partition_key == "2017-06" and again.run_key == f"{path}:{path.stat().st_mtime}" != request.run_key
+        replaced = tick(second.cursor)
+        [again] = replaced.run_requests
+        assert again.partition_key == "2017-06"
+        assert again.run_key == key(settings, "housing", "2017-06") != request.run_key
+
+        # a misnamed file beside a good one: the good one is requested, the tick does not fail on the other
+        land(settings, "benefits", "2062-11", 1_700_000_200)
+        land(settings, "benefits", "2017-07", 1_700_000_200)
+        third = tick(replaced.cursor)
+        [july] = third.run_requests
+        assert july.partition_key == "2017-07"
+        fourth = tick(third.cursor)
+        assert not fourth.run_requests and "1 misnamed file(s) left out" in fourth.skip_message

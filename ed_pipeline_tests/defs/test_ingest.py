@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 
@@ -81,9 +82,14 @@ def test_refresh_loads_every_landed_row_and_rerun_changes_nothing(refreshed_copy
         assert raw == passed + quarantined, f"{source.name}: rows lost"
     before = table_fingerprints(settings.agency_zone_path)
 
+    # files named for months the partitions do not have are left out, said, and stop nothing
+    real = settings.landing_file("housing", settings.landed_months("housing")[-1])
+    for source, month in (("housing", "2012-12"), ("benefits", "2062-11")):
+        shutil.copy(real, settings.landing_file(source, month))
     again = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)  # the agency zone is what is compared
     assert again.returncode == 0, again.stderr[-3000:]
     assert "7/7 steps succeeded" in again.stderr, again.stderr[-3000:]
+    assert "left out" in again.stderr and "benefits/2062-11.csv" in again.stderr, again.stderr[-3000:]
     assert table_fingerprints(settings.agency_zone_path) == before, "re-running changed the tables"
 
 
