@@ -25,7 +25,8 @@ rounded to the nearest 5, with secondary suppression among the wards (their sum,
 published elsewhere) and among the LSOAs of each ward (the ward row is their total). Every LSOA cell of a
 suppressed ward cell is suppressed too, so that LSOAs cannot add back up to it. `mean_risk` is withheld with
 `children`; the observed rate with `assessed_children` or when the number who did, or did not, reach GLD is
-suppressed (1-4, or secondarily). Rounded counts and rounded means and rates are all that is published.
+suppressed (0, 1-4, or secondarily: a rate of 0 or 1 would tell every assessed child's outcome). Rounded counts
+and rounded means and rates are all that is published.
 
 Uncertainty of the ranking: the children of each published area are resampled with replacement (a stratified
 bootstrap: each area keeps its number of children), `bootstrap` times with a fixed `seed`, and the published
@@ -116,6 +117,12 @@ def _aggregate(scores: pl.DataFrame, by: str) -> pl.DataFrame:
     )
 
 
+def _one_outcome_for_all(table: pl.DataFrame) -> dict[str, pl.Series]:
+    """The hidden counts to withhold although they are 0: where every assessed child of an area did, or every one
+    did not, reach GLD, a rate of 0 or 1 would tell each child's outcome (as one to four on the other side would)."""
+    return {c: (table[c] == 0) & (table["assessed_children"] > 0) for c in _HIDDEN_COUNTS}
+
+
 def _rank(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(rank=pl.col("mean_risk").rank(method="min", descending=True).cast(pl.Int64))
 
@@ -190,7 +197,8 @@ def community_risk(
     counts = [*COMMUNITY_COUNT_COLUMNS, *_HIDDEN_COUNTS]
 
     wards = _aggregate(scores, "ward").with_columns(area=pl.col("ward"))
-    wards = suppress_counts(wards, counts, group_total_by=None, threshold=threshold, rounding=rounding)
+    wards = suppress_counts(wards, counts, group_total_by=None, threshold=threshold, rounding=rounding,
+                            also_suppress=_one_outcome_for_all(wards))
     out = {"ward": _finish(wards, "ward", scores, "ward", bootstrap, seed)} if level in ("ward", "both") else {}
 
     if level in ("lsoa", "both"):
@@ -208,9 +216,10 @@ def community_risk(
         )
         hidden_wards = wards.select("ward", *(pl.col(flag_column(c)).alias(f"_parent_{c}") for c in counts))
         lsoas = lsoas.join(hidden_wards, on="ward", how="left")
+        uniform = _one_outcome_for_all(lsoas)
         lsoas = suppress_counts(
             lsoas, counts, group_total_by="ward", threshold=threshold, rounding=rounding,
-            also_suppress={c: pl.col(f"_parent_{c}").fill_null(False) for c in counts},
+            also_suppress={c: lsoas[f"_parent_{c}"].fill_null(False) | uniform.get(c, False) for c in counts},
         )
         out["lsoa"] = _finish(lsoas, "lsoa", scores, "lsoa", bootstrap, seed)
     return pl.concat(out.values()) if out else pl.DataFrame(schema=COMMUNITY_RISK_SCHEMA)

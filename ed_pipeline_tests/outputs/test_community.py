@@ -109,6 +109,26 @@ def test_published_counts_are_safe(scores):
         assert hidden.filter((pl.col("n") > 1) & (pl.col("k") == 1)).is_empty()
 
 
+def test_a_rate_that_tells_every_assessed_childs_outcome_is_withheld():
+    """An area where every assessed child did not reach GLD (or every one did) would publish a rate of 1 (or 0),
+    each child's outcome; with one to four on the other side the rate is withheld, and so it is with none."""
+    scores = pl.DataFrame(
+        children("Vange", "V1", 7, 0.6, "high", [True] * 7)  # all seven did not reach GLD
+        + children("Vange", "V2", 30, 0.5, "medium", [True] * 10 + [False] * 20)
+        + children("Pitsea", "P1", 8, 0.2, "low", [False] * 8)  # all eight did
+        + children("Pitsea", "P2", 30, 0.2, "low", [True] * 6 + [False] * 24)
+        + children("Laindon", "L1", 30, 0.3, "medium", [False] * 30)  # a whole ward, every child reached GLD
+        + children("Laindon", "L2", 9, 0.3, "medium", [None] * 9)  # nobody assessed: no rate
+    )
+    table = community_risk(scores)
+    withheld = {(r["level"], r["area"]) for r in table.iter_rows(named=True) if r["observed_not_gld_rate_suppressed"]}
+    # V2 too: with Vange's rate published, its rate would give V1's back
+    assert {("lsoa", "V1"), ("lsoa", "V2"), ("lsoa", "P1"), ("lsoa", "L1"), ("ward", "Laindon")} <= withheld
+    published = table.filter(pl.col("observed_not_gld_rate").is_not_null())
+    assert published["area"].to_list() == ["Vange"]
+    assert published["observed_not_gld_rate"].to_list() == [round(17 / 37, 2)]
+
+
 def test_latest_prediction_per_child_and_clear_errors(scores):
     older = scores.with_columns(prediction_date=pl.date(2017, 1, 1), risk=pl.lit(0.99))
     newer = scores.with_columns(prediction_date=pl.date(2017, 6, 1))
