@@ -206,8 +206,8 @@ def cmd_reidentify(args: argparse.Namespace, settings: Settings) -> int:
         table.add_row(str(row["rank"]), f"{row['risk']:.2f}", str(row["band"]), factors,
                       f"{row['given_name']} {row['family_name']}", str(row["date_of_birth"]), row["record_ids"])
     Console(width=max(Console().width, 160)).print(table)  # never cut a name short, even in a pipe
-    note = f" ({review.unmatched_records} record(s) no longer match their tokens: not shown)" \
-        if review.unmatched_records else ""
+    note = (f" ({review.unmatched_records} record(s) not shown: their identity changed since they were linked, "
+            "so the score may be somebody else's; look them up by hand)") if review.unmatched_records else ""
     console.print(f"{review.listing.height} of {review.flagged_children} scored children with {args.source} "
                   f"records listed{note}. This call is recorded in {AUDIT_TABLE} in the agency zone; "
                   "nothing was written to the warehouse. A practitioner reviews every flag before any action.")

@@ -9,13 +9,14 @@ children, in its own zone, with the pseudonymisation key:
    of them (`linked.person_link`), and those records' name-and-date-of-birth tokens (`pseudonymised.<source>`).
 2. In the agency zone: the agency's own validated records with those record ids, re-hashed with the key
    (`pseudonymise_people`). A record is listed only if its tokens still match the warehouse's (the same
-   record id *and* the same name + date of birth), so a record corrected or re-used since it was linked is
-   never shown against somebody else's score.
+   record id *and* the same name + date of birth), and every version of it there carries the same identity,
+   so a record corrected or re-used since it was linked is never shown against somebody else's score.
 3. The N highest-risk matching children, with their names, dates of birth and the agency's record ids, are
    returned for the screen, and **before that** one row is appended to `audit.reidentification` in the
    agency zone: when (UTC), the operating-system user and the named reviewer, the source, N, how many
    children were listed, the stated purpose, their pseudonymous person ids (never names), the key's
-   fingerprint and the outcome. A refused call (unknown source, no model output yet) is recorded as well.
+   fingerprint and the outcome. A refused call (unknown source, no model output yet) is recorded as well, and
+   so is one that failed (its error's class only).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class Review:
 
     listing: pl.DataFrame
     flagged_children: int  # scored children of whom the agency holds a record
-    unmatched_records: int  # records whose identity no longer matches their warehouse tokens: not listed
+    unmatched_records: int  # records whose identity no longer matches their warehouse tokens, or whose versions
+    # there carry more than one identity: not listed
     audit: dict = field(default_factory=dict)
 
 
@@ -193,29 +195,47 @@ def reidentify(
         if top < 1:
             raise ReidentifyError(f"--top must be at least 1, not {top}")
         flagged = flagged_records(settings, source)
-    except ReidentifyError as exc:
-        _record_audit(settings, {**audit, "outcome": f"refused: {exc}"})
+        with duckdb.connect(str(settings.agency_zone_path)) as agency:
+            listing, unmatched = _listing(flagged, _match(flagged, agency, source, key), top)
+            audit.update(rows_listed=listing.height, person_ids=listing["person_id"].to_list())
+            _append_audit(agency, audit)  # recorded before anything is shown
+    except Exception as exc:  # every call is recorded, a refused or failed one too (and nothing is shown)
+        outcome = f"refused: {exc}" if isinstance(exc, ReidentifyError) else f"failed: {type(exc).__name__}"
+        _record_unserved(settings, {**audit, "rows_listed": 0, "person_ids": [], "outcome": outcome}, exc)
         raise
-
-    with duckdb.connect(str(settings.agency_zone_path)) as agency:
-        records = _match(flagged, agency, source, key)
-        matched = flagged.join(records, on=["record_id", *MATCH_TOKENS], how="inner", nulls_equal=True)
-        unmatched = flagged.select("record_id").unique().height - matched.select("record_id").unique().height
-        order = "event_date" if "event_date" in matched.columns else "extract_month"
-        listing = (
-            matched.sort(["rank", "person_id", order, "record_id"], nulls_last=True)
-            .group_by("person_id", maintain_order=True)
-            .agg(
-                pl.col("rank", "risk", "band", "top_factors").first(),
-                pl.col("given_name", "family_name", "date_of_birth").last(),  # as on the latest record
-                record_ids=pl.col("record_id").unique().sort().str.join(", "),
-            )
-            .head(top)
-            .select(LISTING_COLUMNS)
-        )
-        audit.update(rows_listed=listing.height, person_ids=listing["person_id"].to_list())
-        _append_audit(agency, audit)  # recorded before anything is shown
     return Review(listing, flagged["person_id"].n_unique(), unmatched, audit)
+
+
+def _listing(flagged: pl.DataFrame, records: pl.DataFrame, top: int) -> tuple[pl.DataFrame, int]:
+    """The `top` highest-risk children whose records match, and how many flagged records do not. A record whose
+    versions in the warehouse carry more than one identity (corrected since, or its id re-used) does not match:
+    the link was made with one of them, and which one is not kept."""
+    identities = flagged.group_by("record_id").agg(pl.struct(*MATCH_TOKENS).n_unique().alias("identities"))
+    one_identity = flagged.join(identities.filter(pl.col("identities") == 1), on="record_id", how="semi")
+    matched = one_identity.join(records, on=["record_id", *MATCH_TOKENS], how="inner", nulls_equal=True)
+    unmatched = flagged["record_id"].n_unique() - matched["record_id"].n_unique()
+    order = "event_date" if "event_date" in matched.columns else "extract_month"
+    listing = (
+        matched.sort(["rank", "person_id", order, "record_id"], nulls_last=True)
+        .group_by("person_id", maintain_order=True)
+        .agg(
+            pl.col("rank", "risk", "band", "top_factors").first(),
+            pl.col("given_name", "family_name", "date_of_birth").last(),  # as on the latest record
+            record_ids=pl.col("record_id").unique().sort().str.join(", "),
+        )
+        .head(top)
+        .select(LISTING_COLUMNS)
+    )
+    return listing, unmatched
+
+
+def _record_unserved(settings: Settings, row: dict, exc: Exception) -> None:
+    """Record a refused or failed call; if even that fails (the agency zone locked or full), the caller's error
+    still propagates, with a note that the call went unrecorded."""
+    try:
+        _record_audit(settings, row)
+    except Exception as failure:  # any failure to record is said on the error raised
+        exc.add_note(f"this call could not be recorded in {AUDIT_TABLE}: {type(failure).__name__}: {failure}")
 
 
 def read_audit(settings: Settings) -> pl.DataFrame:

@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ed_pipeline.privacy import load_key
+from ed_pipeline.privacy import load_key, pseudonymise_people
 from ed_pipeline.reidentify import (
     LISTING_COLUMNS,
     MissingOutputError,
@@ -148,6 +148,39 @@ def test_a_record_whose_identity_changed_is_not_listed(world):
     review = reidentify(world, "social_care", 50, KEY)
     assert top["person_id"] not in review.listing["person_id"].to_list()
     assert review.unmatched_records == len(records)
+
+
+def test_a_record_id_reused_for_another_person_is_not_listed(world):
+    """A later version of a linked record names somebody else (the agency re-used the id, or corrected who it
+    was): the link was made with the first identity, so neither name is shown against the child's score."""
+    top = reidentify(world, "social_care", 1, KEY).listing.row(0, named=True)
+    record = top["record_ids"].split(", ")[0]
+    with duckdb.connect(str(world.agency_zone_path)) as agency:
+        latest = agency.execute("select * from validated.social_care where record_id = ? "
+                                "order by extract_month desc limit 1", [record]).pl()
+        reused = latest.with_columns(pl.lit("2017-09").alias("extract_month"), pl.lit("Yusuf").alias("given_name"),
+                                     pl.lit("Adeyemi").alias("family_name"))
+        agency.execute("insert into validated.social_care by name select * from reused")
+    tokens = pseudonymise_people(reused, KEY)  # noqa: F841 (read by DuckDB)
+    with duckdb.connect(str(world.warehouse_path)) as wh:
+        columns = [c for (c,) in wh.execute("select column_name from information_schema.columns where "
+                                            "table_schema = 'pseudonymised' and table_name = 'social_care'").fetchall()]
+        wh.execute(f"insert into pseudonymised.social_care by name select {', '.join(columns)} from tokens")
+
+    review = reidentify(world, "social_care", 50, KEY)
+    assert "Yusuf" not in review.listing["given_name"].to_list()
+    assert not review.listing["record_ids"].str.contains(record).any()
+    assert review.unmatched_records == 1
+
+
+def test_a_call_that_fails_after_its_checks_is_recorded(world):
+    with duckdb.connect(str(world.agency_zone_path)) as agency:  # the agency zone lost the source's records
+        agency.execute("drop table validated.social_care")
+    with pytest.raises(MissingOutputError, match="validated.social_care does not exist"):
+        reidentify(world, "social_care", 5, KEY, reviewer="R2")
+    [call] = read_audit(world).iter_rows(named=True)
+    assert call["reviewer"] == "R2" and call["rows_listed"] == 0 and call["person_ids"] == []
+    assert call["outcome"].startswith("refused: validated.social_care does not exist")
 
 
 def test_no_model_output_yet_is_a_clear_error(refreshed, tmp_path):
