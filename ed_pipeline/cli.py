@@ -61,13 +61,17 @@ def _error(message: object) -> None:
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    from ed_pipeline.resilience import DiskFullError, RefreshBusyError, refresh_lock
+    from ed_pipeline.resilience import ChildProcessDied, DiskFullError, RefreshBusyError, refresh_lock
 
     try:  # before loading anything heavy: a second refresh on the same data directory is refused at once
         with refresh_lock(settings.data_dir):
             return _refresh_locked(args, settings)
     except (RefreshBusyError, DiskFullError) as exc:
         _error(exc)
+        return 2
+    except ChildProcessDied as exc:  # killed from outside, or by the kernel for want of memory
+        _error(f"{exc}: killed, or out of memory (see `dmesg`; ED_LINKAGE_MEMORY_LIMIT bounds linkage's share). "
+               "What it committed stands: run `ed-pipeline refresh` again to finish")
         return 2
 
 

@@ -80,3 +80,18 @@ def test_months_left_after_unreadable_ones_run_in_consecutive_stretches():
     assert _ranges([m for m in months if m not in bad], months) == [
         ["2014-01", "2014-02"], ["2014-05", "2014-06"], ["2014-08"]]
     assert _ranges([], months) == []
+
+
+def test_a_stage_process_killed_from_outside_is_a_clear_error(tmp_path: Path, monkeypatch, capsys):
+    """The kernel's out-of-memory killer (or an operator) ends a stage's process while `ed-pipeline refresh` lives:
+    it says so and what to do, with the exit code of an error, not a traceback."""
+    from ed_pipeline import cli
+
+    def killed(args, settings):
+        raise resilience.ChildProcessDied("the analyse process ended (exit code -9) before it finished")
+
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(cli, "_refresh_locked", killed)
+    assert cli.main(["refresh"]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the analyse process ended (exit code -9)" in said and "run `ed-pipeline refresh` again" in said
