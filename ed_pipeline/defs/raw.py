@@ -32,6 +32,7 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         owners=["team:data-engineering"],
         tags={"zone": "agency", "agency": source.agency.lower().replace(" ", "_")},
         metadata={"partition_expr": MONTH_PARTITION_EXPR, "landing": f"landing/{source.name}/<YYYY-MM>.csv"},
+        output_required=False,  # not written when a file is unreadable: see below
         check_specs=[
             dg.AssetCheckSpec(
                 READABLE_CHECK,
@@ -56,17 +57,21 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         frame = pl.concat(frames, how="vertical") if frames else empty_raw_frame(source)
         context.log.info(f"{source.name}: {frame.height} rows from {len(frames)} file(s); {len(problems)} unreadable")
 
-        yield dg.Output(
-            frame,
-            metadata={
-                "months": len(context.partition_keys),
-                "files_read": len(frames) - len(problems),
-                "files_not_landed": len(not_landed),
-                "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
-                # agency zone: counts only, never a row
-                "rows_by_month": bar_chart(counts_by(frame.rename({"extract_month": "month"}), "month")),
-            },
-        )
+        # An unreadable file writes nothing: writing would replace its month's slice (an earlier, good delivery of
+        # it) with nothing, while the month's validated rows stayed. The blocking check below stops what follows;
+        # the refresh runs the source's other months again without it.
+        if not problems:
+            yield dg.Output(
+                frame,
+                metadata={
+                    "months": len(context.partition_keys),
+                    "files_read": len(frames),
+                    "files_not_landed": len(not_landed),
+                    "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
+                    # agency zone: counts only, never a row
+                    "rows_by_month": bar_chart(counts_by(frame.rename({"extract_month": "month"}), "month")),
+                },
+            )
         yield dg.AssetCheckResult(
             check_name=READABLE_CHECK,
             passed=not problems,

@@ -113,6 +113,25 @@ def test_broken_file_stops_only_its_own_source(refreshed_copy):
                 assert new_month in months, f"{source.name} should carry on"
 
 
+def test_an_unreadable_redelivery_keeps_the_month_as_it_was(world_copy):
+    """A month loaded from a good file, then re-delivered unreadable (Excel's cp1252 instead of UTF-8): the blocking
+    check fails and nothing is written, so the month's raw rows stay and still reconcile with its validated ones."""
+    assets = [a for a in [*raw_assets, *validated_assets] if any("social_care" in k.path for k in a.keys)]
+    resources = zone_resources(world_copy)
+    assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
+    before = table_fingerprints(world_copy.agency_zone_path)
+    path = world_copy.landing_file("social_care", "2017-06")
+    path.write_bytes(path.read_text(encoding="utf-8").replace("a", "\u00e9").encode("cp1252"))
+
+    result = dg.materialize(assets, partition_key="2017-06", resources=resources, raise_on_error=False)
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "extract_readable"]
+    assert not check.passed and "UTF-8" in (check.description or "")
+    assert not result.get_asset_materialization_events()
+    assert table_fingerprints(world_copy.agency_zone_path) == before
+    raw, passed, quarantined = reconciliation(world_copy.agency_zone_path, "social_care")
+    assert raw == passed + quarantined > 0
+
+
 @pytest.mark.parametrize("source_name", ["benefits", "police_incidents"])
 def test_rematerialising_a_partition_replaces_it(world_copy, source_name):
     assets = [a for a in [*raw_assets, *validated_assets] if any(source_name in k.path for k in a.keys)]
