@@ -30,6 +30,7 @@ from ed_pipeline.sources import BOOL_CODES, Person, Source
 MAX_NAME_LENGTH = 100
 MAX_VALUE_LENGTH = 255
 EARLIEST_BIRTH_YEAR = 1900
+MIN_PARSED_YEAR = 1000  # a date whose year has fewer than four digits does not parse
 
 # letters of any script (incl. accents), then space, apostrophes, period, hyphen
 NAME_CHARACTERS = r"^(?:[^\W\d_]|[ '\u2019.\-])+$"
@@ -241,11 +242,15 @@ def plan_for(source: Source) -> Plan:
 
 
 def _parse_date(column: str, fmt: str) -> pl.Expr:
+    """The date `fmt` writes, or null; a year of fewer than four digits does not parse (strptime's %Y reads
+    '03/03/14' as the year 14, which no rule on the date would stop: an event in the year 14 precedes them all)."""
     has_time = any(d in fmt for d in ("%H", "%M", "%S", "%I"))
     value = pl.col(column)
     if has_time:
-        return value.str.strptime(pl.Datetime("us"), fmt, strict=False).dt.date()
-    return value.str.strptime(pl.Date, fmt, strict=False)
+        parsed = value.str.strptime(pl.Datetime("us"), fmt, strict=False).dt.date()
+    else:
+        parsed = value.str.strptime(pl.Date, fmt, strict=False)
+    return pl.when(parsed.dt.year() >= MIN_PARSED_YEAR).then(parsed)
 
 
 def _mod11_valid(digits: pl.Expr) -> pl.Expr:
@@ -262,7 +267,8 @@ def check_frame(raw: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     source = plan.source
     cols = list(source.columns)
     lf = raw.lazy().with_columns(
-        pl.col(cols).str.strip_chars().replace("", None),
+        # NFC: a name typed on a Mac or a web form may spell ë as e + a combining diaeresis, which is no letter
+        pl.col(cols).str.strip_chars().str.normalize("NFC").replace("", None),
         pl.col("extract_month").str.strip_chars(),
     )
     derived: list[pl.Expr] = [

@@ -194,6 +194,28 @@ def test_quarantine_keeps_the_raw_row_as_written(tmp_path: Path):
     assert v.summary["failures_by_rule"] == {"postcode_format": 1, "value_in_domain": 1}
 
 
+def test_a_two_digit_year_does_not_parse(tmp_path: Path):
+    """strptime's %Y reads '03/03/14' as the year 14: an event then precedes every prediction date, and a date of
+    birth failed only as 'before 1900'. Both are quarantined as dates that do not parse."""
+    source = get_source("social_care")
+    month, rows = HAND_MADE["social_care"]
+    rows = [dict(rows[0], referral_date="03/03/14"), dict(rows[1], dob="01/01/13")]
+    v = validate(read_extract(write_rows(tmp_path / "s.csv", source, rows), source, month).frame, source)
+    assert v.validated.is_empty()
+    assert sorted(v.quarantine.select("rule", "column", "value").rows()) == [
+        ("date_parses", "dob", "01/01/13"), ("date_parses", "referral_date", "03/03/14")]
+
+
+def test_a_name_with_combining_accents_is_a_name(tmp_path: Path):
+    """Zoë written as Zoe + U+0308 (macOS, some web forms) is validated, in one code point per letter (NFC)."""
+    source = get_source("social_care")
+    month, rows = HAND_MADE["social_care"]
+    rows = [dict(rows[0], child_forename="Zoe\u0308", child_surname="Sea\u0301n")]
+    v = validate(read_extract(write_rows(tmp_path / "s.csv", source, rows), source, month).frame, source)
+    assert v.quarantine.is_empty(), v.quarantine.to_dicts()
+    assert v.validated.select("given_name", "family_name").row(0) == ("Zo\u00eb", "Se\u00e1n")
+
+
 def test_many_months_in_one_call_duplicates_only_within_a_month(tmp_path: Path):
     source = get_source("social_care")
     frames = []
