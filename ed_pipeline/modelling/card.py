@@ -38,7 +38,7 @@ def model_card(result: TrainedModel, tags: dict | None = None, model_name: str =
     )
     sub = result.subgroups.filter(pl.col("group") != "ward")
     sub_rows = "\n".join(
-        f"| {r['group']} | {r['value']} | {r['n']:,} | {r['outcome_rate']:.3f} | {r['mean_risk']:.3f} | "
+        f"| {r['group']} | {r['value']} | {r['n']:,} | {_f(r['outcome_rate'])} | {_f(r['mean_risk'])} | "
         f"{_f(r['roc_auc'])} | {_f(r['ece'])} | {_f(r['recall_top10'])} |"
         for r in sub.iter_rows(named=True)
     )
@@ -104,7 +104,8 @@ Wards: {wards.height} wards, ROC AUC from {_f(ward_auc.min() if len(ward_auc) el
 
 ## Limitations
 - Cohorts are small (about 1,300-1,500 children a year): AUC on the test cohort carries roughly +/-0.03 of
-  sampling error, and subgroup figures for small groups more.
+  sampling error, and subgroup figures for small groups more; a group under 30 children shows its size only
+  ("n/a" elsewhere): its figures would be noise and tell near-individual outcomes.
 - Features reflect only what agencies recorded: families that never met a service look like low risk. Much
   of what drives school readiness (development at home, health, special educational needs) is unrecorded.
 - Children whose third birthday fell soon after the data begin have truncated 12/24-month windows; such

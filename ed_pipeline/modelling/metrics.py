@@ -21,7 +21,9 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-MIN_GROUP_AUC = 30  # a subgroup needs this many children and both outcomes for AUC-type metrics
+# A subgroup needs this many children for any figure but its size: a smaller one's outcomes, rates and flags are
+# noise, and tell near-individual outcomes (3 children, 1 outcome); AUC-type metrics need both outcomes too.
+MIN_GROUP_AUC = 30
 
 
 def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +112,9 @@ def score_metrics(y, p, *, top: float = 0.1, bins: int = 10) -> dict[str, float]
 def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top_threshold: float,
                      bins: int = 10) -> pl.DataFrame:
     """One row per (group, value): n, outcomes, outcome rate, mean risk, AUCs, Brier, ECE, and precision and
-    recall of the overall top-10% flag (risk >= top_threshold) within the group. AUC-type metrics are NaN for
-    groups under MIN_GROUP_AUC children or with one outcome only. Null values form their own group 'unknown'.
+    recall of the overall top-10% flag (risk >= top_threshold) within the group. A group under MIN_GROUP_AUC
+    children has its size only (counts null, metrics NaN); AUC-type metrics are NaN for a group with one outcome
+    only. Null values form their own group 'unknown'.
     """
     y, p = _arrays(y, p)
     flagged = p >= top_threshold
@@ -121,21 +124,24 @@ def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top_
         for v in sorted(set(values.tolist())):
             sel = values == v
             ys, ps, fs = y[sel], p[sel], flagged[sel]
-            big = sel.sum() >= MIN_GROUP_AUC
+            if sel.sum() < MIN_GROUP_AUC:
+                rows.append({"group": g, "value": v, "n": int(sel.sum())})
+                continue
             rows.append({
                 "group": g, "value": v, "n": int(sel.sum()), "outcomes": int(ys.sum()),
                 "outcome_rate": float(ys.mean()), "mean_risk": float(ps.mean()),
-                "roc_auc": roc_auc(ys, ps) if big else math.nan, "pr_auc": pr_auc(ys, ps) if big else math.nan,
-                "brier": brier(ys, ps), "ece": ece(ys, ps, bins) if big else math.nan,
+                "roc_auc": roc_auc(ys, ps), "pr_auc": pr_auc(ys, ps), "brier": brier(ys, ps), "ece": ece(ys, ps, bins),
                 "flagged": int(fs.sum()),
                 "precision_top10": float(ys[fs].mean()) if fs.any() else math.nan,
                 "recall_top10": float(ys[fs].sum() / ys.sum()) if ys.sum() else math.nan,
             })
-    return pl.DataFrame(rows, schema={
+    schema = {
         "group": pl.Utf8, "value": pl.Utf8, "n": pl.Int64, "outcomes": pl.Int64, "outcome_rate": pl.Float64,
         "mean_risk": pl.Float64, "roc_auc": pl.Float64, "pr_auc": pl.Float64, "brier": pl.Float64,
         "ece": pl.Float64, "flagged": pl.Int64, "precision_top10": pl.Float64, "recall_top10": pl.Float64,
-    })
+    }
+    metrics = [c for c, t in schema.items() if t == pl.Float64]
+    return pl.DataFrame(rows, schema=schema).with_columns(pl.col(metrics).fill_null(math.nan))
 
 
 def metric_key(*parts: str) -> str:

@@ -77,11 +77,17 @@ def test_subgroups_cover_everyone_with_sizes_and_unknowns():
     p = rng.uniform(0, 1, n)
     y = rng.random(n) < p
     sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top_threshold=float(np.quantile(p, 0.9)))
+    flagged = p >= np.quantile(p, 0.9)
     for group in ("sex", "fsm"):
         assert sub.filter(pl.col("group") == group)["n"].sum() == n
-        assert sub.filter(pl.col("group") == group)["flagged"].sum() == int((p >= np.quantile(p, 0.9)).sum())
+    assert sub.filter(pl.col("group") == "sex")["flagged"].sum() == int(flagged.sum())
+    # a group under 30 children shows its size only: its outcomes and rates would tell near-individual outcomes
     unknown = sub.filter((pl.col("group") == "fsm") & (pl.col("value") == "unknown")).row(0, named=True)
-    assert unknown["n"] == 10 and math.isnan(unknown["roc_auc"])  # too small for AUC
+    assert unknown["n"] == 10 and unknown["outcomes"] is None and unknown["flagged"] is None
+    assert all(math.isnan(unknown[k]) for k in ("outcome_rate", "mean_risk", "roc_auc", "brier", "precision_top10",
+                                                 "recall_top10"))
+    known = sub.filter((pl.col("group") == "fsm") & (pl.col("value") != "unknown"))
+    assert known["flagged"].sum() == int(flagged[10:].sum())
     girls = sub.filter(pl.col("value") == "F").row(0, named=True)
     sel = frame["sex"].to_numpy() == "F"
     assert girls["roc_auc"] == pytest.approx(roc_auc(y[sel], p[sel]))
