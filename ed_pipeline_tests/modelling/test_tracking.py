@@ -97,6 +97,12 @@ def test_refresh_run_logs_everything(store, first_run, trained):
     card = (root / EXPERIMENT / first_run / "artifacts" / "evaluation" / "model_card.md").read_text()
     assert "Every flag is reviewed by a person, and no decision is automated" in card
     assert "| 2018 |" in card and "ROC AUC" in card
+    # the scorer's files were logged from a folder named after the run: MLmodel records that path, and a random
+    # temp name (eight letters at times) would be a word for the privacy audit
+    mlmodels = [p.read_text() for p in (root / EXPERIMENT / "models").glob("*/artifacts/MLmodel")]
+    uris = [line.split("uri:")[1].strip() for text in mlmodels if f"run_id: {first_run}" in text
+            for line in text.splitlines() if "uri:" in line]
+    assert uris and all(f"/ed_mlflow_{first_run}/" in uri for uri in uris), uris
 
 
 def test_each_logged_model_carries_the_run_metrics(store, first_run, trained):
