@@ -80,7 +80,7 @@ def test_feature_values_of_the_main_child(built):
     assert c["parent_drug_alcohol_24m"] is True
     # the housing record re-sent with a new status is a second event: overcrowded when registered, then in TA
     assert c["housing_register_24m"] and c["overcrowded_24m"] and c["temporary_accommodation_24m"]
-    assert c["benefit_claim_24m"] is False  # the only claim started in 2014
+    assert c["benefit_claim_24m"] is True  # started in 2014, re-sent at a change in June 2016: running then
     assert c["moves_24m"] == 1
     assert all(c[k] is None for k in ("assessment_year", "not_gld", "fsm", "eal", "sen", "ethnicity_group"))
 
@@ -90,6 +90,7 @@ def test_children_without_history_and_outcomes(built):
     c2, c3 = rows["C2"], rows["C3"]
     assert c2["prediction_date"] == date(2015, 11, 1) and c2["history_months"] == 22
     assert c2["household_id"] is None and c2["household_size"] is None and c2["ward"] is None
+    # C2's claim came in the data's first extract, but started in 2012: not within 24 months of 2015-11-01
     assert c2["police_incidents_24m"] == 0 and c2["moves_24m"] == 0 and c2["benefit_claim_24m"] is False
     assert (c2["assessment_year"], c2["not_gld"], c2["fsm"], c2["eal"], c2["sen"], c2["ethnicity_group"]) == (
         2017, True, False, True, "K", "Asian")

@@ -89,9 +89,15 @@ def base_records() -> list[Record]:
          {"status": "Registered", "band": "B", "bedrooms_needed": 3, "bedrooms_current": 2}),
         ("housing", "A1-1", "M", "A1", "Applicant", "2017-02", date(2017, 2, 1), pitsea,
          {"status": "Temporary accommodation", "band": "A", "bedrooms_needed": 3, "bedrooms_current": 3}),
-        # benefits: only a claim more than 24 months before D
+        # benefits: a claim started more than 24 months before D, re-sent at a change within them (running then)
         ("benefits", "B1-C", "F", "B1", "Claimant", "2014-05", date(2014, 5, 1), None,
          {"claim_type": "HB", "weekly_award": 95.0}),
+        ("benefits", "B1-C", "F", "B1", "Claimant", "2016-06", date(2014, 5, 1), None,
+         {"claim_type": "HB+CTR", "weekly_award": 104.0}),
+        # a claim already running when the data begin, sent in their first extract: recent as of its start (2012),
+        # not of that extract (which would make it recent for C2's prediction date, 2015-11-01)
+        ("benefits", "B0-D1", "C2", "B0", "Dependant", "2014-01", date(2012, 9, 1), None,
+         {"claim_type": "CTR", "weekly_award": 20.0}),
         # someone else entirely, in the last extract of the window
         ("police_incidents", "INC9-1", "Z", "INC9", "Witness", "2018-06", date(2018, 6, 2), None,
          {"incident_type": "Theft", "domestic_abuse": False}),

@@ -4,7 +4,7 @@
 --   arrived_on <= D                                    its extract had landed (month M lands at the end of M),
 --   superseded_on is null or superseded_on > D         and it is the latest version that had landed by D.
 -- Windows (12m, 24m) are on recent_on: the event date, or for a benefit claim (sent at its start and re-sent at
--- each change) the month of the extract that carried the version, since the claim was running then.
+-- each change) the month of each later extract that re-sent it, since the claim was running then.
 --
 -- Incremental by row hash (macros/row_hash_incremental.sql): a child at a prediction date is rebuilt whole when
 -- any of its rows changed (an event, a version, a member or the household). Rows are distinct: one per child,

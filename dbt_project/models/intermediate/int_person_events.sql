@@ -79,10 +79,15 @@ events as (
     select
         link.person_id,
         records.*,
-        -- how recent the record is, for the 12m / 24m windows: the event date, except that a benefit claim is
-        -- known to be running in the month of each extract that (re-)sent it
+        -- how recent the record is, for the 12m / 24m windows: the event date, except that a benefit claim
+        -- (sent when it starts, re-sent at each change) is known to be running in the month of each extract that
+        -- re-sent it. Not in that of the extract that first sent it: the first extract of all (2013-01) carried
+        -- every claim then running, and its month would make each of them recent for prediction dates up to
+        -- 2015 and for none after (the flag of 20% of the 2016 cohort, 7% of the 2018 one)
         case
             when records.source = 'benefits'
+                and records.extract_month
+                    > min(records.extract_month) over (partition by records.source, records.record_id)
                 then greatest(records.event_date, cast(records.extract_month || '-01' as date))
             else records.event_date
         end as recent_on
