@@ -151,8 +151,9 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
     n_fields = len(header)
     columns: list[list[str | None]] = [[] for _ in source.columns]
     parse_errors: list[str | None] = []
-    blank_lines = 0
+    blank_lines, swallowed, line = 0, 0, reader.line_num
     for row in reader:
+        lines, line = reader.line_num - line, reader.line_num
         if not row:
             blank_lines += 1
             continue
@@ -167,10 +168,19 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
             if len(row) > n_fields:
                 message += f"; extra values: {json.dumps(row[n_fields:], ensure_ascii=False)}"
             parse_errors.append(message)
-    if parse_errors and text.count('"') % 2 == 1:
+        if lines > 1 and _holds_rows(row, n_fields):
+            # a stray quote opening a field ran on to a later one, taking in whole lines between: one record
+            # with the right number of fields, the rows inside it gone unless it is quarantined
+            swallowed += 1
+            note = (f"a quoted value runs over {lines} lines and holds what look like whole rows (a stray \" "
+                    "opening a field?)")
+            parse_errors[-1] = f"{parse_errors[-1]}; {note}" if parse_errors[-1] else note
+    if parse_errors and text.count('"') % 2 == 1 and _ends_in_quotes(text):
         # strict=False csv reads an unterminated quote to the end of the file: that last row is suspect
         note = "ends inside an unterminated quoted field (the file looks truncated)"
         parse_errors[-1] = f"{parse_errors[-1]}; {note}" if parse_errors[-1] else note
+    if swallowed:
+        warnings.append(f"{swallowed} row(s) hold whole lines inside a quoted value; they will be quarantined")
     if blank_lines:
         warnings.append(f"{blank_lines} blank line(s) skipped")
     n_rows = len(parse_errors)
@@ -192,6 +202,23 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         pl.Series("_parse_error", parse_errors, dtype=pl.String),
     )
     return Extract(path, source, month, frame.cast(raw_schema(source)), [], warnings)  # type: ignore[arg-type]
+
+
+def _holds_rows(row: list[str], n_fields: int) -> bool:
+    """Whether a value of a record read over several lines holds a line with a whole row's delimiters: an address
+    may run over lines, a line of it with 13 commas is another record taken in by a stray quote."""
+    return any(line.count(",") >= n_fields - 1 for value in row if "\n" in value for line in value.split("\n")[1:])
+
+
+def _ends_in_quotes(text: str) -> bool:
+    """Whether the file ends inside a quoted value (an odd number of quotes can also be a quote inside an unquoted
+    value, `5" Vange`, which csv reads as written)."""
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _check_header(header: list[str], source: Source, warnings: list[str]) -> tuple[str, str, str] | None:

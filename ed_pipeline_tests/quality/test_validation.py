@@ -216,6 +216,40 @@ def test_a_name_with_combining_accents_is_a_name(tmp_path: Path):
     assert v.validated.select("given_name", "family_name").row(0) == ("Zo\u00eb", "Se\u00e1n")
 
 
+def test_stray_quotes_that_take_in_whole_rows_are_quarantined_not_lost(tmp_path: Path):
+    """Ditto marks (a lone `"`) in an unquoted export: csv reads from the first to the second as one value, and the
+    rows between vanish into a record with the right number of fields. That record is quarantined, saying why."""
+    source = get_source("housing")
+    rows = valid_rows(source, 4, "2014-03", start=1)
+    for row in rows:
+        row["address"] = "7 Clay Hill Road"
+    rows[1]["address"] = rows[3]["address"] = '"'
+    path = tmp_path / "housing" / "2014-03.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(",".join(source.columns) + "\n" + "".join(",".join(r[c] for c in source.columns) + "\n"
+                                                               for r in rows))
+    ex = read_extract(path, source, "2014-03")
+    assert ex.frame.height == 2 and any("hold whole lines inside a quoted value" in w for w in ex.warnings)
+    v = validate(ex.frame, source)
+    [(rule, error)] = v.quarantine.select("rule", "value").rows()
+    assert rule == "row_parses" and "runs over 3 lines" in error
+    assert v.summary["reconciled"] and v.summary["rows_in"] == 2
+
+
+def test_only_a_file_that_ends_inside_quotes_is_called_truncated(tmp_path: Path):
+    """A quote inside an unquoted value (`5" Vange`) leaves an odd number of quotes: csv reads it as written, and
+    no row is blamed for a truncation that did not happen."""
+    source = get_source("social_care")
+    month, rows = HAND_MADE["social_care"]
+    rows = [dict(rows[0], address_line_1='2 High Road 5" Vange'), rows[1]]
+    path = tmp_path / "s.csv"
+    path.write_text(",".join(source.columns) + "\n" + "".join(",".join(r[c] for c in source.columns) + "\n"
+                                                               for r in rows))
+    v = validate(read_extract(path, source, month).frame, source)
+    assert v.quarantine.is_empty(), v.quarantine.to_dicts()
+    assert v.validated["address"].to_list()[0] == '2 High Road 5" Vange'
+
+
 def test_many_months_in_one_call_duplicates_only_within_a_month(tmp_path: Path):
     source = get_source("social_care")
     frames = []
