@@ -69,6 +69,9 @@ def base_records() -> list[Record]:
         # social care: the brother referred, then child in need
         ("social_care", "SC1", "S", "SC1", "child", "2017-05", date(2017, 5, 1), None,
          {"referral_source": "School", "category": "Referral", "primary_need": "N1"}),
+        # the same referral sent again under a new key (a duplicate row of the agency's): still one referral
+        ("social_care", "SC1D", "S", "SC1D", "child", "2017-05", date(2017, 5, 1), None,
+         {"referral_source": "School", "category": "Referral", "primary_need": "N1"}),
         ("social_care", "SC2", "S", "SC2", "child", "2017-06", date(2017, 6, 12), None,
          {"referral_source": "School", "category": "Child in need", "primary_need": "N1"}),
         # an old referral of C (before the 24 months)

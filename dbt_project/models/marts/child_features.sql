@@ -22,7 +22,9 @@ events as (
         count(distinct group_ref) filter (where is_police_incident and within_24m) as police_incidents_24m,
         count(distinct group_ref) filter (where is_domestic_abuse and within_12m) as domestic_abuse_12m,
         count(distinct group_ref) filter (where is_domestic_abuse and within_24m) as domestic_abuse_24m,
-        count(distinct event_key) filter (where is_social_care_referral and within_24m) as social_care_referrals_24m,
+        -- a referral by whom and when: one re-sent under a new key (2% of agency rows come twice) is one referral
+        count(distinct (member_id, event_date)) filter (where is_social_care_referral and within_24m)
+            as social_care_referrals_24m,
         bool_or(is_child_in_need and relation in ('child', 'sibling')) as child_in_need_ever,
         bool_or(is_child_protection and relation in ('child', 'sibling')) as child_protection_ever,
         count(distinct member_id) filter (where is_youth_offence and relation = 'adult') as parent_youth_offending,
