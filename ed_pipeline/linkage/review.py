@@ -107,8 +107,14 @@ def accumulate_decisions(kept: pl.DataFrame | None, reviewed: pl.DataFrame | Non
     if not frames:
         return pl.DataFrame(schema=DECISION_SCHEMA)
     pair = ["source_l", "record_id_l", "source_r", "record_id_r"]
-    return pl.concat([f.select(list(DECISION_SCHEMA)).cast(DECISION_SCHEMA) for f in frames]).unique(
-        subset=pair, keep="last", maintain_order=True)
+    decisions = pl.concat([f.select(list(DECISION_SCHEMA)).cast(DECISION_SCHEMA) for f in frames])
+    # each pair in one orientation (the smaller record first): a monthly review lists the known record on the
+    # left, a full one in record order, and a later decision must replace an earlier one either way round
+    swap = (pl.concat_str("source_l", pl.lit("\x1f"), "record_id_l")
+            > pl.concat_str("source_r", pl.lit("\x1f"), "record_id_r"))
+    sides = {f"{c}_{a}": pl.when(swap).then(pl.col(f"{c}_{b}")).otherwise(pl.col(f"{c}_{a}"))
+             for a, b in (("l", "r"), ("r", "l")) for c in ("source", "record_id")}
+    return decisions.with_columns(**sides).unique(subset=pair, keep="last", maintain_order=True)
 
 
 def carry_review(previous: pl.DataFrame | None, current: pl.DataFrame | None) -> pl.DataFrame | None:

@@ -23,7 +23,7 @@ from ed_pipeline.linkage.cleartext import clear_tokens
 from ed_pipeline.linkage.households import households
 from ed_pipeline.linkage.link import _candidates, link_incremental
 from ed_pipeline.linkage.model import round_parameters
-from ed_pipeline.linkage.review import decisions_from_review, review_pairs
+from ed_pipeline.linkage.review import accumulate_decisions, decisions_from_review, review_pairs
 from ed_pipeline.linkage.tables import (
     APPENDED_TABLES,
     added_links,
@@ -277,6 +277,21 @@ def test_review_pairs_show_levels_not_tokens_and_decisions_feed_back(world, mode
     assert pid[(s["source_l"], s["record_id_l"])] == pid[(s["source_r"], s["record_id_r"])]
     assert now[(s["source_l"], s["record_id_l"])] != now[(s["source_r"], s["record_id_r"])]
     assert now[(a["source"], a["record_id"])] == now[(b["source"], b["record_id"])]
+
+
+def test_a_later_decision_replaces_an_earlier_one_whichever_side_each_listed_a_record():
+    """A monthly review lists the known record on the left, a full one in record order: the same pair, decided
+    twice, is one decision, the later."""
+    def decided(left: tuple[str, str], right: tuple[str, str], decision: str) -> pl.DataFrame:
+        return pl.DataFrame({"source_l": [left[0]], "record_id_l": [left[1]], "source_r": [right[0]],
+                             "record_id_r": [right[1]], "decision": [decision]})
+
+    youth, housing = ("youth_offending", "you-420"), ("housing", "hou-409")
+    kept = decided(youth, housing, "non_match")
+    later = decided(housing, youth, "match").with_columns(pl.lit(None, dtype=pl.String).alias("pair_id"))
+    [row] = accumulate_decisions(kept, later).iter_rows(named=True)
+    assert row["decision"] == "match"
+    assert (row["source_l"], row["record_id_l"], row["source_r"], row["record_id_r"]) == (*housing, *youth)
 
 
 def test_households_follow_a_family_that_moves_and_a_partner_who_leaves():
