@@ -19,7 +19,13 @@ from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.linkage import LinkageModel, TokenColumns, id_stability, link
 from ed_pipeline.linkage.households import households
 from ed_pipeline.linkage.link import LINK_SCHEMA, link_incremental
-from ed_pipeline.linkage.review import accumulate_decisions, carry_review, review_pairs
+from ed_pipeline.linkage.review import (
+    accumulate_decisions,
+    carry_review,
+    decisions_from_review,
+    review_pairs,
+    unmet_decisions,
+)
 from ed_pipeline.linkage.tables import (
     APPENDED_TABLES,
     added_links,
@@ -122,7 +128,13 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         previous_households = read_table(conn, "linked.household_membership")
         reviewed = read_table(conn, "linked.review_pair")
         decisions = accumulate_decisions(read_table(conn, "linked.review_decision"), reviewed)
-        incremental = previous is not None and model is not None and not config.full_relink
+        # reviewers' new decisions that persons already linked do not meet: a month's link cannot split or join
+        # them, so every record is linked again this once (ids carry over, the crosswalk says what changed)
+        unmet = unmet_decisions(decisions_from_review(reviewed) if reviewed is not None else None, previous)
+        incremental = previous is not None and model is not None and not config.full_relink and not unmet
+        if unmet:
+            context.log.info(f"{unmet} new reviewer decision(s) split or join persons already linked: linking "
+                             "every record again")
         # a month's link reads every token only of its new records and their candidates; of the rest, the few
         # columns that households, linked.person and the term frequencies need
         tokens = read_tokens(conn, spec, columns=monthly_link_columns(spec, model) if incremental else None)

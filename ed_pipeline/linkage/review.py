@@ -117,6 +117,22 @@ def accumulate_decisions(kept: pl.DataFrame | None, reviewed: pl.DataFrame | Non
     return decisions.with_columns(**sides).unique(subset=pair, keep="last", maintain_order=True)
 
 
+def unmet_decisions(decisions: pl.DataFrame | None, links: pl.DataFrame | None) -> int:
+    """How many `decisions` the `links` (a person_link table) do not meet: a match between two persons, a
+    non-match inside one. A monthly link only attaches new records to persons: meeting these takes linking every
+    record again."""
+    if decisions is None or links is None or decisions.height == 0:
+        return 0
+    key = ["source", "record_id"]
+    person = links.select(*key, "person_id").unique(subset=key)
+    sides = decisions.join(person.rename({"source": "source_l", "record_id": "record_id_l", "person_id": "l"}),
+                           on=["source_l", "record_id_l"], how="inner"
+                           ).join(person.rename({"source": "source_r", "record_id": "record_id_r", "person_id": "r"}),
+                                  on=["source_r", "record_id_r"], how="inner")
+    together = pl.col("l") == pl.col("r")
+    return sides.filter(pl.when(pl.col("decision") == "match").then(~together).otherwise(together)).height
+
+
 def carry_review(previous: pl.DataFrame | None, current: pl.DataFrame | None) -> pl.DataFrame | None:
     """The review table after an incremental refresh: pairs still awaiting a decision, plus the new ones."""
     pending = previous.filter(pl.col("decision").is_null()) if previous is not None else None

@@ -105,3 +105,25 @@ def test_read_tokens_keeps_the_latest_version_of_each_record_in_record_order():
     assert tokens.select("source", "record_id", "extract_month", "tok_uprn").rows() == [
         ("benefits", "B1", "2014-06", "c"), ("benefits", "B9", "2014-01", "b"),
         ("housing", "H1", "2014-02", "a"), ("housing", "H2", "2014-05", "new")]
+
+
+def test_a_reviewers_decision_is_applied_by_the_next_refresh(refreshed_copy):
+    """A reviewer judges a pair linked into one person a non-match: the next refresh splits them, although a
+    monthly link only attaches new records (it links every record again this once)."""
+    from ed_pipeline_tests.conftest import run_cli
+
+    settings = refreshed_copy
+    with duckdb.connect(str(settings.warehouse_path)) as conn:
+        pair = conn.execute("select pair_id, source_l, record_id_l, source_r, record_id_r from linked.review_pair "
+                            "where same_person_now order by pair_id limit 1").fetchone()
+        assert pair, "the tiny world should have a borderline pair linked into one person"
+        conn.execute("update linked.review_pair set decision = 'non_match' where pair_id = ?", [pair[0]])
+    result = run_cli("refresh", "--only", "analyse", data_dir=settings.data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids = {(s, r): p for s, r, p in linked_ids(settings).iter_rows()}
+    assert ids[(pair[1], pair[2])] != ids[(pair[3], pair[4])]
+    metadata, checks = last_link_run(settings)
+    assert metadata["mode"] == "full" and checks["ids_stable"]
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        assert conn.execute("select decision from linked.review_decision where record_id_l in (?, ?)",
+                            [pair[2], pair[4]]).fetchall() == [("non_match",)]
