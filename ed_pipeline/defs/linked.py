@@ -18,6 +18,7 @@ from ed_pipeline.defs.partitions import transient_retry
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.linkage import LinkageModel, TokenColumns, id_stability, link
 from ed_pipeline.linkage.households import households
+from ed_pipeline.linkage.ids import ids_ever_named
 from ed_pipeline.linkage.link import LINK_SCHEMA, link_incremental
 from ed_pipeline.linkage.review import (
     accumulate_decisions,
@@ -126,6 +127,8 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     with warehouse.get_connection() as conn:
         previous = read_table(conn, "linked.person_link")
         previous_households = read_table(conn, "linked.household_membership")
+        retired = {kind: ids_ever_named(read_table(conn, f"linked.{kind}_crosswalk"))
+                   for kind in ("person", "household")}
         reviewed = read_table(conn, "linked.review_pair")
         decisions = accumulate_decisions(read_table(conn, "linked.review_decision"), reviewed)
         # reviewers' new decisions that persons already linked do not meet: a month's link cannot split or join
@@ -147,8 +150,8 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
                                       find_candidates=lambda fresh: read_candidates(conn, model, known, fresh))
     if not incremental:
         context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model)")
-        result = link(tokens, model, previous=previous, decisions=decisions)
-    household = households(tokens, result.links, previous=previous_households)
+        result = link(tokens, model, previous=previous, retired=retired["person"], decisions=decisions)
+    household = households(tokens, result.links, previous=previous_households, retired=retired["household"])
     review = review_pairs(result) if result.pairs.height else None
     if incremental:
         review = carry_review(reviewed, review)

@@ -177,10 +177,12 @@ def households(
     *,
     spec: TokenColumns | None = None,
     previous: pl.DataFrame | None = None,
+    retired: set[str] | None = None,
     open_spell_days: int = OPEN_SPELL_DAYS,
 ) -> HouseholdResult:
     """Household membership over time from tokens (places, event dates) and person links; see the module
-    docstring. `previous` (household_id, person_id, ...) keeps household ids stable across refreshes."""
+    docstring. `previous` (household_id, person_id, ...) keeps household ids stable across refreshes; `retired`
+    ids (every one the crosswalk ever named) are never issued again."""
     obs = observations(tokens, links, spec)
     if obs.height == 0:
         empty = pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
@@ -201,7 +203,7 @@ def households(
     prev = None
     if previous is not None and previous.height:
         prev = previous.select(member.alias("member"), pl.col("household_id").alias("old"))
-    assigned, crosswalk = stable_cluster_ids(prev, current, prefix="H")
+    assigned, crosswalk = stable_cluster_ids(prev, current, prefix="H", retired=retired)
     ids = assigned.select(pl.col("cluster").cast(pl.Int64).alias("_hh"), pl.col("id").alias("household_id"))
     membership = (stays.join(ids, on="_hh", how="left").select(list(MEMBERSHIP_SCHEMA)).cast(MEMBERSHIP_SCHEMA)
                   .sort("household_id", "valid_from", "person_id"))

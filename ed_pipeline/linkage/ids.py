@@ -95,6 +95,14 @@ def stable_cluster_ids(
     return assigned, crosswalk.cast(CROSSWALK_SCHEMA)
 
 
+def ids_ever_named(crosswalk: pl.DataFrame | None) -> set[str]:
+    """Every id a crosswalk table names: one merged away must never be issued again (its history would read as
+    the same person or household coming back)."""
+    if crosswalk is None:
+        return set()
+    return set(pl.concat([crosswalk["old_id"], crosswalk["new_id"]]).drop_nulls().cast(pl.String).to_list())
+
+
 def assign_stable_ids(
     previous: pl.DataFrame | None,
     clusters: pl.DataFrame,

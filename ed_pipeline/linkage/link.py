@@ -145,6 +145,7 @@ def link(
     *,
     spec: TokenColumns | None = None,
     previous: pl.DataFrame | None = None,
+    retired: set[str] | None = None,
     decisions: pl.DataFrame | None = None,
     config: TrainingConfig | None = None,
     keep_pairs: bool = True,
@@ -154,7 +155,8 @@ def link(
 
     `previous` (source, record_id, person_id) are the ids of the last refresh:
     they are carried over (assign_stable_ids) and the crosswalk says what merged
-    and split. `decisions` are clerical reviewers' verdicts on pairs
+    and split; `retired` ids (every one the crosswalk ever named) are never issued
+    again. `decisions` are clerical reviewers' verdicts on pairs
     (review.DECISION columns), applied as must-link / cannot-link constraints.
     """
     timings: dict[str, float] = {}
@@ -192,7 +194,7 @@ def link(
     recs = df.select("unique_id", "source", "record_id", "group_ref")
     clustered = recs.join(clusters, on="unique_id", how="left").with_columns(
         pl.coalesce(pl.col("cluster_id").cast(pl.String), pl.col("unique_id").cast(pl.String)).alias("cluster_id"))
-    ids, crosswalk = assign_stable_ids(previous, clustered)
+    ids, crosswalk = assign_stable_ids(previous, clustered, retired=retired)
     links = (
         clustered.join(ids, on=["source", "record_id"], how="left")
         .join(best, on="unique_id", how="left")

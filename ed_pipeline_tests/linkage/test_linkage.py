@@ -21,6 +21,7 @@ from ed_pipeline.linkage import (
 )
 from ed_pipeline.linkage.cleartext import clear_tokens
 from ed_pipeline.linkage.households import households
+from ed_pipeline.linkage.ids import ids_ever_named
 from ed_pipeline.linkage.link import _candidates, link_incremental
 from ed_pipeline.linkage.model import round_parameters
 from ed_pipeline.linkage.review import accumulate_decisions, decisions_from_review, review_pairs
@@ -292,6 +293,23 @@ def test_a_later_decision_replaces_an_earlier_one_whichever_side_each_listed_a_r
     [row] = accumulate_decisions(kept, later).iter_rows(named=True)
     assert row["decision"] == "match"
     assert (row["source_l"], row["record_id_l"], row["source_r"], row["record_id_r"]) == (*housing, *youth)
+
+
+def test_an_id_merged_away_is_never_issued_again():
+    """Two persons merged by one refresh and split again by a later one (a reviewer's non-match): the split-off
+    person gets a new id, not the one the crosswalk says was merged away (its history would read as it coming
+    back)."""
+    records = ["a1", "a2", "b1", "b2", "b3"]
+
+    def clusters(ids: list[str]) -> pl.DataFrame:
+        return pl.DataFrame({"source": "s", "record_id": records, "cluster_id": ids})
+
+    first, _ = assign_stable_ids(None, clusters(["A", "A", "B", "B", "B"]))
+    merged, crosswalk = assign_stable_ids(first, clusters(["X"] * 5))
+    [(gone, kept)] = crosswalk.filter(pl.col("change") == "merge").select("old_id", "new_id").rows()
+    split, _ = assign_stable_ids(merged, clusters(["A", "A", "B", "B", "B"]), retired=ids_ever_named(crosswalk))
+    assert gone in first["person_id"].to_list() and kept in split["person_id"].to_list()
+    assert gone not in split["person_id"].to_list()
 
 
 def test_households_follow_a_family_that_moves_and_a_partner_who_leaves():
