@@ -136,7 +136,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         unmet = unmet_decisions(decisions_from_review(reviewed) if reviewed is not None else None, previous)
         incremental = previous is not None and model is not None and not config.full_relink and not unmet
         if unmet:
-            context.log.info(f"{unmet} new reviewer decision(s) split or join persons already linked: linking "
+            context.log.info(f"{unmet} new reviewer decision(s) split or merge persons already linked: linking "
                              "every record again")
         # a month's link reads every token only of its new records and their candidates; of the rest, the few
         # columns that households, linked.person and the term frequencies need

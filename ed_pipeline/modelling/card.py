@@ -104,8 +104,8 @@ Wards: {wards.height} wards, ROC AUC from {_f(ward_auc.min() if len(ward_auc) el
 
 ## Limitations
 - Cohorts are small (about 1,300-1,500 children a year): AUC on the test cohort carries roughly +/-0.03 of
-  sampling error, and subgroup figures for small groups more; a group under 30 children shows its size only
-  ("n/a" elsewhere): its figures would be noise and tell near-individual outcomes.
+  sampling error, and subgroup figures for small groups more; a group under 30 children has its size only
+  ("n/a" for the other figures): they would be noise, and would come close to the outcomes of single children.
 - Features reflect only what agencies recorded: families that never met a service look like low risk. Much
   of what drives school readiness (development at home, health, special educational needs) is unrecorded.
 - Children whose third birthday fell soon after the data begin have truncated 12/24-month windows; such
