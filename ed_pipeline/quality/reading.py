@@ -140,6 +140,10 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
 
     reader = csv.reader(io.StringIO(text, newline=""))
     header_raw = next(reader)
+    while not header_raw:  # blank lines above the header (some line holds more than whitespace: see above)
+        header_raw = next(reader)
+    if reader.line_num > 1:
+        warnings.append(f"{reader.line_num - 1} blank line(s) above the header skipped")
     header = [h.strip() for h in header_raw]
     problem = _check_header(header, source, warnings)
     if problem is not None:

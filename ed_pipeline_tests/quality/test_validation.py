@@ -250,6 +250,19 @@ def test_only_a_file_that_ends_inside_quotes_is_called_truncated(tmp_path: Path)
     assert v.validated["address"].to_list()[0] == '2 High Road 5" Vange'
 
 
+def test_blank_lines_above_the_header_are_skipped(tmp_path: Path):
+    """An export that starts with an empty line is read as it would be without it, not refused as a header of no
+    columns."""
+    source = get_source("social_care")
+    month, rows = HAND_MADE["social_care"]
+    path = write_rows(tmp_path / "s.csv", source, rows)
+    path.write_text("\n\n" + path.read_text())
+    ex = read_extract(path, source, month)
+    assert ex.problems == [] and ex.warnings == ["2 blank line(s) above the header skipped"]
+    assert ex.frame["_row_number"].to_list() == [1, 2]
+    assert validate(ex.frame, source).quarantine.is_empty()
+
+
 def test_many_months_in_one_call_duplicates_only_within_a_month(tmp_path: Path):
     source = get_source("social_care")
     frames = []
