@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ed_pipeline.settings import DEFAULT_LAST_MONTH, FIRST_MONTH, Settings
+from ed_pipeline.settings import DEFAULT_LAST_MONTH, FIRST_MONTH, LANDING_NAME_RULE, Settings
 
 console = Console(stderr=True)
 
@@ -96,9 +96,9 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"[bold]Refreshing[/]{stage} {len(months)} month(s) of extracts from {settings.landing_dir}")
         misnamed = settings.misnamed_landing_files()
         if misnamed:  # never ingested: said, so that a file is not lost for want of a name
-            names = ", ".join(p.relative_to(settings.landing_dir).as_posix() for p in misnamed)
-            console.print(f"[yellow]left out[/] (not named <source>/<YYYY-MM>.csv for a month from {FIRST_MONTH} "
-                          f"to last month; rename or remove): {escape(names)}", soft_wrap=True)
+            names = ", ".join(settings.landing_name(p) for p in misnamed)
+            console.print(f"[yellow]left out[/] (not named {LANDING_NAME_RULE}; rename or remove): {escape(names)}",
+                          soft_wrap=True)
         result = refresh(settings, progress=report, only=args.only)
     except (FileNotFoundError, MissingKeyError) as exc:
         _error(exc)

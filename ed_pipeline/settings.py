@@ -17,6 +17,8 @@ from pathlib import Path
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 FIRST_MONTH = "2013-01"  # the first year of the current EYFSP
 DEFAULT_LAST_MONTH = "2018-07"
+# what a landing file must be called to be ingested (`is_partition_month`), as the reports of misnamed ones say
+LANDING_NAME_RULE = f"<source>/<YYYY-MM>.csv for a month from {FIRST_MONTH} to last month"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ class Settings:
         """Months (YYYY-MM) with a landing file, for one source or for any: only months that can be ingested
         (`is_partition_month`); `misnamed_landing_files` lists the files left out."""
         return sorted({p.stem for p in self.landing_files(source) if is_partition_month(p.stem)})
+
+    def landing_name(self, path: Path) -> str:
+        """A landing file as `<source>/<name>.csv`: how the sensor's cursor and the reports name it."""
+        return path.relative_to(self.landing_dir).as_posix()
 
     def misnamed_landing_files(self) -> list[Path]:
         """Landing files whose name is not a month that can be ingested (`2017-6.csv`, `housing_2017-06.csv`, a

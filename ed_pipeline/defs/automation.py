@@ -26,7 +26,7 @@ import duckdb
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.defs.raw import raw_key
 from ed_pipeline.defs.validated import quarantine_key, validated_key
-from ed_pipeline.settings import FIRST_MONTH, Settings, is_partition_month
+from ed_pipeline.settings import LANDING_NAME_RULE, Settings, is_partition_month
 from ed_pipeline.sources import SOURCES, Source
 
 TRIGGER_TAG = "ed_pipeline/trigger"
@@ -104,12 +104,8 @@ def seen_files(cursor: str | None, settings: Settings) -> dict[str, str] | None:
     except ValueError:
         return None
     if isinstance(seen, int | float):
-        return {_name(settings, p): file_state(p) for p in settings.landing_files() if p.stat().st_mtime <= seen}
+        return {settings.landing_name(p): file_state(p) for p in settings.landing_files() if p.stat().st_mtime <= seen}
     return seen if isinstance(seen, dict) else None
-
-
-def _name(settings: Settings, path: Path) -> str:
-    return path.relative_to(settings.landing_dir).as_posix()
 
 
 def landing_requests(settings: Settings, seen: dict[str, str] | None, materialized: dict[str, set[str]]
@@ -130,7 +126,7 @@ def landing_requests(settings: Settings, seen: dict[str, str] | None, materializ
         for path in settings.landing_files(source.name):
             if not is_partition_month(path.stem):
                 continue
-            name, state = _name(settings, path), file_state(path)
+            name, state = settings.landing_name(path), file_state(path)
             now[name] = state
             fresh = seen.get(name) != state if seen is not None else \
                 path.stem not in materialized.get(source.name, set())
@@ -163,10 +159,9 @@ def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
             s.name: set(context.instance.get_materialized_partitions(raw_key(s))) for s in SOURCES}
         requests, now = landing_requests(settings, seen, materialized)
         context.update_cursor(json.dumps(now, sort_keys=True))
-        misnamed = [_name(settings, p) for p in settings.misnamed_landing_files()]
+        misnamed = [settings.landing_name(p) for p in settings.misnamed_landing_files()]
         if misnamed:  # every tick, until someone renames or removes them: they would never be ingested
-            context.log.warning(f"left out of ingestion, not named <source>/<YYYY-MM>.csv for a month from "
-                                f"{FIRST_MONTH} to last month: {', '.join(misnamed)}")
+            context.log.warning(f"left out of ingestion, not named {LANDING_NAME_RULE}: {', '.join(misnamed)}")
         return requests or dg.SkipReason("no new or replaced extract in landing/"
                                          + (f" ({len(misnamed)} misnamed file(s) left out: see the log)"
                                             if misnamed else ""))

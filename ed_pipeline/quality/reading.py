@@ -178,11 +178,11 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
             swallowed += 1
             note = (f"a quoted value runs over {lines} lines and holds what look like whole rows (a stray \" "
                     "opening a field?)")
-            parse_errors[-1] = f"{parse_errors[-1]}; {note}" if parse_errors[-1] else note
+            _add_error(parse_errors, note)
     if parse_errors and text.count('"') % 2 == 1 and _ends_in_quotes(text):
         # strict=False csv reads an unterminated quote to the end of the file: that last row is suspect
         note = "ends inside an unterminated quoted field (the file looks truncated)"
-        parse_errors[-1] = f"{parse_errors[-1]}; {note}" if parse_errors[-1] else note
+        _add_error(parse_errors, note)
     if swallowed:
         warnings.append(f"{swallowed} row(s) hold whole lines inside a quoted value; they will be quarantined")
     if blank_lines:
@@ -206,6 +206,11 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         pl.Series("_parse_error", parse_errors, dtype=pl.String),
     )
     return Extract(path, source, month, frame.cast(raw_schema(source)), [], warnings)  # type: ignore[arg-type]
+
+
+def _add_error(parse_errors: list[str | None], note: str) -> None:
+    """`note` on the last row read, beside any error it has already."""
+    parse_errors[-1] = f"{parse_errors[-1]}; {note}" if parse_errors[-1] else note
 
 
 def _holds_rows(row: list[str], n_fields: int) -> bool:
