@@ -22,7 +22,8 @@
 household_id, person_id, valid_from, valid_to (exclusive; null = still there as
 far as the records say). Household ids are stable across refreshes
 (ids.stable_cluster_ids over each person's stays, known by person and start
-date), with their own crosswalk (`records` there counts stays).
+date, or by the period they overlap when a late record moved a start), with
+their own crosswalk (`records` there counts stays).
 """
 
 from __future__ import annotations
@@ -198,11 +199,10 @@ def households(
     stays = (spells.group_by("person_id", "_hh", "_stay")
              .agg(pl.col("valid_from").min(), pl.col("valid_to").sort_by("valid_from").last()))
     # a stay is known across refreshes by its person and start: ids follow the stays they held before
-    member = pl.concat_str([pl.col("person_id"), pl.col("valid_from").cast(pl.String)], separator="|")
-    current = stays.select(member.alias("member"), pl.col("_hh").cast(pl.String).alias("cluster"))
+    current = stays.select(_stay_key.alias("member"), pl.col("_hh").cast(pl.String).alias("cluster"))
     prev = None
     if previous is not None and previous.height:
-        prev = previous.select(member.alias("member"), pl.col("household_id").alias("old"))
+        prev = _previous_stays(previous, stays)
     assigned, crosswalk = stable_cluster_ids(prev, current, prefix="H", retired=retired)
     ids = assigned.select(pl.col("cluster").cast(pl.Int64).alias("_hh"), pl.col("id").alias("household_id"))
     membership = (stays.join(ids, on="_hh", how="left").select(list(MEMBERSHIP_SCHEMA)).cast(MEMBERSHIP_SCHEMA)
@@ -211,6 +211,30 @@ def households(
     return HouseholdResult(membership=membership, crosswalk=crosswalk,
                            spells=spells.select("person_id", "place", "valid_from", "valid_to", "last_seen",
                                                 "episode", "household_id"))
+
+
+_stay_key = pl.concat_str([pl.col("person_id"), pl.col("valid_from").cast(pl.String)], separator="|")
+
+
+def _previous_stays(previous: pl.DataFrame, stays: pl.DataFrame) -> pl.DataFrame:
+    """member (the key of the current stay it is), old: the previous refresh's stays. A previous stay whose start
+    no current stay has (a late record moved it earlier, a corrected one later) is the person's current stay it
+    overlaps most, so that its household keeps its id; one that overlaps none keeps its own key."""
+    prev = previous.select("person_id", "valid_from", "valid_to", pl.col("household_id").alias("old"))
+    moved = prev.join(stays, on=["person_id", "valid_from"], how="anti")
+    if moved.height:
+        far = date(9999, 12, 31)
+        unmatched = stays.join(prev, on=["person_id", "valid_from"], how="anti").select(
+            "person_id", pl.col("valid_from").alias("_from"), pl.col("valid_to").alias("_to"))
+        overlap = (pl.min_horizontal(pl.col("valid_to").fill_null(far), pl.col("_to").fill_null(far))
+                   - pl.max_horizontal("valid_from", "_from"))
+        best = (moved.join(unmatched, on="person_id").with_columns(overlap.alias("_days"))
+                .filter(pl.col("_days") > pl.duration(days=0))
+                .sort("person_id", "valid_from", "_days", "_from", descending=[False, False, True, False])
+                .unique(subset=["person_id", "valid_from"], keep="first", maintain_order=True))
+        prev = prev.join(best.select("person_id", "valid_from", "_from"), on=["person_id", "valid_from"],
+                         how="left").with_columns(pl.coalesce("_from", "valid_from").alias("valid_from"))
+    return prev.select(_stay_key.alias("member"), "old")
 
 
 def household_at(membership: pl.DataFrame, person_id: str, on: date) -> str | None:

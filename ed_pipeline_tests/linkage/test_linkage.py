@@ -344,6 +344,29 @@ def test_households_follow_a_family_that_moves_and_a_partner_who_leaves():
         m.sort("person_id", "valid_from")["household_id"])
 
 
+def test_a_household_keeps_its_id_when_a_late_record_moves_its_start_earlier():
+    """A back-dated record (a housing application sent late) at the place a family already lived moves every
+    member's stay to start earlier: the household is the same one and keeps its id, with no crosswalk row."""
+    d = date
+    rows = [("1", "mum", d(2016, 3, 1), "X"), ("2", "kid", d(2016, 3, 5), "X"), ("3", "solo", d(2016, 1, 1), "Y"),
+            ("4", "mum", d(2017, 1, 1), "X"), ("5", "solo", d(2017, 2, 1), "Y")]
+
+    def frames(rows):
+        tokens = pl.DataFrame({"source": "housing", "record_id": [r[0] for r in rows],
+                               "event_date": [r[2] for r in rows], "tok_uprn": [r[3] for r in rows]})
+        return tokens, pl.DataFrame({"source": "housing", "record_id": [r[0] for r in rows],
+                                     "person_id": [r[1] for r in rows]})
+
+    first = households(*frames(rows)).membership
+    late = [("6", "mum", d(2015, 11, 1), "X"), ("7", "kid", d(2015, 11, 1), "X"), ("8", "solo", d(2015, 6, 1), "Y")]
+    again = households(*frames(rows + late), previous=first)
+    before = dict(first.select("person_id", "household_id").iter_rows())
+    after = dict(again.membership.select("person_id", "household_id").iter_rows())
+    assert again.membership.filter(pl.col("person_id") == "solo")["valid_from"].to_list() == [d(2015, 6, 1)]
+    assert after == before
+    assert again.crosswalk.height == 0
+
+
 def test_residence_spells_are_the_runs_of_each_persons_observations_at_one_place():
     import random
 
