@@ -25,6 +25,7 @@ from ed_pipeline.linkage.review import (
     carry_review,
     decisions_from_review,
     review_pairs,
+    undecided,
     unmet_decisions,
 )
 from ed_pipeline.linkage.tables import (
@@ -155,6 +156,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     review = review_pairs(result) if result.pairs.height else None
     if incremental:
         review = carry_review(reviewed, review)
+    review = undecided(review, decisions)
     # An incremental link keeps every link there was: person_link gains only the records new to it, appended
     # (rewriting the 1.2M rows of Essex and sorting them again was some 2 s of a month)
     added = added_links(result, previous) if incremental else None

@@ -91,6 +91,16 @@ def review_pairs(result: LinkResult, *, band: tuple[float, float] | None = None,
     return out.head(limit) if limit else out
 
 
+def undecided(review: pl.DataFrame | None, decisions: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The review table less the pairs reviewers have decided, whichever way round (a full link scores every
+    pair again, and a pair the model still finds borderline must not come back for a second decision)."""
+    if review is None or decisions is None or decisions.height == 0:
+        return review
+    decided = [_pair_id(f"{sl}\x1f{rl}", f"{sr}\x1f{rr}") for sl, rl, sr, rr in
+               decisions.select("source_l", "record_id_l", "source_r", "record_id_r").iter_rows()]
+    return review.filter(~pl.col("pair_id").is_in(decided))
+
+
 def decisions_from_review(reviewed: pl.DataFrame) -> pl.DataFrame:
     """The decided rows of a review table, as constraints for link(decisions=...)."""
     bad = reviewed.filter(pl.col("decision").is_not_null() & ~pl.col("decision").is_in(REVIEW_DECISIONS))

@@ -109,7 +109,8 @@ def test_read_tokens_keeps_the_latest_version_of_each_record_in_record_order():
 
 def test_a_reviewers_decision_is_applied_by_the_next_refresh(refreshed_copy):
     """A reviewer judges a pair linked into one person a non-match: the next refresh splits them, although a
-    monthly link only attaches new records (it links every record again this once)."""
+    monthly link only attaches new records (it links every record again this once), and the pair leaves the
+    review table."""
     from ed_pipeline_tests.conftest import run_cli
 
     settings = refreshed_copy
@@ -127,3 +128,5 @@ def test_a_reviewers_decision_is_applied_by_the_next_refresh(refreshed_copy):
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
         assert conn.execute("select decision from linked.review_decision where record_id_l in (?, ?)",
                             [pair[2], pair[4]]).fetchall() == [("non_match",)]
+        # linking every record scored the pair again; decided, it is not listed for review a second time
+        assert not conn.execute("select 1 from linked.review_pair where pair_id = ?", [pair[0]]).fetchall()

@@ -24,7 +24,7 @@ from ed_pipeline.linkage.households import households
 from ed_pipeline.linkage.ids import ids_ever_named
 from ed_pipeline.linkage.link import _candidates, link_incremental
 from ed_pipeline.linkage.model import round_parameters
-from ed_pipeline.linkage.review import accumulate_decisions, decisions_from_review, review_pairs
+from ed_pipeline.linkage.review import accumulate_decisions, decisions_from_review, review_pairs, undecided
 from ed_pipeline.linkage.tables import (
     APPENDED_TABLES,
     added_links,
@@ -278,6 +278,19 @@ def test_review_pairs_show_levels_not_tokens_and_decisions_feed_back(world, mode
     assert pid[(s["source_l"], s["record_id_l"])] == pid[(s["source_r"], s["record_id_r"])]
     assert now[(s["source_l"], s["record_id_l"])] != now[(s["source_r"], s["record_id_r"])]
     assert now[(a["source"], a["record_id"])] == now[(b["source"], b["record_id"])]
+
+
+def test_a_decided_pair_is_not_listed_for_review_again(linked):
+    """A full link scores every pair again: the pairs reviewers decided (listed either way round) leave the
+    review table, the others stay."""
+    review = review_pairs(linked, band=(0.0, 1.01))
+    first, second = review.head(2).iter_rows(named=True)
+    decisions = pl.DataFrame({"source_l": [first["source_r"]], "record_id_l": [first["record_id_r"]],
+                              "source_r": [first["source_l"]], "record_id_r": [first["record_id_l"]],
+                              "decision": ["non_match"]})
+    left = undecided(review, decisions)
+    assert left.height == review.height - 1
+    assert first["pair_id"] not in left["pair_id"].to_list() and second["pair_id"] in left["pair_id"].to_list()
 
 
 def test_a_later_decision_replaces_an_earlier_one_whichever_side_each_listed_a_record():
