@@ -68,6 +68,14 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
         tokens = pseudonymise_people(validated, secret, lookup)
         leaks = scan_frame(tokens, identifiers_from_records(validated), name=source.name) if tokens.height else []
         context.log.info(f"{source.name}: {tokens.height} records pseudonymised, {len(leaks)} leak(s) found")
+        if leaks:
+            # before the Output: the IO manager would write the rows to the warehouse whatever the check said
+            raise dg.Failure(
+                description=f"{source.name}: {len(leaks)} identifier leak(s) in the pseudonymised rows; none of "
+                "them is in the warehouse (see the leaks: a column of the extract has identifiers in it)",
+                metadata={"leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in leaks))},
+                allow_retries=False,
+            )
         yield dg.Output(
             tokens,
             metadata={
@@ -80,11 +88,8 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
                 "preview": aggregated_preview(tokens),
             },
         )
-        yield dg.AssetCheckResult(
-            check_name=NO_IDENTIFIERS_CHECK,
-            passed=not leaks,
-            metadata={"leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in leaks) or "none")},
-        )
+        yield dg.AssetCheckResult(check_name=NO_IDENTIFIERS_CHECK, passed=True,
+                                  metadata={"leaks": dg.MetadataValue.md("none")})
 
     return pseudonymise_source
 
