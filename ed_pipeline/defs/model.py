@@ -123,9 +123,12 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
     decision = promote_if_better(settings.mlflow_tracking_uri, run_id, result)
     result.extra["mlflow_run_id"] = run_id
     result.extra["trained_run_id"] = run_id
-    _save(settings, result)
-    _write_metrics(warehouse, result, run_id)
-    verdict = "passed" if decision.passed else "refused"
+    if decision.passed:
+        _save(settings, result)
+        _write_metrics(warehouse, result, run_id)
+    # a refused model stays a record in MLflow: the champion stays the local model (the outputs score with it,
+    # and the next refresh does not retrain for want of it) and its figures stay in model.metrics
+    verdict = "passed" if decision.passed else "failed: the champion stays in use"
     context.log.info(f"model trained ({reason}): {_headline(result)}; MLflow run {run_id}; promotion {verdict}")
     yield from _results(result, run_id, settings, {"refresh_kind": "trained", "retrain_reason": reason,
                                                    "model_version": str(decision.candidate_version)})
