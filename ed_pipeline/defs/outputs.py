@@ -15,7 +15,7 @@ from ed_pipeline.defs.features import MART_KEY
 from ed_pipeline.defs.metadata import bar_chart, counts_by, histogram, preview
 from ed_pipeline.defs.model import MODEL_KEY, load_latest_model
 from ed_pipeline.defs.resources import WAREHOUSE
-from ed_pipeline.mart import read_mart
+from ed_pipeline.mart import MART, read_mart
 from ed_pipeline.outputs import community_risk, ward_ranking_chart
 from ed_pipeline.settings import Settings
 
@@ -23,6 +23,13 @@ CHILD_AREA_KEY = dg.AssetKey(["features", "child_area"])
 CHILD_RISK_KEY = dg.AssetKey(["outputs", "child_risk"])
 COMMUNITY_RISK_KEY = dg.AssetKey(["outputs", "community_risk"])
 INLINE_WARDS = 20  # wards in the chart embedded in the materialisation's metadata
+# Children with no EYFSP result whose assessment is still to come: the profile is taken in the summer of the
+# school year in which a child turns five (born September to August), so a child whose year's returns have landed
+# and who is not in them has left the area or their return did not link: not someone early help can still reach.
+NOT_YET_ASSESSED = (
+    "not_gld is null and birth_year + case when birth_month >= 9 then 6 else 5 end > "
+    f"(select coalesce(max(assessment_year), 0) from features.{MART} where not_gld is not null)"
+)
 
 
 def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_date") -> pl.DataFrame:
@@ -34,7 +41,7 @@ def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_d
     from ed_pipeline.modelling import score_children  # here: see defs/model.py
 
     model = load_latest_model(Settings.from_env())
-    where = ("not_gld is null" if not assessed
+    where = (NOT_YET_ASSESSED if not assessed
              else f"not_gld is not null and assessment_year = {int(model.cohorts.test)}")
     with warehouse.get_connection() as conn:
         children = read_mart(conn, where)

@@ -30,9 +30,16 @@ def test_refresh_trains_tracks_and_scores(refreshed_world):
         assessed = conn.execute("select count(*) from features.child_features where not_gld is not null "
                                 "and person_id in (select person_id from outputs.child_risk)").fetchone()[0]
         community = conn.execute("select * from outputs.community_risk").pl()
+        # children whose school year's returns have landed without them (left the area, or not linked)
+        past_due = ("select person_id from features.child_features where not_gld is null and birth_year + case "
+                    "when birth_month >= 9 then 6 else 5 end <= (select max(assessment_year) "
+                    "from features.child_features where not_gld is not null)")
+        past, listed_past = conn.execute(f"select count(*), count(*) filter (where person_id in (select person_id "
+                                         f"from outputs.child_risk)) from ({past_due})").fetchone()
     assert child.height > 0 and child["risk"].is_between(0, 1).all()
     assert set(child["band"]) <= {"high", "medium", "low"}
     assert assessed == 0, "child_risk lists children not yet assessed only"
+    assert listed_past == 0, f"nor children whose assessment is past ({past} in the mart)"
     published = community.filter(~community["children_suppressed"])["children"]
     assert ((published % 5 == 0) & ((published == 0) | (published >= 5))).all(), "disclosure control"
     assert (settings.outputs_dir / "ward_ranking.png").exists()
@@ -117,3 +124,25 @@ def test_training_and_scoring_read_only_the_marts_documented_columns(refreshed_w
         conn.execute("alter table features.child_features add column _row_hash ubigint default 7")
         after = read_mart(conn, "not_gld is not null", order_by="person_id, prediction_date")
     assert before.height and after.columns == built and after.equals(before)
+
+
+def test_child_risk_leaves_out_children_whose_assessment_is_past(refreshed_copy):
+    """A child with no EYFSP result whose school year's returns have landed (moved away, or the return did not
+    link) is not listed for early help; a child whose assessment is to come is."""
+    import dagster as dg
+    from dagster_duckdb import DuckDBResource
+
+    from ed_pipeline.defs.outputs import child_risk
+
+    database = str(refreshed_copy.warehouse_path)
+    with duckdb.connect(database) as conn:
+        latest = conn.execute("select max(assessment_year) from features.child_features "
+                              "where not_gld is not null").fetchone()[0]
+        for person, birth_year in (("P-past", latest - 5), ("P-to-come", latest - 4)):
+            conn.execute("create or replace temp table extra as select * from features.child_features "
+                         "where not_gld is not null order by person_id limit 1")
+            conn.execute("update extra set person_id = ?, birth_year = ?, birth_month = 3, not_gld = null, "
+                         "assessment_year = null", [person, birth_year])
+            conn.execute("insert into features.child_features select * from extra")
+    listed = child_risk(dg.build_asset_context(), warehouse=DuckDBResource(database=database))["person_id"]
+    assert "P-to-come" in listed.to_list() and "P-past" not in listed.to_list()
