@@ -66,6 +66,9 @@ DOB_CONTEXT_WORDS = ("dob", "birth", "born", "birthdate", "dateofbirth", "birthd
 _DOB_COLUMN_RE = re.compile(r"(^|_)(dob|birth_?date|date_?of_?birth|birthday)($|_)", re.IGNORECASE)
 _DATE_LIKE_SQL = r"^\s*\d{1,4}[-/. ]\d{1,2}[-/. ]\d{1,4}|^\s*\d{8}\s*$"
 _JSON_ESCAPE_RE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# the escapes Python's repr and JSON write for line breaks, tabs and control characters ("...\\nOkonkwo"): read
+# as the separators they stand for, or the word after one is read as "nokonkwo" and never matched
+_SEPARATOR_ESCAPE_RE = re.compile(r"\\(?:[nrtfv]|x[0-9a-fA-F]{2})")
 _DATA_URI_RE = re.compile(r"data:([\w.+/-]+);base64,([A-Za-z0-9+/=\s]+)")
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
@@ -908,10 +911,12 @@ def _aligned_columns(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str
 
 
 def _prepare_text(text: str) -> str:
-    """JSON \\uXXXX escapes decoded ("Zo\\u00eb" is "Zoë"), base64 data URIs replaced by what they carry, NUL
-    characters (binary files) made spaces."""
+    """JSON \\uXXXX escapes decoded ("Zo\\u00eb" is "Zoë"), escaped line breaks and control characters made
+    spaces, base64 data URIs replaced by what they carry, NUL characters (binary files) made spaces."""
     if "\\u" in text:
         text = _JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "\\" in text:
+        text = _SEPARATOR_ESCAPE_RE.sub(" ", text)
     if "base64," in text:
         text = _DATA_URI_RE.sub(lambda m: f" {_data_uri_text(m.group(1), m.group(2))} ", text)
     return text.replace("\x00", " ")

@@ -141,6 +141,15 @@ def test_planted_identifier_in_json_metadata_is_found(ids) -> None:
     }
 
 
+def test_identifiers_after_an_escaped_line_break_are_found(ids) -> None:
+    """Dagster's event data is read as its repr, where a line break is the two characters \\n: the word after
+    it is still a word of its own."""
+    report = repr({"review": "Cases to review:\nKowalczyk\tSS13 1AA\r\n\x0bKowalczyk"})
+    assert "\\nKowalczyk" in report
+    assert _kinds(scan_texts([("dagster:asset/report", report)], ids)) == {
+        ("dagster:asset/report", "name"), ("dagster:asset/report", "postcode")}
+
+
 def test_date_of_birth_next_to_another_identifier_of_the_same_person(ids) -> None:
     texts = [
         ("same_person", "Kowalczyk 1990-12-25"),  # Mary-Ann Kowalczyk was born on 25/12/1990
