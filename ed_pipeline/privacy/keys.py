@@ -22,13 +22,15 @@ tokens from two keys in one table.
 
 Accepted key formats (`load_key`)
 ---------------------------------
-- `str`: hex (64 or more hex digits, an optional `hex:` prefix) or base64
-  (standard or URL-safe alphabet, padding optional, an optional `base64:`
-  prefix) decoding to at least 32 bytes. Anything else is refused: a passphrase
-  is not a key.
-- `bytes`: if they are ASCII text in one of the formats above (as read from a
-  key file), the decoded key; otherwise the bytes themselves, taken raw, when
-  there are at least 32 of them.
+- `str`: hex (64 or more hex digits, an even number, an optional `hex:`
+  prefix) or base64 (standard or URL-safe alphabet, padding optional, an
+  optional `base64:` prefix) decoding to at least 32 bytes. Anything else is
+  refused: text of hex digits only that is not a whole hex key (a digit lost
+  in a copy), and unprefixed "base64" without capitals, small letters and
+  digits all three (a passphrase is not a key).
+- `bytes`: if they are ASCII text (as read from a key file), the key that text
+  says, as for `str`, or an error; otherwise (binary) the bytes themselves,
+  taken raw, when there are at least 32 of them.
 """
 
 from __future__ import annotations
@@ -72,9 +74,18 @@ def _decode_text(text: str) -> bytes | None:
         return bytes.fromhex(text[4:].strip())
     if lowered.startswith("base64:"):
         return _b64(text[7:].strip())
-    if len(text) >= 2 * MIN_KEY_BYTES and len(text) % 2 == 0 and _HEX_RE.fullmatch(text):
+    if _HEX_RE.fullmatch(text):
+        # hex digits only is meant as hex: a key that lost a digit in a copy is refused, not read as base64
+        # (which would give other bytes, so other tokens, and no error)
+        if len(text) < 2 * MIN_KEY_BYTES or len(text) % 2:
+            raise InvalidKeyError(f"the pseudonymisation key is {len(text)} hex digits: a hex key is an even "
+                                  f"number of at least {2 * MIN_KEY_BYTES} (was it cut short when copied?)")
         return bytes.fromhex(text)
     if _B64_RE.fullmatch(text):
+        if not (re.search("[A-Z]", text) and re.search("[a-z]", text) and re.search("[0-9]", text)):
+            # random bytes in base64 all but always mix capitals, small letters and digits; words do not
+            raise InvalidKeyError("the pseudonymisation key looks like a passphrase, not base64 of random bytes "
+                                  "(a passphrase is not a key); if it is base64, write it as 'base64:<key>'")
         try:
             return _b64(text)
         except (binascii.Error, ValueError):
@@ -106,13 +117,9 @@ def load_key(value: str | bytes) -> bytes:
             text = bytes(value).decode("ascii")
         except UnicodeDecodeError:
             text = None
-        if text is not None:
-            try:
-                decoded = _decode_text(text)
-            except (binascii.Error, ValueError):
-                decoded = None
-            if decoded is not None and len(decoded) >= MIN_KEY_BYTES:
-                return decoded
+        if text is not None and text.strip() and text.strip().isprintable():
+            # a key file of text holds a key written as text: never the text's own bytes taken as a key
+            return load_key(text)
         return check_key(bytes(value))
     raise InvalidKeyError(f"the pseudonymisation key must be str or bytes, not {type(value).__name__}")
 

@@ -57,9 +57,26 @@ def test_load_key_accepts_hex_base64_and_raw() -> None:
     assert load_key(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
     assert load_key(raw) == raw
     assert load_key((raw.hex() + "\n").encode()) == raw  # the text of a key file
-    assert load_key(b"x" * 40) == b"x" * 40  # raw bytes that are no valid encoding
     with pytest.raises(ValueError):
         load_key(raw[:16].hex())  # 16 bytes: too short
+
+
+def test_a_key_damaged_or_guessable_is_refused_not_read_another_way(tmp_path) -> None:
+    """A hex key that lost digits in a copy is not read as base64 (other bytes, other tokens, no error); a
+    passphrase is not taken for base64; a key file's text is never taken as the key's own bytes."""
+    raw = bytes(range(200, 232))
+    for cut in (raw.hex()[:-2], raw.hex()[:-1], raw[:16].hex() + "\n"):
+        with pytest.raises(InvalidKeyError, match="hex digits"):
+            load_key(cut)
+    with pytest.raises(InvalidKeyError, match="passphrase"):
+        load_key("correcthorsebatterystaplecorrecthorsebatterystaple")
+    assert load_key("base64:" + base64.b64encode(b"\x00" * 32).decode()) == b"\x00" * 32  # "AAAA...": prefixed
+    short = tmp_path / "short.key"
+    short.write_text("hex:" + raw[:16].hex() + "\n")  # 37 bytes of text, a 16-byte key
+    with pytest.raises(InvalidKeyError, match="at least 32"):
+        load_key_file(short)
+    with pytest.raises(InvalidKeyError):
+        load_key(b"x" * 40)  # text, in no key format
 
 
 def test_generate_key_file_is_private_and_not_overwritten(tmp_path) -> None:
