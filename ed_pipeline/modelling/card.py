@@ -38,7 +38,8 @@ def model_card(result: TrainedModel, tags: dict | None = None, model_name: str =
     )
     sub = result.subgroups.filter(pl.col("group") != "ward")
     sub_rows = "\n".join(
-        f"| {r['group']} | {r['value']} | {r['n']:,} | {_f(r['outcome_rate'])} | {_f(r['mean_risk'])} | "
+        f"| {r['group']} | {r['value']} | {'*' if r['n'] is None else format(r['n'], ',')} | "
+        f"{_f(r['outcome_rate'])} | {_f(r['mean_risk'])} | "
         f"{_f(r['roc_auc'])} | {_f(r['ece'])} | {_f(r['recall_top10'])} |"
         for r in sub.iter_rows(named=True)
     )
@@ -93,7 +94,9 @@ ECE uses {cfg.ece_bins} equal-width bins; a perfectly calibrated score would sho
 {_f(m["test_ece_noise_floor"])} on this cohort by chance alone.
 
 ## Subgroups (test cohort)
-Top-10% recall uses the overall high-risk threshold. AUC and ECE are not given for groups under 30 children.
+Top-10% recall uses the overall high-risk threshold. Groups under 30 children have their size only, and the
+next group by size has no rate or recall until those add up to 30 or more (the whole cohort less the other
+groups would show them); sizes of 1-4, and one more of the same group, are shown as *.
 
 | group | value | children | not GLD | mean risk | ROC AUC | ECE | recall, top 10% |
 |---|---|---|---|---|---|---|---|

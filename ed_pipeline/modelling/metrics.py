@@ -21,9 +21,13 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from ed_pipeline.privacy.disclosure import suppress_counts
+
 # A subgroup needs this many children for any figure but its size: a smaller one's outcomes, rates and flags are
 # noise, and tell near-individual outcomes (3 children, 1 outcome); AUC-type metrics need both outcomes too.
 MIN_GROUP_AUC = 30
+# The figures of a subgroup that are counts of its children, or tell them with its size
+COUNT_FIGURES = ("outcomes", "outcome_rate", "flagged", "precision_top10", "recall_top10")
 
 
 def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
@@ -113,35 +117,52 @@ def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top_
                      bins: int = 10) -> pl.DataFrame:
     """One row per (group, value): n, outcomes, outcome rate, mean risk, AUCs, Brier, ECE, and precision and
     recall of the overall top-10% flag (risk >= top_threshold) within the group. A group under MIN_GROUP_AUC
-    children has its size only (counts null, metrics NaN); AUC-type metrics are NaN for a group with one outcome
-    only. Null values form their own group 'unknown'.
+    children has its size only (counts null, metrics NaN); the next smallest, while those add up to fewer, has
+    no count (COUNT_FIGURES) either; a size of 1-4 is null, with one more of its grouping
+    (`privacy.disclosure.suppress_counts`). AUC-type metrics are NaN for a group with one outcome only. Null
+    values form their own group 'unknown'.
     """
     y, p = _arrays(y, p)
     flagged = p >= top_threshold
     rows = []
     for g in groups:
         values = frame[g].cast(pl.Utf8).fill_null("unknown").to_numpy()
-        for v in sorted(set(values.tolist())):
+        sizes = {v: int((values == v).sum()) for v in sorted(set(values.tolist()))}
+        counts_hidden = _counts_hidden(sizes)
+        for v in sizes:
             sel = values == v
             ys, ps, fs = y[sel], p[sel], flagged[sel]
-            if sel.sum() < MIN_GROUP_AUC:
+            if sizes[v] < MIN_GROUP_AUC:
                 rows.append({"group": g, "value": v, "n": int(sel.sum())})
                 continue
-            rows.append({
+            row = {
                 "group": g, "value": v, "n": int(sel.sum()), "outcomes": int(ys.sum()),
                 "outcome_rate": float(ys.mean()), "mean_risk": float(ps.mean()),
                 "roc_auc": roc_auc(ys, ps), "pr_auc": pr_auc(ys, ps), "brier": brier(ys, ps), "ece": ece(ys, ps, bins),
                 "flagged": int(fs.sum()),
                 "precision_top10": float(ys[fs].mean()) if fs.any() else math.nan,
                 "recall_top10": float(ys[fs].sum() / ys.sum()) if ys.sum() else math.nan,
-            })
+            }
+            rows.append({k: x for k, x in row.items() if k not in COUNT_FIGURES} if v in counts_hidden else row)
     schema = {
         "group": pl.Utf8, "value": pl.Utf8, "n": pl.Int64, "outcomes": pl.Int64, "outcome_rate": pl.Float64,
         "mean_risk": pl.Float64, "roc_auc": pl.Float64, "pr_auc": pl.Float64, "brier": pl.Float64,
         "ece": pl.Float64, "flagged": pl.Int64, "precision_top10": pl.Float64, "recall_top10": pl.Float64,
     }
     metrics = [c for c, t in schema.items() if t == pl.Float64]
-    return pl.DataFrame(rows, schema=schema).with_columns(pl.col(metrics).fill_null(math.nan))
+    out = pl.DataFrame(rows, schema=schema).with_columns(pl.col(metrics).fill_null(math.nan))
+    # sizes of 1-4 withheld, and one more in their group, or the cohort's size less the others would tell them
+    return suppress_counts(out, ["n"], group_total_by="group", rounding=1).drop("n_suppressed")
+
+
+def _counts_hidden(sizes: dict[str, int]) -> set[str]:
+    """The values of one grouping whose counts (COUNT_FIGURES) are withheld: those under MIN_GROUP_AUC children
+    and, while those add up to fewer, the next smallest (the cohort's counts less the others' would tell theirs)."""
+    hidden = {v for v, n in sizes.items() if n < MIN_GROUP_AUC}
+    shown = sorted((n, v) for v, n in sizes.items() if v not in hidden)
+    while hidden and shown and sum(sizes[v] for v in hidden) < MIN_GROUP_AUC:
+        hidden.add(shown.pop(0)[1])
+    return hidden
 
 
 def metric_key(*parts: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from ed_pipeline.modelling.calibration import Calibrator, expected_rate, logit
 from ed_pipeline.modelling.metrics import (
+    COUNT_FIGURES,
     brier,
     calibration_curve,
     ece,
@@ -86,11 +87,34 @@ def test_subgroups_cover_everyone_with_sizes_and_unknowns():
     assert unknown["n"] == 10 and unknown["outcomes"] is None and unknown["flagged"] is None
     assert all(math.isnan(unknown[k]) for k in ("outcome_rate", "mean_risk", "roc_auc", "brier", "precision_top10",
                                                  "recall_top10"))
-    known = sub.filter((pl.col("group") == "fsm") & (pl.col("value") != "unknown"))
-    assert known["flagged"].sum() == int(flagged[10:].sum())
+    # and so does the smaller known group: the cohort's flags and outcomes less the other's would tell unknown's
+    known = {r["value"]: r for r in sub.filter((pl.col("group") == "fsm") & (pl.col("value") != "unknown"))
+             .iter_rows(named=True)}
+    assert [known[v]["flagged"] is None for v in ("false", "true")].count(True) == 1
+    assert all(math.isfinite(known[v]["roc_auc"]) for v in ("false", "true"))
     girls = sub.filter(pl.col("value") == "F").row(0, named=True)
     sel = frame["sex"].to_numpy() == "F"
     assert girls["roc_auc"] == pytest.approx(roc_auc(y[sel], p[sel]))
+
+
+def test_small_subgroups_cannot_be_told_from_the_others():
+    """A group of 4 (sex unknown): its size is withheld with the next smallest size; its outcomes, which the
+    cohort's less the other groups' would tell, are withheld with the next smallest group's, until the groups
+    shown by size only hold 30 children or more."""
+    rng = np.random.default_rng(5)
+    frame = pl.DataFrame({"sex": ["U"] * 4 + ["F"] * 20 + ["M"] * 376,
+                          "fsm": [True] * 200 + [False] * 200})
+    p = rng.uniform(0, 1, 400)
+    y = rng.random(400) < p
+    sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top_threshold=float(np.quantile(p, 0.9)))
+    sex = {r["value"]: r for r in sub.filter(pl.col("group") == "sex").iter_rows(named=True)}
+    assert sex["U"]["n"] is None and sex["F"]["n"] is None and sex["M"]["n"] == 376
+    assert sex["U"]["outcomes"] is None and sex["F"]["outcomes"] is None and sex["M"]["outcomes"] is None, \
+        "U and F add up to 24 children: M's outcomes would tell theirs"
+    assert all(sex["M"][k] is None or math.isnan(sex["M"][k]) for k in COUNT_FIGURES)
+    assert math.isfinite(sex["M"]["roc_auc"]) and math.isnan(sex["F"]["roc_auc"])
+    fsm = sub.filter(pl.col("group") == "fsm")
+    assert fsm["n"].to_list() == [200, 200] and fsm["outcomes"].null_count() == 0
 
 
 def test_metric_keys_are_mlflow_safe():

@@ -58,9 +58,11 @@ def test_trained_model_measures_the_test_cohort(trained, feature_frame):
     assert abs(m["test_mean_risk"] - m["test_outcome_rate"]) < 0.03  # the base-rate shift lands near the cohort
     assert m["test_precision_top10"] > m["test_outcome_rate"]  # the top of the list is enriched
     assert 0 < trained.best_iteration < trained.config.max_rounds
-    # subgroups: every group covers the cohort, sizes given
+    # subgroups: every group covers the cohort, sizes given (but 1-4, and one more so that they stay unknown)
     for g in SUBGROUPS:
-        assert trained.subgroups.filter(pl.col("group") == g)["n"].sum() == test.height
+        sizes = trained.subgroups.filter(pl.col("group") == g)["n"]
+        assert sizes.null_count() != 1
+        assert sizes.sum() == test.height if not sizes.null_count() else test.height - sizes.sum() >= 2
     assert trained.calibration["n"].sum() == test.height
     assert set(trained.importance["feature"]) == set(FEATURES)
     assert trained.importance["mean_abs_contribution"][0] > 0
