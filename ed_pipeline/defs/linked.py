@@ -125,6 +125,11 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     model_path = settings.linkage_dir / MODEL_FILE
     spec = TokenColumns()
     model = None if config.retrain or not model_path.exists() else LinkageModel.load(model_path)
+    if model is not None and model.fields - set(spec.mapping()):
+        # a model saved by an earlier version compares columns the warehouse no longer has: trained again
+        context.log.info(f"the saved linkage model uses {len(model.fields - set(spec.mapping()))} column(s) "
+                         "this version no longer has: training a new one")
+        model = None
     with warehouse.get_connection() as conn:
         previous = read_table(conn, "linked.person_link")
         previous_households = read_table(conn, "linked.household_membership")

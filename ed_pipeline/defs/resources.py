@@ -10,7 +10,11 @@ that the pipeline's guarantees need:
 - a write that fails for want of space fails its step at once (no retry) with a
   clear message naming the file (docs/resilience.md);
 - an empty frame still creates its (typed) table, so an empty quarantine can be
-  read downstream.
+  read downstream;
+- a partitioned table gains the columns a new version of the code writes, and
+  loses those it retired (`privacy.pseudonymise.RETIRED_COLUMNS`: tokens found
+  to give identifiers back must leave every month, not only those written
+  again).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
 from ed_pipeline.privacy import load_key
+from ed_pipeline.privacy.pseudonymise import RETIRED_COLUMNS
 from ed_pipeline.resilience import disk_full_message, fault_point
 from ed_pipeline.settings import Settings
 
@@ -55,6 +60,11 @@ class _TransactionalClient(DuckDbClient):
                     raise dg.Failure(description=full, allow_retries=False) from exc
                 raise
 
+    @staticmethod
+    def delete_table_slice(context, table_slice, connection) -> None:
+        """Left to the type handler, after it has brought the table's columns up to date: DuckDB refuses to
+        commit a transaction that alters a table after deleting from it."""
+
 
 class _PolarsHandler(DuckDBPolarsTypeHandler):
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
@@ -65,6 +75,9 @@ class _PolarsHandler(DuckDBPolarsTypeHandler):
             connection.execute(f"create or replace table {table} as select * from frame")
         else:
             connection.execute(f"create table if not exists {table} as select * from frame limit 0")
+            _follow_columns(connection, table_slice, dict(connection.execute(
+                "select column_name, column_type from (describe select * from frame)").fetchall()))
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
             connection.execute(f"insert into {table} by name select * from frame")
         context.add_output_metadata(
             {
@@ -74,6 +87,20 @@ class _PolarsHandler(DuckDBPolarsTypeHandler):
                 ),
             }
         )
+
+
+def _follow_columns(connection, table_slice: TableSlice, columns: dict[str, str]) -> None:
+    """A partitioned table follows the code's columns: one the frame brings is added (null in the months written
+    before it, until they are written again), and one the code retired is dropped from every month at once."""
+    table = f"{table_slice.schema}.{table_slice.table}"
+    have = {name for (name,) in connection.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        [table_slice.schema, table_slice.table]).fetchall()}
+    for name in sorted(have & RETIRED_COLUMNS):
+        connection.execute(f'alter table {table} drop column "{name}"')
+    for name, sql_type in columns.items():
+        if name not in have:
+            connection.execute(f'alter table {table} add column "{name}" {sql_type}')
 
 
 class ZoneIOManager(DuckDBIOManager):

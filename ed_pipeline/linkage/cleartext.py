@@ -60,11 +60,7 @@ def clear_tokens(records: pl.DataFrame) -> pl.DataFrame:
         name_is_initials=(pl.col("tok_given_name").str.len_chars() == 1)
         & (pl.col("tok_family_name").str.len_chars() == 1),
         tok_dob=d.dt.strftime("%Y-%m-%d"),
-        tok_dob_swapped=pl.when((day <= 12) & (day != month)).then(
-            pl.date(d.dt.year(), day, month).dt.strftime("%Y-%m-%d")),
-        tok_dob_year=d.dt.year().cast(pl.String),
-        tok_dob_month=month.cast(pl.String),
-        tok_dob_day=day.cast(pl.String),
+        tok_dob_month_day=pl.when((month != 2) | (day != 29)).then(d.dt.strftime("%m-%d")),
         tok_postcode=pl.when(nz.postcode_is_full(pl.col("_postcode"))).then(pl.col("_postcode")),
         tok_postcode_district=nz.postcode_district(pl.col("_postcode")),
     ).with_columns(

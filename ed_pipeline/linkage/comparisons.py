@@ -168,19 +168,18 @@ NAME = Comparison(
     ),
 )
 
-D, DS, DY, DM, DD = "tok_dob", "tok_dob_swapped", "tok_dob_year", "tok_dob_month", "tok_dob_day"
-_TWO_OF_THREE = f"(({eq(DY)} AND {eq(DM)}) OR ({eq(DY)} AND {eq(DD)}) OR ({eq(DM)} AND {eq(DD)}))"
+# No "day and month swapped" or "day and year" level: birth year and month are in clear, and a token that ties a
+# day to a month or to another month's day gives the exact date back (privacy/pseudonymise.py)
+D, DMD = "tok_dob", "tok_dob_month_day"
 
 DATE_OF_BIRTH = Comparison(
     name="date_of_birth",
-    description="Date of birth token: exact, day and month transposed, two of three parts, year",
+    description="Date of birth: exact (token), the birthday in another year (token), year and month, year within 1",
     null_fields=(D, "birth_year"),
     levels=(
         level("exact", eq(D), D, tf=D),
-        level("day and month swapped", f'"{DS}_l" = "{D}_r"', D, DS),
-        level("two of day, month, year", _TWO_OF_THREE, DY, DM, DD),
-        level("year and month", f'{eq("birth_year")} AND {eq("birth_month")}', "birth_year", "birth_month",
-              unless=(DY, DM, DD)),
+        level("birthday, year differs", eq(DMD), DMD),
+        level("year and month", f'{eq("birth_year")} AND {eq("birth_month")}', "birth_year", "birth_month"),
         level("year within 1", 'abs("birth_year_l" - "birth_year_r") <= 1', "birth_year"),
     ),
 )
@@ -263,8 +262,6 @@ PREDICTION_BLOCKING: tuple[Rule, ...] = (
     rule(NP, "birth_year"),
     rule(NP, PD),
     rule(U, FG),
-    Rule(("tok_dob_swapped", GP), sql_override='l."tok_dob_swapped" = r."tok_dob" AND l."tok_given_nysiis" = '
-         'r."tok_given_nysiis"'),
 )
 
 # EM training rounds: each round blocks on one field, so the others are estimated.

@@ -214,9 +214,6 @@ def candidate_keys(model: LinkageModel) -> list[tuple[tuple[str, str], ...]]:
     keys: list[tuple[tuple[str, str], ...]] = []
     for r in cmp.blocking_rules(cmp.PREDICTION_BLOCKING, model.fields):
         if r.sql_override:
-            if r.fields == ("tok_dob_swapped", "tok_given_nysiis"):  # l.dob_swapped = r.dob (either side)
-                a, b, g = mapping["tok_dob_swapped"], mapping["tok_dob"], mapping["tok_given_nysiis"]
-                keys += [((a, b), (g, g)), ((b, a), (g, g))]
             continue
         keys.append(tuple((mapping[f], mapping[f]) for f in r.fields))
     return keys

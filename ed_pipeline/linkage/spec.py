@@ -44,10 +44,7 @@ INTERNAL_DTYPES: dict[str, pl.DataType] = {
     "tok_family_nysiis": pl.String(),
     "tok_name_dob": pl.String(),
     "tok_dob": pl.String(),
-    "tok_dob_swapped": pl.String(),
-    "tok_dob_year": pl.String(),
-    "tok_dob_month": pl.String(),
-    "tok_dob_day": pl.String(),
+    "tok_dob_month_day": pl.String(),
     "tok_postcode": pl.String(),
     "tok_postcode_district": pl.String(),
     "tok_uprn": pl.String(),
@@ -89,10 +86,7 @@ class TokenColumns:
     family_phonetic: str | None = "tok_family_nysiis"
     name_dob: str | None = "tok_name_dob"  # name pair + full date of birth
     dob: str | None = "tok_dob"
-    dob_swapped: str | None = "tok_dob_swapped"  # day and month transposed, comparable with `dob`
-    dob_year: str | None = "tok_dob_year"
-    dob_month: str | None = "tok_dob_month"
-    dob_day: str | None = "tok_dob_day"
+    dob_month_day: str | None = "tok_dob_month_day"  # the birthday (month and day), null on 29 February
     postcode: str | None = "tok_postcode"  # full postcode only
     district: str | None = "tok_postcode_district"
     uprn: str | None = "tok_uprn"
@@ -123,8 +117,8 @@ _INTERNAL_BY_FIELD: dict[str, str] = {
     "upn": "tok_upn", "given": "tok_given_name", "first_given": "tok_first_given_name",
     "family": "tok_family_name", "name_pair": "tok_name_pair", "initials": "tok_initials",
     "given_phonetic": "tok_given_nysiis", "family_phonetic": "tok_family_nysiis", "name_dob": "tok_name_dob",
-    "dob": "tok_dob", "dob_swapped": "tok_dob_swapped", "dob_year": "tok_dob_year", "dob_month": "tok_dob_month",
-    "dob_day": "tok_dob_day", "postcode": "tok_postcode", "district": "tok_postcode_district",
+    "dob": "tok_dob", "dob_month_day": "tok_dob_month_day", "postcode": "tok_postcode",
+    "district": "tok_postcode_district",
     "uprn": "tok_uprn", "address": "tok_address", "address_street": "tok_address_street",
     "bf_given": "bf_given_name", "bf_family": "bf_family_name", "bf_name": "bf_name", "bf_address": "bf_address",
 }

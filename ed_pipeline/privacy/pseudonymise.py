@@ -10,8 +10,14 @@ hex characters (`token_hex`). The same value in two fields gives two unrelated
 tokens; the same value in one field gives the same token in every source and
 every month, as long as the key is the same. A few token columns deliberately
 share a field's sub-key so that they can be compared with each other:
-`tok_first_given_name` with `tok_given_name` (first of several given names),
-and `tok_dob_swapped` with `tok_dob` (day and month transposed).
+`tok_first_given_name` with `tok_given_name` (first of several given names).
+
+Birth year and month are in clear, so no token may tie a day of birth to a
+month or to a day of another month: a token of the day alone (31 values) or of
+the date with day and month swapped (equal to the token of another record's
+date, whose month is in clear) gives the day back, hence the exact date of
+birth, without the key. `tok_dob_month_day` (the birthday, null on 29 February,
+which only leap years have) matches only dates of the same month.
 
 Work is done per distinct value (names, postcodes and dates repeat heavily),
 then mapped back onto the rows, so two million records take well under a
@@ -86,10 +92,7 @@ TOKEN_FIELDS: dict[str, str] = {
     "tok_family_soundex": "family_soundex",
     "tok_name_dob": "name_dob",
     "tok_dob": "dob",
-    "tok_dob_swapped": "dob",
-    "tok_dob_year": "dob_year",
-    "tok_dob_month": "dob_month",
-    "tok_dob_day": "dob_day",
+    "tok_dob_month_day": "dob_month_day",
     "tok_postcode": "postcode",
     "tok_postcode_district": "postcode_district",
     "tok_uprn": "uprn",
@@ -97,6 +100,9 @@ TOKEN_FIELDS: dict[str, str] = {
     "tok_address_street": "address_street",
 }
 BLOOM_COLUMNS: tuple[str, ...] = ("bf_given_name", "bf_family_name", "bf_name", "bf_address")
+# Columns earlier versions wrote and this one must not leave behind: with birth year and month in clear they gave
+# the day of birth back (see the module docstring); the warehouse's IO manager drops them from every month.
+RETIRED_COLUMNS = frozenset({"tok_dob_swapped", "tok_dob_year", "tok_dob_month", "tok_dob_day"})
 
 
 def output_schema(extra: dict[str, pl.DataType] | None = None) -> dict[str, pl.DataType]:
@@ -200,12 +206,7 @@ def _normalised(records: pl.DataFrame, postcode_lookup: pl.DataFrame | None) -> 
             pl.concat_str([f, g], separator="|")),
         initials=pl.concat_str([g.str.slice(0, 1), f.str.slice(0, 1)]),
         dob_iso=dob.dt.strftime("%Y-%m-%d"),
-        dob_swapped=pl.when((day <= 12) & (day != month))
-        .then(pl.date(dob.dt.year(), day, month).dt.strftime("%Y-%m-%d"))
-        .otherwise(None),
-        dob_year=dob.dt.year().cast(pl.String),
-        dob_month=month.cast(pl.String),
-        dob_day=day.cast(pl.String),
+        dob_month_day=pl.when((month != 2) | (day != 29)).then(dob.dt.strftime("%m-%d")),
         postcode_full=pl.when(nz.postcode_is_full(pl.col("postcode"))).then(pl.col("postcode")),
         postcode_district=nz.postcode_district(pl.col("postcode")),
     ).with_columns(
@@ -296,10 +297,7 @@ def pseudonymise_people(
         "tok_family_soundex": _map_unique(norm["family"], _phonetic(jellyfish.soundex)),
         "tok_name_dob": norm["name_dob"],
         "tok_dob": norm["dob_iso"],
-        "tok_dob_swapped": norm["dob_swapped"],
-        "tok_dob_year": norm["dob_year"],
-        "tok_dob_month": norm["dob_month"],
-        "tok_dob_day": norm["dob_day"],
+        "tok_dob_month_day": norm["dob_month_day"],
         "tok_postcode": norm["postcode_full"],
         "tok_postcode_district": norm["postcode_district"],
         "tok_uprn": norm["uprn"],

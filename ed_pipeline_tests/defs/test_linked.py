@@ -130,3 +130,31 @@ def test_a_reviewers_decision_is_applied_by_the_next_refresh(refreshed_copy):
                             [pair[2], pair[4]]).fetchall() == [("non_match",)]
         # linking every record scored the pair again; decided, it is not listed for review a second time
         assert not conn.execute("select 1 from linked.review_pair where pair_id = ?", [pair[0]]).fetchall()
+
+
+def test_an_upgrade_that_retires_token_columns_leaves_none_behind(refreshed_copy):
+    """A warehouse and linkage model made by a version that wrote tokens since retired (tok_dob_day gave the
+    day of birth back): the next refresh drops the column from every month, trains a new linkage model (the
+    saved one compares it) and links every record again, keeping the ids."""
+    import json
+
+    from ed_pipeline.defs.linked import MODEL_FILE
+    from ed_pipeline_tests.conftest import run_cli
+
+    settings = refreshed_copy
+    before = linked_ids(settings)
+    with duckdb.connect(str(settings.warehouse_path)) as conn:
+        for source in SOURCES:
+            conn.execute(f"alter table pseudonymised.{source.name} add column tok_dob_day varchar default 'x'")
+    saved = json.loads((settings.linkage_dir / MODEL_FILE).read_text())
+    (settings.linkage_dir / MODEL_FILE).write_text(json.dumps({**saved, "fields": [*saved["fields"], "tok_dob_day"]}))
+    result = run_cli("refresh", data_dir=settings.data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        assert not conn.execute("select table_name from information_schema.columns "
+                                "where column_name = 'tok_dob_day'").fetchall()
+    assert "tok_dob_day" not in json.loads((settings.linkage_dir / MODEL_FILE).read_text())["fields"]
+    metadata, checks = last_link_run(settings)
+    assert metadata["mode"] == "full" and checks["ids_stable"]
+    after = linked_ids(settings).join(before, on=["source", "record_id"], suffix="_before")
+    assert (after["person_id"] == after["person_id_before"]).mean() > 0.99

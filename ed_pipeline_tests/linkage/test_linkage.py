@@ -119,7 +119,7 @@ def test_any_token_column_names_and_a_subset_of_fields(world):
                         district="district_hash", nhs="nhs_hash", **{f: None for f in (
                             "group_ref", "role", "event_date", "extract_month", "birth_month", "name_is_initials",
                             "upn", "first_given", "initials", "given_phonetic", "family_phonetic", "name_dob",
-                            "dob_swapped", "dob_year", "dob_month", "dob_day", "uprn", "address", "address_street",
+                            "dob_month_day", "uprn", "address", "address_street",
                             "bf_given", "bf_family", "bf_name", "bf_address")})
     out = link_people(theirs, spec=spec, config=FAST)
     assert out.columns == ["source", "record_id", "person_id"] and out.height == theirs.height
