@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from ed_pipeline.defs.features import DBT_PROJECT_DIR, dbt_executable
-from ed_pipeline_tests.features.warehouse import D, base_records, planted_records, write_warehouse
+from ed_pipeline_tests.features.warehouse import BORN, D, base_records, planted_records, write_warehouse
 
 CONTRACT = [
     "person_id", "prediction_date", "birth_year", "birth_month", "household_id", "history_months",
@@ -117,6 +117,40 @@ def test_late_records_future_events_and_late_corrections_change_nothing(built, t
     assert seen == {"LATE1", "LATE2", "LATE3", "FUT1", "FUT2"} and inc2_versions == 2
 
     assert features(planted) == features(built.warehouse)
+
+
+TA = "Temporary accommodation"
+# Children on their own (no household: only their own records count), born 2015-03: D = 2018-03-01, the 24
+# months from 2016-03-01. Housing re-sends a record only when its status changes, so a stay in temporary
+# accommodation lasts from its status's date until the record's next status known at D, or D.
+# child -> its housing record's versions (extract_month, event_date, status), temporary_accommodation_24m
+TA_STAYS = {
+    "T1": ([("2015-12", date(2015, 12, 1), TA)], True),  # placed 27 months before D, still there at D
+    "T2": ([("2015-06", date(2015, 6, 1), TA), ("2015-12", date(2015, 12, 1), "Housed")], False),  # left before
+    "T3": ([("2015-06", date(2015, 6, 1), TA), ("2016-09", date(2016, 9, 1), "Housed")], True),  # left within
+    # housed before the 24 months, but that status arrived after D (in the April 2018 extract): at D still in TA
+    "T4": ([("2015-06", date(2015, 6, 1), TA), ("2018-04", date(2015, 12, 1), "Housed")], True),
+    "T5": ([("2015-06", date(2015, 6, 1), TA), ("2018-04", date(2018, 4, 1), "Housed")], True),  # housed after D
+    # registered, then placed in TA, but the TA status arrived after D
+    "T6": ([("2015-06", date(2015, 6, 1), "Registered"), ("2018-04", date(2015, 12, 1), TA)], False),
+}
+
+
+def test_a_stay_in_temporary_accommodation_lasts_until_the_next_status_known_at_d(tmp_path, monkeypatch):
+    records = base_records()
+    for n, (child, (versions, _)) in enumerate(TA_STAYS.items()):
+        monkeypatch.setitem(BORN, child, (2015, 3, "M"))
+        records += [("housing", f"AT{n}-1", child, f"AT{n}", "Child", month, when, None,
+                     {"status": status, "band": "A", "bedrooms_needed": 2, "bedrooms_current": 2})
+                    for month, when, status in versions]
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_warehouse(warehouse, records)
+    result = dbt_build(warehouse, tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:]
+    rows = features(warehouse)
+    got = {child: rows[child]["temporary_accommodation_24m"] for child in TA_STAYS}
+    assert got == {child: expected for child, (_, expected) in TA_STAYS.items()}
+    assert rows["C"]["prediction_date"] == D and rows["C"]["temporary_accommodation_24m"] is True  # placed 2017-02
 
 
 def areas(warehouse: Path) -> dict[str, tuple]:

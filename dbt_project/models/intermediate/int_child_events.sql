@@ -5,13 +5,15 @@
 --   superseded_on is null or superseded_on > D         and it is the latest version that had landed by D.
 -- Windows (12m, 24m) are on recent_on: the event date, or for a benefit claim (sent at its start and re-sent at
 -- each change) the month of each later extract that re-sent it, since the claim was running then.
+-- A housing status lasts [event_date, status_until): housing re-sends a record only when its status changes, so a
+-- status holds until the record's next status that counts at D (had happened and had arrived), else until D.
 --
 -- Incremental by row hash (macros/row_hash_incremental.sql): a child at a prediction date is rebuilt whole when
 -- any of its rows changed (an event, a version, a member or the household). Rows are distinct: one per child,
 -- member and record version.
 {{ config(materialized='incremental', incremental_strategy='replace_records',
           unique_key=['person_id', 'prediction_date'], on_schema_change='sync_all_columns') }}
-with child_events as (
+with counted as (
     select
         members.person_id,
         members.prediction_date,
@@ -47,6 +49,18 @@ with child_events as (
         and events.event_date < members.prediction_date
         and events.arrived_on <= members.prediction_date
         and (events.superseded_on is null or events.superseded_on > members.prediction_date)
+),
+
+child_events as (
+    select
+        *,
+        -- ties (two statuses of a record on one day) broken by extract and key, so that builds agree
+        case when source = 'housing' then coalesce(
+            lead(event_date) over (partition by person_id, prediction_date, source, record_id
+                                   order by event_date, extract_month, event_key),
+            prediction_date
+        ) end as status_until
+    from counted
 ),
 
 {{ row_hash_incremental('child_events') }}

@@ -30,7 +30,9 @@ events as (
         count(distinct member_id) filter (where is_youth_offence and relation = 'adult') as parent_youth_offending,
         count(distinct member_id) filter (where is_youth_offence and relation = 'sibling') as sibling_youth_offending,
         bool_or(is_drug_alcohol_treatment and relation = 'adult' and within_24m) as parent_drug_alcohol_24m,
-        bool_or(is_temporary_accommodation and within_24m) as temporary_accommodation_24m,
+        -- a stay, not a day: in TA at any time in [D - 24 months, D) (status_until: see int_child_events)
+        bool_or(is_temporary_accommodation and status_until > prediction_date - interval 24 month)
+            as temporary_accommodation_24m,
         bool_or(is_overcrowded and within_24m) as overcrowded_24m,
         bool_or(is_housing_register and within_24m) as housing_register_24m,
         bool_or(is_benefit_claim and within_24m) as benefit_claim_24m,
