@@ -13,7 +13,9 @@
 
   At a prediction date D a version counts only if arrived_on <= D < coalesce(superseded_on, infinity): the
   latest version that had arrived by D. Tokens and Bloom filters are dropped: linkage has used them already.
-  If one extract carries the same record twice, the row with the latest event date is kept.
+  If one extract carries the same record twice, the row with the latest event date is kept; of rows with the same
+  date, the later row of the file (`_row_number`, lineage kept from raw: a second copy corrects the first), then
+  the row hash, so that every build keeps the same row whatever order the rows are stored in.
 
   Incremental. A month's refresh brings one new extract per source, and rebuilding every version of the whole
   history (two windows over it) was most of what these models, their tests and the privacy audit's reading of
@@ -75,7 +77,9 @@ versions as (
     where (source, cast(record_id as varchar)) in (select (source, record_id) from records_to_rebuild)
     {% endif %}
     window copies as (partition by source, record_id, extract_month)
-    qualify row_number() over (partition by source, record_id, extract_month order by event_date desc nulls last) = 1
+    -- a deterministic pick: the physical order of the rows differs between writes of the same month
+    qualify row_number() over (partition by source, record_id, extract_month
+                               order by event_date desc nulls last, _row_number desc nulls last, _row_hash) = 1
 )
 
 select

@@ -77,3 +77,42 @@ def test_a_build_rebuilds_only_what_changed_in_the_sources(tmp_path):
                                    "staging.stg_police_incidents where record_id in ('INC1-1', 'INC2-1') "
                                    "group by 1").fetchall())
     assert marked == {"INC1-1": 1, "INC2-1": 0}  # untouched; rebuilt with its correction
+
+
+def reverse_rows(warehouse: Path, source: str) -> None:
+    """The same rows of pseudonymised.<source> stored in the reverse order (as a re-processed month may be)."""
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute(f"create or replace table pseudonymised.{source} as select * exclude (_n) from "
+                     f"(select *, row_number() over () as _n from pseudonymised.{source}) order by _n desc")
+
+
+def test_a_record_twice_in_one_extract_keeps_its_later_row_however_the_rows_are_stored(tmp_path):
+    """One extract carries a record twice with the same event date (the agency's second copy corrects the first):
+    the later row of the file is kept, by a full build of the rows in either stored order and by an incremental
+    build after the month is stored again in the other order."""
+    first = ("police_incidents", "INC7-1", "M", "INC7", "Victim", "2017-11", date(2017, 11, 3), "Vange",
+             {"incident_type": "Other", "domestic_abuse": False})
+    second = (*first[:8], {"incident_type": "Domestic abuse", "domestic_abuse": True})
+
+    def kept(warehouse: Path) -> tuple:
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            return conn.execute(
+                "select s.incident_type, f.domestic_abuse_12m from staging.stg_police_incidents as s, "
+                "features.child_features as f where s.record_id = 'INC7-1' and f.person_id = 'C'").fetchone()
+
+    warehouses = {}
+    for order in ("as written", "reversed"):
+        warehouse = warehouses[order] = tmp_path / f"{order.replace(' ', '_')}.duckdb"
+        write_warehouse(warehouse, [*base_records(), first, second])
+        if order == "reversed":
+            reverse_rows(warehouse, "police_incidents")
+        result = dbt_build(warehouse, tmp_path / order.replace(" ", "_"))
+        assert result.returncode == 0, result.stdout[-4000:]
+    # INC1 and INC4 before, INC7 now: the correction is what counts
+    assert {order: kept(w) for order, w in warehouses.items()} == {
+        "as written": ("Domestic abuse", 3), "reversed": ("Domestic abuse", 3)}
+
+    incremental = warehouses["as written"]
+    reverse_rows(incremental, "police_incidents")
+    assert dbt_build(incremental, tmp_path / "as_written").returncode == 0
+    assert tables(incremental) == tables(warehouses["reversed"])
