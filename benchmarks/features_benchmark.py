@@ -39,9 +39,11 @@ LINKED = {"person_link": ("record_id", "person_id"), "person": ("person_id",),
 def children_in(warehouse: Path) -> int:
     """Children the mart would hold: linked persons with a third birthday in the window, or an EYFSP result."""
     with duckdb.connect(str(warehouse), read_only=True) as conn:
+        # as int_data_window: the last month every monthly source has delivered (not the annual EYFSP return)
         first, last = conn.execute(" union all ".join(
-            f"select min(extract_month), max(extract_month) from pseudonymised.{s.name}" for s in SOURCES)
-            .join(["select min(f), max(l) from (", ") t(f, l)"])).fetchone()
+            f"select min(extract_month), max(extract_month), {s.landing_month is None} from pseudonymised.{s.name}"
+            for s in SOURCES).join(["select min(f), min(l) filter (where monthly) from (", ") t(f, l, monthly)"])
+        ).fetchone()
         return conn.execute(f"""
             select count(*) from linked.person p
             where p.birth_year is not null and p.birth_month between 1 and 12 and (

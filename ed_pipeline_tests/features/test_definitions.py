@@ -3,6 +3,7 @@ and a materialisation through Dagster against a hand-made warehouse."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import dagster as dg
@@ -74,6 +75,17 @@ def test_dbt_sources_follow_the_registry():
     tables = {s["name"]: {t["name"] for t in s["tables"]} for s in sources}
     assert tables["pseudonymised"] == {s.name for s in SOURCES}
     assert all((DBT_PROJECT_DIR / "models" / "staging" / f"stg_{s.name}.sql").exists() for s in SOURCES)
+
+
+def test_the_data_window_waits_for_the_monthly_sources_of_the_registry():
+    """int_data_window reads every source and leaves the registry's non-monthly ones (`landing_month`) out of the
+    month the data are complete to."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    assert set(project["vars"]["annual_sources"]) == {s.name for s in SOURCES if s.landing_month is not None}
+    prepare_manifest(dbt_project)
+    manifest = json.loads(dbt_project.manifest_path.read_text())
+    parents = manifest["nodes"]["model.ed_pipeline.int_data_window"]["depends_on"]["nodes"]
+    assert set(parents) == {f"source.ed_pipeline.pseudonymised.{s.name}" for s in SOURCES}
 
 
 def test_manifest_is_current():

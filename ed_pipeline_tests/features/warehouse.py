@@ -5,8 +5,12 @@ D = 2018-03-01 (12 months back: 2017-03-01; 24 months back: 2016-03-01). At D, C
 mother M (born 1990), father F (born 1988) and brother S (born 2003, 14 at D); X lived in H until 2017-06-01.
 C moved into H on 2016-08-01 from H0 (a move within 24 months).
 
-Z is an adult nobody lives with. Two more children: C2 (born 2012-11, D = 2015-11-01, no household, EYFSP 2017
+Z and Y are adults nobody lives with. Two more children: C2 (born 2012-11, D = 2015-11-01, no household, EYFSP 2017
 not GLD) and C3 (born 2009-07, D = 2012-07-01, before the data starts: history 0 months, EYFSP 2014).
+
+Every agency that sends a monthly extract has a record in the window's last month, 2018-06 (Z's police incident,
+Y's others), so the data are complete to 2018-07-01; the EYFSP return is annual (July): its last, 2017-07, does
+not hold the window back.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ ATTRIBUTES = {
     "police_incidents": {"incident_type": pl.String, "domestic_abuse": pl.Boolean},
 }
 BORN = {"C": (2015, 3, "F"), "M": (1990, 5, "F"), "F": (1988, 1, "M"), "S": (2003, 6, "M"), "X": (1985, 2, "M"),
-        "C2": (2012, 11, "M"), "C3": (2009, 7, "F"), "Z": (1970, 1, "M")}
+        "C2": (2012, 11, "M"), "C3": (2009, 7, "F"), "Z": (1970, 1, "M"), "Y": (1975, 4, "F")}
 D = date(2018, 3, 1)
 LSOA = {"Vange": "E01021300", "Pitsea North West": "E01021280", "Fryerns": "E01021250",
         "Laindon Park": "E01021260", "Crouch": "E01021240"}
@@ -105,6 +109,17 @@ def base_records() -> list[Record]:
         # someone else entirely, in the last extract of the window
         ("police_incidents", "INC9-1", "Z", "INC9", "Witness", "2018-06", date(2018, 6, 2), None,
          {"incident_type": "Theft", "domestic_abuse": False}),
+        # and someone else again in every other monthly source's last extract
+        ("social_care", "SC9", "Y", "SC9", "child", "2018-06", date(2018, 6, 4), None,
+         {"referral_source": "Health", "category": "Referral", "primary_need": "N3"}),
+        ("youth_offending", "YO9", "Y", "YO9", "offender", "2018-06", date(2018, 6, 5), None,
+         {"offence_type": "Theft and handling", "outcome": "Youth caution"}),
+        ("drugs_alcohol", "DA9", "Y", "DA9", "client", "2018-06", date(2018, 6, 6), None,
+         {"substance": "Cannabis", "lives_with_children": False}),
+        ("housing", "A9-1", "Y", "A9", "Applicant", "2018-06", date(2018, 6, 7), None,
+         {"status": "Registered", "band": "C", "bedrooms_needed": 1, "bedrooms_current": 1}),
+        ("benefits", "B9-C", "Y", "B9", "Claimant", "2018-06", date(2018, 6, 8), None,
+         {"claim_type": "CTR", "weekly_award": 15.0}),
         # EYFSP returns
         ("school_readiness", "R1", "C2", "R1", "child", "2017-07", date(2017, 6, 20), "Fryerns",
          {"school_urn": "115000", "gld": False, "fsm": False, "eal": True, "sen": "K", "ethnicity": "ASIA"}),

@@ -1,20 +1,35 @@
 -- The span of extracts in the warehouse: one row. Prediction dates are taken within
--- [first month's first day, last month's first day + 1 month], the last date by which every extract had landed.
+-- [first month's first day, data_complete_on]: data_complete_on is the first day after the last month that every
+-- agency sending a monthly extract has delivered, the last date by which all their extracts had landed. Taking
+-- the latest month of any one agency would admit children at a date for which the others' extracts are still to
+-- come (the landing sensor runs the features as soon as one agency's file lands).
+-- Left out of that minimum: sources that do not send every month (var `annual_sources`: the EYFSP return lands
+-- each July), which would hold the window back for eleven months a year, and a source with no rows yet (null).
 -- Read from the pseudonymised tables themselves: the staging views would compute their versions (two windows
 -- over every record) only for the months, which are the same.
-with months as (
-    select extract_month from {{ source('pseudonymised', 'social_care') }}
-    union all select extract_month from {{ source('pseudonymised', 'school_readiness') }}
-    union all select extract_month from {{ source('pseudonymised', 'youth_offending') }}
-    union all select extract_month from {{ source('pseudonymised', 'drugs_alcohol') }}
-    union all select extract_month from {{ source('pseudonymised', 'housing') }}
-    union all select extract_month from {{ source('pseudonymised', 'benefits') }}
-    union all select extract_month from {{ source('pseudonymised', 'police_incidents') }}
+{%- set sources = ['social_care', 'school_readiness', 'youth_offending', 'drugs_alcohol', 'housing', 'benefits',
+                   'police_incidents'] %}
+with extracts as (
+    {%- for name in sources %}
+    select '{{ name }}' as source, min(extract_month) as first_month, max(extract_month) as last_month
+    from {{ source('pseudonymised', name) }}
+    {%- if not loop.last %}
+    union all{% endif %}
+    {%- endfor %}
+),
+
+window_ as (
+    select
+        min(first_month) as first_month,
+        min(last_month) filter (where source not in (
+            {%- for name in var('annual_sources') %}'{{ name }}'{{ ', ' if not loop.last }}{% endfor -%}
+        )) as last_month
+    from extracts
 )
 
 select
-    min(extract_month) as first_month,
-    max(extract_month) as last_month,
-    cast(min(extract_month) || '-01' as date) as first_month_start,
-    cast(cast(max(extract_month) || '-01' as date) + interval 1 month as date) as data_complete_on
-from months
+    first_month,
+    last_month,
+    cast(first_month || '-01' as date) as first_month_start,
+    cast(cast(last_month || '-01' as date) + interval 1 month as date) as data_complete_on
+from window_

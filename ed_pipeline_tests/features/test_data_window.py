@@ -1,0 +1,65 @@
+"""intermediate.int_data_window: children enter the mart at a prediction date only once every agency that sends a
+monthly extract has delivered the month before it. An agency whose extract is late holds the window back; the
+annual EYFSP return (ed_pipeline/sources.py `landing_month`) and a source with no rows at all do not."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from ed_pipeline.sources import SOURCES
+from ed_pipeline_tests.features.test_child_features import dbt_build, features
+from ed_pipeline_tests.features.test_incremental_staging import tables
+from ed_pipeline_tests.features.warehouse import BORN, base_records, write_warehouse
+
+# K: born 2015-07, D = 2018-07-01, the first day after the base window's last month (2018-06)
+K_PROTECTION_PLAN = ("social_care", "SCK", "K", "SCK", "child", "2018-06", date(2018, 6, 10), None,
+                     {"referral_source": "Police", "category": "Child protection plan", "primary_need": "N1"})
+
+
+def window(warehouse: Path) -> tuple:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return conn.execute("select first_month, last_month, data_complete_on from intermediate.int_data_window"
+                            ).fetchone()
+
+
+def test_the_base_warehouse_is_complete_to_its_last_month():
+    """Each monthly source has a record in 2018-06 (the window below relies on it); the EYFSP return is annual."""
+    last: dict[str, str] = {}
+    for record in base_records():
+        source, month = record[0], record[5]
+        last[source] = max(last.get(source, month), month)
+    monthly = {s.name for s in SOURCES if s.landing_month is None}
+    assert monthly == set(last) - {"school_readiness"}
+    assert {last[s] for s in monthly} == {"2018-06"} and last["school_readiness"] == "2017-07"
+
+
+def test_a_late_agency_holds_the_window_back_until_its_month_lands(tmp_path, monkeypatch):
+    monkeypatch.setitem(BORN, "K", (2015, 7, "M"))
+    # social care's June has not landed (its latest extract is May's); youth offending has no rows at all
+    late = [(*r[:5], "2018-05", date(2018, 5, 4), *r[7:]) if r[0] == "social_care" and r[5] == "2018-06" else r
+            for r in base_records() if r[0] != "youth_offending"]
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_warehouse(warehouse, late)
+    result = dbt_build(warehouse, tmp_path / "a")
+    assert result.returncode == 0, result.stdout[-4000:]
+    # police, drugs, housing and benefits sent June; the window ends with social care's May
+    assert window(warehouse) == ("2014-01", "2018-05", date(2018, 6, 1))
+    rows = features(warehouse)
+    assert set(rows) == {"C", "C2", "C3"} and rows["C"]["history_months"] == 50  # no K yet
+
+    # social care's June lands (with K's protection plan): K enters the mart, with it
+    landed = [r for r in base_records() if r[0] != "youth_offending"] + [K_PROTECTION_PLAN]
+    write_warehouse(warehouse, landed)
+    result = dbt_build(warehouse, tmp_path / "a")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert window(warehouse) == ("2014-01", "2018-06", date(2018, 7, 1))
+    k = features(warehouse)["K"]
+    assert (k["prediction_date"], k["history_months"], k["child_protection_ever"]) == (date(2018, 7, 1), 54, True)
+
+    full = tmp_path / "full.duckdb"  # the incremental models followed the window as a full build does
+    write_warehouse(full, landed)
+    assert dbt_build(full, tmp_path / "b").returncode == 0
+    assert tables(warehouse) == tables(full)
