@@ -63,3 +63,14 @@ def test_a_late_agency_holds_the_window_back_until_its_month_lands(tmp_path, mon
     write_warehouse(full, landed)
     assert dbt_build(full, tmp_path / "b").returncode == 0
     assert tables(warehouse) == tables(full)
+
+
+def test_an_agency_more_than_two_months_late_holds_the_window_back_no_longer(tmp_path):
+    """Social care's feed stopped after March while the others sent June: the window waits two months for it
+    (to April), not for ever (the newest children would go unscored as long as the feed stays down)."""
+    stopped = [r for r in base_records() if not (r[0] == "social_care" and r[5] > "2018-03")]
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_warehouse(warehouse, stopped)
+    result = dbt_build(warehouse, tmp_path / "a")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert window(warehouse) == ("2014-01", "2018-04", date(2018, 5, 1))

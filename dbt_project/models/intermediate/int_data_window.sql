@@ -18,13 +18,24 @@ with extracts as (
     {%- endfor %}
 ),
 
-window_ as (
+monthly as (
     select
         min(first_month) as first_month,
-        min(last_month) filter (where source not in (
-            {%- for name in var('annual_sources') %}'{{ name }}'{{ ', ' if not loop.last }}{% endfor -%}
-        )) as last_month
-    from extracts
+        cast(min(last_month) filter (where is_monthly) || '-01' as date) as all_delivered,
+        cast(max(last_month) filter (where is_monthly) || '-01' as date) as latest
+    from (select *, source not in (
+        {%- for name in var('annual_sources') %}'{{ name }}'{{ ', ' if not loop.last }}{% endfor -%}
+    ) as is_monthly from extracts)
+),
+
+-- an agency more than `late_source_wait_months` behind the others holds the window back no longer: its feed may
+-- have stopped, and the newest children would go unscored for as long (their features then lack its records)
+window_ as (
+    select
+        first_month,
+        strftime(greatest(all_delivered, latest - to_months({{ var('late_source_wait_months') }})), '%Y-%m')
+            as last_month
+    from monthly
 )
 
 select
