@@ -56,6 +56,7 @@ import duckdb
 import polars as pl
 
 from ed_pipeline.privacy import normalise as nz
+from ed_pipeline.privacy.pseudonymise import BLOOM_COLUMNS
 from ed_pipeline.sources import SOURCES
 
 KINDS = ("name", "date_of_birth", "nhs_number", "upn", "postcode", "uprn", "address")
@@ -795,13 +796,25 @@ def _scan_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, schemas: It
                 dtype.startswith(("STRUCT", "MAP", "UNION", "ENUM"))
             integer = dtype in {"BIGINT", "HUGEINT", "UBIGINT", "INTEGER", "UINTEGER", "DECIMAL"} or \
                 dtype.startswith("DECIMAL")
+            # an identifier kept as a number in floating point (an NHS number or UPRN read as DOUBLE) is whole
+            # and long; a risk, a rate or a weight is not, and stays unread (floats are many distinct values)
+            floating = dtype in {"DOUBLE", "FLOAT", "REAL"}
+            # bytes: text kept as bytes is read; the pipeline's own Bloom filters (random bytes) are not
+            blob = dtype == "BLOB" and column not in BLOOM_COLUMNS
             # a list's elements are cells of their own: a name never spans two of them (["ward", "summer_born"]
             # is not "Ward Summer")
-            if (text_like or integer) and (columns is None or loc in columns):
+            if (text_like or integer or floating or blob) and (columns is None or loc in columns):
                 locs.append(loc)
                 if dtype.endswith("[]"):
                     pairs.append(f"SELECT DISTINCT {len(locs) - 1} AS loc_id, CAST(e AS VARCHAR) AS v FROM "
                                  f"(SELECT unnest({qc}) AS e FROM {fq}) WHERE e IS NOT NULL")
+                elif floating:
+                    plain.append(f"struct_pack(loc_id := {len(locs) - 1}, v := CASE WHEN isfinite({qc}) AND "
+                                 f"{qc} = trunc({qc}) AND abs({qc}) >= 100000 THEN "
+                                 f"CAST(CAST({qc} AS HUGEINT) AS VARCHAR) END)")
+                elif blob:  # bytes that are ASCII text (DuckDB writes any other byte as an escape, \xNN)
+                    plain.append(f"struct_pack(loc_id := {len(locs) - 1}, v := CASE WHEN NOT contains("
+                                 f"CAST({qc} AS VARCHAR), '\\x') THEN CAST({qc} AS VARCHAR) END)")
                 else:
                     plain.append(f"struct_pack(loc_id := {len(locs) - 1}, v := CAST({qc} AS VARCHAR))")
             if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} and _DOB_COLUMN_RE.search(column):

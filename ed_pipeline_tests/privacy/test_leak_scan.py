@@ -86,6 +86,10 @@ def test_planted_identifiers_in_table_columns_are_found(warehouse, ids) -> None:
             9434765919 AS nhs_int,
             'SS164AB' AS pc,
             '{"upn": "A123456789012", "uprn": 100012345678}' AS meta,
+            9434765919.0::DOUBLE AS nhs_double,
+            100012345678::DOUBLE AS uprn_double,
+            0.2345::DOUBLE AS risk,
+            encode('Kowalczyk, Mary-Ann') AS name_bytes,
             event_date
         FROM pseudonymised.people""")
     leaks = scan_duckdb(warehouse, ids)
@@ -98,7 +102,11 @@ def test_planted_identifiers_in_table_columns_are_found(warehouse, ids) -> None:
         ("pseudonymised.leaky.pc", "postcode"),
         ("pseudonymised.leaky.meta", "upn"),
         ("pseudonymised.leaky.meta", "uprn"),
+        ("pseudonymised.leaky.nhs_double", "nhs_number"),
+        ("pseudonymised.leaky.uprn_double", "uprn"),
+        ("pseudonymised.leaky.name_bytes", "name"),
     } <= found
+    assert not any(leak.location.endswith("risk") for leak in leaks)
     assert not any(leak.location.startswith("pseudonymised.people") for leak in leaks)
     assert not any(leak.location.endswith("event_date") for leak in leaks)  # event dates are not birthdays
     # never the value itself
