@@ -44,6 +44,9 @@ __all__ = ["MODEL_ENVIRONMENT_FILES", "is_model_environment_file", "no_identifie
 class PrivacyAuditConfig(dg.Config):
     full_rescan: bool = False  # scan everything against every identifier, whatever the last audit scanned
     max_state_age_days: float = DEFAULT_MAX_AGE_DAYS  # an older audit state is not trusted: full rescan
+    # Dagster runs read, the most recent first: an older run is not read again, not even against identifiers new
+    # since (reading every run's events each month grows with the years); 0 reads every run, e.g. with a full rescan
+    dagster_runs: int = RECENT_RUNS
 
 
 def local_directories(settings: Settings) -> tuple[str, ...]:
@@ -74,7 +77,7 @@ def _without_partition(data):
     return data
 
 
-def dagster_runs(instance: dg.DagsterInstance, runs: int = RECENT_RUNS) -> Parts:
+def dagster_runs(instance: dg.DagsterInstance, runs: int | None = RECENT_RUNS) -> Parts:
     """A fingerprint of each of the most recent runs: the storage id of its last event (a run gains events,
     never changes them)."""
     out: Parts = {}
@@ -84,7 +87,7 @@ def dagster_runs(instance: dg.DagsterInstance, runs: int = RECENT_RUNS) -> Parts
     return out
 
 
-def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
+def dagster_texts(instance: dg.DagsterInstance, runs: int | None = RECENT_RUNS, only: set[str] | None = None
                   ) -> list[tuple[str, str]]:
     """(location, text) for every event of the most recent runs (or of the runs `only` names by unit):
     metadata, check results, log messages. Each distinct text of a step once (a run over 66 months repeats each
@@ -92,7 +95,7 @@ def dagster_texts(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: s
     return [t for texts in dagster_texts_by_run(instance, runs, only).values() for t in texts]
 
 
-def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int = RECENT_RUNS, only: set[str] | None = None
+def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int | None = RECENT_RUNS, only: set[str] | None = None
                          ) -> dict[str, list[tuple[str, str]]]:
     """`dagster_texts`, by unit ("dagster run <run id>")."""
     out: dict[str, list[tuple[str, str]]] = {}
@@ -145,13 +148,14 @@ def mlflow_units(tracking_uri: str) -> Texts:
 def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: PrivacyAuditConfig,
                             warehouse: DuckDBResource, agency_zone: DuckDBResource) -> dg.AssetCheckResult:
     settings = Settings.from_env()
-    runs = dagster_runs(context.instance)  # fingerprints first: an event written after them is scanned next time
+    recent = config.dagster_runs or None  # None: every run
+    runs = dagster_runs(context.instance, recent)  # fingerprints first: an event written after them is scanned next
     mlflow = mlflow_units(settings.mlflow_tracking_uri)
     units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
     read: dict[str, int] = {"dagster_texts": 0}
 
     def read_texts(wanted: set[str]) -> dict[str, list[tuple[str, str]]]:
-        texts = dagster_texts_by_run(context.instance, only={u for u in wanted if u in runs})
+        texts = dagster_texts_by_run(context.instance, recent, only={u for u in wanted if u in runs})
         read["dagster_texts"] += sum(map(len, texts.values()))
         return {**texts, **{u: mlflow[u] for u in sorted(wanted) if u in mlflow}}
 

@@ -65,3 +65,23 @@ def test_a_run_over_many_months_is_read_as_one_text_per_step_and_its_months(tmp_
     # the run's id (in its code-version tags) is not read: a group of it could spell a surname
     assert not any(result.run_id[:8] in t or RANDOM_ID.search(t) for _, t in texts)
     assert any("<id>" in t for _, t in texts)
+
+
+def test_the_audit_reads_the_most_recent_runs_or_every_run() -> None:
+    """By default the most recent runs (an older one is not read again); `dagster_runs: 0` reads them all, e.g.
+    beside a full rescan, so that a run older than the window is checked against every identifier again."""
+    from ed_pipeline.defs.privacy_audit import PrivacyAuditConfig, dagster_runs
+
+    @dg.asset
+    def note() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"note": "Cases to review: none"})
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        for _ in range(3):
+            assert dg.materialize([note], instance=instance).success
+        recent = PrivacyAuditConfig(dagster_runs=2).dagster_runs
+        assert len(dagster_runs(instance, recent)) == 2
+        config_runs = PrivacyAuditConfig(dagster_runs=0).dagster_runs or None
+        assert len(dagster_runs(instance, config_runs)) == 3
+        texts = dagster_texts(instance, config_runs)
+        assert len({location.split()[2] for location, _ in texts}) == 3
