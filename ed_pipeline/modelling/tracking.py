@@ -56,24 +56,26 @@ PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"mlflow=={mlflow.__version_
 
 # --- the registered model --------------------------------------------------------------------------------
 
-def model_input(frame: pl.DataFrame) -> pd.DataFrame:
-    """FEATURES only, as the registered model takes them: categories as strings, everything else float
-    (booleans 0/1, null as NaN). No key, date or outcome column."""
+def model_input(frame: pl.DataFrame, features: tuple[str, ...] = FEATURES) -> pd.DataFrame:
+    """The features only (by default FEATURES), as the registered model takes them: categories as strings,
+    everything else float (booleans 0/1, null as NaN). No key, date or outcome column."""
     cols = [pl.col(c).cast(pl.Utf8) if c in CATEGORICAL else pl.col(c).cast(pl.Float64).fill_null(float("nan"))
-            for c in FEATURES]
+            for c in features]
     return frame.select(cols).to_pandas()
 
 
 class CalibratedRiskModel(mlflow.pyfunc.PythonModel):
-    """pyfunc: FEATURES in (see `model_input`), a one-column frame `risk` (calibrated) out."""
+    """pyfunc: the features it was trained on in (`scorer.json`'s; see `model_input`), a one-column frame `risk`
+    (calibrated) out."""
 
     def load_context(self, context) -> None:
         spec = json.loads(Path(context.artifacts["scorer"]).read_text())
         booster = lgb.Booster(model_file=context.artifacts["booster"])
-        self.scorer = RiskScorer(booster, Encoding.from_dict(spec["encoding"]), Calibrator(**spec["calibrator"]))
+        self.scorer = RiskScorer(booster, Encoding.from_dict(spec["encoding"]), Calibrator(**spec["calibrator"]),
+                                 tuple(spec.get("features", FEATURES)))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        frame = pl.from_pandas(pd.DataFrame(model_input)[list(FEATURES)])
+        frame = pl.from_pandas(pd.DataFrame(model_input)[list(self.scorer.features)])
         return pd.DataFrame({"risk": self.scorer.risk(frame)})
 
 
@@ -82,7 +84,7 @@ def _save_scorer(scorer: RiskScorer, folder: Path) -> dict[str, str]:
     scorer.booster.save_model(str(booster))
     spec = folder / "scorer.json"
     spec.write_text(json.dumps({"encoding": scorer.encoding.to_dict(), "calibrator": scorer.calibrator.to_dict(),
-                                "features": list(FEATURES)}, indent=2))
+                                "features": list(scorer.features)}, indent=2))
     return {"booster": str(booster), "scorer": str(spec)}
 
 
@@ -319,16 +321,21 @@ def promotion_decision(candidate_metrics: dict[str, float], champion_metrics_on_
     return Decision(passed, tuple(reasons), cand_auc, champ_auc, cand_ece, champ_ece)
 
 
-def champion_metrics(tracking_uri: str, frame: pl.DataFrame, model_name: str = MODEL_NAME) -> tuple[str, dict] | None:
+def champion_metrics(tracking_uri: str, frame: pl.DataFrame, model_name: str = MODEL_NAME
+                     ) -> tuple[str, dict | None] | None:
     """(version, {test_roc_auc, test_ece}) of the current champion scored on `frame` (a test cohort with
-    `not_gld`), or None when no version holds the alias."""
+    `not_gld`), on the features it was trained on; (version, None) when `frame` lacks some of them (a feature
+    since retired); None when no version holds the alias."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         version = client.get_model_version_by_alias(model_name, CHAMPION)
     except mlflow.exceptions.MlflowException:
         return None
     model = load_model(tracking_uri, model_name)
-    risk = np.asarray(model.predict(model_input(frame))["risk"], dtype=np.float64)
+    features = model.unwrap_python_model().scorer.features
+    if not set(features) <= set(frame.columns):
+        return str(version.version), None
+    risk = np.asarray(model.predict(model_input(frame, features))["risk"], dtype=np.float64)
     y = frame["not_gld"].cast(pl.Int64).to_numpy()
     return str(version.version), {"test_roc_auc": roc_auc(y, risk), "test_ece": ece(y, risk)}
 
@@ -348,6 +355,12 @@ def promote_if_better(tracking_uri: str, candidate: str, result: TrainedModel, g
             decision = Decision(decision.passed, (*decision.reasons, "candidate is already the champion"),
                                 decision.candidate_auc, decision.champion_auc, decision.candidate_ece,
                                 decision.champion_ece)
+        elif champion and champion[1] is None:  # nothing to compare with: the candidate stands on its own
+            decision = promotion_decision(result.metrics, None, gate)
+            decision = Decision(decision.passed, (*(r for r in decision.reasons if r != "no champion yet"),
+                                                  f"the champion (version {champion_version}) uses features this "
+                                                  "cohort no longer has: not compared"), decision.candidate_auc,
+                                candidate_ece=decision.candidate_ece)
         else:
             decision = promotion_decision(result.metrics, champion[1] if champion else None, gate)
         promoted = decision.passed and champion_version != version

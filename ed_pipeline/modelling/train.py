@@ -118,16 +118,17 @@ class RiskScorer:
     booster: lgb.Booster
     encoding: Encoding
     calibrator: Calibrator
+    features: tuple[str, ...] = FEATURES  # the columns the booster was trained on, in its order
 
     def margin(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.encoding.matrix(frame), raw_score=True)
+        return self.booster.predict(self.encoding.matrix(frame, self.features), raw_score=True)
 
     def risk(self, frame: pl.DataFrame) -> np.ndarray:
         return self.calibrator(self.margin(frame))
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """Per child and feature, the log-odds contribution (TreeSHAP, `pred_contrib`); last column the bias."""
-        return np.asarray(self.booster.predict(self.encoding.matrix(frame), pred_contrib=True))
+        return np.asarray(self.booster.predict(self.encoding.matrix(frame, self.features), pred_contrib=True))
 
 
 @dataclass

@@ -188,6 +188,23 @@ def test_promotion_first_then_refusal_then_reference_metrics(store, first_run, t
     assert metrics["oracle_test_roc_auc"] == 0.81 and metrics["truelink_test_roc_auc"] == 0.70
 
 
+def test_the_registered_model_scores_on_the_features_it_was_trained_on(store, first_run, trained, feature_frame):
+    """A later release that adds, drops or reorders features: the champion still scores on its own columns, in
+    its own order, and the gate says when the cohort no longer has them (it used to fail with a KeyError, or
+    score the champion on swapped columns)."""
+    from ed_pipeline.modelling.tracking import champion_metrics
+
+    uri, _ = store
+    promote_if_better(uri, first_run, trained)  # the first run's model is the champion (idempotent)
+    sample = feature_frame.head(200)
+    expected = score_children(trained, sample)["risk"].to_numpy()
+    shuffled = model_input(sample, tuple(reversed(FEATURES))).assign(a_new_feature=1.0)
+    assert np.allclose(load_model(uri).predict(shuffled)["risk"].to_numpy(), expected)
+    version, metrics = champion_metrics(uri, trained.test_frame)
+    assert metrics["test_roc_auc"] == pytest.approx(trained.metrics["test_roc_auc"])
+    assert champion_metrics(uri, trained.test_frame.drop(FEATURES[0])) == (version, None)
+
+
 # --- retrain, or score with the champion ------------------------------------------------------------------
 
 def test_retrain_only_when_the_training_data_change_in_a_way_that_matters(store, first_run, trained, feature_frame):
