@@ -190,6 +190,8 @@ def choose_cohorts(features: pl.DataFrame, config: TrainingConfig) -> Cohorts:
         raise ValueError(f"need at least three assessed cohorts (train, validation, test); found {years}")
     test = config.test_cohort if config.test_cohort is not None else years[-1]
     earlier = [y for y in years if y < test]
+    if config.validation_cohort is None and not earlier:
+        raise ValueError(f"test cohort {test} is the earliest assessed cohort {years}: none left to validate on")
     validation = config.validation_cohort if config.validation_cohort is not None else earlier[-1]
     if test not in years or validation not in years or validation >= test:
         raise ValueError(f"test cohort {test} and validation cohort {validation} must be known, validation first")

@@ -42,6 +42,9 @@ def test_cohort_rule(feature_frame):
     assert c.train == (2016,)  # none qualifies: the latest earlier cohort trains alone
     with pytest.raises(ValueError, match="three assessed cohorts"):
         choose_cohorts(feature_frame.filter(pl.col("assessment_year") >= 2017), TrainingConfig())
+    first = feature_frame["assessment_year"].min()
+    with pytest.raises(ValueError, match=f"test cohort {first} is the earliest"):  # not an IndexError
+        choose_cohorts(feature_frame, TrainingConfig(test_cohort=first))
 
 
 def test_trained_model_measures_the_test_cohort(trained, feature_frame):
