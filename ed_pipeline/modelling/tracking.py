@@ -350,7 +350,14 @@ def promote_if_better(tracking_uri: str, candidate: str, result: TrainedModel, g
         run_id = client.get_model_version(model_name, version).run_id
         champion = champion_metrics(tracking_uri, result.test_frame, model_name)
         champion_version = champion[0] if champion else None
-        if champion_version == version:
+        info = champion_info(tracking_uri, model_name) if champion else None
+        seen = info is not None and result.cohorts.test in (*info.train_cohorts, info.validation_cohort)
+        if seen and champion_version != version:  # its score there is in-sample: no fair comparison
+            decision = Decision(False, (f"the champion (version {champion_version}) was trained or validated on "
+                                        f"the test cohort {result.cohorts.test}: no fair comparison, the champion "
+                                        "stays",), result.metrics["test_roc_auc"],
+                                candidate_ece=result.metrics["test_ece"])
+        elif champion_version == version:
             decision = promotion_decision(result.metrics, champion[1], gate)
             decision = Decision(decision.passed, (*decision.reasons, "candidate is already the champion"),
                                 decision.candidate_auc, decision.champion_auc, decision.candidate_ece,

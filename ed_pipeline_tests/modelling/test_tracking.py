@@ -205,6 +205,22 @@ def test_the_registered_model_scores_on_the_features_it_was_trained_on(store, fi
     assert champion_metrics(uri, trained.test_frame.drop(FEATURES[0])) == (version, None)
 
 
+def test_a_candidate_tested_on_a_cohort_the_champion_trained_on_is_not_compared(store, first_run, trained,
+                                                                                 feature_frame):
+    """The champion (tested on 2018) was validated on 2017: a candidate tested on 2017 would meet the champion's
+    in-sample score there, inflated; the gate says so and the champion stays."""
+    uri, root = store
+    promote_if_better(uri, first_run, trained)  # the first run's model is the champion (idempotent)
+    assert trained.cohorts.validation == 2017
+    earlier = train_and_evaluate(feature_frame, TrainingConfig(test_cohort=2017))
+    run = log_refresh_run(earlier, uri, root, tags={"dagster_run_id": "run-789"}, params={}, extra_artifacts=[])
+    decision = promote_if_better(uri, run, earlier)
+    assert not decision.passed and not decision.promoted
+    assert any("trained or validated on the test cohort 2017" in r for r in decision.reasons)
+    champion = MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert champion.run_id == first_run
+
+
 # --- retrain, or score with the champion ------------------------------------------------------------------
 
 def test_retrain_only_when_the_training_data_change_in_a_way_that_matters(store, first_run, trained, feature_frame):
