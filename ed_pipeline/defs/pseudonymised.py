@@ -1,7 +1,9 @@
 """pseudonymised.<source>: validated records with every direct identifier replaced by keyed tokens (warehouse)."""
 
 import dagster as dg
+import duckdb
 import polars as pl
+from dagster_duckdb import DuckDBResource
 
 from ed_pipeline.defs.metadata import bar_chart, counts_by, markdown_table
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
@@ -60,8 +62,15 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
         ],
     )
     def pseudonymise_source(context: dg.AssetExecutionContext, pseudo_key: PseudonymisationKey,
-                            validated: pl.DataFrame):
+                            warehouse: DuckDBResource, validated: pl.DataFrame):
         secret = pseudo_key.key_bytes()
+        other = _other_key(context, key_fingerprint(secret), warehouse, source)
+        if other:
+            raise dg.Failure(
+                description=f"{source.name}: the key is not the one that made the table's other months (key "
+                f"{key_fingerprint(secret)}, the table's {other}): values made under two keys never match. If the key "
+                "was changed on purpose, drop the pseudonymised table of each source and run every month again "
+                "under it (see the docs on a new key)", allow_retries=False)
         lookup = read_postcode_directory(Settings.from_env())
         if lookup is None:
             context.log.warning("no postcode directory: ward and LSOA will be null")
@@ -92,6 +101,24 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
                                   metadata={"leaks": dg.MetadataValue.md("none")})
 
     return pseudonymise_source
+
+
+def _other_key(context: dg.AssetExecutionContext, fingerprint: str, warehouse: DuckDBResource,
+               source: Source) -> str | None:
+    """The fingerprint of the key that made the table's last materialisation, when it is another key and months
+    it wrote are still in the table (a rotation drops them first)."""
+    event = context.instance.get_latest_materialization_event(pseudonymised_key(source))
+    before = event.asset_materialization.metadata.get("key_fingerprint") if event else None
+    if before is None or before.value == fingerprint:
+        return None
+    months = [key[:7] for key in context.partition_keys]
+    with warehouse.get_connection() as conn:
+        try:
+            kept = conn.execute(f"select count(*) from pseudonymised.{source.name} "
+                                "where extract_month not in (select unnest(?))", [months]).fetchone()[0]
+        except duckdb.CatalogException:  # no table (yet, or dropped for a rotation)
+            return None
+    return str(before.value) if kept else None
 
 
 pseudonymised_assets = [build_pseudonymised_asset(source) for source in SOURCES]
