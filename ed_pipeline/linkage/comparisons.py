@@ -230,17 +230,14 @@ DEFAULT_COMPARISONS: tuple[Comparison, ...] = (NAME, DATE_OF_BIRTH, SEX, NHS, UP
 
 @dataclass(frozen=True)
 class Rule:
-    """A blocking rule: by default an equi-join, records agree on every field (all non-null)."""
+    """A blocking rule: an equi-join, records agree on every field (all non-null)."""
 
     fields: tuple[str, ...]
-    sql_override: str | None = None  # a rule that is not plain equality on `fields`
 
     def available(self, fields_: frozenset[str]) -> bool:
         return set(self.fields) <= fields_
 
     def sql(self) -> str:
-        if self.sql_override:
-            return self.sql_override
         return " AND ".join(f'l."{c}" = r."{c}"' for c in self.fields)
 
     def to_splink(self) -> dict[str, Any]:

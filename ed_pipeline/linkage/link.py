@@ -211,12 +211,8 @@ def candidate_keys(model: LinkageModel) -> list[tuple[tuple[str, str], ...]]:
     """Per key a new record pairs on (the model's prediction blocking rules), the (existing record's column, new
     record's column) pairs that must be equal, by the spec's column names."""
     mapping = model.spec.mapping()
-    keys: list[tuple[tuple[str, str], ...]] = []
-    for r in cmp.blocking_rules(cmp.PREDICTION_BLOCKING, model.fields):
-        if r.sql_override:
-            continue
-        keys.append(tuple((mapping[f], mapping[f]) for f in r.fields))
-    return keys
+    return [tuple((mapping[f], mapping[f]) for f in r.fields)
+            for r in cmp.blocking_rules(cmp.PREDICTION_BLOCKING, model.fields)]
 
 
 def _candidates(existing_tokens: pl.DataFrame, new_tokens: pl.DataFrame, model: LinkageModel) -> pl.DataFrame:
