@@ -9,8 +9,9 @@ kind of identifier, never the value.
 
 How values are matched
 ----------------------
-Text is folded to a *scan form*: lower case, accents folded, every run of
-characters other than a-z and 0-9 a single space. Identifiers are turned into
+Text is folded to a *scan form*: lower case, accents folded, other scripts
+transliterated ("Ольга" is "olga"), every run of characters other than a-z and
+0-9 a single space. Identifiers are turned into
 the same form (with variants: "o brien" and "obrien", "ss16 4ab" and
 "ss164ab", "943 476 5919" and "9434765919"), so an identifier is found as a
 whole run of tokens, case-insensitively, never inside a longer word. Each cell
@@ -267,12 +268,25 @@ def scan_form(e: pl.Expr) -> pl.Expr:
     return nz.fold_text(e.cast(pl.String)).str.replace_all(r"[^a-z0-9]+", " ").str.strip_chars()
 
 
+_SCAN_FORM_SQL = "ed_scan_form"  # `scan_form` as a DuckDB function, for text outside ASCII (see `_fold_sql`)
+
+
 def _fold_sql(v: str) -> str:
-    folded = f"lower(strip_accents({v}))"
-    for a, b in zip(nz._FOLD_FROM, nz._FOLD_TO, strict=True):
-        folded = f"replace({folded}, '{a}', '{b}')"
-    spaced = f"regexp_replace({folded}, '[^a-z0-9]+', ' ', 'g')"
+    """`scan_form` in SQL, with "1t2" read as "1 2" (a timestamp's date and time). ASCII text needs only lower
+    case; other text is folded by `scan_form` itself (registered by `_register_scan_form`): DuckDB can strip
+    accents but not transliterate, and one function on both sides cannot fold a name two ways."""
+    spaced = (f"regexp_replace(CASE WHEN strlen({v}) = length({v}) THEN lower({v}) ELSE {_SCAN_FORM_SQL}({v}) END, "
+              "'[^a-z0-9]+', ' ', 'g')")
     return f"trim(regexp_replace({spaced}, '([0-9])t([0-9])', '\\1 \\2', 'g'))"
+
+
+def _scan_form_arrow(values):  # pyarrow in, pyarrow out: one polars pass over the batch
+    return pl.select(scan_form(pl.lit(pl.from_arrow(values)))).to_series().to_arrow()
+
+
+def _register_scan_form(conn: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.NotImplementedException, duckdb.CatalogException):  # registered already
+        conn.create_function(_SCAN_FORM_SQL, _scan_form_arrow, ["VARCHAR"], "VARCHAR", type="arrow")
 
 
 # --- building the identifier set -------------------------------------------------------------------------------
@@ -510,6 +524,7 @@ class _Scanner:
                        "matches": "__leak_scan_matches", "pairs": "__leak_scan_pairs", "keys": "__leak_scan_keys"}
 
     def __enter__(self) -> _Scanner:
+        _register_scan_form(self.conn)
         self.conn.register(self._names["ids"], self.ids.phrases)
         self.conn.register(self._names["starts"], self.ids.starts)
         if self.prefilter:
@@ -979,9 +994,9 @@ _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\
 def _candidate_texts(rows: list[tuple[str, int, str]], ids: IdentifierSet) -> list[tuple[str, int, str]]:
     """The texts the prefiltered match could find anything in, chosen in Python, cheaply (see `_Scanner`): those
     holding every token of some phrase other than a date of birth, or one of `ids`' dates of birth within three
-    tokens after a date-of-birth word. The scan form is made as `_fold_sql` makes it (accents stripped by NFD,
-    marks dropped, `normalise`'s letters folded); a text still holding a letter or digit outside ASCII, whose
-    folding might differ, is kept for the exact match."""
+    tokens after a date-of-birth word. The scan form is made as `scan_form` makes it (accents stripped by NFD,
+    marks dropped, `normalise`'s letters folded); a text still holding a letter or digit outside ASCII (another
+    script, which `scan_form` transliterates) is kept for the exact match."""
     by_token: dict[str, list[frozenset[str]]] = {}
     for toks in ids.phrases.filter(pl.col("kind") != "date_of_birth")["phrase"].str.split(" ").to_list():
         need = frozenset(toks)

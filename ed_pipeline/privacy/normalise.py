@@ -10,9 +10,12 @@ normalised in one vectorised pass; `normalise_value` runs one on a scalar.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
+from functools import cache
 
 import polars as pl
+from anyascii import anyascii
 
 # Letters that Unicode NFKD does not decompose into ASCII + combining marks.
 _FOLD_FROM = ["ß", "æ", "ø", "ł", "đ", "œ", "þ", "ð", "ı"]
@@ -32,10 +35,44 @@ _ADDRESS_ABBREVIATIONS = {
 DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%Y%m%d", "%d.%m.%Y", "%Y/%m/%d")
 
 
+# Scripts written without spaces between names: each of their letters is a syllable, made a word of its own
+# ("欧阳芳" -> "ou yang fang"), so that a family name written before the given name is still found as a name.
+_SYLLABLE_LETTERS = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL SYLLABLE", "HIRAGANA",
+                     "KATAKANA")
+
+
+@cache
+def _letter_in_ascii(ch: str) -> str:
+    """A letter or digit that accent folding leaves outside ASCII in ASCII letters ("Ж" -> "Zh", "ħ" -> "h",
+    "王" -> " Wang "); any other character (accented Latin letters, symbols, punctuation) as it is."""
+    if ch.isascii() or ch in _FOLD_FROM or unicodedata.category(ch)[0] not in "LN":
+        return ch
+    if "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)).isascii():
+        return ch  # "é", "ﬁ": folded below as they always were (tokens made before must not change)
+    latin = "".join(c for c in anyascii(ch) if c.isalnum())  # "ь" -> "'" leaves nothing
+    return f" {latin} " if unicodedata.name(ch, "").startswith(_SYLLABLE_LETTERS) else latin
+
+
+def transliterate(text: str) -> str:
+    """Letters of other scripts in ASCII letters ("Ольга" -> "Olga"), so that a name an agency wrote in its own
+    script gets tokens and is found by the leak scan; Latin text is left to `fold_text`."""
+    return text if text.isascii() else "".join(_letter_in_ascii(ch) for ch in text)
+
+
+def _transliterate_series(s: pl.Series) -> pl.Series:
+    # only the values holding a character outside ASCII go through Python (a few in a million)
+    rows = s.str.contains(r"[^\x00-\x7F]").fill_null(False).arg_true()
+    if rows.len() == 0:
+        return s
+    return s.scatter(rows, pl.Series([transliterate(v) for v in s.gather(rows)], dtype=pl.String))
+
+
 def fold_text(e: pl.Expr) -> pl.Expr:
-    """Lower case with accents and ligatures folded to ASCII letters ("Zoë" -> "zoe", "Æsir" -> "aesir")."""
+    """Lower case with other scripts transliterated and accents and ligatures folded to ASCII letters ("Zoë" ->
+    "zoe", "Æsir" -> "aesir", "Ольга" -> "olga")."""
     return (
-        e.str.normalize("NFKD")
+        e.map_batches(_transliterate_series, return_dtype=pl.String, is_elementwise=True)
+        .str.normalize("NFKD")
         .str.replace_all(r"\p{M}", "")
         .str.to_lowercase()
         .str.replace_many(_FOLD_FROM, _FOLD_TO)

@@ -158,6 +158,24 @@ def test_identifiers_after_an_escaped_line_break_are_found(ids) -> None:
         ("dagster:asset/report", "name"), ("dagster:asset/report", "postcode")}
 
 
+def test_names_in_other_scripts_are_found(tmp_path) -> None:
+    """A name an agency wrote in Cyrillic or Chinese characters is folded to ASCII letters on both sides, in the
+    identifier set and in the cells and texts scanned: found in its own script and in Latin letters."""
+    people = records().head(2).with_columns(given_name=pl.Series(["Ольга", "芳"]),
+                                            family_name=pl.Series(["Кузнецова", "欧阳"]))
+    ids = identifiers_from_records(people)
+    conn = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    conn.execute("CREATE SCHEMA pseudonymised")
+    conn.execute("""CREATE TABLE pseudonymised.notes AS SELECT * FROM (VALUES
+        ('visit: Ольга Кузнецова', 'met 欧阳芳', 'Olga Kuznetsova', 'Кузнецов', '欧')) t(a, b, c, fine1, fine2)""")
+    found = _kinds(scan_duckdb(conn, ids))
+    conn.close()
+    assert found == {(f"pseudonymised.notes.{c}", "name") for c in "abc"}  # not a longer name, nor a part
+    texts = [("dagster:asset/cyrillic", json.dumps({"preview": "Кузнецова"}, ensure_ascii=True)),
+             ("mlflow:tag/chinese", "欧阳 芳"), ("mlflow:tag/fine", "Кузнецов")]
+    assert _kinds(scan_texts(texts, ids)) == {("dagster:asset/cyrillic", "name"), ("mlflow:tag/chinese", "name")}
+
+
 def test_date_of_birth_next_to_another_identifier_of_the_same_person(ids) -> None:
     texts = [
         ("same_person", "Kowalczyk 1990-12-25"),  # Mary-Ann Kowalczyk was born on 25/12/1990

@@ -86,3 +86,26 @@ def test_parse_date_formats() -> None:
     df = pl.DataFrame({"d": ["2014-03-05", "05/03/2014", "05-03-2014", "20140305", "05.03.2014", "nonsense"]})
     out = df.select(nz.parse_date(pl.col("d"), pl.String())).to_series().to_list()
     assert out == [dt.date(2014, 3, 5)] * 5 + [None]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Ольга Иванова", "olga ivanova"),  # the soft sign leaves no apostrophe behind
+        ("Αλέξανδρος", "alexandros"),
+        ("王芳", "wang fang"),  # written without spaces: each syllable a word ("欧阳芳" is Ouyang Fang)
+        ("Nguyễn Thị", "nguyen thi"),
+        ("Ħal-Farrug", "hal farrug"),  # a Latin letter NFKD leaves whole
+        ("Zoë × 2", "zoe"),  # symbols are still word breaks, not letters
+    ],
+)
+def test_names_in_other_scripts_are_written_in_ascii_letters(raw: str, expected: str) -> None:
+    """An agency that records a name in its own script must not leave the person without name tokens (nothing
+    to link on) nor make the name invisible to the leak scan, which matches in the same folded form."""
+    assert normalise_value(nz.normalise_name, raw) == expected
+
+
+def test_a_name_in_its_own_script_and_in_latin_letters_agree() -> None:
+    assert normalise_value(nz.compact_name, "Ольга") == normalise_value(nz.compact_name, "Olga")
+    assert normalise_value(nz.compact_name, "欧阳") == "ouyang"
+    assert normalise_value(nz.normalise_address, "12 Улица Ленина") == "12 ulitsa lenina"
