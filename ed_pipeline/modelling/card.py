@@ -67,7 +67,9 @@ return, after the prediction date: used to measure fairness, never as inputs.
 
 ## Cohorts (temporal validation)
 Train on earlier assessed cohorts with at least {cfg.min_history_months} months of median data history
-before the prediction date, stop early on the validation cohort, test on the latest.
+before the prediction date, stop early on the validation cohort, test on the latest; a latest cohort with
+under {cfg.min_cohort_share:.0%} as many assessed children as the one before it is left out (its assessment data
+are still to come).
 {_calibration_sentence(cfg)}
 
 | assessment year | children | not GLD | median months of history | role |

@@ -61,6 +61,9 @@ class TrainingConfig:
     validation_cohort: int | None = None  # default: the cohort before the test cohort
     min_history_months: int = 12  # a training cohort's median months of data before the prediction date
     max_train_cohorts: int | None = None  # keep only the latest N qualifying training cohorts
+    # the latest cohort is left out (neither tested nor trained on) while its assessed children number fewer
+    # than this share of the cohort before: its schools' returns are still arriving
+    min_cohort_share: float = 0.5
     calibration: str = "crossfit"  # "crossfit": out-of-fold Platt on train + validation, final model on both;
     # "validation": model on the training cohorts, Platt on the validation cohort
     crossfit_folds: int = 5
@@ -185,6 +188,9 @@ def choose_cohorts(features: pl.DataFrame, config: TrainingConfig) -> Cohorts:
         pl.len().alias("n"), pl.col(TARGET).cast(pl.Float64).mean().alias("rate"),
         pl.col("history_months").median().alias("history"),
     ).sort(COHORT)
+    if (config.test_cohort is None and stats.height > 1
+            and stats["n"][-1] < config.min_cohort_share * stats["n"][-2]):
+        stats = stats.head(-1)
     years = stats[COHORT].to_list()
     if len(years) < 3:
         raise ValueError(f"need at least three assessed cohorts (train, validation, test); found {years}")

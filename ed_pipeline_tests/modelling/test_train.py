@@ -47,6 +47,22 @@ def test_cohort_rule(feature_frame):
         choose_cohorts(feature_frame, TrainingConfig(test_cohort=first))
 
 
+def test_a_cohort_whose_returns_are_still_arriving_is_not_the_test_cohort(feature_frame):
+    """The first schools' EYFSP returns of a year are a few dozen children: a gate deciding on their AUC decides
+    on noise, and the champion then stays "tested on" that year when the rest of it lands."""
+    latest = feature_frame.filter(pl.col("assessment_year") == 2018)
+    early = latest.filter(pl.col("not_gld").is_not_null()).head(latest.height // 5)
+    partial = pl.concat([feature_frame.filter(pl.col("assessment_year") != 2018),
+                         early, latest.filter(pl.col("not_gld").is_null())])
+    c = choose_cohorts(partial, TrainingConfig())
+    assert (c.validation, c.test) == (2016, 2017)
+    assert 2018 not in c.sizes  # nor trained on
+    assert choose_cohorts(partial, TrainingConfig(test_cohort=2018)).test == 2018  # asked for: as asked
+    half = pl.concat([feature_frame.filter(pl.col("assessment_year") != 2018),
+                      latest.filter(pl.col("not_gld").is_not_null()).head(latest.height * 3 // 5)])
+    assert choose_cohorts(half, TrainingConfig()).test == 2018  # most of it landed: tested on
+
+
 def test_trained_model_measures_the_test_cohort(trained, feature_frame):
     m = trained.metrics
     test = feature_frame.filter(pl.col("assessment_year") == 2018)
