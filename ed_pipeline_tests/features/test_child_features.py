@@ -121,35 +121,49 @@ def test_late_records_future_events_and_late_corrections_change_nothing(built, t
 
 TA = "Temporary accommodation"
 # Children on their own (no household: only their own records count), born 2015-03: D = 2018-03-01, the 24
-# months from 2016-03-01. Housing re-sends a record only when its status changes, so a stay in temporary
-# accommodation lasts from its status's date until the record's next status known at D, or D.
-# child -> its housing record's versions (extract_month, event_date, status), temporary_accommodation_24m
-TA_STAYS = {
-    "T1": ([("2015-12", date(2015, 12, 1), TA)], True),  # placed 27 months before D, still there at D
-    "T2": ([("2015-06", date(2015, 6, 1), TA), ("2015-12", date(2015, 12, 1), "Housed")], False),  # left before
-    "T3": ([("2015-06", date(2015, 6, 1), TA), ("2016-09", date(2016, 9, 1), "Housed")], True),  # left within
+# months from 2016-03-01. Housing re-sends a record only when its status changes, so a status lasts from its
+# date until the record's next status known at D, or D: a stay, not a day. 'Registered' and TA are on the
+# register; 'Housed' and 'Closed' end it.
+# child -> its housing record's versions (extract_month, event_date, status, bedrooms needed with 2 held),
+#          (temporary_accommodation_24m, housing_register_24m, overcrowded_24m)
+HOUSING_STAYS = {
+    "T1": ([("2015-12", date(2015, 12, 1), TA, 2)], (True, True, False)),  # placed 27 months before D, still there
+    "T2": ([("2015-06", date(2015, 6, 1), TA, 2), ("2015-12", date(2015, 12, 1), "Housed", 2)],
+           (False, False, False)),  # left before the 24 months
+    "T3": ([("2015-06", date(2015, 6, 1), TA, 2), ("2016-09", date(2016, 9, 1), "Housed", 2)],
+           (True, True, False)),  # left within them
     # housed before the 24 months, but that status arrived after D (in the April 2018 extract): at D still in TA
-    "T4": ([("2015-06", date(2015, 6, 1), TA), ("2018-04", date(2015, 12, 1), "Housed")], True),
-    "T5": ([("2015-06", date(2015, 6, 1), TA), ("2018-04", date(2018, 4, 1), "Housed")], True),  # housed after D
-    # registered, then placed in TA, but the TA status arrived after D
-    "T6": ([("2015-06", date(2015, 6, 1), "Registered"), ("2018-04", date(2015, 12, 1), TA)], False),
+    "T4": ([("2015-06", date(2015, 6, 1), TA, 2), ("2018-04", date(2015, 12, 1), "Housed", 2)], (True, True, False)),
+    "T5": ([("2015-06", date(2015, 6, 1), TA, 2), ("2018-04", date(2018, 4, 1), "Housed", 2)],
+           (True, True, False)),  # housed after D
+    # registered, then placed in TA, but the TA status arrived after D: on the register since 2015
+    "T6": ([("2015-06", date(2015, 6, 1), "Registered", 2), ("2018-04", date(2015, 12, 1), TA, 2)],
+           (False, True, False)),
+    # registered 33 months before D in a home a bedroom short, still waiting: on the register, overcrowded
+    "R1": ([("2015-06", date(2015, 6, 1), "Registered", 3)], (False, True, True)),
+    "R2": ([("2015-06", date(2015, 6, 1), "Registered", 3), ("2015-12", date(2015, 12, 1), "Housed", 3)],
+           (False, False, False)),  # housed before the 24 months: neither since (the Housed row's rooms are old)
+    # housed, then the application closed within the 24 months: a status of the register in them, as before
+    "R3": ([("2015-06", date(2015, 6, 1), "Housed", 3), ("2016-09", date(2016, 9, 1), "Closed", 3)],
+           (False, True, True)),
 }
+HOUSING_FEATURES = ("temporary_accommodation_24m", "housing_register_24m", "overcrowded_24m")
 
 
-def test_a_stay_in_temporary_accommodation_lasts_until_the_next_status_known_at_d(tmp_path, monkeypatch):
+def test_housing_statuses_last_until_the_next_status_known_at_d(tmp_path, monkeypatch):
     records = base_records()
-    for n, (child, (versions, _)) in enumerate(TA_STAYS.items()):
+    for n, (child, (versions, _)) in enumerate(HOUSING_STAYS.items()):
         monkeypatch.setitem(BORN, child, (2015, 3, "M"))
         records += [("housing", f"AT{n}-1", child, f"AT{n}", "Child", month, when, None,
-                     {"status": status, "band": "A", "bedrooms_needed": 2, "bedrooms_current": 2})
-                    for month, when, status in versions]
+                     {"status": status, "band": "A", "bedrooms_needed": needed, "bedrooms_current": 2})
+                    for month, when, status, needed in versions]
     warehouse = tmp_path / "warehouse.duckdb"
     write_warehouse(warehouse, records)
     result = dbt_build(warehouse, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]
     rows = features(warehouse)
-    got = {child: rows[child]["temporary_accommodation_24m"] for child in TA_STAYS}
-    assert got == {child: expected for child, (_, expected) in TA_STAYS.items()}
+    got = {child: tuple(rows[child][f] for f in HOUSING_FEATURES) for child in HOUSING_STAYS}
+    assert got == {child: expected for child, (_, expected) in HOUSING_STAYS.items()}
     assert rows["C"]["prediction_date"] == D and rows["C"]["temporary_accommodation_24m"] is True  # placed 2017-02
 
 

@@ -52,7 +52,7 @@ with records as (
         source, event_key, record_id, group_ref, role, extract_month, arrived_on, superseded_on, event_date,
         ward, lsoa,
         false, false, false, false, false, false, false,
-        true,
+        status in ('Registered', 'Temporary accommodation'),  -- on the register from this status on
         status = 'Temporary accommodation',
         coalesce(bedrooms_needed > bedrooms_current, false),
         false

@@ -33,8 +33,14 @@ events as (
         -- a stay, not a day: in TA at any time in [D - 24 months, D) (status_until: see int_child_events)
         bool_or(is_temporary_accommodation and status_until > prediction_date - interval 24 month)
             as temporary_accommodation_24m,
-        bool_or(is_overcrowded and within_24m) as overcrowded_24m,
-        bool_or(is_housing_register and within_24m) as housing_register_24m,
+        -- on the housing register at some time in [D - 24 months, D) (a 'Registered' or TA status lasts until the
+        -- next: status_until), or a status of the register dated in them; overcrowded likewise
+        bool_or(source = 'housing' and (within_24m
+                or (is_housing_register and status_until > prediction_date - interval 24 month)))
+            as housing_register_24m,
+        bool_or(is_overcrowded and (within_24m
+                or (is_housing_register and status_until > prediction_date - interval 24 month)))
+            as overcrowded_24m,
         bool_or(is_benefit_claim and within_24m) as benefit_claim_24m,
         -- where the child lived: the latest ward / LSOA on the child's own records, else on the household's;
         -- records of the same date by (source, record_id, extract_month), not by the order int_child_events'
