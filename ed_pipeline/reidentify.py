@@ -67,6 +67,10 @@ class MissingOutputError(ReidentifyError):
     pass
 
 
+class WrongKeyError(ReidentifyError):
+    pass
+
+
 @dataclass(frozen=True)
 class Review:
     """What a practitioner sees: `listing` (LISTING_COLUMNS, highest risk first) and what was recorded."""
@@ -147,6 +151,19 @@ def _match(flagged: pl.DataFrame, agency: duckdb.DuckDBPyConnection, source: str
     return records.with_columns(*(tokens[t] for t in MATCH_TOKENS))
 
 
+def _check_key(flagged: pl.DataFrame, records: pl.DataFrame, source: str, key: bytes) -> None:
+    """Refuse when not one version of any flagged record re-hashes to its warehouse tokens: under the key that made
+    the warehouse every unchanged version does (a record changed since keeps its old version in both zones), so
+    this is a key other than that one. Without this, every record read as 'identity changed, look it up by hand'."""
+    if flagged.is_empty() or records.is_empty():
+        return
+    if flagged.join(records, on=["record_id", *MATCH_TOKENS], how="semi").is_empty():  # nulls never match here
+        raise WrongKeyError(
+            f"none of the {flagged['record_id'].n_unique()} {source} records of scored children re-hashes to its "
+            f"tokens in the warehouse under this key (fingerprint {key_fingerprint(key)}): it is not the key the "
+            "warehouse was made with. Set ED_PSEUDO_KEY to the key custodian's key; nothing was listed")
+
+
 def _record_audit(settings: Settings, row: dict) -> None:
     with duckdb.connect(str(settings.agency_zone_path)) as agency:
         _append_audit(agency, row)
@@ -196,7 +213,9 @@ def reidentify(
             raise ReidentifyError(f"--top must be at least 1, not {top}")
         flagged = flagged_records(settings, source)
         with duckdb.connect(str(settings.agency_zone_path)) as agency:
-            listing, unmatched = _listing(flagged, _match(flagged, agency, source, key), top)
+            records = _match(flagged, agency, source, key)
+            _check_key(flagged, records, source, key)
+            listing, unmatched = _listing(flagged, records, top)
             audit.update(rows_listed=listing.height, person_ids=listing["person_id"].to_list())
             _append_audit(agency, audit)  # recorded before anything is shown
     except Exception as exc:  # every call is recorded, a refused or failed one too (and nothing is shown)

@@ -21,6 +21,7 @@ from ed_pipeline.privacy import load_key, pseudonymise_people
 from ed_pipeline.reidentify import (
     LISTING_COLUMNS,
     MissingOutputError,
+    ReidentifyError,
     UnknownSourceError,
     read_audit,
     reidentify,
@@ -194,3 +195,15 @@ def test_no_model_output_yet_is_a_clear_error(refreshed, tmp_path):
     assert read_audit(settings)["outcome"][0].startswith("refused: outputs.child_risk")
     with pytest.raises(MissingOutputError):
         reidentify(Settings(data_dir=tmp_path / "nowhere"), "social_care", 5, KEY)
+
+
+def test_a_key_other_than_the_warehouses_is_refused_not_reported_as_changed_identities(world):
+    """Under another key no record re-hashes to its tokens: that is the key, not 82 records whose identity
+    changed (which the practitioner was told to look up by hand, with exit 0 and an audit row 'listed')."""
+    other = load_key("ab" * 32)
+    with pytest.raises(ReidentifyError, match="not the key the warehouse was made with"):
+        reidentify(world, "social_care", 5, other, reviewer="R3")
+    [call] = read_audit(world).iter_rows(named=True)
+    assert call["outcome"].startswith("refused: none of the") and call["rows_listed"] == 0
+    assert reidentify(world, "social_care", 5, KEY).listing.height == 5  # the right key still lists
+
