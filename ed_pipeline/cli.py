@@ -60,6 +60,14 @@ def _error(message: object) -> None:
     console.print("[red]error:[/]", escape(str(message)), soft_wrap=True)
 
 
+def _in_use(exc: duckdb.IOException) -> str:
+    """A DuckDB file error as said to the user: a lock held by another process (a refresh, `dagster dev`) is the
+    usual one, and waiting is its remedy."""
+    hint = ("; another process is writing to it (a refresh, or `dagster dev`): run this again when it has finished"
+            if "lock" in str(exc).lower() else "")
+    return f"{exc}{hint}"
+
+
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
     from ed_pipeline.resilience import ChildProcessDied, DiskFullError, RefreshBusyError, refresh_lock
 
@@ -139,6 +147,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     except (FileNotFoundError, duckdb.CatalogException) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
+    except duckdb.IOException as exc:  # the warehouse locked by a refresh: said, not a traceback
+        _error(_in_use(exc))
+        return 2
     table = Table(title="linkage against the synthetic world's truth")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -157,6 +168,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
             model = evaluate_model(settings, dbt_command="build" if args.dbt_tests else "run")
     except (FileNotFoundError, ValueError, RuntimeError, duckdb.CatalogException) as exc:
         console.print(f"[red]error:[/] {exc}")
+        return 2
+    except duckdb.IOException as exc:
+        _error(_in_use(exc))
         return 2
     table = Table(title=f"model on test cohort {model['test_cohort']} (MLflow run {model['mlflow_run_id']})")
     for col in ("", "children", "ROC AUC", "ECE"):
@@ -199,6 +213,9 @@ def cmd_reidentify(args: argparse.Namespace, settings: Settings) -> int:
                             reviewer=args.reviewer, purpose=args.purpose)
     except (MissingKeyError, InvalidKeyError, ReidentifyError) as exc:
         console.print(f"[red]error:[/] {exc}")
+        return 2
+    except duckdb.IOException as exc:  # a zone locked by a refresh (the call is audited as failed)
+        _error(_in_use(exc))
         return 2
     table = Table(title=f"{args.source}: the {args.top} highest-risk children it holds records of, for review")
     for col in ("rank", "risk", "band", "top factors", "name", "date of birth", "record id(s)"):

@@ -207,3 +207,26 @@ def test_a_key_other_than_the_warehouses_is_refused_not_reported_as_changed_iden
     assert call["outcome"].startswith("refused: none of the") and call["rows_listed"] == 0
     assert reidentify(world, "social_care", 5, KEY).listing.height == 5  # the right key still lists
 
+
+def test_a_warehouse_held_by_a_refresh_is_a_clear_error_not_a_traceback(world, monkeypatch, capsys):
+    """While a refresh (another process) writes to the warehouse, reidentify and evaluate say so and exit 2."""
+    import subprocess
+    import sys
+
+    from ed_pipeline.cli import main
+
+    monkeypatch.setenv("ED_PSEUDO_KEY", TEST_KEY)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+         "time.sleep(120)", str(world.warehouse_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for argv in (["reidentify", "--source", "social_care", "--top", "5"], ["evaluate", "--linkage-only"]):
+            capsys.readouterr()
+            assert main(argv) == 2, argv
+            said = " ".join(capsys.readouterr().err.split())
+            assert "error:" in said and "another process is writing to it" in said and "Traceback" not in said
+    finally:
+        holder.kill()
+        holder.wait()
+    assert read_audit(world)["outcome"][0] == "failed: IOException"
