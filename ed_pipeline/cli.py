@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ed_pipeline.settings import DEFAULT_LAST_MONTH, FIRST_MONTH, LANDING_NAME_RULE, Settings
+from ed_pipeline.settings import DEFAULT_LAST_MONTH, FIRST_MONTH, LANDING_NAME_RULE, Settings, is_partition_month
 
 console = Console(stderr=True)
 
@@ -22,8 +22,18 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
     from ed_pipeline.synth import ErrorRates, SynthConfig, generate
 
     errors = ErrorRates.none() if args.clean else ErrorRates()
-    config = SynthConfig(people=args.people, seed=args.seed, first_month=args.first_month,
-                         last_month=args.last_month, errors=errors)
+    # months refresh would leave out (before FIRST_MONTH, this month or later) make a world it cannot ingest whole
+    outside = [m for m in (args.first_month, args.last_month) if not is_partition_month(m)]
+    if outside:
+        _error(f"{', '.join(outside)}: months must be YYYY-MM from {FIRST_MONTH} to last month, the months "
+               "`ed-pipeline refresh` ingests")
+        return 2
+    try:
+        config = SynthConfig(people=args.people, seed=args.seed, first_month=args.first_month,
+                             last_month=args.last_month, errors=errors)
+    except ValueError as exc:  # too few people, or the last month before the first: said, not a traceback
+        _error(exc)
+        return 2
     console.print(f"[bold]Synthesising[/] {args.people:,} residents, seed {args.seed}, "
                   f"{args.first_month} to {args.last_month} -> {settings.landing_dir}")
     t0 = time.perf_counter()
