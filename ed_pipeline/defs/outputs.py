@@ -114,7 +114,9 @@ def community_risk_by_area(context: dg.AssetExecutionContext, warehouse: DuckDBR
 
         MlflowClient(settings.mlflow_tracking_uri).log_artifact(run_id, str(chart), artifact_path="outputs")
     wards = community.filter(pl.col("level") == "ward").sort("rank", nulls_last=True)
-    top = wards.head(5).select("rank", "rank_low", "rank_high", "area", "mean_risk").to_dicts()
+    # ranked wards only: a withheld ward (no rank, no mean) read "None. <ward> (None; rank None-None)" among them
+    top = wards.filter(pl.col("rank").is_not_null()).head(5).select(
+        "rank", "rank_low", "rank_high", "area", "mean_risk").to_dicts()
     # The UI shows the top wards inline; every ward is in the file and MLflow. All of Essex embedded was 1.5 MB
     # of metadata in two events of every refresh, which each later privacy audit read again.
     shown = ward_ranking_chart(community, settings.outputs_dir / "ward_ranking_top.png", top=INLINE_WARDS)

@@ -34,3 +34,26 @@ def test_community_risk_is_the_test_cohort_scored_point_in_time_and_attributed_w
     ranked = published.filter(pl.col("rank").is_not_null())
     assert ranked.height and (ranked["rank_low"] <= ranked["rank"]).all() and (
         ranked["rank"] <= ranked["rank_high"]).all()
+
+
+def test_the_top_wards_shown_in_the_ui_are_ranked_wards_only(tmp_path, monkeypatch):
+    """With fewer than five wards published, the withheld ones were listed among the top wards as 'None. <ward>'."""
+    import types
+
+    import dagster as dg
+
+    import ed_pipeline.defs.outputs as outputs
+
+    def children(ward: str, n: int, risk: float) -> list[dict]:
+        return [{"person_id": f"{ward}{i}", "ward": ward, "lsoa": f"{ward}-1", "risk": risk, "band": "low",
+                 "not_gld": False} for i in range(n)]
+
+    scores = pl.DataFrame(children("Vange", 20, 0.4) + children("Fryerns", 20, 0.3) + children("Crouch", 2, 0.5)
+                          + children("Pitsea", 3, 0.2))
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(outputs, "_scored", lambda warehouse, assessed, area="prediction_date": scores)
+    monkeypatch.setattr(outputs, "load_latest_model", lambda settings: types.SimpleNamespace(extra={}))
+    context = dg.build_asset_context()
+    outputs.community_risk_by_area(context, warehouse=None)
+    top = context.get_output_metadata("result")["top_wards"].value
+    assert top.splitlines() == ["1. Vange (0.4; rank 1-1)", "2. Fryerns (0.3; rank 2-2)"]
