@@ -13,6 +13,8 @@ import time
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
+from types import NoneType
+from typing import get_args, get_type_hints
 
 import duckdb
 import polars as pl
@@ -85,24 +87,16 @@ def latest_refresh(settings: Settings) -> tuple[str, dict[str, float]]:
 
 
 def training_config(params: dict[str, str]) -> TrainingConfig:
-    """The TrainingConfig a refresh run logged as MLflow params (with its test and validation cohorts resolved)."""
+    """The TrainingConfig a refresh run logged as MLflow params (with its test and validation cohorts resolved),
+    each value read back as its field's type (a setting whose default is None, set to 5, is logged as "5")."""
+    types = get_type_hints(TrainingConfig)
     values = {}
     for f in fields(TrainingConfig):
         if f.name not in params:
             continue
         raw = params[f.name]
-        default = f.default
-        if raw == "None":
-            values[f.name] = None
-        elif f.name in ("test_cohort", "validation_cohort") or isinstance(default, int) and not isinstance(
-                default, bool):
-            values[f.name] = int(raw)
-        elif isinstance(default, bool):
-            values[f.name] = raw == "True"
-        elif isinstance(default, float):
-            values[f.name] = float(raw)
-        else:
-            values[f.name] = raw
+        kind = next((t for t in get_args(types[f.name]) if t is not NoneType), types[f.name])  # int | None: int
+        values[f.name] = None if raw == "None" else (raw == "True") if kind is bool else kind(raw)
     return TrainingConfig(**values)
 
 

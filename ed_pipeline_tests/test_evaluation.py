@@ -116,3 +116,15 @@ def test_cli_says_clearly_when_there_is_no_refresh(world_copy):
     result = run_cli("evaluate", data_dir=world_copy.data_dir)
     assert result.returncode == 2
     assert "error" in result.stderr and "refresh" in result.stderr
+
+
+def test_a_training_config_is_read_back_from_its_params_with_each_fields_type():
+    from ed_pipeline.evaluation import training_config
+
+    params = {"max_train_cohorts": "5", "test_cohort": "2018", "validation_cohort": "None", "monotone": "False",
+              "min_cohort_share": "0.5", "calibration": "validation", "learning_rate": "0.05", "seed": "7"}
+    config = training_config(params)
+    assert (config.max_train_cohorts, config.test_cohort, config.validation_cohort, config.monotone) == (
+        5, 2018, None, False)
+    assert (config.min_cohort_share, config.calibration, config.learning_rate, config.seed) == (
+        0.5, "validation", 0.05, 7)
