@@ -170,7 +170,9 @@ def link(
             model = train_model(tokens, spec=spec, config=config, session=s, **(train_kwargs or {}))
             timings["train"] = time.perf_counter() - t
         t = time.perf_counter()
-        df = model.prepare(tokens)
+        # unique ids in record-key order, not the frame's: they break ties (pairs of one probability in the
+        # cannot-link repair, cluster numbers), so the same records link the same whatever order they come in
+        df = model.prepare(_in_key_order(tokens, spec))
         sdf = s.register(df)
         records_table = sdf.physical_name
         timings["load"] = time.perf_counter() - t
@@ -205,6 +207,11 @@ def link(
     model.metadata["last_link"] = {"records": df.height, "edges": n_edges, "components_repaired": repaired,
                                   "persons": links["person_id"].n_unique(), "timings": timings}
     return LinkResult(links=links, pairs=pairs, model=model, crosswalk=crosswalk, records=recs, timings=timings)
+
+
+def _in_key_order(tokens: pl.DataFrame, spec: TokenColumns) -> pl.DataFrame:
+    """The frame sorted by (source, record_id); rows of one key keep their order."""
+    return tokens.sort(spec.source, pl.col(spec.record_id).cast(pl.String), maintain_order=True)
 
 
 def candidate_keys(model: LinkageModel) -> list[tuple[tuple[str, str], ...]]:
@@ -269,7 +276,7 @@ def link_incremental(
                                  .alias("record_id"))
     known = new_keys.with_row_index("_i").join(ex_links, on=key, how="inner")
     fresh_mask = ~pl.Series(range(new_tokens.height)).is_in(known["_i"].implode())
-    fresh = new_tokens.filter(fresh_mask)
+    fresh = _in_key_order(new_tokens.filter(fresh_mask), spec)  # new records' ids break ties: see link
     candidates = find_candidates(fresh) if find_candidates else _candidates(existing_tokens, fresh, model)
     timings["candidates"] = time.perf_counter() - t0
 

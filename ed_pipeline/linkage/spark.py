@@ -39,7 +39,7 @@ from sqlglot import exp
 from ed_pipeline.linkage.clustering import cannot_link_sql, duplicate_like_sql, repair_clusters
 from ed_pipeline.linkage.engine import SPLINK_LOG_LEVEL, tf_columns, tf_frame
 from ed_pipeline.linkage.ids import assign_stable_ids
-from ed_pipeline.linkage.link import edges_sql
+from ed_pipeline.linkage.link import _in_key_order, edges_sql
 from ed_pipeline.linkage.model import LinkageModel
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *
     timings = {} if timings is None else timings
     t0 = t = time.perf_counter()
     sl = SparkLinkage(spark, break_lineage_method=break_lineage_method)
-    df = model.prepare(tokens)
+    df = model.prepare(_in_key_order(tokens, model.spec))  # ids in key order break ties as link's do
     sdf = sl.register(df)
     records = sdf.physical_name
     linker = sl.linker(sdf, model.settings, tf_source=df)
