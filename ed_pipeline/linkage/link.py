@@ -108,13 +108,21 @@ def _edges(s: Session, predictions_table: str, records_table: str, model: Linkag
     return "ed_edges"
 
 
-def _best_probability(s: Session, edges_table: str) -> pl.DataFrame:
-    return s.query(f"""
-        SELECT unique_id, max(match_probability) AS match_probability FROM (
-            SELECT unique_id_l AS unique_id, match_probability FROM {edges_table}
-            UNION ALL SELECT unique_id_r, match_probability FROM {edges_table})
-        GROUP BY unique_id
-    """)
+def _best_probability(s: Session, edges_table: str, clusters: pl.DataFrame) -> pl.DataFrame:
+    """unique_id, match_probability: the best edge inside the record's cluster (the cannot-link repair cuts some
+    edges: one to a record of another person holds nothing in this one)."""
+    s.con.register("ed_best_cc", clusters.select("unique_id", "cluster_id").to_arrow())
+    try:
+        return s.query(f"""
+            SELECT e.unique_id, max(e.match_probability) AS match_probability FROM (
+                SELECT unique_id_l AS unique_id, unique_id_r AS other, match_probability FROM {edges_table}
+                UNION ALL SELECT unique_id_r, unique_id_l, match_probability FROM {edges_table}) e
+            JOIN ed_best_cc a ON a.unique_id = e.unique_id JOIN ed_best_cc b ON b.unique_id = e.other
+            WHERE a.cluster_id = b.cluster_id
+            GROUP BY e.unique_id
+        """)
+    finally:
+        s.con.unregister("ed_best_cc")
 
 
 def _pairs_frame(s: Session, predictions_table: str, records_table: str) -> pl.DataFrame:
@@ -187,7 +195,7 @@ def link(
         clusters, repaired = cluster(s, records_table, edges, cannot_link=model.separate_group_members,
                                      duplicate_like=duplicate_like_sql(model.sql_context, model.fields),
                                      decisions_table=decisions_table)
-        best = _best_probability(s, edges)
+        best = _best_probability(s, edges, clusters)
         timings["cluster"] = time.perf_counter() - t
         pairs = _pairs_frame(s, predictions.physical_name, records_table) if keep_pairs else pl.DataFrame()
         n_edges = s.query(f"SELECT count(*) AS n FROM {edges}").item()
@@ -317,10 +325,17 @@ def link_incremental(
                        taken=set(ex_links["person_id"].unique().to_list()))
     timings["cluster"] = time.perf_counter() - t
 
-    best = pl.concat([
-        edges.select(pl.col("unique_id_r").alias("unique_id"), "match_probability"),
-        edges.select(pl.col("unique_id_l").alias("unique_id"), "match_probability"),
-    ]).filter(pl.col("unique_id") >= n_ex).group_by("unique_id").agg(pl.col("match_probability").max())
+    # a new record's best edge inside the person it joined (not one to a person it could not join)
+    person = pl.concat([ex_person.select("unique_id", "person_id"), assigned.select("unique_id", "person_id")])
+    best = (pl.concat([
+        edges.select(pl.col("unique_id_l").alias("unique_id"), pl.col("unique_id_r").alias("other"),
+                     "match_probability"),
+        edges.select(pl.col("unique_id_r").alias("unique_id"), pl.col("unique_id_l").alias("other"),
+                     "match_probability")])
+            .filter(pl.col("unique_id") >= n_ex)
+            .join(person, on="unique_id").join(person.rename({"unique_id": "other", "person_id": "_p"}), on="other")
+            .filter(pl.col("person_id") == pl.col("_p"))
+            .group_by("unique_id").agg(pl.col("match_probability").max()))
     new_links = assigned.join(best, on="unique_id", how="left")
     resent = known.select(*key, "person_id", pl.lit(None, dtype=pl.Float64).alias("match_probability"))
     ex_prob = existing.select(*key, "match_probability") if "match_probability" in existing.columns else None

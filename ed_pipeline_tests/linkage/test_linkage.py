@@ -520,3 +520,18 @@ def test_a_tie_between_two_persons_is_broken_by_record_keys_not_row_order(world,
     monthly = {person_of_c(link_incremental(previous, tokens, tied.sort("record_id", descending=desc), model,
                                             keep_pairs=False)) for desc in (False, True)}
     assert monthly == full, (monthly, full)
+
+
+def test_a_records_match_probability_is_that_of_a_link_inside_its_person(world, model):
+    """The brother the treatment record did not join is a person of one record: no link holds him in it, so his
+    match probability is null, not that of the pair the cannot-link repair cut (full and monthly link)."""
+    records, tokens, _, _ = world
+    tied = _tied_records(records)
+    previous = person_link_table(link(tokens, model, keep_pairs=False))
+    for result in (link(pl.concat([tokens, tied], how="diagonal_relaxed"), model, keep_pairs=False),
+                   link_incremental(previous, tokens, tied, model, keep_pairs=False)):
+        links = result.links.unique(["source", "record_id"])
+        alone = links.join(links.group_by("person_id").len().filter(pl.col("len") == 1), on="person_id")
+        assert alone.filter(pl.col("record_id").str.starts_with("x-")).height == 1
+        assert alone["match_probability"].null_count() == alone.height
+        assert links.join(alone, on=["source", "record_id"], how="anti")["match_probability"].null_count() == 0
