@@ -157,7 +157,8 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     if not incremental:
         context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model)")
         result = link(tokens, model, previous=previous, retired=retired["person"], decisions=decisions)
-    household = households(tokens, result.links, previous=previous_households, retired=retired["household"])
+    household = households(tokens, result.links, previous=previous_households, retired=retired["household"],
+                           renamed=result.crosswalk)
     review = review_pairs(result) if result.pairs.height else None
     if incremental:
         review = carry_review(reviewed, review)

@@ -180,10 +180,12 @@ def households(
     previous: pl.DataFrame | None = None,
     retired: set[str] | None = None,
     open_spell_days: int = OPEN_SPELL_DAYS,
+    renamed: pl.DataFrame | None = None,
 ) -> HouseholdResult:
     """Household membership over time from tokens (places, event dates) and person links; see the module
     docstring. `previous` (household_id, person_id, ...) keeps household ids stable across refreshes; `retired`
-    ids (every one the crosswalk ever named) are never issued again."""
+    ids (every one the crosswalk ever named) are never issued again. `renamed`: the person crosswalk of the
+    links (old_id, new_id, change): a person merged into another keeps their stays, under the new id."""
     obs = observations(tokens, links, spec)
     if obs.height == 0:
         empty = pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
@@ -202,7 +204,7 @@ def households(
     current = stays.select(_stay_key.alias("member"), pl.col("_hh").cast(pl.String).alias("cluster"))
     prev = None
     if previous is not None and previous.height:
-        prev = _previous_stays(previous, stays)
+        prev = _previous_stays(_renamed_persons(previous, renamed), stays)
     assigned, crosswalk = stable_cluster_ids(prev, current, prefix="H", retired=retired)
     ids = assigned.select(pl.col("cluster").cast(pl.Int64).alias("_hh"), pl.col("id").alias("household_id"))
     membership = (stays.join(ids, on="_hh", how="left").select(list(MEMBERSHIP_SCHEMA)).cast(MEMBERSHIP_SCHEMA)
@@ -211,6 +213,17 @@ def households(
     return HouseholdResult(membership=membership, crosswalk=crosswalk,
                            spells=spells.select("person_id", "place", "valid_from", "valid_to", "last_seen",
                                                 "episode", "household_id"))
+
+
+def _renamed_persons(previous: pl.DataFrame, renamed: pl.DataFrame | None) -> pl.DataFrame:
+    """The previous membership with the ids of persons merged away replaced by those they were merged into: a
+    stay is known by its person's id, and without this a household of merged persons only lost its id."""
+    if renamed is None or renamed.height == 0:
+        return previous
+    merged = renamed.filter(pl.col("change") == "merge").select(
+        pl.col("old_id").alias("person_id"), pl.col("new_id").alias("_into")).unique("person_id")
+    return previous.join(merged, on="person_id", how="left").with_columns(
+        pl.coalesce("_into", "person_id").alias("person_id")).drop("_into")
 
 
 _stay_key = pl.concat_str([pl.col("person_id"), pl.col("valid_from").cast(pl.String)], separator="|")

@@ -535,3 +535,20 @@ def test_a_records_match_probability_is_that_of_a_link_inside_its_person(world, 
         assert alone.filter(pl.col("record_id").str.starts_with("x-")).height == 1
         assert alone["match_probability"].null_count() == alone.height
         assert links.join(alone, on=["source", "record_id"], how="anti")["match_probability"].null_count() == 0
+
+
+def test_a_household_keeps_its_id_when_its_person_is_merged_into_another():
+    """A full relink finds that the one person of a household is also a school record's person, and the school
+    record's id wins (the person crosswalk says so): the stay is the same one, and so is its household."""
+    d = date
+    tokens = pl.DataFrame({"source": "housing", "record_id": ["1", "2", "3"],
+                           "event_date": [d(2016, 1, 1), d(2016, 6, 1), d(2016, 2, 1)], "tok_uprn": ["X", "X", "Y"]})
+
+    def links(person: str) -> pl.DataFrame:
+        return pl.DataFrame({"source": "housing", "record_id": ["1", "2", "3"], "person_id": [person, person, "PZ"]})
+
+    first = households(tokens, links("PX")).membership
+    merged = pl.DataFrame({"old_id": ["PX"], "new_id": ["PA"], "change": ["merge"], "records": [2]})
+    again = households(tokens, links("PA"), previous=first, renamed=merged)
+    assert set(again.membership["household_id"]) == set(first["household_id"])
+    assert again.crosswalk.height == 0
