@@ -147,8 +147,14 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         # a month's link reads every token only of its new records and their candidates; of the rest, the few
         # columns that households, linked.person and the term frequencies need
         tokens = read_tokens(conn, spec, columns=monthly_link_columns(spec, model) if incremental else None)
+        withdrawn = 0
         if incremental:
             key = ["source", "record_id"]
+            # a record no longer in the warehouse (its month sent again without it) is linked no longer, as in a
+            # full link; person_link is then written whole, not appended to
+            withdrawn = previous.join(tokens.select(key), on=key, how="anti").height
+            if withdrawn:
+                previous = previous.join(tokens.select(key), on=key, how="semi")
             known = tokens.join(previous.select(key), on=key, how="semi")
             new = read_records(conn, spec, tokens.join(previous.select(key), on=key, how="anti"))
             context.log.info(f"linking {new.height} new records against {known.height} already linked")
@@ -171,7 +177,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     tables["review_decision"] = decisions
     with warehouse.get_connection() as conn:
         conn.begin()
-        if incremental:
+        if incremental and not withdrawn:
             write_tables(conn, {**tables, "person_link": added}, append=(*APPENDED_TABLES, "person_link"))
         else:
             write_tables(conn, tables)

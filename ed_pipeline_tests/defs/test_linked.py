@@ -158,3 +158,40 @@ def test_an_upgrade_that_retires_token_columns_leaves_none_behind(refreshed_copy
     assert metadata["mode"] == "full" and checks["ids_stable"]
     after = linked_ids(settings).join(before, on=["source", "record_id"], suffix="_before")
     assert (after["person_id"] == after["person_id_before"]).mean() > 0.99
+
+
+def test_a_record_withdrawn_from_the_warehouse_leaves_person_link_in_a_monthly_link(tmp_path, monkeypatch):
+    """A month sent again without one of its records (the pseudonymised month is replaced): the monthly link
+    no longer lists that record, as a full link would not; the other links stay as they were."""
+    from dagster_duckdb import DuckDBResource
+
+    from ed_pipeline.defs.linked import link_people_and_households
+    from ed_pipeline_tests.linkage.world import make_tokens, make_world
+
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    records, _, _ = make_world(households=150, seed=5, months=("2017-01", "2017-02"))
+    tokens = make_tokens(records)
+    warehouse = tmp_path / "warehouse.duckdb"
+    key = ["source", "record_id"]
+
+    def refresh(rows: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+        with duckdb.connect(str(warehouse)) as conn:
+            conn.execute("create schema if not exists pseudonymised")
+            for (source,), part in rows.partition_by("source", as_dict=True).items():
+                conn.register("part", part)
+                conn.execute(f"create or replace table pseudonymised.{source} as select * from part")
+        result = dg.materialize([link_people_and_households],
+                                resources={"warehouse": DuckDBResource(database=str(warehouse))})
+        [mode] = [m.metadata["mode"].value for m in result.asset_materializations_for_node(
+            "link_people_and_households") if "mode" in m.metadata]
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            return mode, conn.execute("select * from linked.person_link").pl()
+
+    mode, before = refresh(tokens.filter(pl.col("extract_month") == "2017-01"))
+    assert mode == "full"
+    gone = before.filter(pl.col("source") == "housing").head(1).select(key)
+    mode, after = refresh(tokens.join(gone, on=key, how="anti"))
+    assert mode == "incremental"
+    assert after.join(gone, on=key).height == 0
+    assert after.height == tokens.height - 1
+    assert before.join(gone, on=key, how="anti").join(after, on=[*key, "person_id"], how="anti").height == 0
