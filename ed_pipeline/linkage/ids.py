@@ -4,7 +4,7 @@ A refresh re-clusters records; cluster numbers mean nothing from one run to
 the next. `assign_stable_ids` carries the previous ids over:
 
 1. Every previous id has a *home*: the new cluster that holds most of its
-   records (ties: the smaller cluster key).
+   records (ties: the cluster with the smaller member key).
 2. Every new cluster inherits, among the previous ids whose home it is, the one
    with most records in it (ties: the smaller id). So each previous id lives on
    in at most one cluster, and a cluster that only gained records keeps its id.
@@ -60,9 +60,10 @@ def stable_cluster_ids(
         prev = previous.select(pl.col("member").cast(pl.String), pl.col("old").cast(pl.String).alias("_old")).unique()
         taken |= set(prev["_old"].unique().to_list())
         overlap = cl.join(prev, on="member", how="inner").group_by("_c", "_old").len()
+        # a tie goes to the cluster with the smaller member key: cluster numbers mean nothing across runs
         home = (
-            overlap.sort(["_old", "len", "_c"], descending=[False, True, False])
-            .group_by("_old", maintain_order=True).first()
+            overlap.join(seeds, on="_c").sort(["_old", "len", "_seed", "_c"], descending=[False, True, False, False])
+            .group_by("_old", maintain_order=True).first().drop("_seed")
         )
         inherit = (
             home.sort(["_c", "len", "_old"], descending=[False, True, False])

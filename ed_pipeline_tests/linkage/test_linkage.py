@@ -552,3 +552,17 @@ def test_a_household_keeps_its_id_when_its_person_is_merged_into_another():
     again = households(tokens, links("PA"), previous=first, renamed=merged)
     assert set(again.membership["household_id"]) == set(first["household_id"])
     assert again.crosswalk.height == 0
+
+
+def test_a_person_split_in_two_halves_keeps_its_id_in_the_same_half_whatever_the_cluster_numbers():
+    """Cluster numbers mean nothing from one run to the next (connected components, Spark, row order): a tie
+    for an old id's home goes to the cluster holding the smaller record key, not the smaller cluster number."""
+    prev = pl.DataFrame({"source": "s", "record_id": ["1", "2", "3", "4"], "person_id": "A"})
+
+    def ids(labels: list[str]) -> dict[str, str]:
+        clusters = pl.DataFrame({"source": "s", "record_id": ["1", "2", "3", "4"], "cluster_id": labels})
+        return dict(assign_stable_ids(prev, clusters)[0].select("record_id", "person_id").iter_rows())
+
+    for labels in (["9", "9", "10", "10"], ["10", "10", "9", "9"]):
+        got = ids(labels)
+        assert got["1"] == got["2"] == "A" and got["3"] == got["4"] != "A", labels
