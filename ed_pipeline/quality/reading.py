@@ -43,7 +43,7 @@ class TableProblem:
     file: str
     problem: str
     remedy: str
-    kind: str = "table"  # short code: missing_file, empty_file, not_utf8, wrong_delimiter, missing_columns, ...
+    kind: str = "table"  # short code: missing_file, empty_file, not_utf8, wrong_delimiter, missing_header, missing_columns, ...
 
     @property
     def message(self) -> str:
@@ -247,6 +247,14 @@ def _check_header(header: list[str], source: Source, warnings: list[str]) -> tup
                     "re-export it comma-delimited (CSV)",
                     "wrong_delimiter",
                 )
+    if missing and not {h.lower() for h in header} & {c.lower() for c in expected}:
+        # no column name at all: the first line is data (a file without its header), so its cells (names, dates
+        # of birth) must not be quoted: this message goes to Dagster's events and the refresh's output
+        return (
+            f"no header: the first line has none of the expected column names ({len(header)} columns)",
+            f"re-send the extract with its header row: {agreed}",
+            "missing_header",
+        )
     if missing:
         lowered = {h.lower(): h for h in header}
         if all(c.lower() in lowered for c in missing):
