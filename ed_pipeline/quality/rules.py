@@ -253,6 +253,21 @@ def _parse_date(column: str, fmt: str) -> pl.Expr:
     return pl.when(parsed.dt.year() >= MIN_PARSED_YEAR).then(parsed)
 
 
+def _unswapped_date(column: str, fmt: str) -> pl.Expr:
+    """`_parse_date`, except where the column of that file (extract month) is written month first, not as `fmt`
+    says: more of its values parse only with day and month swapped (03/14/2014) than only as `fmt` (14/03/2014),
+    and two or more (one is a typo). There a value that parses both ways to different dates (03/04/2014) is not
+    trusted (null: `date_parses`): read as `fmt`, it would silently be another date."""
+    parsed = _parse_date(column, fmt)
+    if "%d" not in fmt or "%m" not in fmt:
+        return parsed
+    swapped = _parse_date(column, fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m"))
+    swapped_only = (swapped.is_not_null() & parsed.is_null()).sum()
+    month_first = ((swapped_only > (parsed.is_not_null() & swapped.is_null()).sum()) & (swapped_only >= 2)
+                   ).over("extract_month")
+    return pl.when(month_first & swapped.is_not_null() & (swapped != parsed)).then(None).otherwise(parsed)
+
+
 def _mod11_valid(digits: pl.Expr) -> pl.Expr:
     """True/False for a 10-digit string (weights 10..2, 11 - sum mod 11, 11 -> 0, 10 invalid); null otherwise."""
     total = pl.sum_horizontal([digits.str.slice(i, 1).cast(pl.Int32, strict=False) * (10 - i) for i in range(9)])
@@ -277,9 +292,9 @@ def check_frame(raw: pl.DataFrame, plan: Plan) -> pl.DataFrame:
         pl.concat_str([pl.col(k) for k in source.key], separator="-").alias(ROW_KEY),
     ]
     for d in plan.dates:
-        derived.append(_parse_date(d.column, d.format).alias(date_col(d.column)))
-        derived.append(pl.when(pl.col(d.column).is_not_null()).then(_parse_date(d.column, d.format).is_not_null())
-                       .alias(parses_col(d.column)))
+        parsed = _unswapped_date(d.column, d.format)
+        derived.append(parsed.alias(date_col(d.column)))
+        derived.append(pl.when(pl.col(d.column).is_not_null()).then(parsed.is_not_null()).alias(parses_col(d.column)))
     if source.nhs_number:
         derived.append(pl.col(source.nhs_number).str.replace_all(r"[ \-]", "").alias(digits_col(source.nhs_number)))
     for index, person in enumerate(source.people):

@@ -361,3 +361,22 @@ def test_data_docs_are_built_and_redacted(tmp_path: Path):
     written = [p for p in (tmp_path / "docs").rglob("*") if p.is_file() and p.suffix in {".html", ".json"}]
     assert not any("Secretname" in p.read_text() for p in written)  # the value stays in the quarantine table
     assert v.quarantine["value"].to_list() == ["Zzyzx-Secretname"]
+
+
+def test_a_file_written_month_first_has_no_date_read_day_first(tmp_path: Path):
+    """social_care writes dd/mm/yyyy; an extract re-saved in a US locale writes mm/dd/yyyy. The dates that cannot
+    be day first are quarantined by date_parses; so must be those that read both ways (03/04/2014), which were
+    validated as another day (or quarantined as in the future)."""
+    from datetime import datetime
+
+    source, month = get_source("social_care"), "2014-03"
+    rows = valid_rows(source, 30, month, start=1)
+    for row in rows:
+        for column in ("dob", "referral_date"):
+            row[column] = datetime.strptime(row[column], "%d/%m/%Y").strftime("%m/%d/%Y")
+    v = validate(read_extract(write_rows(tmp_path / f"{month}.csv", source, rows), source, month).frame, source)
+    assert v.reconciled
+    assert set(v.quarantine["rule"]) == {"date_parses"}
+    for record in v.validated.iter_rows(named=True):  # only dates that read the same both ways (03/03/2014)
+        assert record["event_date"].day == record["event_date"].month
+        assert record["date_of_birth"].day == record["date_of_birth"].month
