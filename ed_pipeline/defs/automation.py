@@ -96,9 +96,9 @@ def file_state(path: Path) -> str:
 
 
 def seen_files(cursor: str | None, settings: Settings) -> dict[str, str] | None:
-    """The landing sensor's cursor as {"<source>/<YYYY-MM>.csv": file_state}; None before its first tick (or for
-    a cursor it cannot read). A cursor of an earlier version (the newest modification time seen) counts the files
-    no newer than it as seen."""
+    """The landing sensor's cursor as {"<source>/<YYYY-MM>.csv": "<file_state>#<deliveries>"}; None before its first
+    tick (or for a cursor it cannot read). A cursor of an earlier version (the newest modification time seen)
+    counts the files no newer than it as seen."""
     try:
         seen = json.loads(cursor) if cursor else None
     except ValueError:
@@ -106,6 +106,15 @@ def seen_files(cursor: str | None, settings: Settings) -> dict[str, str] | None:
     if isinstance(seen, int | float):
         return {settings.landing_name(p): file_state(p) for p in settings.landing_files() if p.stat().st_mtime <= seen}
     return seen if isinstance(seen, dict) else None
+
+
+def _delivery(entry: str | None) -> tuple[str | None, int]:
+    """A cursor entry as (file_state, deliveries of the file seen so far); an entry of an earlier version is the
+    state alone (one delivery)."""
+    if entry is None:
+        return None, 0
+    state, _, count = entry.partition("#")
+    return state, int(count) if count.isdigit() else 1
 
 
 def landing_requests(settings: Settings, seen: dict[str, str] | None, materialized: dict[str, set[str]]
@@ -118,20 +127,26 @@ def landing_requests(settings: Settings, seen: dict[str, str] | None, materializ
 
     Before the first tick (`seen` None) only files whose partition was never materialised are requested: the
     history is loaded by a backfill or `ed-pipeline refresh`, not one run per old file.
-    The run key names each file and its state: a replaced file makes a new key, so its month runs again.
+    The run key names each file, its state and how many times it was delivered: a replaced file makes a new key,
+    so its month runs again, even when it is sent back as it was before.
     """
     fresh_files: dict[str, list[tuple[Source, str]]] = {}
-    now: dict[str, str] = {}
+    now: dict[str, str] = dict(seen or {})  # a file taken away keeps its count, should it be sent again
     for source in SOURCES:
         for path in settings.landing_files(source.name):
             if not is_partition_month(path.stem):
                 continue
             name, state = settings.landing_name(path), file_state(path)
-            now[name] = state
-            fresh = seen.get(name) != state if seen is not None else \
-                path.stem not in materialized.get(source.name, set())
+            before, deliveries = _delivery(seen.get(name) if seen is not None else None)
+            fresh = before != state if seen is not None else path.stem not in materialized.get(source.name, set())
+            deliveries += fresh or seen is None  # on the first tick, a file there is one delivery, loaded or not
+            now[name] = f"{state}#{deliveries}"
             if fresh:
-                fresh_files.setdefault(path.stem, []).append((source, f"{path}:{state}"))
+                # Dagster never runs a run key twice: a file re-sent as it was before (moved in with its times
+                # kept) after another delivery would be skipped, its month left as the other one wrote it, so the
+                # key counts the file's deliveries
+                run_key = f"{path}:{state}" + (f"#{deliveries}" if deliveries > 1 else "")
+                fresh_files.setdefault(path.stem, []).append((source, run_key))
     requests = [
         dg.RunRequest(
             run_key=" ".join(key for _, key in files),

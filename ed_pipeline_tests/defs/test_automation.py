@@ -29,10 +29,10 @@ def land(settings: Settings, source: str, month: str, mtime: float) -> None:
     os.utime(path, (mtime, mtime))
 
 
-def key(settings: Settings, source: str, month: str) -> str:
-    """The run-key part of one landed file: its path, modification time and size."""
+def key(settings: Settings, source: str, month: str, delivery: int = 1) -> str:
+    """The run-key part of one landed file: its path, modification time and size, and which delivery it is."""
     path = settings.landing_file(source, month)
-    return f"{path}:{path.stat().st_mtime}:{path.stat().st_size}"
+    return f"{path}:{path.stat().st_mtime}:{path.stat().st_size}" + (f"#{delivery}" if delivery > 1 else "")
 
 
 def test_landing_sensor_requests_new_and_replaced_files_only(tmp_path, monkeypatch):
@@ -60,7 +60,7 @@ def test_landing_sensor_requests_new_and_replaced_files_only(tmp_path, monkeypat
     requests, seen = landing_requests(settings, seen, {})
     assert sorted((r.tags[SOURCES_TAG], r.partition_key) for r in requests) == [
         ("housing", "2017-05"), ("social_care", "2017-07")]
-    assert [r.run_key for r in requests] == [key(settings, "housing", "2017-05"),
+    assert [r.run_key for r in requests] == [key(settings, "housing", "2017-05", delivery=2),
                                              key(settings, "social_care", "2017-07")]
 
     # files copied with their times kept (rsync -a, cp -p, a move from a staging folder) are older than the newest
@@ -71,6 +71,28 @@ def test_landing_sensor_requests_new_and_replaced_files_only(tmp_path, monkeypat
     requests, seen = landing_requests(settings, seen, {})
     assert sorted((r.tags[SOURCES_TAG], r.partition_key) for r in requests) == [
         ("drugs_alcohol", "2017-07"), ("housing", "2017-06")]
+    assert landing_requests(settings, seen, {})[0] == []
+
+
+def test_a_file_sent_back_as_it_was_before_is_requested_again(tmp_path, monkeypatch):
+    """March lands (A), is replaced (B), then A is sent back, moved in with its times kept: the same state as the
+    first delivery. Dagster never runs a run key it has run before, so the third request needs a key of its own,
+    or the month keeps B's rows; so too when the file was taken away in between."""
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    settings = Settings.from_env()
+    path = settings.landing_file("housing", "2017-03")
+    requests, seen = landing_requests(settings, {}, {})
+    run_keys = []
+    for text, mtime in (("a\n", 1_000), ("bb\n", 2_000), ("a\n", 1_000), (None, 0), ("bb\n", 2_000)):
+        if text is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            os.utime(path, (mtime, mtime))
+        requests, seen = landing_requests(settings, seen, {})
+        run_keys += [r.run_key for r in requests]
+    assert len(run_keys) == 4 and len(set(run_keys)) == 4, run_keys
     assert landing_requests(settings, seen, {})[0] == []
 
 
@@ -257,7 +279,7 @@ def test_landing_sensor_over_a_real_landing_dir(tmp_path, monkeypatch):
         replaced = tick(second.cursor)
         [again] = replaced.run_requests
         assert again.partition_key == "2017-06"
-        assert again.run_key == key(settings, "housing", "2017-06") != request.run_key
+        assert again.run_key == key(settings, "housing", "2017-06", delivery=2) != request.run_key
 
         # a misnamed file beside a good one: the good one is requested, the tick does not fail on the other
         land(settings, "benefits", "2062-11", 1_700_000_200)
