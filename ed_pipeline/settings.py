@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from ed_pipeline.sources import SOURCES_BY_NAME
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 FIRST_MONTH = "2013-01"  # the first year of the current EYFSP
 DEFAULT_LAST_MONTH = "2018-07"
@@ -120,8 +122,16 @@ class Settings:
 
     def misnamed_landing_files(self) -> list[Path]:
         """Landing files whose name is not a month that can be ingested (`2017-6.csv`, `housing_2017-06.csv`, a
-        month before FIRST_MONTH, this month or a later one): never ingested, so they are reported."""
-        return [p for p in self.landing_files() if not is_partition_month(p.stem)]
+        month before FIRST_MONTH, this month or a later one), or not `.csv` (`2017-06.CSV`, `2017-06.xlsx`), or not
+        in a registry source's folder (a misspelt folder, landing/ itself): never ingested, so they are reported.
+        Hidden files (`.DS_Store`, rsync's `.2017-06.csv.XXXXXX` while it copies) are not."""
+        if not self.landing_dir.is_dir():
+            return []
+        files = [p for p in self.landing_dir.rglob("*") if p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(self.landing_dir).parts)]
+        return sorted(p for p in files if not (
+            p.suffix == ".csv" and is_partition_month(p.stem)
+            and p.parent.parent == self.landing_dir and p.parent.name in SOURCES_BY_NAME))
 
 
 def dbt_target_path() -> Path:

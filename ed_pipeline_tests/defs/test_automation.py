@@ -289,3 +289,19 @@ def test_landing_sensor_over_a_real_landing_dir(tmp_path, monkeypatch):
         assert july.partition_key == "2017-07"
         fourth = tick(third.cursor)
         assert not fourth.run_requests and "1 misnamed file(s) left out" in fourth.skip_message
+
+
+def test_files_that_would_never_be_ingested_are_reported_whatever_their_name(tmp_path, monkeypatch):
+    """An upper-case extension (Windows), an Excel workbook, a misspelt source folder, a file dropped in landing/
+    itself: never requested, so each is reported as left out, beside the misnamed months; hidden files are not."""
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    settings = Settings.from_env()
+    land(settings, "housing", "2017-06", 1_000)
+    for name in ("housing/2017-07.CSV", "benefits/2017-07.xlsx", "socialcare/2017-07.csv", "2017-07.csv",
+                 "housing/.2017-07.csv.Xa81k", ".DS_Store"):
+        (settings.landing_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings.landing_dir / name).write_text("header\n")
+    [request] = landing_requests(settings, None, {})[0]
+    assert request.partition_key == "2017-06"
+    assert sorted(settings.landing_name(p) for p in settings.misnamed_landing_files()) == [
+        "2017-07.csv", "benefits/2017-07.xlsx", "housing/2017-07.CSV", "socialcare/2017-07.csv"]
