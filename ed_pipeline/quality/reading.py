@@ -43,7 +43,9 @@ class TableProblem:
     file: str
     problem: str
     remedy: str
-    kind: str = "table"  # short code: missing_file, empty_file, not_utf8, wrong_delimiter, missing_header, missing_columns, ...
+    # short code: missing_file, unreadable_file, empty_file, not_utf8, wrong_delimiter, missing_header,
+    # missing_columns, ...
+    kind: str = "table"
 
     @property
     def message(self) -> str:
@@ -102,7 +104,14 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         return fail(
             "the extract file does not exist", f"ask {source.agency} to deliver the {month} extract", "missing_file"
         )
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # no read permission, a failing disk: this file's problem, not its source's other months
+        return fail(
+            f"the file could not be read (error {exc.errno})",
+            f"check who may read it, or ask {source.agency} to re-send the {month} extract",
+            "unreadable_file",
+        )
     if not data:
         return fail(
             "the file is empty (0 bytes)",

@@ -24,3 +24,19 @@ def test_a_file_without_its_header_is_named_without_quoting_its_first_row(source
     assert "header" in message and ex.frame.height == 0
     first = [v for v in rows[0].values() if len(v) >= 4]
     assert first and not [v for v in first if v in message], message
+
+
+def test_a_file_that_cannot_be_read_is_a_table_problem_not_a_crash(tmp_path: Path, monkeypatch):
+    """A file dropped without read permission (or on a failing disk) is that month's problem, named in the blocking
+    check; raising instead failed the source's whole run, so the refresh loaded none of its other months."""
+    source = SOURCES[0]
+    path = tmp_path / "2014-07.csv"
+    path.write_text(to_csv(source, valid_rows(source, 2, "2014-07")), encoding="utf-8")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    ex = read_extract(path, source, "2014-07")
+    assert [p.kind for p in ex.problems] == ["unreadable_file"] and ex.frame.height == 0
+    assert ex.problems[0].message.startswith(str(path))
