@@ -127,11 +127,14 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         line = data.count(b"\n", 0, err.start) + 1
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         hint = ""
-        try:
-            data.decode("cp1252")
-            hint = " (it looks like Latin-1/Windows-1252)"
-        except UnicodeDecodeError:
-            pass
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode Text": cp1252 decodes it too, wrongly
+            hint = " (it is UTF-16)"
+        else:
+            try:
+                data.decode("cp1252")
+                hint = " (it looks like Latin-1/Windows-1252)"
+            except UnicodeDecodeError:
+                pass
         return fail(
             f"the file is not valid UTF-8{hint}: byte 0x{data[err.start]:02x} at offset {err.start} "
             f"(line {line}, column {column}) cannot be decoded",

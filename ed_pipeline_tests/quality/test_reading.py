@@ -40,3 +40,14 @@ def test_a_file_that_cannot_be_read_is_a_table_problem_not_a_crash(tmp_path: Pat
     ex = read_extract(path, source, "2014-07")
     assert [p.kind for p in ex.problems] == ["unreadable_file"] and ex.frame.height == 0
     assert ex.problems[0].message.startswith(str(path))
+
+
+def test_a_utf16_file_is_named_as_such_not_as_windows_1252(tmp_path: Path):
+    """Excel's "Unicode Text" export is UTF-16 with a byte-order mark; every byte sequence decodes as cp1252 too,
+    so the hint said Latin-1/Windows-1252, which sent the agency to the wrong setting."""
+    source = SOURCES[0]
+    path = tmp_path / "2014-07.csv"
+    path.write_bytes(to_csv(source, valid_rows(source, 2, "2014-07")).encode("utf-16"))
+    ex = read_extract(path, source, "2014-07")
+    assert [p.kind for p in ex.problems] == ["not_utf8"]
+    assert "UTF-16" in ex.problems[0].message and "1252" not in ex.problems[0].message
