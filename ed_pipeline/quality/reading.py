@@ -167,11 +167,16 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
     n_fields = len(header)
     columns: list[list[str | None]] = [[] for _ in source.columns]
     parse_errors: list[str | None] = []
-    blank_lines, swallowed, line = 0, 0, reader.line_num
+    blank_lines, empty_rows, swallowed, line = 0, 0, 0, reader.line_num
     for row in reader:
         lines, line = reader.line_num - line, reader.line_num
         if not row:
             blank_lines += 1
+            continue
+        if not any(value.strip() for value in row):
+            # ",,,,": Excel writes a row of delimiters for each formatted but empty row under the data; there is no
+            # record in it to quarantine (it failed `required` on the row key, inflating the quarantined share)
+            empty_rows += 1
             continue
         if len(row) == n_fields:
             for out, i in zip(columns, wanted, strict=True):
@@ -199,6 +204,8 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         warnings.append(f"{swallowed} row(s) hold whole lines inside a quoted value; they will be quarantined")
     if blank_lines:
         warnings.append(f"{blank_lines} blank line(s) skipped")
+    if empty_rows:
+        warnings.append(f"{empty_rows} row(s) with no value at all left out")
     n_rows = len(parse_errors)
     if n_rows == 0:
         warnings.append("header only: the extract has no data rows")

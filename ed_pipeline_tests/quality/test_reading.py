@@ -51,3 +51,17 @@ def test_a_utf16_file_is_named_as_such_not_as_windows_1252(tmp_path: Path):
     ex = read_extract(path, source, "2014-07")
     assert [p.kind for p in ex.problems] == ["not_utf8"]
     assert "UTF-16" in ex.problems[0].message and "1252" not in ex.problems[0].message
+
+
+def test_rows_of_delimiters_under_the_data_are_skipped_not_quarantined(tmp_path: Path):
+    """Excel writes ",,,,," for each formatted but empty row of a sheet: those are no records (they were quarantined
+    as a record without its key, one each, over the 10% alert); a row with any value is still read."""
+    source = SOURCES[0]
+    rows = valid_rows(source, 2, "2014-07")
+    empty = "," * (len(source.columns) - 1) + "\n"
+    half = "," * (len(source.columns) - 2) + "N1\n"
+    path = tmp_path / "2014-07.csv"
+    path.write_text(to_csv(source, rows) + empty * 5 + half + " , ,\n", encoding="utf-8")
+    ex = read_extract(path, source, "2014-07")
+    assert ex.frame.height == 3 and ex.frame["_row_number"].to_list() == [1, 2, 3]
+    assert any("6 row(s) with no value at all left out" in w for w in ex.warnings), ex.warnings
