@@ -169,8 +169,11 @@ threshold ticks times timings title titlealign titleangle titlefontweight toolti
 triggers truncated truncation trusted tweedie typehints typeof types ubsb unbalance uniform universal unrecorded
 uses utils uuid variance vconcat vector vega vegaembed verbosity virtualenv whose width windows wise withholds
 words xgboost yaml zero zoom
+agreed byte cannot comma crlf decoded delimited empty encoded endings export ignored latin looks semicolon
+splitting stripped unexpected worker wrong
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
-# the model card, the agency zone, Dagster's event fields, LightGBM's model text and Splink's chart HTML), and the
+# the model card, the agency zone, a malformed file's reading problems, Dagster's event fields, LightGBM's model
+# text and Splink's chart HTML), and the
 # words of everything the audit reads of Dagster's runs and of MLflow (Dagster's messages, event classes and
 # fields; LightGBM's parameters and model text; the model card; Splink's Vega-Lite charts; MLmodel files), which
 # a typo'd surname spells at Essex scale

@@ -92,6 +92,22 @@ def test_the_names_dagster_and_dbt_write_into_events_are_vocabulary():
     assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
 
 
+def test_every_word_of_a_malformed_files_problems_and_warnings_is_vocabulary():
+    """What reading a malformed file says (the blocking check's description, the step's metadata) is in the
+    events the audit reads: "Latin", "Byte" or "Wrong" as somebody's surname would stop every refresh after."""
+    from ed_pipeline.quality import read_extract
+    from ed_pipeline.sources import get_source
+    from ed_pipeline_tests.quality.corpus import CASES, MONTH
+
+    texts = []
+    for case in CASES:
+        extract = read_extract(case.path, get_source(case.source), MONTH)
+        texts += [t for p in extract.problems for t in (p.problem, p.remedy)] + extract.warnings
+    assert len(texts) > 10
+    missing = _words(texts) - STOPWORDS
+    assert not missing, f"add to leak_scan's vocabulary: {sorted(missing)}"
+
+
 def test_every_metadata_key_and_table_header_a_refresh_writes_is_vocabulary(month_added_world):
     """Read back from Dagster's event log of a full refresh and a month's: every metadata key of every
     materialisation and check result (ours, dagster-dbt's and Dagster's), and the header of every Markdown table
