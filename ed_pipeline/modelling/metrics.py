@@ -4,9 +4,10 @@ All take `y` (0/1 or bool) and `p` (predicted probability of the outcome, here *
 
 - ECE (expected calibration error): predictions in `bins` equal-width bins over [0, 1] (the last bin
   closed), ECE = sum over non-empty bins of (n_bin / n) * |observed rate - mean prediction|.
-- Precision / recall in the top `share` of risk: the ceil(share * n) highest-risk children (ties in
-  order of appearance); precision = outcomes among them / their number, recall = outcomes among them /
-  all outcomes.
+- Precision / recall in the top `share` of risk: the ceil(share * n) highest-risk children; precision =
+  outcomes among them / their number, recall = outcomes among them / all outcomes. Where the cut falls inside
+  a group of equal risks, the places left are filled at that group's outcome rate (the mean over every order
+  of the tied children, as sklearn's ndcg_score averages ties): never by row order, which is arbitrary.
 - ECE noise floor: the ECE a perfectly calibrated score with these same predictions would show on
   average (outcomes drawn from the predictions themselves); with ~1,300 children a cohort it is about
   0.01-0.02, so an ECE goal of 0.02 sits close to what sampling alone produces.
@@ -76,13 +77,15 @@ def ece_noise_floor(p, bins: int = 10, draws: int = 200, seed: int = 0) -> float
 
 
 def top_share(y, p, share: float = 0.1) -> tuple[float, float]:
-    """(precision, recall) among the ceil(share * n) highest predictions."""
+    """(precision, recall) among the ceil(share * n) highest predictions, ties at the cut averaged."""
     y, p = _arrays(y, p)
     if not len(y):
         return math.nan, math.nan
     k = max(1, math.ceil(share * len(y) - 1e-9))
-    top = np.argsort(-p, kind="stable")[:k]
-    hits = y[top].sum()
+    cut = np.sort(p)[::-1][k - 1]
+    above, tied = p > cut, p == cut
+    # the k - |above| places at the cut go to tied children in no particular order: count them at the tie's rate
+    hits = y[above].sum() + (k - above.sum()) * y[tied].mean()
     return float(hits / k), float(hits / y.sum()) if y.sum() else math.nan
 
 
