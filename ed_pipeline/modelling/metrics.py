@@ -89,6 +89,18 @@ def top_share(y, p, share: float = 0.1) -> tuple[float, float]:
     return float(hits / k), float(hits / y.sum()) if y.sum() else math.nan
 
 
+def share_threshold(p, share: float) -> float:
+    """The risk at or above which the highest `share` of `p` falls, as near as ties allow: children of equal risk
+    share a band, so the cut goes to whichever edge of the tie at the ceil(share * n)-th place is nearer (on the
+    default world a tie of 140 children at the 70th percentile had put 29% of the cohort, not 20%, in 'medium')."""
+    p = np.sort(np.asarray(p, dtype=np.float64))[::-1]
+    k = min(len(p), max(1, math.ceil(share * len(p) - 1e-9)))
+    cut = p[k - 1]
+    above = int(np.searchsorted(-p, -cut, side="left"))  # children strictly above the tie
+    with_tie = int(np.searchsorted(-p, -cut, side="right"))
+    return float(p[above - 1]) if above and k - above < with_tie - k else float(cut)
+
+
 def calibration_curve(y, p, bins: int = 10) -> pl.DataFrame:
     """Per equal-width bin: its range, children, mean prediction, observed rate (empty bins dropped)."""
     y, p = _arrays(y, p)

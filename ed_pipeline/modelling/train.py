@@ -49,6 +49,7 @@ from ed_pipeline.modelling.metrics import (
     calibration_curve,
     ece_noise_floor,
     score_metrics,
+    share_threshold,
     subgroup_metrics,
 )
 
@@ -316,9 +317,8 @@ def train_and_evaluate(features: pl.DataFrame, config: TrainingConfig | None = N
                 "calibration_slope": calibrator.slope, "calibration_intercept": calibrator.intercept,
                 "calibration_offset": offset}
 
-    high = float(np.quantile(risk, 1 - config.top_share))
-    medium = float(np.quantile(risk, 1 - config.top_share - config.medium_share))
-    subgroups = subgroup_metrics(test, y_test, risk, SUBGROUPS, top_threshold=high, bins=config.ece_bins)
+    thresholds = band_thresholds(risk, config)
+    subgroups = subgroup_metrics(test, y_test, risk, SUBGROUPS, top_threshold=thresholds["high"], bins=config.ece_bins)
 
     contrib = scorer.contributions(test)[:, : len(FEATURES)]
     importance = pl.DataFrame({
@@ -336,7 +336,7 @@ def train_and_evaluate(features: pl.DataFrame, config: TrainingConfig | None = N
         calibration=calibration_curve(y_test, risk, config.ece_bins),
         baseline_calibration=calibration_curve(y_test, base_risk, config.ece_bins),
         importance=importance, test_frame=test, test_predictions=test_predictions,
-        band_thresholds={"high": high, "medium": medium}, best_iteration=int(best),
+        band_thresholds=thresholds, best_iteration=int(best),
         extra={"test_contributions": contrib},
     )
 
@@ -348,6 +348,13 @@ def top_factors(contrib: np.ndarray, k: int = TOP_FACTORS) -> list[list[str]]:
     names = np.asarray(FEATURES, dtype=object)
     picked = np.take_along_axis(contrib, order, axis=1) > 0
     return [list(names[o][m]) for o, m in zip(order, picked, strict=True)]
+
+
+def band_thresholds(risk: np.ndarray, config: TrainingConfig) -> dict[str, float]:
+    """'high' for the top `top_share` of `risk`, 'medium' for the next `medium_share`, as near as ties allow (a tie
+    is never split; np.quantile put a whole tie at a cut above it, however large)."""
+    return {"high": share_threshold(risk, config.top_share),
+            "medium": share_threshold(risk, config.top_share + config.medium_share)}
 
 
 def band(risk: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:

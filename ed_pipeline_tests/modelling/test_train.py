@@ -18,7 +18,7 @@ from ed_pipeline.modelling import (
 )
 from ed_pipeline.modelling.metrics import roc_auc
 from ed_pipeline.modelling.synthetic import synthetic_features
-from ed_pipeline.modelling.train import choose_cohorts
+from ed_pipeline.modelling.train import band, band_thresholds, choose_cohorts
 
 
 def test_feature_lists():
@@ -178,3 +178,16 @@ def test_crossfit_trains_the_final_model_on_training_and_validation_cohorts(feat
         assert model.metrics["test_ece"] < 0.04
     with pytest.raises(ValueError, match="calibration must be"):
         train_and_evaluate(feature_frame, TrainingConfig(calibration="isotonic"))
+
+
+def test_bands_hold_their_shares_as_near_as_ties_allow():
+    # 100 children: 10 distinct high risks, 15 at 0.5, then a tie of 40 at 0.3 straddling the 30% cut, then 35 low.
+    # The medium cut at 30 children falls 5 into the tie of 40: leaving the tie out gives 25 (medium 15%), taking it
+    # in 65 (medium 55%, what np.quantile gave); the nearer edge is taken, and a tie is never split
+    risk = np.concatenate([np.linspace(0.9, 0.81, 10), np.full(15, 0.5), np.full(40, 0.3), np.full(35, 0.1)])
+    thresholds = band_thresholds(risk, TrainingConfig())
+    bands = band(risk, thresholds)
+    assert (bands == "high").sum() == 10 and (bands == "medium").sum() == 15
+    # 10 places, 8 children above a tie of 4: either edge is 2 away, and the tie is taken in
+    risk = np.concatenate([np.linspace(0.9, 0.83, 8), np.full(4, 0.6), np.full(88, 0.1)])
+    assert (band(risk, band_thresholds(risk, TrainingConfig())) == "high").sum() == 12
