@@ -16,6 +16,7 @@ import pickle
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import traceback
@@ -153,6 +154,14 @@ def _chain(error: object) -> Iterator[BaseException | str]:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+# Started beside each stage: waits for its stdin to close (the refresh process ended, however it ended: the kernel
+# closes the pipe even after a SIGKILL), then SIGKILLs the stage's process group, which holds what the stage
+# started (dbt): the death signal of the stage process is not inherited by its own children.
+_REAPER = ("import os, signal, sys\n"
+           "sys.stdin.buffer.read()\n"
+           "try:\n    os.killpg(int(sys.argv[1]), signal.SIGKILL)\nexcept OSError:\n    pass\n")
+
+
 class ChildProcessDied(RuntimeError):
     """A `run_in_child` process ended without a result (killed, or out of memory)."""
 
@@ -175,6 +184,10 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
     # one anyway (the death signal below, and the join in `finally`)
     child.start()
     send.close()
+    # its own session, so that Ctrl-C (the terminal's process group) cannot end it before it has done its work
+    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(child.pid)], stdin=subprocess.PIPE,
+                              start_new_session=True)
+    answered = False
     try:
         while True:
             try:
@@ -186,14 +199,18 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
             if kind == "progress" and progress is not None:
                 progress(*payload)
             elif kind == "result":
+                answered = True
                 return payload
             elif kind == "error":
+                answered = True
                 raise payload
     finally:
         receive.close()
-        child.join(timeout=60)
+        child.join(timeout=60 if answered else 0)  # not answered: this process is failing (Ctrl-C), end it now
         if child.is_alive():
             child.kill()
+        reaper.stdin.close()  # whatever the stage started and left running ends with it
+        reaper.wait()
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -225,6 +242,7 @@ def _quietening() -> tuple[list, dict[str, int]]:
 
 def _child_main(send, parent_pid: int, function: Callable[..., Any], args: tuple, relay: bool,
                 quietening: tuple[list, dict[str, int]] = ([], {})) -> None:
+    os.setpgid(0, 0)  # a process group of its own, inherited by what it starts: the reaper ends them all at once
     die_with_parent(parent_pid)
     filters, levels = quietening
     for action, message, category, module, lineno in reversed(filters):  # patterns, or strings, or None

@@ -44,6 +44,13 @@ def _sleep_forever(pid_file: str) -> None:
         time.sleep(0.1)
 
 
+def _start_a_process(pid_file: str) -> None:
+    """As the analyse stage starts `dbt build` (dagster-dbt's subprocess), then waits on it."""
+    started = subprocess.Popen(["sleep", "120"])
+    Path(pid_file).write_text(str(started.pid))
+    started.wait()
+
+
 def _reach_fault_point(pid_file: str) -> None:
     Path(pid_file).write_text(str(os.getpid()))
     fault_point("test:point")
@@ -113,3 +120,40 @@ def test_a_fault_point_in_a_child_kills_the_refresh_itself(tmp_path: Path):
     parent.wait(timeout=120)
     assert parent.returncode == -signal.SIGKILL
     _assert_ends(_child_pid(pid_file, parent))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_what_a_child_started_dies_with_the_refresh(tmp_path: Path):
+    """A process the stage started (dbt) must not go on writing the warehouse after the refresh was SIGKILLed (the
+    next refresh would meet its lock), nor after the stage itself was killed (the OOM killer)."""
+    pid_file = tmp_path / "started.pid"
+    parent = _parent("_start_a_process", pid_file)
+    started = _child_pid(pid_file, parent)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=60)
+    try:
+        _assert_ends(started)
+    finally:
+        if not ended(started):
+            os.kill(started, signal.SIGKILL)
+    pid_file.unlink()
+    code = ("import os, signal, time\nfrom pathlib import Path\nfrom ed_pipeline.resilience import run_in_child\n"
+            f"def kill_stage():\n    while not Path({str(pid_file)!r}).exists(): time.sleep(0.05)\n"
+            "    for p in Path('/proc').glob('[0-9]*'):\n"
+            "        try: stat = (p / 'stat').read_text().rsplit(')', 1)[1].split()\n"
+            "        except OSError: continue\n"
+            "        if stat[1] == str(os.getpid()) and b'spawn_main' in (p / 'cmdline').read_bytes():\n"
+            "            os.kill(int(p.name), 9)\n"
+            "import threading; threading.Thread(target=kill_stage, daemon=True).start()\n"
+            "from ed_pipeline_tests.faults.test_child_process import _start_a_process\n"
+            f"try: run_in_child('child', _start_a_process, {str(pid_file)!r})\n"
+            "except Exception as exc: print(type(exc).__name__)\n")
+    stage_killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                  cwd=Path(__file__).resolve().parents[2])
+    assert stage_killed.stdout.strip() == "ChildProcessDied", stage_killed.stderr
+    started = int(pid_file.read_text())
+    try:
+        _assert_ends(started)
+    finally:
+        if not ended(started):
+            os.kill(started, signal.SIGKILL)
