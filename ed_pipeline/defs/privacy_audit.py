@@ -31,6 +31,7 @@ from ed_pipeline.privacy.audit import (
 from ed_pipeline.settings import Settings
 
 RECENT_RUNS = 100
+MLFLOW_PAGE = 1000  # runs, experiments or model versions an MLflow search returns at a time
 Texts = dict[str, list[tuple[str, str]]]  # unit -> (location, text)
 # Tags MLflow sets from the machine a run started on (login, script, git branch and commit), never from data.
 MACHINE_TAGS = frozenset({"mlflow.user", "mlflow.source.name", "mlflow.source.git.branch", "mlflow.source.git.commit",
@@ -117,20 +118,34 @@ def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int | None = RECENT
     return out
 
 
+def _every_page(search, **kwargs):
+    """Every item of an MLflow search, page after page (one call returns at most `max_results`)."""
+    token = None
+    while True:
+        page = search(max_results=MLFLOW_PAGE, page_token=token, **kwargs)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 def mlflow_units(tracking_uri: str) -> Texts:
     """(location, text) of the params and tags of every MLflow run and registered model version, by unit; the
-    tags MLflow takes from the machine (`MACHINE_TAGS`) left out."""
+    tags MLflow takes from the machine (`MACHINE_TAGS`) left out. Deleted runs and experiments too: MLflow only
+    marks them deleted (the UI shows and restores them; `mlflow gc` removes them)."""
+    from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient  # here: see defs/model.py
 
     client = MlflowClient(tracking_uri)
     units: Texts = {}
-    for experiment in client.search_experiments():
-        for run in client.search_runs([experiment.experiment_id], max_results=1000):
+    for experiment in _every_page(client.search_experiments, view_type=ViewType.ALL):
+        for run in _every_page(client.search_runs, experiment_ids=[experiment.experiment_id],
+                               run_view_type=ViewType.ALL):
             texts = [(f"mlflow run {run.info.run_id[:8]} param {k}", v) for k, v in sorted(run.data.params.items())]
             texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in sorted(run.data.tags.items())
                       if k not in MACHINE_TAGS]
             units[f"mlflow run {run.info.run_id}"] = texts
-    for version in client.search_model_versions():
+    for version in _every_page(client.search_model_versions):
         units[f"mlflow model {version.name} v{version.version}"] = [
             (f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in sorted(version.tags.items())]
     return units

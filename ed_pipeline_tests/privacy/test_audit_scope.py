@@ -85,3 +85,34 @@ def test_the_audit_reads_the_most_recent_runs_or_every_run() -> None:
         assert len(dagster_runs(instance, config_runs)) == 3
         texts = dagster_texts(instance, config_runs)
         assert len({location.split()[2] for location, _ in texts}) == 3
+
+
+def test_the_audit_reads_every_mlflow_run_deleted_ones_and_past_a_page(refreshed_world, tmp_path, monkeypatch) -> None:
+    """A run deleted in the MLflow UI (or its experiment) keeps its params and tags in mlflow.db, shown and restored
+    from the UI: still read. And every run, not only the first page (1000) of a search."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from ed_pipeline.defs import privacy_audit
+    from ed_pipeline.defs.privacy_audit import mlflow_units
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(refreshed_world / "mlflow" / "mlflow.db", db)
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(uri)
+    before = set(mlflow_units(uri))
+    assert before
+    experiment = client.search_experiments()[0].experiment_id
+    deleted = client.create_run(experiment)
+    client.log_param(deleted.info.run_id, "note", "Mary-Ann Kowalczyk")
+    client.delete_run(deleted.info.run_id)
+    other = client.create_experiment("other", artifact_location=(tmp_path / "other").as_uri())
+    in_deleted = client.create_run(other)
+    client.delete_experiment(other)
+    units = mlflow_units(uri)
+    assert {f"mlflow run {deleted.info.run_id}", f"mlflow run {in_deleted.info.run_id}"} <= set(units)
+    assert (f"mlflow run {deleted.info.run_id[:8]} param note", "Mary-Ann Kowalczyk") \
+        in units[f"mlflow run {deleted.info.run_id}"]
+    monkeypatch.setattr(privacy_audit, "MLFLOW_PAGE", 1)
+    assert mlflow_units(uri) == units
