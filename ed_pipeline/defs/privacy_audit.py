@@ -14,6 +14,7 @@ rescan when there is no usable state, or when asked (`full_rescan: true` in the 
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -25,6 +26,7 @@ from ed_pipeline.privacy.audit import (
     MODEL_ENVIRONMENT_FILES,
     Parts,
     is_model_environment_file,
+    load_state,
     run_audit,
     sha256_text,
 )
@@ -78,14 +80,32 @@ def _without_partition(data):
     return data
 
 
-def dagster_runs(instance: dg.DagsterInstance, runs: int | None = RECENT_RUNS) -> Parts:
-    """A fingerprint of each of the most recent runs: the storage id of its last event (a run gains events,
-    never changes them)."""
+def dagster_runs(instance: dg.DagsterInstance, runs: int | None = RECENT_RUNS, since: float | None = None) -> Parts:
+    """A fingerprint of each of the most recent runs, and of every run updated after `since` (a POSIX time: runs
+    no audit has read, however many): the storage id of its last event (a run gains events, never changes them)."""
     out: Parts = {}
-    for run in instance.get_runs(limit=runs):
+    for run in _runs(instance, runs, since):
         last = instance.get_records_for_run(run.run_id, limit=1, ascending=False).records
         out[f"dagster run {run.run_id}"] = {"*": str(last[0].storage_id if last else 0)}
     return out
+
+
+def _runs(instance: dg.DagsterInstance, runs: int | None, since: float | None) -> list[dg.DagsterRun]:
+    found = {run.run_id: run for run in instance.get_runs(limit=runs)}
+    if since is not None and runs is not None:
+        after = dg.RunsFilter(updated_after=datetime.fromtimestamp(since, UTC))  # Dagster compares in UTC
+        found.update((run.run_id, run) for run in instance.get_runs(filters=after))
+    return list(found.values())
+
+
+def not_audited_since(instance: dg.DagsterInstance, state_path: Path) -> float:
+    """When the last passing audit began (its run's creation; what its state says, however old): a run updated
+    since may hold events it did not read. 0 (every run) when there is no such audit."""
+    state, _ = load_state(state_path, max_age_days=10**6)  # however old: only when it began is used
+    if state is None:
+        return 0.0
+    record = instance.get_run_record_by_id(state.dagster_run_id) if state.dagster_run_id else None
+    return record.create_timestamp.timestamp() if record else datetime.fromisoformat(state.audited_at).timestamp()
 
 
 def dagster_texts(instance: dg.DagsterInstance, runs: int | None = RECENT_RUNS, only: set[str] | None = None
@@ -100,10 +120,13 @@ def dagster_texts_by_run(instance: dg.DagsterInstance, runs: int | None = RECENT
                          ) -> dict[str, list[tuple[str, str]]]:
     """`dagster_texts`, by unit ("dagster run <run id>")."""
     out: dict[str, list[tuple[str, str]]] = {}
-    for run in instance.get_runs(limit=runs):
+    if only is not None and not only:
+        return out  # (no run ids would filter nothing: every run)
+    # the runs `only` names, wherever they are (a run outside the most recent ones that no audit has read)
+    chosen = instance.get_runs(limit=runs) if only is None else instance.get_runs(
+        filters=dg.RunsFilter(run_ids=sorted(u.removeprefix("dagster run ") for u in only)))
+    for run in chosen:
         unit = f"dagster run {run.run_id}"
-        if only is not None and unit not in only:
-            continue
         texts = out[unit] = []
         seen, partitions = set(), set()
         for entry in instance.all_logs(run.run_id):
@@ -164,7 +187,10 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
                             warehouse: DuckDBResource, agency_zone: DuckDBResource) -> dg.AssetCheckResult:
     settings = Settings.from_env()
     recent = config.dagster_runs or None  # None: every run
-    runs = dagster_runs(context.instance, recent)  # fingerprints first: an event written after them is scanned next
+    # the most recent runs and every run updated since the last passing audit (more than `recent` of them when
+    # the landing sensor ran a month at a time through years of history: never read at all before)
+    runs = dagster_runs(context.instance, recent, not_audited_since(context.instance, settings.audit_state_path))
+    # fingerprints first: an event written after them is scanned next
     mlflow = mlflow_units(settings.mlflow_tracking_uri)
     units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
     read: dict[str, int] = {"dagster_texts": 0}

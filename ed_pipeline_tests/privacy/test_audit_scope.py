@@ -116,3 +116,35 @@ def test_the_audit_reads_every_mlflow_run_deleted_ones_and_past_a_page(refreshed
         in units[f"mlflow run {deleted.info.run_id}"]
     monkeypatch.setattr(privacy_audit, "MLFLOW_PAGE", 1)
     assert mlflow_units(uri) == units
+
+
+def test_runs_no_audit_has_read_are_read_however_many(tmp_path) -> None:
+    """More runs than the window (`dagster_runs`) since the last passing audit (the landing sensor runs a month
+    at a time: years of history land as one run a month): every one of them is read, not only the most recent."""
+    import time
+
+    from ed_pipeline.defs.privacy_audit import dagster_runs, dagster_texts_by_run, not_audited_since
+    from ed_pipeline.privacy.audit import AuditState, save_state
+
+    @dg.asset
+    def note() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"note": "Cases to review: none"})
+
+    state_path = tmp_path / "audit" / "state.json"
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        old = [dg.materialize([note], instance=instance).run_id for _ in range(2)]
+        assert not_audited_since(instance, state_path) == 0  # no audit yet: every run
+        assert len(dagster_runs(instance, 1, not_audited_since(instance, state_path))) == 2
+        time.sleep(0.01)
+        audited = dg.materialize([note], instance=instance)  # the run of the last passing audit
+        save_state(state_path, AuditState(audited_at="2026-01-01T00:00:00+00:00", rules="r",
+                                          dagster_run_id=audited.run_id))
+        time.sleep(0.01)
+        new = [dg.materialize([note], instance=instance).run_id for _ in range(3)]
+        runs = dagster_runs(instance, 1, not_audited_since(instance, state_path))
+        assert {f"dagster run {r}" for r in new} <= set(runs)  # all three, though the window is one
+        assert not {f"dagster run {r}" for r in old[:1]} & set(runs)  # audited before, out of the window
+        texts = dagster_texts_by_run(instance, 1, only={f"dagster run {new[0]}"})
+        assert list(texts) == [f"dagster run {new[0]}"] and texts[f"dagster run {new[0]}"]
+        assert dagster_texts_by_run(instance, 1, only=set()) == {}
