@@ -32,7 +32,7 @@ refresh: install
 	$(BIN)/ed-pipeline keygen
 	$(BIN)/ed-pipeline refresh
 
-# Two test processes (pytest-xdist), each test file whole in one of them: 867 s -> 560-760 s on the 2-core machine (435 tests: 762 s, session 16).
+# Two test processes (pytest-xdist), each test file whole in one of them: 867 s -> 560-760 s on the 2-core machine (477 tests: 710 s, session 17).
 # The session worlds are made once, by the first process to ask, and only read (copied before writing); each
 # process has its own dbt target directory (ed_pipeline_tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
