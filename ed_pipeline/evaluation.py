@@ -18,6 +18,7 @@ from typing import get_args, get_type_hints
 
 import duckdb
 import polars as pl
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ed_pipeline.linkage import TokenColumns, evaluate_links
@@ -202,7 +203,13 @@ def evaluate_model(settings: Settings, dbt_command: str = "run", log: bool = Tru
                                 "evaluation needs a synthetic world made by `ed-pipeline synth`")
     run_id, refresh = latest_refresh(settings)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    config = training_config(client.get_run(run_id).data.params)
+    try:
+        params = client.get_run(run_id).data.params
+    except MlflowException as exc:  # the store moved, deleted, or another deployment's: said, not a traceback
+        raise FileNotFoundError(f"the refresh's MLflow run {run_id} is not in {settings.mlflow_tracking_uri} "
+                                f"({exc.message}): run `ed-pipeline refresh` again, or set MLFLOW_TRACKING_URI to "
+                                "the store it was logged to") from exc
+    config = training_config(params)
     if config.test_cohort is None:
         raise ValueError(f"MLflow run {run_id} records no test cohort")
     timings = {}

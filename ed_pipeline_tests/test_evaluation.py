@@ -67,6 +67,13 @@ def test_the_warehouse_is_left_unchanged(evaluated):
     assert _digest(settings.warehouse_path) == before
 
 
+def test_a_refresh_run_missing_from_the_mlflow_store_is_a_clear_error(evaluated, tmp_path, monkeypatch):
+    """The MLflow store moved or deleted (or another deployment's set): said, not MLflow's traceback."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    with pytest.raises(FileNotFoundError, match="MLflow run .* is not in sqlite"):
+        evaluate_model(evaluated[0])
+
+
 def test_oracle_metrics_take_the_assessment_year_only():
     children = pl.DataFrame({"person_id": [1, 2, 3, 4, 5], "assessment_year": [2017, 2017, 2017, 2017, 2016],
                              "p_not_gld": [0.9, 0.8, 0.2, 0.1, 0.95], "not_gld": [True, False, False, False, False]})
