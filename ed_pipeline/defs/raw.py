@@ -1,12 +1,15 @@
 """raw.<source>: each agency's monthly CSV as it arrived, with lineage columns (agency zone)."""
 
 import dagster as dg
+import duckdb
 import polars as pl
+from dagster_duckdb import DuckDBResource
 
 from ed_pipeline.defs.metadata import bar_chart, counts_by
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
 from ed_pipeline.quality import empty_raw_frame, read_extract
+from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, stamp_arrival
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES, Source
 
@@ -42,7 +45,7 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
             )
         ],
     )
-    def raw_extract(context: dg.AssetExecutionContext):
+    def raw_extract(context: dg.AssetExecutionContext, agency_zone: DuckDBResource):
         settings = Settings.from_env()
         frames, problems, warnings, not_landed = [], [], [], []
         for month in context.partition_keys:
@@ -55,6 +58,10 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
             problems += extract.problems
             warnings += [f"{path.name}: {w}" for w in extract.warnings]
         frame = pl.concat(frames, how="vertical") if frames else empty_raw_frame(source)
+        read = [month for month in context.partition_keys if month not in not_landed]
+        if read:  # a month sent again: its rows new or changed since arrived with this delivery, not with the month
+            frame = stamp_arrival(frame, _held_rows(agency_zone, source, read), source.columns,
+                                  delivery_month(settings.landed_months(), read))
         context.log.info(f"{source.name}: {frame.height} rows from {len(frames)} file(s); {len(problems)} unreadable")
 
         # An unreadable file writes nothing: writing would replace its month's slice (an earlier, good delivery of
@@ -84,6 +91,21 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         )
 
     return raw_extract
+
+
+def _held_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -> pl.DataFrame:
+    """The rows of `months` that raw.<source> holds from earlier deliveries: their content and arrival."""
+    columns = ", ".join(f'"{c}"' for c in ("extract_month", *source.columns))
+    with agency_zone.get_connection() as conn:
+        try:
+            have = {c for (c,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = 'raw' and table_name = ?",
+                [source.name]).fetchall()}
+            arrival = ARRIVED_MONTH if ARRIVED_MONTH in have else f"cast(null as varchar) as {ARRIVED_MONTH}"
+            return conn.execute(f"select {columns}, {arrival} from raw.{source.name} "
+                                "where extract_month in (select unnest(?))", [months]).pl()
+        except duckdb.CatalogException:  # no table yet: nothing delivered before
+            return empty_raw_frame(source).select("extract_month", *source.columns, ARRIVED_MONTH)
 
 
 raw_assets = [build_raw_asset(source) for source in SOURCES]

@@ -134,19 +134,20 @@ class PseudonymisationKey(dg.ConfigurableResource):
         return load_key(self.key)  # refuses keys shorter than 32 bytes with a clear error
 
 
-def zone_resources(settings: Settings) -> dict[str, dg.ConfigurableIOManager]:
+def zone_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Each zone's IO manager, and a connection to it: for assets that write whole tables themselves (the linked
+    layer) in one transaction, or read what a table held before (raw: earlier deliveries of a month)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         AGENCY_ZONE: ZoneIOManager(database=str(settings.agency_zone_path)),
         WAREHOUSE: ZoneIOManager(database=str(settings.warehouse_path)),
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        "agency_zone": DuckDBResource(database=str(settings.agency_zone_path)),
     }
 
 
 def all_resources(settings: Settings) -> dict:
     return {
         **zone_resources(settings),
-        # For assets that write whole tables themselves (the linked layer), in one transaction.
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
-        "agency_zone": DuckDBResource(database=str(settings.agency_zone_path)),
         "pseudo_key": PseudonymisationKey(key=dg.EnvVar("ED_PSEUDO_KEY")),
     }

@@ -26,10 +26,12 @@ from pathlib import Path
 
 import polars as pl
 
+from ed_pipeline.quality.arrival import ARRIVED_MONTH
 from ed_pipeline.settings import is_month
 from ed_pipeline.sources import Source
 
-LINEAGE_COLUMNS: tuple[str, ...] = ("extract_month", "_source_file", "_row_number", "_loaded_at", "_parse_error")
+LINEAGE_COLUMNS: tuple[str, ...] = ("extract_month", "_source_file", "_row_number", "_loaded_at", "_parse_error",
+                                    ARRIVED_MONTH)
 BOM = b"\xef\xbb\xbf"
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
@@ -80,6 +82,7 @@ def raw_schema(source: Source) -> dict[str, pl.DataType]:
         _row_number=pl.Int64(),
         _loaded_at=pl.Datetime("us", "UTC"),
         _parse_error=pl.String(),
+        _arrived_month=pl.String(),  # the month whose landing brought the row (quality/arrival.py)
     )
     return schema
 
@@ -223,6 +226,7 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         pl.int_range(1, n_rows + 1, dtype=pl.Int64).alias("_row_number"),
         pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias("_loaded_at"),
         pl.Series("_parse_error", parse_errors, dtype=pl.String),
+        pl.lit(month, pl.String).alias(ARRIVED_MONTH),  # as a month's first delivery: the raw asset knows better
     )
     return Extract(path, source, month, frame.cast(raw_schema(source)), [], warnings)  # type: ignore[arg-type]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from ed_pipeline.quality.arrival import ARRIVED_MONTH
 from ed_pipeline.quality.gx_runtime import run_suite
 from ed_pipeline.quality.reading import raw_schema
 from ed_pipeline.quality.rules import (
@@ -73,6 +74,7 @@ def validated_schema(source: Source) -> dict[str, pl.DataType]:
         schema[ef.name] = _DTYPES.get(ef.dtype, pl.String())
     schema["_source_file"] = pl.String()
     schema["_row_number"] = pl.Int64()
+    schema[ARRIVED_MONTH] = pl.String()
     return schema
 
 
@@ -228,6 +230,7 @@ def _to_canonical(passed: pl.DataFrame, plan: Plan) -> pl.DataFrame:
             columns[ef.name] = _typed(ef.raw, ef.dtype, source.date_format)
         columns["_source_file"] = pl.col("_source_file")
         columns["_row_number"] = pl.col("_row_number")
+        columns[ARRIVED_MONTH] = pl.col(ARRIVED_MONTH)
         frame = passed
         if index in plan.present:
             frame = frame.filter(pl.col(plan.present[index]))

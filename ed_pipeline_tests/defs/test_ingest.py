@@ -11,8 +11,9 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ed_pipeline.defs.pseudonymised import pseudonymised_assets
 from ed_pipeline.defs.raw import raw_assets
-from ed_pipeline.defs.resources import zone_resources
+from ed_pipeline.defs.resources import all_resources, zone_resources
 from ed_pipeline.defs.validated import validated_assets
 from ed_pipeline.sources import SOURCES
 from ed_pipeline_tests.conftest import release_held_back, run_cli
@@ -148,3 +149,44 @@ def test_rematerialising_a_partition_replaces_it(world_copy, source_name):
     assert months == [("2017-06",)]
     assert raw == passed + quarantined > 0
     assert duplicated == 0
+
+
+def _arrivals(path, schema: str, source: str, month: str) -> dict[str, str]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return dict(conn.execute(f"select record_id, _arrived_month from {schema}.{source} "
+                                 "where extract_month = ?", [month]).fetchall())
+
+
+def test_a_month_re_sent_to_correct_a_quarantined_row_dates_that_row_by_its_delivery(world_copy):
+    """Social care's 2016-03 lands with a row quarantined (no category); it is sent again, corrected, when 2017-08
+    is the newest month landed. The corrected row arrived with 2017-08 (`_arrived_month`, through validated to the
+    warehouse), not with 2016-03: features at past dates must not see it. Its other rows keep 2016-03. Running the
+    same file again, even after another month has landed, changes no table."""
+    source, month, newest = "social_care", "2016-03", max(world_copy.landed_months())
+    assert newest == "2017-08"
+    assets = [a for a in [*raw_assets, *validated_assets, *pseudonymised_assets]
+              if any(source in k.path for k in a.keys)]
+    resources = all_resources(world_copy)
+    path = world_copy.landing_file(source, month)
+    with path.open(newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    corrected = rows[1][header.index("referral_id")]
+
+    def deliver(lines: list[list[str]]) -> None:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([header, *lines])
+        assert dg.materialize(assets, partition_key=month, resources=resources).success
+
+    deliver([rows[0], [*rows[1][:-2], "", rows[1][-1]], *rows[2:]])  # the category left blank: quarantined
+    assert corrected not in _arrivals(world_copy.agency_zone_path, "validated", source, month)
+    deliver(rows)
+    for path_, schema in ((world_copy.agency_zone_path, "validated"), (world_copy.warehouse_path, "pseudonymised")):
+        arrivals = _arrivals(path_, schema, source, month)
+        assert arrivals.pop(corrected) == newest, schema
+        assert len(arrivals) == len(rows) - 1 and set(arrivals.values()) == {month}, schema
+
+    before = {p: table_fingerprints(p) for p in (world_copy.agency_zone_path, world_copy.warehouse_path)}
+    # a newer month lands meanwhile
+    shutil.copy(world_copy.landing_file("housing", newest), world_copy.landing_file("housing", "2017-09"))
+    deliver(rows)
+    assert {p: table_fingerprints(p) for p in before} == before

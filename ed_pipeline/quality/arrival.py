@@ -1,0 +1,48 @@
+"""When each row of an extract arrived: the month whose landing brought it (`_arrived_month`, lineage).
+
+An agency's extract for month M lands at the end of M, so a row of M is usable from the first day of M + 1,
+and the features count it only from then (point in time). An agency may send a month again later, to correct
+rows quarantined the first time or to change others: those rows did not exist, as they are now, when M landed.
+Dating them by M would put them into features at past prediction dates (the ones a model trains on), which
+nobody had then, and change those features with every correction.
+
+So a row keeps the month of the delivery that first brought it, exactly as delivered:
+  - a month's first delivery: every row arrived with its own extract month (a refresh from scratch dates every
+    row so, as before deliveries were told apart);
+  - a later delivery of a month: a row the month already held with the same content (a run again of the same
+    file, an unchanged row of a re-sent month) keeps the arrival it had; any other row (new, or changed) arrived
+    with the delivery: the newest month landed when it came.
+Content is the row as the agency wrote it (its registry columns as text), not what the pipeline makes of it, so
+that a change of the code (parse rules, tokens) re-dates nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+ARRIVED_MONTH = "_arrived_month"
+
+
+def delivery_month(landed: Sequence[str], read: Sequence[str]) -> str | None:
+    """The month a delivery arrived with: the newest month landed (of any agency), never before a month read."""
+    return max([*landed, *read], default=None)
+
+
+def stamp_arrival(rows: pl.DataFrame, held: pl.DataFrame, content: Sequence[str], delivered: str | None
+                  ) -> pl.DataFrame:
+    """`rows` (one or more months of one source's extracts, as read) with ARRIVED_MONTH set as the module says.
+
+    `held`: the rows of those months already held (extract_month, the `content` columns, ARRIVED_MONTH, null for
+    rows held before it was kept: their extract month); `delivered`: the month this delivery arrived with."""
+    keys = ["extract_month", *content]
+    known = (held.select(*keys, pl.col(ARRIVED_MONTH).fill_null(pl.col("extract_month")))
+             .group_by(keys).agg(pl.col(ARRIVED_MONTH).min().alias("_known")))
+    redelivered = held.get_column("extract_month").unique().implode()
+    return (rows.join(known, on=keys, how="left", nulls_equal=True, maintain_order="left")
+            .with_columns(pl.when(pl.col("extract_month").is_in(redelivered))
+                          .then(pl.coalesce("_known", pl.lit(delivered, pl.String)))
+                          .otherwise(pl.col("extract_month"))
+                          .alias(ARRIVED_MONTH))
+            .drop("_known"))

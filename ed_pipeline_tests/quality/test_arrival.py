@@ -1,0 +1,37 @@
+"""The month each raw row arrived with: a month's first delivery, its rows again, and rows new or changed later."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, stamp_arrival
+
+CONTENT = ["id", "name", "postcode"]
+
+
+def _rows(*rows: tuple) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"id": pl.String, "name": pl.String, "postcode": pl.String,
+                                      "extract_month": pl.String, ARRIVED_MONTH: pl.String}, orient="row")
+
+
+def test_rows_keep_the_arrival_they_had_and_new_or_changed_rows_of_a_month_held_arrive_with_the_delivery():
+    held = _rows(("1", "Ann", None, "2016-03", "2016-03"),  # a blank cell: the same content when sent again
+                 ("2", "Bob", "SS14", "2016-03", "2016-03"),
+                 ("3", "Cy", "SS15", "2016-03", "2017-01"),  # brought by an earlier re-send
+                 ("4", "Di", "SS16", "2016-03", None))  # held before arrivals were kept: its extract month
+    now = _rows(("1", "Ann", None, "2016-03", "2016-03"),
+                ("2", "Bob", "SS13", "2016-03", "2016-03"),  # changed
+                ("5", "Eve", "SS16", "2016-03", "2016-03"),  # quarantined the first time, now corrected
+                ("3", "Cy", "SS15", "2016-03", "2016-03"),
+                ("4", "Di", "SS16", "2016-03", "2016-03"),
+                ("9", "Fay", "SS17", "2016-04", "2016-04"))  # a month not held: its first delivery
+    stamped = stamp_arrival(now, held, CONTENT, "2017-08")
+    assert stamped.columns == now.columns
+    assert stamped.select("id", ARRIVED_MONTH).rows() == [
+        ("1", "2016-03"), ("2", "2017-08"), ("5", "2017-08"), ("3", "2017-01"), ("4", "2016-03"), ("9", "2016-04")]
+    assert stamp_arrival(stamped, stamped, CONTENT, "2018-01").equals(stamped)  # the same rows again: no change
+
+
+def test_a_delivery_arrives_with_the_newest_month_landed():
+    assert delivery_month(["2016-03", "2017-08", "2017-07"], ["2016-03"]) == "2017-08"
+    assert delivery_month([], ["2016-03"]) == "2016-03"
