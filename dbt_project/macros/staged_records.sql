@@ -3,10 +3,16 @@
 
   Every version of every record of one pseudonymised source, with when it became usable:
 
-    arrived_on     the day the extract carrying this version had landed: an agency's extract for month M
-                   lands at the end of M, so a version is usable from the first day of M + 1.
+    arrived_on     the day the delivery that brought this version had landed: an agency's extract for month M
+                   lands at the end of M, so a version is usable from the first day of M + 1, M being the row's
+                   `_arrived_month` (lineage kept from raw, ed_pipeline/quality/arrival.py): its extract month,
+                   unless the row came (new, or changed) in a later delivery of its month, a month re-sent to
+                   correct it, which arrived with the newest month landed then. Null (rows written before the
+                   column was kept): the extract month.
     superseded_on  the day a later version of the same event arrived (null: still current). A record re-sent
-                   under the same (source, record_id) in a later extract corrects the earlier one.
+                   under the same (source, record_id) in a later extract corrects the earlier one. Later is by
+                   extract month; a version is superseded from the earliest arrival of any later one (a month
+                   re-sent late may bring a version that arrives after a later month's, which it never supersedes).
     event_key      what identifies one event of the source: the record id, except where a source re-sends a
                    record to report a new state (housing: one event per status of an application). It must
                    extend the record id (every version of an event has the same record id).
@@ -39,7 +45,7 @@
         cast(group_ref as varchar) as group_ref,
         role,
         extract_month,
-        cast(cast(extract_month || '-01' as date) + interval 1 month as date) as arrived_on,
+        cast(cast(coalesce(_arrived_month, extract_month) || '-01' as date) + interval 1 month as date) as arrived_on,
         cast(event_date as date) as event_date,
         sex,
         cast(birth_year as integer) as birth_year,
@@ -84,7 +90,8 @@ versions as (
 
 select
     *,
-    lead(arrived_on) over (partition by source, event_key order by extract_month) as superseded_on
+    min(arrived_on) over (partition by source, event_key order by extract_month
+                          rows between 1 following and unbounded following) as superseded_on
 from versions
 {% endmacro %}
 

@@ -167,6 +167,44 @@ def test_housing_statuses_last_until_the_next_status_known_at_d(tmp_path, monkey
     assert rows["C"]["prediction_date"] == D and rows["C"]["temporary_accommodation_24m"] is True  # placed 2017-02
 
 
+def test_a_row_a_month_re_sent_late_brought_counts_from_that_delivery_not_from_its_extract_month(tmp_path,
+                                                                                                  monkeypatch):
+    """June 2017's social care extract is sent again when April 2018 is the newest month landed, with a child
+    protection plan quarantined the first time: the row arrived with that delivery (`_arrived_month`, ending
+    2018-04), not with June 2017. C (D = 2018-03-01, between the two) does not see it; C4, born three months
+    later (D = 2018-06-01), does. Versions of a record are superseded by the earliest arrival of a later one."""
+    monkeypatch.setitem(BORN, "C4", (2015, 6, "F"))
+    plan = {"referral_source": "Police", "category": "Child protection plan", "primary_need": "N1",
+            "_arrived_month": "2018-04"}
+    incident = {"incident_type": "Theft", "domestic_abuse": False}
+    records = base_records() + [
+        ("social_care", "CP1", "C", "CP1", "child", "2017-06", date(2017, 6, 10), None, plan),
+        ("social_care", "CP4", "C4", "CP4", "child", "2017-06", date(2017, 6, 10), None, plan),
+        # a record's versions: March, April (that month re-sent late, arriving 2018-05-01), May
+        ("police_incidents", "V1-1", "Z", "V1", "Witness", "2017-03", date(2017, 3, 1), None, incident),
+        ("police_incidents", "V1-1", "Z", "V1", "Witness", "2017-04", date(2017, 3, 1), None,
+         {**incident, "_arrived_month": "2018-04"}),
+        ("police_incidents", "V1-1", "Z", "V1", "Witness", "2017-05", date(2017, 3, 1), None, incident),
+    ]
+    warehouse = tmp_path / "warehouse.duckdb"
+    write_warehouse(warehouse, records)
+    result = dbt_build(warehouse, tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        arrived = dict(conn.execute("select record_id, arrived_on from staging.stg_social_care "
+                                    "where record_id in ('CP1', 'SC2')").fetchall())
+        versions = conn.execute("select extract_month, arrived_on, superseded_on from staging.stg_police_incidents "
+                                "where record_id = 'V1-1' order by extract_month").fetchall()
+    assert arrived == {"CP1": date(2018, 5, 1), "SC2": date(2017, 7, 1)}  # SC2: its month's first delivery
+    assert versions == [("2017-03", date(2017, 4, 1), date(2017, 6, 1)),
+                        ("2017-04", date(2018, 5, 1), date(2017, 6, 1)),  # never the one that counts
+                        ("2017-05", date(2017, 6, 1), None)]
+    rows = features(warehouse)
+    assert rows["C"]["prediction_date"] == D and rows["C"]["child_protection_ever"] is False
+    assert rows["C4"]["prediction_date"] == date(2018, 6, 1) and rows["C4"]["child_protection_ever"] is True
+
+
 def areas(warehouse: Path) -> dict[str, tuple]:
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         return {p: (w, lsoa, school) for p, w, lsoa, school in conn.execute(

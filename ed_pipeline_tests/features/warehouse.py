@@ -26,6 +26,7 @@ COMMON = {
     "extract_month": pl.String, "event_date": pl.Date, "sex": pl.String, "birth_year": pl.Int16,
     "birth_month": pl.Int8, "ward": pl.String, "lsoa": pl.String, "tok_dob": pl.String,
     "_row_number": pl.Int64,  # the row's line in its extract file (lineage kept from raw)
+    "_arrived_month": pl.String,  # the month whose landing brought the row (null: its extract month)
 }
 ATTRIBUTES = {
     "social_care": {"referral_source": pl.String, "category": pl.String, "primary_need": pl.String},
@@ -162,7 +163,7 @@ HOUSEHOLDS = [  # household_id, person_id, valid_from, valid_to (exclusive)
 def write_warehouse(path: Path, records: list[Record]) -> None:
     """pseudonymised.<source> for every source (empty where no records), linked.person_link, person,
     household_membership, written as the pipeline writes them. `_row_number` numbers each extract's records
-    (source, extract_month) in the order given."""
+    (source, extract_month) in the order given; a record's attributes may set its `_arrived_month`."""
     with duckdb.connect(str(path)) as conn:
         for schema in ("pseudonymised", "linked"):
             conn.execute(f"create schema if not exists {schema}")
@@ -178,7 +179,7 @@ def write_warehouse(path: Path, records: list[Record]) -> None:
                 rows.append({"source": src, "record_id": record_id, "group_ref": group_ref, "role": role,
                              "extract_month": month, "event_date": event_date, "sex": sex, "birth_year": year,
                              "birth_month": mon, "ward": ward, "lsoa": LSOA.get(ward), "tok_dob": "not-a-real-token",
-                             "_row_number": lines[src, month], **attrs})
+                             "_row_number": lines[src, month], "_arrived_month": None, **attrs})
                 links.append({"source": src, "record_id": record_id, "person_id": person, "match_probability": 1.0})
             frame = pl.DataFrame(rows, schema=schema)  # noqa: F841 (read by DuckDB by name)
             conn.execute(f"create or replace table pseudonymised.{source} as select * from frame")
