@@ -94,6 +94,19 @@ def test_refresh_loads_every_landed_row_and_rerun_changes_nothing(refreshed_copy
     assert table_fingerprints(settings.agency_zone_path) == before, "re-running changed the tables"
 
 
+def test_a_refresh_from_scratch_dates_every_row_by_its_extract_month(refreshed_world):
+    """Every month lands once: each row arrived with its own extract month, through to the features' arrived_on
+    (the first day after it), exactly as before deliveries were told apart."""
+    with duckdb.connect(str(refreshed_world / "warehouse.duckdb"), read_only=True) as conn:
+        for source in SOURCES:
+            rows, dated = conn.execute(f"select count(*), count(*) filter (_arrived_month = extract_month) "
+                                       f"from pseudonymised.{source.name}").fetchone()
+            staged, first_day_after = conn.execute(
+                f"select count(*), count(*) filter (arrived_on = cast(extract_month || '-01' as date) "
+                f"+ interval 1 month) from staging.stg_{source.name}").fetchone()
+            assert rows == dated > 0 and staged == first_day_after > 0, source.name
+
+
 def test_broken_file_stops_only_its_own_source(refreshed_copy):
     """A new month lands with housing's file broken: the other six sources take the month, housing does not."""
     settings = refreshed_copy
