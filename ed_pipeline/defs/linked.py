@@ -165,7 +165,8 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         result = link(tokens, model, previous=previous, retired=retired["person"], decisions=decisions)
     household = households(tokens, result.links, previous=previous_households, retired=retired["household"],
                            renamed=result.crosswalk)
-    review = review_pairs(result) if result.pairs.height else None
+    # always a table, empty when no pair is borderline: a full link's review must not leave the last one's pairs
+    review = review_pairs(result)
     if incremental:
         review = carry_review(reviewed, review)
     review = undecided(review, decisions)
@@ -193,7 +194,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         "persons": links["person_id"].n_unique(),
         "households": tables["household_membership"]["household_id"].n_unique(),
         "cohort_children": tables["cohort"]["person_id"].n_unique(),
-        "review_pairs": tables["review_pair"].height if "review_pair" in tables else 0,
+        "review_pairs": tables["review_pair"].height,
         "review_decisions": decisions.height,
         "seconds": round(result.timings.get("total", 0.0), 2),
         # incremental: the records read whole, in proportion to the month (of the rest, only a few columns)
@@ -202,7 +203,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     }
     context.log.info(f"linked: {stats}")
     for table in LINKED_TABLES:
-        frame = tables.get(table)  # no review table when no pair was borderline: the previous one stands
+        frame = tables.get(table)
         extra = {"model": dg.MetadataValue.path(str(artifacts["model"])),
                  "match_weights_chart": dg.MetadataValue.path(str(artifacts["match_weights_chart"])),
                  **stats} if table == "person_link" else {}

@@ -47,11 +47,12 @@ def _pair_id(a: str, b: str) -> str:
 
 def review_pairs(result: LinkResult, *, band: tuple[float, float] | None = None, limit: int | None = None
                  ) -> pl.DataFrame:
-    """Borderline pairs for clerical review (see the module docstring), most uncertain first."""
+    """Borderline pairs for clerical review (see the module docstring), most uncertain first; none (an empty
+    table of the same columns) when the link scored no pair."""
     model = result.model
     low, high = band or model.review_band
     pairs = result.pairs
-    if pairs.height == 0 or "match_probability" not in pairs.columns:
+    if "match_probability" not in pairs.columns:
         raise ValueError("the link result kept no scored pairs: link(..., keep_pairs=True)")
     p = pairs.filter((pl.col("match_probability") >= low) & (pl.col("match_probability") < high))
     ids = result.links.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])

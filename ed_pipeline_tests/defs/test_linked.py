@@ -160,12 +160,30 @@ def test_an_upgrade_that_retires_token_columns_leaves_none_behind(refreshed_copy
     assert (after["person_id"] == after["person_id_before"]).mean() > 0.99
 
 
-def test_a_record_withdrawn_from_the_warehouse_leaves_person_link_in_a_monthly_link(tmp_path, monkeypatch):
-    """A month sent again without one of its records (the pseudonymised month is replaced): the monthly link
-    no longer lists that record, as a full link would not; the other links stay as they were."""
+def link_in_process(warehouse, rows: pl.DataFrame, **config) -> tuple[str, pl.DataFrame]:
+    """`rows` (tokens of every source) as the pseudonymised layer, linked by the asset in process with `config`:
+    the link's mode and linked.person_link."""
     from dagster_duckdb import DuckDBResource
 
     from ed_pipeline.defs.linked import link_people_and_households
+
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("create schema if not exists pseudonymised")
+        for (source,), part in rows.partition_by("source", as_dict=True).items():
+            conn.register("part", part)
+            conn.execute(f"create or replace table pseudonymised.{source} as select * from part")
+    result = dg.materialize([link_people_and_households],
+                            resources={"warehouse": DuckDBResource(database=str(warehouse))},
+                            run_config={"ops": {"link_people_and_households": {"config": config}}})
+    [mode] = [m.metadata["mode"].value for m in result.asset_materializations_for_node(
+        "link_people_and_households") if "mode" in m.metadata]
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return mode, conn.execute("select * from linked.person_link").pl()
+
+
+def test_a_record_withdrawn_from_the_warehouse_leaves_person_link_in_a_monthly_link(tmp_path, monkeypatch):
+    """A month sent again without one of its records (the pseudonymised month is replaced): the monthly link
+    no longer lists that record, as a full link would not; the other links stay as they were."""
     from ed_pipeline_tests.linkage.world import make_tokens, make_world
 
     monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
@@ -174,24 +192,49 @@ def test_a_record_withdrawn_from_the_warehouse_leaves_person_link_in_a_monthly_l
     warehouse = tmp_path / "warehouse.duckdb"
     key = ["source", "record_id"]
 
-    def refresh(rows: pl.DataFrame) -> tuple[str, pl.DataFrame]:
-        with duckdb.connect(str(warehouse)) as conn:
-            conn.execute("create schema if not exists pseudonymised")
-            for (source,), part in rows.partition_by("source", as_dict=True).items():
-                conn.register("part", part)
-                conn.execute(f"create or replace table pseudonymised.{source} as select * from part")
-        result = dg.materialize([link_people_and_households],
-                                resources={"warehouse": DuckDBResource(database=str(warehouse))})
-        [mode] = [m.metadata["mode"].value for m in result.asset_materializations_for_node(
-            "link_people_and_households") if "mode" in m.metadata]
-        with duckdb.connect(str(warehouse), read_only=True) as conn:
-            return mode, conn.execute("select * from linked.person_link").pl()
-
-    mode, before = refresh(tokens.filter(pl.col("extract_month") == "2017-01"))
+    mode, before = link_in_process(warehouse, tokens.filter(pl.col("extract_month") == "2017-01"))
     assert mode == "full"
     gone = before.filter(pl.col("source") == "housing").head(1).select(key)
-    mode, after = refresh(tokens.join(gone, on=key, how="anti"))
+    mode, after = link_in_process(warehouse, tokens.join(gone, on=key, how="anti"))
     assert mode == "incremental"
     assert after.join(gone, on=key).height == 0
     assert after.height == tokens.height - 1
     assert before.join(gone, on=key, how="anti").join(after, on=[*key, "person_id"], how="anti").height == 0
+
+
+def test_a_full_link_that_scores_no_pair_empties_the_review_table_and_keeps_the_decisions(tmp_path, monkeypatch):
+    """The borderline pairs of the last refresh do not outlive a full link that scores none: the review table
+    is written empty (not left as it was), a reviewer's decision made on it is kept, and a monthly link keeps
+    the pairs still awaiting a decision (the links they were judged on stand)."""
+    from ed_pipeline_tests.linkage.world import make_tokens, make_world
+
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    records, _, _ = make_world(households=150, seed=5, months=("2017-01",))
+    tokens = make_tokens(records)
+    warehouse = tmp_path / "warehouse.duckdb"
+
+    def review() -> pl.DataFrame:
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            return conn.execute("select * from linked.review_pair").pl()
+
+    assert link_in_process(warehouse, tokens)[0] == "full"
+    borderline = review()
+    assert borderline.height > 1
+    # a decision the links already meet: the next link stays a monthly one
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("update linked.review_pair set decision = case when same_person_now then 'match' "
+                     "else 'non_match' end where pair_id = ?", [borderline["pair_id"].min()])
+    assert link_in_process(warehouse, tokens)[0] == "incremental"
+    pending = review()
+    assert set(pending["pair_id"]) == set(borderline["pair_id"]) - {borderline["pair_id"].min()}
+    assert pending["decision"].null_count() == pending.height
+
+    with duckdb.connect(str(warehouse)) as conn:
+        for (source,) in conn.execute("select table_name from information_schema.tables "
+                                      "where table_schema = 'pseudonymised'").fetchall():
+            conn.execute(f"drop table pseudonymised.{source}")
+    assert link_in_process(warehouse, tokens.head(1), full_relink=True)[0] == "full"  # one record: no pair
+    assert review().height == 0
+    assert review().columns == borderline.columns
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        assert conn.execute("select count(*) from linked.review_decision").fetchone() == (1,)
