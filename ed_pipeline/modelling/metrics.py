@@ -76,17 +76,26 @@ def ece_noise_floor(p, bins: int = 10, draws: int = 200, seed: int = 0) -> float
     return float(np.mean([ece(rng.random(len(p)) < p, p, bins) for _ in range(draws)])) if len(p) else math.nan
 
 
+def top_places(p, share: float = 0.1) -> np.ndarray:
+    """Each child's share of a place among the ceil(share * n) highest predictions: 1 above the cut, 0 below, and
+    to each of a tie at the cut an equal part of the places left (they go in no particular order); sums to k."""
+    p = np.asarray(p, dtype=np.float64)
+    if not len(p):
+        return np.zeros(0)
+    k = max(1, math.ceil(share * len(p) - 1e-9))
+    cut = np.sort(p)[::-1][k - 1]
+    above, tied = p > cut, p == cut
+    return np.where(above, 1.0, np.where(tied, (k - above.sum()) / tied.sum(), 0.0))
+
+
 def top_share(y, p, share: float = 0.1) -> tuple[float, float]:
     """(precision, recall) among the ceil(share * n) highest predictions, ties at the cut averaged."""
     y, p = _arrays(y, p)
     if not len(y):
         return math.nan, math.nan
-    k = max(1, math.ceil(share * len(y) - 1e-9))
-    cut = np.sort(p)[::-1][k - 1]
-    above, tied = p > cut, p == cut
-    # the k - |above| places at the cut go to tied children in no particular order: count them at the tie's rate
-    hits = y[above].sum() + (k - above.sum()) * y[tied].mean()
-    return float(hits / k), float(hits / y.sum()) if y.sum() else math.nan
+    places = top_places(p, share)
+    hits = (places * y).sum()
+    return float(hits / places.sum()), float(hits / y.sum()) if y.sum() else math.nan
 
 
 def share_threshold(p, share: float) -> float:
@@ -128,17 +137,19 @@ def score_metrics(y, p, *, top: float = 0.1, bins: int = 10) -> dict[str, float]
     }
 
 
-def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top_threshold: float,
+def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top: float = 0.1,
                      bins: int = 10) -> pl.DataFrame:
-    """One row per (group, value): n, outcomes, outcome rate, mean risk, AUCs, Brier, ECE, and precision and
-    recall of the overall top-10% flag (risk >= top_threshold) within the group. A group under MIN_GROUP_AUC
+    """One row per (group, value): n, outcomes, outcome rate, mean risk, AUCs, Brier, ECE, and how many of the
+    group are flagged in the overall top `top` share, with precision and recall of that flag within the group, by
+    `top_places` as the overall figures are (a tie at the cut counted at its share of the places left, so the
+    groups' flags add up to the cohort's as near as rounding allows). A group under MIN_GROUP_AUC
     children has its size only (counts null, metrics NaN); the next smallest, while those add up to fewer, has
     no count (COUNT_FIGURES) either; a size of 1-4 is null, with one more of its grouping
     (`privacy.disclosure.suppress_counts`). AUC-type metrics are NaN for a group with one outcome only. Null
     values form their own group 'unknown'.
     """
     y, p = _arrays(y, p)
-    flagged = p >= top_threshold
+    flagged = top_places(p, top)
     rows = []
     for g in groups:
         values = frame[g].cast(pl.Utf8).fill_null("unknown").to_numpy()
@@ -154,9 +165,9 @@ def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top_
                 "group": g, "value": v, "n": int(sel.sum()), "outcomes": int(ys.sum()),
                 "outcome_rate": float(ys.mean()), "mean_risk": float(ps.mean()),
                 "roc_auc": roc_auc(ys, ps), "pr_auc": pr_auc(ys, ps), "brier": brier(ys, ps), "ece": ece(ys, ps, bins),
-                "flagged": int(fs.sum()),
-                "precision_top10": float(ys[fs].mean()) if fs.any() else math.nan,
-                "recall_top10": float(ys[fs].sum() / ys.sum()) if ys.sum() else math.nan,
+                "flagged": int(round(float(fs.sum()))),
+                "precision_top10": float((fs * ys).sum() / fs.sum()) if fs.any() else math.nan,
+                "recall_top10": float((fs * ys).sum() / ys.sum()) if ys.sum() else math.nan,
             }
             rows.append({k: x for k, x in row.items() if k not in COUNT_FIGURES} if v in counts_hidden else row)
     schema = {

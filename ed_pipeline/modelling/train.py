@@ -318,7 +318,7 @@ def train_and_evaluate(features: pl.DataFrame, config: TrainingConfig | None = N
                 "calibration_offset": offset}
 
     thresholds = band_thresholds(risk, config)
-    subgroups = subgroup_metrics(test, y_test, risk, SUBGROUPS, top_threshold=thresholds["high"], bins=config.ece_bins)
+    subgroups = subgroup_metrics(test, y_test, risk, SUBGROUPS, top=config.top_share, bins=config.ece_bins)
 
     contrib = scorer.contributions(test)[:, : len(FEATURES)]
     importance = pl.DataFrame({

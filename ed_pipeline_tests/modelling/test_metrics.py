@@ -7,6 +7,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from ed_pipeline.modelling.calibration import Calibrator, expected_rate, logit
 from ed_pipeline.modelling.metrics import (
@@ -89,8 +90,8 @@ def test_subgroups_cover_everyone_with_sizes_and_unknowns():
     frame = pl.DataFrame({"sex": rng.choice(["F", "M"], n), "fsm": pl.Series([None] * 10 + [True, False] * 195)})
     p = rng.uniform(0, 1, n)
     y = rng.random(n) < p
-    sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top_threshold=float(np.quantile(p, 0.9)))
-    flagged = p >= np.quantile(p, 0.9)
+    sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top=0.1)
+    flagged = p >= np.sort(p)[-40]  # the top 10% of 400: no tie among uniform risks
     for group in ("sex", "fsm"):
         assert sub.filter(pl.col("group") == group)["n"].sum() == n
     assert sub.filter(pl.col("group") == "sex")["flagged"].sum() == int(flagged.sum())
@@ -118,7 +119,7 @@ def test_small_subgroups_cannot_be_told_from_the_others():
                           "fsm": [True] * 200 + [False] * 200})
     p = rng.uniform(0, 1, 400)
     y = rng.random(400) < p
-    sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top_threshold=float(np.quantile(p, 0.9)))
+    sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top=0.1)
     sex = {r["value"]: r for r in sub.filter(pl.col("group") == "sex").iter_rows(named=True)}
     assert sex["U"]["n"] is None and sex["F"]["n"] is None and sex["M"]["n"] == 376
     assert sex["U"]["outcomes"] is None and sex["F"]["outcomes"] is None and sex["M"]["outcomes"] is None, \
@@ -127,6 +128,29 @@ def test_small_subgroups_cannot_be_told_from_the_others():
     assert math.isfinite(sex["M"]["roc_auc"]) and math.isnan(sex["F"]["roc_auc"])
     fsm = sub.filter(pl.col("group") == "fsm")
     assert fsm["n"].to_list() == [200, 200] and fsm["outcomes"].null_count() == 0
+
+
+def test_subgroups_count_a_tie_at_the_top_ten_percent_cut_as_the_overall_figures_do_in_any_row_order():
+    # 400 children, 40 places: 30 above a tie of 30 at 0.6 (18 girls and 12 boys above, 6 girls and 24 boys tied),
+    # so each tied child holds a third of a place: girls 18 + 2 places, boys 12 + 8, as the cohort's 40
+    p = np.concatenate([np.linspace(0.9, 0.7, 30), np.full(30, 0.6), np.full(340, 0.1)])
+    sex = np.array(["F"] * 18 + ["M"] * 12 + ["F"] * 6 + ["M"] * 24 + ["F", "M"] * 170)
+    y = np.zeros(400)
+    for value, above, tied, low in (("F", 8, 3, 30), ("M", 6, 6, 30)):  # outcomes of each sex in each part
+        where = np.flatnonzero(sex == value)
+        parts = (where[where < 30], where[(where >= 30) & (where < 60)], where[where >= 60])
+        for part, outcomes in zip(parts, (above, tied, low), strict=True):
+            y[part[:outcomes]] = 1
+    frame = pl.DataFrame({"sex": sex})
+    sub = subgroup_metrics(frame, y, p, ("sex",), top=0.1).sort("value")
+    assert sub["flagged"].to_list() == [20, 20]
+    assert sub["precision_top10"].to_list() == pytest.approx([(8 + 3 / 3) / 20, (6 + 6 / 3) / 20])
+    precision, recall = top_share(y, p, 0.1)
+    hits = (sub["recall_top10"] * sub["outcomes"]).sum()
+    assert hits / 40 == pytest.approx(precision) and hits / y.sum() == pytest.approx(recall)
+    order = np.random.default_rng(3).permutation(400)
+    shuffled = subgroup_metrics(frame[order], y[order], p[order], ("sex",), top=0.1).sort("value")
+    assert_frame_equal(shuffled, sub, check_exact=False)  # sums in another order: equal to rounding
 
 
 def test_metric_keys_are_mlflow_safe():
