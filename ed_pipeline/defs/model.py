@@ -9,7 +9,8 @@ months it covers, the git commit and a hash of its input table, and `refresh_kin
   arrived, or the cohorts the champion was trained on changed), when there is no champion, or when asked
   (`retrain: true` in the run config); see `modelling.retrain_reason`.
 - `scoring_only`: otherwise the refresh scores with the registered champion (its model object, checked
-  against the registry by its booster's fingerprint) and logs a run of its own linking the champion's run
+  against the registry by its booster's fingerprint; one that is not the champion's, or none, gives way to
+  the champion restored from the registry) and logs a run of its own linking the champion's run
   (`champion_run_id`); nothing is registered, and the gate passes with nothing to promote (its metadata
   says so).
 """
@@ -98,6 +99,7 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
     from ed_pipeline.modelling import (
         TrainingConfig,
         champion_info,
+        champion_model,
         choose_cohorts,
         log_refresh_run,
         promote_if_better,
@@ -112,10 +114,12 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
                 "input_hash": input_fingerprint(conn, "features.child_features")}
     training = TrainingConfig(test_cohort=config.test_cohort, validation_cohort=config.validation_cohort)
     champion = champion_info(settings.mlflow_tracking_uri)
-    reason = retrain_reason(choose_cohorts(features, training), champion, _load_local(settings), config.retrain)
+    reason = retrain_reason(choose_cohorts(features, training), champion, config.retrain)
     linkage_artifacts = sorted(p for p in settings.linkage_dir.glob("*") if p.is_file())
     if reason is None:
-        yield from _score_with_champion(context, settings, champion, tags, linkage_artifacts, warehouse)
+        # the champion's object: the local one, or (when that is another model, or none) restored from the registry
+        result = champion_model(settings.mlflow_tracking_uri, champion, _load_local(settings), features, training)
+        yield from _score_with_champion(context, settings, champion, result, tags, linkage_artifacts, warehouse)
         return
     result = train_and_evaluate(features, training)
     run_id = log_refresh_run(result, settings.mlflow_tracking_uri, settings.mlflow_artifact_root, tags=tags,
@@ -138,13 +142,13 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
                   "champion_auc": decision.champion_auc, "promoted": bool(decision.promoted)})
 
 
-def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, champion: "ChampionInfo", tags: dict,
-                         linkage_artifacts: list[Path], warehouse: DuckDBResource):
-    """No new model: the champion scores this refresh (the outputs read it from `latest.pkl`), one MLflow run
-    records the refresh, and the gate has nothing to decide."""
+def _score_with_champion(context: dg.AssetExecutionContext, settings: Settings, champion: "ChampionInfo",
+                         result: "TrainedModel", tags: dict, linkage_artifacts: list[Path],
+                         warehouse: DuckDBResource):
+    """No new model: the champion (`result`) scores this refresh (the outputs read it from `latest.pkl`), one
+    MLflow run records the refresh, and the gate has nothing to decide."""
     from ed_pipeline.modelling import log_scoring_run
 
-    result = _load_local(settings)
     why = SCORING_REASON.format(test=result.cohorts.test)
     run_id = log_scoring_run(result, champion, settings.mlflow_tracking_uri, settings.mlflow_artifact_root,
                              tags=tags, params={"scoring_reason": why}, extra_artifacts=linkage_artifacts)

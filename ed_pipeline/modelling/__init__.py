@@ -8,8 +8,9 @@ Dagster-free (DESIGN.md); `ed_pipeline/defs/model.py` wires it. The API:
     log_reference_metrics(run_id, {"truelink_test_roc_auc": ...}, tracking_uri)
     decision = promote_if_better(tracking_uri, run_id, result)  # moves alias 'champion' only if the gate passes
 
-    reason = retrain_reason(choose_cohorts(features, config), champion_info(tracking_uri), local_model, retrain)
-    run_id = log_scoring_run(local_model, champion, tracking_uri, artifact_root, tags)  # when reason is None
+    reason = retrain_reason(choose_cohorts(features, config), champion_info(tracking_uri), retrain)
+    champion_object = champion_model(tracking_uri, champion, local_model, features, config)  # when reason is None
+    run_id = log_scoring_run(champion_object, champion, tracking_uri, artifact_root, tags)
 """
 
 from ed_pipeline.modelling.calibration import Calibrator
@@ -27,6 +28,7 @@ from ed_pipeline.modelling.tracking import (
     Gate,
     booster_sha256,
     champion_info,
+    champion_model,
     load_model,
     log_reference_metrics,
     log_refresh_run,
@@ -48,7 +50,7 @@ from ed_pipeline.modelling.train import (
 __all__ = [
     "BASELINE_FEATURES", "CHAMPION", "CHAMPION_RUN_TAG", "EXPERIMENT", "FEATURES", "MODEL_NAME", "REFRESH_KIND_TAG",
     "SCORING_ONLY", "SUBGROUPS", "TRAINED", "Calibrator", "ChampionInfo", "Cohorts", "Decision", "Gate",
-    "TrainedModel", "TrainingConfig", "booster_sha256", "champion_info", "choose_cohorts", "load_model",
-    "log_reference_metrics", "log_refresh_run", "log_scoring_run", "model_input", "promote_if_better",
+    "TrainedModel", "TrainingConfig", "booster_sha256", "champion_info", "champion_model", "choose_cohorts",
+    "load_model", "log_reference_metrics", "log_refresh_run", "log_scoring_run", "model_input", "promote_if_better",
     "promotion_decision", "retrain_reason", "score_children", "train_and_evaluate",
 ]

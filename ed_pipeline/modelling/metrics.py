@@ -29,6 +29,11 @@ from ed_pipeline.privacy.disclosure import suppress_counts
 MIN_GROUP_AUC = 30
 # The figures of a subgroup that are counts of its children, or tell them with its size
 COUNT_FIGURES = ("outcomes", "outcome_rate", "flagged", "precision_top10", "recall_top10")
+SUBGROUP_SCHEMA = {
+    "group": pl.Utf8, "value": pl.Utf8, "n": pl.Int64, "outcomes": pl.Int64, "outcome_rate": pl.Float64,
+    "mean_risk": pl.Float64, "roc_auc": pl.Float64, "pr_auc": pl.Float64, "brier": pl.Float64,
+    "ece": pl.Float64, "flagged": pl.Int64, "precision_top10": pl.Float64, "recall_top10": pl.Float64,
+}
 
 
 def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
@@ -170,13 +175,8 @@ def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top:
                 "recall_top10": float((fs * ys).sum() / ys.sum()) if ys.sum() else math.nan,
             }
             rows.append({k: x for k, x in row.items() if k not in COUNT_FIGURES} if v in counts_hidden else row)
-    schema = {
-        "group": pl.Utf8, "value": pl.Utf8, "n": pl.Int64, "outcomes": pl.Int64, "outcome_rate": pl.Float64,
-        "mean_risk": pl.Float64, "roc_auc": pl.Float64, "pr_auc": pl.Float64, "brier": pl.Float64,
-        "ece": pl.Float64, "flagged": pl.Int64, "precision_top10": pl.Float64, "recall_top10": pl.Float64,
-    }
-    metrics = [c for c, t in schema.items() if t == pl.Float64]
-    out = pl.DataFrame(rows, schema=schema).with_columns(pl.col(metrics).fill_null(math.nan))
+    metrics = [c for c, t in SUBGROUP_SCHEMA.items() if t == pl.Float64]
+    out = pl.DataFrame(rows, schema=SUBGROUP_SCHEMA).with_columns(pl.col(metrics).fill_null(math.nan))
     # sizes of 1-4 withheld, and one more in their group, or the cohort's size less the others would tell them
     return suppress_counts(out, ["n"], group_total_by="group", rounding=1).drop("n_suppressed")
 

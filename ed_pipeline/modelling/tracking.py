@@ -37,9 +37,9 @@ from mlflow.tracking import MlflowClient
 from ed_pipeline.modelling.calibration import Calibrator
 from ed_pipeline.modelling.card import model_card
 from ed_pipeline.modelling.features import CATEGORICAL, FEATURES, Encoding
-from ed_pipeline.modelling.metrics import ece, metric_key, roc_auc
+from ed_pipeline.modelling.metrics import SUBGROUP_SCHEMA, ece, metric_key, roc_auc
 from ed_pipeline.modelling.plots import calibration_plot, pr_plot, roc_plot, shap_summary_plot
-from ed_pipeline.modelling.train import Cohorts, RiskScorer, TrainedModel
+from ed_pipeline.modelling.train import Cohorts, RiskScorer, TrainedModel, TrainingConfig, rebuilt
 
 EXPERIMENT = "school-readiness"
 MODEL_NAME = "school_readiness_risk"
@@ -424,16 +424,14 @@ def champion_info(tracking_uri: str, model_name: str = MODEL_NAME) -> ChampionIn
                         cohort("test_cohort"), features, version.tags.get(BOOSTER_TAG))
 
 
-def retrain_reason(cohorts: Cohorts, champion: ChampionInfo | None, local: TrainedModel | None,
-                   retrain: bool = False) -> str | None:
-    """Why this refresh must train a new model, or None when it can score with the champion.
+def retrain_reason(cohorts: Cohorts, champion: ChampionInfo | None, retrain: bool = False) -> str | None:
+    """Why this refresh must train a new model, or None when it can score with the champion (`champion_model`).
 
-    `cohorts`: the cohorts this refresh's data and config choose (`choose_cohorts`); `local`: the model object
-    the last refresh left (`data/models/latest.pkl`). A new model is trained when asked (`retrain`), when there
-    is no champion, when the data bring a new assessed cohort or otherwise change the cohorts the champion was
-    trained, validated and tested on, when the features differ from the champion's, or when the local object
-    is not the champion (its booster's fingerprint differs from the registered version's): scoring needs the
-    champion's band thresholds and metrics, which the local object holds.
+    `cohorts`: the cohorts this refresh's data and config choose (`choose_cohorts`). A new model is trained when
+    asked (`retrain`), when there is no champion, when the data bring a new assessed cohort or otherwise change
+    the cohorts the champion was trained, validated and tested on, or when the features differ from the
+    champion's. Which model the last refresh left (`data/models/latest.pkl`) is no reason: one that is not the
+    champion (a refusal under an earlier version left it there) gives way to the champion from the registry.
     """
     if retrain:
         return "asked for (config retrain)"
@@ -447,11 +445,50 @@ def retrain_reason(cohorts: Cohorts, champion: ChampionInfo | None, local: Train
     if (champion.train_cohorts, champion.validation_cohort) != (tuple(cohorts.train), cohorts.validation):
         return (f"the training cohorts changed: train {list(cohorts.train)}, validation {cohorts.validation} "
                 f"(the champion: train {list(champion.train_cohorts)}, validation {champion.validation_cohort})")
-    if local is None:
-        return "no local copy of the champion to score with"
-    if champion.booster_sha256 is None or booster_sha256(local.booster) != champion.booster_sha256:
-        return f"the local model is not the champion (version {champion.version})"
     return None
+
+
+def holds_champion(local: TrainedModel | None, champion: ChampionInfo) -> bool:
+    """Whether `local` is the champion: its booster's fingerprint is the registered version's."""
+    return (local is not None and champion.booster_sha256 is not None
+            and booster_sha256(local.booster) == champion.booster_sha256)
+
+
+def champion_model(tracking_uri: str, champion: ChampionInfo, local: TrainedModel | None, features: pl.DataFrame,
+                   config: TrainingConfig) -> TrainedModel:
+    """The champion's model object to score with: `local` (the one the last refresh left) when it holds the
+    champion, else the champion restored from the registry (`restore_champion`)."""
+    return local if holds_champion(local, champion) else restore_champion(tracking_uri, features, config)
+
+
+def restore_champion(tracking_uri: str, features: pl.DataFrame, config: TrainingConfig,
+                     model_name: str = MODEL_NAME) -> TrainedModel:
+    """The champion as a model object (`train.rebuilt`) from the registry: the registered scorer, the metrics
+    logged on the registered model (a version logged before models carried them: its run's overall metrics),
+    and the subgroup figures and importance of the run that trained it. Its cohorts and band thresholds are set
+    on `features`: call it only when `retrain_reason` is None (the champion's cohorts)."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = client.get_model_version_by_alias(model_name, CHAMPION)
+    scorer = load_model(tracking_uri, model_name).unwrap_python_model().scorer
+    metrics = _model_metrics(client, version) or {
+        k: v for k, v in client.get_run(version.run_id).data.metrics.items() if "__" not in k}
+    with tempfile.TemporaryDirectory() as folder:
+        def evaluation(name: str, schema: dict | None = None) -> pl.DataFrame:
+            path = client.download_artifacts(version.run_id, f"evaluation/{name}", folder)
+            return pl.read_csv(path, schema_overrides=schema)
+
+        subgroups, importance = evaluation("subgroups.csv", SUBGROUP_SCHEMA), evaluation("importance.csv")
+    result = rebuilt(scorer, features, config, metrics, subgroups, importance)
+    result.extra["trained_run_id"] = version.run_id
+    return result
+
+
+def _model_metrics(client: MlflowClient, version) -> dict[str, float]:
+    """The metrics logged on a registered version's model (its source: `models:/<logged model id>`); none for a
+    version registered from a run's files."""
+    model_id = version.model_id or (version.source.removeprefix("models:/")
+                                    if (version.source or "").startswith("models:/") else None)
+    return {m.key: m.value for m in client.get_logged_model(model_id).metrics} if model_id else {}
 
 
 def log_scoring_run(result: TrainedModel, champion: ChampionInfo, tracking_uri: str, artifact_root: Path,

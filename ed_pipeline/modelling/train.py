@@ -161,7 +161,7 @@ class Baseline:
 class TrainedModel:
     config: TrainingConfig
     scorer: RiskScorer
-    baseline: Baseline
+    baseline: Baseline | None  # None in a model rebuilt from the registry (`rebuilt`): the baseline is not kept
     cohorts: Cohorts
     metrics: dict[str, float]  # test_*, baseline_test_*, validation_*, sizes
     subgroups: pl.DataFrame  # group, value, n, outcomes, metrics (test cohort)
@@ -338,6 +338,24 @@ def train_and_evaluate(features: pl.DataFrame, config: TrainingConfig | None = N
         importance=importance, test_frame=test, test_predictions=test_predictions,
         band_thresholds=thresholds, best_iteration=int(best),
         extra={"test_contributions": contrib},
+    )
+
+
+def rebuilt(scorer: RiskScorer, features: pl.DataFrame, config: TrainingConfig, metrics: dict[str, float],
+            subgroups: pl.DataFrame, importance: pl.DataFrame) -> TrainedModel:
+    """A model trained before, from what was kept of it (its scorer, test metrics, subgroup figures and
+    importance): its cohorts, test cohort and band thresholds set on `features` as `train_and_evaluate` set them
+    (the same, on the same test cohort). No baseline: only its metrics were kept."""
+    cohorts = choose_cohorts(features, config)
+    test = features.filter(pl.col(TARGET).is_not_null() & (pl.col(COHORT) == cohorts.test))
+    risk = scorer.risk(test)
+    calibration = calibration_curve(_target(test), risk, config.ece_bins)
+    return TrainedModel(
+        config=config, scorer=scorer, baseline=None, cohorts=cohorts, metrics=metrics, subgroups=subgroups,
+        calibration=calibration, baseline_calibration=calibration.clear(), importance=importance, test_frame=test,
+        test_predictions=test.select(*KEYS, COHORT, TARGET).with_columns(
+            risk=pl.Series(risk), baseline_risk=pl.lit(None, dtype=pl.Float64)),
+        band_thresholds=band_thresholds(risk, config), best_iteration=scorer.booster.current_iteration(),
     )
 
 

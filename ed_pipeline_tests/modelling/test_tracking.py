@@ -224,7 +224,7 @@ def test_a_candidate_tested_on_a_cohort_the_champion_trained_on_is_not_compared(
 # --- retrain, or score with the champion ------------------------------------------------------------------
 
 def test_retrain_only_when_the_training_data_change_in_a_way_that_matters(store, first_run, trained, feature_frame):
-    from ed_pipeline.modelling import booster_sha256, champion_info, choose_cohorts, retrain_reason
+    from ed_pipeline.modelling import booster_sha256, champion_info, champion_model, choose_cohorts, retrain_reason
 
     uri, _ = store
     promote_if_better(uri, first_run, trained)  # the first run's model is the champion (idempotent)
@@ -234,10 +234,9 @@ def test_retrain_only_when_the_training_data_change_in_a_way_that_matters(store,
     assert champion.booster_sha256 == booster_sha256(trained.booster)
 
     same = choose_cohorts(feature_frame, TrainingConfig())
-    assert retrain_reason(same, champion, trained) is None  # nothing new: score with the champion
-    assert retrain_reason(same, champion, trained, retrain=True) == "asked for (config retrain)"
-    assert retrain_reason(same, None, trained) == "no champion yet"
-    assert retrain_reason(same, champion, None) == "no local copy of the champion to score with"
+    assert retrain_reason(same, champion) is None  # nothing new: score with the champion
+    assert retrain_reason(same, champion, retrain=True) == "asked for (config retrain)"
+    assert retrain_reason(same, None) == "no champion yet"
 
     # a new assessed cohort arrives (2019 gets outcomes): retrain
     unassessed = pl.col("assessment_year").is_null()
@@ -247,11 +246,19 @@ def test_retrain_only_when_the_training_data_change_in_a_way_that_matters(store,
         .alias("assessment_year"))
     cohorts = choose_cohorts(newer, TrainingConfig())
     assert cohorts.test == 2019
-    assert retrain_reason(cohorts, champion, trained).startswith("a new assessed cohort: test cohort 2019")
+    assert retrain_reason(cohorts, champion).startswith("a new assessed cohort: test cohort 2019")
 
-    # another model than the champion's in the local copy: retrain rather than score with the wrong one
+    # the champion scores with its local copy; another model there, or none, gives way to the champion restored
+    # from the registry (its scorer, metrics and subgroup figures, its band thresholds set again on its test cohort)
+    assert champion_model(uri, champion, trained, feature_frame, TrainingConfig()) is trained
     other = train_and_evaluate(feature_frame, TrainingConfig(seed=3, learning_rate=0.1))
-    assert retrain_reason(same, champion, other) == f"the local model is not the champion (version {champion.version})"
+    for local in (other, None):
+        restored = champion_model(uri, champion, local, feature_frame, TrainingConfig())
+        assert booster_sha256(restored.booster) == champion.booster_sha256
+        assert restored.band_thresholds == trained.band_thresholds
+        assert restored.metrics == pytest.approx({k: v for k, v in trained.metrics.items() if math.isfinite(v)})
+        assert restored.subgroups.equals(trained.subgroups)
+        assert score_children(restored, feature_frame).equals(score_children(trained, feature_frame))
 
 
 def test_a_scoring_only_refresh_is_one_run_linked_to_the_champion(store, first_run, trained):

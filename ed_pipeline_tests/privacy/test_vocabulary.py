@@ -55,14 +55,12 @@ def test_the_audits_and_the_models_own_labels_are_vocabulary(tmp_path):
     labels.append(audit.load_state(path)[1])
     cohorts = Cohorts(train=(2016,), validation=2017, test=2018, rates={}, sizes={}, median_history={})
     champion = tracking.ChampionInfo("1", "run", (2015,), 2016, 2017, ("x",), None)
-    labels += [tracking.retrain_reason(cohorts, champion, None, retrain=True), tracking.retrain_reason(
-        cohorts, None, None), tracking.retrain_reason(cohorts, champion, None)]
+    labels += [tracking.retrain_reason(cohorts, champion, retrain=True), tracking.retrain_reason(cohorts, None),
+               tracking.retrain_reason(cohorts, champion)]
     champion = tracking.ChampionInfo("1", "run", (2015,), 2016, 2017, tuple(tracking.FEATURES), None)
-    labels.append(tracking.retrain_reason(cohorts, champion, None))
+    labels.append(tracking.retrain_reason(cohorts, champion))
     champion = tracking.ChampionInfo("1", "run", (2015,), 2016, 2018, tuple(tracking.FEATURES), None)
-    labels.append(tracking.retrain_reason(cohorts, champion, None))
-    champion = tracking.ChampionInfo("1", "run", (2016,), 2017, 2018, tuple(tracking.FEATURES), None)
-    labels.append(tracking.retrain_reason(cohorts, champion, None))
+    labels.append(tracking.retrain_reason(cohorts, champion))
     labels += [model_defs.SCORING_REASON, model_defs.NOTHING_TO_PROMOTE, "scored with the champion"]
     # metadata keys of the audit and of the model step, the audit's text locations
     labels += ["mode", "identifiers", "identifiers_new_since_last_audit", "dagster_texts_scanned", "mlflow_texts",
