@@ -97,9 +97,10 @@ ECE uses {cfg.ece_bins} equal-width bins; a perfectly calibrated score would sho
 
 ## Subgroups (test cohort)
 Top-10% recall uses the overall top 10%, with a tie at the cut split as in the overall figures. Groups
-under 30 children have their size only, and the next group by size has no rate or recall until those add up
-to 30 or more (the whole cohort less the other groups would show them); sizes of 1-4, and one more of the
-same group, are shown as *.
+under 30 children have their size only. A group whose rate or recall would show 1-4 children (with the
+outcome or not, flagged or not) has none, and nor has the next group by size until those add up to 30 or more
+in two groups or more (the whole cohort less the other groups would show them); sizes of 1-4, and one more of
+the same group, are shown as *.
 
 | group | value | children | not GLD | mean risk | ROC AUC | ECE | recall, top 10% |
 |---|---|---|---|---|---|---|---|

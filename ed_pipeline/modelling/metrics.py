@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ed_pipeline.privacy.disclosure import suppress_counts
+from ed_pipeline.privacy.disclosure import DEFAULT_THRESHOLD, is_primary, suppress_counts
 
 # A subgroup needs this many children for any figure but its size: a smaller one's outcomes, rates and flags are
 # noise, and tell near-individual outcomes (3 children, 1 outcome); AUC-type metrics need both outcomes too.
@@ -148,10 +148,11 @@ def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top:
     group are flagged in the overall top `top` share, with precision and recall of that flag within the group, by
     `top_places` as the overall figures are (a tie at the cut counted at its share of the places left, so the
     groups' flags add up to the cohort's as near as rounding allows). A group under MIN_GROUP_AUC
-    children has its size only (counts null, metrics NaN); the next smallest, while those add up to fewer, has
-    no count (COUNT_FIGURES) either; a size of 1-4 is null, with one more of its grouping
-    (`privacy.disclosure.suppress_counts`). AUC-type metrics are NaN for a group with one outcome only. Null
-    values form their own group 'unknown'.
+    children has its size only (counts null, metrics NaN); a group whose counts would tell 1-4 children
+    (`_tells_few`) has no count (COUNT_FIGURES), and the next smallest, while those withheld add up to fewer than
+    MIN_GROUP_AUC children or are one group alone, has none either; a size of 1-4 is null, with one more of its
+    grouping (`privacy.disclosure.suppress_counts`). AUC-type metrics are NaN for a group with one outcome only.
+    Null values form their own group 'unknown'.
     """
     y, p = _arrays(y, p)
     flagged = top_places(p, top)
@@ -159,7 +160,8 @@ def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top:
     for g in groups:
         values = frame[g].cast(pl.Utf8).fill_null("unknown").to_numpy()
         sizes = {v: int((values == v).sum()) for v in sorted(set(values.tolist()))}
-        counts_hidden = _counts_hidden(sizes)
+        few = {v for v, n in sizes.items() if n >= MIN_GROUP_AUC and _tells_few(y[values == v], flagged[values == v])}
+        counts_hidden = _counts_hidden(sizes, few)
         for v in sizes:
             sel = values == v
             ys, ps, fs = y[sel], p[sel], flagged[sel]
@@ -181,12 +183,23 @@ def subgroup_metrics(frame: pl.DataFrame, y, p, groups: tuple[str, ...], *, top:
     return suppress_counts(out, ["n"], group_total_by="group", rounding=1).drop("n_suppressed")
 
 
-def _counts_hidden(sizes: dict[str, int]) -> set[str]:
-    """The values of one grouping whose counts (COUNT_FIGURES) are withheld: those under MIN_GROUP_AUC children
-    and, while those add up to fewer, the next smallest (the cohort's counts less the others' would tell theirs)."""
-    hidden = {v for v, n in sizes.items() if n < MIN_GROUP_AUC}
+def _tells_few(y: np.ndarray, places: np.ndarray) -> bool:
+    """Whether a group's counts would tell 1-4 of its children, as `outputs.community_risk` withholds them: the
+    children who did, or did not, have the outcome (0 too: a rate of 0 or 1 tells every child's outcome), the
+    children flagged (`places`, from `top_places`), and the flagged who did, or did not, have the outcome."""
+    flagged = round(float(places.sum()))
+    hits = round(float((places * y).sum()))
+    sides = [y.sum(), len(y) - y.sum(), *((hits, flagged - hits) if flagged else ())]
+    return is_primary(flagged) or min(sides) < DEFAULT_THRESHOLD
+
+
+def _counts_hidden(sizes: dict[str, int], few: set[str] = frozenset()) -> set[str]:
+    """The values of one grouping whose counts (COUNT_FIGURES) are withheld: those under MIN_GROUP_AUC children,
+    those whose counts would tell 1-4 children (`few`) and, while the withheld add up to fewer than MIN_GROUP_AUC
+    children or are one value alone, the next smallest (the cohort's counts less the others' would tell theirs)."""
+    hidden = {v for v, n in sizes.items() if n < MIN_GROUP_AUC} | few
     shown = sorted((n, v) for v, n in sizes.items() if v not in hidden)
-    while hidden and shown and sum(sizes[v] for v in hidden) < MIN_GROUP_AUC:
+    while hidden and shown and (sum(sizes[v] for v in hidden) < MIN_GROUP_AUC or len(hidden) == 1):
         hidden.add(shown.pop(0)[1])
     return hidden
 

@@ -20,6 +20,7 @@ from ed_pipeline.modelling.metrics import (
     roc_auc,
     score_metrics,
     subgroup_metrics,
+    top_places,
     top_share,
 )
 
@@ -89,7 +90,7 @@ def test_subgroups_cover_everyone_with_sizes_and_unknowns():
     n = 400
     frame = pl.DataFrame({"sex": rng.choice(["F", "M"], n), "fsm": pl.Series([None] * 10 + [True, False] * 195)})
     p = rng.uniform(0, 1, n)
-    y = rng.random(n) < p
+    y = rng.random(n) < p / 2  # half the flagged have the outcome: no count of 1-4 among them
     sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top=0.1)
     flagged = p >= np.sort(p)[-40]  # the top 10% of 400: no tie among uniform risks
     for group in ("sex", "fsm"):
@@ -118,7 +119,7 @@ def test_small_subgroups_cannot_be_told_from_the_others():
     frame = pl.DataFrame({"sex": ["U"] * 4 + ["F"] * 20 + ["M"] * 376,
                           "fsm": [True] * 200 + [False] * 200})
     p = rng.uniform(0, 1, 400)
-    y = rng.random(400) < p
+    y = rng.random(400) < p / 2
     sub = subgroup_metrics(frame, y, p, ("sex", "fsm"), top=0.1)
     sex = {r["value"]: r for r in sub.filter(pl.col("group") == "sex").iter_rows(named=True)}
     assert sex["U"]["n"] is None and sex["F"]["n"] is None and sex["M"]["n"] == 376
@@ -151,6 +152,34 @@ def test_subgroups_count_a_tie_at_the_top_ten_percent_cut_as_the_overall_figures
     order = np.random.default_rng(3).permutation(400)
     shuffled = subgroup_metrics(frame[order], y[order], p[order], ("sex",), top=0.1).sort("value")
     assert_frame_equal(shuffled, sub, check_exact=False)  # sums in another order: equal to rounding
+
+
+def test_a_subgroup_whose_counts_would_tell_one_to_four_children_has_none():
+    """Large enough groups whose figures would still tell 1-4 children: a ward of 40 with 3 outcomes, and the
+    children with SEN, of whom one is flagged and did not have the outcome (a precision of 0 would say so). Their
+    counts and rates are withheld, and those of one more group of their grouping (the cohort's counts less the
+    others' would give theirs back); their AUCs stay, and wards whose counts are all 5 or more keep theirs."""
+    n = 700
+    ward = np.array(["A"] * 40 + ["B"] * 60 + ["C"] * 300 + ["D"] * 300)
+    p = np.concatenate([np.full(100, 0.05), np.linspace(0.2, 0.9, 300), np.linspace(0.2, 0.9, 300)])
+    p[0] = 0.06  # A's outcomes are not all tied with the others: an AUC for it
+    y = np.zeros(n)
+    y[[0, 1, 2]] = 1  # A: 3 of 40
+    y[40:100:5] = 1  # B: 12 of 60
+    y[100::2] = 1  # C and D: half, flagged or not
+    top = int(np.argmax(p))
+    y[top] = 0
+    sen = np.where((np.arange(n) >= 40) & (np.arange(n) < 89) | (np.arange(n) == top), "true", "false")
+    assert top_places(p, 0.1)[sen == "true"].sum() == 1
+    sub = subgroup_metrics(pl.DataFrame({"ward": ward, "sen": sen}), y, p, ("ward", "sen"), top=0.1)
+    rows = {(r["group"], r["value"]): r for r in sub.iter_rows(named=True)}
+    hidden = {key for key, r in rows.items() if r["outcomes"] is None}
+    assert hidden == {("ward", "A"), ("ward", "B"), ("sen", "true"), ("sen", "false")}
+    for key in hidden:
+        assert rows[key]["flagged"] is None and all(math.isnan(rows[key][k]) for k in COUNT_FIGURES
+                                                    if k not in ("outcomes", "flagged"))
+    assert math.isfinite(rows[("ward", "A")]["roc_auc"]) and rows[("ward", "A")]["n"] == 40
+    assert rows[("ward", "C")]["outcomes"] == 150 and rows[("ward", "C")]["flagged"] >= 5
 
 
 def test_metric_keys_are_mlflow_safe():
