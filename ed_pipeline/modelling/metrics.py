@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ed_pipeline.privacy.disclosure import DEFAULT_THRESHOLD, is_primary, suppress_counts
+from ed_pipeline.privacy.disclosure import DEFAULT_THRESHOLD, is_primary, mask_derived, suppress_counts
 
 # A subgroup needs this many children for any figure but its size: a smaller one's outcomes, rates and flags are
 # noise, and tell near-individual outcomes (3 children, 1 outcome); AUC-type metrics need both outcomes too.
@@ -128,6 +128,22 @@ def calibration_curve(y, p, bins: int = 10) -> pl.DataFrame:
         "mean_predicted": (np.bincount(idx, weights=p, minlength=bins)[keep] / n[keep]),
         "observed_rate": (np.bincount(idx, weights=y, minlength=bins)[keep] / n[keep]),
     })
+
+
+def published_calibration_curve(y, p, bins: int = 10) -> pl.DataFrame:
+    """`calibration_curve` as the model's run publishes it (MLflow's calibration_curve.csv and plot), under the
+    disclosure control of `outputs.community_risk`: a bin's size withheld at 1-4 children, its observed rate
+    where 0-4 of its children did, or did not, have the outcome (a rate of 0 or 1 tells each child's), its mean
+    prediction with its size; and one more bin with each where the test cohort's size or outcomes less the other
+    bins' would give it back. A withheld figure is null, with `<column>_suppressed` true."""
+    curve = calibration_curve(y, p, bins)
+    hidden = ("_outcomes", "_others")
+    counts = curve.with_columns(_outcomes=(pl.col("n") * pl.col("observed_rate")).round().cast(pl.Int64)
+                                ).with_columns(_others=pl.col("n") - pl.col("_outcomes"))
+    safe = suppress_counts(counts, ["n", *hidden], rounding=1,
+                           also_suppress={c: counts[c] == 0 for c in hidden})  # one outcome for all
+    safe = mask_derived(safe, {"mean_predicted": ["n"], "observed_rate": ["n", *hidden]})
+    return safe.drop(*hidden, *(f"{c}_suppressed" for c in hidden))
 
 
 def score_metrics(y, p, *, top: float = 0.1, bins: int = 10) -> dict[str, float]:

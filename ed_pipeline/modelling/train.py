@@ -46,8 +46,8 @@ from ed_pipeline.modelling.features import (
     check_columns,
 )
 from ed_pipeline.modelling.metrics import (
-    calibration_curve,
     ece_noise_floor,
+    published_calibration_curve,
     score_metrics,
     share_threshold,
     subgroup_metrics,
@@ -333,8 +333,8 @@ def train_and_evaluate(features: pl.DataFrame, config: TrainingConfig | None = N
         risk=pl.Series(risk), baseline_risk=pl.Series(base_risk))
     return TrainedModel(
         config=config, scorer=scorer, baseline=baseline, cohorts=cohorts, metrics=metrics, subgroups=subgroups,
-        calibration=calibration_curve(y_test, risk, config.ece_bins),
-        baseline_calibration=calibration_curve(y_test, base_risk, config.ece_bins),
+        calibration=published_calibration_curve(y_test, risk, config.ece_bins),
+        baseline_calibration=published_calibration_curve(y_test, base_risk, config.ece_bins),
         importance=importance, test_frame=test, test_predictions=test_predictions,
         band_thresholds=thresholds, best_iteration=int(best),
         extra={"test_contributions": contrib},
@@ -349,7 +349,7 @@ def rebuilt(scorer: RiskScorer, features: pl.DataFrame, config: TrainingConfig, 
     cohorts = choose_cohorts(features, config)
     test = features.filter(pl.col(TARGET).is_not_null() & (pl.col(COHORT) == cohorts.test))
     risk = scorer.risk(test)
-    calibration = calibration_curve(_target(test), risk, config.ece_bins)
+    calibration = published_calibration_curve(_target(test), risk, config.ece_bins)
     return TrainedModel(
         config=config, scorer=scorer, baseline=None, cohorts=cohorts, metrics=metrics, subgroups=subgroups,
         calibration=calibration, baseline_calibration=calibration.clear(), importance=importance, test_frame=test,

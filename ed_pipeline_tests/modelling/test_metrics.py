@@ -17,6 +17,7 @@ from ed_pipeline.modelling.metrics import (
     ece,
     ece_noise_floor,
     metric_key,
+    published_calibration_curve,
     roc_auc,
     score_metrics,
     subgroup_metrics,
@@ -180,6 +181,25 @@ def test_a_subgroup_whose_counts_would_tell_one_to_four_children_has_none():
                                                     if k not in ("outcomes", "flagged"))
     assert math.isfinite(rows[("ward", "A")]["roc_auc"]) and rows[("ward", "A")]["n"] == 40
     assert rows[("ward", "C")]["outcomes"] == 150 and rows[("ward", "C")]["flagged"] >= 5
+
+
+def test_the_published_calibration_curve_tells_no_childs_outcome():
+    """A bin of one child (its observed rate, 1.0, was that child's outcome) and a bin of 19 with one outcome:
+    their rates are withheld, and the sizes with the single child's, since the cohort's size less the other
+    bins' would give it back; the mean prediction goes with the size, and the other bins are as they were."""
+    rng = np.random.default_rng(0)
+    p = np.concatenate([rng.uniform(0.1, 0.4, 500), rng.uniform(0.0, 0.1, 19), [0.65]])
+    y = rng.random(len(p)) < p
+    y[500:] = False
+    y[[500, -1]] = True
+    raw = {round(r["bin_lower"], 1): r for r in calibration_curve(y, p).iter_rows(named=True)}
+    assert (raw[0.6]["n"], raw[0.6]["observed_rate"]) == (1, 1.0)
+    curve = {round(r["bin_lower"], 1): r for r in published_calibration_curve(y, p).iter_rows(named=True)}
+    for lower in (0.0, 0.6):
+        assert (curve[lower]["n"], curve[lower]["mean_predicted"], curve[lower]["observed_rate"]) == (None,) * 3
+        assert curve[lower]["n_suppressed"] and curve[lower]["observed_rate_suppressed"]
+    for lower in (0.1, 0.2, 0.3):
+        assert {k: curve[lower][k] for k in raw[lower]} == raw[lower] and not curve[lower]["n_suppressed"]
 
 
 def test_metric_keys_are_mlflow_safe():

@@ -82,7 +82,13 @@ def test_trained_model_measures_the_test_cohort(trained, feature_frame):
         sizes = trained.subgroups.filter(pl.col("group") == g)["n"]
         assert sizes.null_count() != 1
         assert sizes.sum() == test.height if not sizes.null_count() else test.height - sizes.sum() >= 2
-    assert trained.calibration["n"].sum() == test.height
+    # the calibration curve as published: no bin of 1-4 children, nor a rate that would tell 0-4 outcomes
+    curve = trained.calibration
+    assert not curve["n"].is_between(1, 4).any() and curve["n"].sum() <= test.height
+    assert curve.filter(pl.col("n").is_null())["observed_rate"].null_count() == curve["n"].null_count()
+    rate = curve.filter(pl.col("observed_rate").is_not_null())
+    assert ((rate["n"] * rate["observed_rate"]).round() >= 5).all()
+    assert ((rate["n"] * (1 - rate["observed_rate"])).round() >= 5).all()
     assert set(trained.importance["feature"]) == set(FEATURES)
     assert trained.importance["mean_abs_contribution"][0] > 0
 
