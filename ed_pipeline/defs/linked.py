@@ -22,6 +22,7 @@ from ed_pipeline.linkage.ids import ids_ever_named
 from ed_pipeline.linkage.link import LINK_SCHEMA, link_incremental
 from ed_pipeline.linkage.review import (
     accumulate_decisions,
+    among,
     carry_review,
     decisions_from_review,
     review_pairs,
@@ -169,6 +170,8 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     review = review_pairs(result)
     if incremental:
         review = carry_review(reviewed, review)
+        if withdrawn:
+            review = among(review, tokens)  # a pending pair of a record no longer in the warehouse: gone with it
     review = undecided(review, decisions)
     # An incremental link keeps every link there was: person_link gains only the records new to it, appended
     # (rewriting the 1.2M rows of Essex and sorting them again was some 2 s of a month)

@@ -144,6 +144,16 @@ def unmet_decisions(decisions: pl.DataFrame | None, links: pl.DataFrame | None) 
     return sides.filter(pl.when(pl.col("decision") == "match").then(~together).otherwise(together)).height
 
 
+def among(review: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+    """The review pairs both of whose records are among `records` (source, record_id): a record withdrawn from
+    the warehouse takes its pairs with it."""
+    keys = records.select("source", pl.col("record_id").cast(pl.String)).unique()
+    for side in ("l", "r"):
+        review = review.join(keys.rename({"source": f"source_{side}", "record_id": f"record_id_{side}"}),
+                             on=[f"source_{side}", f"record_id_{side}"], how="semi")
+    return review
+
+
 def carry_review(previous: pl.DataFrame | None, current: pl.DataFrame | None) -> pl.DataFrame | None:
     """The review table after an incremental refresh: pairs still awaiting a decision, plus the new ones."""
     pending = previous.filter(pl.col("decision").is_null()) if previous is not None else None

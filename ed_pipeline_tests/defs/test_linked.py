@@ -238,3 +238,32 @@ def test_a_full_link_that_scores_no_pair_empties_the_review_table_and_keeps_the_
     assert review().columns == borderline.columns
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         assert conn.execute("select count(*) from linked.review_decision").fetchone() == (1,)
+
+
+def test_a_record_withdrawn_in_a_monthly_link_takes_its_pending_review_pairs_with_it(tmp_path, monkeypatch):
+    """A month sent again without a record of a pair awaiting review: the monthly link no longer lists the pair
+    (the record is linked no longer), and keeps the other pending pairs."""
+    from ed_pipeline_tests.linkage.world import make_tokens, make_world
+
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    records, _, _ = make_world(households=150, seed=5, months=("2017-01",))
+    tokens = make_tokens(records)
+    warehouse = tmp_path / "warehouse.duckdb"
+    key = ["source", "record_id"]
+
+    def review() -> pl.DataFrame:
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            return conn.execute("select * from linked.review_pair").pl()
+
+    assert link_in_process(warehouse, tokens)[0] == "full"
+    before = review()
+    assert before.height > 1
+    gone = before.sort("pair_id").head(1).select(pl.col("source_l").alias("source"),
+                                                 pl.col("record_id_l").alias("record_id"))
+    mode, links = link_in_process(warehouse, tokens.join(gone, on=key, how="anti"))
+    assert mode == "incremental" and links.join(gone, on=key).height == 0
+    left = before.join(gone.rename({"source": "source_l", "record_id": "record_id_l"}),
+                       on=["source_l", "record_id_l"], how="anti").join(
+        gone.rename({"source": "source_r", "record_id": "record_id_r"}), on=["source_r", "record_id_r"], how="anti")
+    assert 0 < left.height < before.height
+    assert set(review()["pair_id"]) == set(left["pair_id"])
