@@ -6,7 +6,9 @@ manager it names. Both are dagster-duckdb's polars IO manager with two changes
 that the pipeline's guarantees need:
 
 - a partition's delete and insert run in one transaction, so a run killed half
-  way leaves the previous contents, never a half-written or doubled slice;
+  way leaves the previous contents, never a half-written or doubled slice; the
+  tables one step writes together (validated and its quarantine) are written by
+  `write_partition_together`, all in one transaction, so they always agree;
 - a write that fails for want of space fails its step at once (no retry) with a
   clear message naming the file (docs/resilience.md);
 - an empty frame still creates its (typed) table, so an empty quarantine can be
@@ -19,13 +21,13 @@ that the pipeline's guarantees need:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager, suppress
 
 import dagster as dg
 import duckdb
 import polars as pl
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TablePartitionDimension, TableSlice
 from dagster_duckdb import DuckDBResource
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
@@ -41,52 +43,84 @@ WAREHOUSE = "warehouse_io_manager"
 MONTH_PARTITION_EXPR = "CAST(extract_month || '-01' AS TIMESTAMP)"
 
 
+@contextmanager
+def _transaction(conn, database: str, tables: Sequence[str]) -> Iterator:
+    """One transaction on `conn` writing `tables`: committed when the block ends, rolled back if it raises (a kill
+    before the commit leaves the same). A full disk fails at once, saying what to do."""
+    conn.begin()
+    try:
+        yield conn
+        for table in tables:
+            fault_point(f"commit:{table}")
+        conn.commit()
+    except BaseException as exc:
+        with suppress(duckdb.Error):  # a failed commit has already ended the transaction
+            conn.rollback()
+        full = disk_full_message(exc, database)
+        if full:  # retrying in seconds will not free a disk: fail now, saying what to do
+            raise dg.Failure(description=full, allow_retries=False) from exc
+        raise
+
+
 class _TransactionalClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context, table_slice) -> Iterator:
-        with DuckDbClient.connect(context, table_slice) as conn:
-            conn.begin()
-            try:
-                yield conn
-                if isinstance(context, dg.OutputContext):
-                    fault_point(f"commit:{table_slice.schema}.{table_slice.table}")
-                conn.commit()
-            except BaseException as exc:
-                with suppress(duckdb.Error):  # a failed commit has already ended the transaction
-                    conn.rollback()
-                full = disk_full_message(exc, str(table_slice.database))
-                if full:  # retrying in seconds will not free a disk: fail now, saying what to do
-                    raise dg.Failure(description=full, allow_retries=False) from exc
-                raise
+        tables = [f"{table_slice.schema}.{table_slice.table}"] if isinstance(context, dg.OutputContext) else []
+        # closing: dagster-duckdb's connect leaves the connection open when the block raises
+        with (DuckDbClient.connect(context, table_slice) as conn, closing(conn),
+              _transaction(conn, str(table_slice.database), tables)):
+            yield conn
 
     @staticmethod
     def delete_table_slice(context, table_slice, connection) -> None:
-        """Left to the type handler, after it has brought the table's columns up to date: DuckDB refuses to
-        commit a transaction that alters a table after deleting from it."""
+        """Left to `write_slice`, after it has brought the table's columns up to date: DuckDB refuses to commit a
+        transaction that alters a table after deleting from it."""
+
+
+def write_slice(connection, table_slice: TableSlice, obj: pl.DataFrame) -> None:
+    """Replace the table's slice (the whole table when unpartitioned) with `obj`, in the caller's transaction."""
+    table = f"{table_slice.schema}.{table_slice.table}"
+    frame = obj.to_arrow()  # noqa: F841 (read by DuckDB by name)
+    connection.execute(f"create schema if not exists {table_slice.schema}")
+    if not table_slice.partition_dimensions:  # the whole table: replaced, so a changed column type follows
+        connection.execute(f"create or replace table {table} as select * from frame")
+    else:
+        connection.execute(f"create table if not exists {table} as select * from frame limit 0")
+        _follow_columns(connection, table_slice, dict(connection.execute(
+            "select column_name, column_type from (describe select * from frame)").fetchall()))
+        DuckDbClient.delete_table_slice(None, table_slice, connection)
+        connection.execute(f"insert into {table} by name select * from frame")
+
+
+def table_metadata(obj: pl.DataFrame) -> dict:
+    return {
+        "dagster/row_count": obj.height,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=n, type=str(t)) for n, t in obj.schema.items()]
+        ),
+    }
+
+
+def write_partition_together(context: dg.AssetExecutionContext, zone: DuckDBResource,
+                             frames: Mapping[dg.AssetKey, pl.DataFrame]) -> None:
+    """Write the run's months of several monthly tables (`schema.table` from each asset key) in one transaction:
+    a failure or a kill between two of them leaves every one as it was. Their outputs are then `dg.Nothing`, read
+    downstream by the zone's IO manager as any other."""
+    window = context.partition_time_window
+    slices = [TableSlice(table=key.path[-1], schema=key.path[-2], database=zone.database,
+                         partition_dimensions=[TablePartitionDimension(MONTH_PARTITION_EXPR, window)])
+              for key in frames]
+    tables = [f"{s.schema}.{s.table}" for s in slices]
+    with zone.get_connection() as conn, closing(conn), _transaction(conn, zone.database, tables):
+        for table_slice, frame in zip(slices, frames.values(), strict=True):
+            write_slice(conn, table_slice, frame)
 
 
 class _PolarsHandler(DuckDBPolarsTypeHandler):
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
-        table = f"{table_slice.schema}.{table_slice.table}"
-        frame = obj.to_arrow()  # noqa: F841 (read by DuckDB by name)
-        connection.execute(f"create schema if not exists {table_slice.schema}")
-        if not table_slice.partition_dimensions:  # the whole table: replaced, so a changed column type follows
-            connection.execute(f"create or replace table {table} as select * from frame")
-        else:
-            connection.execute(f"create table if not exists {table} as select * from frame limit 0")
-            _follow_columns(connection, table_slice, dict(connection.execute(
-                "select column_name, column_type from (describe select * from frame)").fetchall()))
-            DuckDbClient.delete_table_slice(context, table_slice, connection)
-            connection.execute(f"insert into {table} by name select * from frame")
-        context.add_output_metadata(
-            {
-                "dagster/row_count": obj.height,
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=n, type=str(t)) for n, t in obj.schema.items()]
-                ),
-            }
-        )
+        write_slice(connection, table_slice, obj)
+        context.add_output_metadata(table_metadata(obj))
 
 
 def _follow_columns(connection, table_slice: TableSlice, columns: dict[str, str]) -> None:
@@ -135,8 +169,8 @@ class PseudonymisationKey(dg.ConfigurableResource):
 
 
 def zone_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """Each zone's IO manager, and a connection to it: for assets that write whole tables themselves (the linked
-    layer) in one transaction, or read what a table held before (raw: earlier deliveries of a month)."""
+    """Each zone's IO manager, and a connection to it: for assets that write tables themselves in one transaction
+    (validated and quarantine, the linked layer), or read what a table held before (raw: earlier deliveries)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         AGENCY_ZONE: ZoneIOManager(database=str(settings.agency_zone_path)),

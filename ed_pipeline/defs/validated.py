@@ -2,11 +2,12 @@
 
 import dagster as dg
 import polars as pl
+from dagster_duckdb import DuckDBResource
 
 from ed_pipeline.defs.metadata import bar_chart, counts_by
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.raw import raw_key
-from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
+from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR, table_metadata, write_partition_together
 from ed_pipeline.quality import build_data_docs, validate
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES, Source
@@ -26,7 +27,9 @@ def quarantine_key(source: Source) -> dg.AssetKey:
 
 
 def build_validated_asset(source: Source) -> dg.AssetsDefinition:
+    # Both tables are written by the asset, in one transaction (they must agree); the IO manager reads them.
     common = dict(
+        dagster_type=dg.Nothing,
         io_manager_key=AGENCY_ZONE,
         group_name="validated",
         owners=["team:data-engineering"],
@@ -69,7 +72,7 @@ def build_validated_asset(source: Source) -> dg.AssetsDefinition:
             ),
         ],
     )
-    def validate_source(context: dg.AssetExecutionContext, raw: pl.DataFrame):
+    def validate_source(context: dg.AssetExecutionContext, agency_zone: DuckDBResource, raw: pl.DataFrame):
         validation = validate(raw, source)
         summary = validation.summary
         docs = build_data_docs(validation.gx_results, Settings.from_env().gx_docs_dir)
@@ -80,11 +83,14 @@ def build_validated_asset(source: Source) -> dg.AssetsDefinition:
             f"{summary['rows_quarantined']} rows quarantined"
         )
         failures = dict(summary.get("failures_by_rule", {}))
+        write_partition_together(context, agency_zone, {validated_key(source): validation.validated,
+                                                        quarantine_key(source): validation.quarantine})
 
         yield dg.Output(
-            validation.validated,
+            None,
             output_name="validated",
             metadata={
+                **table_metadata(validation.validated),
                 "raw_rows": rows_in,
                 "raw_rows_validated": summary["rows_validated_raw"],
                 "person_records": summary["records_validated"],
@@ -95,9 +101,10 @@ def build_validated_asset(source: Source) -> dg.AssetsDefinition:
             },
         )
         yield dg.Output(
-            validation.quarantine,
+            None,
             output_name="quarantine",
             metadata={
+                **table_metadata(validation.quarantine),
                 "rows_quarantined": summary["rows_quarantined"],
                 "quarantined_share": round(share, 4),
                 "failures_by_rule": dg.MetadataValue.json(failures),

@@ -146,6 +146,32 @@ def test_an_unreadable_redelivery_keeps_the_month_as_it_was(world_copy):
     assert raw == passed + quarantined > 0
 
 
+def test_a_failure_between_the_validated_and_quarantine_writes_leaves_both_as_they_were(world_copy, monkeypatch):
+    """A month loaded, then re-delivered with fewer rows and a broken one; the step fails after writing validated,
+    before committing quarantine (as a kill there would): neither table has changed, so they still agree."""
+    assets = [a for a in [*raw_assets, *validated_assets] if any("social_care" in k.path for k in a.keys)]
+    resources = zone_resources(world_copy)
+    assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
+    before = _validation_tables(world_copy, "social_care")
+    path = world_copy.landing_file("social_care", "2017-06")
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([header, *rows[: len(rows) // 2], "R-broken,too,few,fields"]) + "\n", encoding="utf-8")
+
+    def fail_at_quarantine(point: str) -> None:
+        if point == "commit:quarantine.social_care":
+            raise dg.Failure(description="injected failure", allow_retries=False)
+
+    monkeypatch.setattr("ed_pipeline.defs.resources.fault_point", fail_at_quarantine)
+    result = dg.materialize(assets, partition_key="2017-06", resources=resources, raise_on_error=False)
+    assert not result.success
+    assert _validation_tables(world_copy, "social_care") == before
+
+
+def _validation_tables(settings, source: str) -> dict[str, tuple[int, int]]:
+    tables = table_fingerprints(settings.agency_zone_path)
+    return {name: tables[name] for name in (f"validated.{source}", f"quarantine.{source}")}
+
+
 @pytest.mark.parametrize("source_name", ["benefits", "police_incidents"])
 def test_rematerialising_a_partition_replaces_it(world_copy, source_name):
     assets = [a for a in [*raw_assets, *validated_assets] if any(source_name in k.path for k in a.keys)]
