@@ -168,6 +168,10 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
     position = {h: i for i, h in reversed(list(enumerate(header)))}  # first occurrence wins
     wanted = [position[c] for c in source.columns]
     n_fields = len(header)
+    named = _named_fields(header)
+    if named < n_fields:
+        warnings.append("the header has a comma after its last column (an empty column name): rows are read with "
+                        "or without one")
     columns: list[list[str | None]] = [[] for _ in source.columns]
     parse_errors: list[str | None] = []
     blank_lines, empty_rows, swallowed, line = 0, 0, 0, reader.line_num
@@ -181,18 +185,10 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
             # record in it to quarantine (it failed `required` on the row key, inflating the quarantined share)
             empty_rows += 1
             continue
-        if len(row) == n_fields:
-            for out, i in zip(columns, wanted, strict=True):
-                out.append(row[i])
-            parse_errors.append(None)
-        else:
-            for out, i in zip(columns, wanted, strict=True):
-                out.append(row[i] if i < len(row) else None)
-            message = f"expected {n_fields} fields, found {len(row)}"
-            if len(row) > n_fields:
-                message += f"; extra values: {json.dumps(row[n_fields:], ensure_ascii=False)}"
-            parse_errors.append(message)
-        if lines > 1 and _holds_rows(row, n_fields):
+        for out, i in zip(columns, wanted, strict=True):
+            out.append(row[i] if i < len(row) else None)
+        parse_errors.append(_fields_problem(row, named, n_fields))
+        if lines > 1 and _holds_rows(row, named):
             # a stray quote opening a field ran on to a later one, taking in whole lines between: one record
             # with the right number of fields, the rows inside it gone unless it is quarantined
             swallowed += 1
@@ -229,6 +225,27 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         pl.lit(month, pl.String).alias(ARRIVED_MONTH),  # as a month's first delivery: the raw asset knows better
     )
     return Extract(path, source, month, frame.cast(raw_schema(source)), [], warnings)  # type: ignore[arg-type]
+
+
+def _named_fields(header: list[str]) -> int:
+    """The header's fields up to its empty trailing names: Excel writes `a,b,c,` when a sheet's next column is
+    formatted, and its rows may or may not carry that empty last field."""
+    named = len(header)
+    while named > 1 and not header[named - 1]:
+        named -= 1
+    return named
+
+
+def _fields_problem(row: list[str], named: int, n_fields: int) -> str | None:
+    """None when the row has the header's named fields, then (up to the header's length) only empty ones; else the
+    parse error, keeping any value past the named fields (nothing of the row is lost)."""
+    if named <= len(row) <= n_fields and not any(value.strip() for value in row[named:]):
+        return None
+    expected = n_fields if named == n_fields else f"{named} to {n_fields}"
+    message = f"expected {expected} fields, found {len(row)}"
+    if len(row) > named:
+        message += f"; extra values: {json.dumps(row[named:], ensure_ascii=False)}"
+    return message
 
 
 def _add_error(parse_errors: list[str | None], note: str) -> None:
@@ -301,7 +318,7 @@ def _check_header(header: list[str], source: Source, warnings: list[str]) -> tup
             f"re-export with each column once: {agreed}",
             "duplicate_columns",
         )
-    extra = [h for h in header if h not in set(expected)]
+    extra = [h for h in header[: _named_fields(header)] if h not in set(expected)]
     if extra:
         warnings.append(f"extra column(s) ignored: {', '.join(h or '<blank>' for h in extra)}")
     if [h for h in header if h in set(expected)] != expected:

@@ -84,6 +84,12 @@ def _cases() -> list[Case]:
              quarantined={5: "row_parses"}),
         Case("ragged_extra_fields", "social_care", _append_fields(good, 2, ["x", "y"]).encode(),
              quarantined={2: "row_parses"}),
+        # Excel's trailing comma on the header only (or on some rows): every row is read, none quarantined
+        Case("header_trailing_comma", "social_care", _append_fields(_append_fields(good, 0, [""]), 3, [""]).encode(),
+             warning_words=("comma after its last column",)),
+        # ... but a value under that unnamed column is still a row problem, kept in the parse error
+        Case("header_trailing_comma_value", "social_care",
+             _append_fields(_append_fields(good, 0, [""]), 2, ["x"]).encode(), quarantined={2: "row_parses"}),
         Case("future_date_of_birth", "social_care", _text(sc, _set(2, "dob", "01/04/2014")).encode(),
              quarantined={2: "date_of_birth_not_future"}),
         Case("born_before_1900", "social_care", _text(sc, _set(3, "dob", "31/12/1899")).encode(),
