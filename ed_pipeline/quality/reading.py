@@ -34,6 +34,9 @@ LINEAGE_COLUMNS: tuple[str, ...] = ("extract_month", "_source_file", "_row_numbe
                                     ARRIVED_MONTH)
 BOM = b"\xef\xbb\xbf"
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+UTF16_HINT = " (it is UTF-16)"
+_UTF16_SAMPLE = 4096  # bytes looked at for the NULs of UTF-16 without a byte-order mark
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a 10 kB (or 1 MB) field is a row problem, not a crash
 
@@ -124,14 +127,22 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
     if data.startswith(BOM):
         data = data[len(BOM) :]
         warnings.append("UTF-8 byte-order mark stripped")
+    utf16 = _utf16_without_bom(data)
+    if utf16:  # its ASCII text decodes as UTF-8 too (NUL is valid), with a header nobody recognises
+        return fail(
+            f"the file is not valid UTF-8{UTF16_HINT}: a 0x00 in every other byte, as in {utf16} without a "
+            "byte-order mark",
+            "re-export the extract encoded as UTF-8",
+            "not_utf8",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         hint = ""
-        if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode Text": cp1252 decodes it too, wrongly
-            hint = " (it is UTF-16)"
+        if data.startswith(UTF16_BOMS):  # Excel's "Unicode Text": cp1252 decodes it too, wrongly
+            hint = UTF16_HINT
         else:
             try:
                 data.decode("cp1252")
@@ -225,6 +236,24 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         pl.lit(month, pl.String).alias(ARRIVED_MONTH),  # as a month's first delivery: the raw asset knows better
     )
     return Extract(path, source, month, frame.cast(raw_schema(source)), [], warnings)  # type: ignore[arg-type]
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """'UTF-16 LE' or 'UTF-16 BE' when the file starts as UTF-16 text without a byte-order mark: a NUL in every
+    other byte (the high byte of each Latin character), none in the bytes between; else None."""
+    sample = data[: min(len(data), _UTF16_SAMPLE) // 2 * 2]
+    if len(sample) < 2 or sample.startswith(UTF16_BOMS):  # with its mark, it fails to decode and is named there
+        return None
+    even, odd = sample[0::2], sample[1::2]
+
+    def mostly_nul(part: bytes) -> bool:
+        return part.count(0) >= 0.9 * len(part)
+
+    if mostly_nul(odd) and not even.count(0):
+        return "UTF-16 LE"
+    if mostly_nul(even) and not odd.count(0):
+        return "UTF-16 BE"
+    return None
 
 
 def _named_fields(header: list[str]) -> int:

@@ -53,6 +53,23 @@ def test_a_utf16_file_is_named_as_such_not_as_windows_1252(tmp_path: Path):
     assert "UTF-16" in ex.problems[0].message and "1252" not in ex.problems[0].message
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("letters", ["ascii", "latin"])
+def test_a_utf16_file_without_a_byte_order_mark_is_named_as_utf16(encoding: str, letters: str, tmp_path: Path):
+    """Without its mark, UTF-16 text in ASCII letters decodes as UTF-8 (NUL is valid), and was named a file without
+    its header; with a letter such as "ë" it failed to decode and was named Latin-1/Windows-1252."""
+    source = SOURCES[0]
+    text = to_csv(source, valid_rows(source, 2, "2014-07"))
+    text = text.encode("ascii", "ignore").decode() if letters == "ascii" else text
+    assert text.isascii() == (letters == "ascii")  # the template rows hold "Zoë"
+    path = tmp_path / "2014-07.csv"
+    path.write_bytes(text.encode(encoding))
+    ex = read_extract(path, source, "2014-07")
+    assert [p.kind for p in ex.problems] == ["not_utf8"]
+    message = ex.problems[0].message
+    assert "(it is UTF-16)" in message and encoding[-2:].upper() in message and "1252" not in message, message
+
+
 def test_rows_of_delimiters_under_the_data_are_skipped_not_quarantined(tmp_path: Path):
     """Excel writes ",,,,," for each formatted but empty row of a sheet: those are no records (they were quarantined
     as a record without its key, one each, over the 10% alert); a row with any value is still read."""
