@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import polars as pl
+
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "source",
     "record_id",
@@ -71,7 +73,7 @@ class Source:
     agency: str
     description: str
     columns: tuple[str, ...]  # the extract's header, in order
-    key: tuple[str, ...]  # raw columns whose values, joined by "-", identify a row
+    key: tuple[str, ...]  # raw columns whose values identify a row: see row_key
     people: tuple[Person, ...]
     event_date: str
     date_format: str  # strptime format of dates of birth (and event dates unless overridden)
@@ -88,6 +90,20 @@ class Source:
     extra_identifiers: dict[str, str] = field(default_factory=dict)  # canonical name -> raw column
     event_fields: tuple[EventField, ...] = ()
     landing_month: int | None = None  # the calendar month the extract lands, if not every month
+
+    def row_key(self) -> pl.Expr:
+        """The row key of a frame of (stripped) raw values: the key's values joined by "-". Where one of them holds
+        a "-" ("H9" + "1-2" and "H9-1" + "2" were both "H9-1-2"), every value has its "%" and "-" percent-encoded and
+        they are joined by "--": no value then holds a "-" and the key twice the dashes of a plain join, so no two
+        keys share a row key, and a key without a "-" in its values keeps the id it always had."""
+        values = [pl.col(k) for k in self.key]
+        plain = pl.concat_str(values, separator="-")
+        if len(values) == 1:
+            return plain
+        encoded = [v.str.replace_all("%", "%25", literal=True).str.replace_all("-", "%2D", literal=True)
+                   for v in values]
+        has_dash = pl.any_horizontal([v.str.contains("-", literal=True) for v in values])
+        return pl.when(has_dash).then(pl.concat_str(encoded, separator="--")).otherwise(plain)
 
     def record_id(self, row_key: str, person: Person) -> str:
         """The record id of one person in one raw row; synth and validation both use this."""

@@ -289,7 +289,7 @@ def check_frame(raw: pl.DataFrame, plan: Plan) -> pl.DataFrame:
     derived: list[pl.Expr] = [
         (pl.col("extract_month") + "-01").str.strptime(pl.Date, "%Y-%m-%d", strict=False).dt.month_end()
         .alias(MONTH_END),
-        pl.concat_str([pl.col(k) for k in source.key], separator="-").alias(ROW_KEY),
+        source.row_key().alias(ROW_KEY),
     ]
     for d in plan.dates:
         parsed = _unswapped_date(d.column, d.format)

@@ -208,7 +208,7 @@ def render(source: Source, frame: pl.DataFrame, pop: Population, names: NamePool
     out: dict[str, pl.Series | np.ndarray] = {}
     truth = []
     key_cols = frame.select(key_exprs(source))
-    row_key = key_cols.select(pl.concat_str([pl.col(k) for k in source.key], separator="-")).to_series()
+    row_key = key_cols.select(source.row_key()).to_series()
     for k in source.key:
         out[k] = key_cols[k]
     inverse_sex = {}
