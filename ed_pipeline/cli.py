@@ -107,6 +107,9 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
         if outcome is not None and outcome.unreadable_months:
             console.print(f"    {source}: unreadable file(s) for {', '.join(outcome.unreadable_months)} left out "
                           f"(named in raw/{source}:extract_readable); its other months were loaded", soft_wrap=True)
+        if outcome is not None and outcome.kept_months:
+            console.print(f"    {source}: no file in landing/ for {', '.join(outcome.kept_months)}: kept as loaded "
+                          "before (a file with only the header would empty a month)", soft_wrap=True)
 
     try:
         months = settings.landed_months()

@@ -38,6 +38,7 @@ class SourceOutcome:
     seconds: float
     failed_checks: list[str] = field(default_factory=list)
     unreadable_months: list[str] = field(default_factory=list)  # left out; the source's other months went through
+    kept_months: list[str] = field(default_factory=list)  # loaded before, their file gone: rows kept as they were
 
 
 @dataclass
@@ -182,10 +183,24 @@ def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings:
             again = _ingest_run(instance, defs, settings, source, run)
             success = success and again.success
             failed += [f for f in _failed_checks(again) if f not in failed]
-    outcome = SourceOutcome(source.name, success, time.perf_counter() - t0, failed, unreadable)
+    gone = [month for month in months if not settings.landing_file(source.name, month).exists()]
+    outcome = SourceOutcome(source.name, success, time.perf_counter() - t0, failed, unreadable,
+                            _loaded(settings, source, gone) if gone else [])
     if progress:
         progress(source.name, outcome)
     return outcome
+
+
+def _loaded(settings: Settings, source: Source, months: list[str]) -> list[str]:
+    """Those of `months` that raw.<source> holds rows of."""
+    if not settings.agency_zone_path.exists():
+        return []
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as conn:
+        try:
+            return [m for (m,) in conn.execute(f"select distinct extract_month from raw.{source.name} where "
+                                               "extract_month in (select unnest(?)) order by 1", [months]).fetchall()]
+        except duckdb.CatalogException:  # the source's run failed before its first write
+            return []
 
 
 def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,

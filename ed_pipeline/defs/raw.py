@@ -8,12 +8,14 @@ from dagster_duckdb import DuckDBResource
 from ed_pipeline.defs.metadata import bar_chart, counts_by
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
-from ed_pipeline.quality import empty_raw_frame, read_extract
+from ed_pipeline.quality import empty_raw_frame, raw_schema, read_extract
 from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, stamp_arrival
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES, Source
 
 READABLE_CHECK = "extract_readable"
+KEPT_WARNING = ("file not there any more: the rows loaded before are kept (a file with only the header would empty "
+                "the month)")
 
 
 def raw_key(source: Source) -> dg.AssetKey:
@@ -62,6 +64,12 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         if read:  # a month sent again: its rows new or changed since arrived with this delivery, not with the month
             frame = stamp_arrival(frame, _held_rows(agency_zone, source, read), source.columns,
                                   delivery_month(settings.landed_months(), read))
+        # A month loaded before whose file is gone (moved away, or deleted once loaded) keeps its rows as they
+        # were: a missing file is not a withdrawal. A month is emptied by a file with its header and no rows.
+        kept = _kept_rows(agency_zone, source, not_landed) if not_landed else empty_raw_frame(source)
+        kept_months = sorted(set(kept["extract_month"]))
+        warnings += [f"{month}.csv: {KEPT_WARNING}" for month in kept_months]
+        frame = pl.concat([frame, kept], how="vertical")
         context.log.info(f"{source.name}: {frame.height} rows from {len(frames)} file(s); {len(problems)} unreadable")
 
         # An unreadable file writes nothing: writing would replace its month's slice (an earlier, good delivery of
@@ -73,7 +81,8 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
                 metadata={
                     "months": len(context.partition_keys),
                     "files_read": len(frames),
-                    "files_not_landed": len(not_landed),
+                    "files_not_landed": len(not_landed) - len(kept_months),
+                    "months_kept_without_file": len(kept_months),
                     "warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in warnings) or "none"),
                     # agency zone: counts only, never a row
                     "rows_by_month": bar_chart(counts_by(frame.rename({"extract_month": "month"}), "month")),
@@ -98,14 +107,32 @@ def _held_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -
     columns = ", ".join(f'"{c}"' for c in ("extract_month", *source.columns))
     with agency_zone.get_connection() as conn:
         try:
-            have = {c for (c,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema = 'raw' and table_name = ?",
-                [source.name]).fetchall()}
+            have = _columns(conn, source)
             arrival = ARRIVED_MONTH if ARRIVED_MONTH in have else f"cast(null as varchar) as {ARRIVED_MONTH}"
             return conn.execute(f"select {columns}, {arrival} from raw.{source.name} "
                                 "where extract_month in (select unnest(?))", [months]).pl()
         except duckdb.CatalogException:  # no table yet: nothing delivered before
             return empty_raw_frame(source).select("extract_month", *source.columns, ARRIVED_MONTH)
+
+
+def _kept_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -> pl.DataFrame:
+    """Every row raw.<source> holds of `months`, whole (lineage and arrival as they were), in raw's schema."""
+    schema = raw_schema(source)
+    with agency_zone.get_connection() as conn:
+        try:
+            have = _columns(conn, source)
+            columns = ", ".join(f'"{c}"' if c in have else f'null as "{c}"' for c in schema)
+            rows = conn.execute(f"select {columns} from raw.{source.name} where extract_month in (select unnest(?)) "
+                                "order by extract_month, _row_number", [months]).pl()
+        except duckdb.CatalogException:  # no table yet: nothing loaded before
+            return empty_raw_frame(source)
+    return rows.cast(schema)  # type: ignore[arg-type]
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, source: Source) -> set[str]:
+    return {c for (c,) in conn.execute(
+        "select column_name from information_schema.columns where table_schema = 'raw' and table_name = ?",
+        [source.name]).fetchall()}
 
 
 raw_assets = [build_raw_asset(source) for source in SOURCES]

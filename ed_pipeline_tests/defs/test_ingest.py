@@ -146,6 +146,46 @@ def test_an_unreadable_redelivery_keeps_the_month_as_it_was(world_copy):
     assert raw == passed + quarantined > 0
 
 
+def test_a_month_whose_file_is_gone_keeps_its_rows_until_a_file_with_only_its_header_empties_it(world_copy):
+    """A month loaded, then its file moved away (or deleted once loaded) and the month run again (a re-run, the
+    monthly schedule): a missing file is not a withdrawal, so every layer keeps the month as it was, and the run
+    says so. Only a file with its header and no rows empties the month."""
+    assets = [a for a in [*raw_assets, *validated_assets, *pseudonymised_assets]
+              if any("social_care" in k.path for k in a.keys)]
+    resources = all_resources(world_copy)
+    assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
+    before = {path: table_fingerprints(path) for path in (world_copy.agency_zone_path, world_copy.warehouse_path)}
+    assert before[world_copy.agency_zone_path]["raw.social_care"][0] > 0
+    path = world_copy.landing_file("social_care", "2017-06")
+    header = path.read_text(encoding="utf-8").splitlines()[0]
+    path.unlink()
+
+    result = dg.materialize(assets, partition_key="2017-06", resources=resources)
+    assert {path: table_fingerprints(path) for path in before} == before
+    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw", "social_care"]]
+    metadata = raw.materialization.metadata
+    assert metadata["months_kept_without_file"].value == 1 and metadata["files_not_landed"].value == 0
+    assert "2017-06.csv: file not there any more" in metadata["warnings"].value
+
+    path.write_text(header + "\n", encoding="utf-8")
+    assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
+    assert reconciliation(world_copy.agency_zone_path, "social_care") == (0, 0, 0)
+
+
+def test_a_refresh_over_a_month_whose_file_is_gone_keeps_it_and_names_it(refreshed_copy):
+    """`ed-pipeline refresh` runs each source over all its months: a month in the middle whose file was moved away
+    was emptied (the run wrote an empty slice over it). It keeps its rows now, and the refresh names it."""
+    settings = refreshed_copy
+    before = table_fingerprints(settings.agency_zone_path)
+    months = settings.landed_months("housing")
+    gone = months[len(months) // 2]
+    settings.landing_file("housing", gone).unlink()
+    result = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"housing: no file in landing/ for {gone}: kept as loaded before" in result.stderr, result.stderr[-3000:]
+    assert table_fingerprints(settings.agency_zone_path) == before
+
+
 def test_a_failure_between_the_validated_and_quarantine_writes_leaves_both_as_they_were(world_copy, monkeypatch):
     """A month loaded, then re-delivered with fewer rows and a broken one; the step fails after writing validated,
     before committing quarantine (as a kill there would): neither table has changed, so they still agree."""
