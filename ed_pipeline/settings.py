@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from ed_pipeline.sources import SOURCES_BY_NAME
 
@@ -132,6 +134,22 @@ class Settings:
         return sorted(p for p in files if not (
             p.suffix == ".csv" and is_partition_month(p.stem)
             and p.parent.parent == self.landing_dir and p.parent.name in SOURCES_BY_NAME))
+
+
+def local_path(uri: str) -> Path | None:
+    """The path on this machine that an artifact location names (`file:///...` or a bare path), or None for one
+    that is not on its file system (`s3://...`, `mlflow-artifacts:/...`, a file URI of another host)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(url2pathname(parsed.path))
+    return Path(uri) if parsed.scheme == "" else None
+
+
+def is_within(uri: str, directory: Path) -> bool:
+    """Whether the artifact location `uri` lies in `directory` (both resolved: a link or `..` counts where it
+    leads)."""
+    path = local_path(uri)
+    return path is not None and path.resolve().is_relative_to(directory.resolve())
 
 
 def dbt_target_path() -> Path:

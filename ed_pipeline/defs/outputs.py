@@ -5,6 +5,7 @@
 """
 
 import base64
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -17,7 +18,7 @@ from ed_pipeline.defs.model import MODEL_KEY, load_latest_model
 from ed_pipeline.defs.resources import WAREHOUSE
 from ed_pipeline.mart import MART, read_mart
 from ed_pipeline.outputs import community_risk, ward_ranking_chart
-from ed_pipeline.settings import Settings
+from ed_pipeline.settings import Settings, is_within
 
 CHILD_AREA_KEY = dg.AssetKey(["features", "child_area"])
 CHILD_RISK_KEY = dg.AssetKey(["outputs", "child_risk"])
@@ -30,6 +31,20 @@ NOT_YET_ASSESSED = (
     "not_gld is null and birth_year + case when birth_month >= 9 then 6 else 5 end > "
     f"(select coalesce(max(assessment_year), 0) from features.{MART} where not_gld is not null)"
 )
+
+
+def _attach_to_run(context: dg.AssetExecutionContext, settings: Settings, run_id: str, chart: Path) -> None:
+    """Log the chart to the model's MLflow run, unless that run keeps its artifacts out of the data directory (a
+    run made before the directory was moved or copied: the champion's, when this refresh's candidate was refused):
+    nothing is written out of it."""
+    from mlflow.tracking import MlflowClient  # here: see defs/model.py
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    if is_within(client.get_run(run_id).info.artifact_uri, settings.mlflow_artifact_root):
+        client.log_artifact(run_id, str(chart), artifact_path="outputs")
+    else:
+        context.log.info(f"the ward ranking chart is kept in outputs only: MLflow run {run_id} has its artifacts "
+                         "at an earlier data path")
 
 
 def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_date") -> pl.DataFrame:
@@ -110,9 +125,7 @@ def community_risk_by_area(context: dg.AssetExecutionContext, warehouse: DuckDBR
     chart = ward_ranking_chart(community, settings.outputs_dir / "ward_ranking.png")
     run_id = load_latest_model(settings).extra.get("mlflow_run_id")
     if run_id:
-        from mlflow.tracking import MlflowClient  # here: see defs/model.py
-
-        MlflowClient(settings.mlflow_tracking_uri).log_artifact(run_id, str(chart), artifact_path="outputs")
+        _attach_to_run(context, settings, run_id, chart)
     wards = community.filter(pl.col("level") == "ward").sort("rank", nulls_last=True)
     # ranked wards only: a withheld ward (no rank, no mean) read "None. <ward> (None; rank None-None)" among them
     top = wards.filter(pl.col("rank").is_not_null()).head(5).select(

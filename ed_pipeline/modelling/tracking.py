@@ -40,6 +40,7 @@ from ed_pipeline.modelling.features import CATEGORICAL, FEATURES, Encoding
 from ed_pipeline.modelling.metrics import SUBGROUP_SCHEMA, ece, metric_key, roc_auc
 from ed_pipeline.modelling.plots import calibration_plot, pr_plot, roc_plot, shap_summary_plot
 from ed_pipeline.modelling.train import Cohorts, RiskScorer, TrainedModel, TrainingConfig, rebuilt
+from ed_pipeline.settings import is_within
 
 EXPERIMENT = "school-readiness"
 MODEL_NAME = "school_readiness_risk"
@@ -112,13 +113,27 @@ def _mlflow_at(tracking_uri: str) -> Iterator[MlflowClient]:
 
 
 def ensure_experiment(client: MlflowClient, artifact_root: Path, name: str = EXPERIMENT) -> str:
-    """The experiment's id, creating it with its artifacts under artifact_root/<name> if missing."""
+    """The id of experiment `name` with its artifacts under artifact_root/<name>, made if missing.
+
+    MLflow fixes an experiment's artifact location when it makes it: in a data directory moved or copied since
+    (`cp -r data /srv/ed_data`), the store's experiment still names the old one, and a run would write its
+    artifacts there, out of the new directory and of its privacy audit. Such an experiment is renamed
+    (`earlier_experiment_name`: its runs, their artifacts and the models registered from them stay as they were)
+    and a new one made under artifact_root."""
+    root = Path(artifact_root).resolve()
     existing = client.get_experiment_by_name(name)
     if existing is not None:
-        return existing.experiment_id
-    location = Path(artifact_root).resolve() / name
+        if is_within(existing.artifact_location, root):
+            return existing.experiment_id
+        client.rename_experiment(existing.experiment_id, earlier_experiment_name(name, existing.experiment_id))
+    location = root / name
     location.mkdir(parents=True, exist_ok=True)
     return client.create_experiment(name, artifact_location=location.as_uri())
+
+
+def earlier_experiment_name(name: str, experiment_id: str) -> str:
+    """The name an experiment whose artifacts lie out of the current data directory is given (its id: unique)."""
+    return f"{name} (artifacts at an earlier data path, {experiment_id})"
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -257,9 +272,13 @@ def model_version_for_run(client: MlflowClient, run_id: str, model_name: str = M
 
 
 def load_model(tracking_uri: str, model_name: str = MODEL_NAME, alias: str = CHAMPION):
-    """The registered pyfunc for an alias (default the champion); predict(model_input(frame))['risk']."""
-    with _mlflow_at(tracking_uri):
-        return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+    """The registered pyfunc for an alias (default the champion); predict(model_input(frame))['risk'].
+
+    Loaded from a copy in a scratch folder: loading a registered model from local artifacts in place writes a
+    `registered_model_meta` file beside them, in the data directory the model was logged in, which need not be
+    this one (it was moved or copied since). The model holds what it read (`CalibratedRiskModel.load_context`)."""
+    with _mlflow_at(tracking_uri), tempfile.TemporaryDirectory(prefix="ed_mlflow_model_") as scratch:
+        return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}", dst_path=scratch)
 
 
 # --- the promotion gate ----------------------------------------------------------------------------------

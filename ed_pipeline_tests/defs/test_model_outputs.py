@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import duckdb
 from mlflow.tracking import MlflowClient
 
 from ed_pipeline.modelling import CHAMPION, EXPERIMENT, MODEL_NAME
-from ed_pipeline.settings import Settings
+from ed_pipeline.settings import Settings, local_path
 
 
 def test_refresh_trains_tracks_and_scores(refreshed_world):
@@ -69,8 +72,9 @@ def test_a_month_without_a_new_cohort_scores_with_the_champion_and_retrain_train
     settings = month_added_copy  # refreshed, then 2017-08 landed and `ed-pipeline refresh` ran again
     assert settings.landed_months()[-1] == "2017-08"
     client = MlflowClient(settings.mlflow_tracking_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    # every experiment: each world is a copy of the one before, so each refresh in it made one of its own
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, order_by=["attributes.start_time DESC"])
     assert len(runs) == 2, "the month's refresh is one MLflow run of its own"
     scoring, trained_run = runs
     assert trained_run.data.tags[REFRESH_KIND_TAG] == TRAINED
@@ -99,7 +103,8 @@ def test_a_month_without_a_new_cohort_scores_with_the_champion_and_retrain_train
             run_config={"ops": {"train_school_readiness_model": {"config": {"retrain": True}}}})
         assert done.success
         passed, gate = _latest_check(instance, PROMOTION_CHECK)
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              order_by=["attributes.start_time DESC"])
     assert len(runs) == 3 and runs[0].data.tags[REFRESH_KIND_TAG] == TRAINED
     assert runs[0].data.params["retrain_reason"] == "asked for (config retrain)"
     assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == 2
@@ -146,3 +151,55 @@ def test_child_risk_leaves_out_children_whose_assessment_is_past(refreshed_copy)
             conn.execute("insert into features.child_features select * from extra")
     listed = child_risk(dg.build_asset_context(), warehouse=DuckDBResource(database=database))["person_id"]
     assert "P-to-come" in listed.to_list() and "P-past" not in listed.to_list()
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_copied_data_directorys_refresh_writes_its_mlflow_artifacts_inside_the_copy(refreshed_world,
+                                                                                     refreshed_copy):
+    """`cp -r data /srv/ed_data`: the copied store's experiment names the old directory as its artifact location.
+    A refresh in the copy writes its run, its models and the outputs' chart inside the copy, never into the
+    original: the experiment is renamed, its run kept, and a new one made under the copy's artifact root; the
+    registry and its champion go on working."""
+    import dagster as dg
+
+    from ed_pipeline.defs.model import METRICS_KEY, MODEL_KEY
+    from ed_pipeline.defs.outputs import COMMUNITY_RISK_KEY
+    from ed_pipeline.modelling import load_model, tracking
+    from ed_pipeline.settings import is_within
+    from ed_pipeline_tests.defs.test_automation import definitions_over
+
+    settings = refreshed_copy
+    original = Settings(data_dir=refreshed_world).mlflow_artifact_root
+    before = _files(original)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    old = client.get_experiment_by_name(EXPERIMENT)
+    assert is_within(old.artifact_location, original)  # the copy's store names the original
+
+    with dg.DagsterInstance.get() as instance:
+        done = definitions_over(settings).resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[MODEL_KEY, METRICS_KEY, COMMUNITY_RISK_KEY],
+            run_config={"ops": {"train_school_readiness_model": {"config": {"retrain": True}}}})
+        assert done.success
+    assert _files(original) == before, "nothing written into the original data directory"
+
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.experiment_id != old.experiment_id
+    assert is_within(experiment.artifact_location, settings.mlflow_artifact_root)
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert is_within(run.info.artifact_uri, settings.mlflow_artifact_root)
+    assert {"evaluation/model_card.md", "outputs/ward_ranking.png"} <= {
+        str(p.relative_to(local_path(run.info.artifact_uri))) for p in local_path(run.info.artifact_uri).rglob("*")}
+    models = client.search_logged_models([experiment.experiment_id])
+    assert models and all(is_within(m.artifact_location, settings.mlflow_artifact_root) for m in models)
+    # the earlier runs stay, under a name that says why
+    assert client.get_experiment_by_name(tracking.earlier_experiment_name(EXPERIMENT, old.experiment_id)) is not None
+    assert len(client.search_runs([old.experiment_id])) == 1
+    # the registry goes on: the new version was put to the gate against the old champion and promoted
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert champion.run_id == run.info.run_id and str(champion.version) == "2"
+    assert load_model(settings.mlflow_tracking_uri).metadata.run_id == run.info.run_id
+

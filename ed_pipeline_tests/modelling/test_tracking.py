@@ -278,3 +278,38 @@ def test_a_scoring_only_refresh_is_one_run_linked_to_the_champion(store, first_r
     assert run.data.metrics["test_roc_auc"] == pytest.approx(trained.metrics["test_roc_auc"])
     assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == versions, "nothing registered"
     assert champion_info(uri).run_id == first_run, "the champion stays"
+
+
+def test_an_experiment_whose_artifacts_lie_out_of_the_data_directory_is_renamed_and_a_new_one_made(tmp_path):
+    """A data directory moved or copied keeps a store whose experiment names the old directory (MLflow fixes an
+    experiment's artifact location): its runs would write there. It is renamed aside, runs and all, and a new one
+    made under the current artifact root; the next refresh uses that one."""
+    import shutil
+
+    from ed_pipeline.modelling import tracking
+    from ed_pipeline.modelling.tracking import ensure_experiment
+
+    old, new = tmp_path / "old" / "data" / "mlflow", tmp_path / "new" / "data" / "mlflow"
+    old.mkdir(parents=True)
+    first = ensure_experiment(MlflowClient(f"sqlite:///{old / 'mlflow.db'}"), old / "artifacts")
+    shutil.copytree(old, new)
+    client = MlflowClient(f"sqlite:///{new / 'mlflow.db'}")
+    moved = ensure_experiment(client, new / "artifacts")
+    assert moved != first and ensure_experiment(client, new / "artifacts") == moved
+    assert client.get_experiment(moved).artifact_location == (new / "artifacts" / EXPERIMENT).resolve().as_uri()
+    assert client.create_run(moved).info.artifact_uri.startswith((new / "artifacts").resolve().as_uri())
+    assert client.get_experiment(first).name == tracking.earlier_experiment_name(EXPERIMENT, first)
+    # the original store is as it was
+    assert ensure_experiment(MlflowClient(f"sqlite:///{old / 'mlflow.db'}"), old / "artifacts") == first
+
+
+def test_loading_a_registered_model_writes_nothing_beside_its_artifacts(store, first_run):
+    """MLflow loading a registered model in place writes a `registered_model_meta` file beside its artifacts: in
+    the data directory it was logged in, another one after a move. The model is loaded from a copy."""
+    uri, root = store
+    client = MlflowClient(uri, registry_uri=uri)
+    (version,) = client.search_model_versions(f"name='{MODEL_NAME}' and run_id='{first_run}'")
+    client.set_registered_model_alias(MODEL_NAME, "loaded", version.version)
+    before = sorted(p for p in root.rglob("*"))
+    assert load_model(uri, alias="loaded").metadata.run_id == first_run
+    assert sorted(p for p in root.rglob("*")) == before
