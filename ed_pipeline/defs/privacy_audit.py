@@ -14,6 +14,7 @@ rescan when there is no usable state, or when asked (`full_rescan: true` in the 
 import os
 import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,12 +28,14 @@ from ed_pipeline.privacy.audit import (
     Parts,
     is_model_environment_file,
     load_state,
+    mlflow_artifact_folders,
     run_audit,
     sha256_text,
 )
 from ed_pipeline.settings import Settings
 
 RECENT_RUNS = 100
+MODEL_REFERENCES = ("models:/", "runs:/")  # a model version's source naming a logged model or run: no location
 MLFLOW_PAGE = 1000  # runs, experiments or model versions an MLflow search returns at a time
 Texts = dict[str, list[tuple[str, str]]]  # unit -> (location, text)
 # Tags MLflow sets from the machine a run started on (login, script, git branch and commit), never from data.
@@ -52,10 +55,12 @@ class PrivacyAuditConfig(dg.Config):
     dagster_runs: int = RECENT_RUNS
 
 
-def local_directories(settings: Settings) -> tuple[str, ...]:
+def local_directories(settings: Settings, artifact_folders: Iterable[Path] = ()) -> tuple[str, ...]:
     """The deployment's own directories, longest first, that the audit leaves out of everything it reads
-    (`leak_scan.without_local`): the data directory, Dagster's home, the project and the Python environment."""
-    dirs = {settings.data_dir, Path(__file__).resolve().parents[2], Path(sys.prefix)}
+    (`leak_scan.without_local`): the data directory, Dagster's home, the project, the Python environment, and
+    MLflow's artifact folders (one out of the data directory, kept from before it was moved, names itself in the
+    files there)."""
+    dirs = {settings.data_dir, Path(__file__).resolve().parents[2], Path(sys.prefix), *artifact_folders}
     if os.environ.get("DAGSTER_HOME"):
         dirs.add(Path(os.environ["DAGSTER_HOME"]))
     return tuple(sorted({str(d.resolve()) for d in dirs} - {"/"}, key=len, reverse=True))
@@ -152,23 +157,29 @@ def _every_page(search, **kwargs):
             return
 
 
-def mlflow_units(tracking_uri: str) -> Texts:
+def mlflow_units(tracking_uri: str, locations: set[str] | None = None) -> Texts:
     """(location, text) of the params and tags of every MLflow run and registered model version, by unit; the
     tags MLflow takes from the machine (`MACHINE_TAGS`) left out. Deleted runs and experiments too: MLflow only
-    marks them deleted (the UI shows and restores them; `mlflow gc` removes them)."""
+    marks them deleted (the UI shows and restores them; `mlflow gc` removes them). Where each run and model
+    version keeps its artifacts is added to `locations`, and the experiment of each run (its logged models' are
+    there; an experiment without runs, such as MLflow's `Default`, has nothing anywhere)."""
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient  # here: see defs/model.py
 
     client = MlflowClient(tracking_uri)
     units: Texts = {}
+    locations = set() if locations is None else locations
     for experiment in _every_page(client.search_experiments, view_type=ViewType.ALL):
         for run in _every_page(client.search_runs, experiment_ids=[experiment.experiment_id],
                                run_view_type=ViewType.ALL):
+            locations.update((run.info.artifact_uri, experiment.artifact_location))
             texts = [(f"mlflow run {run.info.run_id[:8]} param {k}", v) for k, v in sorted(run.data.params.items())]
             texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in sorted(run.data.tags.items())
                       if k not in MACHINE_TAGS]
             units[f"mlflow run {run.info.run_id}"] = texts
     for version in _every_page(client.search_model_versions):
+        if version.source and not version.source.startswith(MODEL_REFERENCES):
+            locations.add(version.source)
         units[f"mlflow model {version.name} v{version.version}"] = [
             (f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in sorted(version.tags.items())]
     return units
@@ -191,7 +202,9 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
     # the landing sensor ran a month at a time through years of history: never read at all before)
     runs = dagster_runs(context.instance, recent, not_audited_since(context.instance, settings.audit_state_path))
     # fingerprints first: an event written after them is scanned next
-    mlflow = mlflow_units(settings.mlflow_tracking_uri)
+    locations: set[str] = set()
+    mlflow = mlflow_units(settings.mlflow_tracking_uri, locations)
+    folders, unread = mlflow_artifact_folders(settings.mlflow_artifact_root, locations)
     units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
     read: dict[str, int] = {"dagster_texts": 0}
 
@@ -202,9 +215,9 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
 
     with agency_zone.get_connection() as agency, warehouse.get_connection() as conn:
         result = run_audit(agency, conn, settings.audit_state_path, text_units=units, read_texts=read_texts,
-                           artifact_root=settings.mlflow_artifact_root, full=config.full_rescan,
+                           artifact_folders=folders, full=config.full_rescan,
                            max_age_days=config.max_state_age_days, run_id=context.run.run_id,
-                           local=local_directories(settings))
+                           local=local_directories(settings, folders))
     return dg.AssetCheckResult(
         passed=result.passed,
         metadata={
@@ -224,6 +237,11 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
             "identifier_parts_cached": result.identifier_parts[1],
             "dagster_texts_scanned": read["dagster_texts"],
             "mlflow_texts": sum(len(v) for v in mlflow.values()),
+            # the folders of MLflow's artifact files scanned (the data directory's, and any the store names out of
+            # it), and the artifact paths it names that could not be read (on no file system of this machine, or
+            # not there: moved or removed); counts only, a path can name a login
+            "mlflow_artifact_paths": len(folders),
+            "mlflow_artifact_paths_not_found": len(unread),
             "leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in result.leaks) or "none"),
         },
     )

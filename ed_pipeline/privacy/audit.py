@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +60,7 @@ from ed_pipeline.privacy.leak_scan import (
     text_index_entries,
     without_local,
 )
+from ed_pipeline.settings import local_path
 
 STATE_VERSION = 1
 DEFAULT_MAX_AGE_DAYS = 31
@@ -195,6 +196,25 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# --- where MLflow's artifact files are ----------------------------------------------------------------------------
+
+def mlflow_artifact_folders(artifact_root: Path, locations: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """The folders whose files the audit scans: `artifact_root` (the data directory's) and every artifact location
+    the MLflow store names (its experiments', runs', model versions'), wherever it lies: an experiment made
+    before the data directory was moved or copied keeps the old one, and so do its runs. Each folder once, none
+    inside another. And the locations that cannot be read: not on this machine's file system, or not there (a
+    run with no artifacts has no folder; one inside a folder scanned is not counted)."""
+    resolved = {uri: path.resolve() if (path := local_path(uri)) is not None else None for uri in set(locations)}
+    folders = {artifact_root.resolve(), *(path for path in resolved.values() if path is not None)}
+    roots: list[Path] = []
+    for folder in sorted((f for f in folders if f.is_dir()), key=lambda f: len(f.parts)):
+        if not any(folder.is_relative_to(root) for root in roots):
+            roots.append(folder)
+    unread = sorted(uri for uri, path in resolved.items()
+                    if path is None or not any(path.is_relative_to(root) for root in roots))
+    return sorted(roots), unread
+
+
 # --- the audit ------------------------------------------------------------------------------------------------
 
 TextReader = Callable[[set[str]], Mapping[str, list[tuple[str, str]]]]  # units -> unit -> its (location, text)
@@ -220,14 +240,14 @@ class AuditResult:
 
 def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection, state_path: Path, *,
               text_units: Parts | None = None, read_texts: TextReader | None = None,
-              artifact_root: Path | None = None, full: bool = False, max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+              artifact_folders: Sequence[Path] = (), full: bool = False, max_age_days: float = DEFAULT_MAX_AGE_DAYS,
               identifier_schema: str = "validated", run_id: str | None = None,
               local: tuple[str, ...] = ()) -> AuditResult:
     """Every identifier of `agency` (its `identifier_schema` tables) looked for in every table and view of
     `warehouse`, in the texts of `text_units` (unit -> {"*": fingerprint}; `read_texts(units)` gives their
-    (location, text)) and in the files under `artifact_root`, the `local` directories left out of all of them
-    (`without_local`); incrementally from the state at `state_path` (see the module's docstring), which a
-    passing audit then replaces."""
+    (location, text)) and in the files under `artifact_folders` (`mlflow_artifact_folders`), the `local`
+    directories left out of all of them (`without_local`); incrementally from the state at `state_path` (see
+    the module's docstring), which a passing audit then replaces."""
     rules = rules_fingerprint()
     if full:
         state, mode = None, "full rescan asked for"
@@ -307,15 +327,15 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
             text_rows.append(text_index_of(unindexed))
             texts_read_again = (len(wanted), len(kept))
 
-    root = artifact_root
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and not is_model_environment_file(p)) \
-        if root is not None and root.exists() else []
-    files = {str(p.relative_to(root)): {"*": sha256_file(p)} for p in paths}
+    # by absolute path: a file of another directory (a moved deployment's) is not one already audited here
+    paths = sorted(p for root in artifact_folders for p in root.rglob("*")
+                   if p.is_file() and not is_model_environment_file(p))
+    files = {str(p): {"*": sha256_file(p)} for p in paths}
     fresh, kept = split("files", files)
     if fresh:
-        leaks += scan_files([root / f for f in sorted(fresh)], identifiers, local=local)
+        leaks += scan_files([Path(f) for f in sorted(fresh)], identifiers, local=local)
     if kept and len(new_ids):
-        leaks += scan_files([root / f for f in sorted(kept)], new_ids, prefilter=True, local=local)
+        leaks += scan_files([Path(f) for f in sorted(kept)], new_ids, prefilter=True, local=local)
 
     leaks = _merge(leaks)
     if not leaks:  # the state says what a *passing* audit scanned: after a failure the next one rescans it all

@@ -148,3 +148,57 @@ def test_runs_no_audit_has_read_are_read_however_many(tmp_path) -> None:
         texts = dagster_texts_by_run(instance, 1, only={f"dagster run {new[0]}"})
         assert list(texts) == [f"dagster run {new[0]}"] and texts[f"dagster run {new[0]}"]
         assert dagster_texts_by_run(instance, 1, only=set()) == {}
+
+
+def test_a_name_in_an_artifact_kept_out_of_the_data_directory_is_found(refreshed_copy, tmp_path) -> None:
+    """An experiment made before the data directory was moved keeps its artifacts where they were: the audit
+    reads every artifact folder the MLflow store names, wherever it lies, and counts those it cannot read (a
+    folder no longer there)."""
+    import dagster as dg
+    import duckdb
+    from mlflow.tracking import MlflowClient
+
+    from ed_pipeline.defs.outputs import COMMUNITY_RISK_KEY
+    from ed_pipeline_tests.defs.test_automation import definitions_over
+    from ed_pipeline_tests.defs.test_model_outputs import _latest_check
+
+    settings = refreshed_copy
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as agency:
+        given, family = agency.execute("select given_name, family_name from validated.social_care "
+                                       "order by record_id limit 1").fetchone()
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    earlier = tmp_path / "earlier" / "data" / "mlflow" / "artifacts" / "school-readiness"
+    run = client.create_run(client.create_experiment("earlier", artifact_location=earlier.as_uri()))
+    card = tmp_path / "model_card.md"
+    card.write_text(f"# Model card\nreviewed with {given} {family}\n")
+    client.log_artifact(run.info.run_id, str(card), artifact_path="evaluation")
+    planted = earlier / run.info.run_id / "artifacts" / "evaluation" / "model_card.md"
+    assert planted.is_file() and not planted.is_relative_to(settings.data_dir)
+    gone = client.create_experiment("gone", artifact_location=(tmp_path / "gone").as_uri())
+    client.create_run(gone)  # its folder and the run's are not there: counted, not read
+
+    with dg.DagsterInstance.get() as instance:
+        done = definitions_over(settings).resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[COMMUNITY_RISK_KEY], raise_on_error=False)
+        assert not done.success
+        passed, audit = _latest_check(instance, "no_identifiers_anywhere")
+    assert not passed and f"name in {planted.resolve()}" in audit["leaks"], audit["leaks"]
+    assert audit["mlflow_artifact_paths"] == 3  # the data directory's, the original world's, the earlier one
+    assert audit["mlflow_artifact_paths_not_found"] == 2
+
+
+def test_the_artifact_folders_read_are_the_data_directorys_and_those_the_store_names_out_of_it(tmp_path) -> None:
+    """Each folder once, none inside another; a run's folder that is not there inside one read (a run with no
+    artifacts) is nothing to report, one out of every folder read (moved away) or not on this machine is."""
+    from ed_pipeline.privacy.audit import mlflow_artifact_folders
+
+    root = tmp_path / "data" / "mlflow" / "artifacts"
+    (root / "school-readiness" / "r1" / "artifacts").mkdir(parents=True)
+    earlier = tmp_path / "earlier" / "school-readiness"
+    (earlier / "r2" / "artifacts").mkdir(parents=True)
+    locations = [(root / "school-readiness").as_uri(), (root / "school-readiness" / "r1" / "artifacts").as_uri(),
+                 (root / "school-readiness" / "r3" / "artifacts").as_uri(), earlier.as_uri(),
+                 str(earlier / "r2" / "artifacts"), (tmp_path / "gone" / "r4").as_uri(), "s3://bucket/r5"]
+    folders, unread = mlflow_artifact_folders(root, locations)
+    assert folders == [root.resolve(), earlier.resolve()]
+    assert unread == [(tmp_path / "gone" / "r4").as_uri(), "s3://bucket/r5"]

@@ -91,7 +91,7 @@ class World:
         with duckdb.connect(str(self.agency_path), read_only=agency_read_only) as agency, \
                 duckdb.connect(str(self.warehouse_path), read_only=True) as warehouse:
             return run_audit(agency, warehouse, self.state_path, text_units=units, read_texts=read,
-                             artifact_root=self.artifacts, **kwargs)
+                             artifact_folders=[self.artifacts], **kwargs)
 
 
 def _found(result) -> set[tuple[str, str]]:
