@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ed_pipeline.modelling.features import CATEGORICAL, FEATURES
+from ed_pipeline.privacy.disclosure import SUPPRESSED_MARK
 
 
 def _figure(width: float = 5.5, height: float = 4.5) -> Figure:
@@ -49,15 +50,24 @@ def pr_plot(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str
     return _save(fig, path)
 
 
-def calibration_plot(curves: dict[str, pl.DataFrame], risk: np.ndarray, path: Path, title: str) -> Path:
+def calibration_plot(curves: dict[str, pl.DataFrame], path: Path, title: str) -> Path:
+    """The published calibration curves (`published_calibration_curve`: a withheld point is not drawn) and, below,
+    the first curve's bin sizes as bars: the histogram of the test cohort's risk is that curve's own bins, so that
+    a bar of 1-4 children, and the one more withheld with it, is not drawn but marked '*', as the CSV withholds
+    it (a histogram of its own had bars of one child, and the cohort's size less the others' would tell them)."""
     fig = _figure(5.5, 6)
     ax, hist = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     for name, curve in curves.items():
-        ax.plot(curve["mean_predicted"], curve["observed_rate"], marker="o", label=name)
+        ax.plot(curve["mean_predicted"].to_numpy(), curve["observed_rate"].to_numpy(), marker="o", label=name)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
     ax.set(ylabel="observed rate (not GLD)", title=title, xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left")
-    hist.hist(risk, bins=np.linspace(0, 1, 41), color="tab:blue")
+    sizes = next(iter(curves.values()))
+    shown, withheld = sizes.filter(pl.col("n").is_not_null()), sizes.filter(pl.col("n").is_null())
+    hist.bar(shown["bin_lower"], shown["n"], width=shown["bin_upper"] - shown["bin_lower"], align="edge",
+             color="tab:blue")
+    for lower, upper in withheld.select("bin_lower", "bin_upper").iter_rows():
+        hist.annotate(SUPPRESSED_MARK, ((lower + upper) / 2, 0), ha="center", va="bottom")
     hist.set(xlabel="predicted risk", ylabel="children")
     return _save(fig, path)
 

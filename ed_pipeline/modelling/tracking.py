@@ -222,7 +222,7 @@ def _write_artifacts(result: TrainedModel, folder: Path, tags: dict, model_name:
         roc_plot(y, curves, folder / "roc.png", f"ROC, {title}"),
         pr_plot(y, curves, folder / "pr.png", f"Precision-recall, {title}"),
         calibration_plot({"LightGBM (calibrated)": result.calibration, "baseline": result.baseline_calibration},
-                         risk, folder / "calibration.png", f"Calibration, {title}"),
+                         folder / "calibration.png", f"Calibration, {title}"),
         shap_summary_plot(result.extra["test_contributions"], result.test_frame, folder / "shap_summary.png"),
     ]
     for name, frame in (("subgroups.csv", result.subgroups), ("importance.csv", result.importance),
