@@ -146,6 +146,32 @@ def published_calibration_curve(y, p, bins: int = 10) -> pl.DataFrame:
     return safe.drop(*hidden, *(f"{c}_suppressed" for c in hidden))
 
 
+def published_rank_curve(y, p, points: int = 20) -> pl.DataFrame:
+    """The ROC and precision-recall curves as the model's run publishes them (MLflow's roc.png and pr.png): one
+    row per cut `risk >= threshold`, at most `points` of them at the score's quantiles (every 5% of the cohort),
+    with the children flagged, the outcomes among them, and fpr, tpr, precision, recall; the last row flags
+    every child. Each band between two cuts, and the first, holds at least 5 children with the outcome and 5
+    without (a cut too close to the one before is dropped, the rest of the cohort joins the last band), as
+    `outputs.community_risk` withholds counts of 0-4: the full curve steps at each child, in rank order (its first
+    point told the outcome of the child at the top, one a withheld calibration bin hid)."""
+    y, p = _arrays(y, p)
+    cuts = np.unique(np.quantile(p, np.arange(points) / points))[::-1] if len(p) else np.zeros(0)
+    flags = p[None, :] >= cuts[:, None]
+    flagged, outcomes = flags.sum(axis=1), (flags * y).sum(axis=1).round().astype(np.int64)
+    kept, last = [], (0, 0)
+    for i, (n, hits) in enumerate(zip(flagged, outcomes, strict=True)):
+        if min(hits - last[1], n - hits - (last[0] - last[1])) >= DEFAULT_THRESHOLD:
+            kept.append(i)
+            last = (n, hits)
+    kept = [*kept[:-1], len(cuts) - 1] if len(cuts) else []  # the rest of the cohort joins the last band
+    positives, negatives = y.sum(), len(y) - y.sum()
+    curve = pl.DataFrame({"threshold": cuts[kept], "flagged": flagged[kept].astype(np.int64),
+                          "outcomes": outcomes[kept]})
+    return curve.with_columns(
+        fpr=(pl.col("flagged") - pl.col("outcomes")) / negatives, tpr=pl.col("outcomes") / positives,
+        precision=pl.col("outcomes") / pl.col("flagged"), recall=pl.col("outcomes") / positives)
+
+
 def score_metrics(y, p, *, top: float = 0.1, bins: int = 10) -> dict[str, float]:
     """roc_auc, pr_auc, brier, ece, precision/recall in the top share, n, outcome rate and mean risk."""
     y, p = _arrays(y, p)

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ed_pipeline.modelling.features import CATEGORICAL, FEATURES
+from ed_pipeline.modelling.metrics import published_rank_curve
 from ed_pipeline.privacy.disclosure import SUPPRESSED_MARK
 
 
@@ -27,11 +27,12 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def roc_plot(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """Each score's ROC curve at its published cuts (`published_rank_curve`: no step of 1-4 children)."""
     fig = _figure()
     ax = fig.add_subplot()
     for name, p in curves.items():
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, label=name)
+        curve = published_rank_curve(y, p)
+        ax.plot([0.0, *curve["fpr"]], [0.0, *curve["tpr"]], marker=".", label=name)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right")
@@ -39,11 +40,12 @@ def roc_plot(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: st
 
 
 def pr_plot(y: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """Each score's precision-recall curve at its published cuts (`published_rank_curve`)."""
     fig = _figure()
     ax = fig.add_subplot()
     for name, p in curves.items():
-        precision, recall, _ = precision_recall_curve(y, p)
-        ax.plot(recall, precision, label=name)
+        curve = published_rank_curve(y, p)
+        ax.plot(curve["recall"], curve["precision"], marker=".", label=name)
     ax.axhline(float(np.mean(y)), color="grey", linestyle=":", linewidth=1, label="outcome rate")
     ax.set(xlabel="recall", ylabel="precision", title=title, ylim=(0, 1))
     ax.legend(loc="upper right")

@@ -8,7 +8,7 @@ from matplotlib.axes import Axes
 
 from ed_pipeline.modelling import plots
 from ed_pipeline.modelling.features import CATEGORICAL, FEATURES
-from ed_pipeline.modelling.plots import shap_summary_plot
+from ed_pipeline.modelling.plots import pr_plot, roc_plot, shap_summary_plot
 from ed_pipeline.modelling.tracking import _write_artifacts
 
 
@@ -30,6 +30,46 @@ def test_the_shap_summary_draws_at_most_its_sample_of_children_on_every_feature(
     drawn.clear()
     shap_summary_plot(contrib[:80], frame.head(80), tmp_path / "small.png", top=5, max_children=120)
     assert drawn == [80] * 5  # a cohort smaller than the sample: every child
+
+
+def _small_cohort() -> tuple[np.ndarray, np.ndarray]:
+    """500 children and, at the top, one alone in the 0.6-0.7 calibration bin, which withholds it: with the outcome."""
+    rng = np.random.default_rng(0)
+    p = np.concatenate([rng.uniform(0.1, 0.4, 500), [0.65]])
+    y = (rng.random(len(p)) < p).astype(np.int64)
+    y[-1] = 1
+    return y, p
+
+
+def _drawn(monkeypatch) -> list[tuple[np.ndarray, np.ndarray]]:
+    lines: list[tuple[np.ndarray, np.ndarray]] = []
+    plot = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda self, x, y, *a, **k: lines.append(
+        (np.asarray(x, dtype=float), np.asarray(y, dtype=float))) or plot(self, x, y, *a, **k))
+    return lines
+
+
+def _smallest_band(outcomes: np.ndarray, others: np.ndarray) -> int:
+    """The fewest children with, or without, the outcome between two points of a curve (from none flagged)."""
+    flagged = outcomes + others
+    points = np.column_stack([outcomes, others])[np.argsort(flagged)][np.sort(flagged) > 0]
+    return int(np.round(np.diff(np.vstack([[0, 0], points]), axis=0)).min())
+
+
+def test_roc_and_pr_curves_step_at_no_fewer_than_five_children_either_way(tmp_path, monkeypatch):
+    """The full curves stepped at each child in rank order: the first point of the PR curve, precision 1 at
+    recall 1/outcomes, told the outcome of the child at the top, whom the calibration curve withholds."""
+    y, p = _small_cohort()
+    positives, negatives = y.sum(), len(y) - y.sum()
+    lines = _drawn(monkeypatch)
+    roc_plot(y, {"model": p}, tmp_path / "roc.png", "ROC")
+    fpr, tpr = lines[0]
+    assert _smallest_band(tpr * positives, fpr * negatives) >= 5
+    lines.clear()
+    pr_plot(y, {"model": p}, tmp_path / "pr.png", "PR")
+    recall, precision = (v[lines[0][0] > 0] for v in lines[0])
+    outcomes = recall * positives
+    assert _smallest_band(outcomes, outcomes / precision - outcomes) >= 5
 
 
 def test_the_calibration_figure_draws_only_published_points_and_no_bar_of_one_to_four_children(
