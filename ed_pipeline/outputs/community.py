@@ -22,11 +22,12 @@ One row per area, `level` 'ward' or 'lsoa':
 
 Disclosure control (`ed_pipeline.privacy.disclosure`): counts of 1-4 are suppressed, every other count is
 rounded to the nearest 5, with secondary suppression among the wards (their sum, the borough total, is
-published elsewhere) and among the LSOAs of each ward (the ward row is their total). Every LSOA cell of a
-suppressed ward cell is suppressed too, so that LSOAs cannot add back up to it. `mean_risk` is withheld with
-`children`; the observed rate with `assessed_children` or when the number who did, or did not, reach GLD is
-suppressed (0, 1-4, or secondarily: a rate of 0 or 1 would tell every assessed child's outcome). Rounded counts
-and rounded means and rates are all that is published.
+published elsewhere) and among the LSOAs of each ward (the ward row is their total), and of each set of wards
+that LSOAs split across them link (their sum is the total of their LSOAs, as an LSOA counts in one ward only).
+Every LSOA cell of a suppressed ward cell is suppressed too, so that LSOAs cannot add back up to it.
+`mean_risk` is withheld with `children`; the observed rate with `assessed_children` or when the number who did,
+or did not, reach GLD is suppressed (0, 1-4, or secondarily: a rate of 0 or 1 would tell every assessed child's
+outcome). Rounded counts and rounded means and rates are all that is published.
 
 Uncertainty of the ranking: the children of each published area are resampled with replacement (a stratified
 bootstrap: each area keeps its number of children), `bootstrap` times with a fixed `seed`, and the published
@@ -123,6 +124,24 @@ def _one_outcome_for_all(table: pl.DataFrame) -> dict[str, pl.Series]:
     return {c: (table[c] == 0) & (table["assessed_children"] > 0) for c in _HIDDEN_COUNTS}
 
 
+def _linked_wards(pairs: pl.DataFrame) -> dict[str, str]:
+    """Each ward -> the first (by name) of the wards that LSOAs split across them link it to (`pairs`: lsoa, ward).
+    The LSOAs of such linked wards add up to the wards' sum, not each to its ward, so that sum is a total too:
+    a ward whose only LSOA is withheld, and another that holds part of a split one, would otherwise give it back."""
+    root = {w: w for w in sorted(pairs["ward"].unique().to_list())}
+
+    def find(ward: str) -> str:
+        while root[ward] != ward:
+            ward = root[ward]
+        return ward
+
+    for wards in pairs.group_by("lsoa").agg("ward")["ward"].to_list():
+        for ward in wards[1:]:
+            first, other = sorted((find(wards[0]), find(ward)))
+            root[other] = first
+    return {w: find(w) for w in root}
+
+
 def _rank(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(rank=pl.col("mean_risk").rank(method="min", descending=True).cast(pl.Int64))
 
@@ -202,23 +221,20 @@ def community_risk(
     out = {"ward": _finish(wards, "ward", scores, "ward", bootstrap, seed)} if level in ("ward", "both") else {}
 
     if level in ("lsoa", "both"):
-        parent = (
-            scores.filter(pl.col("lsoa").is_not_null() & pl.col("ward").is_not_null())
-            .group_by("lsoa", "ward").len()
-            .sort("len", "ward", descending=[True, False])
-            .unique("lsoa", keep="first")
-            .select("lsoa", "ward")
-        )
+        pairs = (scores.filter(pl.col("lsoa").is_not_null() & pl.col("ward").is_not_null())
+                 .group_by("lsoa", "ward").len())
+        parent = pairs.sort("len", "ward", descending=[True, False]).unique("lsoa", keep="first").select("lsoa", "ward")
         lsoas = (
             _aggregate(scores, "lsoa")
             .join(parent, on="lsoa", how="left")
             .rename({"lsoa": "area"})
+            .with_columns(_linked=pl.col("ward").replace_strict(_linked_wards(pairs), default=None))
         )
         hidden_wards = wards.select("ward", *(pl.col(flag_column(c)).alias(f"_parent_{c}") for c in counts))
         lsoas = lsoas.join(hidden_wards, on="ward", how="left")
         uniform = _one_outcome_for_all(lsoas)
         lsoas = suppress_counts(
-            lsoas, counts, group_total_by="ward", threshold=threshold, rounding=rounding,
+            lsoas, counts, group_total_by=[["ward"], ["_linked"]], threshold=threshold, rounding=rounding,
             also_suppress={c: lsoas[f"_parent_{c}"].fill_null(False) | uniform.get(c, False) for c in counts},
         )
         out["lsoa"] = _finish(lsoas, "lsoa", scores, "lsoa", bootstrap, seed)

@@ -109,6 +109,19 @@ def test_published_counts_are_safe(scores):
         assert hidden.filter((pl.col("n") > 1) & (pl.col("k") == 1)).is_empty()
 
 
+def test_a_withheld_lsoa_is_not_given_back_by_the_wards_an_lsoa_split_across_them_links():
+    """L3 lives mostly in Laindon, so it is Laindon's; Pitsea's only LSOA is then P1, of 3 children, withheld with
+    no other of Pitsea's to go with it. Pitsea's 10 (P1 and 7 of L3) and Laindon's 43 (13 of L3 and L4) add up
+    to P1, L3 and L4: without rounding, the wards less L3 and L4 gave P1's 3 back."""
+    scores = pl.DataFrame(children("Pitsea", "P1", 3, 0.2, "low") + children("Pitsea", "L3", 7, 0.3, "low")
+                          + children("Laindon", "L3", 13, 0.35, "low") + children("Laindon", "L4", 30, 0.4, "low"))
+    for rounding in (1, 5):
+        table = community_risk(scores, rounding=rounding)
+        assert row(table, "lsoa", "P1")["children_suppressed"] and row(table, "lsoa", "L3")["ward"] == "Laindon"
+        assert not row(table, "ward", "Pitsea")["children_suppressed"]
+        assert {row(table, "lsoa", a)["children_suppressed"] for a in ("L3", "L4")} == {True}
+
+
 def test_a_rate_that_tells_every_assessed_childs_outcome_is_withheld():
     """An area where every assessed child did not reach GLD (or every one did) would publish a rate of 1 (or 0),
     each child's outcome; with one to four on the other side the rate is withheld, and so it is with none."""
