@@ -223,7 +223,7 @@ def _write_artifacts(result: TrainedModel, folder: Path, tags: dict, model_name:
         pr_plot(y, curves, folder / "pr.png", f"Precision-recall, {title}"),
         calibration_plot({"LightGBM (calibrated)": result.calibration, "baseline": result.baseline_calibration},
                          folder / "calibration.png", f"Calibration, {title}"),
-        shap_summary_plot(result.extra["test_contributions"], result.test_frame, folder / "shap_summary.png"),
+        shap_summary_plot(result.extra["test_contributions"], folder / "shap_summary.png"),
     ]
     for name, frame in (("subgroups.csv", result.subgroups), ("importance.csv", result.importance),
                         ("calibration_curve.csv", result.calibration)):
@@ -235,19 +235,23 @@ def _write_artifacts(result: TrainedModel, folder: Path, tags: dict, model_name:
 
 
 def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str) -> tuple[str, str]:
-    """Log the booster and the calibrated pyfunc model (registered as `model_name`); their logged-model ids."""
+    """Log the booster and the calibrated pyfunc model (registered as `model_name`); their logged-model ids.
+
+    Their signatures (column names and types) are inferred from a few test rows here; no input example is logged:
+    it would be those children's rows (birth month, ethnicity, FSM, SEN, agency contacts), which nothing published
+    shows row by row."""
     example_frame = result.test_frame.head(5)
     example = model_input(example_frame)
     signature = infer_signature(example, pd.DataFrame({"risk": result.scorer.risk(example_frame)}))
     encoded = pd.DataFrame(result.scorer.encoding.matrix(example_frame), columns=list(FEATURES))
     booster = mlflow.lightgbm.log_model(
-        result.booster, name="booster", input_example=encoded, pip_requirements=PIP_REQUIREMENTS,
+        result.booster, name="booster", pip_requirements=PIP_REQUIREMENTS,
         signature=infer_signature(encoded, result.booster.predict(encoded.to_numpy(), raw_score=True)),
     )
     artifacts = _save_scorer(result.scorer, folder)
     info = mlflow.pyfunc.log_model(
         name="model", python_model=CalibratedRiskModel(), artifacts=artifacts, signature=signature,
-        input_example=example, pip_requirements=PIP_REQUIREMENTS, registered_model_name=model_name,
+        pip_requirements=PIP_REQUIREMENTS, registered_model_name=model_name,
     )
     client = MlflowClient(tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri())
     version = str(info.registered_model_version)

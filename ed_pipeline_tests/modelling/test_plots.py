@@ -19,17 +19,20 @@ def _children(n: int, seed: int = 1) -> tuple[np.ndarray, pl.DataFrame]:
     return rng.normal(size=(n, len(FEATURES) + 1)), frame  # LightGBM's last column: the bias
 
 
-def test_the_shap_summary_draws_at_most_its_sample_of_children_on_every_feature(tmp_path, monkeypatch):
-    drawn: list[int] = []
-    scatter = Axes.scatter
-    monkeypatch.setattr(Axes, "scatter", lambda self, x, *a, **k: drawn.append(len(x)) or scatter(self, x, *a, **k))
-    contrib, frame = _children(300)
-    path = shap_summary_plot(contrib, frame, tmp_path / "shap.png", top=5, max_children=120)
+def test_the_shap_summary_draws_means_over_the_cohort_not_each_child(tmp_path, monkeypatch):
+    """A beeswarm drew each child's contribution coloured by their value: a rare value's children one by one."""
+    scattered, bars = [], []
+    monkeypatch.setattr(Axes, "scatter", lambda self, x, *a, **k: scattered.append(len(x)))
+    barh = Axes.barh
+    monkeypatch.setattr(Axes, "barh", lambda self, y, width, *a, **k: bars.append(np.asarray(width)) or
+                        barh(self, y, width, *a, **k))
+    contrib, _ = _children(300)
+    path = shap_summary_plot(contrib, tmp_path / "shap.png", top=5)
     assert path.stat().st_size > 0
-    assert drawn == [120] * 5  # one row of points per feature shown, each of the same 120 children
-    drawn.clear()
-    shap_summary_plot(contrib[:80], frame.head(80), tmp_path / "small.png", top=5, max_children=120)
-    assert drawn == [80] * 5  # a cohort smaller than the sample: every child
+    assert scattered == []
+    [widths] = bars
+    expected = np.sort(np.abs(contrib[:, : len(FEATURES)]).mean(axis=0))[-5:]
+    assert np.allclose(widths, expected)  # the five largest means, smallest at the bottom
 
 
 def _small_cohort() -> tuple[np.ndarray, np.ndarray]:
