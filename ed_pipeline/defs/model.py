@@ -118,13 +118,15 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
     linkage_artifacts = sorted(p for p in settings.linkage_dir.glob("*") if p.is_file())
     if reason is None:
         # the champion's object: the local one, or (when that is another model, or none) restored from the registry
-        result = champion_model(settings.mlflow_tracking_uri, champion, _load_local(settings), features, training)
+        result = champion_model(settings.mlflow_tracking_uri, champion, _load_local(settings), features, training,
+                                settings.mlflow_artifact_root)
         yield from _score_with_champion(context, settings, champion, result, tags, linkage_artifacts, warehouse)
         return
     result = train_and_evaluate(features, training)
     run_id = log_refresh_run(result, settings.mlflow_tracking_uri, settings.mlflow_artifact_root, tags=tags,
                              params={"retrain_reason": reason}, extra_artifacts=linkage_artifacts)
-    decision = promote_if_better(settings.mlflow_tracking_uri, run_id, result)
+    decision = promote_if_better(settings.mlflow_tracking_uri, run_id, result,
+                                 artifact_root=settings.mlflow_artifact_root)
     result.extra["mlflow_run_id"] = run_id
     result.extra["trained_run_id"] = run_id
     if decision.passed:

@@ -6,10 +6,10 @@ Dagster-free (DESIGN.md); `ed_pipeline/defs/model.py` wires it. The API:
     scored = score_children(result, features)                    # person_id, prediction_date, risk, band, top_factors
     run_id = log_refresh_run(result, tracking_uri, artifact_root, tags, params, extra_artifacts)
     log_reference_metrics(run_id, {"truelink_test_roc_auc": ...}, tracking_uri)
-    decision = promote_if_better(tracking_uri, run_id, result)  # moves alias 'champion' only if the gate passes
+    decision = promote_if_better(tracking_uri, run_id, result, artifact_root=artifact_root)  # the gate
 
     reason = retrain_reason(choose_cohorts(features, config), champion_info(tracking_uri), retrain)
-    champion_object = champion_model(tracking_uri, champion, local_model, features, config)  # when reason is None
+    champion_object = champion_model(tracking_uri, champion, local_model, features, config, artifact_root)  # reason None
     run_id = log_scoring_run(champion_object, champion, tracking_uri, artifact_root, tags)
 """
 

@@ -40,7 +40,7 @@ from ed_pipeline.modelling.features import CATEGORICAL, FEATURES, Encoding
 from ed_pipeline.modelling.metrics import SUBGROUP_SCHEMA, ece, metric_key, roc_auc
 from ed_pipeline.modelling.plots import calibration_plot, pr_plot, roc_plot, shap_summary_plot
 from ed_pipeline.modelling.train import Cohorts, RiskScorer, TrainedModel, TrainingConfig, rebuilt
-from ed_pipeline.settings import is_within
+from ed_pipeline.settings import is_within, local_path
 
 EXPERIMENT = "school-readiness"
 MODEL_NAME = "school_readiness_risk"
@@ -275,14 +275,36 @@ def model_version_for_run(client: MlflowClient, run_id: str, model_name: str = M
     return str(max(int(v.version) for v in versions))
 
 
-def load_model(tracking_uri: str, model_name: str = MODEL_NAME, alias: str = CHAMPION):
+def load_model(tracking_uri: str, model_name: str = MODEL_NAME, alias: str = CHAMPION,
+               artifact_root: Path | None = None):
     """The registered pyfunc for an alias (default the champion); predict(model_input(frame))['risk'].
 
-    Loaded from a copy in a scratch folder: loading a registered model from local artifacts in place writes a
-    `registered_model_meta` file beside them, in the data directory the model was logged in, which need not be
-    this one (it was moved or copied since). The model holds what it read (`CalibratedRiskModel.load_context`)."""
-    with _mlflow_at(tracking_uri), tempfile.TemporaryDirectory(prefix="ed_mlflow_model_") as scratch:
-        return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}", dst_path=scratch)
+    Read from where its artifacts are now (`artifacts_now`: under artifact_root when the data directory was
+    moved since it was logged), into a copy in a scratch folder: loading a registered model from local
+    artifacts in place writes a `registered_model_meta` file beside them, in the data directory the model was
+    logged in, which need not be this one (it was moved or copied since). The model holds what it read
+    (`CalibratedRiskModel.load_context`)."""
+    with _mlflow_at(tracking_uri) as client, tempfile.TemporaryDirectory(prefix="ed_mlflow_model_") as scratch:
+        version = client.get_model_version_by_alias(model_name, alias)
+        logged_at = client.get_model_version_download_uri(model_name, version.version)
+        return mlflow.pyfunc.load_model(artifacts_now(client, logged_at, version.run_id, artifact_root),
+                                        dst_path=scratch)
+
+
+def artifacts_now(client: MlflowClient, uri: str, run_id: str | None, artifact_root: Path | None) -> str:
+    """Where the artifacts that run `run_id` (or a model it logged) keeps at `uri` are now: `uri`, unless that
+    is a local folder no longer there and the same folder under `artifact_root` (the current data directory's)
+    is. A data directory moved since (`mv data /srv/ed_data`) keeps its MLflow store, whose runs and models
+    still name the old one; nothing in the store is rewritten. The old artifact root is the folder holding the
+    run's experiment (`ensure_experiment` makes each at <artifact root>/<name>)."""
+    path = local_path(uri)
+    if artifact_root is None or run_id is None or path is None or path.exists():
+        return uri
+    experiment_at = local_path(client.get_experiment(client.get_run(run_id).info.experiment_id).artifact_location)
+    if experiment_at is None or not path.is_relative_to(experiment_at.parent):
+        return uri
+    moved = Path(artifact_root).resolve() / path.relative_to(experiment_at.parent)
+    return moved.as_uri() if moved.exists() else uri
 
 
 # --- the promotion gate ----------------------------------------------------------------------------------
@@ -344,17 +366,17 @@ def promotion_decision(candidate_metrics: dict[str, float], champion_metrics_on_
     return Decision(passed, tuple(reasons), cand_auc, champ_auc, cand_ece, champ_ece)
 
 
-def champion_metrics(tracking_uri: str, frame: pl.DataFrame, model_name: str = MODEL_NAME
-                     ) -> tuple[str, dict | None] | None:
+def champion_metrics(tracking_uri: str, frame: pl.DataFrame, model_name: str = MODEL_NAME,
+                     artifact_root: Path | None = None) -> tuple[str, dict | None] | None:
     """(version, {test_roc_auc, test_ece}) of the current champion scored on `frame` (a test cohort with
     `not_gld`), on the features it was trained on; (version, None) when `frame` lacks some of them (a feature
-    since retired); None when no version holds the alias."""
+    since retired); None when no version holds the alias. artifact_root: see `load_model`."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         version = client.get_model_version_by_alias(model_name, CHAMPION)
     except mlflow.exceptions.MlflowException:
         return None
-    model = load_model(tracking_uri, model_name)
+    model = load_model(tracking_uri, model_name, artifact_root=artifact_root)
     features = model.unwrap_python_model().scorer.features
     if not set(features) <= set(frame.columns):
         return str(version.version), None
@@ -364,14 +386,16 @@ def champion_metrics(tracking_uri: str, frame: pl.DataFrame, model_name: str = M
 
 
 def promote_if_better(tracking_uri: str, candidate: str, result: TrainedModel, gate: Gate = Gate(),
-                      model_name: str = MODEL_NAME) -> Decision:
+                      model_name: str = MODEL_NAME, artifact_root: Path | None = None) -> Decision:
     """Score the current champion on the candidate's test cohort, apply `promotion_decision`, and move the
     `champion` alias to the candidate only if the gate passes. `candidate` is the refresh run id (or a
-    model version number). The decision is recorded on the candidate version (tags) and run (metrics)."""
+    model version number). The decision is recorded on the candidate version (tags) and run (metrics).
+    artifact_root: the data directory's, where the champion's artifacts are looked for after a move
+    (`artifacts_now`)."""
     with _mlflow_at(tracking_uri) as client:
         version = candidate if str(candidate).isdigit() else model_version_for_run(client, candidate, model_name)
         run_id = client.get_model_version(model_name, version).run_id
-        champion = champion_metrics(tracking_uri, result.test_frame, model_name)
+        champion = champion_metrics(tracking_uri, result.test_frame, model_name, artifact_root)
         champion_version = champion[0] if champion else None
         info = champion_info(tracking_uri, model_name) if champion else None
         seen = info is not None and result.cohorts.test in (*info.train_cohorts, info.validation_cohort)
@@ -478,26 +502,31 @@ def holds_champion(local: TrainedModel | None, champion: ChampionInfo) -> bool:
 
 
 def champion_model(tracking_uri: str, champion: ChampionInfo, local: TrainedModel | None, features: pl.DataFrame,
-                   config: TrainingConfig) -> TrainedModel:
+                   config: TrainingConfig, artifact_root: Path | None = None) -> TrainedModel:
     """The champion's model object to score with: `local` (the one the last refresh left) when it holds the
     champion, else the champion restored from the registry (`restore_champion`)."""
-    return local if holds_champion(local, champion) else restore_champion(tracking_uri, features, config)
+    if holds_champion(local, champion):
+        return local
+    return restore_champion(tracking_uri, features, config, artifact_root=artifact_root)
 
 
 def restore_champion(tracking_uri: str, features: pl.DataFrame, config: TrainingConfig,
-                     model_name: str = MODEL_NAME) -> TrainedModel:
+                     model_name: str = MODEL_NAME, artifact_root: Path | None = None) -> TrainedModel:
     """The champion as a model object (`train.rebuilt`) from the registry: the registered scorer, the metrics
     logged on the registered model (a version logged before models carried them: its run's overall metrics),
     and the subgroup figures and importance of the run that trained it. Its cohorts and band thresholds are set
-    on `features`: call it only when `retrain_reason` is None (the champion's cohorts)."""
+    on `features`: call it only when `retrain_reason` is None (the champion's cohorts). artifact_root: the data
+    directory's, where the artifacts are looked for after a move (`artifacts_now`)."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = client.get_model_version_by_alias(model_name, CHAMPION)
-    scorer = load_model(tracking_uri, model_name).unwrap_python_model().scorer
-    metrics = _model_metrics(client, version) or {
-        k: v for k, v in client.get_run(version.run_id).data.metrics.items() if "__" not in k}
+    scorer = load_model(tracking_uri, model_name, artifact_root=artifact_root).unwrap_python_model().scorer
+    run = client.get_run(version.run_id)
+    metrics = _model_metrics(client, version) or {k: v for k, v in run.data.metrics.items() if "__" not in k}
+    run_artifacts = artifacts_now(client, run.info.artifact_uri, version.run_id, artifact_root)
     with tempfile.TemporaryDirectory() as folder:
         def evaluation(name: str, schema: dict | None = None) -> pl.DataFrame:
-            path = client.download_artifacts(version.run_id, f"evaluation/{name}", folder)
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{run_artifacts}/evaluation/{name}",
+                                                       dst_path=folder, tracking_uri=tracking_uri)
             return pl.read_csv(path, schema_overrides=schema)
 
         subgroups, importance = evaluation("subgroups.csv", SUBGROUP_SCHEMA), evaluation("importance.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import dagster as dg
 import duckdb
@@ -120,3 +121,40 @@ def test_a_refused_model_an_earlier_version_left_as_latest_gives_way_to_the_cham
         assert table.equals(champions)
     again, _ = refresh_model(database, bad, retrain=True)
     assert again["refresh_kind"] == "trained" and again["retrain_reason"] == "asked for (config retrain)"
+
+
+def test_after_the_data_directory_is_moved_a_retrain_is_gated_against_the_champion_and_scoring_restores_it(
+        tmp_path, monkeypatch):
+    """`mv data /srv/ed_data`: the store moves with the directory but still names the old one as where the models
+    registered before keep their artifacts. They are read from the same place under the moved directory: a
+    retrain is compared with the champion (and refused, the champion staying), and a refresh that scores
+    restores the champion from the registry and scores as it did; nothing is written at the old path."""
+    from mlflow.tracking import MlflowClient
+
+    old, new = tmp_path / "old" / "data", tmp_path / "srv" / "ed_data"
+    old.mkdir(parents=True)
+    new.parent.mkdir()
+    monkeypatch.setenv("ED_DATA_DIR", str(old))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    good, bad = good_and_bad_features()
+    first, passed = refresh_model(str(old / "warehouse.duckdb"), good)
+    assert passed and first["model_version"] == "1"
+    champion = load_latest_model(Settings.from_env())
+
+    shutil.move(old, new)
+    monkeypatch.setenv("ED_DATA_DIR", str(new))
+    settings = Settings.from_env()
+    database = str(new / "warehouse.duckdb")
+    worse, passed = refresh_model(database, bad, retrain=True)
+    assert not passed and worse["model_version"] == "2"
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    assert "AUC worse than champion" in client.get_model_version(MODEL_NAME, "2").tags["promotion_reasons"]
+    assert champion_info(settings.mlflow_tracking_uri).version == "1"
+
+    (settings.models_dir / "latest.pkl").unlink()  # scoring restores the champion from the registry
+    after, passed = refresh_model(database, bad)
+    assert passed and after["refresh_kind"] == "scoring_only" and after["model_version"] == "1"
+    restored = load_latest_model(settings)
+    assert booster_sha256(restored.booster) == booster_sha256(champion.booster)
+    assert score_children(restored, good).equals(score_children(champion, good))
+    assert not old.exists()
