@@ -203,3 +203,55 @@ def test_a_copied_data_directorys_refresh_writes_its_mlflow_artifacts_inside_the
     assert champion.run_id == run.info.run_id and str(champion.version) == "2"
     assert load_model(settings.mlflow_tracking_uri).metadata.run_id == run.info.run_id
 
+
+
+def test_a_moved_data_directorys_champion_is_restored_and_gates_the_next_model(refreshed_copy, tmp_path,
+                                                                               monkeypatch):
+    """`mv data /srv/ed_data`: the moved store's runs and registered models still name the old directory as
+    where their artifacts are. They are read from the same place under the moved one: a refresh that scores
+    restores the champion from the registry (the same version, scoring as it did), and a retrain is compared
+    with it on the same cohort; nothing is written at the old path."""
+    import shutil
+
+    import dagster as dg
+    import pytest
+
+    from ed_pipeline.defs.model import METRICS_KEY, MODEL_KEY, PROMOTION_CHECK, load_latest_model
+    from ed_pipeline.mart import read_mart
+    from ed_pipeline.modelling import score_children
+    from ed_pipeline_tests.defs.test_automation import definitions_over
+
+    retrain = {"ops": {"train_school_readiness_model": {"config": {"retrain": True}}}}
+    model_steps = [MODEL_KEY, METRICS_KEY]
+
+    def refresh(settings: Settings, run_config: dict | None = None) -> tuple[bool, dict]:
+        job = definitions_over(settings).resolve_implicit_global_asset_job_def()
+        with dg.DagsterInstance.get() as instance:
+            assert job.execute_in_process(instance=instance, asset_selection=model_steps, run_config=run_config or {}
+                                          ).success
+            return _latest_check(instance, PROMOTION_CHECK)
+
+    # a champion registered in this directory (the copy's store names the shared world's for the one before)
+    old = refreshed_copy.data_dir
+    assert refresh(refreshed_copy, retrain)[0]
+    champion = load_latest_model(refreshed_copy)
+    client = MlflowClient(refreshed_copy.mlflow_tracking_uri)
+    version = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert local_path(client.get_run(version.run_id).info.artifact_uri).is_relative_to(old)
+    logged_auc = client.get_run(version.run_id).data.metrics["test_roc_auc"]
+
+    new = tmp_path / "srv" / "ed_data"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    monkeypatch.setenv("ED_DATA_DIR", str(new))
+    monkeypatch.setenv("DAGSTER_HOME", str(new / "dagster"))
+    settings = Settings.from_env()
+    (settings.models_dir / "latest.pkl").unlink()  # scoring restores the champion from the registry
+    scored, scoring_gate = refresh(settings)
+    assert scored and scoring_gate["champion_version"] == str(version.version)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        mart = read_mart(conn)
+    assert score_children(load_latest_model(settings), mart).equals(score_children(champion, mart))
+    gated, retrain_gate = refresh(settings, retrain)
+    assert gated and retrain_gate["champion_auc"] == pytest.approx(logged_auc)
+    assert not old.exists()
