@@ -106,7 +106,8 @@ class Source:
         return pl.when(has_dash).then(pl.concat_str(encoded, separator="--")).otherwise(plain)
 
     def record_id(self, row_key: str, person: Person) -> str:
-        """The record id of one person in one raw row; synth and validation both use this."""
+        """The record id of one person in one raw row, as validation and synth make it over a frame (`row_key()`
+        then the person's suffix)."""
         return f"{row_key}{person.suffix}"
 
     @property
