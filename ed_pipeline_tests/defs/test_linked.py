@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from unittest import mock
 
 import dagster as dg
@@ -202,30 +203,35 @@ def test_a_record_withdrawn_from_the_warehouse_leaves_person_link_in_a_monthly_l
     assert before.join(gone, on=key, how="anti").join(after, on=[*key, "person_id"], how="anti").height == 0
 
 
-def test_a_full_link_that_scores_no_pair_empties_the_review_table_and_keeps_the_decisions(tmp_path, monkeypatch):
-    """The borderline pairs of the last refresh do not outlive a full link that scores none: the review table
-    is written empty (not left as it was), a reviewer's decision made on it is kept, and a monthly link keeps
-    the pairs still awaiting a decision (the links they were judged on stand)."""
+def _small_linked_world(tmp_path, monkeypatch) -> tuple[pl.DataFrame, Path]:
+    """A month of 150 households' tokens, and where their warehouse is to be (ED_DATA_DIR: tmp_path)."""
     from ed_pipeline_tests.linkage.world import make_tokens, make_world
 
     monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
     records, _, _ = make_world(households=150, seed=5, months=("2017-01",))
-    tokens = make_tokens(records)
-    warehouse = tmp_path / "warehouse.duckdb"
+    return make_tokens(records), tmp_path / "warehouse.duckdb"
 
-    def review() -> pl.DataFrame:
-        with duckdb.connect(str(warehouse), read_only=True) as conn:
-            return conn.execute("select * from linked.review_pair").pl()
+
+def _review_pairs(warehouse: Path) -> pl.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return conn.execute("select * from linked.review_pair").pl()
+
+
+def test_a_full_link_that_scores_no_pair_empties_the_review_table_and_keeps_the_decisions(tmp_path, monkeypatch):
+    """The borderline pairs of the last refresh do not outlive a full link that scores none: the review table
+    is written empty (not left as it was), a reviewer's decision made on it is kept, and a monthly link keeps
+    the pairs still awaiting a decision (the links they were judged on stand)."""
+    tokens, warehouse = _small_linked_world(tmp_path, monkeypatch)
 
     assert link_in_process(warehouse, tokens)[0] == "full"
-    borderline = review()
+    borderline = _review_pairs(warehouse)
     assert borderline.height > 1
     # a decision the links already meet: the next link stays a monthly one
     with duckdb.connect(str(warehouse)) as conn:
         conn.execute("update linked.review_pair set decision = case when same_person_now then 'match' "
                      "else 'non_match' end where pair_id = ?", [borderline["pair_id"].min()])
     assert link_in_process(warehouse, tokens)[0] == "incremental"
-    pending = review()
+    pending = _review_pairs(warehouse)
     assert set(pending["pair_id"]) == set(borderline["pair_id"]) - {borderline["pair_id"].min()}
     assert pending["decision"].null_count() == pending.height
 
@@ -234,8 +240,8 @@ def test_a_full_link_that_scores_no_pair_empties_the_review_table_and_keeps_the_
                                       "where table_schema = 'pseudonymised'").fetchall():
             conn.execute(f"drop table pseudonymised.{source}")
     assert link_in_process(warehouse, tokens.head(1), full_relink=True)[0] == "full"  # one record: no pair
-    assert review().height == 0
-    assert review().columns == borderline.columns
+    assert _review_pairs(warehouse).height == 0
+    assert _review_pairs(warehouse).columns == borderline.columns
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         assert conn.execute("select count(*) from linked.review_decision").fetchone() == (1,)
 
@@ -243,20 +249,11 @@ def test_a_full_link_that_scores_no_pair_empties_the_review_table_and_keeps_the_
 def test_a_record_withdrawn_in_a_monthly_link_takes_its_pending_review_pairs_with_it(tmp_path, monkeypatch):
     """A month sent again without a record of a pair awaiting review: the monthly link no longer lists the pair
     (the record is linked no longer), and keeps the other pending pairs."""
-    from ed_pipeline_tests.linkage.world import make_tokens, make_world
-
-    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
-    records, _, _ = make_world(households=150, seed=5, months=("2017-01",))
-    tokens = make_tokens(records)
-    warehouse = tmp_path / "warehouse.duckdb"
+    tokens, warehouse = _small_linked_world(tmp_path, monkeypatch)
     key = ["source", "record_id"]
 
-    def review() -> pl.DataFrame:
-        with duckdb.connect(str(warehouse), read_only=True) as conn:
-            return conn.execute("select * from linked.review_pair").pl()
-
     assert link_in_process(warehouse, tokens)[0] == "full"
-    before = review()
+    before = _review_pairs(warehouse)
     assert before.height > 1
     gone = before.sort("pair_id").head(1).select(pl.col("source_l").alias("source"),
                                                  pl.col("record_id_l").alias("record_id"))
@@ -266,4 +263,4 @@ def test_a_record_withdrawn_in_a_monthly_link_takes_its_pending_review_pairs_wit
                        on=["source_l", "record_id_l"], how="anti").join(
         gone.rename({"source": "source_r", "record_id": "record_id_r"}), on=["source_r", "record_id_r"], how="anti")
     assert 0 < left.height < before.height
-    assert set(review()["pair_id"]) == set(left["pair_id"])
+    assert set(_review_pairs(warehouse)["pair_id"]) == set(left["pair_id"])
