@@ -9,7 +9,7 @@ from ed_pipeline.defs.metadata import bar_chart, counts_by
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
 from ed_pipeline.quality import empty_raw_frame, raw_schema, read_extract
-from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, stamp_arrival
+from ed_pipeline.quality.arrival import delivery_month, stamp_arrival
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES, Source
 
@@ -60,13 +60,14 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
             problems += extract.problems
             warnings += [f"{path.name}: {w}" for w in extract.warnings]
         frame = pl.concat(frames, how="vertical") if frames else empty_raw_frame(source)
+        held = _held_rows(agency_zone, source, context.partition_keys)
         read = [month for month in context.partition_keys if month not in not_landed]
         if read:  # a month sent again: its rows new or changed since arrived with this delivery, not with the month
-            frame = stamp_arrival(frame, _held_rows(agency_zone, source, read), source.columns,
+            frame = stamp_arrival(frame, held.filter(pl.col("extract_month").is_in(read)), source.columns,
                                   delivery_month(settings.landed_months(), read))
         # A month loaded before whose file is gone (moved away, or deleted once loaded) keeps its rows as they
         # were: a missing file is not a withdrawal. A month is emptied by a file with its header and no rows.
-        kept = _kept_rows(agency_zone, source, not_landed) if not_landed else empty_raw_frame(source)
+        kept = held.filter(pl.col("extract_month").is_in(not_landed))
         kept_months = sorted(set(kept["extract_month"]))
         warnings += [f"{month}.csv: {KEPT_WARNING}" for month in kept_months]
         frame = pl.concat([frame, kept], how="vertical")
@@ -103,20 +104,8 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
 
 
 def _held_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -> pl.DataFrame:
-    """The rows of `months` that raw.<source> holds from earlier deliveries: their content and arrival."""
-    columns = ", ".join(f'"{c}"' for c in ("extract_month", *source.columns))
-    with agency_zone.get_connection() as conn:
-        try:
-            have = _columns(conn, source)
-            arrival = ARRIVED_MONTH if ARRIVED_MONTH in have else f"cast(null as varchar) as {ARRIVED_MONTH}"
-            return conn.execute(f"select {columns}, {arrival} from raw.{source.name} "
-                                "where extract_month in (select unnest(?))", [months]).pl()
-        except duckdb.CatalogException:  # no table yet: nothing delivered before
-            return empty_raw_frame(source).select("extract_month", *source.columns, ARRIVED_MONTH)
-
-
-def _kept_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -> pl.DataFrame:
-    """Every row raw.<source> holds of `months`, whole (lineage and arrival as they were), in raw's schema."""
+    """Every row raw.<source> holds of `months` from earlier deliveries, whole (lineage and arrival as they were),
+    in raw's schema (a column the table predates is null)."""
     schema = raw_schema(source)
     with agency_zone.get_connection() as conn:
         try:
@@ -124,7 +113,7 @@ def _kept_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -
             columns = ", ".join(f'"{c}"' if c in have else f'null as "{c}"' for c in schema)
             rows = conn.execute(f"select {columns} from raw.{source.name} where extract_month in (select unnest(?)) "
                                 "order by extract_month, _row_number", [months]).pl()
-        except duckdb.CatalogException:  # no table yet: nothing loaded before
+        except duckdb.CatalogException:  # no table yet: nothing delivered before
             return empty_raw_frame(source)
     return rows.cast(schema)  # type: ignore[arg-type]
 

@@ -9,7 +9,7 @@ Dagster-free (DESIGN.md); `ed_pipeline/defs/model.py` wires it. The API:
     decision = promote_if_better(tracking_uri, run_id, result, artifact_root=artifact_root)  # the gate
 
     reason = retrain_reason(choose_cohorts(features, config), champion_info(tracking_uri), retrain)
-    champion_object = champion_model(tracking_uri, champion, local_model, features, config, artifact_root)  # reason None
+    champion_object = champion_model(tracking_uri, champion, local_model, features, config, artifact_root)  # no reason
     run_id = log_scoring_run(champion_object, champion, tracking_uri, artifact_root, tags)
 """
 
