@@ -13,7 +13,7 @@ column only supplies the value it looks at.
 Rule names (the `rule` of a quarantined row):
   row_parses, record_id_unique, extract_month_valid, required, value_length,
   name_format, name_length, name_characters, date_parses,
-  date_of_birth_not_future, date_of_birth_from_1900, event_date_not_future,
+  date_of_birth_not_future, date_of_birth_from_1900, event_date_not_future, event_date_from_1980,
   nhs_number_format, nhs_number_check_digit, postcode_format, uprn_format,
   value_in_domain, int_parses, float_parses.
 """
@@ -30,6 +30,10 @@ from ed_pipeline.sources import BOOL_CODES, Person, Source
 MAX_NAME_LENGTH = 100
 MAX_VALUE_LENGTH = 255
 EARLIEST_BIRTH_YEAR = 1900
+# No event these extracts record is older: Housing Benefit began in 1982-83, the Children Act in 1989, youth
+# offending teams in 2000, the EYFSP in 2008 (the partitions start in 2013). What is older is a system's stand-in
+# for a missing date (1900-01-01, 1970-01-01) or a typo, and would count in every child's point-in-time features.
+EARLIEST_EVENT_YEAR = 1980
 MIN_PARSED_YEAR = 1000  # a date whose year has fewer than four digits does not parse
 
 # letters of any script (incl. accents), then space, apostrophes, period, hyphen
@@ -205,6 +209,8 @@ def plan_for(source: Source) -> Plan:
     required(source.event_date)
     parses_as_date(source.event_date, source.event_format, "event_date")
     not_after_month_end("event_date_not_future", source.event_date)
+    add("event_date_from_1980", source.event_date, "ExpectColumnValuesToBeBetween",
+        column=year_col(source.event_date), min_value=EARLIEST_EVENT_YEAR)
 
     if source.nhs_number:
         nhs = source.nhs_number
@@ -224,6 +230,8 @@ def plan_for(source: Source) -> Plan:
         if ef.required:
             required(ef.raw)
         if ef.dtype == "date":
+            # only parsed, as the month's end does not bound them either: a date beside the event (a tenancy's
+            # start, a plan's end) may lie years before it or after the extract
             parses_as_date(ef.raw, source.date_format, "event_field")
         elif ef.dtype == "int":
             matches("int_parses", ef.raw, INTEGER)
@@ -313,7 +321,7 @@ def check_frame(raw: pl.DataFrame, plan: Plan) -> pl.DataFrame:
         .alias(KEY_OCCURRENCE),
     ]
     later += [pl.col(date_col(d.column)).dt.year().alias(year_col(d.column)) for d in plan.dates
-              if d.kind == "date_of_birth"]
+              if d.kind in ("date_of_birth", "event_date")]
     later += [pl.when(pl.col(slot)).then(pl.col(column)).otherwise(pl.lit(SLOT_EMPTY)).alias(if_present_col(column))
               for column, slot in plan.required_if_present.items()]
     if source.nhs_number:

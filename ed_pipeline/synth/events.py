@@ -16,12 +16,14 @@ Alongside, `Exposures` records which children lived through which events, for th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 import numpy as np
 import polars as pl
 
+from ed_pipeline.quality.rules import EARLIEST_EVENT_YEAR
 from ed_pipeline.synth.population import CHILD, HEAD, OTHER, PARTNER, RELATIVE, Population
-from ed_pipeline.synth.timeutil import DAYS_PER_YEAR, Calendar, years
+from ed_pipeline.synth.timeutil import DAYS_PER_YEAR, Calendar, day_of, years
 
 BASILDON_DISTRICT = 0
 YOUNG_REFERRAL = 2.0  # referral rate of under-fives relative to older children (about a third of referrals)
@@ -171,6 +173,9 @@ def plan_claims(rng: np.random.Generator, pop: Population, cal: Calendar) -> Cla
     stock = alive_at_s & (rng.random(len(adv)) < 1 / (1 + np.exp(-(c + 1.5 * adv))))
     hs = np.nonzero(stock)[0]
     s_start = S - np.round(rng.exponential(mean_years, len(hs)) * DAYS_PER_YEAR).astype(np.int64)
+    # the exponential's tail has no end: a claim started before any claim could (validation's floor on event
+    # dates, 33 years before 2013) would be quarantined (about one Essex-scale world in sixty)
+    s_start = np.maximum(s_start, day_of(date(EARLIEST_EVENT_YEAR, 1, 1)))
     s_end = S + np.round(rng.exponential(mean_years, len(hs)) * DAYS_PER_YEAR).astype(np.int64)
     hh_l, st_l, en_l, stock_l = [hs], [s_start], [s_end], [np.ones(len(hs), bool)]
     t = np.maximum(pop.hh_start, S).astype(np.int64)

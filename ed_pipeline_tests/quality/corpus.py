@@ -96,6 +96,10 @@ def _cases() -> list[Case]:
              quarantined={3: "date_of_birth_from_1900"}),
         Case("future_event_date", "social_care", _text(sc, _set(1, "referral_date", "01/04/2014")).encode(),
              quarantined={1: "event_date_not_future"}),
+        # a system's stand-in for a missing date (1901-01-01, the epoch) precedes every event an extract records
+        Case("event_before_1980", "social_care",
+             _text(sc, _edits(_set(2, "referral_date", "01/01/1901"), _set(4, "referral_date", "01/01/1970"))).encode(),
+             quarantined={2: "event_date_from_1980", 4: "event_date_from_1980"}),
         Case("impossible_date", "social_care", _text(sc, _set(1, "dob", "31/02/2010")).encode(),
              quarantined={1: "date_parses"}),
         Case("bad_nhs_check_digit", "social_care", _text(sc, _set(2, "nhs_no", _bad_check_digit())).encode(),
@@ -122,6 +126,14 @@ def _cases() -> list[Case]:
              quarantined={1: "name_format"}),
     ]
     return cases
+
+
+def _edits(*edits: Callable[[list[dict[str, str]]], None]) -> Callable[[list[dict[str, str]]], None]:
+    def edit(rows: list[dict[str, str]]) -> None:
+        for one in edits:
+            one(rows)
+
+    return edit
 
 
 def _semicolons(text: str) -> str:

@@ -396,3 +396,20 @@ def test_a_file_written_month_first_has_no_date_read_day_first(tmp_path: Path):
     for record in v.validated.iter_rows(named=True):  # only dates that read the same both ways (03/03/2014)
         assert record["event_date"].day == record["event_date"].month
         assert record["date_of_birth"].day == record["date_of_birth"].month
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.name)
+def test_an_event_before_1980_is_quarantined_in_every_source(source: Source, tmp_path: Path):
+    """An event dated 1901-01-01 or 1066-10-14 parsed and passed (only the month's end bounded it): it preceded
+    every prediction date, so it counted in every point-in-time feature. No event these agencies record is older
+    than 1980; 1980-01-01 itself is validated."""
+    month = "2014-03"
+    rows = valid_rows(source, 4, month, start=1)
+    dates = (date(1980, 1, 1), date(1979, 12, 31), date(1901, 1, 1), date(1066, 10, 14))
+    for row, day in zip(rows, dates, strict=True):
+        row[source.event_date] = day.strftime(source.event_format.replace("%H", "09").replace("%M", "30"))
+    v = validate(read_extract(write_rows(tmp_path / f"{month}.csv", source, rows), source, month).frame, source)
+    assert v.reconciled
+    assert v.quarantine.select("_row_number", "rule", "column", "value").rows() == [
+        (n, "event_date_from_1980", source.event_date, rows[n - 1][source.event_date]) for n in (2, 3, 4)]
+    assert set(v.validated["event_date"]) == {date(1980, 1, 1)}

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from ed_pipeline.settings import month_end, month_range
-from ed_pipeline.sources import SOURCES, Source
+from ed_pipeline.sources import SOURCES, Source, get_source
 from ed_pipeline.synth import ErrorRates, SynthConfig, generate
 from ed_pipeline.synth.identifiers import is_valid_nhs_number, is_valid_upn
 from ed_pipeline.synth.names import NICKNAMES
@@ -325,6 +325,17 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     for name in ("person_records.parquet", "household_membership.parquet", "children.parquet"):
         ta = pl.read_parquet(tmp_path / "a" / "truth" / name)
         assert ta.equals(pl.read_parquet(tmp_path / "b" / "truth" / name)), name
+
+
+def test_no_claim_starts_before_the_floor_validation_puts_on_event_dates(tmp_path):
+    """Claims running when the world begins started an exponential time before it, with no end to its tail: in a
+    world from 1985 one in seven started before 1980 and validation quarantined it (event_date_from_1980)."""
+    from ed_pipeline.quality.rules import EARLIEST_EVENT_YEAR
+
+    generate(SynthConfig(people=3_000, seed=3, first_month="1985-01", last_month="1985-02"), tmp_path / "landing",
+             tmp_path / "truth")
+    starts = read_source(tmp_path / "landing", get_source("benefits"))["claim_start"]
+    assert starts.len() > 100 and starts.min() >= f"{EARLIEST_EVENT_YEAR}-01-01"  # the registry's %Y-%m-%d
 
 
 def test_regenerating_removes_the_previous_world(tmp_path):
