@@ -8,7 +8,9 @@ then has no rows but the right schema, and the problem's message names the
 file, what is wrong and what the agency should do. What only spoils one row (a
 wrong number of fields, a truncated last line) is kept as a row with
 `_parse_error` set, for validation to quarantine, so that raw rows always
-reconcile with validated + quarantined.
+reconcile with validated + quarantined. A CR inside a line of a file whose
+lines end in LF or CRLF is data, kept in its value; only a classic Mac file
+ends its lines at a bare CR.
 
 Messages never quote cell values: they may end up in orchestration metadata,
 outside the agency zone.
@@ -19,10 +21,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -164,7 +168,11 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
             "empty_file",
         )
 
-    reader = csv.reader(io.StringIO(text, newline=""))
+    text, lone_cr = _protect_lone_cr(text)
+    if lone_cr:
+        warnings.append(f"{text.count(lone_cr)} CR(s) not at the end of a line kept as part of their value (the "
+                        "file's line end is LF or CRLF)")
+    reader = _LoneCrReader(csv.reader(io.StringIO(text, newline="")), lone_cr)
     header_raw = next(reader)
     while not header_raw:  # blank lines above the header (some line holds more than whitespace: see above)
         header_raw = next(reader)
@@ -236,6 +244,40 @@ def read_extract(path: Path, source: Source, month: str) -> Extract:
         pl.lit(month, pl.String).alias(ARRIVED_MONTH),  # as a month's first delivery: the raw asset knows better
     )
     return Extract(path, source, month, frame.cast(raw_schema(source)), [], warnings)  # type: ignore[arg-type]
+
+
+def _protect_lone_cr(text: str) -> tuple[str, str | None]:
+    """`text` with each CR that is not part of a CRLF replaced by a character it does not hold, and that character
+    (None when there is no such CR, or where the first line ends in a lone CR: a classic Mac file, whose CRs end
+    its lines). csv ends a record at a bare CR, even in an unquoted value: in a file whose lines end in LF or
+    CRLF, a CR typed into a value split its record in two, both halves quarantined and the file a row longer."""
+    if text.count("\r") == text.count("\r\n"):
+        return text, None
+    first_end = re.search(r"\r\n|\r|\n", text)
+    if first_end is not None and first_end.group() == "\r":
+        return text, None
+    stand_in = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)  # Unicode's private use area
+    return re.sub(r"\r(?!\n)", stand_in, text), stand_in
+
+
+class _LoneCrReader:
+    """A csv reader whose values have their lone CRs back (see `_protect_lone_cr`), as csv keeps one in quotes."""
+
+    def __init__(self, reader: Any, stand_in: str | None):
+        self._reader, self._stand_in = reader, stand_in
+
+    def __iter__(self) -> _LoneCrReader:
+        return self
+
+    def __next__(self) -> list[str]:
+        row = next(self._reader)
+        if self._stand_in is None:
+            return row
+        return [value.replace(self._stand_in, "\r") for value in row]
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
 
 
 def _utf16_without_bom(data: bytes) -> str | None:

@@ -82,3 +82,35 @@ def test_rows_of_delimiters_under_the_data_are_skipped_not_quarantined(tmp_path:
     ex = read_extract(path, source, "2014-07")
     assert ex.frame.height == 3 and ex.frame["_row_number"].to_list() == [1, 2, 3]
     assert any("6 row(s) with no value at all left out" in w for w in ex.warnings), ex.warnings
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"], ids=["LF", "CRLF"])
+def test_a_lone_cr_inside_a_line_is_data_not_the_end_of_a_record(line_end: str, tmp_path: Path):
+    """csv ends a record at a bare CR even in an unquoted value: `Flat 2<CR>3 High Road` made two records, both
+    quarantined for their number of fields, and the file a row longer. In a file whose lines end in LF or CRLF it
+    is data, kept in its value as csv keeps one inside quotes (the address's tokens read it as a space)."""
+    from ed_pipeline.privacy.normalise import normalise_address, normalise_value
+
+    source = next(s for s in SOURCES if s.name == "housing")
+    rows = valid_rows(source, 3, "2014-07", start=1)
+    rows[1]["address"] = "Flat 2|3 High Road"
+    rows[2]["address"] = "Flat 4|5 High Road"
+    path = tmp_path / "2014-07.csv"
+    text = to_csv(source, rows).replace("Flat 4|5 High Road", '"Flat 4|5 High Road"')  # quoted: data before too
+    path.write_bytes(text.replace("\n", line_end).replace("|", "\r").encode())
+    ex = read_extract(path, source, "2014-07")
+    assert ex.problems == [] and ex.frame["_parse_error"].is_null().all()
+    assert ex.frame["_row_number"].to_list() == [1, 2, 3]
+    assert ex.frame["application_no"].to_list() == [r["application_no"] for r in rows]
+    assert ex.frame["address"].to_list()[1:] == ["Flat 2\r3 High Road", "Flat 4\r5 High Road"]
+    assert any("2 CR(s) not at the end of a line kept" in w for w in ex.warnings), ex.warnings
+    assert normalise_value(normalise_address, "Flat 2\r3 High Road") == normalise_value(normalise_address,
+                                                                                         "Flat 2 3 High Road")
+
+
+def test_a_classic_mac_file_still_ends_its_lines_at_each_cr(tmp_path: Path):
+    source = SOURCES[0]
+    path = tmp_path / "2014-07.csv"
+    path.write_bytes(to_csv(source, valid_rows(source, 3, "2014-07")).replace("\n", "\r").encode())
+    ex = read_extract(path, source, "2014-07")
+    assert ex.problems == [] and ex.frame.height == 3 and ex.frame["_parse_error"].is_null().all()
