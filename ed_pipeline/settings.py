@@ -6,17 +6,23 @@ location below can also be overridden on its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from ed_pipeline.sources import SOURCES_BY_NAME
+
+if TYPE_CHECKING:
+    import duckdb
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 FIRST_MONTH = "2013-01"  # the first year of the current EYFSP
@@ -150,6 +156,32 @@ def is_within(uri: str, directory: Path) -> bool:
     leads)."""
     path = local_path(uri)
     return path is not None and path.resolve().is_relative_to(directory.resolve())
+
+
+# DuckDB's own default memory limit is 80% of the machine's memory: a county's linkage session or privacy audit
+# fills it before anything spills. Past this limit DuckDB spills to disk (same results, a little slower).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
+
+
+def duckdb_memory_limit(variable: str) -> str:
+    """The DuckDB memory limit that environment `variable` sets (DuckDB's units, e.g. '4GB'), else
+    DEFAULT_DUCKDB_MEMORY_LIMIT."""
+    return os.environ.get(variable) or DEFAULT_DUCKDB_MEMORY_LIMIT
+
+
+@contextlib.contextmanager
+def memory_limited(connections: Iterable[duckdb.DuckDBPyConnection], limit: str) -> Iterator[None]:
+    """Each connection's database held to `limit` while inside, then to DuckDB's default again: the limit is the
+    database's, which every connection of the process to that file shares (DuckDB reports a limit rounded, so
+    one set before could not be put back exactly; nothing here sets another)."""
+    connections = list(connections)
+    for con in connections:
+        con.execute("SET memory_limit = ?", [limit])
+    try:
+        yield
+    finally:
+        for con in connections:
+            con.execute("RESET memory_limit")
 
 
 def dbt_target_path() -> Path:

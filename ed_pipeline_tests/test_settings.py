@@ -40,3 +40,24 @@ def test_landed_months_ignores_stray_files(tmp_path, monkeypatch):
         (s.landing_dir / name).write_text("x")
     assert s.landed_months() == ["2014-01", "2014-02"]
     assert s.landed_months("housing") == ["2014-01"]
+
+
+def test_a_memory_limit_holds_inside_and_duckdbs_default_comes_back_even_after_an_error(monkeypatch) -> None:
+    import duckdb
+    import pytest
+
+    from ed_pipeline.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, duckdb_memory_limit, memory_limited
+
+    def limit(con) -> str:
+        return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    monkeypatch.delenv("ED_SOME_MEMORY_LIMIT", raising=False)
+    assert duckdb_memory_limit("ED_SOME_MEMORY_LIMIT") == DEFAULT_DUCKDB_MEMORY_LIMIT
+    monkeypatch.setenv("ED_SOME_MEMORY_LIMIT", "700MB")
+    assert duckdb_memory_limit("ED_SOME_MEMORY_LIMIT") == "700MB"
+    with duckdb.connect(":memory:") as a, duckdb.connect(":memory:") as b:
+        default = limit(a)
+        with pytest.raises(RuntimeError), memory_limited([a, b], "300MB"):
+            assert limit(a) == limit(b) != default
+            raise RuntimeError("a failing audit")
+        assert limit(a) == limit(b) == default

@@ -17,6 +17,7 @@ import polars as pl
 from splink import DuckDBAPI, Linker
 
 from ed_pipeline.linkage.spec import INTERNAL_DTYPES, TokenColumns, to_internal
+from ed_pipeline.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, duckdb_memory_limit
 
 # Columns whose term frequencies adjust match weights. Frequencies are counted over *people*, not records:
 # a value's frequency is the number of distinct (value, companion) pairs, the companion being another
@@ -34,16 +35,14 @@ def threads() -> int:
     return int(os.environ.get("ED_LINKAGE_THREADS") or os.cpu_count() or 1)
 
 
-# DuckDB's own default is 80% of the machine's memory, which Splink's prediction of a county's records fills
-# before anything spills (7 GiB at 1.5M residents). Past this limit the session spills to its temp directory;
-# the results are the same, a little slower (docs/performance.md).
-DEFAULT_MEMORY_LIMIT = "2GB"
+# Splink's prediction of a county's records fills DuckDB's own default (80% of the machine's memory) before
+# anything spills: 7 GiB at 1.5M residents (docs/performance.md).
+DEFAULT_MEMORY_LIMIT = DEFAULT_DUCKDB_MEMORY_LIMIT
 
 
 def configured_memory_limit() -> str:
-    """The linkage session's DuckDB memory limit: ED_LINKAGE_MEMORY_LIMIT (DuckDB's units, e.g. '4GB'), else
-    DEFAULT_MEMORY_LIMIT."""
-    return os.environ.get("ED_LINKAGE_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+    """The linkage session's DuckDB memory limit: ED_LINKAGE_MEMORY_LIMIT, else DEFAULT_MEMORY_LIMIT."""
+    return duckdb_memory_limit("ED_LINKAGE_MEMORY_LIMIT")
 
 
 def connect(memory_limit: str | None = None, temp_directory: str | os.PathLike | None = None

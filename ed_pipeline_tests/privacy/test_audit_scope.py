@@ -202,3 +202,32 @@ def test_the_artifact_folders_read_are_the_data_directorys_and_those_the_store_n
     folders, unread = mlflow_artifact_folders(root, locations)
     assert folders == [root.resolve(), earlier.resolve()]
     assert unread == [(tmp_path / "gone" / "r4").as_uri(), "s3://bucket/r5"]
+
+
+def test_the_audit_holds_both_databases_to_its_memory_limit(refreshed_copy, monkeypatch) -> None:
+    """DuckDB's own default is 80% of the machine: a full audit at Essex scale filled it, the full refresh's peak.
+    The check runs with ED_AUDIT_MEMORY_LIMIT on the agency zone and the warehouse alike."""
+    import duckdb
+
+    from ed_pipeline.defs import privacy_audit
+    from ed_pipeline.defs.outputs import COMMUNITY_RISK_KEY
+    from ed_pipeline_tests.defs.test_automation import definitions_over
+    from ed_pipeline_tests.defs.test_model_outputs import _latest_check
+
+    with duckdb.connect(":memory:") as con:
+        con.execute("SET memory_limit = '300MB'")
+        expected = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    seen: list[str] = []
+    audit = privacy_audit.run_audit
+
+    def recording(agency, warehouse, *args, **kwargs):
+        seen.extend(c.execute("SELECT current_setting('memory_limit')").fetchone()[0] for c in (agency, warehouse))
+        return audit(agency, warehouse, *args, **kwargs)
+
+    monkeypatch.setattr(privacy_audit, "run_audit", recording)
+    monkeypatch.setenv(privacy_audit.AUDIT_MEMORY_LIMIT, "300MB")
+    with dg.DagsterInstance.get() as instance:
+        done = definitions_over(refreshed_copy).resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[COMMUNITY_RISK_KEY])
+        assert done.success and _latest_check(instance, "no_identifiers_anywhere")[0]
+    assert seen == [expected, expected]
