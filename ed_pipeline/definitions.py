@@ -13,7 +13,7 @@ from ed_pipeline.defs.linked import linked_assets
 from ed_pipeline.defs.model import model_assets
 from ed_pipeline.defs.outputs import output_assets
 from ed_pipeline.defs.privacy_audit import no_identifiers_anywhere
-from ed_pipeline.defs.pseudonymised import pseudonymised_assets
+from ed_pipeline.defs.pseudonymised import landed_extract, pseudonymised_assets
 from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import all_resources
 from ed_pipeline.defs.validated import validated_assets
@@ -33,8 +33,8 @@ analyse_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*raw_assets, *validated_assets, *pseudonymised_assets, *linked_assets, *feature_assets, *model_assets,
-            *output_assets],
+    assets=[*raw_assets, *validated_assets, *pseudonymised_assets, landed_extract, *linked_assets, *feature_assets,
+            *model_assets, *output_assets],
     asset_checks=[no_identifiers_anywhere],
     jobs=[ingest_job, analyse_job],
     schedules=[build_monthly_schedule(ingest_job)],

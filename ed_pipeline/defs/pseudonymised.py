@@ -7,13 +7,22 @@ from dagster_duckdb import DuckDBResource
 
 from ed_pipeline.defs.metadata import bar_chart, counts_by, markdown_table
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
-from ed_pipeline.defs.resources import MONTH_PARTITION_EXPR, WAREHOUSE, PseudonymisationKey
+from ed_pipeline.defs.resources import (
+    LANDED_TABLE,
+    MONTH_PARTITION_EXPR,
+    WAREHOUSE,
+    PseudonymisationKey,
+    table_metadata,
+    write_partition_together,
+)
 from ed_pipeline.defs.validated import validated_key
 from ed_pipeline.privacy import identifiers_from_records, key_fingerprint, pseudonymise_people, scan_frame
+from ed_pipeline.quality.arrival import landed_extracts
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES, Source
 
 NO_IDENTIFIERS_CHECK = "no_identifiers"
+LANDED_KEY = dg.AssetKey(LANDED_TABLE.split("."))
 
 
 def pseudonymised_key(source: Source) -> dg.AssetKey:
@@ -42,6 +51,9 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
         description=f"{source.name}: keyed HMAC tokens and hardened Bloom filters in place of identifiers; "
         "sex, birth year/month, ward, LSOA, event dates and attributes in clear.",
         ins={"validated": dg.AssetIn(key=validated_key(source))},
+        # written by the asset, in one transaction with the record of the months delivered (LANDED_TABLE); the
+        # IO manager reads it
+        dagster_type=dg.Nothing,
         group_name="pseudonymised",
         partitions_def=monthly_partitions,
         backfill_policy=single_run,
@@ -71,23 +83,32 @@ def build_pseudonymised_asset(source: Source) -> dg.AssetsDefinition:
                 f"{key_fingerprint(secret)}, the table's {other}): values made under two keys never match. If the key "
                 "was changed on purpose, drop the pseudonymised table of each source and run every month again "
                 "under it (see the docs on a new key)", allow_retries=False)
-        lookup = read_postcode_directory(Settings.from_env())
+        settings = Settings.from_env()
+        lookup = read_postcode_directory(settings)
         if lookup is None:
             context.log.warning("no postcode directory: ward and LSOA will be null")
         tokens = pseudonymise_people(validated, secret, lookup)
         leaks = scan_frame(tokens, identifiers_from_records(validated), name=source.name) if tokens.height else []
         context.log.info(f"{source.name}: {tokens.height} records pseudonymised, {len(leaks)} leak(s) found")
         if leaks:
-            # before the Output: the IO manager would write the rows to the warehouse whatever the check said
+            # before the write: the rows would be in the warehouse whatever the check said
             raise dg.Failure(
                 description=f"{source.name}: {len(leaks)} identifier leak(s) in the pseudonymised rows; none of "
                 "them is in the warehouse (see the leaks: a column of the extract has identifiers in it)",
                 metadata={"leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in leaks))},
                 allow_retries=False,
             )
+        # A month delivered with no rows (a file with its header alone) is recorded all the same: the data window
+        # must not take it for a late one. Raw has read this run's files just before.
+        months = context.partition_keys
+        landed = landed_extracts(source.name, months,
+                                 {m for m in months if settings.landing_file(source.name, m).exists()}, tokens)
+        write_partition_together(context, warehouse, {key: tokens}, landed=landed)
         yield dg.Output(
-            tokens,
+            None,
             metadata={
+                **table_metadata(tokens),
+                "months_landed": landed.height,
                 "key_fingerprint": key_fingerprint(secret),
                 "ward_known_share": round(tokens["ward"].is_not_null().mean() or 0.0, 4) if tokens.height else 0.0,
                 # tokens are never shown, nor single rows: aggregated counts of the columns in clear
@@ -120,5 +141,19 @@ def _other_key(context: dg.AssetExecutionContext, fingerprint: str, warehouse: D
             return None
     return str(before.value) if kept else None
 
+
+# Written by each source's asset with its months (a table that several assets write in part is not an asset of
+# one of them): declared so that it is in the graph, under the assets that write it, as dbt's int_data_window
+# reads it.
+landed_extract = dg.AssetSpec(
+    LANDED_KEY,
+    description="The months each source delivered (its file landed and was loaded), with the records each holds: "
+    "0 for a file with its header alone (a month without events). Read by the data window (int_data_window).",
+    deps=[pseudonymised_key(source) for source in SOURCES],
+    group_name="pseudonymised",
+    kinds={"duckdb"},
+    owners=["team:data-engineering"],
+    tags={"zone": "warehouse"},
+)
 
 pseudonymised_assets = [build_pseudonymised_asset(source) for source in SOURCES]

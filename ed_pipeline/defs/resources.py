@@ -41,6 +41,9 @@ AGENCY_ZONE = "agency_zone_io_manager"
 WAREHOUSE = "warehouse_io_manager"
 # DuckDB's IO manager selects a month's slice with this expression over `extract_month` ('YYYY-MM').
 MONTH_PARTITION_EXPR = "CAST(extract_month || '-01' AS TIMESTAMP)"
+# The months each source delivered, with their record counts, rows or none (a file with its header alone):
+# written with the source's pseudonymised months, read by dbt's int_data_window.
+LANDED_TABLE = "pseudonymised.landed_extract"
 
 
 @contextmanager
@@ -103,18 +106,32 @@ def table_metadata(obj: pl.DataFrame) -> dict:
 
 
 def write_partition_together(context: dg.AssetExecutionContext, zone: DuckDBResource,
-                             frames: Mapping[dg.AssetKey, pl.DataFrame]) -> None:
+                             frames: Mapping[dg.AssetKey, pl.DataFrame], landed: pl.DataFrame | None = None) -> None:
     """Write the run's months of several monthly tables (`schema.table` from each asset key) in one transaction:
     a failure or a kill between two of them leaves every one as it was. Their outputs are then `dg.Nothing`, read
-    downstream by the zone's IO manager as any other."""
+    downstream by the zone's IO manager as any other. `landed`: the months delivered (`write_landed`), recorded in
+    the same transaction, so that the record and the rows always agree."""
     window = context.partition_time_window
     slices = [TableSlice(table=key.path[-1], schema=key.path[-2], database=zone.database,
                          partition_dimensions=[TablePartitionDimension(MONTH_PARTITION_EXPR, window)])
               for key in frames]
-    tables = [f"{s.schema}.{s.table}" for s in slices]
+    tables = [f"{s.schema}.{s.table}" for s in slices] + ([LANDED_TABLE] if landed is not None else [])
     with zone.get_connection() as conn, closing(conn), _transaction(conn, zone.database, tables):
         for table_slice, frame in zip(slices, frames.values(), strict=True):
             write_slice(conn, table_slice, frame)
+        if landed is not None:
+            write_landed(conn, landed)
+
+
+def write_landed(connection, landed: pl.DataFrame) -> None:
+    """Record each (source, extract month) of `landed` (`quality.arrival.landed_extracts`) in LANDED_TABLE, in the
+    caller's transaction: a month recorded before is replaced, never doubled; months not in `landed` stay."""
+    frame = landed.to_arrow()  # noqa: F841 (read by DuckDB by name)
+    schema = LANDED_TABLE.split(".")[0]
+    connection.execute(f"create schema if not exists {schema}")
+    connection.execute(f"create table if not exists {LANDED_TABLE} "
+                       "(source varchar, extract_month varchar, records bigint, primary key (source, extract_month))")
+    connection.execute(f"insert or replace into {LANDED_TABLE} by name select * from frame")
 
 
 class _PolarsHandler(DuckDBPolarsTypeHandler):

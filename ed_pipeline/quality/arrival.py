@@ -14,15 +14,19 @@ So a row keeps the month of the delivery that first brought it, exactly as deliv
     with the delivery: the newest month landed when it came.
 Content is the row as the agency wrote it (its registry columns as text), not what the pipeline makes of it, so
 that a change of the code (parse rules, tokens) re-dates nothing.
+
+Which months a source has delivered (`landed_extracts`) is kept beside its rows: a month delivered with no rows (a
+file with its header alone: no events that month) holds no row that would say it landed, and looked late.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import polars as pl
 
 ARRIVED_MONTH = "_arrived_month"
+LANDED_SCHEMA = {"source": pl.String, "extract_month": pl.String, "records": pl.Int64}
 
 
 def delivery_month(landed: Sequence[str], read: Sequence[str]) -> str | None:
@@ -46,3 +50,18 @@ def stamp_arrival(rows: pl.DataFrame, held: pl.DataFrame, content: Sequence[str]
                           .otherwise(pl.col("extract_month"))
                           .alias(ARRIVED_MONTH))
             .drop("_known"))
+
+
+def landed_extracts(source: str, months: Sequence[str], with_file: Collection[str], records: pl.DataFrame
+                    ) -> pl.DataFrame:
+    """The months of `months` that `source` delivered, with the records each holds (LANDED_SCHEMA): a month whose
+    file is in landing/ (just read, even with its header alone: a month without events), or that holds records
+    (its file gone once loaded: kept, as raw keeps its rows). A month with neither is left out: not delivered, or
+    delivered before and its file gone since, whose earlier record then stays (a missing file is no withdrawal).
+
+    `records`: the rows written for `months` (an `extract_month` column)."""
+    counts = records.get_column("extract_month").value_counts(name="records")
+    held = dict(zip(counts["extract_month"], counts["records"], strict=True))
+    landed = [(source, month, held.get(month, 0)) for month in sorted(set(months))
+              if month in with_file or month in held]
+    return pl.DataFrame(landed, schema=LANDED_SCHEMA, orient="row")

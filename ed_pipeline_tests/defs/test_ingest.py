@@ -172,6 +172,34 @@ def test_a_month_whose_file_is_gone_keeps_its_rows_until_a_file_with_only_its_he
     assert reconciliation(world_copy.agency_zone_path, "social_care") == (0, 0, 0)
 
 
+def _landed(settings, source: str) -> list[tuple[str, int]]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as conn:
+        return conn.execute("select extract_month, records from pseudonymised.landed_extract where source = ? "
+                            "order by 1", [source]).fetchall()
+
+
+def test_a_month_delivered_with_its_header_alone_is_recorded_as_delivered(world_copy):
+    """The warehouse records the months a source delivered, rows or none (the data window reads it): a month
+    loaded, run again (one record still), then sent with its header alone (delivered, no records), then its file
+    moved away (still delivered: a missing file is no withdrawal)."""
+    assets = [a for a in [*raw_assets, *validated_assets, *pseudonymised_assets]
+              if any("social_care" in k.path for k in a.keys)]
+    resources = all_resources(world_copy)
+    for _ in range(2):
+        assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
+    with duckdb.connect(str(world_copy.warehouse_path), read_only=True) as conn:
+        records = conn.execute("select count(*) from pseudonymised.social_care").fetchone()[0]
+    assert records > 0 and _landed(world_copy, "social_care") == [("2017-06", records)]
+
+    path = world_copy.landing_file("social_care", "2017-06")
+    path.write_text(path.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
+    assert _landed(world_copy, "social_care") == [("2017-06", 0)]
+    path.unlink()
+    assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
+    assert _landed(world_copy, "social_care") == [("2017-06", 0)]
+
+
 def test_a_refresh_over_a_month_whose_file_is_gone_keeps_it_and_names_it(refreshed_copy):
     """`ed-pipeline refresh` runs each source over all its months: a month in the middle whose file was moved away
     was emptied (the run wrote an empty slice over it). It keeps its rows now, and the refresh names it."""

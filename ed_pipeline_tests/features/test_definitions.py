@@ -73,19 +73,32 @@ def test_dbt_tests_are_asset_checks():
 def test_dbt_sources_follow_the_registry():
     sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "_sources.yml").read_text())["sources"]
     tables = {s["name"]: {t["name"] for t in s["tables"]} for s in sources}
-    assert tables["pseudonymised"] == {s.name for s in SOURCES}
+    assert tables["pseudonymised"] == {s.name for s in SOURCES} | {"landed_extract"}  # the months delivered
     assert all((DBT_PROJECT_DIR / "models" / "staging" / f"stg_{s.name}.sql").exists() for s in SOURCES)
 
 
 def test_the_data_window_waits_for_the_monthly_sources_of_the_registry():
-    """int_data_window reads every source and leaves the registry's non-monthly ones (`landing_month`) out of the
-    month the data are complete to."""
+    """int_data_window reads every source, and the months each delivered, and leaves the registry's non-monthly
+    ones (`landing_month`) out of the month the data are complete to."""
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     assert set(project["vars"]["annual_sources"]) == {s.name for s in SOURCES if s.landing_month is not None}
     prepare_manifest(dbt_project)
     manifest = json.loads(dbt_project.manifest_path.read_text())
     parents = manifest["nodes"]["model.ed_pipeline.int_data_window"]["depends_on"]["nodes"]
-    assert set(parents) == {f"source.ed_pipeline.pseudonymised.{s.name}" for s in SOURCES}
+    assert set(parents) == {f"source.ed_pipeline.pseudonymised.{s.name}" for s in SOURCES} | {
+        "source.ed_pipeline.pseudonymised.landed_extract"}
+
+
+def test_the_record_of_months_delivered_is_declared_under_the_assets_that_write_it():
+    """pseudonymised.landed_extract, which int_data_window reads, is written by each source's pseudonymised asset:
+    it is in the graph under them (not one of dbt's stray sources), as a table no step materialises alone."""
+    from ed_pipeline.definitions import defs
+    from ed_pipeline.defs.pseudonymised import LANDED_KEY
+
+    node = defs.resolve_asset_graph().get(LANDED_KEY)
+    assert node.group_name == "pseudonymised" and not node.is_materializable
+    assert node.parent_keys == {dg.AssetKey(["pseudonymised", s.name]) for s in SOURCES}
+    assert node.child_keys == {dg.AssetKey(["intermediate", "int_data_window"])}
 
 
 def test_manifest_is_current():

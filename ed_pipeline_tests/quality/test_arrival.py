@@ -1,10 +1,11 @@
-"""The month each raw row arrived with: a month's first delivery, its rows again, and rows new or changed later."""
+"""The month each raw row arrived with: a month's first delivery, its rows again, and rows new or changed later; and
+which months a source delivered, rows or none."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, stamp_arrival
+from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, landed_extracts, stamp_arrival
 
 CONTENT = ["id", "name", "postcode"]
 
@@ -35,3 +36,10 @@ def test_rows_keep_the_arrival_they_had_and_new_or_changed_rows_of_a_month_held_
 def test_a_delivery_arrives_with_the_newest_month_landed():
     assert delivery_month(["2016-03", "2017-08", "2017-07"], ["2016-03"]) == "2017-08"
     assert delivery_month([], ["2016-03"]) == "2016-03"
+
+
+def test_a_month_is_delivered_with_its_file_rows_or_none_or_with_rows_whose_file_is_gone():
+    records = pl.DataFrame({"extract_month": ["2016-01", "2016-01", "2016-03"]})
+    # 2016-01: read with rows; 2016-02: a file with its header alone; 2016-03: rows kept, file gone; 2016-04: nothing
+    landed = landed_extracts("housing", ["2016-04", "2016-03", "2016-02", "2016-01"], {"2016-01", "2016-02"}, records)
+    assert landed.rows() == [("housing", "2016-01", 2), ("housing", "2016-02", 0), ("housing", "2016-03", 1)]

@@ -4,18 +4,33 @@
 -- the latest month of any one agency would admit children at a date for which the others' extracts are still to
 -- come (the landing sensor runs the features as soon as one agency's file lands).
 -- Left out of that minimum: sources that do not send every month (var `annual_sources`: the EYFSP return lands
--- each July), which would hold the window back for eleven months a year, and a source with no rows yet (null).
+-- each July), which would hold the window back for eleven months a year, and a source that has delivered nothing.
+-- A month is delivered when its extract landed and was loaded, rows or none: pseudonymised.landed_extract records
+-- a month sent with its header alone (no events), which leaves no row and would look late. The months with rows
+-- count too: a warehouse written before that table existed lacks it, or the months not written since.
 -- Read from the pseudonymised tables themselves: the staging views would compute their versions (two windows
 -- over every record) only for the months, which are the same.
 {%- set sources = ['social_care', 'school_readiness', 'youth_offending', 'drugs_alcohol', 'housing', 'benefits',
                    'police_incidents'] %}
-with extracts as (
+{%- set landed = source('pseudonymised', 'landed_extract') %}
+{%- set landed_exists = execute and adapter.get_relation(
+        database=landed.database, schema=landed.schema, identifier=landed.identifier) is not none %}
+with months as (
     {%- for name in sources %}
     select '{{ name }}' as source, min(extract_month) as first_month, max(extract_month) as last_month
     from {{ source('pseudonymised', name) }}
-    {%- if not loop.last %}
+    {%- if not loop.last or landed_exists %}
     union all{% endif %}
     {%- endfor %}
+    {%- if landed_exists %}
+    select source, min(extract_month), max(extract_month) from {{ landed }}
+    where source in ({% for name in sources %}'{{ name }}'{{ ', ' if not loop.last }}{% endfor %})
+    group by source
+    {%- endif %}
+),
+
+extracts as (
+    select source, min(first_month) as first_month, max(last_month) as last_month from months group by source
 ),
 
 monthly as (
