@@ -7,7 +7,7 @@
                    lands at the end of M, so a version is usable from the first day of M + 1, M being the row's
                    `_arrived_month` (lineage kept from raw, ed_pipeline/quality/arrival.py): its extract month,
                    unless the row came (new, or changed) in a later delivery of its month, a month re-sent to
-                   correct it, which arrived with the newest month landed then. Null (rows written before the
+                   correct it, which arrived in the month after the newest month landed then. Null (rows written before the
                    column was kept): the extract month.
     superseded_on  the day a later version of the same event arrived (null: still current). A record re-sent
                    under the same (source, record_id) in a later extract corrects the earlier one. Later is by

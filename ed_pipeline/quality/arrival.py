@@ -11,7 +11,7 @@ So a row keeps the month of the delivery that first brought it, exactly as deliv
     row so, as before deliveries were told apart);
   - a later delivery of a month: a row the month already held with the same content (a run again of the same
     file, an unchanged row of a re-sent month) keeps the arrival it had; any other row (new, or changed) arrived
-    with the delivery: the newest month landed when it came.
+    with the delivery: in the month after the newest month landed when it came (`delivery_month`).
 Content is the row as the agency wrote it (its registry columns as text), not what the pipeline makes of it, so
 that a change of the code (parse rules, tokens) re-dates nothing.
 
@@ -30,8 +30,17 @@ LANDED_SCHEMA = {"source": pl.String, "extract_month": pl.String, "records": pl.
 
 
 def delivery_month(landed: Sequence[str], read: Sequence[str]) -> str | None:
-    """The month a delivery arrived with: the newest month landed (of any agency), never before a month read."""
-    return max([*landed, *read], default=None)
+    """The month a delivery arrived in: the month after the newest month landed (of any agency) or read.
+
+    Month M's files land at the end of M, so a delivery that comes after them comes during M + 1 at the
+    earliest, and its rows are usable from the first day of M + 2. Dated M, they counted at the first day of
+    M + 1, before they had come: up to a month early. A re-send that lands at the very moment M's files do
+    counts a month late instead, which leaks nothing."""
+    newest = max([*landed, *read], default=None)
+    if newest is None:
+        return None
+    year, month = map(int, newest.split("-"))
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
 def stamp_arrival(rows: pl.DataFrame, held: pl.DataFrame, content: Sequence[str], delivered: str | None

@@ -266,9 +266,10 @@ def _arrivals(path, schema: str, source: str, month: str) -> dict[str, str]:
 
 def test_a_month_re_sent_to_correct_a_quarantined_row_dates_that_row_by_its_delivery(world_copy):
     """Social care's 2016-03 lands with a row quarantined (no category); it is sent again, corrected, when 2017-08
-    is the newest month landed. The corrected row arrived with 2017-08 (`_arrived_month`, through validated to the
-    warehouse), not with 2016-03: features at past dates must not see it. Its other rows keep 2016-03. Running the
-    same file again, even after another month has landed, changes no table."""
+    is the newest month landed. The corrected row arrived in 2017-09 (`_arrived_month`, through validated to the
+    warehouse: after 2017-08's files, which land at its end), not with 2016-03: features at past dates must not
+    see it, nor those of 2017-09-01, before it came. Its other rows keep 2016-03. Running the same file again, even
+    after another month has landed, changes no table."""
     source, month, newest = "social_care", "2016-03", max(world_copy.landed_months())
     assert newest == "2017-08"
     assets = [a for a in [*raw_assets, *validated_assets, *pseudonymised_assets]
@@ -289,7 +290,7 @@ def test_a_month_re_sent_to_correct_a_quarantined_row_dates_that_row_by_its_deli
     deliver(rows)
     for path_, schema in ((world_copy.agency_zone_path, "validated"), (world_copy.warehouse_path, "pseudonymised")):
         arrivals = _arrivals(path_, schema, source, month)
-        assert arrivals.pop(corrected) == newest, schema
+        assert arrivals.pop(corrected) == "2017-09", schema
         assert len(arrivals) == len(rows) - 1 and set(arrivals.values()) == {month}, schema
 
     before = {p: table_fingerprints(p) for p in (world_copy.agency_zone_path, world_copy.warehouse_path)}

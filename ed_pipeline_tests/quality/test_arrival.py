@@ -33,9 +33,13 @@ def test_rows_keep_the_arrival_they_had_and_new_or_changed_rows_of_a_month_held_
     assert stamp_arrival(stamped, stamped, CONTENT, "2018-01").equals(stamped)  # the same rows again: no change
 
 
-def test_a_delivery_arrives_with_the_newest_month_landed():
-    assert delivery_month(["2016-03", "2017-08", "2017-07"], ["2016-03"]) == "2017-08"
-    assert delivery_month([], ["2016-03"]) == "2016-03"
+def test_a_delivery_arrives_in_the_month_after_the_newest_month_landed():
+    """The newest month's files land at its end: what comes after them comes in the next month at the earliest,
+    and counts from the first day of the month after that, never earlier."""
+    assert delivery_month(["2016-03", "2017-08", "2017-07"], ["2016-03"]) == "2017-09"
+    assert delivery_month(["2017-12"], ["2017-12"]) == "2018-01"
+    assert delivery_month([], ["2016-03"]) == "2016-04"
+    assert delivery_month([], []) is None
 
 
 def test_a_month_is_delivered_with_its_file_rows_or_none_or_with_rows_whose_file_is_gone():
