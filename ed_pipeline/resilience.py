@@ -32,6 +32,8 @@ from typing import Any
 FAULT_ENV = "ED_PIPELINE_FAULT_AT"
 PARENT_ENV = "ED_PIPELINE_PARENT_PID"  # set in a `run_in_child` process: the pid it dies with
 LOCK_FILE = "refresh.lock"
+# Columns that say when or in which run a row was written, not what it holds: a run again changes only them.
+RUN_COLUMNS = frozenset({"_loaded_at", "refreshed_at", "mlflow_run_id"})
 NEARLY_FULL = 1 << 20  # bytes free below which an unexplained I/O error is taken for a full disk
 
 _FULL_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file size limit reached"}
@@ -62,6 +64,31 @@ class RefreshBusyError(RuntimeError):
 
 class DiskFullError(RuntimeError):
     """A write failed for want of space; what was written before it stands."""
+
+
+def table_digests(db: Path, schemas: tuple[str, ...] | None = None, where: str | None = None
+                  ) -> dict[str, tuple[int, int]]:
+    """(rows, order-independent hash of every row without its RUN_COLUMNS) per table (and view) of a DuckDB file,
+    "schema.table" -> digest: two runs over the same input leave the same digests. `where` filters each table
+    that has the columns it names (e.g. one extract month)."""
+    import duckdb  # here: this module is imported before anything heavy
+
+    out = {}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        tables = conn.execute("select distinct table_schema, table_name from information_schema.tables "
+                              "order by 1, 2").fetchall()
+        for schema, table in tables:
+            if schemas is not None and schema not in schemas:
+                continue
+            columns = [c for (c,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+                "order by ordinal_position", [schema, table]).fetchall()]
+            kept = ", ".join(f'"{c}"' for c in columns if c not in RUN_COLUMNS)
+            filter_ = f" where {where}" if where and "extract_month" in columns else ""
+            n, h = conn.execute(
+                f'select count(*), coalesce(sum(hash({kept})), 0) from "{schema}"."{table}"{filter_}').fetchone()
+            out[f"{schema}.{table}"] = (n, int(h))
+    return out
 
 
 @contextmanager

@@ -165,3 +165,23 @@ def test_the_scaling_fit_recovers_each_stages_line_and_groups_the_benchmarks_sta
     # every stage of the month a quarter of the full refresh's: a quarter at every scale, and in the limit
     assert "month / full refresh (wall): 25.0% at 0.1M, 25.0% at 0.5M; as residents grow it tends to 25% (cpu)" in out
     assert fit.main([str(paths[0])]) == 2  # one scale: nothing to fit
+
+
+def test_a_refresh_again_is_judged_by_content_not_by_when_its_rows_were_written(bench, tmp_path):
+    """`--again` compares both databases before and after: a new load time or MLflow run id is no change, a value
+    is."""
+    import duckdb
+
+    for name in ("agency_zone", "warehouse"):
+        with duckdb.connect(str(tmp_path / f"{name}.duckdb")) as conn:
+            conn.execute("create schema s")
+            conn.execute("create table s.t as select 1 as x, now() as _loaded_at, 'r1' as mlflow_run_id")
+    before = bench.zone_digests(tmp_path)
+    assert set(before) == {"agency_zone:s.t", "warehouse:s.t"}
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute("update s.t set _loaded_at = now() + interval 1 day, mlflow_run_id = 'r2'")
+    assert bench.zone_digests(tmp_path) == before
+    with duckdb.connect(str(tmp_path / "agency_zone.duckdb")) as conn:
+        conn.execute("update s.t set x = 2")
+    after = bench.zone_digests(tmp_path)
+    assert [t for t in after if after[t] != before[t]] == ["agency_zone:s.t"]

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import duckdb
 
-from ed_pipeline.resilience import LOCK_FILE
+from ed_pipeline.resilience import LOCK_FILE, table_digests
 from ed_pipeline_tests.conftest import TEST_KEY
 
-# Columns that say when or in which run a row was written, not what it holds.
-RUN_COLUMNS = frozenset({"_loaded_at", "refreshed_at", "mlflow_run_id"})
 # Everything the analyse job (linking onwards) writes: dropped to get "ingested, never analysed".
 ANALYSE_SCHEMAS = ("linked", "staging", "intermediate", "features", "model", "outputs")
 ANALYSE_DIRS = ("linkage", "models", "outputs")
@@ -151,25 +149,7 @@ def events(data_dir: Path, event_type: str, step_key: str | None = None, since: 
     return found
 
 
-def digests(db: Path, schemas: tuple[str, ...] | None = None, where: str | None = None) -> Digests:
-    """(rows, order-independent hash of every row without its run columns) per table (and view) of a DuckDB file;
-    `where` filters each table that has the columns it names (e.g. one extract month)."""
-    out = {}
-    with duckdb.connect(str(db), read_only=True) as conn:
-        tables = conn.execute("select distinct table_schema, table_name from information_schema.tables "
-                              "order by 1, 2").fetchall()
-        for schema, table in tables:
-            if schemas is not None and schema not in schemas:
-                continue
-            columns = [c for (c,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
-                "order by ordinal_position", [schema, table]).fetchall()]
-            kept = ", ".join(f'"{c}"' for c in columns if c not in RUN_COLUMNS)
-            filter_ = f" where {where}" if where and "extract_month" in columns else ""
-            n, h = conn.execute(
-                f'select count(*), coalesce(sum(hash({kept})), 0) from "{schema}"."{table}"{filter_}').fetchone()
-            out[f"{schema}.{table}"] = (n, int(h))
-    return out
+digests = table_digests  # (rows, hash of every row without its run columns) per table of a DuckDB file
 
 
 def differing(got: dict, expected: dict) -> dict:
