@@ -516,10 +516,17 @@ def restore_champion(tracking_uri: str, features: pl.DataFrame, config: Training
     logged on the registered model (a version logged before models carried them: its run's overall metrics),
     and the subgroup figures and importance of the run that trained it. Its cohorts and band thresholds are set
     on `features`: call it only when `retrain_reason` is None (the champion's cohorts). artifact_root: the data
-    directory's, where the artifacts are looked for after a move (`artifacts_now`)."""
+    directory's, where the artifacts are looked for after a move (`artifacts_now`).
+
+    A version registered before versions carried their booster's fingerprint (`BOOSTER_TAG`) is given it here,
+    from the booster just read from its artifacts: else no local copy could be recognised as the champion
+    (`holds_champion`) and every refresh that scores would restore it again."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = client.get_model_version_by_alias(model_name, CHAMPION)
-    scorer = load_model(tracking_uri, model_name, artifact_root=artifact_root).unwrap_python_model().scorer
+    model = load_model(tracking_uri, model_name, artifact_root=artifact_root)
+    scorer = model.unwrap_python_model().scorer
+    if BOOSTER_TAG not in version.tags and model.metadata.run_id == version.run_id:  # (the alias did not move)
+        client.set_model_version_tag(model_name, version.version, BOOSTER_TAG, booster_sha256(scorer.booster))
     run = client.get_run(version.run_id)
     metrics = _model_metrics(client, version) or {k: v for k, v in run.data.metrics.items() if "__" not in k}
     run_artifacts = artifacts_now(client, run.info.artifact_uri, version.run_id, artifact_root)

@@ -158,3 +158,33 @@ def test_after_the_data_directory_is_moved_a_retrain_is_gated_against_the_champi
     assert booster_sha256(restored.booster) == booster_sha256(champion.booster)
     assert score_children(restored, good).equals(score_children(champion, good))
     assert not old.exists()
+
+
+def test_a_champion_registered_before_booster_fingerprints_is_restored_once(tmp_path, monkeypatch):
+    """A champion registered by an earlier version carries no booster fingerprint (`booster_sha256`), so no local
+    model could be recognised as it: the first refresh that scores restores it from the registry and records its
+    fingerprint, and the next one scores with the local copy instead of restoring it again."""
+    from mlflow.tracking import MlflowClient
+
+    from ed_pipeline.modelling import tracking
+
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings.from_env()
+    database = str(tmp_path / "warehouse.duckdb")
+    good, _ = good_and_bad_features()
+    assert refresh_model(database, good)[1]
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client.delete_model_version_tag(MODEL_NAME, "1", BOOSTER_TAG)
+    assert champion_info(settings.mlflow_tracking_uri).booster_sha256 is None
+    restored = []
+    restore = tracking.restore_champion
+    monkeypatch.setattr(tracking, "restore_champion", lambda *a, **k: restored.append(1) or restore(*a, **k))
+
+    first, passed = refresh_model(database, good)
+    assert passed and first["refresh_kind"] == "scoring_only" and restored == [1]
+    assert champion_info(settings.mlflow_tracking_uri).booster_sha256 == booster_sha256(
+        load_latest_model(settings).booster)
+    second, passed = refresh_model(database, good)
+    assert passed and second["refresh_kind"] == "scoring_only" and second["model_version"] == "1"
+    assert restored == [1]
