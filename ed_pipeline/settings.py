@@ -184,6 +184,19 @@ def memory_limited(connections: Iterable[duckdb.DuckDBPyConnection], limit: str)
             con.execute("RESET memory_limit")
 
 
+def under_artifact_root(uri: str, experiment_location: str | None, artifact_root: Path) -> Path | None:
+    """Where the local artifact location `uri` of an experiment made at `experiment_location` lies under
+    `artifact_root`: at the same place relative to the artifact root the experiment was made in (its folder's
+    parent: `ensure_experiment` makes each at <artifact root>/<name>). A data directory moved since (`mv data
+    /srv/ed_data`) keeps its MLflow store, which still names the old root. None when either is not a local path
+    or `uri` lies out of that root. Whether anything is there is the caller's to check."""
+    path = local_path(uri)
+    experiment_at = local_path(experiment_location) if experiment_location else None
+    if path is None or experiment_at is None or not path.is_relative_to(experiment_at.parent):
+        return None
+    return Path(artifact_root).resolve() / path.relative_to(experiment_at.parent)
+
+
 def dbt_target_path() -> Path:
     """dbt's target directory (the manifest, the partial parse, each run's artifacts), relative to the dbt
     project: `DBT_TARGET_PATH`, which dbt and dagster-dbt read too, else target/. Processes that build against

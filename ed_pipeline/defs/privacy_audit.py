@@ -158,29 +158,33 @@ def _every_page(search, **kwargs):
             return
 
 
-def mlflow_units(tracking_uri: str, locations: set[str] | None = None) -> Texts:
+def mlflow_units(tracking_uri: str, locations: dict[str, str | None] | None = None) -> Texts:
     """(location, text) of the params and tags of every MLflow run and registered model version, by unit; the
     tags MLflow takes from the machine (`MACHINE_TAGS`) left out. Deleted runs and experiments too: MLflow only
     marks them deleted (the UI shows and restores them; `mlflow gc` removes them). Where each run and model
     version keeps its artifacts is added to `locations`, and the experiment of each run (its logged models' are
-    there; an experiment without runs, such as MLflow's `Default`, has nothing anywhere)."""
+    there; an experiment without runs, such as MLflow's `Default`, has nothing anywhere), each with its
+    experiment's location (for `mlflow_artifact_folders` to find it after the data directory was moved)."""
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient  # here: see defs/model.py
 
     client = MlflowClient(tracking_uri)
     units: Texts = {}
-    locations = set() if locations is None else locations
+    locations = {} if locations is None else locations
+    experiment_of: dict[str, str] = {}  # run id -> its experiment's artifact location
     for experiment in _every_page(client.search_experiments, view_type=ViewType.ALL):
         for run in _every_page(client.search_runs, experiment_ids=[experiment.experiment_id],
                                run_view_type=ViewType.ALL):
-            locations.update((run.info.artifact_uri, experiment.artifact_location))
+            experiment_of[run.info.run_id] = experiment.artifact_location
+            locations.update({run.info.artifact_uri: experiment.artifact_location,
+                              experiment.artifact_location: experiment.artifact_location})
             texts = [(f"mlflow run {run.info.run_id[:8]} param {k}", v) for k, v in sorted(run.data.params.items())]
             texts += [(f"mlflow run {run.info.run_id[:8]} tag {k}", v) for k, v in sorted(run.data.tags.items())
                       if k not in MACHINE_TAGS]
             units[f"mlflow run {run.info.run_id}"] = texts
     for version in _every_page(client.search_model_versions):
         if version.source and not version.source.startswith(MODEL_REFERENCES):
-            locations.add(version.source)
+            locations[version.source] = experiment_of.get(version.run_id or "")
         units[f"mlflow model {version.name} v{version.version}"] = [
             (f"mlflow model {version.name} v{version.version} tag {k}", v) for k, v in sorted(version.tags.items())]
     return units
@@ -203,7 +207,7 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
     # the landing sensor ran a month at a time through years of history: never read at all before)
     runs = dagster_runs(context.instance, recent, not_audited_since(context.instance, settings.audit_state_path))
     # fingerprints first: an event written after them is scanned next
-    locations: set[str] = set()
+    locations: dict[str, str | None] = {}
     mlflow = mlflow_units(settings.mlflow_tracking_uri, locations)
     folders, unread = mlflow_artifact_folders(settings.mlflow_artifact_root, locations)
     units = {**runs, **{unit: {"*": sha256_text(*(t for _, t in items))} for unit, items in mlflow.items()}}
@@ -243,7 +247,8 @@ def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: Priv
             "mlflow_texts": sum(len(v) for v in mlflow.values()),
             # the folders of MLflow's artifact files scanned (the data directory's, and any the store names out of
             # it), and the artifact paths it names that could not be read (on no file system of this machine, or
-            # not there: moved or removed); counts only, a path can name a login
+            # not there, nor under the data directory's as it was moved with it); counts only, a path can name a
+            # login
             "mlflow_artifact_paths": len(folders),
             "mlflow_artifact_paths_not_found": len(unread),
             "leaks": dg.MetadataValue.md("\n".join(f"- {leak}" for leak in result.leaks) or "none"),

@@ -40,7 +40,7 @@ from ed_pipeline.modelling.features import CATEGORICAL, FEATURES, Encoding
 from ed_pipeline.modelling.metrics import SUBGROUP_SCHEMA, ece, metric_key, roc_auc
 from ed_pipeline.modelling.plots import calibration_plot, pr_plot, roc_plot, shap_summary_plot
 from ed_pipeline.modelling.train import Cohorts, RiskScorer, TrainedModel, TrainingConfig, rebuilt
-from ed_pipeline.settings import is_within, local_path
+from ed_pipeline.settings import is_within, local_path, under_artifact_root
 
 EXPERIMENT = "school-readiness"
 MODEL_NAME = "school_readiness_risk"
@@ -300,11 +300,9 @@ def artifacts_now(client: MlflowClient, uri: str, run_id: str | None, artifact_r
     path = local_path(uri)
     if artifact_root is None or run_id is None or path is None or path.exists():
         return uri
-    experiment_at = local_path(client.get_experiment(client.get_run(run_id).info.experiment_id).artifact_location)
-    if experiment_at is None or not path.is_relative_to(experiment_at.parent):
-        return uri
-    moved = Path(artifact_root).resolve() / path.relative_to(experiment_at.parent)
-    return moved.as_uri() if moved.exists() else uri
+    experiment_at = client.get_experiment(client.get_run(run_id).info.experiment_id).artifact_location
+    moved = under_artifact_root(uri, experiment_at, artifact_root)
+    return moved.as_uri() if moved is not None and moved.exists() else uri
 
 
 # --- the promotion gate ----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,7 +60,7 @@ from ed_pipeline.privacy.leak_scan import (
     text_index_entries,
     without_local,
 )
-from ed_pipeline.settings import local_path
+from ed_pipeline.settings import local_path, under_artifact_root
 
 STATE_VERSION = 1
 DEFAULT_MAX_AGE_DAYS = 31
@@ -198,20 +198,35 @@ def now_iso() -> str:
 
 # --- where MLflow's artifact files are ----------------------------------------------------------------------------
 
-def mlflow_artifact_folders(artifact_root: Path, locations: Iterable[str]) -> tuple[list[Path], list[str]]:
+def mlflow_artifact_folders(artifact_root: Path, locations: Mapping[str, str | None]) -> tuple[list[Path], list[str]]:
     """The folders whose files the audit scans: `artifact_root` (the data directory's) and every artifact location
-    the MLflow store names (its experiments', runs', model versions'), wherever it lies: an experiment made
-    before the data directory was moved or copied keeps the old one, and so do its runs. Each folder once, none
-    inside another. And the locations that cannot be read: not on this machine's file system, or not there (a
-    run with no artifacts has no folder; one inside a folder scanned is not counted)."""
-    resolved = {uri: path.resolve() if (path := local_path(uri)) is not None else None for uri in set(locations)}
-    folders = {artifact_root.resolve(), *(path for path in resolved.values() if path is not None)}
+    the MLflow store names (its experiments', runs', model versions'; each with the location of its experiment,
+    None where not known), wherever it lies: an experiment made before the data directory was copied keeps the
+    old one, and so do its runs. Each folder once, none inside another. And the locations that cannot be read:
+    not on this machine's file system, or not there (a run with no artifacts has no folder; one inside a folder
+    scanned is not counted). A location not there whose experiment's folder is under `artifact_root`, as
+    `tracking.artifacts_now` reads it after the data directory was moved, is read there (`under_artifact_root`)."""
+    root = artifact_root.resolve()
+
+    def where(uri: str, experiment: str | None) -> Path | None:
+        path = local_path(uri)
+        if path is None:
+            return None
+        if not path.exists() and experiment is not None:
+            experiment_now = under_artifact_root(experiment, experiment, root)
+            moved = under_artifact_root(uri, experiment, root)
+            if moved is not None and experiment_now is not None and experiment_now.is_dir():
+                return moved  # moved with the data directory (a run's folder not there has no artifacts)
+        return path.resolve()
+
+    resolved = {uri: where(uri, experiment) for uri, experiment in locations.items()}
+    folders = {root, *(path for path in resolved.values() if path is not None)}
     roots: list[Path] = []
     for folder in sorted((f for f in folders if f.is_dir()), key=lambda f: len(f.parts)):
-        if not any(folder.is_relative_to(root) for root in roots):
+        if not any(folder.is_relative_to(r) for r in roots):
             roots.append(folder)
     unread = sorted(uri for uri, path in resolved.items()
-                    if path is None or not any(path.is_relative_to(root) for root in roots))
+                    if path is None or not any(path.is_relative_to(r) for r in roots))
     return sorted(roots), unread
 
 

@@ -199,7 +199,7 @@ def test_the_artifact_folders_read_are_the_data_directorys_and_those_the_store_n
     locations = [(root / "school-readiness").as_uri(), (root / "school-readiness" / "r1" / "artifacts").as_uri(),
                  (root / "school-readiness" / "r3" / "artifacts").as_uri(), earlier.as_uri(),
                  str(earlier / "r2" / "artifacts"), (tmp_path / "gone" / "r4").as_uri(), "s3://bucket/r5"]
-    folders, unread = mlflow_artifact_folders(root, locations)
+    folders, unread = mlflow_artifact_folders(root, dict.fromkeys(locations))
     assert folders == [root.resolve(), earlier.resolve()]
     assert unread == [(tmp_path / "gone" / "r4").as_uri(), "s3://bucket/r5"]
 
@@ -231,3 +231,50 @@ def test_the_audit_holds_both_databases_to_its_memory_limit(refreshed_copy, monk
             instance=instance, asset_selection=[COMMUNITY_RISK_KEY])
         assert done.success and _latest_check(instance, "no_identifiers_anywhere")[0]
     assert seen == [expected, expected]
+
+
+def test_a_moved_experiments_artifact_locations_are_read_where_they_are_now(tmp_path) -> None:
+    """`mv data /srv/ed_data`: the store names the old artifact root. A location there that is under the current
+    root, as `artifacts_now` reads it (relative to its experiment's folder's parent), is found: its files are
+    scanned there, and a run without artifacts (no folder) is nothing to report, as before the move. An
+    experiment whose folder is not under the current root is still counted."""
+    from ed_pipeline.privacy.audit import mlflow_artifact_folders
+
+    old = tmp_path / "home" / "data" / "mlflow" / "artifacts"
+    root = tmp_path / "srv" / "ed_data" / "mlflow" / "artifacts"
+    (root / "school-readiness" / "r1" / "artifacts").mkdir(parents=True)
+    experiment = (old / "school-readiness").as_uri()
+    gone = (tmp_path / "gone" / "exp").as_uri()
+    locations = {experiment: experiment, (old / "school-readiness" / "r1" / "artifacts").as_uri(): experiment,
+                 (old / "school-readiness" / "r2" / "artifacts").as_uri(): experiment,  # a run with no artifacts
+                 gone: gone, f"{gone}/r3/artifacts": gone, "s3://bucket/r4": None}
+    folders, unread = mlflow_artifact_folders(root, locations)
+    assert folders == [root.resolve()]
+    assert unread == sorted([gone, f"{gone}/r3/artifacts", "s3://bucket/r4"])
+
+
+def test_a_moved_data_directorys_mlflow_store_has_no_artifact_location_not_found(tmp_path, monkeypatch) -> None:
+    """A model trained, then the data directory moved: every location the moved store names (the audit's
+    `mlflow_artifact_paths_not_found`) is found under the current artifact root, where its files are scanned."""
+    import shutil
+
+    from ed_pipeline.defs.privacy_audit import mlflow_units
+    from ed_pipeline.privacy.audit import mlflow_artifact_folders
+    from ed_pipeline.settings import local_path
+    from ed_pipeline_tests.defs.test_model_gate import good_and_bad_features, refresh_model
+
+    old, new = tmp_path / "old" / "data", tmp_path / "srv" / "ed_data"
+    old.mkdir(parents=True)
+    new.parent.mkdir()
+    monkeypatch.setenv("ED_DATA_DIR", str(old))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    good, _ = good_and_bad_features()
+    assert refresh_model(str(old / "warehouse.duckdb"), good)[1]
+    shutil.move(old, new)
+    monkeypatch.setenv("ED_DATA_DIR", str(new))
+    settings = Settings.from_env()
+    locations: dict[str, str | None] = {}
+    mlflow_units(settings.mlflow_tracking_uri, locations)
+    assert any(local_path(uri).is_relative_to(old) for uri in locations)  # the store names the old directory
+    folders, unread = mlflow_artifact_folders(settings.mlflow_artifact_root, locations)
+    assert folders == [settings.mlflow_artifact_root.resolve()] and unread == []
