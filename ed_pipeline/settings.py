@@ -29,6 +29,10 @@ FIRST_MONTH = "2013-01"  # the first year of the current EYFSP
 DEFAULT_LAST_MONTH = "2018-07"
 # what a landing file must be called to be ingested (`is_partition_month`), as the reports of misnamed ones say
 LANDING_NAME_RULE = f"<source>/<YYYY-MM>.csv for a month from {FIRST_MONTH} to last month"
+# The entries a data directory holds at its top (`Settings` lays every location out under one of them): what
+# marks a path as a data directory's wherever it was (the privacy audit leaves earlier ones out of its texts).
+DATA_DIR_LAYOUT = ("agency_zone.duckdb", "warehouse.duckdb", "ops.duckdb", "landing", "truth", "reference",
+                   "gx_docs", "linkage", "audit", "dagster", "mlflow", "models", "outputs", "secrets")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from ed_pipeline.privacy.audit import (
     run_audit,
     sha256_text,
 )
-from ed_pipeline.settings import Settings, duckdb_memory_limit, memory_limited
+from ed_pipeline.privacy.leak_scan import Local
+from ed_pipeline.settings import DATA_DIR_LAYOUT, Settings, duckdb_memory_limit, memory_limited
 
 RECENT_RUNS = 100
 AUDIT_MEMORY_LIMIT = "ED_AUDIT_MEMORY_LIMIT"  # the environment variable: DuckDB's units, e.g. '4GB'
@@ -56,15 +57,28 @@ class PrivacyAuditConfig(dg.Config):
     dagster_runs: int = RECENT_RUNS
 
 
-def local_directories(settings: Settings, artifact_folders: Iterable[Path] = ()) -> tuple[str, ...]:
+# The paths a data directory had before it was moved or copied (`mv data /srv/ed_data`), which the events and
+# MLflow files recorded then still name: any absolute path followed by an entry of a data directory's layout
+# ("/home/jonathon/data" in "/home/jonathon/data/warehouse.duckdb"), the longest such (a folder named like an entry
+# before it, "/srv/models/jonathon/data/landing", goes too). By the layout, not by the paths the store or Dagster
+# recorded: a directory that never trained a model has no MLflow location, and Dagster records no data directory
+# of its own, but every text that names a data directory names something in it. Only a path is taken (no space,
+# quote or bracket in it, after no word, "." or the current directory's `<local>`): a name written in a message,
+# or in a path that names no data directory, is still read.
+_PATH_PART = r"""[^/\s'"`,;:()\[\]{}<>|*?]"""
+EARLIER_DATA_DIRS = re.compile(
+    rf"(?<![\w.>-])(?:/{_PATH_PART}+)+(?=/(?:{'|'.join(map(re.escape, DATA_DIR_LAYOUT))})(?![\w-]))")
+
+
+def local_directories(settings: Settings, artifact_folders: Iterable[Path] = ()) -> Local:
     """The deployment's own directories, longest first, that the audit leaves out of everything it reads
     (`leak_scan.without_local`): the data directory, Dagster's home, the project, the Python environment, and
     MLflow's artifact folders (one out of the data directory, kept from before it was moved, names itself in the
-    files there)."""
+    files there); then the data directory's earlier paths (`EARLIER_DATA_DIRS`)."""
     dirs = {settings.data_dir, Path(__file__).resolve().parents[2], Path(sys.prefix), *artifact_folders}
     if os.environ.get("DAGSTER_HOME"):
         dirs.add(Path(os.environ["DAGSTER_HOME"]))
-    return tuple(sorted({str(d.resolve()) for d in dirs} - {"/"}, key=len, reverse=True))
+    return (*sorted({str(d.resolve()) for d in dirs} - {"/"}, key=len, reverse=True), EARLIER_DATA_DIRS)
 
 
 def _entry_text(entry) -> str:

@@ -46,6 +46,7 @@ from ed_pipeline.privacy.leak_scan import (
     DOB_CONTEXT_WORDS,
     IdentifierSet,
     Leak,
+    Local,
     assemble_identifiers,
     identifier_records,
     identifier_sets_of,
@@ -257,7 +258,7 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
               text_units: Parts | None = None, read_texts: TextReader | None = None,
               artifact_folders: Sequence[Path] = (), full: bool = False, max_age_days: float = DEFAULT_MAX_AGE_DAYS,
               identifier_schema: str = "validated", run_id: str | None = None,
-              local: tuple[str, ...] = ()) -> AuditResult:
+              local: Local = ()) -> AuditResult:
     """Every identifier of `agency` (its `identifier_schema` tables) looked for in every table and view of
     `warehouse`, in the texts of `text_units` (unit -> {"*": fingerprint}; `read_texts(units)` gives their
     (location, text)) and in the files under `artifact_folders` (`mlflow_artifact_folders`), the `local`

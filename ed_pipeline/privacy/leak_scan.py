@@ -1077,8 +1077,11 @@ def text_entries_needed(ids: IdentifierSet) -> tuple[list[list[str]], list[str]]
     return phrases, [TEXT_ALWAYS, *(TEXT_DOB + d for d in dobs)]
 
 
+Local = tuple[str | re.Pattern[str], ...]  # the deployment's own directories, and patterns of paths of its own
+
+
 def scan_files(paths: Iterable[str | Path], identifiers: IdentifierSet, prefilter: bool = False,
-               local: tuple[str, ...] = ()) -> list[Leak]:
+               local: Local = ()) -> list[Leak]:
     """Leaks in files (directories are walked): DuckDB files are scanned table by table, Parquet files column by
     column, images by their embedded text (a PNG's pixels hold no text to find), CSV files field by field, and
     anything else line by line as text (binary files as Latin-1, so that ASCII runs inside them are seen), the
@@ -1106,7 +1109,7 @@ TABLE_SUFFIXES = (".duckdb", ".ddb", ".parquet")  # files `scan_files` reads as 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 
-def file_texts(paths: Iterable[str | Path], local: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def file_texts(paths: Iterable[str | Path], local: Local = ()) -> list[tuple[str, str]]:
     """(location, text) of the text cells of the files that are not tables, as `scan_files` reads them: an
     image's embedded text, a CSV file's fields, any other file's lines; the `local` directories left out."""
     texts: list[tuple[str, str]] = []
@@ -1121,13 +1124,14 @@ def file_texts(paths: Iterable[str | Path], local: tuple[str, ...] = ()) -> list
 LOCAL = "<local>"  # what a directory of the deployment's own is replaced by in the texts scanned
 
 
-def without_local(text: str, local: tuple[str, ...]) -> str:
+def without_local(text: str, local: Local) -> str:
     """`text` with each of the `local` directories (the deployment's own: its data directory, the project, the
-    Python environment; longest first) replaced by `LOCAL`. Events and MLflow's files name them ("file:///home/
-    john/..."): configuration, not data, and at Essex scale some resident has any common first name or word, so
-    a login or a folder would be found in every run and the blocking audit would stop every refresh."""
+    Python environment; longest first) and each match of its patterns (paths it had before) replaced by `LOCAL`.
+    Events and MLflow's files name them ("file:///home/john/..."): configuration, not data, and at Essex scale
+    some resident has any common first name or word, so a login or a folder would be found in every run and the
+    blocking audit would stop every refresh."""
     for directory in local:
-        text = text.replace(directory, LOCAL)
+        text = directory.sub(LOCAL, text) if isinstance(directory, re.Pattern) else text.replace(directory, LOCAL)
     return text
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from ed_pipeline.defs.privacy_audit import RANDOM_ID, dagster_texts, is_model_environment_file, local_directories
@@ -278,3 +280,48 @@ def test_a_moved_data_directorys_mlflow_store_has_no_artifact_location_not_found
     assert any(local_path(uri).is_relative_to(old) for uri in locations)  # the store names the old directory
     folders, unread = mlflow_artifact_folders(settings.mlflow_artifact_root, locations)
     assert folders == [settings.mlflow_artifact_root.resolve()] and unread == []
+
+
+def test_an_earlier_data_directorys_paths_are_left_out_of_the_texts_read_but_names_are_not(tmp_path) -> None:
+    """Events recorded before the data directory was moved or copied name where it was then ("/home/jonathon/
+    data/warehouse.duckdb"): any absolute path followed by an entry of a data directory's layout is left out,
+    like the current one, so a login named like a resident fails no audit. A name written outside a path is
+    still found, and so is one in a path that names no data directory."""
+    settings = Settings(data_dir=tmp_path / "srv" / "ed_data")
+    earlier = "/home/jonathon/data"
+
+    @dg.asset
+    def note(context) -> dg.MaterializeResult:
+        context.log.info(f"Loading file from {earlier}/warehouse.duckdb")
+        context.log.info("wrote /srv/models/jonathon/data/landing/housing/2017-06.csv")  # an entry's name before
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(f"{earlier}/outputs/ward_ranking.png"),
+            "mlflow_ui": f"mlflow ui --backend-store-uri sqlite:///{earlier}/mlflow/mlflow.db",
+            "artifacts": f"file://{earlier}/mlflow/artifacts/school-readiness/1/artifacts"})
+
+    ids = identifiers_from_records(records())
+    local = local_directories(settings)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert dg.materialize([note], instance=instance).success
+        texts = dagster_texts(instance)
+    assert scan_texts(texts, ids)  # Jonathon, in the paths
+    left = [(loc, without_local(text, local)) for loc, text in texts]
+    assert not scan_texts(left, ids), [t for _, t in left if "jonathon" in t]
+    assert any("<local>/warehouse.duckdb" in t for _, t in left)
+    for text in ("note: Jonathon called about /home/x/data/landing", "see /home/jonathon/notes.txt",
+                 "reviewed by jonathon/landing", "Mary-Ann Kowalczyk /srv/data/landing"):
+        assert scan_texts([("dagster run x", without_local(text, local))], ids), text
+    mlmodel = tmp_path / "MLmodel"  # an artifact file logged before the move names the earlier directory
+    mlmodel.write_text(f"artifact_path: file://{earlier}/mlflow/artifacts\n")
+    assert scan_files([mlmodel], ids) and not scan_files([mlmodel], ids, local=local)
+
+
+def test_the_data_directory_layout_names_the_first_folder_of_every_location_under_it(tmp_path) -> None:
+    from ed_pipeline.settings import DATA_DIR_LAYOUT
+
+    settings = Settings(data_dir=tmp_path)
+    paths = [getattr(settings, name) for name in dir(Settings) if isinstance(getattr(Settings, name), property)]
+    paths = [p for p in paths if isinstance(p, str | Path) and str(p).startswith(str(tmp_path))]
+    paths.append(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+    assert len(paths) > 10
+    assert {Path(p).relative_to(tmp_path).parts[0] for p in paths} <= set(DATA_DIR_LAYOUT)
