@@ -105,11 +105,6 @@ class Source:
         has_dash = pl.any_horizontal([v.str.contains("-", literal=True) for v in values])
         return pl.when(has_dash).then(pl.concat_str(encoded, separator="--")).otherwise(plain)
 
-    def record_id(self, row_key: str, person: Person) -> str:
-        """The record id of one person in one raw row, as validation and synth make it over a frame (`row_key()`
-        then the person's suffix)."""
-        return f"{row_key}{person.suffix}"
-
     @property
     def event_format(self) -> str:
         return self.event_date_format or self.date_format

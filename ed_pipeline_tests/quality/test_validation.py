@@ -155,8 +155,8 @@ def test_happy_path(source: Source, tmp_path: Path):
     people = {p.suffix: p for p in source.people}
     for record_id, row_number in v.validated.select("record_id", "_row_number").rows():  # ids as the registry says
         row = rows[row_number - 1]
-        row_key = "-".join(row[k] for k in source.key)
-        assert record_id in {source.record_id(row_key, p) for p in people.values()}
+        row_key = pl.DataFrame([{k: row[k] for k in source.key}]).select(source.row_key()).item()
+        assert record_id in {f"{row_key}{p.suffix}" for p in people.values()}
     s = v.summary
     assert s["reconciled"] and s["rows_in"] == len(rows) == s["rows_validated_raw"]
     assert s["records_validated"] == len(expected) and s["rows_quarantined"] == 0
