@@ -49,7 +49,7 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
         ax.set_yticks(positions, labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)  # rank 1 on top, and no empty band above or below the bars
         for pos, value in zip(positions[: published.height], values, strict=False):
-            ax.text(value, pos, f" {value:.1%}", va="center", fontsize=8)
+            ax.text(value, pos, f" {value:.0%}", va="center", fontsize=8)  # the mean is to 2 decimals
         for pos in positions[published.height:]:
             ax.text(0, pos, " withheld (small numbers)", va="center", fontsize=8, color="grey")
         ax.set_xlabel("mean predicted risk of not reaching a Good Level of Development")

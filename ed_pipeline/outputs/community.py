@@ -12,10 +12,10 @@ One row per area, `level` 'ward' or 'lsoa':
 | `level`, `area` | 'ward' and the ward's name, or 'lsoa' and the LSOA code |
 | `ward` | the ward (for an LSOA, the ward most of its children live in: LSOAs nest in wards) |
 | `children` | children scored (count) |
-| `mean_risk` | mean predicted risk of those children, to 3 decimals |
+| `mean_risk` | mean predicted risk of those children, to 2 decimals |
 | `predicted_high_risk` | children in the 'high' band (count) |
 | `assessed_children` | children with an observed EYFSP outcome (count) |
-| `observed_not_gld_rate` | share of assessed children who did not reach GLD, to 2 decimals; null if none assessed |
+| `observed_not_gld_rate` | share of the assessed not at GLD, of the rounded counts, 2 decimals; null if none assessed |
 | `rank` | 1 = highest mean risk among the level's published areas (ties share the lower rank) |
 | `rank_low`, `rank_high` | the 95% interval of `rank` (2.5th and 97.5th percentiles over a bootstrap of the children) |
 | `<column>_suppressed` | true where the figure is withheld (the value is then null) |
@@ -29,9 +29,15 @@ Every LSOA cell of a suppressed ward cell is suppressed too, so that LSOAs canno
 or did not, reach GLD is suppressed (0, 1-4, or secondarily: a rate of 0 or 1 would tell every assessed child's
 outcome). Rounded counts and rounded means and rates are all that is published.
 
+The rate and the mean are made so that they tell no more about the counts than the rounded counts do (docs/
+privacy.md has the attacks): the rate is of the rounded counts (the rate of the true counts to 2 decimals, beside
+the rounded number assessed, often told both counts exactly, and the ward's exact counts less its LSOAs' then
+gave back withheld LSOAs' children with their outcomes); the mean is to 2 decimals (a ward's children times its
+mean is the sum of its LSOAs', and to 3 decimals that sum left one set of exact counts in small areas).
+
 Uncertainty of the ranking: the children of each published area are resampled with replacement (a stratified
 bootstrap: each area keeps its number of children), `bootstrap` times with a fixed `seed`, and the published
-areas of the level are ranked on each draw as `rank` is (means to 3 decimals, ties share the lower rank).
+areas of the level are ranked on each draw as `rank` is (means to 2 decimals, ties share the lower rank).
 `rank_low`..`rank_high` holds the middle 95% of an area's ranks: areas whose intervals overlap cannot be told
 apart by these children. Only children of published areas take part (a withheld area's children neither enter
 another area's draws nor get an interval). The result depends on the children, not on their row order.
@@ -54,7 +60,7 @@ from ed_pipeline.privacy.disclosure import (
 
 HIGH_BAND = "high"
 COMMUNITY_COUNT_COLUMNS: tuple[str, ...] = ("children", "predicted_high_risk", "assessed_children")
-_HIDDEN_COUNTS: tuple[str, ...] = ("_not_gld", "_gld")  # suppressed (they decide the rate), never published
+_HIDDEN_COUNTS: tuple[str, ...] = ("_not_gld", "_gld")  # suppressed and rounded as counts; the rate is of them
 _DERIVED: dict[str, list[str]] = {
     "mean_risk": ["children"],
     "observed_not_gld_rate": ["assessed_children", *_HIDDEN_COUNTS],
@@ -77,6 +83,7 @@ COMMUNITY_RISK_SCHEMA: dict[str, pl.DataType] = {
     "rank_low": pl.Int64(),
     "rank_high": pl.Int64(),
 }
+MEAN_DECIMALS = 2  # not 3: with the children of each level's areas adding up, 3 gave exact counts back
 BOOTSTRAP_DRAWS = 1_000
 BOOTSTRAP_SEED = 20_180_601
 RANK_INTERVAL = (0.025, 0.975)
@@ -109,11 +116,7 @@ def _aggregate(scores: pl.DataFrame, by: str) -> pl.DataFrame:
             _not_gld=pl.col("not_gld").fill_null(False).sum().cast(pl.Int64),
             _gld=(assessed & ~pl.col("not_gld").fill_null(True)).sum().cast(pl.Int64),
         )
-        .with_columns(
-            mean_risk=(pl.col("_risk_sum") / pl.col("children")).round(3),
-            observed_not_gld_rate=pl.when(pl.col("assessed_children") > 0)
-            .then(pl.col("_not_gld") / pl.col("assessed_children")).round(2),
-        )
+        .with_columns(mean_risk=(pl.col("_risk_sum") / pl.col("children")).round(MEAN_DECIMALS))
         .sort(by)
     )
 
@@ -161,7 +164,7 @@ def rank_intervals(scores: pl.DataFrame, by: str, areas: list[str], *, draws: in
     """`by`, rank_low, rank_high for the given (published) areas: a stratified bootstrap of their children's risks.
 
     Each draw resamples every area's children with replacement (its size kept) and ranks the areas on their means
-    to 3 decimals, highest first; the interval is the 2.5th..97.5th percentile of each area's ranks. Children are
+    to `MEAN_DECIMALS`, highest first; the interval is the 2.5th..97.5th percentile of each area's ranks. Children are
     taken in (area, person_id, risk) order, so the result does not depend on the input's row order.
     """
     schema = {by: pl.String, "rank_low": pl.Int64, "rank_high": pl.Int64}
@@ -182,14 +185,21 @@ def rank_intervals(scores: pl.DataFrame, by: str, areas: list[str], *, draws: in
         pick = start[area_of] + (rng.random((k, n)) * size[area_of]).astype(np.int64)
         cell = (np.arange(k)[:, None] * n_areas + area_of[None, :]).ravel()
         sums = np.bincount(cell, weights=risk[pick].ravel(), minlength=k * n_areas).reshape(k, n_areas)
-        ranks[first:first + k] = _min_rank(np.round(sums / size, 3))
+        ranks[first:first + k] = _min_rank(np.round(sums / size, MEAN_DECIMALS))
     low, high = np.quantile(ranks, RANK_INTERVAL, axis=0, method="inverted_cdf")
     return pl.DataFrame({by: names.tolist(), "rank_low": low.astype(np.int64), "rank_high": high.astype(np.int64)},
                         schema=schema)
 
 
+def _observed_rate(table: pl.DataFrame) -> pl.DataFrame:
+    """The not-GLD rate from the counts as suppressed and rounded: a rate of the true counts to 2 decimals, beside
+    the rounded number assessed, tells both counts exactly (12 assessed, published 10, and a rate of 0.42: 5 of 12)."""
+    return table.with_columns(observed_not_gld_rate=pl.when(pl.col("assessed_children") > 0)
+                              .then(pl.col("_not_gld") / pl.col("assessed_children")).round(2))
+
+
 def _finish(table: pl.DataFrame, level: str, scores: pl.DataFrame, by: str, draws: int, seed: int) -> pl.DataFrame:
-    table = mask_derived(table, _DERIVED)
+    table = mask_derived(_observed_rate(table), _DERIVED)
     table = _rank(table.with_columns(level=pl.lit(level)))
     published = table.filter(pl.col("rank").is_not_null())["area"].to_list()
     intervals = rank_intervals(scores, by, published, draws=draws, seed=seed).rename({by: "area"})

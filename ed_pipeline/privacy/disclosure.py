@@ -18,6 +18,9 @@ Conventions (issue 4, fixed here; REFERENCE.md notes that NHS Digital hides 1-7 
   one is left; ties go to the earlier row), repeated over every grouping until no group has exactly one.
   `also_suppress` forces cells (e.g. every LSOA of a suppressed ward, which would otherwise add up to it).
 - **Derived figures** (means, rates) computed from a suppressed count are suppressed with it (`mask_derived`).
+  A published one must not tell its count more exactly than the rounded count does: a rate is of the rounded
+  counts (the true counts' rate to 2 decimals, beside the rounded denominator, gave both back), a mean is
+  coarse enough (`outputs.community`: 2 decimals) that counts times means adding up across levels cannot.
 - **Representation** (DuckDB-friendly): a suppressed value is SQL NULL and its flag column
   `<column>_suppressed` is true; a published value has the flag false. A null with a false flag means "no
   data" (e.g. a rate where nobody was assessed). `display_suppressed` renders suppressed cells as '*' for people.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import polars as pl
 import pytest
@@ -56,16 +58,16 @@ def test_wards_are_ranked_and_small_numbers_suppressed(scores):
     # published means, rounded counts, rank 1 = highest mean risk
     vange, fryerns, nether = row(wards, "ward", "Vange"), row(wards, "ward", "Fryerns"), row(wards, "ward",
                                                                                            "Nethermayne")
-    assert (vange["children"], vange["mean_risk"], vange["rank"]) == (25, round(13.5 / 23, 3), 1)
-    assert (fryerns["children"], fryerns["mean_risk"], fryerns["rank"]) == (45, round(16.5 / 43, 3), 2)
+    assert (vange["children"], vange["mean_risk"], vange["rank"]) == (25, round(13.5 / 23, 2), 1)
+    assert (fryerns["children"], fryerns["mean_risk"], fryerns["rank"]) == (45, round(16.5 / 43, 2), 2)
     assert (nether["children"], nether["rank"]) == (80, 3)
     assert wards["area"].to_list()[:3] == ["Vange", "Fryerns", "Nethermayne"]
     # 2 high in Crouch: primary; the smallest non-zero other ward (Fryerns, 8) is suppressed with it
     assert crouch["predicted_high_risk_suppressed"] and fryerns["predicted_high_risk_suppressed"]
     assert vange["predicted_high_risk"] == 20 and nether["predicted_high_risk"] == 0
-    # observed rate: 11 of Nethermayne's 50 assessed did not reach GLD; 5 of Billericay East's 10 (its other
-    # counts are independent of its withheld number of children)
-    assert (nether["assessed_children"], nether["observed_not_gld_rate"]) == (50, 0.22)
+    # observed rate, of the rounded counts: 11 (10) of Nethermayne's 50 assessed did not reach GLD; 5 of Billericay
+    # East's 10 (its other counts are independent of its withheld number of children)
+    assert (nether["assessed_children"], nether["observed_not_gld_rate"]) == (50, 0.2)
     assert (billericay["assessed_children"], billericay["observed_not_gld_rate"]) == (10, 0.5)
     # nobody assessed: no rate, but nothing withheld either
     assert vange["observed_not_gld_rate"] is None and not vange["observed_not_gld_rate_suppressed"]
@@ -139,7 +141,95 @@ def test_a_rate_that_tells_every_assessed_childs_outcome_is_withheld():
     assert {("lsoa", "V1"), ("lsoa", "V2"), ("lsoa", "P1"), ("lsoa", "L1"), ("ward", "Laindon")} <= withheld
     published = table.filter(pl.col("observed_not_gld_rate").is_not_null())
     assert published["area"].to_list() == ["Vange"]
-    assert published["observed_not_gld_rate"].to_list() == [round(17 / 37, 2)]
+    assert published["observed_not_gld_rate"].to_list() == [round(15 / 35, 2)]  # 17 of 37, rounded
+
+
+def _exact_counts(row: dict, rate_of: str):
+    """An attacker's candidates for one published row's true (children, not GLD): a rounded count c is c-2..c+2
+    (5 at least); a rate, of children every one assessed, is k/n to 2 decimals with 5..n-5 on each side, k and n
+    the true counts (`rate_of` "true counts") or the rounded ones ("rounded counts": k is then the rounded k +-2)."""
+    c, rate = row["children"], row["observed_not_gld_rate"]
+    for n in range(max(5, c - 2), c + 3):
+        if rate is None:
+            yield n, None
+        elif rate_of == "true counts":
+            yield from ((n, k) for k in range(5, n - 4) if abs(k / n - rate) <= 0.005 + 1e-9)
+        else:
+            k5 = round(rate * c / 5) * 5
+            yield from ((n, k) for k in range(max(5, k5 - 2), min(k5 + 2, n - 5) + 1))
+
+
+def attack(table: pl.DataFrame, wards: list[str], *, rate_of: str = "true counts", means: bool = True) -> set:
+    """Every value of (children, not GLD) of each of `wards` less its published LSOAs (its withheld LSOAs and the
+    parts of straddling LSOAs) that the published figures leave possible: the wards' true counts add up to their
+    LSOAs'; with `means`, so do children times mean risk (to the means' decimals; a withheld child's risk is 0-1)."""
+    lsoa = pl.col("level") == "lsoa"
+    group = table.filter((~lsoa & pl.col("area").is_in(wards)) | (lsoa & pl.col("ward").is_in(wards)))
+    ward_rows = group.filter(~lsoa).sort("area").to_dicts()
+    shown = group.filter(lsoa & pl.col("children").is_not_null()).to_dicts()
+    withheld = group.filter(lsoa).height - len(shown)
+    half = 0.5 * 10 ** -max(len(str(m).split(".")[1]) for m in table["mean_risk"].drop_nulls())
+    found = set()
+    for combo in itertools.product(*(list(_exact_counts(r, rate_of)) for r in ward_rows + shown)):
+        ward_n, lsoa_n = combo[: len(ward_rows)], combo[len(ward_rows):]
+        left = sum(n for n, _ in ward_n) - sum(n for n, _ in lsoa_n)
+        if left < withheld or (not withheld and left):
+            continue
+        if means:
+            risk_left = (sum(n * r["mean_risk"] for (n, _), r in zip(ward_n, ward_rows, strict=True))
+                         - sum(n * r["mean_risk"] for (n, _), r in zip(lsoa_n, shown, strict=True)))
+            slack = half * sum(n for n, _ in combo) + 1e-9
+            if not -slack <= risk_left <= left + slack:
+                continue
+        differences = []
+        for (n, k), ward in zip(ward_n, ward_rows, strict=True):
+            own = [c for c, r in zip(lsoa_n, shown, strict=True) if r["ward"] == ward["area"]]
+            known = k is not None and all(c[1] is not None for c in own)
+            differences.append((n - sum(c[0] for c in own), k - sum(c[1] for c in own) if known else None))
+        found.add(tuple(differences))
+    return found
+
+
+def test_a_rate_gives_back_no_count_that_rounding_hides():
+    """Vange's V2 and V3 (3 children, none reached GLD) are withheld; L3 is Laindon's, and 2 of its children, neither
+    at GLD, live in Pitsea. A rate of the true counts to 2 decimals beside a rounded count (22 assessed, published
+    20, rate 0.27: 6 of 22) told the exact counts of Vange, V1, Pitsea, P1, L3 and L4; their differences gave back
+    V2 and V3's 3 children and L3's 2 in Pitsea, with their outcomes. Rates of the rounded counts tell nothing more
+    than the rounded counts do."""
+    scores = pl.DataFrame(
+        children("Vange", "V1", 22, 0.5, "low", [True] * 6 + [False] * 16)
+        + children("Vange", "V2", 2, 0.6, "low", [True] * 2) + children("Vange", "V3", 1, 0.7, "low", [True])
+        + children("Pitsea", "P1", 20, 0.5, "low", [True] * 7 + [False] * 13)
+        + children("Pitsea", "L3", 2, 0.5, "medium", [True] * 2)
+        + children("Laindon", "L3", 13, 0.5, "low", [True] * 6 + [False] * 7)
+        + children("Laindon", "L4", 30, 0.5, "low", [True] * 10 + [False] * 20)
+    )
+    table = community_risk(scores)
+    assert row(table, "lsoa", "V2")["children_suppressed"] and row(table, "lsoa", "V3")["children_suppressed"]
+    assert table.filter(pl.col("area").is_in(["V1", "P1", "L3", "L4"]))["observed_not_gld_rate"].is_not_null().all()
+    truth = {"Vange": ((3, 3),), "Laindon, Pitsea": ((-2, -2), (2, 2))}
+    for wards, exact in truth.items():
+        assert attack(table, wards.split(", "), means=False) != {exact}, f"{wards}: the rates gave back {exact}"
+    # an attacker who knows the rates are of the rounded counts is right, and left with many possibilities
+    knowing = attack(table, ["Vange"], rate_of="rounded counts", means=False)
+    assert truth["Vange"] in knowing and len(knowing) > 1
+    for r in table.filter(pl.col("observed_not_gld_rate").is_not_null()).iter_rows(named=True):
+        not_gld = r["observed_not_gld_rate"] * r["assessed_children"]
+        assert abs(not_gld - 5 * round(not_gld / 5)) <= 0.005 * r["assessed_children"] + 1e-9  # of rounded counts
+
+
+def test_a_mean_risk_gives_back_no_count_that_rounding_hides():
+    """L3 is Laindon's; 4 of its children live in Pitsea. The rounded counts leave the part's size open, but the
+    wards' children times their means add up to their LSOAs': with means to 3 decimals only one set of exact counts
+    fitted, and Pitsea less P1 gave back the 4 children (and their mean risk). To 2 decimals, several fit."""
+    scores = pl.DataFrame(
+        children("Pitsea", "P1", 13, 0.2, "low") + children("Pitsea", "L3", 4, 0.86, "high")
+        + children("Laindon", "L3", 17, 0.86, "medium") + children("Laindon", "L4", 6, 0.6, "medium"))
+    table = community_risk(scores)
+    assert table["children"].is_not_null().all()
+    assert len(attack(table, ["Laindon", "Pitsea"], means=False)) > 1  # the rounded counts alone keep it
+    found = attack(table, ["Laindon", "Pitsea"])
+    assert ((-4, None), (4, None)) in found and len(found) > 1, "the means gave back the 4 children of L3 in Pitsea"
 
 
 def test_latest_prediction_per_child_and_clear_errors(scores):
@@ -249,6 +339,14 @@ def test_property_suppression_holds_and_intervals_hold_their_rank(frame):
     hidden = wards.filter(pl.col("children_suppressed"))
     assert hidden.height != 1 or wards.height == 1  # secondary suppression among the wards
     assert hidden["mean_risk"].is_null().all() and hidden["rank"].is_null().all()
+    # no derived figure where a count it comes from is withheld, and none finer than the rounded counts allow
+    assert table.filter(pl.col("children_suppressed") & pl.col("mean_risk").is_not_null()).is_empty()
+    assert table.filter(pl.col("assessed_children_suppressed")
+                        & pl.col("observed_not_gld_rate").is_not_null()).is_empty()
+    assert (table["mean_risk"].drop_nulls() == table["mean_risk"].drop_nulls().round(2)).all()
+    rated = table.filter(pl.col("observed_not_gld_rate").is_not_null())
+    not_gld = rated["observed_not_gld_rate"] * rated["assessed_children"]
+    assert ((not_gld - (not_gld / 5).round(0) * 5).abs() <= 0.005 * rated["assessed_children"] + 1e-9).all()
     assert (table["rank"].is_null() == table["rank_low"].is_null()).all()
     assert (table["rank"].is_null() == table["rank_high"].is_null()).all()
     ranked = table.filter(pl.col("rank").is_not_null())
