@@ -127,7 +127,7 @@ assetmaterializationplanneddata backend bagging bigint binary bins blocking bool
 cast code command commit complete computelogscapturedata concurrency constraints copying core created crossfit
 dataframe datetime dbiomanager dbtcli default defs description double duckdb duckdbresource encoding
 engineeventdata episode error executing external finished flag floatmetadatavalue forename found fraction fspath
-gender handle handled handledoutputdata header hours html https ingest init initialization input integer
+gender handle handled handledoutputdata header hours html https ingest init initial initialization input integer
 intmetadatavalue jsonmetadatavalue keys label lambda leaf leaves lineage linking loaded loadedinputdata logs
 macros manager mapping markdownmetadatavalue materialization materialized matplotlib merge metadata minutes models
 module monotone msgpack ncast newly nullable nullmetadatavalue nysiis output parse parsing partial partition
