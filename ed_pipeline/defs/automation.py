@@ -108,17 +108,48 @@ def seen_files(cursor: str | None, settings: Settings) -> dict[str, str] | None:
     return seen if isinstance(seen, dict) else None
 
 
-def _delivery(entry: str | None) -> tuple[str | None, int]:
-    """A cursor entry as (file_state, deliveries of the file seen so far); an entry of an earlier version is the
-    state alone (one delivery)."""
+# A cursor entry's mark: this delivery of the file has been run again once, after a run left its month half loaded.
+RAN_AGAIN = "again"
+# Runs that may still be writing a month: raw ahead of the later layers is then work in progress, not a kill.
+UNFINISHED = [status for status in dg.DagsterRunStatus if status not in (
+    dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
+
+
+def _delivery(entry: str | None) -> tuple[str | None, int, bool]:
+    """A cursor entry (`<file_state>#<deliveries>`, then `#again` once run again) as (file_state, deliveries of the
+    file seen so far, whether this delivery was run again); an entry of an earlier version is the state alone (one
+    delivery)."""
     if entry is None:
-        return None, 0
-    state, _, count = entry.partition("#")
-    return state, int(count) if count.isdigit() else 1
+        return None, 0, False
+    state, _, rest = entry.partition("#")
+    count, _, mark = rest.partition("#")
+    return state, int(count) if count.isdigit() else 1, mark == RAN_AGAIN
 
 
-def landing_requests(settings: Settings, seen: dict[str, str] | None, materialized: dict[str, set[str]]
-                     ) -> tuple[list[dg.RunRequest], dict[str, str]]:
+def half_loaded_months(instance: dg.DagsterInstance) -> dict[str, set[str]]:
+    """{source: months} a run left half loaded: raw's slice written after the latest write of validated's,
+    quarantine's or pseudonymised's (or with none of theirs), so raw rows no longer = validated + quarantined. A run
+    killed between raw's step and the next (SIGKILL, the OOM killer, a power cut) leaves that, and nothing else
+    would run the month again. Nothing while any run is unfinished: it may be the one still loading the month (a
+    run whose process died is marked failed by the code server that launched it; one a power cut left 'started'
+    holds the run queue too, until it is marked failed in the UI)."""
+    storage = instance.event_log_storage
+    materialized = dg.DagsterEventType.ASSET_MATERIALIZATION
+    half = {}
+    for source in SOURCES:  # the event ids first: a run starting meanwhile is then found unfinished below
+        raw = storage.get_latest_storage_id_by_partition(raw_key(source), materialized)
+        later = [storage.get_latest_storage_id_by_partition(key(source), materialized)
+                 for key in (validated_key, quarantine_key, pseudonymised_key)]
+        months = {month for month, raw_id in raw.items() if any(layer.get(month, -1) < raw_id for layer in later)}
+        if months:
+            half[source.name] = months
+    if half and instance.get_runs_count(dg.RunsFilter(statuses=UNFINISHED)):
+        return {}
+    return half
+
+
+def landing_requests(settings: Settings, seen: dict[str, str] | None, materialized: dict[str, set[str]],
+                     half_loaded: dict[str, set[str]] | None = None) -> tuple[list[dg.RunRequest], dict[str, str]]:
     """Run requests for landed files that are new or replaced since the sensor last `seen` them: one run per
     month, for every source with such a file for that month (so Dagster's run set-up is paid once a month, not
     once an agency; a source whose file fails a blocking check stops only its own assets in the run); and what
@@ -129,6 +160,10 @@ def landing_requests(settings: Settings, seen: dict[str, str] | None, materializ
     history is loaded by a backfill or `ed-pipeline refresh`, not one run per old file.
     The run key names each file, its state and how many times it was delivered: a replaced file makes a new key,
     so its month runs again, even when it is sent back as it was before.
+
+    A file unchanged since it was requested whose month is `half_loaded` (`half_loaded_months`) is requested again,
+    once a delivery (its cursor entry is marked): a run killed again, or failing again the same way (a step that
+    raises on this file), leaves the month to a person (`ed-pipeline refresh`), not to a request every tick.
     """
     fresh_files: dict[str, list[tuple[Source, str]]] = {}
     now: dict[str, str] = dict(seen or {})  # a file taken away keeps its count, should it be sent again
@@ -137,15 +172,17 @@ def landing_requests(settings: Settings, seen: dict[str, str] | None, materializ
             if not is_partition_month(path.stem):
                 continue
             name, state = settings.landing_name(path), file_state(path)
-            before, deliveries = _delivery(seen.get(name) if seen is not None else None)
+            before, deliveries, ran_again = _delivery(seen.get(name) if seen is not None else None)
             fresh = before != state if seen is not None else path.stem not in materialized.get(source.name, set())
             deliveries += fresh or seen is None  # on the first tick, a file there is one delivery, loaded or not
-            now[name] = f"{state}#{deliveries}"
-            if fresh:
+            again = not fresh and not ran_again and path.stem in (half_loaded or {}).get(source.name, set())
+            now[name] = f"{state}#{deliveries}" + (f"#{RAN_AGAIN}" if again or (ran_again and not fresh) else "")
+            if fresh or again:
                 # Dagster never runs a run key twice: a file re-sent as it was before (moved in with its times
                 # kept) after another delivery would be skipped, its month left as the other one wrote it, so the
-                # key counts the file's deliveries
-                run_key = f"{path}:{state}" + (f"#{deliveries}" if deliveries > 1 else "")
+                # key counts the file's deliveries (and is marked when a delivery is run again)
+                run_key = (f"{path}:{state}" + (f"#{deliveries}" if deliveries > 1 or again else "")
+                           + (f"#{RAN_AGAIN}" if again else ""))
                 fresh_files.setdefault(path.stem, []).append((source, run_key))
     requests = [
         dg.RunRequest(
@@ -172,8 +209,16 @@ def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
         seen = seen_files(context.cursor, settings)
         materialized = {} if seen is not None else {
             s.name: set(context.instance.get_materialized_partitions(raw_key(s))) for s in SOURCES}
-        requests, now = landing_requests(settings, seen, materialized)
+        half_loaded = half_loaded_months(context.instance)
+        requests, now = landing_requests(settings, seen, materialized, half_loaded)
         context.update_cursor(json.dumps(now, sort_keys=True))
+        again, left = rerun_report(seen, now, half_loaded)
+        if again:
+            context.log.warning(f"run again, a run left the month loaded in part (its process was not finished): "
+                                f"{', '.join(again)}")
+        if left:  # every tick, until a person looks: the re-run did not finish them either
+            context.log.warning(f"still loaded in part after running again: {', '.join(left)}; see the failed run, "
+                                "then run `ed-pipeline refresh`")
         misnamed = [settings.landing_name(p) for p in settings.misnamed_landing_files()]
         if misnamed:  # every tick, until someone renames or removes them: they would never be ingested
             context.log.warning(f"left out of ingestion, not named {LANDING_NAME_RULE}: {', '.join(misnamed)}")
@@ -182,6 +227,16 @@ def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
                                             if misnamed else ""))
 
     return landing_sensor
+
+
+def rerun_report(seen: dict[str, str] | None, now: dict[str, str], half_loaded: dict[str, set[str]]
+                 ) -> tuple[list[str], list[str]]:
+    """Of the landed files whose month is half loaded: those requested again at this tick, and those run again
+    before that are still half loaded (names as in the cursor, `<source>/<YYYY-MM>.csv`)."""
+    half = sorted(name for name in now if Path(name).stem in half_loaded.get(Path(name).parent.name, set()))
+    marked = [name for name in half if _delivery(now[name])[2]]
+    before = [name for name in marked if seen is not None and _delivery(seen.get(name))[2]]
+    return [name for name in marked if name not in before], before
 
 
 @dg.run_failure_sensor(

@@ -171,3 +171,31 @@ def duplicated(db: Path, table: str, key: str) -> int:
     with duckdb.connect(str(db), read_only=True) as conn:
         return conn.execute(f"select count(*) from (select {key} from {table} group by all having count(*) > 1)"
                             ).fetchone()[0]
+
+
+# A run request executed as the Dagster code server would, in a process of its own (so that a fault point's SIGKILL
+# ends it alone): the ingest job over the request's partition and assets, recorded in the instance of DAGSTER_HOME.
+_RUN_REQUEST = """
+import json, sys
+import dagster as dg
+from ed_pipeline.definitions import defs
+request = json.loads(sys.argv[1])
+with dg.DagsterInstance.get() as instance:
+    result = defs.resolve_job_def("ingest").execute_in_process(
+        instance=instance, partition_key=request["partition"], tags=request["tags"], raise_on_error=False,
+        asset_selection=[dg.AssetKey.from_user_string(key) for key in request["assets"]])
+sys.exit(0 if result.success else 1)
+"""
+
+
+def run_request_in_child(request, data_dir: Path, log: Path, **env: str) -> int:
+    """Execute a sensor's `dg.RunRequest` in a fresh process, tagged as the daemon tags it (sensor, run key); its
+    exit code (-9 when a fault point killed it)."""
+    import json
+
+    tags = {**request.tags, "dagster/sensor_name": "landing_sensor", "dagster/run_key": request.run_key}
+    payload = json.dumps({"partition": request.partition_key, "tags": tags,
+                          "assets": [key.to_user_string() for key in request.asset_selection]})
+    with log.open("wb") as out:
+        return subprocess.run([sys.executable, "-c", _RUN_REQUEST, payload], env=cli_env(data_dir, **env),
+                              stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode

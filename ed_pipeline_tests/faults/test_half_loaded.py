@@ -1,0 +1,124 @@
+"""An ingest run killed between raw's write and the later layers' (validated and quarantine, pseudonymised) leaves
+raw holding the month's new file while the rest hold the old one: raw rows = validated + quarantined is false. The
+landing sensor notices the month half loaded and runs it again, once a delivery of its file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+import dagster as dg
+import duckdb
+
+from ed_pipeline.defs.automation import source_keys
+from ed_pipeline.resilience import table_digests
+from ed_pipeline.settings import Settings
+from ed_pipeline.sources import get_source
+from ed_pipeline_tests.defs.test_automation import definitions_over
+from ed_pipeline_tests.faults.support import once_unlocked, run_request_in_child
+
+SOURCE = "housing"
+KILLED_BETWEEN = f"commit:validated.{SOURCE}"  # raw committed; validated and quarantine rolled back
+
+
+def counts(settings: Settings, month: str) -> tuple[int, int, int]:
+    """The month's raw rows, validated raw rows and quarantined rows of the source (reconciled: first = others)."""
+    with duckdb.connect(str(once_unlocked(settings.agency_zone_path)), read_only=True) as conn:
+        return conn.execute(
+            f"select (select count(*) from raw.{SOURCE} where extract_month = $m), "
+            f"(select count(distinct _row_number) from validated.{SOURCE} where extract_month = $m), "
+            f"(select count(*) from quarantine.{SOURCE} where extract_month = $m)", {"m": month}).fetchone()
+
+
+def test_a_month_a_killed_run_left_half_loaded_is_run_again_once(refreshed_copy, tmp_path):
+    settings = refreshed_copy
+    defs = definitions_over(settings)
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    held = settings.data_dir / "held_back" / SOURCE
+    month = next(held.glob("*.csv")).stem
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME of the refreshed copy
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        start = tick(None)
+        assert not start.run_requests, "the refreshed world is whole: nothing new, nothing loaded in part"
+        shutil.move(held / f"{month}.csv", settings.landing_file(SOURCE, month))
+        landed = tick(start.cursor)
+        [request] = landed.run_requests
+
+        log = tmp_path / "killed.log"
+        rc = run_request_in_child(request, settings.data_dir, log, ED_PIPELINE_FAULT_AT=KILLED_BETWEEN)
+        assert rc == -signal.SIGKILL, log.read_text()[-3000:]
+        raw, validated, quarantined = counts(settings, month)
+        assert raw > 0 and validated + quarantined == 0, "the kill did not fall between raw's write and validated's"
+        [killed] = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
+        assert killed.status == dg.DagsterRunStatus.STARTED
+        assert not tick(landed.cursor).run_requests, "a run shown as started may still be loading the month"
+
+        # The code server that launched a run marks it failed when its process dies (dagster's
+        # `_check_for_orphaned_runs`); here the run was launched by the test
+        instance.report_run_failed(killed)
+        noticed = tick(landed.cursor)
+        [again] = noticed.run_requests
+        assert again.partition_key == month and again.asset_selection == source_keys(get_source(SOURCE))
+        assert again.run_key != request.run_key
+        assert not tick(noticed.cursor).run_requests, "requested once, not every tick until it has run"
+
+        ingest = defs.resolve_job_def("ingest")
+        result = ingest.execute_in_process(instance=instance, partition_key=month, tags=again.tags,
+                                           asset_selection=again.asset_selection)
+        assert result.success
+        raw, validated, quarantined = counts(settings, month)
+        assert raw == validated + quarantined and raw > 0, "the agency zone does not reconcile"
+        after = tick(noticed.cursor)
+        assert not after.run_requests
+
+        # running the month once more, uninterrupted, gives the very same tables
+        def month_digests():
+            return {name: table_digests(once_unlocked(settings.data_dir / name), where=f"extract_month = '{month}'")
+                    for name in ("agency_zone.duckdb", "warehouse.duckdb")}
+
+        loaded = month_digests()
+        assert ingest.execute_in_process(instance=instance, partition_key=month,
+                                         asset_selection=again.asset_selection).success
+        assert month_digests() == loaded
+
+
+def test_a_month_still_loaded_in_part_after_its_run_again_is_not_requested_every_tick(refreshed_copy, tmp_path):
+    """A run that fails the same way each time (a step raising on this file) after raw's write: the month is run
+    again once, then left to a person, not requested every tick; a new delivery of the file is requested as ever."""
+    settings = refreshed_copy
+    defs = definitions_over(settings)
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    held = settings.data_dir / "held_back" / SOURCE
+    month = next(held.glob("*.csv")).stem
+    with dg.DagsterInstance.get() as instance:
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        cursor = tick(None).cursor
+        shutil.move(held / f"{month}.csv", settings.landing_file(SOURCE, month))
+        landed = tick(cursor)
+        [request] = landed.run_requests
+        cursor = landed.cursor
+        for attempt in range(2):  # the first run, then its one run again, each failing after raw's write
+            raw_only = [key for key in request.asset_selection if key.path[0] == "raw"]
+            assert defs.resolve_job_def("ingest").execute_in_process(
+                instance=instance, partition_key=month, asset_selection=raw_only, tags=request.tags).success
+            result = tick(cursor)
+            cursor = result.cursor
+            if attempt == 0:
+                [request] = result.run_requests
+                assert request.partition_key == month
+        assert not result.run_requests, "a month that fails again is requested again and again"
+        for _ in range(3):
+            result = tick(cursor)
+            assert not result.run_requests
+            cursor = result.cursor
+
+        path = settings.landing_file(SOURCE, month)
+        mtime = path.stat().st_mtime + 60
+        os.utime(path, (mtime, mtime))  # the agency sends it again
+        [resent] = tick(cursor).run_requests
+        assert resent.partition_key == month
