@@ -11,12 +11,15 @@ run-failure sensor.
   whose file for that month appeared in `landing/<source>/` since its last
   tick, and again when a file is replaced (its cursor keeps each file's
   modification time and size; the run key names them). Misnamed files are
-  left out and logged, every tick: one of them never stops the others.
+  left out and logged, every tick: one of them never stops the others. A
+  month a killed or failed run left loaded in part, or not loaded, is run
+  again once a delivery (`months_to_run_again`).
 - `record_run_failures` appends every failed run to `ops.run_failure` in
   `data/ops.duckdb` and to the log.
 """
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -108,48 +111,105 @@ def seen_files(cursor: str | None, settings: Settings) -> dict[str, str] | None:
     return seen if isinstance(seen, dict) else None
 
 
-# A cursor entry's mark: this delivery of the file has been run again once, after a run left its month half loaded.
+# A cursor entry's mark: this delivery of the file has been run again once, after a run left its month half loaded
+# or did not load it.
 RAN_AGAIN = "again"
+# A cursor entry's field: raw's latest write of the file's month (its event's storage id, 0 for none) when the sensor
+# requested this delivery. A write after it has read this delivery (the file is unchanged since); none, and the
+# delivery was never loaded. Storage ids, not times: a file moved in with its old times kept is still a new delivery.
+RAW_BEFORE = "raw="
 # Runs that may still be writing a month: raw ahead of the later layers is then work in progress, not a kill.
 UNFINISHED = [status for status in dg.DagsterRunStatus if status not in (
     dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
 
 
-def _delivery(entry: str | None) -> tuple[str | None, int, bool]:
-    """A cursor entry (`<file_state>#<deliveries>`, then `#again` once run again) as (file_state, deliveries of the
-    file seen so far, whether this delivery was run again); an entry of an earlier version is the state alone (one
-    delivery)."""
-    if entry is None:
-        return None, 0, False
-    state, _, rest = entry.partition("#")
-    count, _, mark = rest.partition("#")
-    return state, int(count) if count.isdigit() else 1, mark == RAN_AGAIN
+@dataclass(frozen=True)
+class Delivery:
+    """A cursor entry: `<file_state>#<deliveries>`, then `#raw=<storage id>` when the sensor requested it and
+    `#again` once run again. An entry of an earlier version is the state alone (one delivery), or has no `raw=`
+    (never taken for not loaded: a sensor turned on over a loaded history requests nothing either)."""
+
+    state: str | None
+    count: int = 0
+    raw_before: int | None = None  # see RAW_BEFORE; None: not requested by the sensor (loaded before its first tick)
+    ran_again: bool = False
+
+    @classmethod
+    def parse(cls, entry: str | None) -> "Delivery":
+        if entry is None:
+            return cls(None)
+        state, *fields = entry.split("#")
+        count = int(fields[0]) if fields and fields[0].isdigit() else 1
+        raw_before = next((int(f.removeprefix(RAW_BEFORE)) for f in fields
+                           if f.startswith(RAW_BEFORE) and f.removeprefix(RAW_BEFORE).isdigit()), None)
+        return cls(state, count, raw_before, RAN_AGAIN in fields[1:])
+
+    def entry(self) -> str:
+        requested = f"#{RAW_BEFORE}{self.raw_before}" if self.raw_before is not None else ""
+        return f"{self.state}#{self.count}{requested}" + (f"#{RAN_AGAIN}" if self.ran_again else "")
 
 
-def half_loaded_months(instance: dg.DagsterInstance) -> dict[str, set[str]]:
+def raw_writes(instance: dg.DagsterInstance) -> dict[str, dict[str, int]]:
+    """{source: {month: storage id of raw's latest write of that month}}: ids grow with every event recorded."""
+    materialized = dg.DagsterEventType.ASSET_MATERIALIZATION
+    return {source.name: instance.event_log_storage.get_latest_storage_id_by_partition(raw_key(source), materialized)
+            for source in SOURCES}
+
+
+def half_loaded_months(instance: dg.DagsterInstance, raw_written: dict[str, dict[str, int]]) -> dict[str, set[str]]:
     """{source: months} a run left half loaded: raw's slice written after the latest write of validated's,
     quarantine's or pseudonymised's (or with none of theirs), so raw rows no longer = validated + quarantined. A run
     killed between raw's step and the next (SIGKILL, the OOM killer, a power cut) leaves that, and nothing else
-    would run the month again. Nothing while any run is unfinished: it may be the one still loading the month (a
-    run whose process died is marked failed by the code server that launched it; one a power cut left 'started'
-    holds the run queue too, until it is marked failed in the UI)."""
+    would run the month again."""
     storage = instance.event_log_storage
     materialized = dg.DagsterEventType.ASSET_MATERIALIZATION
     half = {}
-    for source in SOURCES:  # the event ids first: a run starting meanwhile is then found unfinished below
-        raw = storage.get_latest_storage_id_by_partition(raw_key(source), materialized)
+    for source in SOURCES:
         later = [storage.get_latest_storage_id_by_partition(key(source), materialized)
                  for key in (validated_key, quarantine_key, pseudonymised_key)]
-        months = {month for month, raw_id in raw.items() if any(layer.get(month, -1) < raw_id for layer in later)}
+        months = {month for month, raw_id in raw_written.get(source.name, {}).items()
+                  if any(layer.get(month, -1) < raw_id for layer in later)}
         if months:
             half[source.name] = months
-    if half and instance.get_runs_count(dg.RunsFilter(statuses=UNFINISHED)):
-        return {}
     return half
 
 
+def not_loaded_months(settings: Settings, seen: dict[str, str] | None, raw_written: dict[str, dict[str, int]]
+                      ) -> dict[str, set[str]]:
+    """{source: months} whose landed file the sensor requested and raw has not been written since: the run ended
+    before raw's write committed (killed, or the file unreadable), so the month still holds the previous delivery,
+    or nothing. The file's state is unchanged and its run key used up: nothing else would request it."""
+    missing: dict[str, set[str]] = {}
+    for name, entry in (seen or {}).items():
+        delivery = Delivery.parse(entry)
+        path = settings.landing_dir / name
+        source, month = path.parent.name, path.stem
+        if delivery.raw_before is None or raw_written.get(source, {}).get(month, 0) > delivery.raw_before:
+            continue
+        if path.is_file() and file_state(path) == delivery.state:  # taken away or replaced: not this delivery's
+            missing.setdefault(source, set()).add(month)
+    return missing
+
+
+def months_to_run_again(instance: dg.DagsterInstance, settings: Settings, seen: dict[str, str] | None
+                        ) -> tuple[dict[str, dict[str, int]], dict[str, set[str]]]:
+    """Raw's latest writes (`raw_writes`), and the months to run again: half loaded or never loaded (see
+    `half_loaded_months`, `not_loaded_months`). Nothing while any run is unfinished: it may be the one still loading
+    the month (a run whose process died is marked failed by the code server that launched it; one a power cut left
+    'started' holds the run queue too, until it is marked failed in the UI)."""
+    raw_written = raw_writes(instance)  # the event ids first: a run starting meanwhile is then found unfinished
+    again: dict[str, set[str]] = {}
+    for months in (half_loaded_months(instance, raw_written), not_loaded_months(settings, seen, raw_written)):
+        for source, some in months.items():
+            again.setdefault(source, set()).update(some)
+    if again and instance.get_runs_count(dg.RunsFilter(statuses=UNFINISHED)):
+        return raw_written, {}
+    return raw_written, again
+
+
 def landing_requests(settings: Settings, seen: dict[str, str] | None, materialized: dict[str, set[str]],
-                     half_loaded: dict[str, set[str]] | None = None) -> tuple[list[dg.RunRequest], dict[str, str]]:
+                     run_again: dict[str, set[str]] | None = None, raw_written: dict[str, dict[str, int]] | None = None
+                     ) -> tuple[list[dg.RunRequest], dict[str, str]]:
     """Run requests for landed files that are new or replaced since the sensor last `seen` them: one run per
     month, for every source with such a file for that month (so Dagster's run set-up is paid once a month, not
     once an agency; a source whose file fails a blocking check stops only its own assets in the run); and what
@@ -161,9 +221,11 @@ def landing_requests(settings: Settings, seen: dict[str, str] | None, materializ
     The run key names each file, its state and how many times it was delivered: a replaced file makes a new key,
     so its month runs again, even when it is sent back as it was before.
 
-    A file unchanged since it was requested whose month is `half_loaded` (`half_loaded_months`) is requested again,
-    once a delivery (its cursor entry is marked): a run killed again, or failing again the same way (a step that
-    raises on this file), leaves the month to a person (`ed-pipeline refresh`), not to a request every tick.
+    A file unchanged since it was requested whose month is to `run_again` (`months_to_run_again`: half loaded, or
+    this delivery never loaded) is requested again, once a delivery (its cursor entry is marked): a run killed again,
+    or failing again the same way (an unreadable file, a step that raises on this file), leaves the month to a person
+    (`ed-pipeline refresh`), not to a request every tick. A requested delivery's entry keeps raw's latest write of its
+    month then (from `raw_written`, `raw_writes`), to tell later whether it was loaded.
     """
     fresh_files: dict[str, list[tuple[Source, str]]] = {}
     now: dict[str, str] = dict(seen or {})  # a file taken away keeps its count, should it be sent again
@@ -172,11 +234,12 @@ def landing_requests(settings: Settings, seen: dict[str, str] | None, materializ
             if not is_partition_month(path.stem):
                 continue
             name, state = settings.landing_name(path), file_state(path)
-            before, deliveries, ran_again = _delivery(seen.get(name) if seen is not None else None)
-            fresh = before != state if seen is not None else path.stem not in materialized.get(source.name, set())
-            deliveries += fresh or seen is None  # on the first tick, a file there is one delivery, loaded or not
-            again = not fresh and not ran_again and path.stem in (half_loaded or {}).get(source.name, set())
-            now[name] = f"{state}#{deliveries}" + (f"#{RAN_AGAIN}" if again or (ran_again and not fresh) else "")
+            before = Delivery.parse(seen.get(name) if seen is not None else None)
+            fresh = before.state != state if seen is not None else path.stem not in materialized.get(source.name, set())
+            deliveries = before.count + (fresh or seen is None)  # on the first tick, a file there is one delivery
+            again = not fresh and not before.ran_again and path.stem in (run_again or {}).get(source.name, set())
+            raw_before = (raw_written or {}).get(source.name, {}).get(path.stem, 0) if fresh else before.raw_before
+            now[name] = Delivery(state, deliveries, raw_before, again or (before.ran_again and not fresh)).entry()
             if fresh or again:
                 # Dagster never runs a run key twice: a file re-sent as it was before (moved in with its times
                 # kept) after another delivery would be skipped, its month left as the other one wrote it, so the
@@ -209,16 +272,16 @@ def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
         seen = seen_files(context.cursor, settings)
         materialized = {} if seen is not None else {
             s.name: set(context.instance.get_materialized_partitions(raw_key(s))) for s in SOURCES}
-        half_loaded = half_loaded_months(context.instance)
-        requests, now = landing_requests(settings, seen, materialized, half_loaded)
+        raw_written, run_again = months_to_run_again(context.instance, settings, seen)
+        requests, now = landing_requests(settings, seen, materialized, run_again, raw_written)
         context.update_cursor(json.dumps(now, sort_keys=True))
-        again, left = rerun_report(seen, now, half_loaded)
+        again, left = rerun_report(seen, now, run_again)
         if again:
-            context.log.warning(f"run again, a run left the month loaded in part (its process was not finished): "
-                                f"{', '.join(again)}")
+            context.log.warning(f"run again, a run left the month loaded in part or not at all (its process was not "
+                                f"finished, or it failed): {', '.join(again)}")
         if left:  # every tick, until a person looks: the re-run did not finish them either
-            context.log.warning(f"still loaded in part after running again: {', '.join(left)}; see the failed run, "
-                                "then run `ed-pipeline refresh`")
+            context.log.warning(f"still loaded in part or not at all after running again: {', '.join(left)}; see the "
+                                "failed run, then run `ed-pipeline refresh`")
         misnamed = [settings.landing_name(p) for p in settings.misnamed_landing_files()]
         if misnamed:  # every tick, until someone renames or removes them: they would never be ingested
             context.log.warning(f"left out of ingestion, not named {LANDING_NAME_RULE}: {', '.join(misnamed)}")
@@ -229,13 +292,13 @@ def build_landing_sensor(ingest_job) -> dg.SensorDefinition:
     return landing_sensor
 
 
-def rerun_report(seen: dict[str, str] | None, now: dict[str, str], half_loaded: dict[str, set[str]]
+def rerun_report(seen: dict[str, str] | None, now: dict[str, str], run_again: dict[str, set[str]]
                  ) -> tuple[list[str], list[str]]:
-    """Of the landed files whose month is half loaded: those requested again at this tick, and those run again
-    before that are still half loaded (names as in the cursor, `<source>/<YYYY-MM>.csv`)."""
-    half = sorted(name for name in now if Path(name).stem in half_loaded.get(Path(name).parent.name, set()))
-    marked = [name for name in half if _delivery(now[name])[2]]
-    before = [name for name in marked if seen is not None and _delivery(seen.get(name))[2]]
+    """Of the landed files whose month is to run again (half loaded, or not loaded): those requested again at this
+    tick, and those run again before that are still so (names as in the cursor, `<source>/<YYYY-MM>.csv`)."""
+    half = sorted(name for name in now if Path(name).stem in run_again.get(Path(name).parent.name, set()))
+    marked = [name for name in half if Delivery.parse(now[name]).ran_again]
+    before = [name for name in marked if seen is not None and Delivery.parse(seen.get(name)).ran_again]
     return [name for name in marked if name not in before], before
 
 

@@ -1,6 +1,7 @@
 """An ingest run killed between raw's write and the later layers' (validated and quarantine, pseudonymised) leaves
 raw holding the month's new file while the rest hold the old one: raw rows = validated + quarantined is false. The
-landing sensor notices the month half loaded and runs it again, once a delivery of its file."""
+landing sensor notices the month half loaded and runs it again, once a delivery of its file; so too a month whose
+requested delivery was never loaded (a run killed before raw's write committed, or an unreadable file)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ed_pipeline_tests.faults.support import once_unlocked, run_request_in_child
 
 SOURCE = "housing"
 KILLED_BETWEEN = f"commit:validated.{SOURCE}"  # raw committed; validated and quarantine rolled back
+KILLED_BEFORE_RAW = f"commit:raw.{SOURCE}"  # raw's write rolled back: the month as the previous delivery left it
 
 
 def counts(settings: Settings, month: str) -> tuple[int, int, int]:
@@ -122,3 +124,83 @@ def test_a_month_still_loaded_in_part_after_its_run_again_is_not_requested_every
         os.utime(path, (mtime, mtime))  # the agency sends it again
         [resent] = tick(cursor).run_requests
         assert resent.partition_key == month
+
+
+def test_a_delivery_a_killed_run_never_loaded_is_run_again_once(refreshed_copy, tmp_path):
+    """A month sent again, its run killed before raw's write commits: the month is consistent but holds the previous
+    delivery, the file is unchanged since it was requested and its run key used up. Once the run is marked failed,
+    the sensor requests the month once more, and that run loads the new delivery."""
+    settings = refreshed_copy
+    defs = definitions_over(settings)
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    path = max(settings.landing_files(SOURCE))
+    month = path.stem
+    with dg.DagsterInstance.get() as instance:
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        start = tick(None)
+        assert not start.run_requests, "a sensor turned on over a loaded history requests nothing"
+        loaded, *_ = counts(settings, month)
+        lines = path.read_text().splitlines(keepends=True)
+        assert loaded == len(lines) - 1 > 1
+        path.write_text("".join(lines[:-1]))  # the agency sends the month again, its last row withdrawn
+        landed = tick(start.cursor)
+        [request] = landed.run_requests
+
+        log = tmp_path / "killed.log"
+        rc = run_request_in_child(request, settings.data_dir, log, ED_PIPELINE_FAULT_AT=KILLED_BEFORE_RAW)
+        assert rc == -signal.SIGKILL, log.read_text()[-3000:]
+        raw, validated, quarantined = counts(settings, month)
+        assert raw == validated + quarantined == loaded, "the kill did not leave the previous delivery whole"
+        [killed] = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
+        assert killed.status == dg.DagsterRunStatus.STARTED
+        assert not tick(landed.cursor).run_requests, "a run shown as started may still be loading the month"
+
+        instance.report_run_failed(killed)  # as the code server that launched it would
+        noticed = tick(landed.cursor)
+        [again] = noticed.run_requests
+        assert again.partition_key == month and again.asset_selection == source_keys(get_source(SOURCE))
+        assert again.run_key != request.run_key
+        assert not tick(noticed.cursor).run_requests, "requested once, not every tick until it has run"
+
+        assert run_request_in_child(again, settings.data_dir, tmp_path / "again.log") == 0, \
+            (tmp_path / "again.log").read_text()[-3000:]
+        raw, validated, quarantined = counts(settings, month)
+        assert raw == validated + quarantined == loaded - 1, "the agency zone does not hold the new delivery"
+        assert not tick(noticed.cursor).run_requests
+
+
+def test_an_unreadable_delivery_is_run_again_once_not_every_tick(refreshed_copy):
+    """An unreadable file (the corpus's zero_bytes: empty) fails raw's step every time, writing nothing: the month
+    is requested once more, then left to a person; the file sent again readable is requested as ever."""
+    settings = refreshed_copy
+    defs = definitions_over(settings)
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    ingest = defs.resolve_job_def("ingest")
+    held = settings.data_dir / "held_back" / SOURCE
+    month = next(held.glob("*.csv")).stem
+    path = settings.landing_file(SOURCE, month)
+    with dg.DagsterInstance.get() as instance:
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        cursor = tick(None).cursor
+        path.write_bytes(b"")
+        result = tick(cursor)
+        requested = []
+        for _ in range(6):
+            cursor = result.cursor
+            for request in result.run_requests:
+                requested.append(request.run_key)
+                assert request.partition_key == month
+                assert not ingest.execute_in_process(instance=instance, partition_key=month, tags=request.tags,
+                                                     asset_selection=request.asset_selection,
+                                                     raise_on_error=False).success
+            result = tick(cursor)
+        assert len(requested) == 2, f"requested {len(requested)} times: once as landed, then once again"
+        assert month not in instance.get_materialized_partitions(source_keys(get_source(SOURCE))[0]), "raw written"
+
+        shutil.move(held / f"{month}.csv", path)  # the agency sends it again, readable
+        [resent] = tick(cursor).run_requests
+        assert resent.partition_key == month and resent.run_key not in requested
