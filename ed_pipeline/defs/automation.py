@@ -25,6 +25,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.defs.raw import raw_key
@@ -118,9 +119,6 @@ RAN_AGAIN = "again"
 # requested this delivery. A write after it has read this delivery (the file is unchanged since); none, and the
 # delivery was never loaded. Storage ids, not times: a file moved in with its old times kept is still a new delivery.
 RAW_BEFORE = "raw="
-# Runs that may still be writing a month: raw ahead of the later layers is then work in progress, not a kill.
-UNFINISHED = [status for status in dg.DagsterRunStatus if status not in (
-    dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
 
 
 @dataclass(frozen=True)
@@ -202,7 +200,7 @@ def months_to_run_again(instance: dg.DagsterInstance, settings: Settings, seen: 
     for months in (half_loaded_months(instance, raw_written), not_loaded_months(settings, seen, raw_written)):
         for source, some in months.items():
             again.setdefault(source, set()).update(some)
-    if again and instance.get_runs_count(dg.RunsFilter(statuses=UNFINISHED)):
+    if again and instance.get_runs_count(dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)):
         return raw_written, {}
     return raw_written, again
 
@@ -296,8 +294,8 @@ def rerun_report(seen: dict[str, str] | None, now: dict[str, str], run_again: di
                  ) -> tuple[list[str], list[str]]:
     """Of the landed files whose month is to run again (half loaded, or not loaded): those requested again at this
     tick, and those run again before that are still so (names as in the cursor, `<source>/<YYYY-MM>.csv`)."""
-    half = sorted(name for name in now if Path(name).stem in run_again.get(Path(name).parent.name, set()))
-    marked = [name for name in half if Delivery.parse(now[name]).ran_again]
+    pending = sorted(name for name in now if Path(name).stem in run_again.get(Path(name).parent.name, set()))
+    marked = [name for name in pending if Delivery.parse(now[name]).ran_again]
     before = [name for name in marked if seen is not None and Delivery.parse(seen.get(name)).ran_again]
     return [name for name in marked if name not in before], before
 

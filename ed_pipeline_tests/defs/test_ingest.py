@@ -15,6 +15,7 @@ from ed_pipeline.defs.pseudonymised import pseudonymised_assets
 from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import all_resources, zone_resources
 from ed_pipeline.defs.validated import validated_assets
+from ed_pipeline.resilience import table_digests
 from ed_pipeline.sources import SOURCES
 from ed_pipeline_tests.conftest import release_held_back, run_cli
 
@@ -40,19 +41,6 @@ def test_loading_the_definitions_leaves_the_model_libraries_to_the_steps_that_us
         capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert loaded.stdout.split() == []
-
-
-def table_fingerprints(path) -> dict[str, tuple[int, int]]:
-    """(rows, order-independent hash of the content without load times) per table."""
-    out = {}
-    with duckdb.connect(str(path), read_only=True) as conn:
-        for schema, table in conn.execute("select table_schema, table_name from information_schema.tables").fetchall():
-            cols = ", ".join(f'"{c}"' for (c,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema=? and table_name=?",
-                [schema, table]).fetchall() if c != "_loaded_at")
-            n, h = conn.execute(f"select count(*), coalesce(sum(hash({cols})), 0) from {schema}.{table}").fetchone()
-            out[f"{schema}.{table}"] = (n, int(h))
-    return out
 
 
 def reconciliation(path, source: str) -> tuple[int, int, int]:
@@ -81,7 +69,7 @@ def test_refresh_loads_every_landed_row_and_rerun_changes_nothing(refreshed_copy
         raw, passed, quarantined = reconciliation(settings.agency_zone_path, source.name)
         assert raw == landed_rows(settings, source.name), f"{source.name}: raw does not hold every landed row"
         assert raw == passed + quarantined, f"{source.name}: rows lost"
-    before = table_fingerprints(settings.agency_zone_path)
+    before = table_digests(settings.agency_zone_path)
 
     # files named for months the partitions do not have are left out, said, and stop nothing
     real = settings.landing_file("housing", settings.landed_months("housing")[-1])
@@ -91,7 +79,7 @@ def test_refresh_loads_every_landed_row_and_rerun_changes_nothing(refreshed_copy
     assert again.returncode == 0, again.stderr[-3000:]
     assert "7/7 steps succeeded" in again.stderr, again.stderr[-3000:]
     assert "left out" in again.stderr and "benefits/2062-11.csv" in again.stderr, again.stderr[-3000:]
-    assert table_fingerprints(settings.agency_zone_path) == before, "re-running changed the tables"
+    assert table_digests(settings.agency_zone_path) == before, "re-running changed the tables"
 
 
 def test_a_refresh_from_scratch_dates_every_row_by_its_extract_month(refreshed_world):
@@ -133,7 +121,7 @@ def test_an_unreadable_redelivery_keeps_the_month_as_it_was(world_copy):
     assets = [a for a in [*raw_assets, *validated_assets] if any("social_care" in k.path for k in a.keys)]
     resources = zone_resources(world_copy)
     assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
-    before = table_fingerprints(world_copy.agency_zone_path)
+    before = table_digests(world_copy.agency_zone_path)
     path = world_copy.landing_file("social_care", "2017-06")
     path.write_bytes(path.read_text(encoding="utf-8").replace("a", "\u00e9").encode("cp1252"))
 
@@ -141,7 +129,7 @@ def test_an_unreadable_redelivery_keeps_the_month_as_it_was(world_copy):
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "extract_readable"]
     assert not check.passed and "UTF-8" in (check.description or "")
     assert not result.get_asset_materialization_events()
-    assert table_fingerprints(world_copy.agency_zone_path) == before
+    assert table_digests(world_copy.agency_zone_path) == before
     raw, passed, quarantined = reconciliation(world_copy.agency_zone_path, "social_care")
     assert raw == passed + quarantined > 0
 
@@ -154,14 +142,14 @@ def test_a_month_whose_file_is_gone_keeps_its_rows_until_a_file_with_only_its_he
               if any("social_care" in k.path for k in a.keys)]
     resources = all_resources(world_copy)
     assert dg.materialize(assets, partition_key="2017-06", resources=resources).success
-    before = {path: table_fingerprints(path) for path in (world_copy.agency_zone_path, world_copy.warehouse_path)}
+    before = {path: table_digests(path) for path in (world_copy.agency_zone_path, world_copy.warehouse_path)}
     assert before[world_copy.agency_zone_path]["raw.social_care"][0] > 0
     path = world_copy.landing_file("social_care", "2017-06")
     header = path.read_text(encoding="utf-8").splitlines()[0]
     path.unlink()
 
     result = dg.materialize(assets, partition_key="2017-06", resources=resources)
-    assert {path: table_fingerprints(path) for path in before} == before
+    assert {path: table_digests(path) for path in before} == before
     [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["raw", "social_care"]]
     metadata = raw.materialization.metadata
     assert metadata["months_kept_without_file"].value == 1 and metadata["files_not_landed"].value == 0
@@ -204,14 +192,14 @@ def test_a_refresh_over_a_month_whose_file_is_gone_keeps_it_and_names_it(refresh
     """`ed-pipeline refresh` runs each source over all its months: a month in the middle whose file was moved away
     was emptied (the run wrote an empty slice over it). It keeps its rows now, and the refresh names it."""
     settings = refreshed_copy
-    before = table_fingerprints(settings.agency_zone_path)
+    before = table_digests(settings.agency_zone_path)
     months = settings.landed_months("housing")
     gone = months[len(months) // 2]
     settings.landing_file("housing", gone).unlink()
     result = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"housing: no file in landing/ for {gone}: kept as loaded before" in result.stderr, result.stderr[-3000:]
-    assert table_fingerprints(settings.agency_zone_path) == before
+    assert table_digests(settings.agency_zone_path) == before
 
 
 def test_a_failure_between_the_validated_and_quarantine_writes_leaves_both_as_they_were(world_copy, monkeypatch):
@@ -236,7 +224,7 @@ def test_a_failure_between_the_validated_and_quarantine_writes_leaves_both_as_th
 
 
 def _validation_tables(settings, source: str) -> dict[str, tuple[int, int]]:
-    tables = table_fingerprints(settings.agency_zone_path)
+    tables = table_digests(settings.agency_zone_path)
     return {name: tables[name] for name in (f"validated.{source}", f"quarantine.{source}")}
 
 
@@ -293,8 +281,8 @@ def test_a_month_re_sent_to_correct_a_quarantined_row_dates_that_row_by_its_deli
         assert arrivals.pop(corrected) == "2017-09", schema
         assert len(arrivals) == len(rows) - 1 and set(arrivals.values()) == {month}, schema
 
-    before = {p: table_fingerprints(p) for p in (world_copy.agency_zone_path, world_copy.warehouse_path)}
+    before = {p: table_digests(p) for p in (world_copy.agency_zone_path, world_copy.warehouse_path)}
     # a newer month lands meanwhile
     shutil.copy(world_copy.landing_file("housing", newest), world_copy.landing_file("housing", "2017-09"))
     deliver(rows)
-    assert {p: table_fingerprints(p) for p in before} == before
+    assert {p: table_digests(p) for p in before} == before

@@ -123,6 +123,18 @@ def test_a_refused_model_an_earlier_version_left_as_latest_gives_way_to_the_cham
     assert again["refresh_kind"] == "trained" and again["retrain_reason"] == "asked for (config retrain)"
 
 
+def trained_in_a_directory_to_move(tmp_path, monkeypatch):
+    """A data directory at <tmp_path>/old/data (ED_DATA_DIR, MLflow's store inside it) whose first refresh trained a
+    model on the good features; where it is to move (its parent made), the features, and that refresh's result."""
+    old, new = tmp_path / "old" / "data", tmp_path / "srv" / "ed_data"
+    old.mkdir(parents=True)
+    new.parent.mkdir()
+    monkeypatch.setenv("ED_DATA_DIR", str(old))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    good, bad = good_and_bad_features()
+    return old, new, (good, bad), refresh_model(str(old / "warehouse.duckdb"), good)
+
+
 def test_after_the_data_directory_is_moved_a_retrain_is_gated_against_the_champion_and_scoring_restores_it(
         tmp_path, monkeypatch):
     """`mv data /srv/ed_data`: the store moves with the directory but still names the old one as where the models
@@ -131,13 +143,7 @@ def test_after_the_data_directory_is_moved_a_retrain_is_gated_against_the_champi
     restores the champion from the registry and scores as it did; nothing is written at the old path."""
     from mlflow.tracking import MlflowClient
 
-    old, new = tmp_path / "old" / "data", tmp_path / "srv" / "ed_data"
-    old.mkdir(parents=True)
-    new.parent.mkdir()
-    monkeypatch.setenv("ED_DATA_DIR", str(old))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    good, bad = good_and_bad_features()
-    first, passed = refresh_model(str(old / "warehouse.duckdb"), good)
+    old, new, (good, bad), (first, passed) = trained_in_a_directory_to_move(tmp_path, monkeypatch)
     assert passed and first["model_version"] == "1"
     champion = load_latest_model(Settings.from_env())
 

@@ -33,39 +33,56 @@ def counts(settings: Settings, month: str) -> tuple[int, int, int]:
             f"(select count(*) from quarantine.{SOURCE} where extract_month = $m)", {"m": month}).fetchone()
 
 
+def ticks(defs: dg.Definitions, instance: dg.DagsterInstance):
+    """The landing sensor's evaluation over `instance`: a cursor in, the tick's result out."""
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    return lambda cursor: sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                                       definitions=defs))
+
+
+def killed_at(request: dg.RunRequest, settings: Settings, tmp_path, fault: str) -> None:
+    """Run `request` in a process of its own, SIGKILLed at the fault point."""
+    log = tmp_path / "killed.log"
+    rc = run_request_in_child(request, settings.data_dir, log, ED_PIPELINE_FAULT_AT=fault)
+    assert rc == -signal.SIGKILL, log.read_text()[-3000:]
+
+
+def requested_once_when_marked_failed(instance: dg.DagsterInstance, tick, request: dg.RunRequest, landed,
+                                      month: str) -> tuple:
+    """The killed run of `request` (the tick `landed` requested it) shown as started: the sensor requests nothing;
+    marked failed, the month is requested once again, and not at the next tick. That request, and its tick."""
+    [killed] = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
+    assert killed.status == dg.DagsterRunStatus.STARTED
+    assert not tick(landed.cursor).run_requests, "a run shown as started may still be loading the month"
+
+    # The code server that launched a run marks it failed when its process dies (dagster's
+    # `_check_for_orphaned_runs`); here the run was launched by the test
+    instance.report_run_failed(killed)
+    noticed = tick(landed.cursor)
+    [again] = noticed.run_requests
+    assert again.partition_key == month and again.asset_selection == source_keys(get_source(SOURCE))
+    assert again.run_key != request.run_key
+    assert not tick(noticed.cursor).run_requests, "requested once, not every tick until it has run"
+    return again, noticed
+
+
 def test_a_month_a_killed_run_left_half_loaded_is_run_again_once(refreshed_copy, tmp_path):
     settings = refreshed_copy
     defs = definitions_over(settings)
-    sensor = defs.resolve_sensor_def("landing_sensor")
     held = settings.data_dir / "held_back" / SOURCE
     month = next(held.glob("*.csv")).stem
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME of the refreshed copy
-        def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
-
+        tick = ticks(defs, instance)
         start = tick(None)
         assert not start.run_requests, "the refreshed world is whole: nothing new, nothing loaded in part"
         shutil.move(held / f"{month}.csv", settings.landing_file(SOURCE, month))
         landed = tick(start.cursor)
         [request] = landed.run_requests
 
-        log = tmp_path / "killed.log"
-        rc = run_request_in_child(request, settings.data_dir, log, ED_PIPELINE_FAULT_AT=KILLED_BETWEEN)
-        assert rc == -signal.SIGKILL, log.read_text()[-3000:]
+        killed_at(request, settings, tmp_path, KILLED_BETWEEN)
         raw, validated, quarantined = counts(settings, month)
         assert raw > 0 and validated + quarantined == 0, "the kill did not fall between raw's write and validated's"
-        [killed] = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
-        assert killed.status == dg.DagsterRunStatus.STARTED
-        assert not tick(landed.cursor).run_requests, "a run shown as started may still be loading the month"
-
-        # The code server that launched a run marks it failed when its process dies (dagster's
-        # `_check_for_orphaned_runs`); here the run was launched by the test
-        instance.report_run_failed(killed)
-        noticed = tick(landed.cursor)
-        [again] = noticed.run_requests
-        assert again.partition_key == month and again.asset_selection == source_keys(get_source(SOURCE))
-        assert again.run_key != request.run_key
-        assert not tick(noticed.cursor).run_requests, "requested once, not every tick until it has run"
+        again, noticed = requested_once_when_marked_failed(instance, tick, request, landed, month)
 
         ingest = defs.resolve_job_def("ingest")
         result = ingest.execute_in_process(instance=instance, partition_key=month, tags=again.tags,
@@ -92,13 +109,10 @@ def test_a_month_still_loaded_in_part_after_its_run_again_is_not_requested_every
     again once, then left to a person, not requested every tick; a new delivery of the file is requested as ever."""
     settings = refreshed_copy
     defs = definitions_over(settings)
-    sensor = defs.resolve_sensor_def("landing_sensor")
     held = settings.data_dir / "held_back" / SOURCE
     month = next(held.glob("*.csv")).stem
     with dg.DagsterInstance.get() as instance:
-        def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
-
+        tick = ticks(defs, instance)
         cursor = tick(None).cursor
         shutil.move(held / f"{month}.csv", settings.landing_file(SOURCE, month))
         landed = tick(cursor)
@@ -132,13 +146,10 @@ def test_a_delivery_a_killed_run_never_loaded_is_run_again_once(refreshed_copy, 
     the sensor requests the month once more, and that run loads the new delivery."""
     settings = refreshed_copy
     defs = definitions_over(settings)
-    sensor = defs.resolve_sensor_def("landing_sensor")
     path = max(settings.landing_files(SOURCE))
     month = path.stem
     with dg.DagsterInstance.get() as instance:
-        def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
-
+        tick = ticks(defs, instance)
         start = tick(None)
         assert not start.run_requests, "a sensor turned on over a loaded history requests nothing"
         loaded, *_ = counts(settings, month)
@@ -148,21 +159,10 @@ def test_a_delivery_a_killed_run_never_loaded_is_run_again_once(refreshed_copy, 
         landed = tick(start.cursor)
         [request] = landed.run_requests
 
-        log = tmp_path / "killed.log"
-        rc = run_request_in_child(request, settings.data_dir, log, ED_PIPELINE_FAULT_AT=KILLED_BEFORE_RAW)
-        assert rc == -signal.SIGKILL, log.read_text()[-3000:]
+        killed_at(request, settings, tmp_path, KILLED_BEFORE_RAW)
         raw, validated, quarantined = counts(settings, month)
         assert raw == validated + quarantined == loaded, "the kill did not leave the previous delivery whole"
-        [killed] = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
-        assert killed.status == dg.DagsterRunStatus.STARTED
-        assert not tick(landed.cursor).run_requests, "a run shown as started may still be loading the month"
-
-        instance.report_run_failed(killed)  # as the code server that launched it would
-        noticed = tick(landed.cursor)
-        [again] = noticed.run_requests
-        assert again.partition_key == month and again.asset_selection == source_keys(get_source(SOURCE))
-        assert again.run_key != request.run_key
-        assert not tick(noticed.cursor).run_requests, "requested once, not every tick until it has run"
+        again, noticed = requested_once_when_marked_failed(instance, tick, request, landed, month)
 
         assert run_request_in_child(again, settings.data_dir, tmp_path / "again.log") == 0, \
             (tmp_path / "again.log").read_text()[-3000:]
@@ -176,15 +176,12 @@ def test_an_unreadable_delivery_is_run_again_once_not_every_tick(refreshed_copy)
     is requested once more, then left to a person; the file sent again readable is requested as ever."""
     settings = refreshed_copy
     defs = definitions_over(settings)
-    sensor = defs.resolve_sensor_def("landing_sensor")
     ingest = defs.resolve_job_def("ingest")
     held = settings.data_dir / "held_back" / SOURCE
     month = next(held.glob("*.csv")).stem
     path = settings.landing_file(SOURCE, month)
     with dg.DagsterInstance.get() as instance:
-        def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
-
+        tick = ticks(defs, instance)
         cursor = tick(None).cursor
         path.write_bytes(b"")
         result = tick(cursor)

@@ -263,15 +263,10 @@ def test_a_moved_data_directorys_mlflow_store_has_no_artifact_location_not_found
     from ed_pipeline.defs.privacy_audit import mlflow_units
     from ed_pipeline.privacy.audit import mlflow_artifact_folders
     from ed_pipeline.settings import local_path
-    from ed_pipeline_tests.defs.test_model_gate import good_and_bad_features, refresh_model
+    from ed_pipeline_tests.defs.test_model_gate import trained_in_a_directory_to_move
 
-    old, new = tmp_path / "old" / "data", tmp_path / "srv" / "ed_data"
-    old.mkdir(parents=True)
-    new.parent.mkdir()
-    monkeypatch.setenv("ED_DATA_DIR", str(old))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    good, _ = good_and_bad_features()
-    assert refresh_model(str(old / "warehouse.duckdb"), good)[1]
+    old, new, _, (_, passed) = trained_in_a_directory_to_move(tmp_path, monkeypatch)
+    assert passed
     shutil.move(old, new)
     monkeypatch.setenv("ED_DATA_DIR", str(new))
     settings = Settings.from_env()
