@@ -16,6 +16,7 @@ from ed_pipeline.defs.privacy_audit import no_identifiers_anywhere
 from ed_pipeline.defs.pseudonymised import landed_extract, pseudonymised_assets
 from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import all_resources
+from ed_pipeline.defs.run_worker import in_process_recording_worker
 from ed_pipeline.defs.validated import validated_assets
 from ed_pipeline.settings import Settings
 
@@ -40,6 +41,7 @@ defs = dg.Definitions(
     schedules=[build_monthly_schedule(ingest_job)],
     sensors=[build_landing_sensor(ingest_job), record_run_failures, downstream_automation],
     resources={**all_resources(Settings.from_env()), "dbt": dbt_resource},
-    # DuckDB allows one writer per file: steps of a run execute one after another in one process.
-    executor=dg.in_process_executor,
+    # DuckDB allows one writer per file: steps of a run execute one after another in one process, which records
+    # itself in the run's tags first, so that run monitoring can tell when it has died (defs/run_worker.py).
+    executor=in_process_recording_worker,
 )

@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from ed_pipeline.defs.run_worker import fail_dead_runs, worker_running, worker_tags
 from ed_pipeline.resilience import DiskFullError, RefreshBusyError, disk_full_message, refresh_lock, run_in_child
 from ed_pipeline.settings import Settings, month_range
 from ed_pipeline.sources import SOURCES, Source
@@ -59,6 +60,13 @@ DAGSTER_YAML = (
     "telemetry:\n  enabled: false\n"
     "# Dagster's SQLite event log, keeping its connections (its default opens and closes one per event)\n"
     "event_log_storage:\n  module: ed_pipeline.defs.event_log_storage\n  class: PooledSqliteEventLogStorage\n"
+    "# A run whose worker process died (killed, a power cut) is marked failed by the daemon's run monitoring, so it\n"
+    "# does not hold the queue: the launcher tells from the pid and start time each run records (docs/resilience.md).\n"
+    "# Every 30 s; a run not started in 5 minutes has failed to start; not resumed (the launcher cannot, and the\n"
+    "# landing sensor and `ed-pipeline refresh` run a month again, from its first step).\n"
+    "run_launcher:\n  module: ed_pipeline.defs.run_worker\n  class: MonitoredRunLauncher\n"
+    "run_monitoring:\n  enabled: true\n  poll_interval_seconds: 30\n  start_timeout_seconds: 300\n"
+    "  cancel_timeout_seconds: 180\n  max_resume_run_attempts: 0\n"
 )
 
 
@@ -152,13 +160,17 @@ def _run_stage(settings: Settings, months: list[str], stage: str, progress=None)
 
 
 def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
-    """Runs an earlier refresh left 'started' (it was killed: we hold the lock, so no refresh is running) are
-    marked failed, so that the UI does not show them running for ever."""
+    """Runs whose worker process has ended (`run_worker.fail_dead_runs`: an earlier refresh killed, a run worker
+    killed or a power cut) are marked failed, so that neither the UI nor the run queue waits on them for ever; so
+    too runs an earlier refresh left 'started' that recorded no worker (an earlier version: we hold the lock, so no
+    refresh on this data directory is running them)."""
+    fail_dead_runs(instance)
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
                                                    tags={TRIGGER_TAG: "refresh"}))
     for run in runs:
-        instance.report_run_failed(run, message="the refresh running it ended before it finished (killed?); "
-                                   "a later refresh re-ran its work")
+        if worker_running(run) is None:
+            instance.report_run_failed(run, message="the refresh running it ended before it finished (killed?); "
+                                       "a later refresh re-ran its work")
 
 
 def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
@@ -212,7 +224,7 @@ def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Se
     result = defs.resolve_job_def("ingest").execute_in_process(
         instance=instance,
         asset_selection=[raw_key(source), validated_key(source), quarantine_key(source), pseudonymised_key(source)],
-        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh"},
+        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh", **worker_tags()},
         raise_on_error=False,
         # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.
         run_config=QUIET,
@@ -258,7 +270,7 @@ def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, setti
         progress(job_name, None)
     t0 = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, tags={TRIGGER_TAG: "refresh"}, run_config=QUIET)
+        instance=instance, raise_on_error=False, tags={TRIGGER_TAG: "refresh", **worker_tags()}, run_config=QUIET)
     _raise_if_disk_full(result, settings)
     outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result))
     if progress:

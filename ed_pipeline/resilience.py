@@ -1,4 +1,5 @@
-"""Faults survived: one refresh per data directory, a clear error on a full disk, and the test-only fault hook.
+"""Faults survived: one refresh per data directory, a clear error on a full disk, which process runs a run (so a
+run whose process died is told from a live one), and the test-only fault hook.
 
 What each fault does to the pipeline and how to recover: docs/resilience.md. This module imports nothing heavy
 (no Dagster), so `ed-pipeline refresh` takes its lock before loading the definitions.
@@ -296,3 +297,49 @@ def _portable(exc: BaseException) -> BaseException:
         return exc
     except Exception:  # noqa: BLE001
         return RuntimeError(text)
+
+
+# --- which process runs a run: told apart from a later process given the same pid ------------------------
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def process_identity(pid: int | None = None) -> str | None:
+    """`pid=<pid> start=<ticks> boot=<boot id> host=<host name>` of a running process (this one by default): its
+    start time in clock ticks since boot (from /proc), so that a later process given the same pid, after this one
+    has ended or the machine restarted, is not taken for it (`process_running`). None where there is no /proc (not
+    Linux) or no such process."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        boot = _BOOT_ID.read_text().strip()
+        start = _stat_fields(pid)[19]  # field 22 of proc(5): starttime
+    except (OSError, IndexError):
+        return None
+    return f"pid={pid} start={start} boot={boot} host={os.uname().nodename}"
+
+
+def process_running(identity: str) -> bool | None:
+    """Whether the process `identity` (`process_identity`) still runs: False once it has ended (a zombie has
+    ended), or the machine has restarted since, or its pid belongs to another process now; None when this machine
+    cannot tell (the identity is another host's, or unreadable, or there is no /proc)."""
+    fields = dict(part.partition("=")[::2] for part in identity.split())
+    if set(fields) != {"pid", "start", "boot", "host"} or not fields["pid"].isdigit():
+        return None
+    if fields["host"] != os.uname().nodename:
+        return None  # another machine's (or container's) pid: nothing to read of it here
+    try:
+        boot = _BOOT_ID.read_text().strip()
+    except OSError:
+        return None
+    if fields["boot"] != boot:
+        return False
+    try:
+        stat = _stat_fields(int(fields["pid"]))
+    except OSError:
+        return False
+    return stat[0] not in ("Z", "X") and stat[19] == fields["start"]
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may hold spaces and parentheses): state first."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -171,9 +171,10 @@ uses utils uuid variance vconcat vector vega vegaembed verbosity virtualenv whos
 words xgboost yaml zero zoom
 agreed byte cannot comma crlf decoded delimited empty encoded endings export ignored latin looks semicolon
 splitting stripped unexpected worker wrong
+detected killed marking
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, a malformed file's reading problems, Dagster's event fields, LightGBM's model
-# text and Splink's chart HTML), and the
+# text and Splink's chart HTML; a run whose worker died: `defs/run_worker.py`, Dagster's run monitoring), and the
 # words of everything the audit reads of Dagster's runs and of MLflow (Dagster's messages, event classes and
 # fields; LightGBM's parameters and model text; the model card; Splink's Vega-Lite charts; MLmodel files), which
 # a typo'd surname spells at Essex scale

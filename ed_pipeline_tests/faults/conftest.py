@@ -14,6 +14,7 @@ from ed_pipeline_tests.faults.support import (
     KilledThenRerun,
     digests,
     lock_holder,
+    monitored,
     once_unlocked,
     start_cli,
 )
@@ -22,7 +23,8 @@ from ed_pipeline_tests.faults.support import (
 @pytest.fixture(scope="session")
 def killed_mid_write(tiny_world: Path, tmp_path_factory) -> KilledThenRerun:
     """One month of the tiny world lands; `refresh --only ingest` is SIGKILLed inside school readiness's
-    warehouse write (rows inserted, not committed: the ED_PIPELINE_FAULT_AT hook), then run again."""
+    warehouse write (rows inserted, not committed: the ED_PIPELINE_FAULT_AT hook), then a pass of Dagster's run
+    monitoring, then the refresh again."""
     data = tmp_path_factory.mktemp("killed_mid_write") / "data"
     shutil.copytree(tiny_world, data, ignore=shutil.ignore_patterns("truth"))
     for path in (data / "landing").glob("*/*.csv"):
@@ -36,6 +38,7 @@ def killed_mid_write(tiny_world: Path, tmp_path_factory) -> KilledThenRerun:
         return {name: digests(once_unlocked(data / name)) for name in ("agency_zone.duckdb", "warehouse.duckdb")}
 
     after_kill, holder = snapshot(), lock_holder(data)
+    after_monitoring = monitored(data)
     again = run_cli("refresh", "--only", "ingest", data_dir=data)
-    return KilledThenRerun(data, killed.pid, killed.returncode, log.read_text(), after_kill, holder,
+    return KilledThenRerun(data, killed.pid, killed.returncode, log.read_text(), after_kill, holder, after_monitoring,
                            again.returncode, again.stderr, snapshot())

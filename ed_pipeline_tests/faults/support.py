@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -12,9 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+import dagster as dg
 import duckdb
 
+from ed_pipeline.defs.run_worker import in_process_recording_worker
 from ed_pipeline.resilience import LOCK_FILE, table_digests
 from ed_pipeline_tests.conftest import TEST_KEY
 
@@ -29,7 +33,8 @@ Digests = dict[str, tuple[int, int]]  # table -> (rows, hash)
 
 @dataclass(frozen=True)
 class KilledThenRerun:
-    """A refresh SIGKILLed at KILLED_WRITE, then run again: what each left (DuckDB file name -> digests)."""
+    """A refresh SIGKILLed at KILLED_WRITE, then run again: what each left (DuckDB file name -> digests), and what
+    became of the runs the kill left started (run id -> status, failure message) after a pass of run monitoring."""
 
     data: Path
     killed_pid: int
@@ -37,6 +42,7 @@ class KilledThenRerun:
     killed_log: str
     after_kill: dict[str, Digests]
     lock_holder_after_kill: str
+    monitored_after_kill: dict[str, tuple[dg.DagsterRunStatus, str]]
     rerun_rc: int
     rerun_log: str
     after_rerun: dict[str, Digests]
@@ -149,6 +155,38 @@ def events(data_dir: Path, event_type: str, step_key: str | None = None, since: 
     return found
 
 
+def monitoring_pass(instance: dg.DagsterInstance) -> None:
+    """One iteration of the Dagster daemon's run monitoring over every run of the instance (no workspace: it serves
+    only to resume runs, which ed-pipeline's dagster.yaml turns off)."""
+    from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
+
+    context = SimpleNamespace(instance=instance, create_request_context=lambda: None)
+    errors = [e for e in execute_run_monitoring_iteration(context, logging.getLogger("run_monitoring")) if e]
+    assert not errors, errors
+
+
+def monitored(data_dir: Path) -> dict[str, tuple[dg.DagsterRunStatus, str]]:
+    """The runs left started in the data directory's instance, after a pass of run monitoring: run id -> (status,
+    the message of its failure, if it failed)."""
+    before = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(data_dir / "dagster")  # the instance's event log storage finds its files so
+    try:
+        with dg.DagsterInstance.get() as instance:
+            started = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            monitoring_pass(instance)
+            out = {}
+            for run in started:
+                failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+                out[run.run_id] = (instance.get_run_by_id(run.run_id).status,
+                                   failures[-1].message if failures else "")
+            return out
+    finally:
+        if before is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = before
+
+
 digests = table_digests  # (rows, hash of every row without its run columns) per table of a DuckDB file
 
 
@@ -173,17 +211,25 @@ def duplicated(db: Path, table: str, key: str) -> int:
                             ).fetchone()[0]
 
 
-# A run request executed as the Dagster code server would, in a process of its own (so that a fault point's SIGKILL
-# ends it alone): the ingest job over the request's partition and assets, recorded in the instance of DAGSTER_HOME.
+def ingest_job() -> dg.JobDefinition:
+    """The deployment's ingest job (for `dg.reconstructable`, which needs a function of a module)."""
+    from ed_pipeline.definitions import defs
+
+    return defs.resolve_job_def("ingest")
+
+
+# A run request executed as the Dagster code server's run worker would, in a process of its own (so that a fault
+# point's SIGKILL ends it alone): the ingest job, with its own executor (which records the process as the run's
+# worker), over the request's partition and assets, recorded in the instance of DAGSTER_HOME.
 _RUN_REQUEST = """
 import json, sys
 import dagster as dg
-from ed_pipeline.definitions import defs
+from ed_pipeline_tests.faults.support import ingest_job
 request = json.loads(sys.argv[1])
 with dg.DagsterInstance.get() as instance:
-    result = defs.resolve_job_def("ingest").execute_in_process(
-        instance=instance, partition_key=request["partition"], tags=request["tags"], raise_on_error=False,
-        asset_selection=[dg.AssetKey.from_user_string(key) for key in request["assets"]])
+    result = dg.execute_job(
+        dg.reconstructable(ingest_job), instance, tags={**request["tags"], "dagster/partition": request["partition"]},
+        asset_selection=[dg.AssetKey.from_user_string(key) for key in request["assets"]], raise_on_error=False)
 sys.exit(0 if result.success else 1)
 """
 
@@ -199,3 +245,34 @@ def run_request_in_child(request, data_dir: Path, log: Path, **env: str) -> int:
     with log.open("wb") as out:
         return subprocess.run([sys.executable, "-c", _RUN_REQUEST, payload], env=cli_env(data_dir, **env),
                               stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode
+
+
+# A run that waits until a file exists, executed by the deployment's executor (which records its worker process), in
+# a process of its own: a run worker to keep alive or to kill at will.
+@dg.op(config_schema={"until": str})
+def wait_for_file(context) -> None:
+    while not Path(context.op_config["until"]).exists():
+        time.sleep(0.05)
+
+
+@dg.job(executor_def=in_process_recording_worker)
+def waiting_job():
+    wait_for_file()
+
+
+_WAITING_RUN = """
+import sys
+import dagster as dg
+from ed_pipeline_tests.faults.support import waiting_job
+with dg.DagsterInstance.get() as instance:
+    result = dg.execute_job(dg.reconstructable(waiting_job), instance, tags={"waiting_for": sys.argv[1]},
+                            run_config={"ops": {"wait_for_file": {"config": {"until": sys.argv[1]}}}})
+sys.exit(0 if result.success else 1)
+"""
+
+
+def start_waiting_run(until: Path, data_dir: Path, log: Path) -> subprocess.Popen:
+    """A process running `waiting_job` (its run tagged `waiting_for=<until>`) until the file `until` exists."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-c", _WAITING_RUN, str(until)], env=cli_env(data_dir),
+                                stdout=out, stderr=subprocess.STDOUT)

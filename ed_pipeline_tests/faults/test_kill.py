@@ -11,6 +11,8 @@ import shutil
 import signal
 from pathlib import Path
 
+import dagster as dg
+
 from ed_pipeline_tests.conftest import run_cli
 from ed_pipeline_tests.faults.support import (
     INGEST_MONTH,
@@ -84,3 +86,13 @@ def test_killed_mid_write_then_rerun_equals_an_uninterrupted_run(killed_mid_writ
         assert got == expected, differing(got, expected)
     for source in ("school_readiness", "social_care", "benefits"):
         assert duplicated(run.data / "warehouse.duckdb", f"pseudonymised.{source}", "record_id, extract_month") == 0
+
+
+def test_the_runs_of_a_killed_refresh_are_marked_failed_by_run_monitoring(killed_mid_write: KilledThenRerun):
+    """The refresh executes its runs in its stage's process, which dies with it: before any refresh runs again, a
+    pass of Dagster's run monitoring finds that process gone (the pid and start time each run recorded) and marks
+    the runs failed, so that neither the run queue nor the landing sensor waits on them."""
+    assert killed_mid_write.monitored_after_kill, "the kill left no run started"
+    for run_id, (status, message) in killed_mid_write.monitored_after_kill.items():
+        assert status == dg.DagsterRunStatus.FAILURE, (run_id, status)
+        assert run_id in message and "is not running any more" in message, message
