@@ -13,7 +13,8 @@ run-failure sensor.
   modification time and size; the run key names them). Misnamed files are
   left out and logged, every tick: one of them never stops the others. A
   month a killed or failed run left loaded in part, or not loaded, is run
-  again once a delivery (`months_to_run_again`).
+  again once a delivery (`months_to_run_again`), once no run is unfinished (a
+  run whose worker process has ended is marked failed first).
 - `record_run_failures` appends every failed run to `ops.run_failure` in
   `data/ops.duckdb` and to the log.
 """
@@ -29,6 +30,7 @@ from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.defs.raw import raw_key
+from ed_pipeline.defs.run_worker import fail_dead_runs
 from ed_pipeline.defs.validated import quarantine_key, validated_key
 from ed_pipeline.settings import LANDING_NAME_RULE, Settings, is_partition_month
 from ed_pipeline.sources import SOURCES, Source
@@ -193,13 +195,15 @@ def months_to_run_again(instance: dg.DagsterInstance, settings: Settings, seen: 
                         ) -> tuple[dict[str, dict[str, int]], dict[str, set[str]]]:
     """Raw's latest writes (`raw_writes`), and the months to run again: half loaded or never loaded (see
     `half_loaded_months`, `not_loaded_months`). Nothing while any run is unfinished: it may be the one still loading
-    the month (a run whose process died is marked failed by the code server that launched it; one a power cut left
-    'started' holds the run queue too, until it is marked failed in the UI)."""
+    the month. A started run whose worker process has ended (killed, a power cut) is marked failed first
+    (`run_worker.fail_dead_runs`), so it is not waited on."""
     raw_written = raw_writes(instance)  # the event ids first: a run starting meanwhile is then found unfinished
     again: dict[str, set[str]] = {}
     for months in (half_loaded_months(instance, raw_written), not_loaded_months(settings, seen, raw_written)):
         for source, some in months.items():
             again.setdefault(source, set()).update(some)
+    if again:
+        fail_dead_runs(instance)
     if again and instance.get_runs_count(dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)):
         return raw_written, {}
     return raw_written, again

@@ -1,7 +1,8 @@
 """An ingest run killed between raw's write and the later layers' (validated and quarantine, pseudonymised) leaves
 raw holding the month's new file while the rest hold the old one: raw rows = validated + quarantined is false. The
-landing sensor notices the month half loaded and runs it again, once a delivery of its file; so too a month whose
-requested delivery was never loaded (a run killed before raw's write committed, or an unreadable file)."""
+landing sensor marks the killed run failed (its worker process is gone: `defs/run_worker.py`), notices the month half
+loaded and runs it again, once a delivery of its file; so too a month whose requested delivery was never loaded (a run
+killed before raw's write committed, or an unreadable file)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import dagster as dg
 import duckdb
 
 from ed_pipeline.defs.automation import source_keys
+from ed_pipeline.defs.run_worker import worker_tags
 from ed_pipeline.resilience import table_digests
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import get_source
@@ -47,17 +49,24 @@ def killed_at(request: dg.RunRequest, settings: Settings, tmp_path, fault: str) 
     assert rc == -signal.SIGKILL, log.read_text()[-3000:]
 
 
-def requested_once_when_marked_failed(instance: dg.DagsterInstance, tick, request: dg.RunRequest, landed,
-                                      month: str) -> tuple:
-    """The killed run of `request` (the tick `landed` requested it) shown as started: the sensor requests nothing;
-    marked failed, the month is requested once again, and not at the next tick. That request, and its tick."""
+def requested_once_when_found_dead(instance: dg.DagsterInstance, tick, request: dg.RunRequest, landed,
+                                   month: str) -> tuple:
+    """The killed run of `request` (the tick `landed` requested it) is left started. While another run is started
+    whose worker runs, the sensor requests nothing (that run may be the one still loading the month), but it finds
+    the killed run's worker gone and marks the run failed; once no run is unfinished, the month is requested once
+    again, and not at the next tick. That request, and its tick."""
     [killed] = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
     assert killed.status == dg.DagsterRunStatus.STARTED
-    assert not tick(landed.cursor).run_requests, "a run shown as started may still be loading the month"
+    live = instance.create_run_for_job(dg.GraphDefinition("loading").to_job(), status=dg.DagsterRunStatus.STARTED,
+                                       tags=worker_tags())  # this process is its worker: it runs
+    assert not tick(landed.cursor).run_requests, "a run whose worker runs may still be loading the month"
+    killed = instance.get_run_by_id(killed.run_id)
+    assert killed.status == dg.DagsterRunStatus.FAILURE, "the sensor waits on a run whose worker is gone"
+    [failure] = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert killed.run_id in failure.message and "is not running any more" in failure.message, failure.message
+    assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED, "a live run was failed"
 
-    # The code server that launched a run marks it failed when its process dies (dagster's
-    # `_check_for_orphaned_runs`); here the run was launched by the test
-    instance.report_run_failed(killed)
+    instance.report_run_canceled(live)
     noticed = tick(landed.cursor)
     [again] = noticed.run_requests
     assert again.partition_key == month and again.asset_selection == source_keys(get_source(SOURCE))
@@ -82,7 +91,7 @@ def test_a_month_a_killed_run_left_half_loaded_is_run_again_once(refreshed_copy,
         killed_at(request, settings, tmp_path, KILLED_BETWEEN)
         raw, validated, quarantined = counts(settings, month)
         assert raw > 0 and validated + quarantined == 0, "the kill did not fall between raw's write and validated's"
-        again, noticed = requested_once_when_marked_failed(instance, tick, request, landed, month)
+        again, noticed = requested_once_when_found_dead(instance, tick, request, landed, month)
 
         ingest = defs.resolve_job_def("ingest")
         result = ingest.execute_in_process(instance=instance, partition_key=month, tags=again.tags,
@@ -142,8 +151,8 @@ def test_a_month_still_loaded_in_part_after_its_run_again_is_not_requested_every
 
 def test_a_delivery_a_killed_run_never_loaded_is_run_again_once(refreshed_copy, tmp_path):
     """A month sent again, its run killed before raw's write commits: the month is consistent but holds the previous
-    delivery, the file is unchanged since it was requested and its run key used up. Once the run is marked failed,
-    the sensor requests the month once more, and that run loads the new delivery."""
+    delivery, the file is unchanged since it was requested and its run key used up. The sensor marks the run failed
+    (its worker is gone) and requests the month once more, and that run loads the new delivery."""
     settings = refreshed_copy
     defs = definitions_over(settings)
     path = max(settings.landing_files(SOURCE))
@@ -162,7 +171,7 @@ def test_a_delivery_a_killed_run_never_loaded_is_run_again_once(refreshed_copy, 
         killed_at(request, settings, tmp_path, KILLED_BEFORE_RAW)
         raw, validated, quarantined = counts(settings, month)
         assert raw == validated + quarantined == loaded, "the kill did not leave the previous delivery whole"
-        again, noticed = requested_once_when_marked_failed(instance, tick, request, landed, month)
+        again, noticed = requested_once_when_found_dead(instance, tick, request, landed, month)
 
         assert run_request_in_child(again, settings.data_dir, tmp_path / "again.log") == 0, \
             (tmp_path / "again.log").read_text()[-3000:]
