@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.set_defaults(func=cmd_keygen)
 
     home = sub.add_parser("dagster-home", help="write the Dagster instance's dagster.yaml (one run at a time, "
-                                               "the pooled event log) if missing or ours, and print DAGSTER_HOME")
+                                               "the pooled event log, runs whose worker died marked failed) if "
+                                               "missing or ours, and print DAGSTER_HOME")
     home.set_defaults(func=cmd_dagster_home)
 
     ev = sub.add_parser("evaluate", help="compare the linked layer and the model with the synthetic world's truth "
