@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster._core.utils import make_new_run_id
 
 from ed_pipeline.defs.run_worker import fail_dead_runs, worker_running, worker_tags
 from ed_pipeline.resilience import DiskFullError, RefreshBusyError, disk_full_message, refresh_lock, run_in_child
@@ -221,10 +222,13 @@ def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Se
     from ed_pipeline.defs.raw import raw_key
     from ed_pipeline.defs.validated import quarantine_key, validated_key
 
+    run_id = make_new_run_id()
     result = defs.resolve_job_def("ingest").execute_in_process(
         instance=instance,
         asset_selection=[raw_key(source), validated_key(source), quarantine_key(source), pseudonymised_key(source)],
-        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh", **worker_tags()},
+        run_id=run_id,
+        # this process is the run's worker (execute_in_process uses its own executor, not the job's)
+        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh", **worker_tags(run_id)},
         raise_on_error=False,
         # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.
         run_config=QUIET,
@@ -269,8 +273,10 @@ def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, setti
     if progress:
         progress(job_name, None)
     t0 = time.perf_counter()
+    run_id = make_new_run_id()
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, tags={TRIGGER_TAG: "refresh", **worker_tags()}, run_config=QUIET)
+        instance=instance, raise_on_error=False, run_id=run_id, tags={TRIGGER_TAG: "refresh", **worker_tags(run_id)},
+        run_config=QUIET)
     _raise_if_disk_full(result, settings)
     outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result))
     if progress:

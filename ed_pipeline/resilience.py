@@ -319,11 +319,12 @@ def process_identity(pid: int | None = None) -> str | None:
 
 
 def process_running(identity: str) -> bool | None:
-    """Whether the process `identity` (`process_identity`) still runs: False once it has ended (a zombie has
+    """Whether the process `identity` (`process_identity`, other fields beside it ignored) still runs: False once
+    it has ended (a zombie has
     ended), or the machine has restarted since, or its pid belongs to another process now; None when this machine
     cannot tell (the identity is another host's, or unreadable, or there is no /proc)."""
     fields = dict(part.partition("=")[::2] for part in identity.split())
-    if set(fields) != {"pid", "start", "boot", "host"} or not fields["pid"].isdigit():
+    if not {"pid", "start", "boot", "host"} <= set(fields) or not fields["pid"].isdigit():
         return None
     if fields["host"] != os.uname().nodename:
         return None  # another machine's (or container's) pid: nothing to read of it here

@@ -31,21 +31,29 @@ from ed_pipeline.resilience import process_identity, process_running
 RUN_WORKER_TAG = "ed_pipeline/run_worker"
 
 
-def worker_tags() -> dict[str, str]:
-    """The tag naming this process as a run's worker (none where it cannot be told: see `process_identity`)."""
+def worker_tags(run_id: str) -> dict[str, str]:
+    """The tag naming this process as the worker of run `run_id` (none where it cannot be told: see
+    `process_identity`). It names the run too: Dagster copies a run's tags to the run that re-executes it, where
+    the worker named is not that run's."""
     identity = process_identity()
-    return {RUN_WORKER_TAG: identity} if identity else {}
+    return {RUN_WORKER_TAG: f"run={run_id} {identity}"} if identity else {}
+
+
+def _recorded(run: dg.DagsterRun) -> dict[str, str]:
+    return dict(part.partition("=")[::2] for part in run.tags.get(RUN_WORKER_TAG, "").split())
 
 
 def worker_running(run: dg.DagsterRun) -> bool | None:
-    """Whether the run's worker still runs (`resilience.process_running`); None: not recorded, or not told here."""
-    identity = run.tags.get(RUN_WORKER_TAG)
-    return process_running(identity) if identity else None
+    """Whether the run's worker still runs (`resilience.process_running`); None: not recorded (or recorded for the
+    run it re-executes), or not told here."""
+    if _recorded(run).get("run") != run.run_id:
+        return None
+    return process_running(run.tags[RUN_WORKER_TAG])
 
 
 def gone_message(run: dg.DagsterRun) -> str:
     """Why the run is marked failed (its words are the leak scan's vocabulary: the audit reads Dagster's events)."""
-    pid = dict(part.partition("=")[::2] for part in run.tags.get(RUN_WORKER_TAG, "").split()).get("pid", "")
+    pid = _recorded(run).get("pid", "")
     return (f"run {run.run_id}: its worker, process {pid}, is not running any more (killed, or the machine started "
             "again) and the run had not finished; failed so that other work need not wait on it")
 
@@ -99,7 +107,7 @@ class _WorkerRecordingExecutor(Executor):
         return self._inner.step_dependency_config
 
     def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
-        tags = worker_tags()
+        tags = worker_tags(plan_context.run_id)
         if tags:
             plan_context.instance.add_run_tags(plan_context.run_id, tags)
         yield from self._inner.execute(plan_context, execution_plan)

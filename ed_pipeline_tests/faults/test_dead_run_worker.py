@@ -10,9 +10,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.launcher import WorkerStatus
+from dagster._core.utils import make_new_run_id
 
-from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, MonitoredRunLauncher, fail_dead_runs, worker_tags
+from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, MonitoredRunLauncher, fail_dead_runs
 from ed_pipeline.privacy.leak_scan import STOPWORDS
 from ed_pipeline.refresh import ensure_dagster_home
 from ed_pipeline.resilience import process_identity, process_running
@@ -102,26 +102,34 @@ def test_a_pid_reused_by_another_process_is_not_taken_for_the_worker(instance):
         elsewhere = now_there.replace(f"host={_field(now_there, 'host')}", "host=another-machine")
         assert process_running(elsewhere) is None
 
-        launcher = instance.run_launcher
-        job = dg.GraphDefinition("nothing").to_job()
-        runs = {name: instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED,
-                                                  tags={RUN_WORKER_TAG: identity} if identity else {})
-                for name, identity in (("reused", reused), ("restarted", restarted), ("live", now_there),
-                                       ("elsewhere", elsewhere), ("unrecorded", None))}
-        health = {name: launcher.check_run_worker_health(run).status for name, run in runs.items()}
-        assert health == {"reused": WorkerStatus.NOT_FOUND, "restarted": WorkerStatus.NOT_FOUND,
-                          "live": WorkerStatus.RUNNING, "elsewhere": WorkerStatus.RUNNING,
-                          "unrecorded": WorkerStatus.RUNNING}
+        runs = {"reused": started(instance, reused), "restarted": started(instance, restarted),
+                "live": started(instance, now_there), "elsewhere": started(instance, elsewhere),
+                "unrecorded": started(instance, None),
+                # re-executing a run, Dagster copies its tags: the worker named is the other run's
+                "copied": started(instance, reused, recorded_for="another-run")}
+        health = {name: instance.run_launcher.check_run_worker_health(run).status.value for name, run in runs.items()}
+        assert health == {"reused": "NOT_FOUND", "restarted": "NOT_FOUND", "live": "RUNNING", "elsewhere": "RUNNING",
+                          "unrecorded": "RUNNING", "copied": "RUNNING"}
         monitoring_pass(instance)
-        status = {name: instance.get_run_by_id(run.run_id).status for name, run in runs.items()}
-        assert status == {"reused": dg.DagsterRunStatus.FAILURE, "restarted": dg.DagsterRunStatus.FAILURE,
-                          "live": dg.DagsterRunStatus.STARTED, "elsewhere": dg.DagsterRunStatus.STARTED,
-                          "unrecorded": dg.DagsterRunStatus.STARTED}
+        status = {name: instance.get_run_by_id(run.run_id).status.value for name, run in runs.items()}
+        assert status == {"reused": "FAILURE", "restarted": "FAILURE", "live": "STARTED", "elsewhere": "STARTED",
+                          "unrecorded": "STARTED", "copied": "STARTED"}
     finally:
         for process in (worker, later):
             if process is not None and process.poll() is None:
                 process.stdin.close()
                 process.wait()
+
+
+def started(instance: dg.DagsterInstance, worker: str | None, recorded_for: str | None = None, **tags: str
+            ) -> dg.DagsterRun:
+    """A run shown as started, its worker recorded as `worker` (a `process_identity`; None: not recorded) for it,
+    or for the run `recorded_for`."""
+    run_id = make_new_run_id()
+    if worker is not None:
+        tags[RUN_WORKER_TAG] = f"run={recorded_for or run_id} {worker}"
+    return instance.create_run_for_job(dg.GraphDefinition("nothing").to_job(), run_id=run_id,
+                                       status=dg.DagsterRunStatus.STARTED, tags=tags)
 
 
 def waiting_process() -> subprocess.Popen:
@@ -143,12 +151,10 @@ def test_a_refresh_fails_the_started_runs_whose_worker_is_gone_and_leaves_a_live
     dead = process_identity(gone.pid)
     gone.stdin.close()
     gone.wait()
-    job = dg.GraphDefinition("nothing").to_job()
-    tags = {"live refresh": {TRIGGER_TAG: "refresh", **worker_tags()}, "dead refresh": {TRIGGER_TAG: "refresh",
-            RUN_WORKER_TAG: dead}, "earlier refresh": {TRIGGER_TAG: "refresh"}, "dead sensor": {RUN_WORKER_TAG: dead},
-            "earlier sensor": {}}
-    runs = {name: instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED, tags=tagged)
-            for name, tagged in tags.items()}
+    refresh = {TRIGGER_TAG: "refresh"}
+    runs = {"live refresh": started(instance, process_identity(), **refresh),
+            "dead refresh": started(instance, dead, **refresh), "earlier refresh": started(instance, None, **refresh),
+            "dead sensor": started(instance, dead), "earlier sensor": started(instance, None)}
     _fail_orphaned_runs(instance)
     status = {name: instance.get_run_by_id(run.run_id).status.value for name, run in runs.items()}
     assert status == {"live refresh": "STARTED", "dead refresh": "FAILURE", "earlier refresh": "FAILURE",

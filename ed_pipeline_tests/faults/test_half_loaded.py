@@ -12,6 +12,7 @@ import signal
 
 import dagster as dg
 import duckdb
+from dagster._core.utils import make_new_run_id
 
 from ed_pipeline.defs.automation import source_keys
 from ed_pipeline.defs.run_worker import worker_tags
@@ -57,8 +58,9 @@ def requested_once_when_found_dead(instance: dg.DagsterInstance, tick, request: 
     again, and not at the next tick. That request, and its tick."""
     [killed] = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key}))
     assert killed.status == dg.DagsterRunStatus.STARTED
-    live = instance.create_run_for_job(dg.GraphDefinition("loading").to_job(), status=dg.DagsterRunStatus.STARTED,
-                                       tags=worker_tags())  # this process is its worker: it runs
+    live_id = make_new_run_id()  # a run whose worker is this process: it runs
+    live = instance.create_run_for_job(dg.GraphDefinition("loading").to_job(), run_id=live_id,
+                                       status=dg.DagsterRunStatus.STARTED, tags=worker_tags(live_id))
     assert not tick(landed.cursor).run_requests, "a run whose worker runs may still be loading the month"
     killed = instance.get_run_by_id(killed.run_id)
     assert killed.status == dg.DagsterRunStatus.FAILURE, "the sensor waits on a run whose worker is gone"
