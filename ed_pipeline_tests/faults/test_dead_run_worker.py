@@ -43,6 +43,9 @@ def started_run(instance: dg.DagsterInstance, until: Path, process: subprocess.P
 
 
 def test_a_killed_run_worker_is_marked_failed_by_run_monitoring_and_a_live_one_left_alone(instance, tmp_path):
+    """Two runs, each executed by the deployment's executor in a process of its own (as a code server's run worker
+    is), both started: a pass of run monitoring leaves both; one worker SIGKILLed, the next pass marks its run
+    failed, naming the run and its process, and leaves the other, which goes on to succeed."""
     assert isinstance(instance.run_launcher, MonitoredRunLauncher)
     assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
     data = tmp_path / "data"
