@@ -181,10 +181,13 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     tables["review_decision"] = decisions
     with warehouse.get_connection() as conn:
         conn.begin()
+        # a month changes few rows of the whole history's persons, households and cohort: written by difference
+        by_difference = ("person", "household_membership", "cohort") if incremental else ()
         if incremental and not withdrawn:
-            write_tables(conn, {**tables, "person_link": added}, append=(*APPENDED_TABLES, "person_link"))
+            write_tables(conn, {**tables, "person_link": added}, append=(*APPENDED_TABLES, "person_link"),
+                         by_difference=by_difference)
         else:
-            write_tables(conn, tables)
+            write_tables(conn, tables, by_difference=by_difference)
         conn.commit()
     artifacts = save_model_artifacts(result, settings.linkage_dir)
 

@@ -176,8 +176,10 @@ def test_an_incremental_month_appends_its_links_and_gives_the_tables_a_full_writ
     replaced_db, appended_db = tmp_path / "replaced.duckdb", tmp_path / "appended.duckdb"
     write_tables(replaced_db, {"person_link": previous})
     write_tables(replaced_db, full)
-    write_tables(appended_db, {"person_link": previous})
-    write_tables(appended_db, {**appended, "person_link": added}, append=(*APPENDED_TABLES, "person_link"))
+    # the last month's tables, then this month's: person, households and cohort by their differences
+    write_tables(appended_db, linked_tables(r1, old, households(old, r1.links)))
+    write_tables(appended_db, {**appended, "person_link": added}, append=(*APPENDED_TABLES, "person_link"),
+                 by_difference=("person", "household_membership", "cohort"))
     for name in ("person_link", "person", "household_membership", "cohort"):
         assert appended[name].sort(pl.all()).equals(full[name].sort(pl.all())), name
         with duckdb.connect(str(replaced_db)) as a, duckdb.connect(str(appended_db)) as b:
@@ -432,6 +434,34 @@ def test_occupancy_episodes_join_the_spells_that_overlap_at_each_place():
     assert ordered.select(pl.col("episode") == pl.col("episode").shift(1))["episode"].fill_null(False).to_list() \
         == same
     assert got.group_by("episode").agg(pl.col("place").n_unique())["place"].max() == 1
+
+
+def test_a_table_written_by_difference_keeps_its_unchanged_rows_and_ends_as_if_replaced(tmp_path):
+    """write_tables(by_difference=...): only the rows that went are deleted and only the new ones inserted (a
+    month's persons and households: the whole history was rewritten every month), to the same contents as
+    replacing the table; a row the table holds twice, or other columns, are written whole instead."""
+    db = tmp_path / "warehouse.duckdb"
+    schema = {"person_id": pl.String, "records": pl.UInt32, "born": pl.Date}
+    first = pl.DataFrame({"person_id": ["a", "b", "c", "d"], "records": [1, 2, None, 4],
+                          "born": [date(2014, 1, 1), None, date(2015, 2, 1), date(2016, 3, 1)]}, schema=schema)
+    write_tables(db, {"person": first})
+    with duckdb.connect(str(db)) as con:
+        rowids = dict(con.execute("select person_id, rowid from linked.person").fetchall())
+    then = pl.concat([first.filter(pl.col("person_id") != "d").with_columns(
+        pl.when(pl.col("person_id") == "b").then(3).otherwise(pl.col("records")).cast(pl.UInt32).alias("records")),
+        pl.DataFrame({"person_id": ["e"], "records": [1], "born": [None]}, schema=schema)])
+    twice = pl.concat([first, first.head(1)])
+    wider = first.with_columns(pl.lit(1).alias("n"))
+    for before, after in ((first, then), (then, then), (twice, first), (first, wider)):
+        write_tables(db, {"person": before})
+        write_tables(db, {"person": after}, by_difference=("person",))
+        with duckdb.connect(str(db)) as con:
+            assert con.execute("select * from linked.person order by all").pl().equals(after.sort(pl.all())), after
+    write_tables(db, {"person": first})
+    write_tables(db, {"person": then}, by_difference=("person",))
+    with duckdb.connect(str(db)) as con:
+        kept = dict(con.execute("select person_id, rowid from linked.person where person_id in ('a', 'c')").fetchall())
+    assert kept == {p: rowids[p] for p in ("a", "c")}  # unchanged rows, a null among their values, stay in place
 
 
 def test_linked_tables_written_to_duckdb(world, linked, tmp_path):
