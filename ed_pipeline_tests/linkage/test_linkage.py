@@ -87,6 +87,23 @@ def test_model_trains_u_and_m_and_round_trips_as_json(model, linked, world, tmp_
     assert "vega" in artifacts["match_weights_chart"].read_text().lower()
 
 
+def test_the_match_weights_chart_is_drawn_again_only_for_other_settings(model, tmp_path, monkeypatch):
+    """A month links with the saved model: its chart, drawn when the model was trained, is kept, not drawn again
+    every month; a model with other settings (trained again) gets its own."""
+    first = save_model_artifacts(model, tmp_path)["match_weights_chart"]
+    drawn = []
+    draw = LinkageModel.match_weights_chart
+    monkeypatch.setattr(LinkageModel, "match_weights_chart", lambda self, path: drawn.append(path) or draw(self, path))
+    assert save_model_artifacts(LinkageModel.from_json(model.to_json()), tmp_path)["match_weights_chart"] == first
+    assert drawn == []
+    other = LinkageModel.from_json(model.to_json())
+    other.settings["probability_two_random_records_match"] /= 2
+    assert save_model_artifacts(other, tmp_path)["match_weights_chart"] == first and drawn == [first]
+    first.unlink()
+    save_model_artifacts(other, tmp_path)
+    assert drawn == [first, first] and "vega" in first.read_text().lower()
+
+
 def test_training_is_repeatable_to_the_bit(model, world):
     """DuckDB's parallel sums make EM's parameters differ in their last bits from run to run; rounded, a
     re-trained model is the same model, so a killed-and-rerun refresh reproduces every match probability."""
