@@ -21,7 +21,7 @@ from ed_pipeline.linkage import (
 )
 from ed_pipeline.linkage.cleartext import clear_tokens
 from ed_pipeline.linkage.households import households
-from ed_pipeline.linkage.ids import ids_ever_named
+from ed_pipeline.linkage.ids import TakenIds, id_candidate, ids_ever_named, new_person_id
 from ed_pipeline.linkage.link import _candidates, link_incremental
 from ed_pipeline.linkage.model import round_parameters
 from ed_pipeline.linkage.review import accumulate_decisions, decisions_from_review, review_pairs, undecided
@@ -102,6 +102,20 @@ def test_the_match_weights_chart_is_drawn_again_only_for_other_settings(model, t
     first.unlink()
     save_model_artifacts(other, tmp_path)
     assert drawn == [first, first] and "vega" in first.read_text().lower()
+
+
+def test_new_ids_of_a_month_avoid_the_existing_ones_as_a_set_of_every_id_did():
+    """A month's new persons get ids that no existing person has, looked up in the history's ids (TakenIds)
+    rather than in a Python set of all of them: the same ids, a salted retry included."""
+    seeds = ["benefits\x1f1", "housing\x1f2", "police\x1f3"]
+    # the first seed's first two candidates and the second's first are in use
+    existing = pl.Series([id_candidate(seeds[0], "P"), id_candidate(seeds[0], "P", 1), id_candidate(seeds[1], "P"),
+                          "Pother"], dtype=pl.String)
+    as_set, looked_up = set(existing.to_list()), TakenIds(existing, [id_candidate(s, "P") for s in seeds])
+    ids = [new_person_id(s, "P", looked_up) for s in [*seeds, seeds[2]]]
+    assert ids == [new_person_id(s, "P", as_set) for s in [*seeds, seeds[2]]]
+    assert ids[0] == id_candidate(seeds[0], "P", 2) and ids[3] == id_candidate(seeds[2], "P", 1)
+    assert not set(ids) & set(existing.to_list()) and len(set(ids)) == 4
 
 
 def test_training_is_repeatable_to_the_bit(model, world):
