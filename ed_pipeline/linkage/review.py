@@ -55,7 +55,10 @@ def review_pairs(result: LinkResult, *, band: tuple[float, float] | None = None,
     if "match_probability" not in pairs.columns:
         raise ValueError("the link result kept no scored pairs: link(..., keep_pairs=True)")
     p = pairs.filter((pl.col("match_probability") >= low) & (pl.col("match_probability") < high))
-    ids = result.links.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])
+    # the persons of the pairs' records only: a month's links are the whole history's
+    key = ["source", "record_id"]
+    paired = pl.concat([p.select(pl.col(f"{c}_{side}").alias(c) for c in key) for side in ("l", "r")]).unique()
+    ids = result.links.select(*key, "person_id").join(paired, on=key, how="semi").unique(subset=key)
     p = p.join(ids.rename({"source": "source_l", "record_id": "record_id_l", "person_id": "person_id_l"}),
                on=["source_l", "record_id_l"], how="left")
     p = p.join(ids.rename({"source": "source_r", "record_id": "record_id_r", "person_id": "person_id_r"}),
