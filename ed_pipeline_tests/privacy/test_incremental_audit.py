@@ -480,3 +480,41 @@ def test_the_deployments_directories_are_left_out_of_the_texts_and_files_it_read
     (world.artifacts / "MLmodel").write_text(f"artifact_path: file://{home}/mlflow/artifacts\n")
     assert {kind for _, kind in _found(world.audit())} == {"name"}
     assert world.audit(local=(home,)).passed
+
+
+def _distinct_cache(world: World) -> tuple[set[tuple[str, str]], set[tuple[str, str]], set[str]]:
+    """(the cached distinct phrases, those of every cached part, the parts the distinct ones are of)."""
+    with duckdb.connect(str(world.agency_path), read_only=True) as conn:
+        kept = set(conn.execute("select phrase, kind from leak_scan_cache.distinct_phrases").fetchall())
+        every = set(conn.execute("select distinct phrase, kind from leak_scan_cache.phrases").fetchall())
+        parts = {r[0] for r in conn.execute("select part from leak_scan_cache.distinct_parts").fetchall()}
+    return kept, every, parts
+
+
+def test_the_distinct_phrases_are_kept_and_a_month_adds_its_own(world: World):
+    """The agency zone keeps the distinct phrases of the parts it lists; a month's audit adds its new parts'
+    phrases to them, and its new identifiers are the same as without the cache."""
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    result = world.audit()
+    kept, every, parts = _distinct_cache(world)
+    assert kept == every and parts == {"validated.people|2018-01", "validated.people|2018-02"}
+    assert ("quartermaine", "name") in kept
+    uncached = world.audit(agency_read_only=True)  # nothing cached: everything made from the records
+    assert (result.identifiers, result.new_identifiers) == (uncached.identifiers, uncached.new_identifiers)
+    assert result.leaks == uncached.leaks and ("pseudonymised.notes.note", "name") in _found(result)
+
+
+def test_after_a_failed_audit_the_new_identifiers_are_still_those_new_since_the_last_passing_one(world: World):
+    """A failing audit leaves the state of the last passing one, but the distinct phrases it kept include the
+    month's: the next audit must still scan content already audited against the month's identifiers (here the
+    newcomer's surname, in a note of 2018-01), not count them as old."""
+    world.land(_newcomer(), [("2018-02", "SC9", "seen with Kowalczyk at the clinic")])
+    world.sql("delete from pseudonymised.notes where record_id = 'SC2'")  # the old note naming her: gone for now
+    failed = world.audit()
+    assert not failed.passed and ("pseudonymised.notes.note", "name") in _found(failed)
+    world.sql("update pseudonymised.notes set note = 'home visit' where record_id = 'SC9'")
+    again = world.audit()  # linked.summary's 'ottoline', which the last passing audit scanned, is a leak now
+    assert again.new_identifiers == failed.new_identifiers > 0
+    assert ("linked.summary.label", "name") in _found(again), again.leaks
+    kept, every, _ = _distinct_cache(world)
+    assert kept == every
