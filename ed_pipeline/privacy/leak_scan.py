@@ -734,9 +734,13 @@ def table_fingerprints(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] |
     """A content fingerprint per table (and view) and per partition: "schema.table" -> {extract_month: "rows:hash"}
     for a table with an `extract_month` column (null months under ""), {"*": "rows:hash"} for any other (the
     hash: an order-independent sum of DuckDB's row hashes). What changed since an earlier audit, without
-    keeping any of the content. `row_hashes`, a list, gets (unit, h) appended for each table: DuckDB's hash of
-    every row (which rows an audit has scanned), from the same pass."""
+    keeping any of the content. `row_hashes`, a list, gets (unit, h, rid) appended for each table: DuckDB's hash
+    of every row (which rows an audit has scanned), from the same pass, and its `rowid` (null in a view, or in a
+    table with a column of that name), by which the audit reads the new ones again."""
     out: dict[str, dict[str, str]] = {}
+    based = {tuple(r) for r in conn.execute(
+        "SELECT database_name, schema_name, table_name FROM duckdb_tables()").fetchall()} if row_hashes is not None \
+        else set()
     for (catalog, schema, table), cols in table_columns(conn, schemas).items():
         fq = f"{_quote(catalog)}.{_quote(schema)}.{_quote(table)}"
         part = "coalesce(CAST(extract_month AS VARCHAR), '')" if "extract_month" in cols else "'*'"
@@ -744,8 +748,10 @@ def table_fingerprints(conn: duckdb.DuckDBPyConnection, schemas: Iterable[str] |
             rows = conn.execute(f"SELECT {part} AS p, count(*), coalesce(sum(hash(t)), 0) FROM {fq} t GROUP BY 1"
                                 ).fetchall()
         else:
-            hashes = conn.execute(f"SELECT {part} AS p, hash(t) AS h FROM {fq} t").pl()
-            row_hashes.append(hashes.select(unit=pl.lit(f"{schema}.{table}"), h=pl.col("h").cast(pl.UInt64)))
+            rid = "rowid" if (catalog, schema, table) in based and "rowid" not in map(str.lower, cols) else "NULL"
+            hashes = conn.execute(f"SELECT {part} AS p, hash(t) AS h, CAST({rid} AS BIGINT) AS rid FROM {fq} t").pl()
+            row_hashes.append(hashes.select(unit=pl.lit(f"{schema}.{table}"), h=pl.col("h").cast(pl.UInt64),
+                                            rid=pl.col("rid").cast(pl.Int64)))
             rows = _hash_sums(hashes)
         out[f"{schema}.{table}"] = {p: f"{n}:{int(h) & 0xFFFFFFFFFFFFFFFF:016x}" for p, n, h in rows}
     return out
