@@ -44,10 +44,12 @@ import polars as pl
 
 from ed_pipeline.privacy.leak_scan import (
     DOB_CONTEXT_WORDS,
+    TABLE_SUFFIXES,
     IdentifierSet,
     Leak,
     Local,
     assemble_identifiers,
+    file_texts,
     identifier_records,
     identifier_sets_of,
     partition_condition,
@@ -248,6 +250,7 @@ class AuditResult:
     identifier_parts: tuple[int, int] = (0, 0)  # agency-zone partitions whose phrases were (made now, cached)
     old_columns: int | None = None  # columns already audited read against the new identifiers (None: all)
     texts_read_again: tuple[int, int] = (0, 0)  # (text units already audited read again, such units in all)
+    files_read_again: tuple[int, int] = (0, 0)  # (artifact files already audited read again, such files in all)
 
     @property
     def passed(self) -> bool:
@@ -349,10 +352,22 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
                    if p.is_file() and not is_model_environment_file(p))
     files = {str(p): {"*": sha256_file(p)} for p in paths}
     fresh, kept = split("files", files)
+    # the files read as text are in the text index too (by path): one already audited is read again only where
+    # a new identifier could be, as a text unit is (every artifact file was read every month)
+    text_files = {f for f in files if Path(f).suffix.lower() not in TABLE_SUFFIXES}
+    if text_index is not None:
+        text_rows.append(text_index.filter(pl.col("unit").is_in(list(set(kept) & text_files))))
     if fresh:
         leaks += scan_files([Path(f) for f in sorted(fresh)], identifiers, local=local)
+        text_rows.append(file_index_of(set(fresh) & text_files, local))
+    files_read_again = (0, len(kept))
     if kept and len(new_ids):
-        leaks += scan_files([Path(f) for f in sorted(kept)], new_ids, prefilter=True, local=local)
+        # tables always; texts as the index says (all of them without one)
+        wanted = (set(kept) - text_files) | flagged_units(text_index, set(kept) & text_files, new_ids)
+        leaks += scan_files([Path(f) for f in sorted(wanted)], new_ids, prefilter=True, local=local)
+        indexed = set(text_index["unit"]) if text_index is not None else set()
+        text_rows.append(file_index_of((wanted & text_files) - indexed, local))
+        files_read_again = (len(wanted), len(kept))
 
     leaks = _merge(leaks)
     if not leaks:  # the state says what a *passing* audit scanned: after a failure the next one rescans it all
@@ -360,7 +375,7 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
         index_files = save_index(state_path, index_files, new_index, set(tables)) if new_index else index_files
         # a text unit is in the text index only if every one of its texts is: read all of it, or kept from before
         texts_name = save_ledger(state_path, pl.concat([_empty_text_index(), *text_rows]), "texts") \
-            if read_texts is not None else None
+            if read_texts is not None or files else None
         save_state(state_path, AuditState(audited_at=now_iso(), rules=rules, identifiers=id_parts, warehouse=tables,
                                           texts=texts, files=files, dagster_run_id=run_id, rows_ledger=ledger_name,
                                           token_index=index_files, token_index_chars=index_chars,
@@ -368,7 +383,7 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
         remove_other_ledgers(state_path, keep={ledger_name, *index_files, texts_name})
     return AuditResult(leaks, mode, len(identifiers), len(new_ids) if state else len(identifiers), scanned,
                        not leaks, (new_rows.height, rows.height - new_rows.height), id_counts, old_columns,
-                       texts_read_again)
+                       texts_read_again, files_read_again)
 
 
 def _merge(leaks: list[Leak]) -> list[Leak]:
@@ -539,6 +554,11 @@ def text_index_of(texts: Mapping[str, list[tuple[str, str]]]) -> pl.DataFrame:
             for e in text_index_entries(text for _, text in items)]
     return pl.DataFrame(rows, schema={"unit": pl.String, "h": pl.UInt64}, orient="row") if rows \
         else _empty_text_index()
+
+
+def file_index_of(paths: set[str], local: Local) -> pl.DataFrame:
+    """(unit: the path, h) of every entry of the texts of each file, as `scan_files` reads them."""
+    return text_index_of({p: file_texts([p], local) for p in sorted(paths)})
 
 
 def load_text_index(state_path: Path, state: AuditState | None) -> pl.DataFrame | None:

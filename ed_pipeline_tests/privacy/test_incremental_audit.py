@@ -542,3 +542,19 @@ def test_a_row_changed_in_place_is_scanned_whatever_the_table_row_count_or_rowid
     assert moved.warehouse_rows[0] == 2
     assert {("linked.summary.label", "name"), ("linked.summary_view.label", "name")} <= _found(moved), moved.leaks
     assert moved.leaks == world.audit(full=True).leaks
+
+
+def test_artifact_files_already_audited_are_read_again_only_where_a_new_identifier_could_be(world: World):
+    """MLflow's files are in the text index too: after the newcomer arrives, the model card that holds her
+    postcode is read again (and the leak found), a clean one is not; without the index every one is read."""
+    (world.artifacts / "clean_card.md").write_text("# Model card\nWards: Pitsea, Vange\nAUC 0.81\n")
+    assert world.audit().passed
+    world.land(_newcomer(), [("2018-02", "SC9", "referral")])
+    result = world.audit()
+    assert result.files_read_again == (1, 2)
+    assert (str(world.artifacts / "old_card.md"), "postcode") in _found(result), result.leaks
+    assert result.leaks == world.audit(full=True).leaks
+
+    state = json.loads(world.state_path.read_text())
+    world.state_path.write_text(json.dumps({**state, "text_index": None}))
+    assert world.audit().files_read_again == (2, 2)
