@@ -922,30 +922,52 @@ def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, s
     return leaks
 
 
+DATE_LIKE_SAMPLE = 100_000  # a text column is checked for dates of birth if one of this many values looks like a date
+
+
 def _aligned_columns(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
                      cols: dict[str, str], rate: float, people: str) -> list[Leak]:
+    """`_aligned_dobs`' check of each column of `fq` (the rows that are some person's record), in one query for
+    them all: a month's audit checks a few new rows of each of some thirty tables, and one query per column (two
+    for a text column) was most of it."""
     ids = scanner._names["ids"]
+    dates = [c for c, t in cols.items() if t in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"}]
+    texts = _date_like_columns(conn, fq, [c for c, t in cols.items() if t.startswith("VARCHAR")])
+    hits = {c: f"CAST(t.{_quote(c)} AS DATE) = p.dob" if c in dates else
+            f"EXISTS (SELECT 1 FROM {ids} i WHERE i.dob = p.dob AND i.phrase = {_fold_sql(f't.{_quote(c)}')})"
+            for c in cols if c in dates or c in texts}
+    if not hits:
+        return []
+    counts = ", ".join(f"count(t.{_quote(c)}), count(*) FILTER (WHERE t.{_quote(c)} IS NOT NULL AND {hit})"
+                       for c, hit in hits.items())
+    row = conn.execute(f"""
+        SELECT {counts}
+        FROM {fq} t JOIN {people} p ON CAST(t.source AS VARCHAR) = p.source
+                                  AND CAST(t.record_id AS VARCHAR) = p.record_id""").fetchone()
     leaks: list[Leak] = []
-    for column, dtype in cols.items():
-        qc = _quote(column)
-        if dtype in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"}:
-            hit = f"CAST(t.{qc} AS DATE) = p.dob"
-        elif dtype.startswith("VARCHAR"):
-            looks = conn.execute(f"SELECT count(*) FROM (SELECT {qc} AS v FROM {fq} WHERE {qc} IS NOT NULL LIMIT "
-                                 f"100000) WHERE regexp_matches(v, '{_DATE_LIKE_SQL}')").fetchone()[0]
-            if not looks:
-                continue
-            hit = (f"EXISTS (SELECT 1 FROM {ids} i WHERE i.dob = p.dob AND i.phrase = {_fold_sql(f't.{qc}')})")
-        else:
-            continue
-        total, n = conn.execute(f"""
-            SELECT count(*), count(*) FILTER (WHERE {hit})
-            FROM {fq} t JOIN {people} p ON CAST(t.source AS VARCHAR) = p.source
-                                      AND CAST(t.record_id AS VARCHAR) = p.record_id
-            WHERE t.{qc} IS NOT NULL""").fetchone()
+    for i, column in enumerate(hits):
+        total, n = row[2 * i], row[2 * i + 1]
         if n and n >= rate * total:
             leaks.append(Leak(f"{schema}.{table}.{column}", "date_of_birth", int(n), "row-aligned"))
     return leaks
+
+
+def _date_like_columns(conn: duckdb.DuckDBPyConnection, fq: str, columns: list[str]) -> set[str]:
+    """The text `columns` of `fq` of which one of DATE_LIKE_SAMPLE non-null values looks like a date: all of them
+    in one pass when `fq` holds no more rows than that (its values are then the whole sample), else per column."""
+    if not columns:
+        return set()
+
+    def looks(value: str) -> str:
+        return f"regexp_matches({value}, '{_DATE_LIKE_SQL}')"
+
+    if conn.execute(f"SELECT count(*) FROM {fq}").fetchone()[0] <= DATE_LIKE_SAMPLE:
+        flags = conn.execute("SELECT " + ", ".join(f"coalesce(bool_or({looks(_quote(c))}), false)" for c in columns)
+                             + f" FROM {fq}").fetchone()
+        return {c for c, flag in zip(columns, flags, strict=True) if flag}
+    return {c for c in columns if conn.execute(
+        f"SELECT count(*) FROM (SELECT {_quote(c)} AS v FROM {fq} WHERE {_quote(c)} IS NOT NULL LIMIT "
+        f"{DATE_LIKE_SAMPLE}) WHERE {looks('v')}").fetchone()[0]}
 
 
 def _prepare_text(text: str) -> str:

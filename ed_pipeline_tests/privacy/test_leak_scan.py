@@ -132,6 +132,32 @@ def test_dates_of_birth_carried_into_the_warehouse_are_found(warehouse, ids) -> 
     assert not any(leak.location.endswith("event_date") for leak in leaks)
 
 
+def test_row_aligned_columns_are_checked_in_one_query_as_column_by_column(warehouse, ids, monkeypatch) -> None:
+    """The row-aligned check reads all of a table's date and text columns at once when the rows checked are no
+    more than the text sample (DATE_LIKE_SAMPLE); a larger table is sampled column by column. Both find the
+    same columns: a date and a date as text, aligned with each row's record, a text column holding a date only
+    in its last row (after nulls), and not a column of other text or of other dates."""
+    from ed_pipeline.privacy import leak_scan
+
+    recs = records().select("source", "record_id", "date_of_birth")  # noqa: F841 (read by DuckDB by name)
+    warehouse.execute("""
+        CREATE TABLE pseudonymised.mixed AS SELECT source, record_id, date_of_birth AS d,
+               'ward ' || record_id AS label, date_of_birth + 400 AS seen,
+               CASE WHEN row_number() OVER (ORDER BY record_id) > 0 THEN strftime(date_of_birth, '%Y-%m-%d') END
+                   AS d_text,
+               CASE WHEN record_id = max(record_id) OVER () THEN strftime(date_of_birth, '%d.%m.%Y') END AS late
+        FROM recs""")
+    aligned = {"pseudonymised.mixed.d", "pseudonymised.mixed.d_text", "pseudonymised.mixed.late"}
+
+    def found() -> set[str]:
+        return {leak.location for leak in scan_duckdb(warehouse, ids, where={"pseudonymised.mixed": "TRUE"})
+                if leak.how == "row-aligned"}
+
+    assert found() == aligned
+    monkeypatch.setattr(leak_scan, "DATE_LIKE_SAMPLE", 1)  # column by column
+    assert found() == aligned
+
+
 def test_planted_identifier_in_json_metadata_is_found(ids) -> None:
     clean = json.dumps({"rows": 7, "partition": "2018-01", "max_event_date": "2018-01-16", "model": "lightgbm",
                         "params": {"learning_rate": 0.05, "num_leaves": 31}, "source": "social_care"})
