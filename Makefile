@@ -35,10 +35,12 @@ refresh: install
 # Two test processes (pytest-xdist), each test file whole in one of them: 867 s -> 560-760 s on the 2-core machine (477 tests: 710 s, session 17).
 # The session worlds are made once, by the first process to ask, and only read (copied before writing); each
 # process has its own dbt target directory (ed_pipeline_tests/conftest.py). TEST_WORKERS=0: one process.
+# Files are handed out in the collection's order, the slowest first (conftest.py's SLOW_FILES_FIRST), not xdist's
+# (most tests first, which left the minute-long files of one or two tests to the end).
 TEST_WORKERS ?= 2
 
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check ed_pipeline ed_pipeline_tests benchmarks

@@ -19,6 +19,39 @@ from ed_pipeline.settings import Settings
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["DBT_TARGET_PATH"] = f"target/{os.environ['PYTEST_XDIST_WORKER']}"
 
+# `make test` hands each test file whole to one of its two processes, in the order of the collection, the next file
+# to the first process free (`--dist loadfile --no-loadscope-reorder`). The files that take a minute or more go
+# first, so that the run does not end on one of them while the other process has nothing left to do (xdist's own
+# order, most tests first, put them last). test_linked comes first: it makes the refreshed and month-added worlds
+# early, while the other process runs the features' dbt builds, which need neither (the two files that read
+# features/conftest.py's `built`, made once per process, one after the other).
+SLOW_FILES_FIRST = (
+    "defs/test_linked.py",
+    "features/test_definitions.py",
+    "features/test_child_features.py",
+    "features/test_incremental_child_models.py",
+    "features/test_incremental_staging.py",
+    "features/test_incremental_person_events.py",
+    "faults/test_half_loaded.py",
+    "defs/test_ingest.py",
+    "faults/test_kill.py",
+    "linkage/test_spark.py",
+    "privacy/test_audit_scope.py",
+    "defs/test_automation.py",
+    "defs/test_model_outputs.py",
+    "faults/test_corpus_months.py",
+    "faults/test_idempotent.py",
+    "test_reidentify.py",
+    "test_evaluation.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    rank = {here / name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path, len(rank)))  # a stable sort: the other files keep their order
+
+
 # A fixed test key (never a real one): 32 bytes, hex.
 TEST_KEY = "00112233445566778899aabbccddeeff" * 2
 TINY_PEOPLE = 8_000
