@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import dagster as dg
 import pytest
 
 from ed_pipeline_tests.conftest import TEST_KEY
-from ed_pipeline_tests.features.warehouse import base_records, write_warehouse
+from ed_pipeline_tests.features.warehouse import BORN, HOUSEHOLDS, Record, base_records, dbt_build, write_warehouse
 
 DBT_SCHEMAS = ("staging", "intermediate", "features")
 
@@ -53,3 +55,23 @@ def built(tmp_path_factory) -> Built:
             raise_on_error=False,
         )
     return Built(data_dir / "warehouse.duckdb", result, keys, instance)
+
+
+@pytest.fixture(scope="session")
+def dbt_built(tmp_path_factory) -> Callable[[Path, list[Record]], None]:
+    """`dbt_built(warehouse, records)`: at `warehouse`, the warehouse of `records` (`write_warehouse`) after a plain
+    `dbt build` (`dbt_build`). Several tests start from the same records: each set is built once per test process,
+    then copied. Under its own file name, which names the database that dbt's views refer to."""
+    made: dict[str, Path] = {}
+
+    def build(warehouse: Path, records: list[Record]) -> None:
+        key = repr((warehouse.name, records, BORN, HOUSEHOLDS))  # all that write_warehouse reads (tests patch BORN)
+        if key not in made:
+            path = tmp_path_factory.mktemp("dbt_built") / warehouse.name
+            write_warehouse(path, records)
+            result = dbt_build(path, path.parent)
+            assert result.returncode == 0, result.stdout[-4000:]
+            made[key] = path
+        shutil.copyfile(made[key], warehouse)
+
+    return build

@@ -3,15 +3,12 @@ feature values, and point-in-time correctness (late records, future events and l
 
 from __future__ import annotations
 
-import os
-import subprocess
 from datetime import date
 from pathlib import Path
 
 import duckdb
 
-from ed_pipeline.defs.features import DBT_PROJECT_DIR, dbt_executable
-from ed_pipeline_tests.features.warehouse import BORN, D, base_records, planted_records, write_warehouse
+from ed_pipeline_tests.features.warehouse import BORN, D, base_records, dbt_build, planted_records, write_warehouse
 
 CONTRACT = [
     "person_id", "prediction_date", "birth_year", "birth_month", "household_id", "history_months",
@@ -22,16 +19,6 @@ CONTRACT = [
     "temporary_accommodation_24m", "overcrowded_24m", "housing_register_24m", "benefit_claim_24m", "moves_24m",
     "assessment_year", "not_gld", "fsm", "eal", "sen", "ethnicity_group",
 ]
-
-
-def dbt_build(warehouse: Path, work: Path, project: Path = DBT_PROJECT_DIR, *args: str
-              ) -> subprocess.CompletedProcess:
-    """`dbt build` of the project against `warehouse`, with target and logs under `work` (the repo's untouched)."""
-    env = {**os.environ, "ED_WAREHOUSE_DB": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    return subprocess.run(
-        [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
-         "--target-path", str(work / "target"), "--log-path", str(work / "logs"), *args],
-        env=env, capture_output=True, text=True, timeout=300)
 
 
 def features(warehouse: Path) -> dict[str, dict]:
@@ -100,12 +87,10 @@ def test_children_without_history_and_outcomes(built):
     assert (c3["assessment_year"], c3["not_gld"], c3["ethnicity_group"]) == (2014, False, "Unknown")
 
 
-def test_late_records_future_events_and_late_corrections_change_nothing(built, tmp_path):
+def test_late_records_future_events_and_late_corrections_change_nothing(built, tmp_path, dbt_built):
     assert built.result.success
     planted = tmp_path / "warehouse.duckdb"
-    write_warehouse(planted, base_records() + planted_records())
-    result = dbt_build(planted, tmp_path)  # plain dbt, as a person would run it
-    assert result.returncode == 0, result.stdout[-4000:]
+    dbt_built(planted, base_records() + planted_records())  # plain dbt, as a person would run it
 
     # the planted records reached the events of the child's household: only the point-in-time rule keeps them out
     with duckdb.connect(str(planted), read_only=True) as conn:
@@ -211,7 +196,7 @@ def areas(warehouse: Path) -> dict[str, tuple]:
             "select person_id, ward, lsoa, from_school_return from features.child_area").fetchall()}
 
 
-def test_child_area_is_where_the_child_lives_now_for_outputs(built, tmp_path):
+def test_child_area_is_where_the_child_lives_now_for_outputs(built, tmp_path, dbt_built):
     """features.child_area attributes children to areas in published outputs: the EYFSP return's area, else the
     child's latest record's, whenever it arrived. It is not a feature and not point in time by design; the
     mart's ward stays the one known at the prediction date (see the test above)."""
@@ -222,8 +207,7 @@ def test_child_area_is_where_the_child_lives_now_for_outputs(built, tmp_path):
     assert got["C3"] == ("Vange", "E01021300", True)
 
     planted = tmp_path / "warehouse.duckdb"
-    write_warehouse(planted, base_records() + planted_records())
-    assert dbt_build(planted, tmp_path).returncode == 0
+    dbt_built(planted, base_records() + planted_records())
     # FUT1 (2018-04, Crouch) is after C's prediction date: it moves where C is attributed now, not C's features
     assert areas(planted)["C"] == ("Crouch", "E01021240", False)
     assert features(planted)["C"]["ward"] == "Vange"

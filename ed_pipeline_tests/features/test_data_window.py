@@ -15,9 +15,9 @@ import polars as pl
 from ed_pipeline.defs.resources import write_landed
 from ed_pipeline.quality.arrival import landed_extracts
 from ed_pipeline.sources import SOURCES
-from ed_pipeline_tests.features.test_child_features import dbt_build, features
+from ed_pipeline_tests.features.test_child_features import features
 from ed_pipeline_tests.features.test_incremental_staging import tables
-from ed_pipeline_tests.features.warehouse import BORN, base_records, write_warehouse
+from ed_pipeline_tests.features.warehouse import BORN, base_records, dbt_build, write_warehouse
 
 # K: born 2015-07, D = 2018-07-01, the first day after the base window's last month (2018-06)
 K_PROTECTION_PLAN = ("social_care", "SCK", "K", "SCK", "child", "2018-06", date(2018, 6, 10), None,

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import duckdb
 
-from ed_pipeline_tests.features.test_child_features import dbt_build
 from ed_pipeline_tests.features.test_incremental_person_events import built_and_marked, marked, relink
 from ed_pipeline_tests.features.test_incremental_staging import tables
-from ed_pipeline_tests.features.warehouse import base_records, write_warehouse
+from ed_pipeline_tests.features.warehouse import base_records, dbt_build, write_warehouse
 
 MODELS = ("intermediate.int_child_household_members", "intermediate.int_child_events")
 # an event of C2 before C2's prediction date (2015-11-01): int_child_events then has rows of two children
@@ -38,13 +37,11 @@ def rows(warehouse: Path, table: str) -> list[tuple]:
         return sorted(conn.execute(f"select * exclude (_row_hash) from {table}").fetchall(), key=repr)
 
 
-def test_an_incremental_build_after_a_relink_and_moves_equals_a_full_build(tmp_path):
+def test_an_incremental_build_after_a_relink_and_moves_equals_a_full_build(tmp_path, dbt_built):
     renumber, unlink = {"S": "S-2", "M": "F", "F": "M"}, ("SC1",)  # S renumbered, M and F swap ids
 
     incremental = tmp_path / "incremental.duckdb"
-    write_warehouse(incremental, records())
-    first = dbt_build(incremental, tmp_path / "a")
-    assert first.returncode == 0, first.stdout[-4000:]
+    dbt_built(incremental, records())
     before = {table: rows(incremental, table) for table in MODELS}
     relink(incremental, renumber, unlink)
     move_households(incremental)
@@ -72,9 +69,9 @@ def test_an_incremental_build_after_a_relink_and_moves_equals_a_full_build(tmp_p
                        ("C3", ["C3"])]
 
 
-def test_int_child_events_rewrites_only_the_children_whose_rows_changed(tmp_path):
+def test_int_child_events_rewrites_only_the_children_whose_rows_changed(tmp_path, dbt_built):
     table = "intermediate.int_child_events"
-    warehouse, before = built_and_marked(tmp_path, records(), table, "ward", by="person_id")
+    warehouse, before = built_and_marked(dbt_built, tmp_path, records(), table, "ward", by="person_id")
     assert set(before) == {"C", "C2"} and all(m == n for n, m in before.values())  # nothing changed: no rewrite
 
     # INC1-1 (M's incident, counted for C) re-sent in its extract with another ward: C's rows change, C2's do not
@@ -85,9 +82,9 @@ def test_int_child_events_rewrites_only_the_children_whose_rows_changed(tmp_path
     assert after["C2"] == before["C2"]  # untouched
 
 
-def test_int_child_household_members_rewrites_only_the_children_whose_rows_changed(tmp_path):
+def test_int_child_household_members_rewrites_only_the_children_whose_rows_changed(tmp_path, dbt_built):
     table = "intermediate.int_child_household_members"
-    warehouse, before = built_and_marked(tmp_path, records(), table, "household_id", by="person_id")
+    warehouse, before = built_and_marked(dbt_built, tmp_path, records(), table, "household_id", by="person_id")
     assert set(before) == {"C", "C2", "C3"} and all(m == n for n, m in before.values())  # no rewrite
 
     relink(warehouse, {"S": "S-2"})  # C's brother renumbered: C's rows change, C2's and C3's do not

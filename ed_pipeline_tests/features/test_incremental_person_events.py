@@ -11,9 +11,8 @@ from pathlib import Path
 import duckdb
 
 from ed_pipeline.settings import DBT_PROJECT_DIR
-from ed_pipeline_tests.features.test_child_features import dbt_build
 from ed_pipeline_tests.features.test_incremental_staging import tables
-from ed_pipeline_tests.features.warehouse import base_records, planted_records, write_warehouse
+from ed_pipeline_tests.features.warehouse import base_records, dbt_build, planted_records, write_warehouse
 
 LINKED = ("person_link", "person", "household_membership")
 
@@ -29,12 +28,10 @@ def relink(warehouse: Path, renumber: dict[str, str], unlink: tuple[str, ...] = 
         conn.execute("delete from linked.person_link where list_contains(?, record_id)", [list(unlink)])
 
 
-def test_an_incremental_build_after_a_relink_equals_a_full_build(tmp_path):
+def test_an_incremental_build_after_a_relink_equals_a_full_build(tmp_path, dbt_built):
     renumber, unlink = {"M": "F", "F": "M", "Z": "Z-2"}, ("INC5-1",)  # M and F swap ids; Z renumbered
     incremental = tmp_path / "incremental.duckdb"
-    write_warehouse(incremental, base_records())
-    first = dbt_build(incremental, tmp_path / "a")
-    assert first.returncode == 0, first.stdout[-4000:]
+    dbt_built(incremental, base_records())
     relink(incremental, renumber, unlink)
     second = dbt_build(incremental, tmp_path / "a")
     assert second.returncode == 0, second.stdout[-4000:]
@@ -64,22 +61,22 @@ def marked(warehouse: Path, table: str, column: str, by: str) -> dict[str, tuple
             "group by 1").fetchall()}
 
 
-def built_and_marked(tmp_path: Path, records: list, table: str, column: str, by: str
+def built_and_marked(dbt_built, tmp_path: Path, records: list, table: str, column: str, by: str
                      ) -> tuple[Path, dict[str, tuple[int, int]]]:
-    """A warehouse built, `column` of every row of `table` set to a mark the inputs do not explain (the model's
-    hash covers it, so a rewritten row loses it), then built again with nothing changed; the marks then."""
+    """A warehouse built (by the `dbt_built` fixture), `column` of every row of `table` set to a mark the inputs
+    do not explain (the model's hash covers it, so a rewritten row loses it), then built again with nothing
+    changed; the marks then."""
     warehouse = tmp_path / "warehouse.duckdb"
-    write_warehouse(warehouse, records)
-    assert dbt_build(warehouse, tmp_path).returncode == 0
+    dbt_built(warehouse, records)
     with duckdb.connect(str(warehouse)) as conn:
         conn.execute(f"update {table} set {column} = 'MARKED'")
     assert dbt_build(warehouse, tmp_path).returncode == 0
     return warehouse, marked(warehouse, table, column, by)
 
 
-def test_a_build_rewrites_only_the_records_that_changed(tmp_path):
+def test_a_build_rewrites_only_the_records_that_changed(tmp_path, dbt_built):
     table = "intermediate.int_person_events"
-    warehouse, before = built_and_marked(tmp_path, base_records(), table, "ward", by="record_id")
+    warehouse, before = built_and_marked(dbt_built, tmp_path, base_records(), table, "ward", by="record_id")
     assert before and all(m == n for n, m in before.values())  # nothing changed: no row rewritten
 
     # INC2-1 re-sent in 2018-05 (its 2016-06 version is superseded), new records, Z's record relinked
@@ -93,12 +90,13 @@ def test_a_build_rewrites_only_the_records_that_changed(tmp_path):
     assert after["INC2-1"] == (2, 0)  # both versions rebuilt: the first one's superseded_on changed
 
 
-def test_an_edit_of_a_models_comments_rewrites_none_of_its_rows_and_an_edit_of_its_sql_every_one(tmp_path):
+def test_an_edit_of_a_models_comments_rewrites_none_of_its_rows_and_an_edit_of_its_sql_every_one(tmp_path,
+                                                                                                    dbt_built):
     """The row hashes are salted with the model's code less its Jinja comments (macros/row_hash_incremental.sql):
     a header edited leaves every row as it was; a change of the SQL, even one that gives the same rows,
     rebuilds every record."""
     table = "intermediate.int_person_events"
-    warehouse, before = built_and_marked(tmp_path, base_records(), table, "ward", by="record_id")
+    warehouse, before = built_and_marked(dbt_built, tmp_path, base_records(), table, "ward", by="record_id")
     assert before and all(m == n for n, m in before.values())
     project = tmp_path / "project"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))

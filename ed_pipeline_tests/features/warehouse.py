@@ -15,11 +15,15 @@ not hold the window back.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import polars as pl
+
+from ed_pipeline.settings import DBT_PROJECT_DIR, dbt_executable
 
 COMMON = {
     "source": pl.String, "record_id": pl.String, "group_ref": pl.String, "role": pl.String,
@@ -194,3 +198,13 @@ def write_warehouse(path: Path, records: list[Record]) -> None:
             HOUSEHOLDS, schema={"household_id": pl.String, "person_id": pl.String, "valid_from": pl.Date,
                                 "valid_to": pl.Date}, orient="row")
         conn.execute("create or replace table linked.household_membership as select * from membership")
+
+
+def dbt_build(warehouse: Path, work: Path, project: Path = DBT_PROJECT_DIR, *args: str
+              ) -> subprocess.CompletedProcess:
+    """`dbt build` of the project against `warehouse`, with target and logs under `work` (the repo's untouched)."""
+    env = {**os.environ, "ED_WAREHOUSE_DB": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    return subprocess.run(
+        [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
+         "--target-path", str(work / "target"), "--log-path", str(work / "logs"), *args],
+        env=env, capture_output=True, text=True, timeout=300)
