@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 
-from ed_pipeline_tests.conftest import run_cli
+from ed_pipeline_tests.conftest import run_cli, session_world
 from ed_pipeline_tests.faults.support import (
     INGEST_MONTH,
     KILLED_WRITE,
@@ -19,26 +20,35 @@ from ed_pipeline_tests.faults.support import (
     start_cli,
 )
 
+OUTCOME = "killed_then_rerun.pickle"  # beside the staged data directory
+
 
 @pytest.fixture(scope="session")
 def killed_mid_write(tiny_world: Path, tmp_path_factory) -> KilledThenRerun:
     """One month of the tiny world lands; `refresh --only ingest` is SIGKILLed inside school readiness's
     warehouse write (rows inserted, not committed: the ED_PIPELINE_FAULT_AT hook), then a pass of Dagster's run
-    monitoring, then the refresh again."""
-    data = tmp_path_factory.mktemp("killed_mid_write") / "data"
-    shutil.copytree(tiny_world, data, ignore=shutil.ignore_patterns("truth"))
-    for path in (data / "landing").glob("*/*.csv"):
-        if path.stem != INGEST_MONTH:
-            path.unlink()
-    log = data.parent / "killed.log"
-    killed = start_cli("refresh", "--only", "ingest", data_dir=data, log=log, ED_PIPELINE_FAULT_AT=KILLED_WRITE)
-    killed.wait(timeout=600)
+    monitoring, then the refresh again. Staged once for both test processes (test_kill and test_idempotent may run
+    in either): what it left is kept beside the data directory, which is only read."""
 
-    def snapshot() -> dict[str, dict[str, tuple[int, int]]]:
-        return {name: digests(once_unlocked(data / name)) for name in ("agency_zone.duckdb", "warehouse.duckdb")}
+    def stage(data: Path) -> None:
+        shutil.copytree(tiny_world, data, ignore=shutil.ignore_patterns("truth"))
+        for path in (data / "landing").glob("*/*.csv"):
+            if path.stem != INGEST_MONTH:
+                path.unlink()
+        log = data.parent / "killed.log"
+        killed = start_cli("refresh", "--only", "ingest", data_dir=data, log=log,
+                           ED_PIPELINE_FAULT_AT=KILLED_WRITE)
+        killed.wait(timeout=600)
 
-    after_kill, holder = snapshot(), lock_holder(data)
-    after_monitoring = monitored(data)
-    again = run_cli("refresh", "--only", "ingest", data_dir=data)
-    return KilledThenRerun(data, killed.pid, killed.returncode, log.read_text(), after_kill, holder, after_monitoring,
-                           again.returncode, again.stderr, snapshot())
+        def snapshot() -> dict[str, dict[str, tuple[int, int]]]:
+            return {name: digests(once_unlocked(data / name)) for name in ("agency_zone.duckdb", "warehouse.duckdb")}
+
+        after_kill, holder = snapshot(), lock_holder(data)
+        after_monitoring = monitored(data)
+        again = run_cli("refresh", "--only", "ingest", data_dir=data)
+        run = KilledThenRerun(data, killed.pid, killed.returncode, log.read_text(), after_kill, holder,
+                              after_monitoring, again.returncode, again.stderr, snapshot())
+        (data.parent / OUTCOME).write_bytes(pickle.dumps(run))
+
+    data = session_world(tmp_path_factory, "killed_mid_write", stage)
+    return pickle.loads((data.parent / OUTCOME).read_bytes())
