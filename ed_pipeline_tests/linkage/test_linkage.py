@@ -20,7 +20,7 @@ from ed_pipeline.linkage import (
     train_model,
 )
 from ed_pipeline.linkage.cleartext import clear_tokens
-from ed_pipeline.linkage.households import households, observations
+from ed_pipeline.linkage.households import households
 from ed_pipeline.linkage.ids import TakenIds, id_candidate, ids_ever_named, new_person_id
 from ed_pipeline.linkage.link import _candidates, link_incremental
 from ed_pipeline.linkage.model import round_parameters
@@ -493,22 +493,6 @@ def test_a_table_written_by_difference_keeps_its_unchanged_rows_and_ends_as_if_r
     with duckdb.connect(str(db)) as con:
         kept = dict(con.execute("select person_id, rowid from linked.person where person_id in ('a', 'c')").fetchall())
     assert kept == {p: rowids[p] for p in ("a", "c")}  # unchanged rows, a null among their values, stay in place
-
-
-def test_an_address_without_uprn_takes_the_uprn_most_often_seen_with_it_the_smallest_of_a_tie():
-    """households.observations: a record with only an address token is placed at the UPRN most often seen with
-    that address elsewhere (the smallest of a tie, whatever the rows' order), else at its street's, else at the
-    address itself."""
-    rows = [("a", "u2", "addr1"), ("b", "u1", "addr1"), ("c", "u2", "addr1"), ("d", "u3", "addr2"),
-            ("e", "u1", "addr2"), ("f", None, "addr1"), ("g", None, "addr2"), ("h", None, "addr3")]
-    tokens = pl.DataFrame({"source": ["housing"] * len(rows), "record_id": [r[0] for r in rows],
-                           "event_date": [date(2017, 1, 1)] * len(rows), "tok_uprn": [r[1] for r in rows],
-                           "tok_address": [r[2] for r in rows], "tok_address_street": [None] * len(rows)},
-                          schema_overrides={"tok_address_street": pl.String})
-    links = tokens.select("source", "record_id", pl.col("record_id").alias("person_id"))
-    for order in (tokens, tokens.reverse()):
-        places = dict(observations(order, links).select("person_id", "place").iter_rows())
-        assert (places["f"], places["g"], places["h"]) == ("u:u2", "u:u1", "a:addr3")
 
 
 def test_linked_tables_written_to_duckdb(world, linked, tmp_path):
