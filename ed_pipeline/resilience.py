@@ -320,10 +320,9 @@ def process_identity(pid: int | None = None) -> str | None:
 
 def process_running(identity: str) -> bool | None:
     """Whether the process `identity` (`process_identity`, other fields beside it ignored) still runs: False once
-    it has ended (a zombie has
-    ended), or the machine has restarted since, or its pid belongs to another process now; None when this machine
-    cannot tell (the identity is another host's, or unreadable, or there is no /proc)."""
-    fields = dict(part.partition("=")[::2] for part in identity.split())
+    it has ended (a zombie has ended), or the machine has restarted since, or its pid belongs to another process
+    now; None when this machine cannot tell (the identity is another host's, or unreadable, or there is no /proc)."""
+    fields = identity_fields(identity)
     if not {"pid", "start", "boot", "host"} <= set(fields) or not fields["pid"].isdigit():
         return None
     if fields["host"] != os.uname().nodename:
@@ -339,6 +338,11 @@ def process_running(identity: str) -> bool | None:
     except OSError:
         return False
     return stat[0] not in ("Z", "X") and stat[19] == fields["start"]
+
+
+def identity_fields(identity: str) -> dict[str, str]:
+    """The `name=value` fields of an identity (`process_identity`, and any written beside it)."""
+    return dict(part.partition("=")[::2] for part in identity.split())
 
 
 def _stat_fields(pid: int) -> list[str]:

@@ -26,7 +26,7 @@ import dagster as dg
 from dagster._core.executor.base import Executor
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
-from ed_pipeline.resilience import process_identity, process_running
+from ed_pipeline.resilience import identity_fields, process_identity, process_running
 
 RUN_WORKER_TAG = "ed_pipeline/run_worker"
 
@@ -40,7 +40,7 @@ def worker_tags(run_id: str) -> dict[str, str]:
 
 
 def _recorded(run: dg.DagsterRun) -> dict[str, str]:
-    return dict(part.partition("=")[::2] for part in run.tags.get(RUN_WORKER_TAG, "").split())
+    return identity_fields(run.tags.get(RUN_WORKER_TAG, ""))
 
 
 def worker_running(run: dg.DagsterRun) -> bool | None:

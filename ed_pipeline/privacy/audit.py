@@ -30,11 +30,12 @@ So that each half costs in proportion to what is new (docs/privacy.md lists what
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -665,14 +666,21 @@ def _store(agency: duckdb.DuckDBPyConnection, people: pl.DataFrame, phrases: pl.
     stale_parts = pl.DataFrame({"part": stale + gone}, schema={"part": pl.String})  # noqa: F841
     fingerprints = pl.DataFrame({"part": stale, "fingerprint": [wanted[k] for k in stale]},  # noqa: F841
                                 schema={"part": pl.String, "fingerprint": pl.String})
-    agency.execute("BEGIN TRANSACTION")
-    try:
+    with _one_transaction(agency):
         for table in ("people", "phrases", "parts"):
             agency.execute(f"DELETE FROM {CACHE_SCHEMA}.{table} WHERE part IN (SELECT part FROM stale_parts) OR "
                            f"part NOT IN (SELECT part FROM {CACHE_SCHEMA}.parts WHERE rules = ?)", [rules])
         agency.execute(f"INSERT INTO {CACHE_SCHEMA}.people SELECT * FROM people_rows")
         agency.execute(f"INSERT INTO {CACHE_SCHEMA}.phrases SELECT * FROM phrase_rows")
         agency.execute(f"INSERT INTO {CACHE_SCHEMA}.parts SELECT part, fingerprint, ? FROM fingerprints", [rules])
+
+
+@contextlib.contextmanager
+def _one_transaction(agency: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block's writes to the cache in one transaction: a killed or failed audit leaves the cache as it was."""
+    agency.execute("BEGIN TRANSACTION")
+    try:
+        yield
         agency.execute("COMMIT")
     except BaseException:
         agency.execute("ROLLBACK")
@@ -724,29 +732,23 @@ def _distinct_phrases(agency: duckdb.DuckDBPyConnection, wanted: Mapping[str, st
     parts = pl.DataFrame({"part": list(wanted), "fingerprint": list(wanted.values())},
                          schema={"part": pl.String, "fingerprint": pl.String})
     phrases_of = f"SELECT phrase, kind FROM {CACHE_SCHEMA}.phrases WHERE part IN (SELECT part FROM __leak_scan_wanted"
-    with registered(agency, "__leak_scan_parts", parts):
-        agency.execute("BEGIN TRANSACTION")
-        try:
-            if rest and covered == rest:  # the new parts' phrases alone
-                agency.execute(f"CREATE OR REPLACE TEMP TABLE __leak_scan_month AS "
-                               f"SELECT DISTINCT * FROM ({phrases_of} WHERE new))")
-                new_phrases = agency.execute(f"SELECT * FROM __leak_scan_month ANTI JOIN "
-                                             f"{CACHE_SCHEMA}.distinct_phrases USING (phrase)").pl()
-                agency.execute(f"INSERT INTO {CACHE_SCHEMA}.distinct_phrases SELECT * FROM __leak_scan_month "
-                               f"ANTI JOIN {CACHE_SCHEMA}.distinct_phrases USING (phrase, kind)")
-                agency.execute("DROP TABLE __leak_scan_month")
-            else:  # found again from every part; the new ones as `assemble_identifiers` finds them
-                agency.execute(f"DELETE FROM {CACHE_SCHEMA}.distinct_phrases")
-                agency.execute(f"INSERT INTO {CACHE_SCHEMA}.distinct_phrases SELECT DISTINCT * FROM ({phrases_of}))")
-                new_phrases = agency.execute(f"SELECT DISTINCT * FROM ({phrases_of} WHERE new)) "
-                                             f"ANTI JOIN ({phrases_of} WHERE NOT new)) USING (phrase)").pl() \
-                    if rest else None
-            agency.execute(f"DELETE FROM {CACHE_SCHEMA}.distinct_parts")
-            agency.execute(f"INSERT INTO {CACHE_SCHEMA}.distinct_parts SELECT part, fingerprint, ? "
-                           "FROM __leak_scan_parts", [rules])
-            agency.execute("COMMIT")
-        except BaseException:
-            agency.execute("ROLLBACK")
-            raise
+    with registered(agency, "__leak_scan_parts", parts), _one_transaction(agency):
+        if rest and covered == rest:  # the new parts' phrases alone
+            agency.execute(f"CREATE OR REPLACE TEMP TABLE __leak_scan_month AS "
+                           f"SELECT DISTINCT * FROM ({phrases_of} WHERE new))")
+            new_phrases = agency.execute(f"SELECT * FROM __leak_scan_month ANTI JOIN "
+                                         f"{CACHE_SCHEMA}.distinct_phrases USING (phrase)").pl()
+            agency.execute(f"INSERT INTO {CACHE_SCHEMA}.distinct_phrases SELECT * FROM __leak_scan_month "
+                           f"ANTI JOIN {CACHE_SCHEMA}.distinct_phrases USING (phrase, kind)")
+            agency.execute("DROP TABLE __leak_scan_month")
+        else:  # found again from every part; the new ones as `assemble_identifiers` finds them
+            agency.execute(f"DELETE FROM {CACHE_SCHEMA}.distinct_phrases")
+            agency.execute(f"INSERT INTO {CACHE_SCHEMA}.distinct_phrases SELECT DISTINCT * FROM ({phrases_of}))")
+            new_phrases = agency.execute(f"SELECT DISTINCT * FROM ({phrases_of} WHERE new)) "
+                                         f"ANTI JOIN ({phrases_of} WHERE NOT new)) USING (phrase)").pl() \
+                if rest else None
+        agency.execute(f"DELETE FROM {CACHE_SCHEMA}.distinct_parts")
+        agency.execute(f"INSERT INTO {CACHE_SCHEMA}.distinct_parts SELECT part, fingerprint, ? "
+                       "FROM __leak_scan_parts", [rules])
     phrases = agency.execute(f"SELECT phrase, kind FROM {CACHE_SCHEMA}.distinct_phrases").pl()
     return phrases, phrases if new_phrases is None else new_phrases

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import dagster as dg
 import duckdb
@@ -168,23 +169,16 @@ def monitoring_pass(instance: dg.DagsterInstance) -> None:
 def monitored(data_dir: Path) -> dict[str, tuple[dg.DagsterRunStatus, str]]:
     """The runs left started in the data directory's instance, after a pass of run monitoring: run id -> (status,
     the message of its failure, if it failed)."""
-    before = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(data_dir / "dagster")  # the instance's event log storage finds its files so
-    try:
-        with dg.DagsterInstance.get() as instance:
-            started = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-            monitoring_pass(instance)
-            out = {}
-            for run in started:
-                failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-                out[run.run_id] = (instance.get_run_by_id(run.run_id).status,
-                                   failures[-1].message if failures else "")
-            return out
-    finally:
-        if before is None:
-            del os.environ["DAGSTER_HOME"]
-        else:
-            os.environ["DAGSTER_HOME"] = before
+    # the instance's event log storage finds its files through DAGSTER_HOME
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(data_dir / "dagster")}), \
+            dg.DagsterInstance.get() as instance:
+        started = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        monitoring_pass(instance)
+        out = {}
+        for run in started:
+            failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            out[run.run_id] = (instance.get_run_by_id(run.run_id).status, failures[-1].message if failures else "")
+        return out
 
 
 digests = table_digests  # (rows, hash of every row without its run columns) per table of a DuckDB file
