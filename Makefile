@@ -52,7 +52,8 @@ dagster: install
 		$(BIN)/dagster dev -w workspace.yaml
 
 mlflow: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$${ED_DATA_DIR:-data}/mlflow/mlflow.db
+	@# the UI reports nothing to MLflow's makers either (ed_pipeline/__init__.py)
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/mlflow ui --backend-store-uri sqlite:///$${ED_DATA_DIR:-data}/mlflow/mlflow.db
 
 # Each benchmark prints its figures at its stated scale (the README's Figures table); the set takes ~15 minutes.
 benchmarks: install

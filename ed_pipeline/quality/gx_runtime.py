@@ -10,7 +10,6 @@ they are created on first use and reused for every later call.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Iterable
 from copy import deepcopy
@@ -44,8 +43,7 @@ class _Registered:
 
 
 def _gx():
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx
+    import great_expectations as gx  # its usage reporting is off: ed_pipeline/__init__.py and the context
 
     return gx
 
