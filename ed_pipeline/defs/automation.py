@@ -331,9 +331,12 @@ def _first_error(failures) -> str:
 
 
 def record_failure(settings: Settings, row: tuple) -> None:
-    """Append to run_failure in data/ops.duckdb (read it as ops.run_failure: the file is the catalog)."""
+    """Append to run_failure in data/ops.duckdb (read it as ops.run_failure: the file is the catalog), once per
+    run: a run can be reported failed twice (by run monitoring and by the landing sensor, both finding its worker
+    gone; or the sensor's cursor lost in a daemon crash), and the first report is the one kept."""
     settings.ops_db_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(settings.ops_db_path)) as conn:
         conn.execute("create table if not exists run_failure (run_id varchar, job_name varchar, "
                      "failed_at timestamp, failed_steps json, error varchar, partition json)")
-        conn.execute("insert into run_failure values (?, ?, ?, ?, ?, ?)", list(row))
+        conn.execute("insert into run_failure select ?, ?, ?, ?, ?, ? "
+                     "where not exists (select 1 from run_failure where run_id = $1)", list(row))

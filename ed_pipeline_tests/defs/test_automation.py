@@ -197,6 +197,7 @@ def test_failed_runs_are_recorded(tmp_path, monkeypatch):
             sensor_name="record_run_failures", dagster_instance=instance, dagster_run=run,
             dagster_event=failure.dagster_event).for_run_failure()
         record_run_failures(context)
+        record_run_failures(context)  # reported twice (run monitoring and the landing sensor): recorded once
 
     with duckdb.connect(str(Settings.from_env().ops_db_path), read_only=True) as conn:
         rows = conn.execute("select run_id, failed_steps, error from ops.run_failure").fetchall()
