@@ -66,9 +66,11 @@ def observations(tokens: pl.DataFrame, links: pl.DataFrame, spec: TokenColumns |
         subset=["source", "record_id"]), on=["source", "record_id"], how="inner")
 
     def uprn_of(col: str) -> pl.DataFrame:
-        return (t.filter(pl.col("uprn").is_not_null() & pl.col(col).is_not_null())
-                .group_by(col, "uprn").len().sort([col, "len", "uprn"], descending=[False, True, False])
-                .group_by(col, maintain_order=True).first().select(col, pl.col("uprn").alias(f"_u_{col}")))
+        """The UPRN seen most often with each value of `col` (the smallest of a tie), by two group-bys instead
+        of a sort by the address tokens."""
+        counts = t.filter(pl.col("uprn").is_not_null() & pl.col(col).is_not_null()).group_by(col, "uprn").len()
+        return (counts.filter(pl.col("len") == pl.col("len").max().over(col))
+                .group_by(col).agg(pl.col("uprn").min().alias(f"_u_{col}")))
 
     t = t.join(uprn_of("address"), on="address", how="left").join(uprn_of("street"), on="street", how="left")
     place = pl.coalesce(
