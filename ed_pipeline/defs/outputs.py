@@ -48,7 +48,8 @@ def _attach_to_run(context: dg.AssetExecutionContext, settings: Settings, run_id
 
 
 def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_date") -> pl.DataFrame:
-    """Children of the mart scored by the latest model: those not yet assessed, or the latest assessed cohort.
+    """Children of the mart scored by the latest model: those not yet assessed, with their top factors, or the
+    latest assessed cohort, without (community risk does not read them).
 
     `area` "prediction_date": ward and LSOA as the model saw them (features.child_features, point in time);
     "latest": where the child lives as far as the warehouse knows now (features.child_area), for attribution.
@@ -64,9 +65,10 @@ def _scored(warehouse: DuckDBResource, assessed: bool, area: str = "prediction_d
                   if area == "latest" else None)
     # scored on the features as they were at the prediction date, the model's ward included; the area the child
     # is attributed to (where they live now) is joined after scoring and never reaches the model
-    scores = score_children(model, children) if children.height else pl.DataFrame(
+    factors = not assessed
+    scores = score_children(model, children, factors=factors) if children.height else pl.DataFrame(
         schema={"person_id": pl.String, "prediction_date": pl.Date, "risk": pl.Float64, "band": pl.String,
-                "top_factors": pl.List(pl.String)})
+                **({"top_factors": pl.List(pl.String)} if factors else {})})
     if places is not None:
         children = children.drop("ward", "lsoa").join(places, on="person_id", how="left")
     return scores.join(children.select("person_id", "prediction_date", "ward", "lsoa", "not_gld"),

@@ -379,19 +379,22 @@ def band(risk: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     return np.where(risk >= thresholds["high"], "high", np.where(risk >= thresholds["medium"], "medium", "low"))
 
 
-def score_children(result: TrainedModel, features: pl.DataFrame) -> pl.DataFrame:
+def score_children(result: TrainedModel, features: pl.DataFrame, *, factors: bool = True) -> pl.DataFrame:
     """Calibrated risk for every row of a feature frame.
 
     Returns person_id, prediction_date, risk (probability of not reaching GLD, at the base rate expected for
     the test cohort), band ('high': risk at or above the test cohort's top-10% threshold; 'medium': the next
-    20%; 'low': the rest; thresholds fixed at training, in `result.band_thresholds`) and top_factors (the
-    up to three features pushing this child's risk up most, from LightGBM's `pred_contrib`).
+    20%; 'low': the rest; thresholds fixed at training, in `result.band_thresholds`) and, unless `factors` is
+    False, top_factors (the up to three features pushing this child's risk up most, from LightGBM's
+    `pred_contrib`: most of the scoring's time, 1 s for the 1.5M-resident world's assessed cohort).
     """
     check_columns(features, (*KEYS, *FEATURES))
     risk = result.scorer.risk(features)
-    factors = top_factors(result.scorer.contributions(features))
-    return features.select(*KEYS).with_columns(
+    scored = features.select(*KEYS).with_columns(
         risk=pl.Series(risk, dtype=pl.Float64),
         band=pl.Series(band(risk, result.band_thresholds), dtype=pl.Utf8),
-        top_factors=pl.Series(factors, dtype=pl.List(pl.Utf8)),
     )
+    if not factors:
+        return scored
+    return scored.with_columns(
+        top_factors=pl.Series(top_factors(result.scorer.contributions(features)), dtype=pl.List(pl.Utf8)))

@@ -112,6 +112,17 @@ def test_no_signal_no_discrimination():
     assert abs(result.metrics["test_roc_auc"] - 0.5) < 0.06
 
 
+def test_scoring_without_factors_gives_the_same_risk_and_band_without_computing_contributions(
+        trained, feature_frame, monkeypatch):
+    """Community risk reads only risk and band: its scoring skips LightGBM's pred_contrib, most of the time."""
+    full = score_children(trained, feature_frame)
+    monkeypatch.setattr(type(trained.scorer), "contributions",
+                        lambda *_: (_ for _ in ()).throw(AssertionError("contributions computed")))
+    lean = score_children(trained, feature_frame, factors=False)
+    assert lean.columns == ["person_id", "prediction_date", "risk", "band"]
+    assert lean.equals(full.drop("top_factors"))
+
+
 def test_outcome_and_subgroup_columns_do_not_move_risk(trained, feature_frame):
     rng = np.random.default_rng(0)
     scrambled = feature_frame.with_columns(
