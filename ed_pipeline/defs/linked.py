@@ -7,6 +7,9 @@ existed. `retrain` or `full_relink` in the run config re-trains or re-clusters
 everything; ids still carry over, and the crosswalk tables say what merged and split.
 """
 
+import json
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -33,10 +36,19 @@ from ed_pipeline.linkage.tables import (
     APPENDED_TABLES,
     added_links,
     linked_tables,
+    person_table_update,
+    replace_rows,
     save_model_artifacts,
     write_tables,
 )
-from ed_pipeline.linkage.tokens import monthly_link_columns, read_candidates, read_records, read_tokens
+from ed_pipeline.linkage.tokens import (
+    monthly_link_columns,
+    read_candidates,
+    read_records,
+    read_tokens,
+    table_digest,
+    version_digests,
+)
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES
 
@@ -54,6 +66,8 @@ LINKED_TABLES = {
 ID_STABILITY_CHECK = "ids_stable"
 MIN_ID_STABILITY = 0.999
 MODEL_FILE = "linkage_model.json"
+# what linked.person was last built from: under linkage_dir, in a folder of its own (its files go to MLflow)
+PERSON_STATE = Path("state") / "linked_person.json"
 
 
 class LinkageConfig(dg.Config):
@@ -70,6 +84,33 @@ def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | No
     exists = conn.execute("select count(*) from information_schema.tables where table_schema=? and table_name=?",
                           [schema, name]).fetchone()[0]
     return conn.execute(f"select * from {table}").pl() if exists else None
+
+
+def _months_new_to_person(conn: duckdb.DuckDBPyConnection, state_path: Path, digests: dict[str, str]
+                          ) -> list[str] | None:
+    """The pseudonymised months ("<source>/<extract_month>") that linked.person has not read, when it read every
+    other month as it is now (each with the digest it had): the persons of their records are the only ones whose
+    row can differ from the table's. None when that is not known: no state saved, a table not the one the state
+    was saved with (restored, written by another version), or a month read before that changed or went."""
+    try:
+        saved = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if (saved.get("person") != table_digest(conn, "linked.person")
+            or saved.get("person_link") != table_digest(conn, "linked.person_link")):
+        return None
+    before = saved.get("months", {})
+    if any(digests.get(month) != digest for month, digest in before.items()):
+        return None
+    return sorted(set(digests) - set(before))
+
+
+def _save_person_state(conn: duckdb.DuckDBPyConnection, state_path: Path, digests: dict[str, str]) -> None:
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = state_path.with_suffix(".partial")
+    partial.write_text(json.dumps({"months": digests, "person": table_digest(conn, "linked.person"),
+                                   "person_link": table_digest(conn, "linked.person_link")}, sort_keys=True))
+    partial.replace(state_path)
 
 
 def _table_metadata(table: str, frame: pl.DataFrame | None) -> dict:
@@ -148,7 +189,10 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         # a month's link reads every token only of its new records and their candidates; of the rest, the few
         # columns that households, linked.person and the term frequencies need
         tokens = read_tokens(conn, spec, columns=monthly_link_columns(spec, model) if incremental else None)
+        digests = version_digests(conn, spec)
+        state_path = settings.linkage_dir / PERSON_STATE
         withdrawn = 0
+        new_months = prior_persons = None
         if incremental:
             key = ["source", "record_id"]
             # a record no longer in the warehouse (its month sent again without it) is linked no longer, as in a
@@ -158,6 +202,9 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
                 previous = previous.join(tokens.select(key), on=key, how="semi")
             known = tokens.join(previous.select(key), on=key, how="semi")
             new = read_records(conn, spec, tokens.join(previous.select(key), on=key, how="anti"))
+            if not withdrawn:
+                new_months = _months_new_to_person(conn, state_path, digests)
+                prior_persons = read_table(conn, "linked.person") if new_months is not None else None
             context.log.info(f"linking {new.height} new records against {known.height} already linked")
             result = link_incremental(previous, known, new, model, decisions=decisions,
                                       find_candidates=lambda fresh: read_candidates(conn, model, known, fresh))
@@ -177,18 +224,33 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     # (rewriting the 1.2M rows of Essex and sorting them again was some 2 s of a month)
     added = added_links(result, previous) if incremental else None
     person_link = pl.concat([previous.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA), added]) if incremental else None
-    tables = linked_tables(result, tokens, household, review=review, person_link=person_link)
+    persons = fresh_persons = None
+    if prior_persons is not None:
+        # linked.person is that of the last link but for the persons of the records new to it (added) or whose
+        # month it has not read (a record sent again in a new month): only theirs are built and written again
+        key = ["source", "record_id"]
+        changed = tokens.filter(pl.concat_str(pl.col(spec.source), pl.lit("/"), pl.col("extract_month").cast(pl.String))
+                                .is_in(new_months)).select(
+            pl.col(spec.source).alias("source"), pl.col(spec.record_id).cast(pl.String).alias("record_id"))
+        touched = pl.concat([person_link.join(changed, on=key, how="semi")["person_id"], added["person_id"]])
+        persons, fresh_persons = person_table_update(prior_persons, person_link, tokens, touched, spec)
+    tables = linked_tables(result, tokens, household, review=review, person_link=person_link, persons=persons)
     tables["review_decision"] = decisions
     with warehouse.get_connection() as conn:
+        state_path.unlink(missing_ok=True)  # saved again once the tables it describes are written
         conn.begin()
         # a month changes few rows of the whole history's persons, households and cohort: written by difference
         by_difference = ("person", "household_membership", "cohort") if incremental else ()
+        written = {name: frame for name, frame in tables.items() if name != "person" or fresh_persons is None}
         if incremental and not withdrawn:
-            write_tables(conn, {**tables, "person_link": added}, append=(*APPENDED_TABLES, "person_link"),
+            write_tables(conn, {**written, "person_link": added}, append=(*APPENDED_TABLES, "person_link"),
                          by_difference=by_difference)
         else:
-            write_tables(conn, tables, by_difference=by_difference)
+            write_tables(conn, written, by_difference=by_difference)
+        if fresh_persons is not None:
+            replace_rows(conn, "linked.person", "person_id", fresh_persons)
         conn.commit()
+        _save_person_state(conn, state_path, digests)
     artifacts = save_model_artifacts(result, settings.linkage_dir)
 
     links = tables["person_link"]

@@ -27,6 +27,8 @@ from ed_pipeline.linkage.link import LINK_SCHEMA, LinkResult
 from ed_pipeline.linkage.spec import TokenColumns
 
 APPENDED_TABLES = ("person_crosswalk", "household_crosswalk")  # histories, appended to by every refresh
+PERSON_SCHEMA = {"person_id": pl.String, "records": pl.UInt32, "sources": pl.String, "first_seen": pl.Date,
+                 "last_seen": pl.Date, "birth_year": pl.Int32, "birth_month": pl.Int32, "sex": pl.String}
 COHORT_MAX_AGE_YEARS = 5  # children up to their sixth birthday: the EYFSP is taken in the year they turn five
 
 
@@ -89,6 +91,35 @@ def person_table(links: pl.DataFrame, tokens: pl.DataFrame, spec: TokenColumns |
     return persons.with_columns(pl.col("records").cast(pl.UInt32)).sort("person_id")
 
 
+def person_table_update(previous: pl.DataFrame, links: pl.DataFrame, tokens: pl.DataFrame, touched: pl.Series,
+                        spec: TokenColumns | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`person_table(links, tokens)` from the previous table, where only the `touched` persons (those with a record
+    new to `links` or whose tokens changed) can differ: their rows computed again from their own records, the
+    others' kept. A person's row depends only on their records, so this is the whole table exactly when no other
+    person's records changed (rebuilding it took 1.0-1.3 s of a month at 500k residents). Returns the table and
+    the touched persons' rows (what writing it by `replace_rows` inserts)."""
+    spec = spec or TokenColumns()
+    touched = touched.cast(pl.String).unique()
+    mine = links.filter(pl.col("person_id").is_in(touched.implode()))
+    keys = mine.select("source", "record_id")
+    records = tokens.join(keys.rename({"source": spec.source, "record_id": spec.record_id}),
+                          left_on=[spec.source, pl.col(spec.record_id).cast(pl.String)],
+                          right_on=[spec.source, spec.record_id], how="semi")
+    fresh = person_table(mine, records, spec).cast(PERSON_SCHEMA) if mine.height else pl.DataFrame(
+        schema=PERSON_SCHEMA)
+    kept = previous.filter(~pl.col("person_id").is_in(touched.implode())).select(list(PERSON_SCHEMA)).cast(
+        PERSON_SCHEMA)
+    return pl.concat([kept, fresh]).sort("person_id"), fresh
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, key: str, rows: pl.DataFrame) -> None:
+    """Make `table` hold `rows` in place of its rows of the same `key` values (every other row kept as it is)."""
+    con.register("__linked_in", rows.to_arrow())
+    con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM __linked_in)")
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __linked_in")
+    con.unregister("__linked_in")
+
+
 def cohort_table(persons: pl.DataFrame, membership: pl.DataFrame, window: tuple[date, date] | None = None,
                  max_age_years: int = COHORT_MAX_AGE_YEARS) -> pl.DataFrame:
     """Children aged `max_age_years` or under at some time in `window` (default: the span of the records), with
@@ -109,13 +140,14 @@ def cohort_table(persons: pl.DataFrame, membership: pl.DataFrame, window: tuple[
 
 def linked_tables(result: LinkResult, tokens: pl.DataFrame, household: HouseholdResult,
                   review: pl.DataFrame | None = None, window: tuple[date, date] | None = None,
-                  refreshed_at: datetime | None = None, person_link: pl.DataFrame | None = None
-                  ) -> dict[str, pl.DataFrame]:
-    """Every table of the `linked` schema (see the module docstring), by name. `person_link`: that table, when
-    the caller has it already (an incremental link: the previous table and the records new to it)."""
+                  refreshed_at: datetime | None = None, person_link: pl.DataFrame | None = None,
+                  persons: pl.DataFrame | None = None) -> dict[str, pl.DataFrame]:
+    """Every table of the `linked` schema (see the module docstring), by name. `person_link` and `persons`: those
+    tables, when the caller has them already (an incremental link: the previous table and the records new to it;
+    `person_table_update`)."""
     stamp = refreshed_at or datetime.now()
     links = person_link if person_link is not None else person_link_table(result)
-    persons = person_table(links, tokens, result.model.spec)
+    persons = persons if persons is not None else person_table(links, tokens, result.model.spec)
     tables = {
         "person_link": links,
         "person": persons,

@@ -73,6 +73,36 @@ def monthly_link_columns(spec: TokenColumns, model: LinkageModel) -> set[str]:
     return {mapping[c] for c in internal if c in mapping}
 
 
+PERSON_COLUMNS = ("event_date", "birth_year", "birth_month", "sex")  # what linked.person reads of a record
+
+
+def version_digests(conn: duckdb.DuckDBPyConnection, spec: TokenColumns) -> dict[str, str]:
+    """"<source>/<extract_month>" -> a digest of that month's pseudonymised rows (count and an order-independent
+    hash of their keys and of the columns `linked.person` reads), in DuckDB (a column scan each): a month whose
+    digest is the one it had at the last link is, for linked.person, the month that link read."""
+    mapping = spec.mapping()
+    wanted = set(VERSION) | {mapping[c] for c in PERSON_COLUMNS if mapping.get(c)}
+    digests = {}
+    for table, have in _tables(conn).items():
+        columns = ", ".join(f'"{c}"' for c in sorted(wanted & have))
+        for month, n, h in conn.execute(f"select extract_month, count(*), sum(hash({columns})) from {SCHEMA}.{table} "
+                                        "group by all").fetchall():
+            digests[f"{table}/{month}"] = f"{n}:{int(h or 0):x}"
+    return digests
+
+
+def table_digest(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
+    """A digest of a table's rows (count and an order-independent hash), None when there is no such table."""
+    schema, name = table.split(".")
+    columns = [c for (c,) in conn.execute("select column_name from information_schema.columns where table_schema = ? "
+                                          "and table_name = ? order by ordinal_position", [schema, name]).fetchall()]
+    if not columns:
+        return None
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    n, h = conn.execute(f"select count(*), sum(hash({quoted})) from {table}").fetchone()
+    return f"{n}:{int(h or 0):x}"
+
+
 def read_records(conn: duckdb.DuckDBPyConnection, spec: TokenColumns, versions: pl.DataFrame) -> pl.DataFrame:
     """Every column the spec names of the record versions in `versions` (source, record_id, extract_month), in
     (source, record_id) order, as `read_tokens` gives them."""

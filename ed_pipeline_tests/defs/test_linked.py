@@ -264,3 +264,57 @@ def test_a_record_withdrawn_in_a_monthly_link_takes_its_pending_review_pairs_wit
         gone.rename({"source": "source_r", "record_id": "record_id_r"}), on=["source_r", "record_id_r"], how="anti")
     assert 0 < left.height < before.height
     assert set(_review_pairs(warehouse)["pair_id"]) == set(left["pair_id"])
+
+
+def test_a_monthly_link_builds_linked_person_again_only_where_it_must_and_as_a_full_build_would(
+        tmp_path, monkeypatch):
+    """linked.person after a month: built again only for the persons of the month's records (new ones, and old
+    ones sent again in it with a corrected birth year, sex or date) where the months read before are as they were;
+    from every record where one of those changed in place (its month sent again, no record withdrawn). Either
+    way, the table a full build gives."""
+    from ed_pipeline.defs import linked
+    from ed_pipeline_tests.linkage.world import make_tokens, make_world
+
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    records, _, _ = make_world(households=150, seed=5, months=("2017-01", "2017-02"))
+    tokens = make_tokens(records)
+    warehouse = tmp_path / "warehouse.duckdb"
+    key = ["source", "record_id"]
+    updates = []
+    real_update = linked.person_table_update
+    monkeypatch.setattr(linked, "person_table_update",
+                        lambda *a, **k: updates.append(a[3].n_unique()) or real_update(*a, **k))
+
+    def linked_person_as_built_whole() -> None:
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            persons = conn.execute("select * from linked.person").pl().sort("person_id")
+            whole = person_table(conn.execute("select * from linked.person_link").pl(),
+                                 read_tokens(conn, TokenColumns()))
+        assert persons.equals(whole)
+
+    first = tokens.filter(pl.col("extract_month") == "2017-01")
+    assert link_in_process(warehouse, first)[0] == "full"
+    # the second month, with records of the first sent again in it, corrected: another birth year, sex and date
+    corrected = first.filter(pl.col("birth_year").is_not_null()).head(6).with_columns(
+        pl.lit("2017-02").alias("extract_month"), (pl.col("birth_year") - 3).alias("birth_year"),
+        pl.when(pl.col("sex") == "F").then(pl.lit("M")).otherwise(pl.lit("F")).alias("sex"),
+        pl.col("event_date").cast(pl.Date).dt.offset_by("40d").cast(tokens["event_date"].dtype))
+    month = pl.concat([tokens, corrected], how="vertical_relaxed")
+    assert link_in_process(warehouse, month)[0] == "incremental"
+    linked_person_as_built_whole()
+    assert len(updates) == 1 and updates[0] < tokens["source"].len() / 2  # built again: the month's persons only
+
+    # the first month sent again with a record corrected in place: linked.person is built from every record
+    target = first.filter(pl.col("birth_year").is_not_null()).tail(1)
+    again = month.with_columns(pl.when((pl.col("extract_month") == "2017-01")
+                                       & (pl.col("record_id") == target["record_id"][0])
+                                       & (pl.col("source") == target["source"][0]))
+                               .then(pl.col("birth_year") + 11).otherwise(pl.col("birth_year")).alias("birth_year"))
+    assert again.join(month, on=[*key, "extract_month", "birth_year"], how="anti").height == 1
+    assert link_in_process(warehouse, again)[0] == "incremental"
+    linked_person_as_built_whole()
+    assert len(updates) == 1  # not built again by persons
+    # the same records once more, nothing new: no person is built again, and the table stays as it was
+    assert link_in_process(warehouse, again)[0] == "incremental"
+    linked_person_as_built_whole()
+    assert updates[1:] == [0]
