@@ -248,7 +248,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
         else:
             write_tables(conn, written, by_difference=by_difference)
         if fresh_persons is not None:
-            replace_rows(conn, "linked.person", "person_id", fresh_persons)
+            replace_rows(conn, "linked.person", "person_id", touched.cast(pl.String).unique(), fresh_persons)
         conn.commit()
         _save_person_state(conn, state_path, digests)
     artifacts = save_model_artifacts(result, settings.linkage_dir)

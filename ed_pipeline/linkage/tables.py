@@ -97,7 +97,7 @@ def person_table_update(previous: pl.DataFrame, links: pl.DataFrame, tokens: pl.
     new to `links` or whose tokens changed) can differ: their rows computed again from their own records, the
     others' kept. A person's row depends only on their records, so this is the whole table exactly when no other
     person's records changed (rebuilding it took 1.0-1.3 s of a month at 500k residents). Returns the table and
-    the touched persons' rows (what writing it by `replace_rows` inserts)."""
+    the touched persons' rows (what `replace_rows` writes in place of those persons' rows)."""
     spec = spec or TokenColumns()
     touched = touched.cast(pl.String).unique()
     mine = links.filter(pl.col("person_id").is_in(touched.implode()))
@@ -112,10 +112,12 @@ def person_table_update(previous: pl.DataFrame, links: pl.DataFrame, tokens: pl.
     return pl.concat([kept, fresh]).sort("person_id"), fresh
 
 
-def replace_rows(con: duckdb.DuckDBPyConnection, table: str, key: str, rows: pl.DataFrame) -> None:
-    """Make `table` hold `rows` in place of its rows of the same `key` values (every other row kept as it is)."""
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, key: str, ids: pl.Series, rows: pl.DataFrame) -> None:
+    """Make `table` hold `rows` in place of its rows whose `key` is one of `ids` (every other row kept as it is)."""
+    con.register("__linked_ids", pl.DataFrame({key: ids}).to_arrow())
+    con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM __linked_ids)")
+    con.unregister("__linked_ids")
     con.register("__linked_in", rows.to_arrow())
-    con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM __linked_in)")
     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __linked_in")
     con.unregister("__linked_in")
 

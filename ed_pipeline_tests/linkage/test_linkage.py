@@ -30,6 +30,9 @@ from ed_pipeline.linkage.tables import (
     added_links,
     linked_tables,
     person_link_table,
+    person_table,
+    person_table_update,
+    replace_rows,
     save_model_artifacts,
     write_tables,
 )
@@ -232,6 +235,38 @@ def test_an_incremental_month_appends_its_links_and_gives_the_tables_a_full_writ
         with duckdb.connect(str(replaced_db)) as a, duckdb.connect(str(appended_db)) as b:
             query = f"select * from linked.{name} order by all"
             assert a.execute(query).pl().equals(b.execute(query).pl()), name
+
+
+def test_linked_person_built_again_for_the_persons_a_month_touches_is_the_table_built_whole(world, model, tmp_path):
+    """A month's linked.person from the last one: rows built again for the persons of its new records and of the
+    old records it sends again corrected, the others kept, and written by replacing those persons' rows; the
+    same table as building it from every record, and not the same without the corrected records' persons."""
+    _, tokens, _, _ = world
+    key = ["source", "record_id"]
+    old = tokens.filter(pl.col("extract_month") < MONTHS[-1])
+    corrected = old.filter(pl.col("birth_year").is_not_null()).tail(9).with_columns(
+        pl.lit(MONTHS[-1]).alias("extract_month"), (pl.col("birth_year") + 2).alias("birth_year"),
+        pl.lit("U").alias("sex"))
+    new = pl.concat([tokens.filter(pl.col("extract_month") == MONTHS[-1]), corrected])
+    latest = pl.concat([old, new]).unique(key, keep="last", maintain_order=True)
+    previous = person_link_table(link(old, model, keep_pairs=False))
+    before = person_table(previous, old)
+    links = pl.concat([previous, added_links(link_incremental(previous, old, new, model, keep_pairs=False),
+                                             previous)])
+    whole = person_table(links, latest)
+
+    added = links.join(previous.select(key), on=key, how="anti")["person_id"]
+    touched = pl.concat([added, links.join(corrected.select(key), on=key)["person_id"]])
+    persons, fresh = person_table_update(before, links, latest, touched)
+    assert persons.equals(whole)
+    assert 0 < fresh.height == touched.n_unique() < whole.height
+    assert not person_table_update(before, links, latest, added)[0].equals(whole)  # the corrections matter
+
+    database = tmp_path / "warehouse.duckdb"
+    write_tables(database, {"person": before})
+    with duckdb.connect(str(database)) as conn:
+        replace_rows(conn, "linked.person", "person_id", touched.unique(), fresh)
+        assert conn.execute("select * from linked.person").pl().sort("person_id").equals(whole)
 
 
 def test_a_month_linked_from_the_warehouse_reads_only_its_records_wide_and_links_as_from_every_token(world, model):
