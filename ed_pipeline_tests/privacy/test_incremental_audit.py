@@ -558,3 +558,19 @@ def test_artifact_files_already_audited_are_read_again_only_where_a_new_identifi
     state = json.loads(world.state_path.read_text())
     world.state_path.write_text(json.dumps({**state, "text_index": None}))
     assert world.audit().files_read_again == (2, 2)
+
+
+def test_a_full_audit_keeps_the_distinct_phrases_so_the_month_after_reads_only_its_own(world: World):
+    """The fixture's audit was a full one: it keeps the distinct phrases of every part, as a month's audit does,
+    so that the month after it matches only its own parts' phrases against them. Old content holding one of the
+    month's new phrases (the 2018-01 note "the Quartermaine family", linked.summary's 'ottoline') is still found,
+    with the same new identifiers and leaks as without the cache."""
+    kept, every, parts = _distinct_cache(world)
+    assert kept == every and parts == {"validated.people|2018-01"}
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    result = world.audit()
+    assert result.mode.startswith("incremental since ") and result.identifier_parts == (1, 1)
+    assert {("pseudonymised.notes.note", "name"), ("linked.summary.label", "name")} <= _found(result), result.leaks
+    uncached = world.audit(agency_read_only=True)  # nothing cached: everything made from the records
+    assert (result.identifiers, result.new_identifiers) == (uncached.identifiers, uncached.new_identifiers)
+    assert result.leaks == uncached.leaks == world.audit(full=True).leaks
