@@ -863,13 +863,14 @@ def _aligned_dobs_of_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner,
     """`_aligned_dobs` of each table keyed by source and record_id. The selected rows (an incremental audit's
     new rows) are checked against only the people whose records they name: joining a few rows against every
     person, table after table, would cost the reading of every person each time. `only` (source, record_id,
-    dob): every table is checked against those records alone."""
+    dob): every table is checked against those records alone, its rows read by their keys (`_key_filter`)."""
     leaks: list[Leak] = []
     few = [k for k in keyed if k[0] in selected]
-    name, named_people = "__leak_scan_people_named", None
+    name, named_people, keys = "__leak_scan_people_named", None, None
     if only is not None:
         named_people = only.select(pl.col("source").cast(pl.String), pl.col("record_id").cast(pl.String),
                                    pl.col("dob").cast(pl.Date))
+        keys = _key_filter(named_people)
     elif few:
         named = pl.concat([conn.execute(f"SELECT DISTINCT CAST(source AS VARCHAR) AS source, "
                                         f"CAST(record_id AS VARCHAR) AS record_id FROM {fq}").pl()
@@ -879,8 +880,27 @@ def _aligned_dobs_of_tables(conn: duckdb.DuckDBPyConnection, scanner: _Scanner,
     with registered(conn, name, named_people):
         for fq, schema, table, cols in keyed:
             people = name if only is not None or fq in selected else scanner._names["people"]
-            leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, rate, people)
+            leaks += _aligned_dobs(conn, scanner, fq, schema, table, cols, rate, people,
+                                   keys if only is not None else None)
     return leaks
+
+
+MAX_KEY_LITERALS = 1000  # records whose keys `_key_filter` writes into the query as constants
+
+
+def _key_filter(people: pl.DataFrame) -> str | None:
+    """A condition on a keyed table's rows (`t`) that every row naming one of `people` (source, record_id) meets:
+    their sources and record ids as constants, which DuckDB tests as it reads the record_id column, reading the
+    other columns only for the rows that pass. A month's audit asks about the few re-sent records with another
+    date of birth in every keyed table; joining each whole table (every date and text column) against them was
+    0.9 s of it at 500k residents, this 0.1 s. None (no condition) for no records, or more than
+    MAX_KEY_LITERALS."""
+    keys = people.select("source", "record_id").drop_nulls().unique()
+    if not 0 < keys.height <= MAX_KEY_LITERALS:
+        return None
+    ids = ", ".join(_sql_str(v) for v in sorted(keys["record_id"].unique()))
+    sources = ", ".join(_sql_str(v) for v in sorted(keys["source"].unique()))
+    return f"CAST(t.record_id AS VARCHAR) IN ({ids}) AND CAST(t.source AS VARCHAR) IN ({sources})"
 
 
 @contextlib.contextmanager
@@ -899,9 +919,10 @@ def registered(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame |
 
 
 def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, schema: str, table: str,
-                  cols: dict[str, str], rate: float, people: str) -> list[Leak]:
+                  cols: dict[str, str], rate: float, people: str, keys: str | None = None) -> list[Leak]:
     """Columns that equal the row's own record's date of birth (rows keyed by source and record_id; `people`:
-    the registered (source, record_id, dob) to look them up in)."""
+    the registered (source, record_id, dob) to look them up in; `keys`: a condition every row of those people
+    meets, `_key_filter`'s)."""
     leaks: list[Leak] = []
     dated = [c for c, t in cols.items() if c not in ("source", "record_id") and (
         t in {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"} or t.startswith("VARCHAR"))]
@@ -912,7 +933,7 @@ def _aligned_dobs(conn: duckdb.DuckDBPyConnection, scanner: _Scanner, fq: str, s
     keep = ", ".join(_quote(c) for c in ("source", "record_id", *dated))
     conn.execute(f"CREATE OR REPLACE TEMP TABLE {rows} AS SELECT {keep} FROM {fq} t WHERE EXISTS (SELECT 1 FROM "
                  f"{people} p WHERE CAST(t.source AS VARCHAR) = p.source "
-                 f"AND CAST(t.record_id AS VARCHAR) = p.record_id)")
+                 f"AND CAST(t.record_id AS VARCHAR) = p.record_id)" + (f" AND {keys}" if keys else ""))
     try:
         if conn.execute(f"SELECT count(*) FROM {rows}").fetchone()[0]:  # none: e.g. old rows, new people
             leaks += _aligned_columns(conn, scanner, rows, schema, table, {c: cols[c] for c in dated}, rate,

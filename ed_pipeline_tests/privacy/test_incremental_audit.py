@@ -574,3 +574,40 @@ def test_a_full_audit_keeps_the_distinct_phrases_so_the_month_after_reads_only_i
     uncached = world.audit(agency_read_only=True)  # nothing cached: everything made from the records
     assert (result.identifiers, result.new_identifiers) == (uncached.identifiers, uncached.new_identifiers)
     assert result.leaks == uncached.leaks == world.audit(full=True).leaks
+
+
+def test_old_rows_of_every_re_dated_record_are_read_by_their_keys(world: World):
+    """The row-aligned check of content already audited reads each keyed table's rows of the re-dated records by
+    their keys, written into the query as constants (one with a quote in it too): every such row is counted, as a
+    full rescan counts them."""
+    first = records().with_columns(record_id=pl.when(pl.col("record_id") == "SC1").then(pl.lit("SC'1"))
+                                   .otherwise(pl.col("record_id")))
+    with duckdb.connect(str(world.agency_path)) as conn:
+        conn.execute("update validated.people set record_id = 'SC''1' where record_id = 'SC1'")
+    corrected = first.with_columns(date_of_birth=pl.col("date_of_birth") + pl.duration(days=3))
+    visits = pl.concat([  # noqa: F841 (read by DuckDB): two rows a record, on its corrected date, and others'
+        corrected.select("source", "record_id", seen=pl.col("date_of_birth")),
+        corrected.select("source", "record_id", seen=pl.col("date_of_birth")),
+        corrected.select(pl.lit("elsewhere").alias("source"), "record_id", seen=pl.col("date_of_birth"))])
+    with duckdb.connect(str(world.warehouse_path)) as conn:
+        conn.execute("create table linked.visits as select * from visits")
+    assert world.audit().passed  # nobody was born on those days yet
+    world.land(pl.concat([_month(corrected, "2018-02"), _newcomer()]), [("2018-02", "SC9", "referral")])
+    result = world.audit()
+    assert result.mode.startswith("incremental since ")
+    aligned = [leak for leak in result.leaks if leak.how == "row-aligned"]
+    assert [(leak.location, leak.count) for leak in aligned] == [("linked.visits.seen", 2 * first.height)]
+    full = world.audit(full=True)
+    assert [leak for leak in full.leaks if leak.how == "row-aligned"] == aligned
+
+
+def test_key_filter_names_every_record_or_none():
+    from ed_pipeline.privacy.leak_scan import MAX_KEY_LITERALS, _key_filter
+
+    people = pl.DataFrame({"source": ["a", "b", None], "record_id": ["x'1", "y", "z"]})
+    assert _key_filter(people) == "CAST(t.record_id AS VARCHAR) IN ('x''1', 'y') AND CAST(t.source AS VARCHAR) IN " \
+                                  "('a', 'b')"
+    assert _key_filter(people.head(0)) is None
+    n = MAX_KEY_LITERALS + 1
+    many = pl.DataFrame({"source": ["a"] * n, "record_id": [str(i) for i in range(n)]})
+    assert _key_filter(many) is None
