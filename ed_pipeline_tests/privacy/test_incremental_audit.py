@@ -611,3 +611,34 @@ def test_key_filter_names_every_record_or_none():
     n = MAX_KEY_LITERALS + 1
     many = pl.DataFrame({"source": ["a"] * n, "record_id": [str(i) for i in range(n)]})
     assert _key_filter(many) is None
+
+
+def test_a_column_is_read_again_only_if_it_holds_every_token_of_a_new_phrase():
+    """The token index flags a column already audited for the new identifiers when it holds every token of one of
+    their phrases (here the newcomer's NHS number written '401 023 2137'), or a word saying "date of birth"; not
+    for one token alone (a year column holding '2137', a ward holding 'saffron'). A token the index lists twice
+    (two audits' files) counts once."""
+    from ed_pipeline.privacy.audit import flagged_columns
+
+    new_ids = identifiers_from_records(_newcomer())
+    cells = {"t.code": ["401 023 2137"], "t.cells": ["401", "023", "x 2137"], "t.year": ["2137", "2015"],
+             "t.ward": ["saffron"], "t.note": ["born then"], "t.twice": ["401 023", "401", "2137"]}
+    rows = pl.DataFrame([(loc, v) for loc, vs in cells.items() for v in vs],  # noqa: F841 (read by DuckDB)
+                        schema=["loc", "v"], orient="row")
+    with duckdb.connect() as conn:
+        index = conn.execute("SELECT loc, hash(unnest(string_split(v, ' '))) AS tok FROM rows").pl()
+        assert flagged_columns(conn, index, new_ids) == {"t.code", "t.cells", "t.note", "t.twice"}
+
+
+def test_old_content_holding_every_token_of_a_new_phrase_is_found(world: World):
+    """Old content holding the newcomer's NHS number ('401 023 2137', its tokens listed by two audits' index files)
+    is found, as a full rescan finds it."""
+    world.sql("create table linked.codes (code varchar, year varchar)")
+    world.sql("insert into linked.codes values ('x 401', '2137')")
+    assert world.audit().passed
+    world.sql("insert into linked.codes values ('call 401 023 2137', '2015')")
+    assert world.audit().passed  # nobody has that NHS number yet
+    world.land(_newcomer(), [("2018-02", "SC9", "home visit")])
+    result = world.audit()
+    assert ("linked.codes.code", "nhs_number") in _found(result), result.leaks
+    assert result.leaks == world.audit(full=True).leaks
