@@ -66,7 +66,8 @@ LINKED_TABLES = {
 ID_STABILITY_CHECK = "ids_stable"
 MIN_ID_STABILITY = 0.999
 MODEL_FILE = "linkage_model.json"
-# what linked.person was last built from: under linkage_dir, in a folder of its own (its files go to MLflow)
+# what linked.person was last built from: under linkage_dir, in a folder of its own (the directory's own files
+# go to MLflow, as the model's inputs; this one does not)
 PERSON_STATE = Path("state") / "linked_person.json"
 
 
