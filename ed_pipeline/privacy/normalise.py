@@ -60,11 +60,13 @@ def transliterate(text: str) -> str:
 
 
 def _transliterate_series(s: pl.Series) -> pl.Series:
-    # only the values holding a character outside ASCII go through Python (a few in a million)
-    rows = s.str.contains(r"[^\x00-\x7F]").fill_null(False).arg_true()
-    if rows.len() == 0:
+    # only the distinct values holding a character outside ASCII go through Python (a few in a million), written
+    # back by `replace`: with Series.scatter, polars 2.1's eager group-by n_unique()/unique() counted the equal
+    # long strings written as different (performance-history.md, session 21)
+    foreign = s.filter(s.str.contains(r"[^\x00-\x7F]").fill_null(False)).unique()
+    if foreign.len() == 0:
         return s
-    return s.scatter(rows, pl.Series([transliterate(v) for v in s.gather(rows)], dtype=pl.String))
+    return s.replace(foreign, pl.Series([transliterate(v) for v in foreign], dtype=pl.String))
 
 
 def fold_text(e: pl.Expr) -> pl.Expr:
