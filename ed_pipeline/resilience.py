@@ -79,17 +79,25 @@ def table_digests(db: Path, schemas: tuple[str, ...] | None = None, where: str |
         tables = conn.execute("select distinct table_schema, table_name from information_schema.tables "
                               "order by 1, 2").fetchall()
         for schema, table in tables:
-            if schemas is not None and schema not in schemas:
-                continue
-            columns = [c for (c,) in conn.execute(
-                "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
-                "order by ordinal_position", [schema, table]).fetchall()]
-            kept = ", ".join(f'"{c}"' for c in columns if c not in RUN_COLUMNS)
-            filter_ = f" where {where}" if where and "extract_month" in columns else ""
-            n, h = conn.execute(
-                f'select count(*), coalesce(sum(hash({kept})), 0) from "{schema}"."{table}"{filter_}').fetchone()
-            out[f"{schema}.{table}"] = (n, int(h))
+            if schemas is None or schema in schemas:
+                out[f"{schema}.{table}"] = table_digest(conn, schema, table, where=where)
     return out
+
+
+def table_digest(conn, schema: str, table: str, *, where: str | None = None,
+                 left_out: frozenset[str] = RUN_COLUMNS) -> tuple[int, int] | None:
+    """(rows, order-independent hash of every row without the columns `left_out`) of one table or view on an open
+    DuckDB connection; None where there is no such table. `where` filters it if it has the columns it names."""
+    columns = [c for (c,) in conn.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+        "order by ordinal_position", [schema, table]).fetchall()]
+    if not columns:
+        return None
+    kept = ", ".join(f'"{c}"' for c in columns if c not in left_out)
+    filter_ = f" where {where}" if where and "extract_month" in columns else ""
+    n, h = conn.execute(
+        f'select count(*), coalesce(sum(hash({kept})), 0) from "{schema}"."{table}"{filter_}').fetchone()
+    return n, int(h)
 
 
 @contextmanager

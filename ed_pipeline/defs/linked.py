@@ -46,9 +46,9 @@ from ed_pipeline.linkage.tokens import (
     read_candidates,
     read_records,
     read_tokens,
-    table_digest,
     version_digests,
 )
+from ed_pipeline.resilience import table_digest
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES
 
@@ -87,6 +87,12 @@ def read_table(conn: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | No
     return conn.execute(f"select * from {table}").pl() if exists else None
 
 
+def _digest(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
+    """`table`'s rows and content, every column, as the state keeps them."""
+    digest = table_digest(conn, *table.split("."), left_out=frozenset())
+    return None if digest is None else f"{digest[0]}:{digest[1]:x}"
+
+
 def _months_new_to_person(conn: duckdb.DuckDBPyConnection, state_path: Path, digests: dict[str, str]
                           ) -> list[str] | None:
     """The pseudonymised months ("<source>/<extract_month>") that linked.person has not read, when it read every
@@ -97,8 +103,8 @@ def _months_new_to_person(conn: duckdb.DuckDBPyConnection, state_path: Path, dig
         saved = json.loads(state_path.read_text())
     except (OSError, ValueError):
         return None
-    if (saved.get("person") != table_digest(conn, "linked.person")
-            or saved.get("person_link") != table_digest(conn, "linked.person_link")):
+    if (saved.get("person") != _digest(conn, "linked.person")
+            or saved.get("person_link") != _digest(conn, "linked.person_link")):
         return None
     before = saved.get("months", {})
     if any(digests.get(month) != digest for month, digest in before.items()):
@@ -109,8 +115,8 @@ def _months_new_to_person(conn: duckdb.DuckDBPyConnection, state_path: Path, dig
 def _save_person_state(conn: duckdb.DuckDBPyConnection, state_path: Path, digests: dict[str, str]) -> None:
     state_path.parent.mkdir(parents=True, exist_ok=True)
     partial = state_path.with_suffix(".partial")
-    partial.write_text(json.dumps({"months": digests, "person": table_digest(conn, "linked.person"),
-                                   "person_link": table_digest(conn, "linked.person_link")}, sort_keys=True))
+    partial.write_text(json.dumps({"months": digests, "person": _digest(conn, "linked.person"),
+                                   "person_link": _digest(conn, "linked.person_link")}, sort_keys=True))
     partial.replace(state_path)
 
 

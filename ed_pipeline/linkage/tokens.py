@@ -91,18 +91,6 @@ def version_digests(conn: duckdb.DuckDBPyConnection, spec: TokenColumns) -> dict
     return digests
 
 
-def table_digest(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
-    """A digest of a table's rows (count and an order-independent hash), None when there is no such table."""
-    schema, name = table.split(".")
-    columns = [c for (c,) in conn.execute("select column_name from information_schema.columns where table_schema = ? "
-                                          "and table_name = ? order by ordinal_position", [schema, name]).fetchall()]
-    if not columns:
-        return None
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    n, h = conn.execute(f"select count(*), sum(hash({quoted})) from {table}").fetchone()
-    return f"{n}:{int(h or 0):x}"
-
-
 def read_records(conn: duckdb.DuckDBPyConnection, spec: TokenColumns, versions: pl.DataFrame) -> pl.DataFrame:
     """Every column the spec names of the record versions in `versions` (source, record_id, extract_month), in
     (source, record_id) order, as `read_tokens` gives them."""
