@@ -63,11 +63,12 @@ DAGSTER_YAML = (
     "event_log_storage:\n  module: ed_pipeline.defs.event_log_storage\n  class: PooledSqliteEventLogStorage\n"
     "# A run whose worker process died (killed, a power cut) is marked failed by the daemon's run monitoring, so it\n"
     "# does not hold the queue: the launcher tells from the pid and start time each run records (docs/resilience.md).\n"
-    "# Every 30 s; a run not started in 5 minutes has failed to start; not resumed (the launcher cannot, and the\n"
-    "# landing sensor and `ed-pipeline refresh` run a month again, from its first step).\n"
+    "# Every 30 s; a run not started in 5 minutes has failed to start; a run still going after 4 hours is stuck (the\n"
+    "# Essex full refresh takes ~5 minutes) and is stopped, its worker ended; not resumed (the launcher cannot, and\n"
+    "# the landing sensor and `ed-pipeline refresh` run a month again, from its first step).\n"
     "run_launcher:\n  module: ed_pipeline.defs.run_worker\n  class: MonitoredRunLauncher\n"
     "run_monitoring:\n  enabled: true\n  poll_interval_seconds: 30\n  start_timeout_seconds: 300\n"
-    "  cancel_timeout_seconds: 180\n  max_resume_run_attempts: 0\n"
+    "  max_runtime_seconds: 14400\n  cancel_timeout_seconds: 180\n  max_resume_run_attempts: 0\n"
 )
 
 

@@ -249,6 +249,36 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
         reaper.wait()
 
 
+# Started beside a process this one started: holds a pidfd on it (so a later process given its pid cannot be hit),
+# waits for its stdin to close, and SIGKILLs it unless told "done" first (this process ended without saying it).
+_PROCESS_REAPER = ("import os, signal, sys\n"
+                   "pid = int(sys.argv[1])\n"
+                   "try:\n    handle = os.pidfd_open(pid) if hasattr(os, 'pidfd_open') else None\n"
+                   "except OSError:\n    sys.exit()\n"
+                   "if sys.stdin.buffer.read() != b'done':\n"
+                   "    try:\n"
+                   "        if handle is None:\n            os.kill(pid, signal.SIGKILL)\n"
+                   "        else:\n            signal.pidfd_send_signal(handle, signal.SIGKILL)\n"
+                   "    except OSError:\n        pass\n")
+
+
+@contextmanager
+def ends_with_this_process(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """While the block runs, `process` (started by this process, and not yet waited for) is SIGKILLed the moment
+    this process ends, however it ends. For dbt, which dagster-dbt starts in the run worker: a worker SIGKILLed (or
+    taken by the OOM killer) would otherwise leave dbt building the warehouse, and holding DuckDB's lock, after its
+    run has been marked failed. `run_in_child`'s process group does this for a refresh's stages; a worker that the
+    code server starts shares the server's process group, which is not this process's to end."""
+    reaper = subprocess.Popen([sys.executable, "-c", _PROCESS_REAPER, str(process.pid)], stdin=subprocess.PIPE,
+                              start_new_session=True)  # out of the terminal's group: Ctrl-C is the block's to handle
+    try:
+        yield process
+    finally:
+        reaper.stdin.write(b"done")
+        reaper.stdin.close()
+        reaper.wait()
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Have the kernel SIGKILL this process when its parent ends (Linux), else poll for it; exit at once if the
     parent has already gone."""
@@ -346,6 +376,36 @@ def process_running(identity: str) -> bool | None:
     except OSError:
         return False
     return stat[0] not in ("Z", "X") and stat[19] == fields["start"]
+
+
+def end_process(identity: str) -> bool:
+    """SIGKILL the process `identity` (`process_identity`) if it still runs; whether it did. The signal goes through
+    a pidfd opened after the start time was checked and checked again once it is open, so that a later process
+    given the same pid is never hit. Linux only: elsewhere nothing can be told (`process_running`), nothing ended."""
+    if process_running(identity) is not True or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        handle = os.pidfd_open(int(identity_fields(identity)["pid"]))
+    except OSError:
+        return False
+    try:
+        if process_running(identity) is not True:  # the pid changed hands before the pidfd was opened
+            return False
+        signal.pidfd_send_signal(handle, signal.SIGKILL)
+        return True
+    finally:
+        os.close(handle)
+
+
+_END_LATER = ("import sys, time\nfrom ed_pipeline.resilience import end_process\n"
+              "time.sleep(float(sys.argv[2]))\nend_process(sys.argv[1])\n")
+
+
+def end_process_later(identity: str, seconds: float) -> None:
+    """`end_process(identity)` in `seconds`, from a process of its own: the caller (the Dagster daemon, the UI's
+    server) neither waits nor needs to live that long."""
+    subprocess.Popen([sys.executable, "-c", _END_LATER, identity, str(seconds)], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def identity_fields(identity: str) -> dict[str, str]:

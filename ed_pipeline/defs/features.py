@@ -33,6 +33,7 @@ from packaging import version
 
 from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.metadata import PREVIEW_ROWS, bar_chart, column_schema, preview
+from ed_pipeline.resilience import ends_with_this_process
 from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable, dbt_target_path
 
 # Every layer is in the Dagster group "features", so that selecting the group builds the mart and everything
@@ -190,7 +191,8 @@ def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehou
     # dbt's own log goes to the run's event log (debug level, one entry), not to the console of `ed-pipeline refresh`.
     output = _LogWriter()
     try:
-        with contextlib.redirect_stdout(output):
+        # dbt ends with this run worker, even SIGKILLed: not left writing the warehouse after its run has failed
+        with ends_with_this_process(invocation.process), contextlib.redirect_stdout(output):
             events = list(invocation.stream())
     finally:
         context.log.debug(f"dbt build output:\n{output.text()}")

@@ -26,7 +26,13 @@ import dagster as dg
 from dagster._core.executor.base import Executor
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
-from ed_pipeline.resilience import identity_fields, process_identity, process_running
+from ed_pipeline.resilience import (
+    end_process,
+    end_process_later,
+    identity_fields,
+    process_identity,
+    process_running,
+)
 
 RUN_WORKER_TAG = "ed_pipeline/run_worker"
 
@@ -56,6 +62,13 @@ def gone_message(run: dg.DagsterRun) -> str:
     pid = _recorded(run).get("pid", "")
     return (f"run {run.run_id}: its worker, process {pid}, is not running any more (killed, or the machine started "
             "again) and the run had not finished; failed so that other work need not wait on it")
+
+
+def ended_message(run: dg.DagsterRun) -> str:
+    """Why a run stopped, when its worker was ended to stop it (`MonitoredRunLauncher.terminate`)."""
+    pid = _recorded(run).get("pid", "")
+    return (f"run {run.run_id}: stopped by ending its worker, process {pid}, which no code server could be asked "
+            "to stop")
 
 
 def worker_health(run: dg.DagsterRun) -> CheckRunHealthResult:
@@ -90,6 +103,30 @@ class MonitoredRunLauncher(DefaultRunLauncher):
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         return worker_health(run)
+
+    def terminate(self, run_id: str) -> bool:
+        """Stop a run (the UI's Terminate; run monitoring, once a run has run longer than `max_runtime_seconds`),
+        making sure its worker ends. Dagster's way first: the code server that started the worker interrupts it,
+        and it stops between two steps. Where that cannot be asked (a run `ed-pipeline refresh` executes, which no
+        code server started; a code server started again since), the recorded worker is SIGKILLed now, and the
+        run shown canceled. Where it was asked, the worker is SIGKILLed after run monitoring's cancel timeout if it
+        still runs then: stuck in a library's C code, which the interrupt does not reach, it would go on holding
+        the warehouse's lock. A refresh's stage so ended fails the refresh; dbt ends with its worker."""
+        run = self._instance.get_run_by_id(run_id) if self.has_instance else None
+        try:
+            asked = super().terminate(run_id)
+        except Exception:  # noqa: BLE001 (the code server gone: ended below instead)
+            asked = False
+        if run is None or run.is_finished or worker_running(run) is not True:
+            return asked
+        worker = run.tags[RUN_WORKER_TAG]
+        if asked:
+            end_process_later(worker, self._instance.run_monitoring_cancel_timeout_seconds)
+            return True
+        if not end_process(worker):
+            return False
+        self._instance.report_run_canceled(run, message=ended_message(run))
+        return True
 
 
 class _WorkerRecordingExecutor(Executor):

@@ -212,6 +212,39 @@ def ingest_job() -> dg.JobDefinition:
     return defs.resolve_job_def("ingest")
 
 
+def analyse_job() -> dg.JobDefinition:
+    """The deployment's analyse job (linking onwards), for `dg.reconstructable`."""
+    from ed_pipeline.definitions import defs
+
+    return defs.resolve_job_def("analyse")
+
+
+# The analyse job's dbt build alone, executed as the code server's run worker would: in a process of its own that is
+# not the leader of a process group (a worker shares the code server's), with the job's own executor.
+_DBT_RUN = """
+import dagster as dg
+from ed_pipeline.defs.features import dbt_features
+from ed_pipeline_tests.faults.support import analyse_job
+with dg.DagsterInstance.get() as instance:
+    dg.execute_job(dg.reconstructable(analyse_job), instance, asset_selection=list(dbt_features.keys))
+"""
+
+
+def start_dbt_run(data_dir: Path, log: Path) -> subprocess.Popen:
+    """A process running the analyse job's dbt assets over the data directory's warehouse."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-c", _DBT_RUN], env=cli_env(data_dir), stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def command_line(pid: int) -> list[str]:
+    """The process's arguments (none once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 # A run request executed as the Dagster code server's run worker would, in a process of its own (so that a fault
 # point's SIGKILL ends it alone): the ingest job, with its own executor (which records the process as the run's
 # worker), over the request's partition and assets, recorded in the instance of DAGSTER_HOME.
@@ -255,18 +288,22 @@ def waiting_job():
 
 
 _WAITING_RUN = """
-import sys
+import json, sys
 import dagster as dg
 from ed_pipeline_tests.faults.support import waiting_job
 with dg.DagsterInstance.get() as instance:
-    result = dg.execute_job(dg.reconstructable(waiting_job), instance, tags={"waiting_for": sys.argv[1]},
+    result = dg.execute_job(dg.reconstructable(waiting_job), instance,
+                            tags={"waiting_for": sys.argv[1], **json.loads(sys.argv[2])},
                             run_config={"ops": {"wait_for_file": {"config": {"until": sys.argv[1]}}}})
 sys.exit(0 if result.success else 1)
 """
 
 
-def start_waiting_run(until: Path, data_dir: Path, log: Path) -> subprocess.Popen:
-    """A process running `waiting_job` (its run tagged `waiting_for=<until>`) until the file `until` exists."""
+def start_waiting_run(until: Path, data_dir: Path, log: Path, **tags: str) -> subprocess.Popen:
+    """A process running `waiting_job` (its run tagged `waiting_for=<until>` and `tags`) until the file `until`
+    exists."""
+    import json
+
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-c", _WAITING_RUN, str(until)], env=cli_env(data_dir),
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-c", _WAITING_RUN, str(until), json.dumps(tags)],
+                                env=cli_env(data_dir), stdout=out, stderr=subprocess.STDOUT)

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from ed_pipeline.resilience import FAULT_ENV, ChildProcessDied, DiskFullError, fault_point, run_in_child
+from ed_pipeline.resilience import (
+    FAULT_ENV,
+    ChildProcessDied,
+    DiskFullError,
+    ends_with_this_process,
+    fault_point,
+    run_in_child,
+)
 from ed_pipeline_tests.faults.support import ended
 
 
@@ -157,3 +164,58 @@ def test_what_a_child_started_dies_with_the_refresh(tmp_path: Path):
     finally:
         if not ended(started):
             os.kill(started, signal.SIGKILL)
+
+
+# A process that starts another (as dagster-dbt starts dbt in a run worker) and keeps it under
+# `ends_with_this_process` until a file exists; it writes the started process's pid first.
+_STARTER = """
+import subprocess, sys, time
+from pathlib import Path
+from ed_pipeline.resilience import ends_with_this_process
+started = subprocess.Popen(["sleep", "120"])
+with ends_with_this_process(started):
+    Path(sys.argv[1]).write_text(str(started.pid))
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.05)
+print("block ended", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_process_kept_under_ends_with_this_process_dies_with_the_process_that_started_it(tmp_path: Path):
+    """The starter SIGKILLed inside the block (a run worker killed while dbt builds): what it started ends too,
+    although it is not in a process group of its own (a code server's run worker shares the server's). Once the
+    block has ended, what it started is left alone."""
+    pid_file, release = tmp_path / "started.pid", tmp_path / "release"
+    starter = subprocess.Popen([sys.executable, "-c", _STARTER, str(pid_file), str(release)],
+                               cwd=Path(__file__).resolve().parents[2])
+    started = _child_pid(pid_file, starter)
+    try:
+        assert os.getpgid(started) == os.getpgid(starter.pid) == os.getpgid(0)  # one group: killpg is no way out
+        os.kill(started, signal.SIGSTOP)  # stopped, as a process busy for minutes: it cannot end of itself
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(timeout=60)
+        _assert_ends(started)
+    finally:
+        if not ended(started):
+            os.kill(started, signal.SIGKILL)
+
+    pid_file.unlink()
+    starter = subprocess.Popen([sys.executable, "-c", _STARTER, str(pid_file), str(release)],
+                               stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    started = _child_pid(pid_file, starter)
+    try:
+        release.touch()
+        assert starter.stdout.readline() == b"block ended\n"
+        starter.kill()
+        starter.wait(timeout=60)
+        time.sleep(1)  # a reaper that was not told the block ended would have killed it by now
+        assert not ended(started), "a process outlived by its block was killed with the process that started it"
+    finally:
+        os.kill(started, signal.SIGKILL)
+
+
+def test_ends_with_this_process_leaves_alone_a_process_that_ends_within_the_block():
+    with ends_with_this_process(subprocess.Popen([sys.executable, "-c", "pass"])) as started:
+        assert started.wait(timeout=60) == 0

@@ -4,12 +4,17 @@ marks it failed; a live run is left alone, and a later process given the dead wo
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.utils import make_new_run_id
 
 from ed_pipeline.defs.privacy_audit import RANDOM_ID
@@ -18,7 +23,17 @@ from ed_pipeline.privacy.leak_scan import STOPWORDS
 from ed_pipeline.refresh import ensure_dagster_home
 from ed_pipeline.resilience import process_identity, process_running
 from ed_pipeline.settings import Settings
-from ed_pipeline_tests.faults.support import kill, monitoring_pass, start_waiting_run, wait_for
+from ed_pipeline_tests.faults.support import (
+    command_line,
+    descendants,
+    ended,
+    kill,
+    monitoring_pass,
+    once_unlocked,
+    start_dbt_run,
+    start_waiting_run,
+    wait_for,
+)
 from ed_pipeline_tests.privacy.test_vocabulary import _words
 
 
@@ -81,6 +96,46 @@ def test_a_killed_run_worker_is_marked_failed_by_run_monitoring_and_a_live_one_l
     # random ids as it reads them (the run id's hex letters between its dashes would read as words by chance)
     words = _words([RANDOM_ID.sub(" ", failure.message)])
     assert words <= STOPWORDS, words - STOPWORDS
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_run_past_its_maximum_runtime_is_stopped_and_its_worker_ended(instance, tmp_path, monkeypatch):
+    """A live worker that does not finish (stuck): once its run has run longer than the maximum runtime, run
+    monitoring stops it. No code server started this worker (as for a refresh's run), so none can be asked to
+    interrupt it: the launcher ends the worker itself, the run is failed, and nothing is left holding the
+    warehouse. Where a code server was asked (faked here), the worker is ended after the cancel timeout unless it
+    stopped by then."""
+    assert instance.run_monitoring_max_runtime_seconds == 4 * 3600
+    data = tmp_path / "data"
+    stuck = start_waiting_run(tmp_path / "never", data, tmp_path / "stuck.log", **{"dagster/max_runtime": "1"})
+    try:
+        run = started_run(instance, tmp_path / "never", stuck)
+        time.sleep(1.5)
+        monitoring_pass(instance)
+        assert stuck.wait(timeout=30) == -signal.SIGKILL
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        messages = [e.message for e in instance.all_logs(run.run_id)]
+        assert any("stopped by ending its worker, process" in m for m in messages), messages[-5:]
+        assert any("Exceeded maximum runtime of 1 seconds" in m for m in messages), messages[-5:]
+    finally:
+        if stuck.poll() is None:
+            stuck.kill()
+            stuck.wait()
+
+    monkeypatch.setattr(DefaultRunLauncher, "terminate", lambda self, run_id: True)  # as if a code server was asked
+    monkeypatch.setattr(dg.DagsterInstance, "run_monitoring_cancel_timeout_seconds", property(lambda self: 2))
+    deaf = start_waiting_run(tmp_path / "never again", data, tmp_path / "deaf.log", **{"dagster/max_runtime": "1"})
+    try:
+        started_run(instance, tmp_path / "never again", deaf)
+        time.sleep(1.5)
+        asked = time.monotonic()
+        monitoring_pass(instance)
+        assert deaf.wait(timeout=60) == -signal.SIGKILL
+        assert time.monotonic() - asked >= 2, "ended before the cancel timeout"
+    finally:
+        if deaf.poll() is None:
+            deaf.kill()
+            deaf.wait()
 
 
 def test_a_pid_reused_by_another_process_is_not_taken_for_the_worker(instance):
@@ -165,3 +220,39 @@ def test_a_refresh_fails_the_started_runs_whose_worker_is_gone_and_leaves_a_live
     status = {name: instance.get_run_by_id(run.run_id).status.value for name, run in runs.items()}
     assert status == {"live refresh": "STARTED", "dead refresh": "FAILURE", "earlier refresh": "FAILURE",
                       "dead sensor": "FAILURE", "earlier sensor": "STARTED"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_dbt_ends_with_its_run_worker_so_that_it_does_not_go_on_writing_the_warehouse(refreshed_world, tmp_path):
+    """A run worker SIGKILLed while `dbt build` runs (dagster-dbt's child process): dbt ends too, instead of building
+    the warehouse, and holding its lock, after run monitoring has failed the run. dbt is stopped first (SIGSTOP), as
+    one busy for minutes would be, so that it cannot end of itself in the meantime."""
+    data = tmp_path / "data"
+    shutil.copytree(refreshed_world, data)
+    worker = start_dbt_run(data, tmp_path / "worker.log")
+    dbt = []
+
+    def dbt_started() -> bool:
+        dbt[:] = [pid for pid in descendants(worker.pid) if is_dbt_build(command_line(pid))]
+        return bool(dbt)
+
+    try:
+        wait_for(dbt_started, worker, "dbt build")
+        [pid] = dbt
+        os.kill(pid, signal.SIGSTOP)
+        assert os.getpgid(pid) == os.getpgid(worker.pid), "dbt in a group of its own: the test would not tell"
+        kill(worker)  # waits for every process the worker had started to end, or fails after a minute
+        assert ended(pid)
+        once_unlocked(data / "warehouse.duckdb", timeout=10)
+    finally:
+        for pid in dbt:
+            if not ended(pid):
+                os.kill(pid, signal.SIGKILL)
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def is_dbt_build(args: list[str]) -> bool:
+    """`dbt build`, the dbt script run by its Python (or directly)."""
+    return "build" in args and any(Path(arg).name == "dbt" for arg in args[:2])
