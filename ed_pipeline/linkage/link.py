@@ -224,14 +224,21 @@ def _in_key_order(tokens: pl.DataFrame, spec: TokenColumns) -> pl.DataFrame:
 
 def candidate_keys(model: LinkageModel) -> list[tuple[tuple[str, str], ...]]:
     """Per key a new record pairs on (the model's prediction blocking rules), the (existing record's column, new
-    record's column) pairs that must be equal, by the spec's column names."""
-    mapping = model.spec.mapping()
-    return [tuple((mapping[f], mapping[f]) for f in r.fields)
+    record's column) pairs that must be equal, by the spec's column names. And, where members of one group are
+    kept apart, the record's group (source, group_ref): an existing member of a new record's group must be there
+    for the cannot-link (`cannot_link_sql`) even when it shares no blocking key, or a month could join the new
+    record to that member's person, which linking every record at once keeps apart."""
+    mapping, spec = model.spec.mapping(), model.spec
+    keys = [tuple((mapping[f], mapping[f]) for f in r.fields)
             for r in cmp.blocking_rules(cmp.PREDICTION_BLOCKING, model.fields)]
+    if model.separate_group_members and spec.group_ref:
+        keys.append(((spec.source, spec.source), (spec.group_ref, spec.group_ref)))
+    return keys
 
 
 def _candidates(existing_tokens: pl.DataFrame, new_tokens: pl.DataFrame, model: LinkageModel) -> pl.DataFrame:
-    """The existing records that share some blocking key with a new record: all predict_between could pair."""
+    """The existing records that share some blocking key with a new record (all predict_between could pair), or its
+    group (`candidate_keys`)."""
     keep = pl.lit(False)
     for pairs in candidate_keys(model):
         names = [f"_k{i}" for i in range(len(pairs))]

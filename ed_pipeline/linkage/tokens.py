@@ -100,8 +100,9 @@ def read_records(conn: duckdb.DuckDBPyConnection, spec: TokenColumns, versions: 
 def read_candidates(conn: duckdb.DuckDBPyConnection, model: LinkageModel, versions: pl.DataFrame,
                     new_tokens: pl.DataFrame) -> pl.DataFrame:
     """Every column of the record versions in `versions` (the latest of each existing record) that share some
-    blocking key of the model's with a record of `new_tokens`: the existing records `predict_between` could pair
-    with the new ones (`link._candidates`, but found by DuckDB in the warehouse), in (source, record_id) order."""
+    blocking key of the model's, or a group, with a record of `new_tokens` (`link.candidate_keys`): the existing
+    records `predict_between` could pair with the new ones, and their group members (`link._candidates`, but
+    found by DuckDB in the warehouse), in (source, record_id) order."""
     rules = [pairs for pairs in candidate_keys(model) if all(new in new_tokens.columns for _, new in pairs)]
 
     def matching(have: set[str]) -> str:

@@ -206,6 +206,47 @@ def test_incremental_month_keeps_every_id_and_links_new_records(world, model):
     assert id_stability(r2.links, again.links) == 1.0 and again.links.height == r2.links.height + 5
 
 
+def test_a_month_keeps_a_new_record_apart_from_the_person_of_a_member_of_its_group(world, model):
+    """Two records of one group (a claim, an incident) that are not duplicates are two people. A new record whose
+    group has an existing member B is kept apart from B's person, even where B shares no blocking key with it
+    (then only its group makes B a candidate): here the new record copies another record, A, of B's person, so
+    that without B it would join that person."""
+    _, tokens, _, _ = world
+    key = ["source", "record_id"]
+    old = tokens.filter(pl.col("extract_month") < MONTHS[-1])
+    previous = person_link_table(link(old, model, keep_pairs=False))
+    grouped = old.filter(pl.col("group_ref").is_not_null())
+    member = grouped.row(0, named=True)  # B
+    for copied in old.filter(pl.col("source") != member["source"]).iter_rows(named=True):  # A
+        new = pl.DataFrame([{**copied, "source": member["source"], "record_id": "joined-later",
+                             "group_ref": member["group_ref"], "extract_month": MONTHS[-1]}], schema=old.schema)
+        if _blocks_nothing_with(old, member, new, model):
+            break
+    else:
+        pytest.fail("every record shares a blocking key with the group member")
+    # B is A's person (a reviewer joined them, say): the month's record copies A, in B's group
+    person = previous.filter((pl.col("source") == copied["source"]) & (pl.col("record_id") == copied["record_id"])
+                             )["person_id"].item()
+    existing = previous.with_columns(pl.when((pl.col("source") == member["source"])
+                                             & (pl.col("record_id") == member["record_id"]))
+                                     .then(pl.lit(person)).otherwise(pl.col("person_id")).alias("person_id"))
+    month = link_incremental(existing, old, new, model, keep_pairs=False)
+    joined = month.links.join(new.select(key), on=key)["person_id"].item()
+    assert joined != person, "the new record joined the person of a member of its group"
+    apart = LinkageModel.from_json(model.to_json())
+    apart.separate_group_members = False  # group members not kept apart: it joins A's person, as it should then
+    assert link_incremental(existing, old, new, apart, keep_pairs=False).links.join(
+        new.select(key), on=key)["person_id"].item() == person
+
+
+def _blocks_nothing_with(old: pl.DataFrame, member: dict, new: pl.DataFrame, model: LinkageModel) -> bool:
+    """The new record shares no blocking key with the group member (so only its group makes it a candidate)."""
+    plain = LinkageModel.from_json(model.to_json())
+    plain.separate_group_members = False
+    only_member = old.filter((pl.col("source") == member["source"]) & (pl.col("record_id") == member["record_id"]))
+    return _candidates(only_member, new, plain).height == 0
+
+
 def test_an_incremental_month_appends_its_links_and_gives_the_tables_a_full_write_gives(world, model, tmp_path):
     """The linked asset's incremental write: person_link gains only the records new to it (re-sent ones are
     there already), and the tables read back equal those of replacing everything."""
