@@ -7,6 +7,7 @@ What each fault does to the pipeline and how to recover: docs/resilience.md. Thi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -249,11 +250,15 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
         reaper.wait()
 
 
-# Started beside a process this one started: holds a pidfd on it (so a later process given its pid cannot be hit),
-# waits for its stdin to close, and SIGKILLs it unless told "done" first (this process ended without saying it).
+# Started beside a process this one started: holds a pidfd on it (so a later process given its pid cannot be hit;
+# none if it is no longer this one's child: it ended and was waited for), waits for its stdin to close, and SIGKILLs
+# it unless told "done" first (this process ended without saying it).
 _PROCESS_REAPER = ("import os, signal, sys\n"
                    "pid = int(sys.argv[1])\n"
                    "try:\n    handle = os.pidfd_open(pid) if hasattr(os, 'pidfd_open') else None\n"
+                   "    stat = f'/proc/{pid}/stat'\n"
+                   "    if os.path.exists('/proc/self/stat') and open(stat).read().rsplit(')', 1)[1].split()[1] "
+                   "!= sys.argv[2]:\n        sys.exit()\n"
                    "except OSError:\n    sys.exit()\n"
                    "if sys.stdin.buffer.read() != b'done':\n"
                    "    try:\n"
@@ -269,13 +274,17 @@ def ends_with_this_process(process: subprocess.Popen) -> Iterator[subprocess.Pop
     taken by the OOM killer) would otherwise leave dbt building the warehouse, and holding DuckDB's lock, after its
     run has been marked failed. `run_in_child`'s process group does this for a refresh's stages; a worker that the
     code server starts shares the server's process group, which is not this process's to end."""
-    reaper = subprocess.Popen([sys.executable, "-c", _PROCESS_REAPER, str(process.pid)], stdin=subprocess.PIPE,
+    reaper = subprocess.Popen([sys.executable, "-c", _PROCESS_REAPER, str(process.pid), str(os.getpid())],
+                              stdin=subprocess.PIPE,
                               start_new_session=True)  # out of the terminal's group: Ctrl-C is the block's to handle
     try:
         yield process
     finally:
-        reaper.stdin.write(b"done")
-        reaper.stdin.close()
+        # a reaper that had nothing to watch (the process ended and was waited for) has gone: its pipe is broken
+        with contextlib.suppress(BrokenPipeError):
+            reaper.stdin.write(b"done")
+        with contextlib.suppress(BrokenPipeError):
+            reaper.stdin.close()
         reaper.wait()
 
 
