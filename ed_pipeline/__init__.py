@@ -11,5 +11,8 @@ import os
 
 NO_USAGE_REPORTING = {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False"}
 
-for _name, _value in NO_USAGE_REPORTING.items():
+# MLflow's progress bars for the artifacts it reads back: a refresh's output and Dagster's logs are not a terminal
+QUIET = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+for _name, _value in {**NO_USAGE_REPORTING, **QUIET}.items():
     os.environ.setdefault(_name, _value)

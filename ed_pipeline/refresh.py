@@ -250,7 +250,9 @@ def _ranges(wanted: list[str], months: list[str]) -> list[list[str]]:
 
 
 def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [f"{'/'.join(e.asset_key.path)}:{e.check_name}" for e in result.get_asset_check_evaluations()
+    """The blocking checks that failed, `<asset>:<check>`, with what each said was wrong (its description)."""
+    return [f"{'/'.join(e.asset_key.path)}:{e.check_name}" + (f" ({e.description})" if e.description else "")
+            for e in result.get_asset_check_evaluations()
             if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
 
 

@@ -140,6 +140,7 @@ def train_school_readiness_model(context: dg.AssetExecutionContext, config: Mode
                                                    "model_version": str(decision.candidate_version)})
     yield dg.AssetCheckResult(
         check_name=PROMOTION_CHECK, asset_key=MODEL_KEY, passed=decision.passed,
+        description=None if decision.passed else "; ".join(decision.reasons),  # why, for `ed-pipeline refresh`
         metadata={"reasons": "; ".join(decision.reasons), "candidate_auc": decision.candidate_auc,
                   "champion_auc": decision.champion_auc, "promoted": bool(decision.promoted)})
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -244,15 +246,16 @@ def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str
     example = model_input(example_frame)
     signature = infer_signature(example, pd.DataFrame({"risk": result.scorer.risk(example_frame)}))
     encoded = pd.DataFrame(result.scorer.encoding.matrix(example_frame), columns=list(FEATURES))
-    booster = mlflow.lightgbm.log_model(
-        result.booster, name="booster", pip_requirements=PIP_REQUIREMENTS,
-        signature=infer_signature(encoded, result.booster.predict(encoded.to_numpy(), raw_score=True)),
-    )
-    artifacts = _save_scorer(result.scorer, folder)
-    info = mlflow.pyfunc.log_model(
-        name="model", python_model=CalibratedRiskModel(), artifacts=artifacts, signature=signature,
-        pip_requirements=PIP_REQUIREMENTS, registered_model_name=model_name,
-    )
+    with _without_mlflow_advice():
+        booster = mlflow.lightgbm.log_model(
+            result.booster, name="booster", pip_requirements=PIP_REQUIREMENTS,
+            signature=infer_signature(encoded, result.booster.predict(encoded.to_numpy(), raw_score=True)),
+        )
+        artifacts = _save_scorer(result.scorer, folder)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=CalibratedRiskModel(), artifacts=artifacts, signature=signature,
+            pip_requirements=PIP_REQUIREMENTS, registered_model_name=model_name,
+        )
     client = MlflowClient(tracking_uri=mlflow.get_tracking_uri(), registry_uri=mlflow.get_registry_uri())
     version = str(info.registered_model_version)
     for k, v in {"run_id": run_id, "test_cohort": str(result.cohorts.test),
@@ -261,6 +264,22 @@ def _log_models(result: TrainedModel, folder: Path, model_name: str, run_id: str
                  BOOSTER_TAG: booster_sha256(result.booster)}.items():
         client.set_model_version_tag(model_name, version, k, v)
     return booster.model_id, info.model_id
+
+
+@contextmanager
+def _without_mlflow_advice() -> Iterator[None]:
+    """MLflow's advice while it logs a model, about what is chosen here on purpose: no input example (it would be
+    children's rows), a Python object as the model (`CalibratedRiskModel`, whose code is ours), pip's version
+    (uv installs without pip), and the uv files it copies. On every refresh's console it read as faults."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def log_reference_metrics(run_id: str, metrics: dict[str, float], tracking_uri: str) -> None:

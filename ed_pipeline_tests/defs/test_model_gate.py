@@ -22,6 +22,7 @@ from ed_pipeline.modelling import (
 )
 from ed_pipeline.modelling.synthetic import synthetic_features
 from ed_pipeline.modelling.tracking import BOOSTER_TAG
+from ed_pipeline.refresh import _failed_checks
 from ed_pipeline.settings import Settings
 
 
@@ -33,8 +34,10 @@ def good_and_bad_features() -> tuple[pl.DataFrame, pl.DataFrame]:
     return good, bad
 
 
-def refresh_model(database: str, frame: pl.DataFrame, retrain: bool = False) -> tuple[dict, bool]:
-    """`frame` as features.child_features, the model step materialised: its metadata and whether the gate passed."""
+def refresh_model(database: str, frame: pl.DataFrame, retrain: bool = False, failed: list[str] | None = None
+                  ) -> tuple[dict, bool]:
+    """`frame` as features.child_features, the model step materialised: its metadata and whether the gate passed;
+    the failed checks as `ed-pipeline refresh` reports them added to `failed`."""
     with duckdb.connect(database) as conn:
         conn.execute("create schema if not exists features; create schema if not exists pseudonymised")
         conn.execute("create or replace table pseudonymised.x as select '2018-07' as extract_month")
@@ -43,6 +46,8 @@ def refresh_model(database: str, frame: pl.DataFrame, retrain: bool = False) -> 
         [train_school_readiness_model], resources={"warehouse": DuckDBResource(database=database)},
         run_config={"ops": {"train_school_readiness_model": {"config": {"retrain": retrain}}}},
         raise_on_error=False)
+    if failed is not None:
+        failed += _failed_checks(result)
     metadata = {k: v.value for e in result.get_asset_materialization_events()
                 for k, v in e.materialization.metadata.items()}
     [passed] = [e.event_specific_data.passed for e in result.all_events
@@ -74,8 +79,12 @@ def test_a_refused_model_leaves_the_champion_in_use(tmp_path, monkeypatch):
     first, passed = refresh_model(database, good)
     assert passed and first["model_version"] == "1"
     champion_auc = local_metric()
-    worse, passed = refresh_model(database, bad, retrain=True)
+    failed = []
+    worse, passed = refresh_model(database, bad, retrain=True, failed=failed)
     assert not passed and worse["model_version"] == "2" and worse["test_roc_auc"] < champion_auc - 0.005
+    # `ed-pipeline refresh` says why, not only which check
+    [said] = failed
+    assert said.startswith("model/school_readiness_model:promotion_gate (") and "AUC worse than champion" in said
     champion = champion_info(settings.mlflow_tracking_uri)
     assert champion.version == "1"
     assert booster_sha256(load_latest_model(settings).booster) == champion.booster_sha256
