@@ -87,9 +87,12 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
     except (RefreshBusyError, DiskFullError) as exc:
         _error(exc)
         return 2
-    except ChildProcessDied as exc:  # killed from outside, or by the kernel for want of memory
-        _error(f"{exc}: killed, or out of memory (see `dmesg`; ED_LINKAGE_MEMORY_LIMIT bounds linkage's share). "
-               "What it committed stands: run `ed-pipeline refresh` again to finish")
+    except ChildProcessDied as exc:  # killed from outside, or by the kernel for want of memory, or stopped
+        from ed_pipeline.refresh import StageStopped
+
+        cause = "" if isinstance(exc, StageStopped) else (
+            ": killed, or out of memory (see `dmesg`; ED_LINKAGE_MEMORY_LIMIT bounds linkage's share)")
+        _error(f"{exc}{cause}. What it committed stands: run `ed-pipeline refresh` again to finish")
         return 2
 
 

@@ -21,8 +21,16 @@ import dagster as dg
 import duckdb
 from dagster._core.utils import make_new_run_id
 
-from ed_pipeline.defs.run_worker import fail_dead_runs, worker_running, worker_tags
-from ed_pipeline.resilience import DiskFullError, RefreshBusyError, disk_full_message, refresh_lock, run_in_child
+from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, ended_message, fail_dead_runs, worker_running, worker_tags
+from ed_pipeline.resilience import (
+    ChildProcessDied,
+    DiskFullError,
+    RefreshBusyError,
+    disk_full_message,
+    identity_fields,
+    refresh_lock,
+    run_in_child,
+)
 from ed_pipeline.settings import Settings, month_range
 from ed_pipeline.sources import SOURCES, Source
 
@@ -139,8 +147,31 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None) 
     # ingest's polars and DuckDB keep of the memory they freed is not held through linkage; the child dies with
     # this process, and this process holds the refresh lock throughout.
     for stage in STAGES if only is None else (only,):
-        outcomes += run_in_child(stage, _run_stage, settings, months, stage, progress=progress)
+        try:
+            outcomes += run_in_child(stage, _run_stage, settings, months, stage, progress=progress)
+        except ChildProcessDied as exc:
+            with dg.DagsterInstance.get() as instance:
+                stopped = stopped_runs(instance, exc.pid)
+            if stopped:
+                raise StageStopped(f"the {stage} stage was stopped: its run {', '.join(stopped)} was terminated "
+                                   "(the Dagster UI's Terminate, or run monitoring's maximum runtime)",
+                                   pid=exc.pid) from exc
+            raise
     return RefreshResult(months, outcomes, time.perf_counter() - started)
+
+
+class StageStopped(ChildProcessDied):
+    """A refresh's stage process ended because a run it executed was stopped (`run_worker.ended_message`)."""
+
+
+def stopped_runs(instance: dg.DagsterInstance, pid: int | None) -> list[str]:
+    """The ids of the refresh's runs that process `pid` executed and that were stopped by ending it."""
+    if pid is None:
+        return []
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={TRIGGER_TAG: "refresh"}), limit=50)
+    return [run.run_id for run in runs if identity_fields(run.tags.get(RUN_WORKER_TAG, "")).get("pid") == str(pid)
+            and any(e.message == ended_message(run)
+                    for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED))]
 
 
 def _run_stage(settings: Settings, months: list[str], stage: str, progress=None) -> list[SourceOutcome]:

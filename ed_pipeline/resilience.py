@@ -200,7 +200,11 @@ _REAPER = ("import os, signal, sys\n"
 
 
 class ChildProcessDied(RuntimeError):
-    """A `run_in_child` process ended without a result (killed, or out of memory)."""
+    """A `run_in_child` process ended without a result (killed, or out of memory); `pid` was its process."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
 
 
 def run_in_child(name: str, function: Callable[..., Any], *args: Any,
@@ -232,7 +236,7 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
             except EOFError:
                 child.join()
                 raise ChildProcessDied(f"the {name} process ended (exit code {child.exitcode}) before it "
-                                       "finished") from None
+                                       "finished", pid=child.pid) from None
             if kind == "progress" and progress is not None:
                 progress(*payload)
             elif kind == "result":

@@ -67,8 +67,8 @@ def gone_message(run: dg.DagsterRun) -> str:
 def ended_message(run: dg.DagsterRun) -> str:
     """Why a run stopped, when its worker was ended to stop it (`MonitoredRunLauncher.terminate`)."""
     pid = _recorded(run).get("pid", "")
-    return (f"run {run.run_id}: stopped by ending its worker, process {pid}, which no code server could be asked "
-            "to stop")
+    # its words are the leak scan's vocabulary, as gone_message's
+    return f"run {run.run_id}: its worker, process {pid}, was killed to stop the run (nothing else could stop it)"
 
 
 def worker_health(run: dg.DagsterRun) -> CheckRunHealthResult:

@@ -7,9 +7,11 @@ deterministic (linkage model, clustering, dbt and LightGBM).
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 
@@ -30,6 +32,7 @@ from ed_pipeline_tests.faults.support import (
     strip_analysis,
     wait_for,
 )
+from ed_pipeline_tests.faults.test_dead_run_worker import assert_vocabulary
 
 
 def test_killed_while_linking_then_rerun_equals_an_uninterrupted_run(refreshed_world: Path, tmp_path: Path):
@@ -96,3 +99,25 @@ def test_the_runs_of_a_killed_refresh_are_marked_failed_by_run_monitoring(killed
     for run_id, (status, message) in killed_mid_write.monitored_after_kill.items():
         assert status == dg.DagsterRunStatus.FAILURE, (run_id, status)
         assert run_id in message and "is not running any more" in message, message
+
+
+def test_a_refresh_whose_run_is_terminated_stops_and_says_so(refreshed_world: Path, tmp_path: Path):
+    """A refresh's run stopped while it links (the UI's Terminate, or run monitoring past the maximum runtime): no
+    code server runs it, so the launcher ends the stage process that does; the run is shown canceled and the
+    refresh ends at once, saying its run was terminated rather than that it was killed or out of memory."""
+    data = tmp_path / "data"
+    shutil.copytree(refreshed_world, data)
+    strip_analysis(data)
+    old_runs = run_event_logs(data)
+    refresh = start_cli("refresh", "--only", "analyse", data_dir=data, log=tmp_path / "refresh.log")
+    wait_for(lambda: events(data, "STEP_START", LINK_STEP, since=old_runs), refresh, "linking")
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(data / "dagster")}), dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        assert instance.run_launcher.terminate(run.run_id)
+        assert refresh.wait(timeout=120) == 2
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.CANCELED
+        assert_vocabulary(instance, run)  # the words of stopping it too: the next audit reads them
+    said = " ".join((tmp_path / "refresh.log").read_text().split())
+    assert f"error: the analyse stage was stopped: its run {run.run_id} was terminated (the Dagster UI's " \
+           "Terminate, or run monitoring's maximum runtime). What it committed stands" in said, said[-3000:]
+    assert "out of memory" not in said
