@@ -108,8 +108,8 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         """Stop a run (the UI's Terminate; run monitoring, once a run has run longer than `max_runtime_seconds`),
         making sure its worker ends. Dagster's way first: the code server that started the worker interrupts it,
         and it stops between two steps. Where that cannot be asked (a run `ed-pipeline refresh` executes, which no
-        code server started; a code server started again since), the recorded worker is SIGKILLed now, and the
-        run shown canceled. Where it was asked, the worker is SIGKILLed after run monitoring's cancel timeout if it
+        code server started; a code server started again since), the run is shown canceled and its recorded worker
+        SIGKILLed now. Where it was asked, the worker is SIGKILLed after run monitoring's cancel timeout if it
         still runs then: stuck in a library's C code, which the interrupt does not reach, it would go on holding
         the warehouse's lock. A refresh's stage so ended fails the refresh; dbt ends with its worker."""
         run = self._instance.get_run_by_id(run_id) if self.has_instance else None
@@ -123,9 +123,9 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         if asked:
             end_process_later(worker, self._instance.run_monitoring_cancel_timeout_seconds)
             return True
-        if not end_process(worker):
-            return False
+        # shown canceled first: the refresh whose stage this kills reads why as soon as the stage is gone
         self._instance.report_run_canceled(run, message=ended_message(run))
+        end_process(worker)
         return True
 
 
