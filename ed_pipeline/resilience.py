@@ -274,10 +274,11 @@ _PROCESS_REAPER = ("import os, signal, sys\n"
 @contextmanager
 def ends_with_this_process(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
     """While the block runs, `process` (started by this process, and not yet waited for) is SIGKILLed the moment
-    this process ends, however it ends. For dbt, which dagster-dbt starts in the run worker: a worker SIGKILLed (or
-    taken by the OOM killer) would otherwise leave dbt building the warehouse, and holding DuckDB's lock, after its
-    run has been marked failed. `run_in_child`'s process group does this for a refresh's stages; a worker that the
-    code server starts shares the server's process group, which is not this process's to end."""
+    this process ends, however it ends (from when its watcher has started, a few milliseconds in). For dbt, which
+    dagster-dbt starts in the run worker: a worker SIGKILLed (or taken by the OOM killer) would otherwise leave dbt
+    building the warehouse, and holding DuckDB's lock, after its run has been marked failed. `run_in_child`'s
+    process group does this for a refresh's stages; a worker that the code server starts shares the server's
+    process group, which is not this process's to end."""
     reaper = subprocess.Popen([sys.executable, "-c", _PROCESS_REAPER, str(process.pid), str(os.getpid())],
                               stdin=subprocess.PIPE,
                               start_new_session=True)  # out of the terminal's group: Ctrl-C is the block's to handle

@@ -9,7 +9,7 @@ from ed_pipeline.defs.metadata import bar_chart, counts_by
 from ed_pipeline.defs.partitions import monthly_partitions, single_run, transient_retry
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
 from ed_pipeline.quality import empty_raw_frame, raw_schema, read_extract
-from ed_pipeline.quality.arrival import delivery_month, stamp_arrival
+from ed_pipeline.quality.arrival import delivery_month, late_months, stamp_arrival
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES, Source
 
@@ -62,9 +62,12 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         frame = pl.concat(frames, how="vertical") if frames else empty_raw_frame(source)
         held = _held_rows(agency_zone, source, context.partition_keys)
         read = [month for month in context.partition_keys if month not in not_landed]
-        if read:  # a month sent again: its rows new or changed since arrived with this delivery, not with the month
+        if read:  # a month sent again: its rows new or changed since arrived with this delivery, not with the month;
+            # so do the rows of a month sent for the first time after a later one
+            newest = _newest_month(agency_zone, source)
             frame = stamp_arrival(frame, held.filter(pl.col("extract_month").is_in(read)), source.columns,
-                                  delivery_month(settings.landed_months(), read))
+                                  delivery_month([*settings.landed_months(), *([newest] if newest else [])], read),
+                                  late=late_months(read, set(held["extract_month"]), newest))
         # A month loaded before whose file is gone (moved away, or deleted once loaded) keeps its rows as they
         # were: a missing file is not a withdrawal. A month is emptied by a file with its header and no rows.
         kept = held.filter(pl.col("extract_month").is_in(not_landed))
@@ -116,6 +119,15 @@ def _held_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -
         except duckdb.CatalogException:  # no table yet: nothing delivered before
             return empty_raw_frame(source)
     return rows.cast(schema)  # type: ignore[arg-type]
+
+
+def _newest_month(agency_zone: DuckDBResource, source: Source) -> str | None:
+    """The newest month raw.<source> holds rows of (before this delivery); None if none."""
+    with agency_zone.get_connection() as conn:
+        try:
+            return conn.execute(f"select max(extract_month) from raw.{source.name}").fetchone()[0]
+        except duckdb.CatalogException:
+            return None
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, source: Source) -> set[str]:

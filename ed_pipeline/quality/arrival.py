@@ -8,7 +8,8 @@ nobody had then, and change those features with every correction.
 
 So a row keeps the month of the delivery that first brought it, exactly as delivered:
   - a month's first delivery: every row arrived with its own extract month (a refresh from scratch dates every
-    row so, as before deliveries were told apart);
+    row so, as before deliveries were told apart), unless it is late: the source had already delivered a later
+    month (a month skipped, or unreadable, and sent afterwards), when its rows arrived with the delivery;
   - a later delivery of a month: a row the month already held with the same content (a run again of the same
     file, an unchanged row of a re-sent month) keeps the arrival it had; any other row (new, or changed) arrived
     with the delivery: in the month after the newest month landed when it came (`delivery_month`).
@@ -43,12 +44,19 @@ def delivery_month(landed: Sequence[str], read: Sequence[str]) -> str | None:
     return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
-def stamp_arrival(rows: pl.DataFrame, held: pl.DataFrame, content: Sequence[str], delivered: str | None
-                  ) -> pl.DataFrame:
+def late_months(read: Sequence[str], held: Collection[str], newest_held: str | None) -> list[str]:
+    """The months of `read` delivered for the first time (not `held`) although the source had already delivered a
+    later one (`newest_held`, before this delivery): their rows were not there when the later month landed."""
+    return [m for m in read if m not in held and newest_held is not None and m < newest_held]
+
+
+def stamp_arrival(rows: pl.DataFrame, held: pl.DataFrame, content: Sequence[str], delivered: str | None,
+                  late: Collection[str] = ()) -> pl.DataFrame:
     """`rows` (one or more months of one source's extracts, as read) with ARRIVED_MONTH set as the module says.
 
     `held`: the rows of those months already held (extract_month, the `content` columns, ARRIVED_MONTH, null for
-    rows held before it was kept: their extract month); `delivered`: the month this delivery arrived with."""
+    rows held before it was kept: their extract month); `delivered`: the month this delivery arrived with; `late`:
+    months delivered for the first time after a later one (`late_months`), whose rows all arrived with it."""
     keys = ["extract_month", *content]
     known = (held.select(*keys, pl.col(ARRIVED_MONTH).fill_null(pl.col("extract_month")))
              .group_by(keys).agg(pl.col(ARRIVED_MONTH).min().alias("_known")))
@@ -56,6 +64,8 @@ def stamp_arrival(rows: pl.DataFrame, held: pl.DataFrame, content: Sequence[str]
     return (rows.join(known, on=keys, how="left", nulls_equal=True, maintain_order="left")
             .with_columns(pl.when(pl.col("extract_month").is_in(redelivered))
                           .then(pl.coalesce("_known", pl.lit(delivered, pl.String)))
+                          .when(pl.col("extract_month").is_in(list(late)))
+                          .then(pl.lit(delivered, pl.String))
                           .otherwise(pl.col("extract_month"))
                           .alias(ARRIVED_MONTH))
             .drop("_known"))

@@ -252,6 +252,22 @@ def _arrivals(path, schema: str, source: str, month: str) -> dict[str, str]:
                                  "where extract_month = ?", [month]).fetchall())
 
 
+def test_a_month_first_delivered_after_a_later_one_is_dated_by_its_delivery(world_copy):
+    """Housing's 2016-03 loaded only after 2016-04 (skipped, or unreadable, when it landed): its rows arrived with
+    that delivery (2017-09: every month to 2017-08 has landed here), through validated to the warehouse, so the
+    features at past prediction dates do not see them. 2016-04, the newest when it came, keeps its month."""
+    source, late, later = "housing", "2016-03", "2016-04"
+    assets = [a for a in [*raw_assets, *validated_assets, *pseudonymised_assets]
+              if any(source in k.path for k in a.keys)]
+    resources = all_resources(world_copy)
+    assert dg.materialize(assets, partition_key=later, resources=resources).success
+    assert dg.materialize(assets, partition_key=late, resources=resources).success
+    for path, schema in ((world_copy.agency_zone_path, "validated"), (world_copy.warehouse_path, "pseudonymised")):
+        arrivals = _arrivals(path, schema, source, late)
+        assert arrivals and set(arrivals.values()) == {"2017-09"}, schema
+        assert set(_arrivals(path, schema, source, later).values()) == {later}, schema
+
+
 def test_a_month_re_sent_to_correct_a_quarantined_row_dates_that_row_by_its_delivery(world_copy):
     """Social care's 2016-03 lands with a row quarantined (no category); it is sent again, corrected, when 2017-08
     is the newest month landed. The corrected row arrived in 2017-09 (`_arrived_month`, through validated to the

@@ -240,7 +240,7 @@ def start_dbt_run(data_dir: Path, log: Path) -> subprocess.Popen:
 def command_line(pid: int) -> list[str]:
     """The process's arguments (none once it has ended)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
     except OSError:
         return []
 

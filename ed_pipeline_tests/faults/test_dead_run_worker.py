@@ -253,6 +253,9 @@ def test_dbt_ends_with_its_run_worker_so_that_it_does_not_go_on_writing_the_ware
     try:
         wait_for(dbt_started, worker, "dbt build")
         [pid] = dbt
+        # dagster-dbt has started dbt; the worker then starts its watcher (a moment, which a loaded machine stretches)
+        wait_for(lambda: any(command_line(p)[-2:] == [str(pid), str(worker.pid)] for p in descendants(worker.pid)),
+                 worker, "dbt's watcher", timeout=60)
         os.kill(pid, signal.SIGSTOP)
         assert os.getpgid(pid) == os.getpgid(worker.pid), "dbt in a group of its own: the test would not tell"
         kill(worker)  # waits for every process the worker had started to end, or fails after a minute

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, landed_extracts, stamp_arrival
+from ed_pipeline.quality.arrival import ARRIVED_MONTH, delivery_month, landed_extracts, late_months, stamp_arrival
 
 CONTENT = ["id", "name", "postcode"]
 
@@ -31,6 +31,18 @@ def test_rows_keep_the_arrival_they_had_and_new_or_changed_rows_of_a_month_held_
     assert stamped.select("id", ARRIVED_MONTH).rows() == [
         ("1", "2016-03"), ("2", "2017-08"), ("5", "2017-08"), ("3", "2017-01"), ("4", "2016-03"), ("9", "2016-04")]
     assert stamp_arrival(stamped, stamped, CONTENT, "2018-01").equals(stamped)  # the same rows again: no change
+
+
+def test_a_month_first_delivered_after_a_later_one_arrives_with_its_delivery():
+    """A source that had delivered up to 2017-05 sends 2016-03 for the first time (skipped, or unreadable when it
+    landed): its rows were not there when 2016-04 to 2017-05 landed, so they arrive with the delivery. A month
+    sent again, or a first one that is the newest, or a refresh from nothing, is not late."""
+    assert late_months(["2016-03", "2017-06"], held={"2017-06"}, newest_held="2017-05") == ["2016-03"]
+    assert late_months(["2016-03", "2017-06"], held=set(), newest_held=None) == []
+    assert late_months(["2017-06"], held=set(), newest_held="2017-05") == []
+    now = _rows(("1", "Ann", "SS14", "2016-03", "2016-03"), ("2", "Bob", "SS15", "2017-06", "2017-06"))
+    stamped = stamp_arrival(now, _rows(), CONTENT, "2017-07", late=["2016-03"])
+    assert stamped.select("id", ARRIVED_MONTH).rows() == [("1", "2017-07"), ("2", "2017-06")]
 
 
 def test_a_delivery_arrives_in_the_month_after_the_newest_month_landed():
