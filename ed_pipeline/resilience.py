@@ -256,7 +256,9 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
 
 # Started beside a process this one started: holds a pidfd on it (so a later process given its pid cannot be hit;
 # none if it is no longer this one's child: it ended and was waited for), waits for its stdin to close, and SIGKILLs
-# it unless told "done" first (this process ended without saying it).
+# it unless told "done" first (this process ended without saying it). Inline, importing nothing of ours: it must
+# hold its pidfd within milliseconds of the process's start (run as a function of this module, its imports took long
+# enough for a worker killed meanwhile to leave dbt another's child, and so unwatched: the dbt fault test failed).
 _PROCESS_REAPER = ("import os, signal, sys\n"
                    "pid = int(sys.argv[1])\n"
                    "try:\n    handle = os.pidfd_open(pid) if hasattr(os, 'pidfd_open') else None\n"
