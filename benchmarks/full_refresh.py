@@ -341,6 +341,7 @@ def summarise(measured: dict) -> dict:
         "analyse_runs_s": span(analyse),
         "success": measured["report"]["success"],
         "failed": measured["report"].get("failed", []),
+        "audit_mode": measured["report"].get("audit_mode"),
         "load_before": [round(x, 2) for x in measured["load_before"]],
         "load_after": [round(x, 2) for x in measured["load_after"]],
         "samples": len(samples),
@@ -367,6 +368,8 @@ def format_table(title: str, summary: dict) -> str:
                  f"{summary['cpu_s']:>9.1f}{_mib(summary['peak_process_rss_bytes']):>10}")
     lines.append(f"{'':<18}{'peak of the process tree (sampled, incl. dbt)':<46}{'':>9}{'':>9}"
                  f"{_mib(summary['peak_tree_rss_bytes']):>10}")
+    if summary.get("audit_mode"):
+        lines.append(f"privacy audit: {summary['audit_mode']}")
     failed = "; failed: " + ", ".join(summary["failed"]) if summary["failed"] else ""
     lines.append(f"load average (1, 5, 15 min) before {summary['load_before']}, after {summary['load_after']}; "
                  f"success {summary['success']}{failed}")
@@ -488,7 +491,26 @@ def child_incremental(report: Path, month: str) -> None:
         failed += _failures(result, "analyse")
         records.append(_run_record(instance, result.run_id, "analyse", "analyse"))
     report.write_text(json.dumps({"success": not failed, "failed": failed, "runs": records, "ready": ready,
-                                  "finished": time.time()}))
+                                  "finished": time.time(), "audit_mode": audit_mode(result)}))
+
+
+def audit_mode(result) -> str | None:
+    """How the run's privacy audit scanned: "incremental since ..." or "full: <why>" (None: it did not run)."""
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.check_name == "no_identifiers_anywhere" and "mode" in evaluation.metadata:
+            return str(evaluation.metadata["mode"].value)
+    return None
+
+
+def full_audit_warning(incremental: dict) -> str | None:
+    """A warning when the month's privacy audit scanned everything: its figure is then not a month's. With
+    --incremental-only the saved state was audited under the code of its full refresh; a change to the audit's
+    rules since (its code, vocabulary or the registry) makes the next audit a full one."""
+    mode = incremental.get("audit_mode") or ""
+    if not mode.startswith("full"):
+        return None
+    return (f"warning: the month's privacy audit was a full one ({mode}), so the month's figures are not a month's: "
+            "the audit's rules changed since the saved full refresh; run without --incremental-only")
 
 
 def _failures(result, label: str) -> list[str]:
@@ -513,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incremental-only", action="store_true",
                         help=f"only the incremental refresh, from the state the last full refresh saved in "
                              f"<world>/{SNAPSHOT}/ (for iterating on the one-month refresh; the full refresh's "
-                             "figures are then those recorded with that state)")
+                             "figures are then those recorded with that state; if the privacy audit's rules changed "
+                             "since, the month's audit is a full one, which the benchmark warns of)")
     parser.add_argument("--again", action="store_true",
                         help="then the full refresh once more, over the state the refreshes left (what `ed-pipeline "
                              "refresh` does after an upgrade, or to run every landed month again), with the "
@@ -560,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         month = release_month(root)[-1]
         incremental = summarise(run_child("incremental", root, args.interval, ["--month", month]))
         print(format_table(f"\nincremental refresh: month {month} released", incremental))
+        if warning := full_audit_warning(incremental):
+            print(warning, file=sys.stderr)
     again = None
     if args.again:
         before = zone_digests(root)

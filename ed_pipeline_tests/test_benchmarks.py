@@ -111,6 +111,33 @@ def test_a_run_of_several_sources_names_each_step_by_its_source(bench):
     assert rows[("ingest", "validated + quarantine (GX): benefits")]["wall_s"] == 4.0
 
 
+def test_a_months_full_privacy_audit_is_reported_and_warned_of(bench):
+    """A month measured over a state saved under other audit rules (--incremental-only after a change to the
+    audit's code) audits everything: the figures must say so, or a full audit reads as a month's."""
+    from types import SimpleNamespace
+
+    import dagster as dg
+
+    def result(mode):
+        check = SimpleNamespace(check_name="no_identifiers_anywhere",
+                                metadata={"mode": dg.MetadataValue.text(mode)})
+        other = SimpleNamespace(check_name="reconciled", metadata={})
+        return SimpleNamespace(get_asset_check_evaluations=lambda: [other, check])
+
+    incremental, full = "incremental since the audit of 2026-12-06T09:19:00Z", "full: the scanning rules changed"
+    assert bench.audit_mode(result(incremental)) == incremental
+    assert bench.audit_mode(SimpleNamespace(get_asset_check_evaluations=lambda: [])) is None
+    samples = [(t, 300 * 2**20, t - 100.0) for t in range(100, 111)]
+    measured = _measured(samples, [])
+    measured["report"]["audit_mode"] = bench.audit_mode(result(full))
+    summary = bench.summarise(measured)
+    assert f"privacy audit: {full}" in bench.format_table("month", summary)
+    assert "not a month's" in bench.full_audit_warning(summary)
+    assert bench.full_audit_warning({**summary, "audit_mode": incremental}) is None
+    assert bench.full_audit_warning({**summary, "audit_mode": None}) is None
+    json.dumps(summary)
+
+
 def test_goals(bench):
     full = {"wall_s": 500.0, "peak_process_rss_bytes": 5 * 10**9, "peak_tree_rss_bytes": 6 * 10**9}
     fast = {"wall_s": 40.0, "peak_process_rss_bytes": 2 * 10**9, "peak_tree_rss_bytes": 2 * 10**9}
