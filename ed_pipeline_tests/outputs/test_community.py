@@ -249,6 +249,35 @@ def test_ward_ranking_chart(scores, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
 
 
+def test_a_ward_chart_is_drawn_again_only_when_what_it_shows_changed(scores, tmp_path, monkeypatch):
+    """The Essex chart takes 1.7 s to draw and most months leave the table as it was: an unchanged table keeps
+    the file (byte for byte, so the privacy audit need not read it again); a changed one, or a file the chart did
+    not draw, is drawn again."""
+    from matplotlib.figure import Figure
+
+    drawn = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(1), save(self, *a, **k)))
+    community = community_risk(scores)
+    path = ward_ranking_chart(community, tmp_path / "wards.png")
+    first = path.read_bytes()
+    assert ward_ranking_chart(community, path) == path and len(drawn) == 1 and path.read_bytes() == first
+    assert ward_ranking_chart(community, tmp_path / "top.png", top=2) and len(drawn) == 2  # another chart
+    ward_ranking_chart(community, path, highlight=1)  # other colours
+    assert len(drawn) == 3
+    changed = community.with_columns(pl.when(pl.col("level") == "ward").then(pl.col("mean_risk") + 0.01)
+                                     .otherwise(pl.col("mean_risk")).alias("mean_risk"))
+    ward_ranking_chart(changed, path, highlight=1)
+    assert len(drawn) == 4 and path.read_bytes() != first
+    path.write_bytes(b"not a png")  # nor one this code drew
+    ward_ranking_chart(changed, path, highlight=1)
+    assert len(drawn) == 5 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*.partial"))
+    # the digest is hex, letters and digits: no word of it can be a name (test_vocabulary), nor a number
+    digest = Image.open(path).info["Drawn from"]
+    assert len(digest) == 64 and not digest.isalpha() and not digest.isdigit() and int(digest, 16) >= 0
+
+
 def test_the_embedded_ward_chart_shows_only_the_top_wards(tmp_path):
     """All of Essex is some 280 wards: the chart embedded in Dagster's metadata keeps the top few."""
     wards = pl.DataFrame({"level": "ward", "area": [f"Ward {i:03d}" for i in range(280)],
