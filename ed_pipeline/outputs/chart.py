@@ -12,8 +12,8 @@ import polars as pl
 BAR_COLOUR = "#c0504d"
 TOP_COLOUR = "#7b1e1b"
 DPI = 120
-# The PNG's text chunk holding a digest of what it was drawn from (hex: one long token of letters and digits, which
-# the privacy audit, reading images' text, skips; it is never a name or a number)
+# The PNG's text chunk holding a digest of what it was drawn from (hex: one token of letters and digits, which is no
+# name, nor a number the privacy audit could match: it reads images' text, and matches whole tokens)
 DRAWN_FROM = "Drawn from"
 
 
@@ -55,6 +55,8 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
     import matplotlib.pyplot as plt
 
     height = 0.35 * max(len(labels), 3) + 1.4
+    # whole or not at all: a chart cut short by a kill would carry its digest and never be drawn again
+    partial = path.with_name(f".{path.name}.partial")
     fig, ax = plt.subplots(figsize=(8, height))
     try:
         positions = list(range(len(labels)))
@@ -79,12 +81,11 @@ def ward_ranking_chart(community: pl.DataFrame, path: Path | str, *, title: str 
         fig.subplots_adjust(left=min((widest + 0.25) / 8, 0.7), right=0.97,
                             top=1 - 0.45 / height, bottom=0.6 / height)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # whole or not at all: a chart cut short by a kill would carry its digest and never be drawn again
-        partial = path.with_name(f".{path.name}.partial")
         fig.savefig(partial, format="png", dpi=DPI, metadata={DRAWN_FROM: drawn_from})
         partial.replace(path)
     finally:
         plt.close(fig)
+        partial.unlink(missing_ok=True)  # a failed write's
     return path
 
 
