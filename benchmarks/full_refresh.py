@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/full_refresh.py --people 1500000 --json /tmp/essex.json
     .venv/bin/python benchmarks/full_refresh.py --people 1500000 --hold-back 2018-06 --work /tmp/fr   # a month
                                                  # without a new EYFSP cohort (the last, 2018-07, brings one)
+    .venv/bin/python benchmarks/full_refresh.py --people 100000 --months 12     # a year of monthly refreshes,
+                                                 # one after another: does the month cost more as months pass?
 
 The world is synthesised once into `--work/<people>/` (default `data/benchmarks/full_refresh/<people>/`,
 used as ED_DATA_DIR, with its own Dagster instance, warehouse and MLflow store; never `data/` itself) and
@@ -14,10 +16,11 @@ reused by later runs with the same people and seed. Each run starts from an empt
    later one, which stay held back throughout);
 2. runs `ed_pipeline.refresh.refresh()` (what `ed-pipeline refresh` runs: the ingest job per source over
    every landed month, then the analyse job) in a child process;
-3. releases the held-back month and runs the incremental refresh, what the automation does when a month
-   lands: the `landing_sensor`'s run per source for that one partition (raw -> validated -> pseudonymised),
-   then the analyse job (`linked.*` links only the new records with the saved model; dbt, the model, the
-   outputs and the privacy audit run over the whole history), in a second child process.
+3. releases the held-back month (with `--months N`, each of N months in turn) and runs the incremental
+   refresh, what the automation does when a month lands: the `landing_sensor`'s run per source for that one
+   partition (raw -> validated -> pseudonymised), then the analyse job (`linked.*` links only the new records
+   with the saved model; dbt, the model, the outputs and the privacy audit run over the whole history), in a
+   child process of its own.
 
 How it measures. Each refresh runs in its own process so that its figures are its own. A sampler thread in
 this process reads /proc every `--interval` seconds for the child and every process under it (dbt runs as a
@@ -68,9 +71,9 @@ MIB = 2**20
 
 # --- the world -------------------------------------------------------------------------------------------
 
-def prepare_world(root: Path, people: int, seed: int, month: str | None = None) -> dict:
-    """Synthesise the world once (reused when world.json says it is this one); hold back its last month (or
-    `month` and every month after it)."""
+def prepare_world(root: Path, people: int, seed: int, month: str | None = None, months: int = 1) -> dict:
+    """Synthesise the world once (reused when world.json says it is this one); hold back its last `months` months
+    (or `month` and every month after it)."""
     marker = root / "world.json"
     world = json.loads(marker.read_text()) if marker.exists() else {}
     if world.get("people") != people or world.get("seed") != seed:
@@ -88,17 +91,23 @@ def prepare_world(root: Path, people: int, seed: int, month: str | None = None) 
     for name in PIPELINE_STATE:
         path = root / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    world["held_back_month"] = hold_back(root, month)
+    world["held_back_month"] = hold_back(root, month, months)
+    world["held_back_months"] = len({p.stem for p in (root / "held_back").glob("*/*.csv")})
     landing = root / "landing"
     world["landed_months"] = len({p.stem for p in landing.glob("*/*.csv")})
     world["landing_mib"] = round(sum(p.stat().st_size for p in landing.glob("*/*.csv")) / MIB, 1)
     return world
 
 
-def hold_back(root: Path, month: str | None = None) -> str:
-    """Move the files of `month` (default: the last landed month) and of every later month out of landing/."""
+def hold_back(root: Path, month: str | None = None, months: int = 1) -> str:
+    """Move the files of `month` (default: the `months`-th last landed month) and of every later month out of
+    landing/."""
     files = sorted((root / "landing").glob("*/*.csv"))
-    month = month or max(p.stem for p in files)
+    landed = sorted({p.stem for p in files})
+    if month is None and not 1 <= months <= len(landed) - 1:
+        raise SystemExit(f"cannot hold back {months} of the {len(landed)} months landed in {root / 'landing'}: "
+                         "the full refresh needs one")
+    month = month or landed[-months]
     if not any(p.stem == month for p in files):
         raise SystemExit(f"no extract of {month} in {root / 'landing'}")
     for path in files:
@@ -391,6 +400,60 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+MONTH_COLUMNS = {"linked_s": "linked (Splink)", "dbt_s": "features (dbt build)", "model_s": "model (LightGBM + MLflow)",
+                 "audit_s": "no_identifiers_anywhere check"}
+
+
+def month_row(summary: dict, full: dict) -> dict:
+    """One month's line of the months table: its total, its ingest run, the analyse run's largest steps (outputs
+    summed) and its share of the full refresh."""
+    steps = [r for r in summary["stages"] if r["group"] == "analyse" and "step_key" in r]
+    row = {"month": summary.get("month"), "wall_s": summary["wall_s"], "cpu_s": summary["cpu_s"],
+           "ingest_s": summary["ingest_runs_s"]}
+    for column, stage in MONTH_COLUMNS.items():
+        row[column] = round(sum(r["wall_s"] for r in steps if r["stage"] == stage), 2)
+    row["outputs_s"] = round(sum(r["wall_s"] for r in steps if r["stage"].startswith("outputs ")), 2)
+    row["peak_rss_bytes"] = summary["peak_process_rss_bytes"]
+    row["share"] = round(summary["wall_s"] / full["wall_s"], 4)
+    return row
+
+
+def drift(values: list[float]) -> float | None:
+    """The least-squares slope of `values` against their position (seconds a month); None under three."""
+    n = len(values)
+    if n < 3:
+        return None
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    return sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values)) / sum((i - mean_x) ** 2 for i in range(n))
+
+
+def format_months(months: list[dict], full: dict) -> str:
+    """The months released one after another, a line each, and how the month's cost moved over them."""
+    rows = [month_row(m, full) for m in months]
+    header = (f"{'month':<9}{'total s':>9}{'CPU s':>8}{'ingest':>8}{'linked':>8}{'dbt':>7}{'model':>7}"
+              f"{'outputs':>9}{'audit':>7}{'peak MiB':>10}{'share':>8}")
+    lines = [f"{len(rows)} months, one incremental refresh each, in order", header]
+    for r in rows:
+        lines.append(f"{r['month']:<9}{r['wall_s']:>9.1f}{r['cpu_s']:>8.1f}{r['ingest_s']:>8.1f}{r['linked_s']:>8.1f}"
+                     f"{r['dbt_s']:>7.1f}{r['model_s']:>7.1f}{r['outputs_s']:>9.1f}{r['audit_s']:>7.1f}"
+                     f"{_mib(r['peak_rss_bytes']):>10}{r['share']:>8.1%}")
+    if (slope := drift([r["wall_s"] for r in rows])) is not None:
+        walls = sorted(r["wall_s"] for r in rows)
+        lines.append(f"drift: {slope:+.2f} s a month (least squares over {len(rows)} months); median "
+                     f"{walls[len(walls) // 2]:.1f} s, fastest {walls[0]:.1f} s, slowest {walls[-1]:.1f} s")
+    return "\n".join(lines)
+
+
+def markdown_months(months: list[dict], full: dict) -> str:
+    lines = ["| month | total s | CPU s | ingest | linked | dbt | model | outputs | audit | peak MiB | month / full |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in (month_row(m, full) for m in months):
+        lines.append(f"| {r['month']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['ingest_s']:.1f} "
+                     f"| {r['linked_s']:.1f} | {r['dbt_s']:.1f} | {r['model_s']:.1f} | {r['outputs_s']:.1f} "
+                     f"| {r['audit_s']:.1f} | {_mib(r['peak_rss_bytes'])} | {r['share']:.1%} |")
+    return "\n".join(lines)
+
+
 def goals(full: dict, incremental: dict | None) -> dict:
     peak = max(v for v in (full["peak_process_rss_bytes"], full["peak_tree_rss_bytes"],
                            *((incremental["peak_process_rss_bytes"], incremental["peak_tree_rss_bytes"])
@@ -404,7 +467,8 @@ def goals(full: dict, incremental: dict | None) -> dict:
     if incremental:
         share = incremental["wall_s"] / full["wall_s"]
         out["incremental_share"] = {"value": round(share, 4), "goal": f"<= {GOALS['incremental_max_share']:.0%}",
-                                    "met": share <= GOALS["incremental_max_share"]}
+                                    "met": share <= GOALS["incremental_max_share"],
+                                    **({"month": incremental["month"]} if incremental.get("month") else {})}
     return out
 
 
@@ -413,7 +477,8 @@ def format_goals(result: dict) -> str:
     for name, g in result.items():
         value = f"{g['value'] / 1e9:.2f} GB" if name == "peak_memory_bytes" else (
             f"{g['value']:.1%}" if name == "incremental_share" else f"{g['value']:.1f} s")
-        lines.append(f"  {name:<20}{value:>12}  goal {g['goal']:<10} {'met' if g['met'] else 'NOT met'}")
+        month = f" ({g['month']}, the slowest month)" if g.get("month") else ""
+        lines.append(f"  {name:<20}{value:>12}  goal {g['goal']:<10} {'met' if g['met'] else 'NOT met'}{month}")
     return "\n".join(lines)
 
 
@@ -546,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-back", metavar="YYYY-MM",
                         help="the month of the incremental refresh (default: the last landed); later months stay "
                              "held back throughout, so the full refresh ends the month before")
+    parser.add_argument("--months", type=int, default=1,
+                        help="incremental refreshes, one month each, one after another (default 1): the last N "
+                             "months (or N from --hold-back) are held back from the full refresh, then released "
+                             "in order; prints a line per month and the drift of the month's cost over them")
     parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--month", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -564,9 +633,15 @@ def main(argv: list[str] | None = None) -> int:
     root = (args.work / str(args.people)).resolve()
     if root in (Path("data").resolve(), Path.cwd().resolve()):
         raise SystemExit(f"refusing to use {root}: give a --work folder of its own")
-    world = prepare_world(root, args.people, args.seed, args.hold_back)
+    if args.months < 1:
+        raise SystemExit("--months must be 1 or more")
+    world = prepare_world(root, args.people, args.seed, args.hold_back, args.months)
+    if world["held_back_months"] < args.months:
+        raise SystemExit(f"--months {args.months}: only {world['held_back_months']} month(s) from "
+                         f"{world['held_back_month']} on are held back")
     print(f"world: {args.people:,} residents (seed {args.seed}) in {root}; {world['landed_months']} months landed "
-          f"({world['landing_mib']} MiB), {world['held_back_month']} held back", file=sys.stderr, flush=True)
+          f"({world['landing_mib']} MiB), {world['held_back_months']} held back from {world['held_back_month']}",
+          file=sys.stderr, flush=True)
 
     if args.incremental_only:
         full = restore_snapshot(root)
@@ -578,13 +653,17 @@ def main(argv: list[str] | None = None) -> int:
         full["held_back_month"] = world["held_back_month"]
         save_snapshot(root, full)
     print(format_table(f"\nfull refresh: {args.people:,} residents, {world['landed_months']} months", full))
-    incremental = None
-    if not args.skip_incremental:
+    months = []
+    for _ in range(0 if args.skip_incremental else args.months):
         month = release_month(root)[-1]
-        incremental = summarise(run_child("incremental", root, args.interval, ["--month", month]))
-        print(format_table(f"\nincremental refresh: month {month} released", incremental))
-        if warning := full_audit_warning(incremental):
+        summary = {**summarise(run_child("incremental", root, args.interval, ["--month", month])), "month": month}
+        print(format_table(f"\nincremental refresh: month {month} released", summary))
+        if warning := full_audit_warning(summary):
             print(warning, file=sys.stderr)
+        months.append(summary)
+    if len(months) > 1:
+        print("\n" + format_months(months, full))
+    incremental = months[0] if months else None  # the month after the full refresh, as with one month
     again = None
     if args.again:
         before = zone_digests(root)
@@ -593,17 +672,20 @@ def main(argv: list[str] | None = None) -> int:
         again["tables_changed"] = changed
         print(format_table(f"\nfull refresh again, over the state left ({len(before)} tables)", again))
         print(f"tables changed by it: {', '.join(changed) or 'none'}")
-    met = goals(full, incremental)
+    # several months: the goal is judged on the slowest
+    met = goals(full, max(months, key=lambda m: m["wall_s"]) if len(months) > 1 else incremental)
     print("\n" + format_goals(met))
     figures = {"people": args.people, "seed": args.seed, "world": world, "cpus": os.cpu_count(),
                "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                "command": " ".join([Path(sys.executable).name, *sys.argv]), "measured_at": time.strftime(
-                   "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "full": full, "incremental": incremental, "again": again,
+                   "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "full": full, "incremental": incremental,
+               **({"months": months} if len(months) > 1 else {}), "again": again,
                "goals": met}
     for path in {root / "figures.json", *([args.json] if args.json else [])}:
         path.write_text(json.dumps(figures, indent=2))
     (root / "figures.md").write_text("\n\n".join(
-        [markdown_table(full), *(markdown_table(r) for r in (incremental, again) if r)]) + "\n")
+        [markdown_table(full), *(markdown_table(r) for r in (*months, again) if r),
+         *([markdown_months(months, full)] if len(months) > 1 else [])]) + "\n")
     print(f"figures: {root / 'figures.json'}", file=sys.stderr)
     return 0 if all(r["success"] for r in (full, incremental, again) if r) and not (again or {}).get(
         "tables_changed") else 1

@@ -56,6 +56,21 @@ def test_hold_back_a_month_and_every_later_one_then_release_it_alone(bench, tmp_
         bench.hold_back(tmp_path, "2019-01")
 
 
+def test_hold_back_the_last_months_for_a_sequence_of_monthly_refreshes(bench, tmp_path):
+    months = ("2018-03", "2018-04", "2018-05", "2018-06")
+    for month in months:
+        path = tmp_path / "landing" / "housing" / f"{month}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("a\n1\n")
+    assert bench.hold_back(tmp_path, months=3) == "2018-04"
+    assert [p.stem for p in (tmp_path / "landing").glob("*/*.csv")] == ["2018-03"]
+    # released one at a time, in order, as they would land
+    assert [bench.release_month(tmp_path) for _ in range(3)] == [["2018-04"], ["2018-05"], ["2018-06"]]
+    bench.release_month(tmp_path, everything=True)
+    with pytest.raises(SystemExit, match="cannot hold back 4 of the 4 months"):
+        bench.hold_back(tmp_path, months=4)  # the full refresh would have nothing
+
+
 def test_tree_usage_sees_this_process(bench):
     assert os.getpid() in bench.process_tree(os.getpid())
     rss, cpu = bench.tree_usage(os.getpid())
@@ -146,6 +161,38 @@ def test_goals(bench):
     slow = bench.goals({**full, "wall_s": 700.0, "peak_tree_rss_bytes": 9 * 10**9}, {**fast, "wall_s": 80.0})
     assert not any(g["met"] for g in slow.values())
     assert "NOT met" in bench.format_goals(slow)
+
+
+def test_a_sequence_of_months_is_tabled_with_its_drift_and_judged_on_the_slowest(bench):
+    def month(name, wall, linked, audit):
+        samples = [(t, 300 * 2**20, t - 100.0) for t in range(100, 161)]
+        runs = [{"label": "ingest", "job": "ingest", "start": 101.0, "end": 106.0, "steps": []},
+                {"label": "analyse", "job": "analyse", "start": 106.0, "end": 100.0 + wall, "steps": [
+                    {"step_key": "link_people_and_households", "status": "SUCCESS", "start": 106.0,
+                     "end": 106.0 + linked},
+                    {"step_key": "outputs__child_risk", "status": "SUCCESS", "start": 120.0, "end": 121.0},
+                    {"step_key": "outputs__community_risk", "status": "SUCCESS", "start": 121.0, "end": 123.0},
+                    {"step_key": "analyse__no_identifiers_anywhere", "status": "SUCCESS", "start": 124.0,
+                     "end": 124.0 + audit}]}]
+        measured = _measured(samples, runs, ended=100.0 + wall)
+        measured["report"] = {**measured["report"], "finished": 100.0 + wall}
+        return {**bench.summarise(measured), "month": name}
+
+    full = {"wall_s": 400.0}
+    months = [month("2018-04", 40.0, 8.0, 5.0), month("2018-05", 42.0, 9.0, 6.0), month("2018-06", 44.0, 10.0, 7.0)]
+    row = bench.month_row(months[1], full)
+    assert (row["month"], row["wall_s"], row["linked_s"], row["audit_s"]) == ("2018-05", 42.0, 9.0, 6.0)
+    assert row["outputs_s"] == 3.0 and row["share"] == 0.105 and row["dbt_s"] == 0.0
+    assert bench.drift([40.0, 42.0, 44.0]) == pytest.approx(2.0)
+    assert bench.drift([44.0, 40.0, 44.0]) == pytest.approx(0.0)
+    assert bench.drift([40.0, 44.0]) is None  # two months give no trend
+    text = bench.format_months(months, full)
+    assert "3 months" in text and "drift: +2.00 s a month" in text and "slowest 44.0 s" in text
+    markdown = bench.markdown_months(months, full)
+    assert "| 2018-06 | 44.0 |" in markdown and markdown.count("\n") == 4
+    met = bench.goals({**full, "peak_process_rss_bytes": 1, "peak_tree_rss_bytes": 1}, months[2])
+    assert met["incremental_share"]["value"] == 0.11 and met["incremental_share"]["month"] == "2018-06"
+    assert "(2018-06, the slowest month)" in bench.format_goals(met)
 
 
 def test_markdown_table(bench):
