@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ed_pipeline.quality.rules import Plan, plan_for
-from ed_pipeline.sources import Source
+from ed_pipeline.sources import SOURCES, Source
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,6 +30,10 @@ DATASOURCE = "ed_pipeline_extracts"
 REDACTED = "<redacted>"
 DOCS_SITE = "ed_pipeline"
 RESULTS_SUBDIR = "_validation_results"
+# The Data Docs index lists (and GX reads back, ~2.5 ms each) only the latest validations: a year of monthly
+# extracts from every source. Unbounded, every validate step of every month read back every result ever stored
+# (80 results after a year of months at 100k: +1.2 s a month). Older results and their pages stay on disk.
+DOCS_INDEX_RESULTS = 12 * len(SOURCES)
 
 _lock = threading.RLock()
 _context: Any = None
@@ -48,8 +52,9 @@ def _gx():
     return gx
 
 
-def _new_context(docs_dir: Path | None = None):
-    """An ephemeral context; with `docs_dir`, one whose results and Data Docs site live there."""
+def _new_context(docs_dir: Path | None = None, index_results: int = DOCS_INDEX_RESULTS):
+    """An ephemeral context; with `docs_dir`, one whose results and Data Docs site live there, the site's index
+    listing the latest `index_results` validations."""
     gx = _gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -72,7 +77,8 @@ def _new_context(docs_dir: Path | None = None):
         config.data_docs_sites = {
             DOCS_SITE: {
                 "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view("CompiledIndexPageView")},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view("CompiledIndexPageView"),
+                                       "validation_results_limit": index_results},
                 # merged into GX's defaults: only the pages' views differ (see gx_views)
                 "site_section_builders": {section: {"view": _view("CompiledPageView")}
                                           for section in ("expectations", "validations", "profiling")},
@@ -166,12 +172,15 @@ def run_suite(source: Source, plan: Plan, frame: pd.DataFrame, run_name: str) ->
     return result
 
 
-def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True) -> Path:
+def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True,
+                    index_results: int = DOCS_INDEX_RESULTS) -> Path:
     """Render GX Data Docs (HTML) for validation results into `docs_dir`; returns its index.html.
 
     `results` is one ExpectationSuiteValidationResult, a list of them, or Validation objects.
     Unexpected values (names, dates of birth...) are redacted unless `redact=False`: the
     HTML shows which rules failed and how often, the quarantine table holds the values.
+    The index lists the latest `index_results` validations of the site (GX's
+    `validation_results_limit`); the pages of older ones stay where they were written.
     """
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
@@ -180,7 +189,7 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True) -> Pat
 
     docs_dir = Path(docs_dir).resolve()
     docs_dir.mkdir(parents=True, exist_ok=True)
-    ctx = _new_context(docs_dir)  # a private one, whose results store and site live in docs_dir
+    ctx = _new_context(docs_dir, index_results)  # a private one, whose results store and site live in docs_dir
     store = ctx.validation_results_store
     keys = []
     for result in _flatten(results):

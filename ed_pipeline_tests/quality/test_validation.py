@@ -379,6 +379,29 @@ def test_data_docs_are_built_and_redacted(tmp_path: Path):
     assert v.quarantine["value"].to_list() == ["Zzyzx-Secretname"]
 
 
+def test_the_data_docs_index_reads_back_only_the_latest_validations(tmp_path: Path, monkeypatch):
+    """Each validate step of each month builds the index again: it lists, and GX reads back, only the latest
+    results, so a month's cost does not grow with the months before it. Older pages stay on disk."""
+    from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
+
+    source = get_source("housing")
+    months = ["2014-03", "2014-04", "2014-05", "2014-06"]
+    for month in months:
+        v = validate(pl.DataFrame(valid_rows(source, 2, month)).with_columns(extract_month=pl.lit(month)), source)
+        build_data_docs(v.gx_results, tmp_path, index_results=2)
+    read = []
+    original = AbstractDataContext.get_validation_result
+    monkeypatch.setattr(AbstractDataContext, "get_validation_result",
+                        lambda self, *a, **k: read.append(k.get("run_id")) or original(self, *a, **k))
+    v = validate(pl.DataFrame(valid_rows(source, 2, "2014-07")).with_columns(extract_month=pl.lit("2014-07")), source)
+    index = build_data_docs(v.gx_results, tmp_path, index_results=2)
+    assert len(read) == 2, "the index read back more than the latest two results"
+    assert len(list((tmp_path / "_validation_results").rglob("*.json"))) == 5  # every result is kept
+    assert len(list((tmp_path / "validations").rglob("*.html"))) == 5  # and every page
+    html = index.read_text()
+    assert "2014-06_to_2014-06" in html and "2014-03_to_2014-03" not in html
+
+
 def test_a_file_written_month_first_has_no_date_read_day_first(tmp_path: Path):
     """social_care writes dd/mm/yyyy; an extract re-saved in a US locale writes mm/dd/yyyy. The dates that cannot
     be day first are quarantined by date_parses; so must be those that read both ways (03/04/2014), which were
