@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"site filled: {args.months} months x {len(SOURCES)} sources = {args.months * len(SOURCES)} results "
               f"in {time.perf_counter() - t:.1f} s", flush=True)
         last = validations(months[-1], args.rows)
-        for label, limit in ((f"index limit {DOCS_INDEX_RESULTS}", DOCS_INDEX_RESULTS), ("no index limit", None)):
+        for label, limit in ((f"index limit {DOCS_INDEX_RESULTS}", DOCS_INDEX_RESULTS), ("no index limit", 0)):
             times = []
             for v in last:
                 t = time.perf_counter()

@@ -10,6 +10,7 @@ they are created on first use and reused for every later call.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterable
 from copy import deepcopy
@@ -30,10 +31,22 @@ DATASOURCE = "ed_pipeline_extracts"
 REDACTED = "<redacted>"
 DOCS_SITE = "ed_pipeline"
 RESULTS_SUBDIR = "_validation_results"
-# The Data Docs index lists (and GX reads back, ~2.5 ms each) only the latest validations: a year of monthly
-# extracts from every source. Unbounded, every validate step of every month read back every result ever stored
-# (80 results after a year of months at 100k: +1.2 s a month). Older results and their pages stay on disk.
+# The Data Docs index lists (and GX reads back, 3-4 ms each) only the latest validations: by default a year of
+# monthly extracts from every source. Unbounded, every validate step of every month read back every result ever
+# stored (a month's seven builds: 7.1 s after four years, 2.6 s with this limit). Older results and their pages
+# stay on disk. ED_GX_DOCS_INDEX_RESULTS overrides it (0: every result).
 DOCS_INDEX_RESULTS = 12 * len(SOURCES)
+DOCS_INDEX_VARIABLE = "ED_GX_DOCS_INDEX_RESULTS"
+
+
+def docs_index_results() -> int:
+    """How many of the latest validations the Data Docs index lists: ED_GX_DOCS_INDEX_RESULTS, else a year's."""
+    value = os.environ.get(DOCS_INDEX_VARIABLE, "").strip()
+    if not value:
+        return DOCS_INDEX_RESULTS
+    if not value.isdigit():
+        raise ValueError(f"{DOCS_INDEX_VARIABLE}={value!r}: give a whole number of validations (0 lists every one)")
+    return int(value)
 
 _lock = threading.RLock()
 _context: Any = None
@@ -52,9 +65,9 @@ def _gx():
     return gx
 
 
-def _new_context(docs_dir: Path | None = None, index_results: int = DOCS_INDEX_RESULTS):
+def _new_context(docs_dir: Path | None = None, index_results: int = 0):
     """An ephemeral context; with `docs_dir`, one whose results and Data Docs site live there, the site's index
-    listing the latest `index_results` validations."""
+    listing the latest `index_results` validations (0: every one)."""
     gx = _gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -78,7 +91,7 @@ def _new_context(docs_dir: Path | None = None, index_results: int = DOCS_INDEX_R
             DOCS_SITE: {
                 "class_name": "SiteBuilder",
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view("CompiledIndexPageView"),
-                                       "validation_results_limit": index_results},
+                                       "validation_results_limit": index_results or None},
                 # merged into GX's defaults: only the pages' views differ (see gx_views)
                 "site_section_builders": {section: {"view": _view("CompiledPageView")}
                                           for section in ("expectations", "validations", "profiling")},
@@ -172,15 +185,15 @@ def run_suite(source: Source, plan: Plan, frame: pd.DataFrame, run_name: str) ->
     return result
 
 
-def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True,
-                    index_results: int = DOCS_INDEX_RESULTS) -> Path:
+def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True, index_results: int | None = None) -> Path:
     """Render GX Data Docs (HTML) for validation results into `docs_dir`; returns its index.html.
 
     `results` is one ExpectationSuiteValidationResult, a list of them, or Validation objects.
     Unexpected values (names, dates of birth...) are redacted unless `redact=False`: the
     HTML shows which rules failed and how often, the quarantine table holds the values.
     The index lists the latest `index_results` validations of the site (GX's
-    `validation_results_limit`); the pages of older ones stay where they were written.
+    `validation_results_limit`; default `docs_index_results()`, 0 lists every one);
+    the pages of older ones stay where they were written.
     """
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
@@ -189,7 +202,8 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True,
 
     docs_dir = Path(docs_dir).resolve()
     docs_dir.mkdir(parents=True, exist_ok=True)
-    ctx = _new_context(docs_dir, index_results)  # a private one, whose results store and site live in docs_dir
+    limit = docs_index_results() if index_results is None else index_results
+    ctx = _new_context(docs_dir, limit)  # a private one, whose results store and site live in docs_dir
     store = ctx.validation_results_store
     keys = []
     for result in _flatten(results):

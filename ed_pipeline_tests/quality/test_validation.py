@@ -400,6 +400,12 @@ def test_the_data_docs_index_reads_back_only_the_latest_validations(tmp_path: Pa
     assert len(list((tmp_path / "validations").rglob("*.html"))) == 5  # and every page
     html = index.read_text()
     assert "2014-06_to_2014-06" in html and "2014-03_to_2014-03" not in html
+    read.clear()
+    monkeypatch.setenv("ED_GX_DOCS_INDEX_RESULTS", "0")  # a deployment that wants every result listed
+    assert "2014-03_to_2014-03" in build_data_docs(v.gx_results, tmp_path).read_text() and len(read) == 5
+    monkeypatch.setenv("ED_GX_DOCS_INDEX_RESULTS", "a year")
+    with pytest.raises(ValueError, match="ED_GX_DOCS_INDEX_RESULTS='a year': give a whole number"):
+        build_data_docs(v.gx_results, tmp_path)
 
 
 def test_a_file_written_month_first_has_no_date_read_day_first(tmp_path: Path):
