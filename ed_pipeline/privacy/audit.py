@@ -373,7 +373,8 @@ def run_audit(agency: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConne
     leaks = _merge(leaks)
     if not leaks:  # the state says what a *passing* audit scanned: after a failure the next one rescans it all
         ledger_name = save_ledger(state_path, rows, "rows")
-        index_files = save_index(state_path, index_files, new_index, set(tables)) if new_index else index_files
+        index_files = save_index(state_path, index_files, new_index, set(tables), warehouse) if new_index \
+            else index_files
         # a text unit is in the text index only if every one of its texts is: read all of it, or kept from before
         texts_name = save_ledger(state_path, pl.concat([_empty_text_index(), *text_rows]), "texts") \
             if read_texts is not None or files else None
@@ -502,17 +503,31 @@ def read_index(state_path: Path, files: list[str]) -> pl.DataFrame | None:
         return None
 
 
-def save_index(state_path: Path, files: list[str], new: list[pl.DataFrame], tables: set[str]) -> list[str]:
+def save_index(state_path: Path, files: list[str], new: list[pl.DataFrame], tables: set[str],
+               conn: duckdb.DuckDBPyConnection) -> list[str]:
     """The index files after this audit: the earlier ones and one of the tokens it scanned; all merged into
-    one, without the columns of tables gone, when there would be more than MAX_INDEX_FILES."""
-    frames = [f.select("loc", "tok") for f in new]
-    old = read_index(state_path, files) if len(files) + 1 > MAX_INDEX_FILES else None
-    if old is not None:
-        merged = pl.concat([old, *frames]).unique()
-        locs = merged.select(pl.col("loc").unique())
-        live = locs.filter(pl.col("loc").str.extract(r"^([^.]+\.[^.]+)\.").is_in(list(tables)))
-        return [save_ledger(state_path, merged.join(live, on="loc", how="semi"), "tokens")]
-    return [*files, save_ledger(state_path, pl.concat(frames), "tokens")]  # each scan's tokens are distinct
+    one, without the columns of tables gone, when there would be more than MAX_INDEX_FILES. The merge runs in
+    `conn` (DuckDB, within its memory limit, spilling past it): in polars, the first full audit's 12.6M tokens
+    and a year of months' took 8.9 s and raised the month's peak by 3.2 GB, to 6.9 GB at 1.5M residents."""
+    frame = pl.concat([pl.DataFrame(schema={"loc": pl.String, "tok": pl.UInt64}),
+                       *(f.select(pl.col("loc").cast(pl.String), pl.col("tok").cast(pl.UInt64)) for f in new)])
+    if len(files) + 1 <= MAX_INDEX_FILES:
+        return [*files, save_ledger(state_path, frame, "tokens")]  # each scan's tokens are distinct
+    name = f"{state_path.stem}.tokens-{uuid.uuid4().hex[:12]}.parquet"
+    target = str(_ledger_path(state_path, name)).replace("'", "''")
+    try:
+        with registered(conn, "__audit_new_tokens", frame):
+            conn.execute(rf"""
+                COPY (SELECT DISTINCT loc, tok FROM (
+                          SELECT CAST(loc AS VARCHAR) AS loc, CAST(tok AS UBIGINT) AS tok FROM read_parquet(?)
+                          UNION ALL SELECT loc, tok FROM __audit_new_tokens)
+                      WHERE regexp_extract(loc, '^([^.]+\.[^.]+)\.', 1) IN (SELECT unnest(?::VARCHAR[])))
+                TO '{target}' (FORMAT parquet, COMPRESSION lz4)""",
+                         [[str(_ledger_path(state_path, f)) for f in files], sorted(tables)])
+    except duckdb.Error:  # an earlier file unreadable: kept as it is (the next audit reads the content whole)
+        _ledger_path(state_path, name).unlink(missing_ok=True)
+        return [*files, save_ledger(state_path, frame, "tokens")]
+    return [name]
 
 
 def flagged_columns(conn: duckdb.DuckDBPyConnection, index: pl.DataFrame, new_ids: IdentifierSet) -> set[str]:

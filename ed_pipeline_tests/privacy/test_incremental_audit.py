@@ -12,11 +12,14 @@ import pytest
 
 from ed_pipeline.privacy import pseudonymise_people
 from ed_pipeline.privacy.audit import (
+    MAX_INDEX_FILES,
     AuditState,
     code_fingerprint,
     load_state,
+    read_index,
     rules_fingerprint,
     run_audit,
+    save_index,
     unlisted_rows,
 )
 from ed_pipeline.privacy.leak_scan import identifier_sets, identifiers_from_records
@@ -385,6 +388,33 @@ def test_an_unreadable_token_index_means_reading_more_not_failing(world: World):
     result = world.audit()
     assert result.old_columns is None and ("linked.summary.label", "name") in _found(result)
     assert result.leaks == world.audit(full=True).leaks
+
+
+def test_the_token_index_is_merged_in_duckdb_once_it_has_too_many_files(tmp_path: Path):
+    """A file per audit, merged into one past MAX_INDEX_FILES (a year of months at 1.5M: 8.9 s and +3.2 GB when
+    polars did it): distinct tokens, the columns of tables gone left out, and an unreadable file kept, not fatal."""
+    state_path, conn = tmp_path / "audit" / "state.json", duckdb.connect()
+
+    def tokens(*pairs: tuple[str, int]) -> pl.DataFrame:
+        return pl.DataFrame({"loc": [loc for loc, _ in pairs], "tok": [tok for _, tok in pairs]},
+                            schema={"loc": pl.String, "tok": pl.UInt64})
+
+    files: list[str] = []
+    for month in range(MAX_INDEX_FILES):
+        files = save_index(state_path, files, [tokens(("linked.person.ward", month), ("old.gone.name", 7))],
+                           {"linked.person"}, conn)
+    assert len(files) == MAX_INDEX_FILES  # one file per audit so far
+    merged = save_index(state_path, files, [tokens(("linked.person.ward", 3), ("linked.person.ward", 99)),
+                                            tokens(("linked.person_link.source", 1 << 63))],
+                        {"linked.person", "linked.person_link"}, conn)
+    assert len(merged) == 1
+    index = read_index(state_path, merged).sort("loc", "tok")
+    assert index.rows() == [("linked.person.ward", t) for t in [*range(MAX_INDEX_FILES), 99]] + [
+        ("linked.person_link.source", 1 << 63)]  # each token once; "old.gone" is a table no more
+    (state_path.parent / files[0]).write_bytes(b"not parquet")
+    kept = save_index(state_path, files, [tokens(("linked.person.ward", 5))], {"linked.person"}, conn)
+    assert kept[:-1] == files and len(kept) == MAX_INDEX_FILES + 1  # nothing lost: the next audit reads whole
+    assert not [p for p in state_path.parent.glob("*.parquet") if p.name not in {*kept, *merged}]
 
 
 def test_fingerprints_made_with_the_row_hashes_are_duckdbs(world: World):
