@@ -687,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         [markdown_table(full), *(markdown_table(r) for r in (*months, again) if r),
          *([markdown_months(months, full)] if len(months) > 1 else [])]) + "\n")
     print(f"figures: {root / 'figures.json'}", file=sys.stderr)
-    return 0 if all(r["success"] for r in (full, incremental, again) if r) and not (again or {}).get(
+    return 0 if all(r["success"] for r in (full, *months, again) if r) and not (again or {}).get(
         "tables_changed") else 1
 
 
