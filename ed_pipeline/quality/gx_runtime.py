@@ -31,7 +31,7 @@ DATASOURCE = "ed_pipeline_extracts"
 REDACTED = "<redacted>"
 DOCS_SITE = "ed_pipeline"
 RESULTS_SUBDIR = "_validation_results"
-# The Data Docs index lists (and GX reads back, 3-4 ms each) only the latest validations: by default a year of
+# The Data Docs index lists (and GX reads back, ~3 ms each) only the latest validations: by default a year of
 # monthly extracts from every source. Unbounded, every validate step of every month read back every result ever
 # stored (a month's seven builds: 7.1 s after four years, 2.6 s with this limit). Older results and their pages
 # stay on disk. ED_GX_DOCS_INDEX_RESULTS overrides it (0: every result).
