@@ -508,7 +508,7 @@ def save_index(state_path: Path, files: list[str], new: list[pl.DataFrame], tabl
     """The index files after this audit: the earlier ones and one of the tokens it scanned; all merged into
     one, without the columns of tables gone, when there would be more than MAX_INDEX_FILES. The merge runs in
     `conn` (DuckDB, within its memory limit, spilling past it): in polars, the first full audit's 12.6M tokens
-    and a year of months' took 8.9 s and raised the month's peak by 3.2 GB, to 6.9 GB at 1.5M residents."""
+    and a year of months' took 8.9 s and raised the month's peak by 3.3 GB, to 7.3 GB at 1.5M residents."""
     frame = pl.concat([pl.DataFrame(schema={"loc": pl.String, "tok": pl.UInt64}),
                        *(f.select(pl.col("loc").cast(pl.String), pl.col("tok").cast(pl.UInt64)) for f in new)])
     if len(files) + 1 <= MAX_INDEX_FILES:
