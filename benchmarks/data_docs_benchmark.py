@@ -8,7 +8,7 @@ by reading back the stored results it lists. The site keeps every result, so wit
 read back every result of every month before. The benchmark validates `--months` months of `--rows` generated
 rows for every source, building the site after each as the pipeline does, then times the build of one more
 validation of each source: with GX's `validation_results_limit` at ed_pipeline's default
-(`DOCS_INDEX_RESULTS`) and with none.
+(`GX_DOCS_INDEX_RESULTS`) and with none.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ed_pipeline.quality import build_data_docs, validate  # noqa: E402
-from ed_pipeline.quality.gx_runtime import DOCS_INDEX_RESULTS  # noqa: E402
-from ed_pipeline.settings import month_range  # noqa: E402
+from ed_pipeline.settings import GX_DOCS_INDEX_RESULTS, month_range  # noqa: E402
 from ed_pipeline.sources import SOURCES  # noqa: E402
 from ed_pipeline_tests.quality.valid_rows import valid_rows  # noqa: E402
 
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"site filled: {args.months} months x {len(SOURCES)} sources = {args.months * len(SOURCES)} results "
               f"in {time.perf_counter() - t:.1f} s", flush=True)
         last = validations(months[-1], args.rows)
-        for label, limit in ((f"index limit {DOCS_INDEX_RESULTS}", DOCS_INDEX_RESULTS), ("no index limit", 0)):
+        for label, limit in ((f"index limit {GX_DOCS_INDEX_RESULTS}", GX_DOCS_INDEX_RESULTS), ("no index limit", 0)):
             times = []
             for v in last:
                 t = time.perf_counter()

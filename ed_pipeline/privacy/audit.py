@@ -464,9 +464,13 @@ def save_ledger(state_path: Path, frame: pl.DataFrame, kind: str) -> str:
     """Write the ledger (or token index) under a new name (the state names it: a killed audit leaves the old
     state and its files intact)."""
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    name = f"{state_path.stem}.{kind}-{uuid.uuid4().hex[:12]}.parquet"
+    name = _new_ledger_name(state_path, kind)
     frame.write_parquet(_ledger_path(state_path, name), compression="lz4")
     return name
+
+
+def _new_ledger_name(state_path: Path, kind: str) -> str:
+    return f"{state_path.stem}.{kind}-{uuid.uuid4().hex[:12]}.parquet"
 
 
 def remove_other_ledgers(state_path: Path, keep: set[str | None]) -> None:
@@ -511,23 +515,22 @@ def save_index(state_path: Path, files: list[str], new: list[pl.DataFrame], tabl
     and a year of months' took 8.9 s and raised the month's peak by 3.3 GB, to 7.3 GB at 1.5M residents."""
     frame = pl.concat([pl.DataFrame(schema={"loc": pl.String, "tok": pl.UInt64}),
                        *(f.select(pl.col("loc").cast(pl.String), pl.col("tok").cast(pl.UInt64)) for f in new)])
-    if len(files) + 1 <= MAX_INDEX_FILES:
-        return [*files, save_ledger(state_path, frame, "tokens")]  # each scan's tokens are distinct
-    name = f"{state_path.stem}.tokens-{uuid.uuid4().hex[:12]}.parquet"
-    target = str(_ledger_path(state_path, name)).replace("'", "''")
-    try:
-        with registered(conn, "__audit_new_tokens", frame):
-            conn.execute(rf"""
-                COPY (SELECT DISTINCT loc, tok FROM (
-                          SELECT CAST(loc AS VARCHAR) AS loc, CAST(tok AS UBIGINT) AS tok FROM read_parquet(?)
-                          UNION ALL SELECT loc, tok FROM __audit_new_tokens)
-                      WHERE regexp_extract(loc, '^([^.]+\.[^.]+)\.', 1) IN (SELECT unnest(?::VARCHAR[])))
-                TO '{target}' (FORMAT parquet, COMPRESSION lz4)""",
-                         [[str(_ledger_path(state_path, f)) for f in files], sorted(tables)])
-    except duckdb.Error:  # an earlier file unreadable: kept as it is (the next audit reads the content whole)
-        _ledger_path(state_path, name).unlink(missing_ok=True)
-        return [*files, save_ledger(state_path, frame, "tokens")]
-    return [name]
+    if len(files) + 1 > MAX_INDEX_FILES:
+        name = _new_ledger_name(state_path, "tokens")
+        target = _ledger_path(state_path, name)
+        try:
+            with registered(conn, "__audit_new_tokens", frame):
+                conn.execute(rf"""
+                    COPY (SELECT DISTINCT loc, tok FROM (
+                              SELECT CAST(loc AS VARCHAR) AS loc, CAST(tok AS UBIGINT) AS tok FROM read_parquet(?)
+                              UNION ALL SELECT loc, tok FROM __audit_new_tokens)
+                          WHERE regexp_extract(loc, '^([^.]+\.[^.]+)\.', 1) IN (SELECT unnest(?::VARCHAR[])))
+                    TO '{str(target).replace("'", "''")}' (FORMAT parquet, COMPRESSION lz4)""",
+                             [[str(_ledger_path(state_path, f)) for f in files], sorted(tables)])
+            return [name]
+        except duckdb.Error:  # an earlier file unreadable: kept as it is (the next audit reads the content whole)
+            target.unlink(missing_ok=True)
+    return [*files, save_ledger(state_path, frame, "tokens")]  # each scan's tokens are distinct
 
 
 def flagged_columns(conn: duckdb.DuckDBPyConnection, index: pl.DataFrame, new_ids: IdentifierSet) -> set[str]:

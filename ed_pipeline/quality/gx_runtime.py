@@ -10,7 +10,6 @@ they are created on first use and reused for every later call.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Iterable
 from copy import deepcopy
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ed_pipeline.quality.rules import Plan, plan_for
-from ed_pipeline.sources import SOURCES, Source
+from ed_pipeline.settings import gx_docs_index_results
+from ed_pipeline.sources import Source
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,22 +31,6 @@ DATASOURCE = "ed_pipeline_extracts"
 REDACTED = "<redacted>"
 DOCS_SITE = "ed_pipeline"
 RESULTS_SUBDIR = "_validation_results"
-# The Data Docs index lists (and GX reads back, ~3 ms each) only the latest validations: by default a year of
-# monthly extracts from every source. Unbounded, every validate step of every month read back every result ever
-# stored (a month's seven builds: 7.1 s after four years, 2.6 s with this limit). Older results and their pages
-# stay on disk. ED_GX_DOCS_INDEX_RESULTS overrides it (0: every result).
-DOCS_INDEX_RESULTS = 12 * len(SOURCES)
-DOCS_INDEX_VARIABLE = "ED_GX_DOCS_INDEX_RESULTS"
-
-
-def docs_index_results() -> int:
-    """How many of the latest validations the Data Docs index lists: ED_GX_DOCS_INDEX_RESULTS, else a year's."""
-    value = os.environ.get(DOCS_INDEX_VARIABLE, "").strip()
-    if not value:
-        return DOCS_INDEX_RESULTS
-    if not value.isdigit():
-        raise ValueError(f"{DOCS_INDEX_VARIABLE}={value!r}: give a whole number of validations (0 lists every one)")
-    return int(value)
 
 _lock = threading.RLock()
 _context: Any = None
@@ -192,7 +176,7 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True, index_
     Unexpected values (names, dates of birth...) are redacted unless `redact=False`: the
     HTML shows which rules failed and how often, the quarantine table holds the values.
     The index lists the latest `index_results` validations of the site (GX's
-    `validation_results_limit`; default `docs_index_results()`, 0 lists every one);
+    `validation_results_limit`; default `settings.gx_docs_index_results()`, 0 lists every one);
     the pages of older ones stay where they were written.
     """
     from great_expectations.data_context.types.resource_identifiers import (
@@ -202,7 +186,7 @@ def build_data_docs(results: Any, docs_dir: Path, *, redact: bool = True, index_
 
     docs_dir = Path(docs_dir).resolve()
     docs_dir.mkdir(parents=True, exist_ok=True)
-    limit = docs_index_results() if index_results is None else index_results
+    limit = gx_docs_index_results() if index_results is None else index_results
     ctx = _new_context(docs_dir, limit)  # a private one, whose results store and site live in docs_dir
     store = ctx.validation_results_store
     keys = []
