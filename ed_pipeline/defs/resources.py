@@ -16,9 +16,7 @@ that the pipeline's guarantees need:
 - a partitioned table gains the columns a new version of the code writes, and
   loses those it retired (`privacy.pseudonymise.RETIRED_COLUMNS`: tokens found
   to give identifiers back must leave every month, not only those written
-  again);
-- a month appended for the first time does not make DuckDB rewrite the months
-  before it (`keep_row_groups`).
+  again).
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ import duckdb
 import polars as pl
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TablePartitionDimension, TableSlice
 from dagster_duckdb import DuckDBResource
-from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager, _get_cleanup_statement
+from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_polars import DuckDBPolarsTypeHandler
 
 from ed_pipeline.privacy import load_key
@@ -83,32 +81,19 @@ class _TransactionalClient(DuckDbClient):
         transaction that alters a table after deleting from it."""
 
 
-def write_slice(connection, table_slice: TableSlice, obj: pl.DataFrame) -> int:
-    """Replace the table's slice (the whole table when unpartitioned) with `obj`, in the caller's transaction.
-    Returns the rows it deleted from a table that stays: 0 when it only appended (a month not written before)."""
+def write_slice(connection, table_slice: TableSlice, obj: pl.DataFrame) -> None:
+    """Replace the table's slice (the whole table when unpartitioned) with `obj`, in the caller's transaction."""
     table = f"{table_slice.schema}.{table_slice.table}"
     frame = obj.to_arrow()  # noqa: F841 (read by DuckDB by name)
     connection.execute(f"create schema if not exists {table_slice.schema}")
     if not table_slice.partition_dimensions:  # the whole table: replaced, so a changed column type follows
         connection.execute(f"create or replace table {table} as select * from frame")
-        return 0
-    connection.execute(f"create table if not exists {table} as select * from frame limit 0")
-    _follow_columns(connection, table_slice, dict(connection.execute(
-        "select column_name, column_type from (describe select * from frame)").fetchall()))
-    (replaced,) = connection.execute(_get_cleanup_statement(table_slice)).fetchone()
-    connection.execute(f"insert into {table} by name select * from frame")
-    return replaced
-
-
-def keep_row_groups(connection) -> None:
-    """For a write that only appended: the checkpoint that follows it (when this process's connection to the
-    database closes) merges no row groups. DuckDB merges a table's partly filled row groups whenever fewer would
-    hold their rows, so each month appended to a monthly table rewrote its last full row groups too (police
-    incidents at Essex scale: 2.7 s and 69 MB a month). Without it each month keeps row groups of its own, which
-    reads by month skip whole; a write that deleted rows (a month sent again) leaves merging on, reclaiming them.
-    DuckDB offers the setting only for the whole database instance, which here lives as long as the write's
-    connection."""
-    connection.execute("SET max_vacuum_tasks = 0")
+    else:
+        connection.execute(f"create table if not exists {table} as select * from frame limit 0")
+        _follow_columns(connection, table_slice, dict(connection.execute(
+            "select column_name, column_type from (describe select * from frame)").fetchall()))
+        DuckDbClient.delete_table_slice(None, table_slice, connection)
+        connection.execute(f"insert into {table} by name select * from frame")
 
 
 def table_metadata(obj: pl.DataFrame) -> dict:
@@ -132,10 +117,8 @@ def write_partition_together(context: dg.AssetExecutionContext, zone: DuckDBReso
               for key in frames]
     tables = [f"{s.schema}.{s.table}" for s in slices] + ([LANDED_TABLE] if landed is not None else [])
     with zone.get_connection() as conn, closing(conn), _transaction(conn, zone.database, tables):
-        replaced = sum(write_slice(conn, table_slice, frame)
-                       for table_slice, frame in zip(slices, frames.values(), strict=True))
-        if not replaced:
-            keep_row_groups(conn)
+        for table_slice, frame in zip(slices, frames.values(), strict=True):
+            write_slice(conn, table_slice, frame)
         if landed is not None:
             write_landed(conn, landed)
 
@@ -153,8 +136,7 @@ def write_landed(connection, landed: pl.DataFrame) -> None:
 
 class _PolarsHandler(DuckDBPolarsTypeHandler):
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
-        if not write_slice(connection, table_slice, obj):
-            keep_row_groups(connection)
+        write_slice(connection, table_slice, obj)
         context.add_output_metadata(table_metadata(obj))
 
 
