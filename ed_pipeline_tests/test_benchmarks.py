@@ -259,3 +259,33 @@ def test_a_refresh_again_is_judged_by_content_not_by_when_its_rows_were_written(
         conn.execute("update s.t set x = 2")
     after = bench.zone_digests(tmp_path)
     assert [t for t in after if after[t] != before[t]] == ["agency_zone:s.t"]
+
+
+def test_the_storage_report_counts_row_groups_and_the_deleted_rows_still_stored(tmp_path, capsys):
+    """Three months appended without merging are three partly filled row groups; rows deleted stay stored until a
+    merge. The report opens the files read-only and names a directory without them."""
+    import duckdb
+
+    report = _load(BENCHMARK.parent / "storage_report.py", "storage_report")
+    for name in ("agency_zone", "warehouse"):
+        for month in range(3):
+            with duckdb.connect(str(tmp_path / f"{name}.duckdb")) as conn:
+                conn.execute("SET max_vacuum_tasks = 0")  # each month keeps a row group of its own
+                conn.execute("create schema if not exists raw; create table if not exists raw.housing (m int, x int)")
+                conn.execute(f"insert into raw.housing select {month}, range from range(1000)")
+        with duckdb.connect(str(tmp_path / f"{name}.duckdb")) as conn:
+            conn.execute("SET max_vacuum_tasks = 0")
+            conn.execute("delete from raw.housing where m = 1 and x < 250")
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        (housing,) = report.table_storage(conn)
+    assert (housing.table, housing.row_groups, housing.part_filled, housing.stored, housing.live) == (
+        "raw.housing", 3, 3, 3000, 2750)
+    assert (housing.deleted, housing.deleted_share) == (250, 250 / 3000)
+
+    assert report.main([str(tmp_path), "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "warehouse.duckdb" in out and "1 tables, 3 row groups, 250 deleted rows stored" in out
+    with pytest.raises(SystemExit):
+        report.main([str(tmp_path / "nowhere")])
+    assert "no database at" in capsys.readouterr().err
