@@ -266,6 +266,7 @@ _PROCESS_REAPER = ("import os, signal, sys\n"
                    "    if os.path.exists('/proc/self/stat') and open(stat).read().rsplit(')', 1)[1].split()[1] "
                    "!= sys.argv[2]:\n        sys.exit()\n"
                    "except OSError:\n    sys.exit()\n"
+                   "os.write(1, b'watching')\nos.close(1)\n"
                    "if sys.stdin.buffer.read() != b'done':\n"
                    "    try:\n"
                    "        if handle is None:\n            os.kill(pid, signal.SIGKILL)\n"
@@ -276,14 +277,17 @@ _PROCESS_REAPER = ("import os, signal, sys\n"
 @contextmanager
 def ends_with_this_process(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
     """While the block runs, `process` (started by this process, and not yet waited for) is SIGKILLed the moment
-    this process ends, however it ends (from when its watcher has started, a few milliseconds in). For dbt, which
-    dagster-dbt starts in the run worker: a worker SIGKILLed (or taken by the OOM killer) would otherwise leave dbt
-    building the warehouse, and holding DuckDB's lock, after its run has been marked failed. `run_in_child`'s
-    process group does this for a refresh's stages; a worker that the code server starts shares the server's
-    process group, which is not this process's to end."""
+    this process ends, however it ends. The block begins once its watcher, a process of its own, is watching: a
+    Python start-up, tens of milliseconds, and seconds on a loaded machine, where a kill early in the block had left
+    `process` running. For dbt, which dagster-dbt starts in the run worker: a worker SIGKILLed (or taken by the OOM
+    killer) would otherwise leave dbt building the warehouse, and holding DuckDB's lock, after its run has been
+    marked failed. `run_in_child`'s process group does this for a refresh's stages; a worker that the code server
+    starts shares the server's process group, which is not this process's to end."""
     reaper = subprocess.Popen([sys.executable, "-c", _PROCESS_REAPER, str(process.pid), str(os.getpid())],
-                              stdin=subprocess.PIPE,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               start_new_session=True)  # out of the terminal's group: Ctrl-C is the block's to handle
+    with reaper.stdout:
+        reaper.stdout.read()  # b"watching", or nothing from a reaper with nothing to watch: it has exited
     try:
         yield process
     finally:

@@ -216,6 +216,27 @@ def test_a_process_kept_under_ends_with_this_process_dies_with_the_process_that_
         os.kill(started, signal.SIGKILL)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_a_process_started_dies_with_its_starter_killed_the_instant_the_block_begins(tmp_path: Path):
+    """The block begins only once its watcher is watching: a starter SIGKILLed at the block's first line still
+    takes what it started with it (before, the watcher's Python start-up raced the kill, and on a loaded machine
+    lost it: what was started lived on, another process's child)."""
+    pid_file = tmp_path / "started.pid"
+    code = ("import os, signal, subprocess, sys\nfrom pathlib import Path\n"
+            "from ed_pipeline.resilience import ends_with_this_process\n"
+            "started = subprocess.Popen(['sleep', '120'])\nPath(sys.argv[1]).write_text(str(started.pid))\n"
+            "with ends_with_this_process(started):\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    starter = subprocess.run([sys.executable, "-c", code, str(pid_file)], timeout=60,
+                             cwd=Path(__file__).resolve().parents[2])
+    assert starter.returncode == -signal.SIGKILL
+    started = int(pid_file.read_text())
+    try:
+        _assert_ends(started)
+    finally:
+        if not ended(started):
+            os.kill(started, signal.SIGKILL)
+
+
 def test_ends_with_this_process_leaves_alone_a_process_that_ends_within_the_block():
     """A process that ends within the block (or before it, and is waited for: its pid may be another's by then, and
     its watcher has nothing to watch and goes) is no error."""
