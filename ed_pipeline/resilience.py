@@ -255,10 +255,11 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
 
 
 # Started beside a process this one started: holds a pidfd on it (so a later process given its pid cannot be hit;
-# none if it is no longer this one's child: it ended and was waited for), waits for its stdin to close, and SIGKILLs
-# it unless told "done" first (this process ended without saying it). Inline, importing nothing of ours: it must
-# hold its pidfd within milliseconds of the process's start (run as a function of this module, its imports took long
-# enough for a worker killed meanwhile to leave dbt another's child, and so unwatched: the dbt fault test failed).
+# none if it is no longer this one's child: it ended and was waited for), says so on its stdout (the block waits for
+# it), waits for its stdin to close, and SIGKILLs it unless told "done" first (this process ended without saying
+# it). Inline, importing nothing of ours: it must hold its pidfd within milliseconds of the process's start (run as
+# a function of this module, its imports took long enough for a worker killed meanwhile to leave dbt another's
+# child, and so unwatched: the dbt fault test failed).
 _PROCESS_REAPER = ("import os, signal, sys\n"
                    "pid = int(sys.argv[1])\n"
                    "try:\n    handle = os.pidfd_open(pid) if hasattr(os, 'pidfd_open') else None\n"
@@ -266,7 +267,8 @@ _PROCESS_REAPER = ("import os, signal, sys\n"
                    "    if os.path.exists('/proc/self/stat') and open(stat).read().rsplit(')', 1)[1].split()[1] "
                    "!= sys.argv[2]:\n        sys.exit()\n"
                    "except OSError:\n    sys.exit()\n"
-                   "os.write(1, b'watching')\nos.close(1)\n"
+                   "try:\n    os.write(1, b'watching')\n"  # a starter gone already reads nothing: end it all the same
+                   "except OSError:\n    pass\nos.close(1)\n"
                    "if sys.stdin.buffer.read() != b'done':\n"
                    "    try:\n"
                    "        if handle is None:\n            os.kill(pid, signal.SIGKILL)\n"
