@@ -85,8 +85,11 @@ def test_a_child_returns_its_result_relays_progress_and_raises_its_errors():
 
 
 def _assert_ends(child: int, within: float = 10) -> None:
+    """`child` ends within `within` seconds; one that does not is SIGKILLed, so as not to outlive the test."""
     deadline = time.monotonic() + within
     while not ended(child):
+        if time.monotonic() >= deadline:
+            os.kill(child, signal.SIGKILL)
         assert time.monotonic() < deadline, f"the child {child} outlived its SIGKILLed parent"
         time.sleep(0.05)
 
@@ -138,11 +141,7 @@ def test_what_a_child_started_dies_with_the_refresh(tmp_path: Path):
     started = _child_pid(pid_file, parent)
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=60)
-    try:
-        _assert_ends(started)
-    finally:
-        if not ended(started):
-            os.kill(started, signal.SIGKILL)
+    _assert_ends(started)
     pid_file.unlink()
     code = ("import os, signal, time\nfrom pathlib import Path\nfrom ed_pipeline.resilience import run_in_child\n"
             f"def kill_stage():\n    while not Path({str(pid_file)!r}).exists(): time.sleep(0.05)\n"
@@ -159,11 +158,7 @@ def test_what_a_child_started_dies_with_the_refresh(tmp_path: Path):
                                   cwd=Path(__file__).resolve().parents[2])
     assert stage_killed.stdout.strip() == "ChildProcessDied", stage_killed.stderr
     started = int(pid_file.read_text())
-    try:
-        _assert_ends(started)
-    finally:
-        if not ended(started):
-            os.kill(started, signal.SIGKILL)
+    _assert_ends(started)
 
 
 # A process that starts another (as dagster-dbt starts dbt in a run worker) and keeps it under
@@ -230,11 +225,7 @@ def test_a_process_started_dies_with_its_starter_killed_the_instant_the_block_be
                              cwd=Path(__file__).resolve().parents[2])
     assert starter.returncode == -signal.SIGKILL
     started = int(pid_file.read_text())
-    try:
-        _assert_ends(started)
-    finally:
-        if not ended(started):
-            os.kill(started, signal.SIGKILL)
+    _assert_ends(started)
 
 
 def test_ends_with_this_process_leaves_alone_a_process_that_ends_within_the_block():
