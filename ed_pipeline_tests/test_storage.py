@@ -148,3 +148,21 @@ def test_the_compact_storage_job_compacts_the_zone_files_when_due_in_words_the_a
     assert "warehouse.duckdb: not due" in logged
     words = _non_random_words(_prepare_text(f"{where} {text}") for where, text in dagster_texts(instance))
     assert "compacted" in words and not words - STOPWORDS, sorted(words - STOPWORDS)
+
+
+def test_a_refresh_compacts_the_files_that_are_due_after_its_stages(tmp_path, monkeypatch):
+    from ed_pipeline import refresh
+
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir()
+    _append_months(settings.agency_zone_path, 13)
+    _append_months(settings.warehouse_path, 2)
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.data_dir / "dagster"))
+    stages = []
+    monkeypatch.setattr(refresh, "run_in_child", lambda stage, *args, **kwargs: stages.append(stage) or [])
+
+    result = refresh._refresh(settings, ["2017-08"], progress=None, only=None)
+    assert stages == ["ingest", "analyse"]
+    assert [c.database for c in result.compactions if c.compacted] == ["agency_zone.duckdb"]
+    assert _storage(settings.agency_zone_path)["raw.housing"].row_groups == 1
+    assert _storage(settings.warehouse_path)["raw.housing"].row_groups == 2
