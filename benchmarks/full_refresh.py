@@ -322,7 +322,7 @@ def stage_rows(measured: dict) -> list[dict]:
                      "peak_rss_bytes": None, "start_rss_bytes": None})
         rows.append({"group": run["label"], "stage": "run total", "subtotal": True, "wall_s": round(run_wall, 2),
                      **window(samples, run["start"], run["end"])})
-    rows.append({"group": "process", "stage": "after the last run (compaction when due, checks read back)",
+    rows.append({"group": "process", "stage": "after the runs (compaction if due, read-back)",
                  "wall_s": round(finished - previous_end, 2), **window(samples, previous_end, finished)})
     return rows
 

@@ -104,7 +104,7 @@ def test_stage_rows_split_the_child_into_steps_runs_and_overheads(bench):
     assert rows[("housing", "outside steps (Dagster run, events)")]["wall_s"] == 1.5
     assert rows[("housing", "run total")]["wall_s"] == 10.0
     assert rows[("analyse", "linked (Splink)")]["wall_s"] == 9.0
-    assert rows[("process", "after the last run (compaction when due, checks read back)")]["wall_s"] == 2.0
+    assert rows[("process", "after the runs (compaction if due, read-back)")]["wall_s"] == 2.0
     # every second of the child is in exactly one non-subtotal row
     assert sum(r["wall_s"] for r in summary["stages"] if not r.get("subtotal")) == pytest.approx(30.0)
     assert summary["ingest_runs_s"] == 10.0 and summary["analyse_runs_s"] == 10.0
