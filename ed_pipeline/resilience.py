@@ -254,18 +254,19 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
         reaper.wait()
 
 
-# Started beside a process this one started: holds a pidfd on it (so a later process given its pid cannot be hit;
-# none if it is no longer this one's child: it ended and was waited for), says so on its stdout (the block waits for
-# it), waits for its stdin to close, and SIGKILLs it unless told "done" first (this process ended without saying
-# it). Inline, importing nothing of ours: it must hold its pidfd within milliseconds of the process's start (run as
-# a function of this module, its imports took long enough for a worker killed meanwhile to leave dbt another's
-# child, and so unwatched: the dbt fault test failed).
+# Started beside a process this one started: holds a pidfd on it, says so on its stdout (the block waits for it),
+# waits for its stdin to close, and SIGKILLs it unless told "done" first (this process ended without saying it).
+# The process is known by its pid and its start time (argv[2], `_start_time`): a pid whose start time differs is
+# another process's (the one started ended, was waited for, and its pid was given again), and is left alone. Not
+# by its parent: a starter killed before its reaper looked has left it another's child, and it must still end (the
+# dbt fault test failed so on a loaded machine). Inline, importing nothing of ours: it must hold its pidfd within
+# milliseconds of the process's start.
 _PROCESS_REAPER = ("import os, signal, sys\n"
+                   "def _start_time(pid):\n"
+                   "    return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[19]\n"
                    "pid = int(sys.argv[1])\n"
                    "try:\n    handle = os.pidfd_open(pid) if hasattr(os, 'pidfd_open') else None\n"
-                   "    stat = f'/proc/{pid}/stat'\n"
-                   "    if os.path.exists('/proc/self/stat') and open(stat).read().rsplit(')', 1)[1].split()[1] "
-                   "!= sys.argv[2]:\n        sys.exit()\n"
+                   "    if sys.argv[2] and _start_time(pid) != sys.argv[2]:\n        sys.exit()\n"
                    "except OSError:\n    sys.exit()\n"
                    "try:\n    os.write(1, b'watching')\n"  # a starter gone already reads nothing: end it all the same
                    "except OSError:\n    pass\nos.close(1)\n"
@@ -274,6 +275,16 @@ _PROCESS_REAPER = ("import os, signal, sys\n"
                    "        if handle is None:\n            os.kill(pid, signal.SIGKILL)\n"
                    "        else:\n            signal.pidfd_send_signal(handle, signal.SIGKILL)\n"
                    "    except OSError:\n        pass\n")
+
+
+def _start_time(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat's 22nd field): with the pid, it names
+    one process, as a later one given the same pid started later. "gone" for a pid with no process (its watcher
+    then watches nothing), "" where there is no /proc (its watcher then trusts the pid)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return "gone" if Path("/proc/self/stat").exists() else ""
 
 
 @contextmanager
@@ -285,7 +296,7 @@ def ends_with_this_process(process: subprocess.Popen) -> Iterator[subprocess.Pop
     killer) would otherwise leave dbt building the warehouse, and holding DuckDB's lock, after its run has been
     marked failed. `run_in_child`'s process group does this for a refresh's stages; a worker that the code server
     starts shares the server's process group, which is not this process's to end."""
-    reaper = subprocess.Popen([sys.executable, "-c", _PROCESS_REAPER, str(process.pid), str(os.getpid())],
+    reaper = subprocess.Popen([sys.executable, "-c", _PROCESS_REAPER, str(process.pid), _start_time(process.pid)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               start_new_session=True)  # out of the terminal's group: Ctrl-C is the block's to handle
     with reaper.stdout:

@@ -143,7 +143,7 @@ def _compact_if_due(conn: duckdb.DuckDBPyConnection, name: str, policy: Compacti
         conn.execute("COMMIT")
         conn.execute("CHECKPOINT")
     finally:
-        stop_merging(conn)  # as before for any other connection of this process to the file
+        stop_merging(conn)  # the pipeline's setting again, for any other connection of this process to the file
     after = table_storage(conn)
     return Compaction(name, reasons, time.perf_counter() - started,
                       (sum(t.row_groups for t in before), sum(t.row_groups for t in after)),

@@ -228,6 +228,25 @@ def test_a_process_started_dies_with_its_starter_killed_the_instant_the_block_be
     _assert_ends(started)
 
 
+def test_a_process_started_dies_with_its_starter_killed_before_its_watcher_looked(tmp_path: Path):
+    """A starter SIGKILLed the moment its watcher is started, before the watcher's Python has run a line: what it
+    started is another process's child by the time the watcher looks, and must end all the same (the watcher knew
+    it by its parent, and left it running: the dbt fault test failed so on a loaded machine)."""
+    pid_file = tmp_path / "started.pid"
+    code = ("import os, signal, subprocess, sys\nfrom pathlib import Path\n"
+            "from ed_pipeline import resilience\n"
+            "started = subprocess.Popen(['sleep', '120'])\nPath(sys.argv[1]).write_text(str(started.pid))\n"
+            "popen = subprocess.Popen\n"
+            "def start_then_die(*args, **kwargs):\n"
+            "    popen(*args, **kwargs)\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "resilience.subprocess.Popen = start_then_die\n"
+            "with resilience.ends_with_this_process(started):\n    pass\n")
+    starter = subprocess.run([sys.executable, "-c", code, str(pid_file)], timeout=60,
+                             cwd=Path(__file__).resolve().parents[2])
+    assert starter.returncode == -signal.SIGKILL
+    _assert_ends(int(pid_file.read_text()))
+
+
 def test_ends_with_this_process_leaves_alone_a_process_that_ends_within_the_block():
     """A process that ends within the block (or before it, and is waited for: its pid may be another's by then, and
     its watcher has nothing to watch and goes) is no error."""

@@ -21,7 +21,7 @@ from ed_pipeline.defs.privacy_audit import RANDOM_ID
 from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, MonitoredRunLauncher, fail_dead_runs
 from ed_pipeline.privacy.leak_scan import STOPWORDS
 from ed_pipeline.refresh import ensure_dagster_home
-from ed_pipeline.resilience import process_identity, process_running
+from ed_pipeline.resilience import _start_time, process_identity, process_running
 from ed_pipeline.settings import Settings
 from ed_pipeline_tests.faults.support import (
     command_line,
@@ -48,12 +48,15 @@ def instance(tmp_path, monkeypatch):
 
 
 def started_run(instance: dg.DagsterInstance, until: Path, process: subprocess.Popen) -> dg.DagsterRun:
-    """The run of `start_waiting_run(until, ...)`, once started and its worker recorded."""
+    """The run of `start_waiting_run(until, ...)`, once started, its worker recorded and its step begun. (Not before
+    the step: Dagster's log capture starts a `tail -F` of the step's log, then a process to end it with the worker;
+    a worker killed between the two leaves the tail running for ever, and `kill` waits for it in vain.)"""
     def recorded() -> list[dg.DagsterRun]:
         return [r for r in instance.get_runs(dg.RunsFilter(tags={"waiting_for": str(until)}))
-                if r.status == dg.DagsterRunStatus.STARTED and RUN_WORKER_TAG in r.tags]
+                if r.status == dg.DagsterRunStatus.STARTED and RUN_WORKER_TAG in r.tags
+                and instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_START)]
 
-    wait_for(lambda: bool(recorded()), process, "the run started, its worker recorded")
+    wait_for(lambda: bool(recorded()), process, "the run started, its worker recorded, its step begun")
     [run] = recorded()
     return run
 
@@ -254,7 +257,8 @@ def test_dbt_ends_with_its_run_worker_so_that_it_does_not_go_on_writing_the_ware
         wait_for(dbt_started, worker, "dbt build")
         [pid] = dbt
         # dagster-dbt has started dbt; the worker then starts its watcher (a moment, which a loaded machine stretches)
-        wait_for(lambda: any(command_line(p)[-2:] == [str(pid), str(worker.pid)] for p in descendants(worker.pid)),
+        # (its arguments: dbt's pid and start time)
+        wait_for(lambda: any(command_line(p)[-2:] == [str(pid), _start_time(pid)] for p in descendants(worker.pid)),
                  worker, "dbt's watcher", timeout=60)
         os.kill(pid, signal.SIGSTOP)
         assert os.getpgid(pid) == os.getpgid(worker.pid), "dbt in a group of its own: the test would not tell"
