@@ -159,7 +159,7 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     """Compact the DuckDB files when due (every one with --force): what `ed-pipeline refresh` does at its end."""
-    from ed_pipeline.resilience import DiskFullError, RefreshBusyError, disk_full_message, refresh_lock
+    from ed_pipeline.resilience import RefreshBusyError, disk_full_message, refresh_lock
     from ed_pipeline.storage import compact_if_due
 
     paths = [settings.agency_zone_path, settings.warehouse_path]
@@ -172,14 +172,11 @@ def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
     except RefreshBusyError as exc:
         _error(exc)
         return 2
-    except duckdb.IOException as exc:  # a file held by `dagster dev`'s run
-        message = disk_full_message(exc, f"a file under {settings.data_dir}", disk=settings.data_dir)
-        _error(message or _in_use(exc))
-        return 2
-    except Exception as exc:
-        message = disk_full_message(exc, f"a file under {settings.data_dir}", disk=settings.data_dir)
-        if message:
-            _error(DiskFullError(message))
+    except Exception as exc:  # a full disk (a compaction writes the groups it merges anew), or a file held by a run
+        message = disk_full_message(exc, f"a file under {settings.data_dir}", disk=settings.data_dir,
+                                    rerun="ed-pipeline compact")
+        if message or isinstance(exc, duckdb.IOException):
+            _error(message or _in_use(exc))
             return 2
         raise
     for compaction in compactions:
