@@ -268,8 +268,7 @@ def window(samples: list[tuple[float, int, float]], start: float, end: float) ->
 
 
 STAGE_NAMES = {"link_people_and_households": "linked (Splink)", "dbt_features": "features (dbt build)",
-               "train_school_readiness_model": "model (LightGBM + MLflow)",
-               "compact_zone_files": "storage compaction (when due)"}
+               "train_school_readiness_model": "model (LightGBM + MLflow)"}
 
 
 def stage_name(step_key: str) -> str:
@@ -322,7 +321,7 @@ def stage_rows(measured: dict) -> list[dict]:
                      "peak_rss_bytes": None, "start_rss_bytes": None})
         rows.append({"group": run["label"], "stage": "run total", "subtotal": True, "wall_s": round(run_wall, 2),
                      **window(samples, run["start"], run["end"])})
-    rows.append({"group": "process", "stage": "after the runs (compaction if due, read-back)",
+    rows.append({"group": "process", "stage": "after the last run (checks read back)",
                  "wall_s": round(finished - previous_end, 2), **window(samples, previous_end, finished)})
     return rows
 
@@ -352,7 +351,6 @@ def summarise(measured: dict) -> dict:
         "success": measured["report"]["success"],
         "failed": measured["report"].get("failed", []),
         "audit_mode": measured["report"].get("audit_mode"),
-        "compactions": measured["report"].get("compactions", []),
         "load_before": [round(x, 2) for x in measured["load_before"]],
         "load_after": [round(x, 2) for x in measured["load_after"]],
         "samples": len(samples),
@@ -381,7 +379,6 @@ def format_table(title: str, summary: dict) -> str:
                  f"{_mib(summary['peak_tree_rss_bytes']):>10}")
     if summary.get("audit_mode"):
         lines.append(f"privacy audit: {summary['audit_mode']}")
-    lines += [f"storage: {c}" for c in summary.get("compactions", [])]
     failed = "; failed: " + ", ".join(summary["failed"]) if summary["failed"] else ""
     lines.append(f"load average (1, 5, 15 min) before {summary['load_before']}, after {summary['load_after']}; "
                  f"success {summary['success']}{failed}")
@@ -416,8 +413,6 @@ def month_row(summary: dict, full: dict) -> dict:
     for column, stage in MONTH_COLUMNS.items():
         row[column] = round(sum(r["wall_s"] for r in steps if r["stage"] == stage), 2)
     row["outputs_s"] = round(sum(r["wall_s"] for r in steps if r["stage"].startswith("outputs ")), 2)
-    row["compact_s"] = round(sum(r["wall_s"] for r in summary["stages"] if r["group"] == "compact"
-                                 and r.get("subtotal")), 2)  # its whole run: the check, and the merge when due
     row["peak_rss_bytes"] = summary["peak_process_rss_bytes"]
     row["share"] = round(summary["wall_s"] / full["wall_s"], 4)
     return row
@@ -436,12 +431,12 @@ def format_months(months: list[dict], full: dict) -> str:
     """The months released one after another, a line each, and how the month's cost moved over them."""
     rows = [month_row(m, full) for m in months]
     header = (f"{'month':<9}{'total s':>9}{'CPU s':>8}{'ingest':>8}{'linked':>8}{'dbt':>7}{'model':>7}"
-              f"{'outputs':>9}{'audit':>7}{'compact':>9}{'peak MiB':>10}{'share':>8}")
+              f"{'outputs':>9}{'audit':>7}{'peak MiB':>10}{'share':>8}")
     lines = [f"{len(rows)} months, one incremental refresh each, in order", header]
     for r in rows:
         lines.append(f"{r['month']:<9}{r['wall_s']:>9.1f}{r['cpu_s']:>8.1f}{r['ingest_s']:>8.1f}{r['linked_s']:>8.1f}"
                      f"{r['dbt_s']:>7.1f}{r['model_s']:>7.1f}{r['outputs_s']:>9.1f}{r['audit_s']:>7.1f}"
-                     f"{r['compact_s']:>9.1f}{_mib(r['peak_rss_bytes']):>10}{r['share']:>8.1%}")
+                     f"{_mib(r['peak_rss_bytes']):>10}{r['share']:>8.1%}")
     if (slope := drift([r["wall_s"] for r in rows])) is not None:
         walls = sorted(r["wall_s"] for r in rows)
         lines.append(f"drift: {slope:+.2f} s a month (least squares over {len(rows)} months); median "
@@ -450,13 +445,12 @@ def format_months(months: list[dict], full: dict) -> str:
 
 
 def markdown_months(months: list[dict], full: dict) -> str:
-    lines = ["| month | total s | CPU s | ingest | linked | dbt | model | outputs | audit | compact | peak MiB "
-             "| month / full |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| month | total s | CPU s | ingest | linked | dbt | model | outputs | audit | peak MiB | month / full |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in (month_row(m, full) for m in months):
         lines.append(f"| {r['month']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['ingest_s']:.1f} "
                      f"| {r['linked_s']:.1f} | {r['dbt_s']:.1f} | {r['model_s']:.1f} | {r['outputs_s']:.1f} "
-                     f"| {r['audit_s']:.1f} | {r['compact_s']:.1f} | {_mib(r['peak_rss_bytes'])} | {r['share']:.1%} |")
+                     f"| {r['audit_s']:.1f} | {_mib(r['peak_rss_bytes'])} | {r['share']:.1%} |")
     return "\n".join(lines)
 
 
@@ -521,8 +515,7 @@ def child_full(report: Path) -> None:
     failed = [f"{o.source}: {', '.join(o.failed_checks) or 'run failed'}" for o in result.outcomes
               if not o.success or o.failed_checks]
     report.write_text(json.dumps({"success": result.success, "failed": failed, "runs": records, "ready": t0,
-                                   "finished": finished,
-                                   "compactions": [c.summary() for c in result.compactions if c.compacted]}))
+                                   "finished": finished}))
 
 
 def child_incremental(report: Path, month: str) -> None:
@@ -558,19 +551,12 @@ def child_incremental(report: Path, month: str) -> None:
                                                run_config=quiet)
             failed += _failures(result, "ingest")
             records.append(_run_record(instance, result.run_id, "ingest", "ingest"))
-        analysed = defs.resolve_job_def("analyse").execute_in_process(instance=instance, tags=tags,
-                                                                      raise_on_error=False, run_config=quiet)
-        failed += _failures(analysed, "analyse")
-        records.append(_run_record(instance, analysed.run_id, "analyse", "analyse"))
-        # the monthly compact_storage_schedule's run: the files compacted only when due (ed_pipeline/storage.py)
-        compacted = defs.resolve_job_def("compact_storage").execute_in_process(instance=instance, tags=tags,
-                                                                               raise_on_error=False, run_config=quiet)
-        failed += _failures(compacted, "compact")
-        records.append(_run_record(instance, compacted.run_id, "compact", "compact_storage"))
-        compactions = [e.user_message for e in instance.all_logs(compacted.run_id) if "compacted in" in e.user_message]
+        result = defs.resolve_job_def("analyse").execute_in_process(instance=instance, tags=tags,
+                                                                    raise_on_error=False, run_config=quiet)
+        failed += _failures(result, "analyse")
+        records.append(_run_record(instance, result.run_id, "analyse", "analyse"))
     report.write_text(json.dumps({"success": not failed, "failed": failed, "runs": records, "ready": ready,
-                                  "finished": time.time(), "audit_mode": audit_mode(analysed),
-                                  "compactions": compactions}))
+                                  "finished": time.time(), "audit_mode": audit_mode(result)}))
 
 
 def audit_mode(result) -> str | None:

@@ -6,15 +6,15 @@
 A DuckDB table is stored in row groups of up to 122,880 rows. Each month appended is a partly filled group, and
 a deleted row stays stored until a checkpoint merges its group with others (DuckDB merges groups only where fewer
 would hold their rows). Merging costs the month's refresh time; not merging leaves small groups and deleted rows
-that every scan reads. The pipeline does not merge at its writes, and compacts a file when due (ed_pipeline/storage.py).
-This report says where a data directory stands, and whether each file is due (docs/performance.md, "DuckDB merges
-row groups at every checkpoint"). It opens both files read-only and changes nothing.
+that every scan reads. This report says where a data directory stands (docs/performance.md, "DuckDB merges row
+groups at every checkpoint"). It opens both files read-only and changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -22,7 +22,40 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ed_pipeline.settings import Settings  # noqa: E402
-from ed_pipeline.storage import CompactionPolicy, TableStorage, shorten, table_storage  # noqa: E402
+
+ROW_GROUP_SIZE = 122_880  # DuckDB's default row group size
+
+
+@dataclass(frozen=True)
+class TableStorage:
+    table: str
+    row_groups: int
+    part_filled: int  # row groups under half full
+    stored: int  # rows stored, deleted ones included
+    live: int  # rows a query sees
+
+    @property
+    def deleted(self) -> int:
+        return self.stored - self.live
+
+    @property
+    def deleted_share(self) -> float:
+        return self.deleted / self.stored if self.stored else 0.0
+
+
+def table_storage(conn: duckdb.DuckDBPyConnection) -> list[TableStorage]:
+    """Every table of the connection's database, most stored rows first."""
+    tables = conn.execute("select schema_name, table_name from duckdb_tables() "
+                          "where database_name = current_database() and not internal").fetchall()
+    report = []
+    for schema, table in tables:
+        name = f'"{schema}"."{table}"'
+        groups = [n for (n,) in conn.execute(
+            "select max(count) from pragma_storage_info(?) group by row_group_id", [f"{schema}.{table}"]).fetchall()]
+        (live,) = conn.execute(f"select count(*) from {name}").fetchone()
+        report.append(TableStorage(f"{schema}.{table}", len(groups), sum(n < ROW_GROUP_SIZE // 2 for n in groups),
+                                   sum(groups), live))
+    return sorted(report, key=lambda t: (-t.stored, t.table))
 
 
 def format_report(database: str, size: str, tables: list[TableStorage], top: int) -> str:
@@ -49,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         with duckdb.connect(str(path), read_only=True) as conn:
             (size,) = conn.execute("select database_size from pragma_database_size()").fetchone()
-            tables = table_storage(conn)
-            print(format_report(path.name, size, tables, args.top))
-            reasons = CompactionPolicy().reasons(tables)
-            print(f"  compaction due: {shorten(reasons)}" if reasons else "  compaction not due")
+            print(format_report(path.name, size, table_storage(conn), args.top))
     return 0
 
 

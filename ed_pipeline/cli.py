@@ -147,41 +147,11 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
         Console().print("model (test cohort): " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
     if wards:
         Console().print("highest-risk wards: " + "; ".join(f"{r}. {a} ({m:.3f})" for r, a, m in wards))
-    for compaction in result.compactions:
-        if compaction.compacted:
-            console.print(f"storage: {compaction.summary()}", soft_wrap=True)
     console.print("Open the UIs: make dagster (http://localhost:3000), make mlflow (http://localhost:5000)")
     failed = [o for o in result.outcomes if not o.success or o.failed_checks]
     console.print(f"{len(result.outcomes) - len(failed)}/{len(result.outcomes)} steps succeeded "
                   f"in {result.seconds:.1f}s. Explore: dagster dev -w workspace.yaml")
     return 1 if failed else 0
-
-
-def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
-    """Compact the DuckDB files when due (every one with --force): what `ed-pipeline refresh` does at its end."""
-    from ed_pipeline.resilience import RefreshBusyError, disk_full_message, refresh_lock
-    from ed_pipeline.storage import compact_if_due
-
-    paths = [settings.agency_zone_path, settings.warehouse_path]
-    if not any(p.exists() for p in paths):
-        _error(f"no DuckDB files in {settings.data_dir}: run `ed-pipeline refresh` first")
-        return 2
-    try:
-        with refresh_lock(settings.data_dir):  # never beside a refresh writing the same files
-            compactions = compact_if_due(paths, force=args.force)
-    except RefreshBusyError as exc:
-        _error(exc)
-        return 2
-    except Exception as exc:  # a full disk (a compaction writes the groups it merges anew), or a file held by a run
-        message = disk_full_message(exc, f"a file under {settings.data_dir}", disk=settings.data_dir,
-                                    rerun="ed-pipeline compact")
-        if message or isinstance(exc, duckdb.IOException):
-            _error(message or _in_use(exc))
-            return 2
-        raise
-    for compaction in compactions:
-        console.print(compaction.summary(), soft_wrap=True)
-    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -314,11 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only ingest (raw -> pseudonymised, every landed month) or only analyse (linking onwards, "
                           "over what the warehouse holds), e.g. to finish a refresh that stopped after ingesting")
     ref.set_defaults(func=cmd_refresh)
-
-    compact = sub.add_parser("compact", help="merge the DuckDB files' small row groups and deleted rows, when due "
-                                             "(a refresh does so at its end)")
-    compact.add_argument("--force", action="store_true", help="compact every file, due or not")
-    compact.set_defaults(func=cmd_compact)
 
     reid = sub.add_parser("reidentify", help="agency-side: list an agency's highest-risk children by name for "
                                              "human review (audited; nothing written to the warehouse)")

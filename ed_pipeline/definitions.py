@@ -10,7 +10,6 @@ from ed_pipeline.defs.automation import (
 )
 from ed_pipeline.defs.features import dbt_resource, feature_assets
 from ed_pipeline.defs.linked import linked_assets
-from ed_pipeline.defs.maintenance import compact_storage, compact_storage_schedule
 from ed_pipeline.defs.model import model_assets
 from ed_pipeline.defs.outputs import output_assets
 from ed_pipeline.defs.privacy_audit import no_identifiers_anywhere
@@ -38,8 +37,8 @@ defs = dg.Definitions(
     assets=[*raw_assets, *validated_assets, *pseudonymised_assets, landed_extract, *linked_assets, *feature_assets,
             *model_assets, *output_assets],
     asset_checks=[no_identifiers_anywhere],
-    jobs=[ingest_job, analyse_job, compact_storage],
-    schedules=[build_monthly_schedule(ingest_job), compact_storage_schedule],
+    jobs=[ingest_job, analyse_job],
+    schedules=[build_monthly_schedule(ingest_job)],
     sensors=[build_landing_sensor(ingest_job), record_run_failures, downstream_automation],
     resources={**all_resources(Settings.from_env()), "dbt": dbt_resource},
     # DuckDB allows one writer per file: steps of a run execute one after another in one process, which records

@@ -7,8 +7,7 @@ so the memory one keeps is not held through the other. Each source is its
 own run over the whole month range (one run per asset, as a single-run
 backfill), so a broken extract stops only that source; its other months are then
 run again without the unreadable ones, so they still go through. A full disk
-stops the refresh with a clear error (docs/resilience.md). Last, each DuckDB file is
-compacted when due (ed_pipeline/storage.py).
+stops the refresh with a clear error (docs/resilience.md).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from ed_pipeline.resilience import (
 )
 from ed_pipeline.settings import Settings, month_range
 from ed_pipeline.sources import SOURCES, Source
-from ed_pipeline.storage import Compaction, compact_if_due
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -58,7 +56,6 @@ class RefreshResult:
     months: list[str]
     outcomes: list[SourceOutcome]
     seconds: float
-    compactions: list[Compaction] = field(default_factory=list)  # each file's, when due (`storage.compact_if_due`)
 
     @property
     def success(self) -> bool:
@@ -160,9 +157,7 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None) 
                                    "(the Dagster UI's Terminate, or run monitoring's maximum runtime)",
                                    pid=exc.pid) from exc
             raise
-    # The stages' writes do not merge DuckDB's row groups; what a year of months leaves is merged here, when due
-    compactions = compact_if_due([settings.agency_zone_path, settings.warehouse_path])
-    return RefreshResult(months, outcomes, time.perf_counter() - started, compactions)
+    return RefreshResult(months, outcomes, time.perf_counter() - started)
 
 
 class StageStopped(ChildProcessDied):

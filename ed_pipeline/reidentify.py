@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 import duckdb
 import polars as pl
 
-from ed_pipeline import storage
 from ed_pipeline.privacy import key_fingerprint, pseudonymise_people
 from ed_pipeline.settings import Settings
 from ed_pipeline.sources import SOURCES
@@ -166,7 +165,7 @@ def _check_key(flagged: pl.DataFrame, records: pl.DataFrame, source: str, key: b
 
 
 def _record_audit(settings: Settings, row: dict) -> None:
-    with storage.connect(settings.agency_zone_path) as agency:
+    with duckdb.connect(str(settings.agency_zone_path)) as agency:
         _append_audit(agency, row)
 
 
@@ -213,7 +212,7 @@ def reidentify(
         if top < 1:
             raise ReidentifyError(f"--top must be at least 1, not {top}")
         flagged = flagged_records(settings, source)
-        with storage.connect(settings.agency_zone_path) as agency:
+        with duckdb.connect(str(settings.agency_zone_path)) as agency:
             records = _match(flagged, agency, source, key)
             _check_key(flagged, records, source, key)
             listing, unmatched = _listing(flagged, records, top)

@@ -136,12 +136,11 @@ def refresh_lock(data_dir: Path) -> Iterator[Path]:
             f.truncate(0)  # the file stays (removing it would race a waiting refresh); the pid goes
 
 
-def disk_full_message(error: object, fallback: str, disk: Path | None = None,
-                      rerun: str = "ed-pipeline refresh") -> str | None:
+def disk_full_message(error: object, fallback: str, disk: Path | None = None) -> str | None:
     """A clear message when `error` (an exception with its causes and contexts, or Dagster's serialised error)
     means a disk or file size limit was hit; None for any other error. `fallback` names the file when the error
-    does not; `rerun` is the command to run again. SQLite says only "disk I/O error" when it cannot even create its
-    journal: that counts as a full disk when `disk` (the data directory) has next to no space left."""
+    does not. SQLite says only "disk I/O error" when it cannot even create its journal: that counts as a full
+    disk when `disk` (the data directory) has next to no space left."""
     reason, path = None, None
     if disk is not None and _nearly_full(disk) and any("disk I/O error" in str(i) for i in _chain(error)):
         reason = "disk full"
@@ -158,7 +157,7 @@ def disk_full_message(error: object, fallback: str, disk: Path | None = None,
                 path = path or (quoted.group(1) if quoted else None)
     if reason is None:
         return None
-    return (f"{reason} while writing {path or fallback}: free space on that disk and re-run `{rerun}`; the "
+    return (f"{reason} while writing {path or fallback}: free space on that disk and re-run `ed-pipeline refresh`; the "
             "previous warehouse is intact (each write is one transaction, and the unfinished one was rolled back)")
 
 

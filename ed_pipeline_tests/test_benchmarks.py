@@ -104,7 +104,7 @@ def test_stage_rows_split_the_child_into_steps_runs_and_overheads(bench):
     assert rows[("housing", "outside steps (Dagster run, events)")]["wall_s"] == 1.5
     assert rows[("housing", "run total")]["wall_s"] == 10.0
     assert rows[("analyse", "linked (Splink)")]["wall_s"] == 9.0
-    assert rows[("process", "after the runs (compaction if due, read-back)")]["wall_s"] == 2.0
+    assert rows[("process", "after the last run (checks read back)")]["wall_s"] == 2.0
     # every second of the child is in exactly one non-subtotal row
     assert sum(r["wall_s"] for r in summary["stages"] if not r.get("subtotal")) == pytest.approx(30.0)
     assert summary["ingest_runs_s"] == 10.0 and summary["analyse_runs_s"] == 10.0
@@ -164,31 +164,25 @@ def test_goals(bench):
 
 
 def test_a_sequence_of_months_is_tabled_with_its_drift_and_judged_on_the_slowest(bench):
-    def month(name, wall, linked, audit, compact=0.0):
+    def month(name, wall, linked, audit):
         samples = [(t, 300 * 2**20, t - 100.0) for t in range(100, 161)]
         runs = [{"label": "ingest", "job": "ingest", "start": 101.0, "end": 106.0, "steps": []},
-                {"label": "analyse", "job": "analyse", "start": 106.0, "end": 100.0 + wall - compact, "steps": [
+                {"label": "analyse", "job": "analyse", "start": 106.0, "end": 100.0 + wall, "steps": [
                     {"step_key": "link_people_and_households", "status": "SUCCESS", "start": 106.0,
                      "end": 106.0 + linked},
                     {"step_key": "outputs__child_risk", "status": "SUCCESS", "start": 120.0, "end": 121.0},
                     {"step_key": "outputs__community_risk", "status": "SUCCESS", "start": 121.0, "end": 123.0},
                     {"step_key": "analyse__no_identifiers_anywhere", "status": "SUCCESS", "start": 124.0,
                      "end": 124.0 + audit}]}]
-        if compact:  # the compact_storage job's run, last
-            runs.append({"label": "compact", "job": "compact_storage", "start": 100.0 + wall - compact,
-                         "end": 100.0 + wall, "steps": [{"step_key": "compact_zone_files", "status": "SUCCESS",
-                                                         "start": 100.5 + wall - compact, "end": 100.0 + wall}]})
         measured = _measured(samples, runs, ended=100.0 + wall)
         measured["report"] = {**measured["report"], "finished": 100.0 + wall}
         return {**bench.summarise(measured), "month": name}
 
     full = {"wall_s": 400.0}
-    months = [month("2018-04", 40.0, 8.0, 5.0), month("2018-05", 42.0, 9.0, 6.0, compact=3.0),
-              month("2018-06", 44.0, 10.0, 7.0)]
+    months = [month("2018-04", 40.0, 8.0, 5.0), month("2018-05", 42.0, 9.0, 6.0), month("2018-06", 44.0, 10.0, 7.0)]
     row = bench.month_row(months[1], full)
     assert (row["month"], row["wall_s"], row["linked_s"], row["audit_s"]) == ("2018-05", 42.0, 9.0, 6.0)
     assert row["outputs_s"] == 3.0 and row["share"] == 0.105 and row["dbt_s"] == 0.0
-    assert row["compact_s"] == 3.0 and bench.month_row(months[0], full)["compact_s"] == 0.0
     assert bench.drift([40.0, 42.0, 44.0]) == pytest.approx(2.0)
     assert bench.drift([44.0, 40.0, 44.0]) == pytest.approx(0.0)
     assert bench.drift([40.0, 44.0]) is None  # two months give no trend
@@ -292,7 +286,6 @@ def test_the_storage_report_counts_row_groups_and_the_deleted_rows_still_stored(
     assert report.main([str(tmp_path), "--top", "1"]) == 0
     out = capsys.readouterr().out
     assert "warehouse.duckdb" in out and "1 tables, 3 row groups, 250 deleted rows stored" in out
-    assert out.count("compaction not due") == 2  # three small groups, a twelfth of the rows deleted
     with pytest.raises(SystemExit):
         report.main([str(tmp_path / "nowhere")])
     assert "no database at" in capsys.readouterr().err

@@ -11,8 +11,6 @@ that the pipeline's guarantees need:
   `write_partition_together`, all in one transaction, so they always agree;
 - a write that fails for want of space fails its step at once (no retry) with a
   clear message naming the file (docs/resilience.md);
-- no connection merges DuckDB's row groups at its checkpoints (`storage.stop_merging`: a month's write no longer
-  rewrites the tables' last groups; `storage.compact_if_due` merges them when due);
 - an empty frame still creates its (typed) table, so an empty quarantine can be
   read downstream;
 - a partitioned table gains the columns a new version of the code writes, and
@@ -38,7 +36,6 @@ from ed_pipeline.privacy import load_key
 from ed_pipeline.privacy.pseudonymise import RETIRED_COLUMNS
 from ed_pipeline.resilience import disk_full_message, fault_point
 from ed_pipeline.settings import Settings
-from ed_pipeline.storage import stop_merging
 
 AGENCY_ZONE = "agency_zone_io_manager"
 WAREHOUSE = "warehouse_io_manager"
@@ -75,7 +72,7 @@ class _TransactionalClient(DuckDbClient):
         tables = [f"{table_slice.schema}.{table_slice.table}"] if isinstance(context, dg.OutputContext) else []
         # closing: dagster-duckdb's connect leaves the connection open when the block raises
         with (DuckDbClient.connect(context, table_slice) as conn, closing(conn),
-              _transaction(stop_merging(conn), str(table_slice.database), tables)):
+              _transaction(conn, str(table_slice.database), tables)):
             yield conn
 
     @staticmethod
@@ -179,16 +176,6 @@ class ZoneIOManager(DuckDBIOManager):
         )
 
 
-class ZoneConnection(DuckDBResource):
-    """A connection to one zone's DuckDB file, for assets that write tables themselves (or read them): dagster-duckdb's
-    resource, its connections not merging row groups (`storage.stop_merging`), as the IO managers'."""
-
-    @contextmanager
-    def get_connection(self):
-        with super().get_connection() as conn:
-            yield stop_merging(conn)
-
-
 class PseudonymisationKey(dg.ConfigurableResource):
     """The HMAC key that turns identifiers into tokens: configured from ED_PSEUDO_KEY, never written anywhere."""
 
@@ -205,8 +192,8 @@ def zone_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         AGENCY_ZONE: ZoneIOManager(database=str(settings.agency_zone_path)),
         WAREHOUSE: ZoneIOManager(database=str(settings.warehouse_path)),
-        "warehouse": ZoneConnection(database=str(settings.warehouse_path)),
-        "agency_zone": ZoneConnection(database=str(settings.agency_zone_path)),
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        "agency_zone": DuckDBResource(database=str(settings.agency_zone_path)),
     }
 
 

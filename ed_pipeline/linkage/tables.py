@@ -22,7 +22,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from ed_pipeline import storage
 from ed_pipeline.linkage.households import HouseholdResult
 from ed_pipeline.linkage.link import LINK_SCHEMA, LinkResult
 from ed_pipeline.linkage.spec import TokenColumns
@@ -170,7 +169,7 @@ def write_tables(database: str | Path | duckdb.DuckDBPyConnection, tables: dict[
     """Replace `schema.<name>` for every table, but append to those named in `append` (by default the
     crosswalks, which keep the history of ids) and write those named in `by_difference` by their changes
     (`write_difference`)."""
-    con = database if isinstance(database, duckdb.DuckDBPyConnection) else storage.connect(database)
+    con = database if isinstance(database, duckdb.DuckDBPyConnection) else duckdb.connect(str(database))
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for name, df in tables.items():

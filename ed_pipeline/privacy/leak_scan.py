@@ -174,12 +174,10 @@ splitting stripped unexpected worker wrong
 detected killed marking
 cancel canceled canceling exceeded exceeding grpc longer maximum monitoredrunlauncher request runtime sending taking
 termination timed unable
-compact compacted compaction deleted half maintenance merged stored zoneconnection
 """  # the last lines: words of the pipeline's own labels (comparison levels, feature, metric and rule names,
 # the model card, the agency zone, a malformed file's reading problems, Dagster's event fields, LightGBM's model
 # text and Splink's chart HTML; a run whose worker died: `defs/run_worker.py`, Dagster's run monitoring; a run
-# stopped, past its maximum runtime or by Terminate: Dagster's messages and the launcher's; the compact_storage
-# job's run and its log: `storage.Compaction.summary`), and the
+# stopped, past its maximum runtime or by Terminate: Dagster's messages and the launcher's), and the
 # words of everything the audit reads of Dagster's runs and of MLflow (Dagster's messages, event classes and
 # fields; LightGBM's parameters and model text; the model card; Splink's Vega-Lite charts; MLmodel files), which
 # a typo'd surname spells at Essex scale
