@@ -211,40 +211,39 @@ def test_a_process_kept_under_ends_with_this_process_dies_with_the_process_that_
         os.kill(started, signal.SIGKILL)
 
 
+def _starter_killed(tmp_path: Path, block: str, before: str = "") -> int:
+    """Run a starter that starts `sleep 120` and keeps it under `ends_with_this_process`, running `before` (a line
+    or more) first and `block` in the block, either SIGKILLing the starter; the sleep's pid, once the starter is
+    dead."""
+    pid_file = tmp_path / "started.pid"
+    code = ("import os, signal, subprocess, sys\nfrom pathlib import Path\n"
+            "from ed_pipeline import resilience\n"
+            "started = subprocess.Popen(['sleep', '120'])\nPath(sys.argv[1]).write_text(str(started.pid))\n"
+            f"{before}with resilience.ends_with_this_process(started):\n    {block}\n")
+    starter = subprocess.run([sys.executable, "-c", code, str(pid_file)], timeout=60,
+                             cwd=Path(__file__).resolve().parents[2])
+    assert starter.returncode == -signal.SIGKILL
+    return int(pid_file.read_text())
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 def test_a_process_started_dies_with_its_starter_killed_the_instant_the_block_begins(tmp_path: Path):
     """The block begins only once its watcher is watching: a starter SIGKILLed at the block's first line still
     takes what it started with it (before, the watcher's Python start-up raced the kill, and on a loaded machine
     lost it: what was started lived on, another process's child)."""
-    pid_file = tmp_path / "started.pid"
-    code = ("import os, signal, subprocess, sys\nfrom pathlib import Path\n"
-            "from ed_pipeline.resilience import ends_with_this_process\n"
-            "started = subprocess.Popen(['sleep', '120'])\nPath(sys.argv[1]).write_text(str(started.pid))\n"
-            "with ends_with_this_process(started):\n    os.kill(os.getpid(), signal.SIGKILL)\n")
-    starter = subprocess.run([sys.executable, "-c", code, str(pid_file)], timeout=60,
-                             cwd=Path(__file__).resolve().parents[2])
-    assert starter.returncode == -signal.SIGKILL
-    started = int(pid_file.read_text())
-    _assert_ends(started)
+    _assert_ends(_starter_killed(tmp_path, block="os.kill(os.getpid(), signal.SIGKILL)"))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 def test_a_process_started_dies_with_its_starter_killed_before_its_watcher_looked(tmp_path: Path):
     """A starter SIGKILLed the moment its watcher is started, before the watcher's Python has run a line: what it
     started is another process's child by the time the watcher looks, and must end all the same (the watcher knew
     it by its parent, and left it running: the dbt fault test failed so on a loaded machine)."""
-    pid_file = tmp_path / "started.pid"
-    code = ("import os, signal, subprocess, sys\nfrom pathlib import Path\n"
-            "from ed_pipeline import resilience\n"
-            "started = subprocess.Popen(['sleep', '120'])\nPath(sys.argv[1]).write_text(str(started.pid))\n"
-            "popen = subprocess.Popen\n"
-            "def start_then_die(*args, **kwargs):\n"
-            "    popen(*args, **kwargs)\n    os.kill(os.getpid(), signal.SIGKILL)\n"
-            "resilience.subprocess.Popen = start_then_die\n"
-            "with resilience.ends_with_this_process(started):\n    pass\n")
-    starter = subprocess.run([sys.executable, "-c", code, str(pid_file)], timeout=60,
-                             cwd=Path(__file__).resolve().parents[2])
-    assert starter.returncode == -signal.SIGKILL
-    _assert_ends(int(pid_file.read_text()))
+    start_then_die = ("popen = subprocess.Popen\n"
+                      "def start_then_die(*args, **kwargs):\n"
+                      "    popen(*args, **kwargs)\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "resilience.subprocess.Popen = start_then_die\n")
+    _assert_ends(_starter_killed(tmp_path, block="pass", before=start_then_die))
 
 
 def test_ends_with_this_process_leaves_alone_a_process_that_ends_within_the_block():
