@@ -282,7 +282,7 @@ def _start_time(pid: int) -> str:
     one process, as a later one given the same pid started later. "gone" for a pid with no process (its watcher
     then watches nothing), "" where there is no /proc (its watcher then trusts the pid)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return _stat_fields(pid)[19]  # field 22 of proc(5): starttime, as `process_identity`
     except OSError:
         return "gone" if Path("/proc/self/stat").exists() else ""
 
