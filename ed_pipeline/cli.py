@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ed_pipeline.settings import DEFAULT_LAST_MONTH, FIRST_MONTH, LANDING_NAME_RULE, Settings, is_partition_month
+from ed_pipeline.sources import SOURCES_BY_NAME
 
 console = Console(stderr=True)
 
@@ -65,6 +66,13 @@ def cmd_dagster_home(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _months_done(months: list[str]) -> str:
+    """The months a source's ingest ran, as the progress line shows them: '2018-07, ' or '66 months, '."""
+    if not months:
+        return ""
+    return f"{months[0]}, " if len(months) == 1 else f"{len(months)} months, "
+
+
 def _error(message: object) -> None:
     """An error on one line, never wrapped or read as markup (tests and log scrapers match it whole)."""
     console.print("[red]error:[/]", escape(str(message)), soft_wrap=True)
@@ -103,7 +111,10 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
         if outcome is None:
             console.print(f"  [cyan]>[/] {source} ...")
         elif outcome.success and not outcome.failed_checks:
-            console.print(f"  [green]ok[/] {source} ({outcome.seconds:.1f}s)")
+            if source in SOURCES_BY_NAME and not outcome.months:
+                console.print(f"  [green]ok[/] {source}: up to date")
+            else:
+                console.print(f"  [green]ok[/] {source} ({_months_done(outcome.months)}{outcome.seconds:.1f}s)")
         else:
             detail = ", ".join(outcome.failed_checks) or "run failed: see the run in the Dagster UI"
             console.print(f"  [red]FAILED[/] {source} ({outcome.seconds:.1f}s): {detail}", soft_wrap=True)
@@ -117,13 +128,16 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
     try:
         months = settings.landed_months()
         stage = f" ({args.only} only)" if args.only else ""
-        console.print(f"[bold]Refreshing[/]{stage} {len(months)} month(s) of extracts from {settings.landing_dir}")
+        which = "" if args.only == "analyse" else (": every one ingested again" if args.full else
+                                                   ": those new or changed since loaded are ingested")
+        console.print(f"[bold]Refreshing[/]{stage} {len(months)} landed month(s) of extracts in "
+                      f"{settings.landing_dir}{which}")
         misnamed = settings.misnamed_landing_files()
         if misnamed:  # never ingested: said, so that a file is not lost for want of a name
             names = ", ".join(settings.landing_name(p) for p in misnamed)
             console.print(f"[yellow]left out[/] (not named {LANDING_NAME_RULE}; rename or remove): {escape(names)}",
                           soft_wrap=True)
-        result = refresh(settings, progress=report, only=args.only)
+        result = refresh(settings, progress=report, only=args.only, full=args.full)
     except (FileNotFoundError, MissingKeyError) as exc:
         _error(exc)
         return 2
@@ -278,11 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dbt build (models and their tests) for the true-linkage features instead of dbt run")
     ev.set_defaults(func=cmd_evaluate)
 
-    ref = sub.add_parser("refresh", help="materialise every asset for every month in landing/ (one refresh at a "
-                                         "time per data directory)")
+    ref = sub.add_parser("refresh", help="bring every asset up to date with the months in landing/: ingest what "
+                                         "is new or changed, then link onwards (one refresh at a time per data "
+                                         "directory)")
     ref.add_argument("--only", choices=("ingest", "analyse"),
-                     help="only ingest (raw -> pseudonymised, every landed month) or only analyse (linking onwards, "
-                          "over what the warehouse holds), e.g. to finish a refresh that stopped after ingesting")
+                     help="only ingest (raw -> pseudonymised) or only analyse (linking onwards, over what the "
+                          "warehouse holds), e.g. to finish a refresh that stopped after ingesting")
+    ref.add_argument("--full", action="store_true",
+                     help="ingest every landed month of every source again, not only the new or changed ones")
     ref.set_defaults(func=cmd_refresh)
 
     reid = sub.add_parser("reidentify", help="agency-side: list an agency's highest-risk children by name for "

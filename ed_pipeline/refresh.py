@@ -1,13 +1,19 @@
-"""`ed-pipeline refresh`: materialise every asset for every landed month, in process, with progress.
+"""`ed-pipeline refresh`: bring every asset up to date with what has landed, in process, with progress.
 
 Runs the same Definitions as the Dagster UI, recorded in the same Dagster
 instance, so every refresh shows up in the UI's run history. Ingest and analysis
 each run in a fresh child process that dies with this one (resilience.run_in_child),
-so the memory one keeps is not held through the other. Each source is its
-own run over the whole month range (one run per asset, as a single-run
-backfill), so a broken extract stops only that source; its other months are then
-run again without the unreadable ones, so they still go through. A full disk
-stops the refresh with a clear error (docs/resilience.md).
+so the memory one keeps is not held through the other.
+
+Ingest loads, for each source, the landed months that are not loaded as they
+are now (`months_to_ingest`): a new or replaced file, a month a run left half
+loaded, a month loaded by other ingest code; `full=True` (`--full`) loads every
+landed month again. Each source is its own run over its months (a single-run
+backfill per run of consecutive months), so a broken extract stops only that
+source; its other months are then run again without the unreadable ones, so
+they still go through. Analysis then runs over the whole history, linking only
+what is new. A full disk stops the refresh with a clear error
+(docs/resilience.md).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from ed_pipeline.resilience import (
     refresh_lock,
     run_in_child,
 )
-from ed_pipeline.settings import Settings, month_range
+from ed_pipeline.settings import Settings, file_state, month_range
 from ed_pipeline.sources import SOURCES, Source
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -49,6 +55,7 @@ class SourceOutcome:
     failed_checks: list[str] = field(default_factory=list)
     unreadable_months: list[str] = field(default_factory=list)  # left out; the source's other months went through
     kept_months: list[str] = field(default_factory=list)  # loaded before, their file gone: rows kept as they were
+    months: list[str] = field(default_factory=list)  # the months ingested (none: the source was up to date)
 
 
 @dataclass
@@ -113,10 +120,11 @@ def provide_pseudo_key(settings: Settings) -> str:
     return str(settings.demo_key_file)
 
 
-def refresh(settings: Settings, progress=None, only: str | None = None) -> RefreshResult:
-    """Ingest every landed month of every source (each over its own months), then run the whole-history
-    analysis; `only` ('ingest' or 'analyse') runs one of the two. `progress(source, outcome_or_None)` reports each
-    step. Raises DiskFullError when a write fails for want of space (what was committed before it stands)."""
+def refresh(settings: Settings, progress=None, only: str | None = None, full: bool = False) -> RefreshResult:
+    """Ingest what has landed and is not loaded as it is now (`months_to_ingest`; `full`: every landed month of
+    every source again), then run the whole-history analysis; `only` ('ingest' or 'analyse') runs one of the two.
+    `progress(source, outcome_or_None)` reports each step. Raises DiskFullError when a write fails for want of
+    space (what was committed before it stands)."""
     if only not in (None, *STAGES):
         raise ValueError(f"only must be one of {STAGES}, not {only!r}")
     months = settings.landed_months()
@@ -127,7 +135,7 @@ def refresh(settings: Settings, progress=None, only: str | None = None) -> Refre
     provide_pseudo_key(settings)
     try:
         with refresh_lock(settings.data_dir):
-            return _refresh(settings, months, progress, only)
+            return _refresh(settings, months, progress, only, full)
     except (DiskFullError, RefreshBusyError):
         raise
     except Exception as exc:  # Dagster's own instance (SQLite) or MLflow may be the first to find the disk full
@@ -137,7 +145,7 @@ def refresh(settings: Settings, progress=None, only: str | None = None) -> Refre
         raise
 
 
-def _refresh(settings: Settings, months: list[str], progress, only: str | None) -> RefreshResult:
+def _refresh(settings: Settings, months: list[str], progress, only: str | None, full: bool) -> RefreshResult:
     ensure_dagster_home(settings)
     started = time.perf_counter()
     outcomes = []
@@ -148,7 +156,7 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None) 
     # this process, and this process holds the refresh lock throughout.
     for stage in STAGES if only is None else (only,):
         try:
-            outcomes += run_in_child(stage, _run_stage, settings, months, stage, progress=progress)
+            outcomes += run_in_child(stage, _run_stage, settings, months, stage, full, progress=progress)
         except ChildProcessDied as exc:
             with dg.DagsterInstance.get() as instance:
                 stopped = stopped_runs(instance, exc.pid)
@@ -174,19 +182,23 @@ def stopped_runs(instance: dg.DagsterInstance, pid: int | None) -> list[str]:
                     for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED))]
 
 
-def _run_stage(settings: Settings, months: list[str], stage: str, progress=None) -> list[SourceOutcome]:
-    """One stage of the refresh ('ingest': a run per source; 'analyse': the whole-history job), in this process."""
+def _run_stage(settings: Settings, months: list[str], stage: str, full: bool = False,
+               progress=None) -> list[SourceOutcome]:
+    """One stage of the refresh ('ingest': runs per source; 'analyse': the whole-history job), in this process."""
     outcomes = []
     with dg.DagsterInstance.get() as instance:
         from ed_pipeline.definitions import defs
 
         if stage == "ingest":
+            # each source from its first landed month to its last (every month when it has none: its tables must
+            # still exist, empty); Dagster records every partition of a run, so months cost time
+            every = {}
             for source in SOURCES:
-                # from the source's first landed month to its last (every month when it has none: its tables
-                # must still exist, empty); Dagster records every partition of a run, so months cost time
                 own = settings.landed_months(source.name) or months
-                outcomes.append(_ingest_source(instance, defs, settings, source, month_range(own[0], own[-1]),
-                                               progress))
+                every[source.name] = month_range(own[0], own[-1])
+            wanted = every if full else months_to_ingest(instance, settings, every)
+            for source in SOURCES:
+                outcomes.append(_ingest_source(instance, defs, settings, source, wanted[source.name], progress))
         else:
             outcomes.append(_run_whole_history(instance, defs, settings, "analyse", progress))
     return outcomes
@@ -206,31 +218,92 @@ def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
                                        "a later refresh re-ran its work")
 
 
+def months_to_ingest(instance: dg.DagsterInstance, settings: Settings, every: dict[str, list[str]]
+                     ) -> dict[str, list[str]]:
+    """{source: months} to ingest, out of `every` (each source's months, from its first landed month to its last):
+
+    - each landed month whose file raw has not read as it is now (its `file_state`: new or replaced since) under
+      the ingest code of today (`ingest_fingerprint`): raw records both for every month it reads;
+    - each month a run left half loaded (`half_loaded_months`: killed, or stopped by a blocking check);
+    - every month of `every` for a source whose raw, validated, quarantine or pseudonymised table is missing
+      (never loaded, a database file deleted, a table dropped for a new key: docs/privacy.md).
+
+    A month whose file has gone keeps what was loaded (a missing file is no withdrawal), so it is not run."""
+    from ed_pipeline.defs.automation import half_loaded_months, raw_writes
+    from ed_pipeline.defs.raw import ingest_fingerprint, raw_key
+
+    raw_written = raw_writes(instance)
+    half = half_loaded_months(instance, raw_written)
+    missing = _sources_missing_a_table(settings)
+    rules = ingest_fingerprint()
+    wanted = {}
+    for source in SOURCES:
+        if source.name in missing:
+            wanted[source.name] = every[source.name]
+            continue
+        ids = list(raw_written.get(source.name, {}).values())
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=raw_key(source), storage_ids=ids), limit=len(ids)).records if ids else []
+        read = {r.partition_key: r.asset_materialization.metadata for r in records if r.asset_materialization}
+        wanted[source.name] = [
+            month for month in settings.landed_months(source.name)
+            if month in half.get(source.name, ())
+            or _recorded(read.get(month, {})) != (file_state(settings.landing_file(source.name, month)), rules)]
+    return wanted
+
+
+def _recorded(metadata) -> tuple[str | None, str | None]:
+    """(the state of the file, the ingest code's fingerprint) raw recorded for a month it read."""
+    from ed_pipeline.defs.raw import INGEST_RULES, LANDED_FILE
+
+    state, code = metadata.get(LANDED_FILE), metadata.get(INGEST_RULES)
+    return (state.value if state else None, code.value if code else None)
+
+
+def _sources_missing_a_table(settings: Settings) -> set[str]:
+    """The sources whose raw, validated or quarantine table (agency zone) or pseudonymised table (warehouse) is
+    not there."""
+    present: set[str] = set()
+    for path in (settings.agency_zone_path, settings.warehouse_path):
+        if path.exists():
+            with duckdb.connect(str(path), read_only=True) as conn:
+                present |= {f"{schema}.{table}" for schema, table in conn.execute(
+                    "select schema_name, table_name from duckdb_tables()").fetchall()}
+    return {source.name for source in SOURCES
+            if not {f"{layer}.{source.name}" for layer in ("raw", "validated", "quarantine", "pseudonymised")}
+            <= present}
+
+
 def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
                    months: list[str], progress) -> SourceOutcome:
-    """One run over every month for the source; if some files are unreadable (the blocking check stops the whole
-    run), the source's other months are run again without them, so one bad file holds back only its own month."""
+    """One run over each run of consecutive months of `months` (none: the source is up to date); if some files
+    are unreadable (the blocking check stops the whole run), its other months are run again without them, so one
+    bad file holds back only its own month."""
     from ed_pipeline.defs.raw import READABLE_CHECK
 
     if progress:
         progress(source.name, None)
     t0 = time.perf_counter()
-    result = _ingest_run(instance, defs, settings, source, months)
-    success, failed = result.success, _failed_checks(result)
-    unreadable = sorted({
-        month for e in result.get_asset_check_evaluations()
-        if e.check_name == READABLE_CHECK and not e.passed
-        for month in months if str(settings.landing_file(source.name, month)) in (e.description or "")
-    })
-    if unreadable:
-        success = True
-        for run in _ranges([m for m in months if m not in unreadable], months):
-            again = _ingest_run(instance, defs, settings, source, run)
-            success = success and again.success
-            failed += [f for f in _failed_checks(again) if f not in failed]
+    success, failed, unreadable = True, [], []
+    for run in _ranges(months, month_range(months[0], months[-1])) if months else []:
+        result = _ingest_run(instance, defs, settings, source, run)
+        failed += [f for f in _failed_checks(result) if f not in failed]
+        bad = sorted({
+            month for e in result.get_asset_check_evaluations()
+            if e.check_name == READABLE_CHECK and not e.passed
+            for month in run if str(settings.landing_file(source.name, month)) in (e.description or "")
+        })
+        if not bad:
+            success = success and result.success
+            continue
+        unreadable += bad  # reported as the failed check; the run is judged by its other months' runs
+        for again in _ranges([m for m in run if m not in bad], run):
+            rerun = _ingest_run(instance, defs, settings, source, again)
+            success = success and rerun.success
+            failed += [f for f in _failed_checks(rerun) if f not in failed]
     gone = [month for month in months if not settings.landing_file(source.name, month).exists()]
     outcome = SourceOutcome(source.name, success, time.perf_counter() - t0, failed, unreadable,
-                            _loaded(settings, source, gone) if gone else [])
+                            _loaded(settings, source, gone) if gone else [], months)
     if progress:
         progress(source.name, outcome)
     return outcome

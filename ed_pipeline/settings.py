@@ -262,6 +262,15 @@ def month_end(month: str) -> date:
     return date.fromordinal(following.toordinal() - 1)
 
 
+def file_state(path: Path) -> str:
+    """What is kept of a landed file to tell a new delivery from one already loaded (the landing sensor's cursor,
+    raw's record of each month it read): its modification time and size. A file that differs in either (or was not
+    there) is new or replaced; a file copied with its times kept (rsync -a, cp -p, a move from a staging folder)
+    can be older than others already seen, so no single newest time will do."""
+    stat = path.stat()
+    return f"{stat.st_mtime}:{stat.st_size}"
+
+
 def month_range(first: str, last: str) -> list[str]:
     """Inclusive list of YYYY-MM months from first to last."""
     start, stop = month_start(first), month_start(last)

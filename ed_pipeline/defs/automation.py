@@ -32,7 +32,7 @@ from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.defs.raw import raw_key
 from ed_pipeline.defs.run_worker import fail_dead_runs
 from ed_pipeline.defs.validated import quarantine_key, validated_key
-from ed_pipeline.settings import LANDING_NAME_RULE, Settings, is_partition_month
+from ed_pipeline.settings import LANDING_NAME_RULE, Settings, file_state, is_partition_month
 from ed_pipeline.sources import SOURCES, Source
 
 TRIGGER_TAG = "ed_pipeline/trigger"
@@ -91,14 +91,6 @@ def build_monthly_schedule(ingest_job) -> dg.ScheduleDefinition:
 
 
 SOURCES_TAG = "ed_pipeline/sources"  # the sources a landing_sensor run ingests, comma-separated
-
-
-def file_state(path: Path) -> str:
-    """What the landing sensor keeps of a landed file: its modification time and size. A file that differs in
-    either (or was not there) is new or replaced; a file copied with its times kept (rsync -a, cp -p, a move
-    from a staging folder) can be older than others already seen, so no single newest time will do."""
-    stat = path.stat()
-    return f"{stat.st_mtime}:{stat.st_size}"
 
 
 def seen_files(cursor: str | None, settings: Settings) -> dict[str, str] | None:

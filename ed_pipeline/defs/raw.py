@@ -1,5 +1,10 @@
 """raw.<source>: each agency's monthly CSV as it arrived, with lineage columns (agency zone)."""
 
+import functools
+import hashlib
+import sys
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import polars as pl
@@ -10,10 +15,15 @@ from ed_pipeline.defs.partitions import monthly_partitions, single_run, transien
 from ed_pipeline.defs.resources import AGENCY_ZONE, MONTH_PARTITION_EXPR
 from ed_pipeline.quality import empty_raw_frame, raw_schema, read_extract
 from ed_pipeline.quality.arrival import delivery_month, late_months, stamp_arrival
-from ed_pipeline.settings import Settings
+from ed_pipeline.settings import Settings, file_state
 from ed_pipeline.sources import SOURCES, Source
 
 READABLE_CHECK = "extract_readable"
+# Recorded with each month raw reads (per partition), so that `ed-pipeline refresh` ingests only what is new since:
+# the state of the file read (`file_state`), and the fingerprint of the code that made the month's rows of every
+# ingest layer (`ingest_fingerprint`).
+LANDED_FILE = "landed_file"
+INGEST_RULES = "ingest_rules"
 KEPT_WARNING = ("file not there any more: the rows loaded before are kept (a file with only the header would empty "
                 "the month)")
 
@@ -49,12 +59,13 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
     )
     def raw_extract(context: dg.AssetExecutionContext, agency_zone: DuckDBResource):
         settings = Settings.from_env()
-        frames, problems, warnings, not_landed = [], [], [], []
+        frames, problems, warnings, not_landed, states = [], [], [], [], {}
         for month in context.partition_keys:
             path = settings.landing_file(source.name, month)
             if not path.exists():
                 not_landed.append(month)
                 continue
+            states[month] = file_state(path)  # before reading: a file replaced meanwhile differs from it next time
             extract = read_extract(path, source, month)
             frames.append(extract.frame)
             problems += extract.problems
@@ -80,6 +91,9 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         # it) with nothing, while the month's validated rows stayed. The blocking check below stops what follows;
         # the refresh runs the source's other months again without it.
         if not problems:
+            rules = ingest_fingerprint()
+            for month, state in states.items():
+                context.add_asset_metadata({LANDED_FILE: state, INGEST_RULES: rules}, partition_key=month)
             yield dg.Output(
                 frame,
                 metadata={
@@ -104,6 +118,25 @@ def build_raw_asset(source: Source) -> dg.AssetsDefinition:
         )
 
     return raw_extract
+
+
+@functools.cache
+def ingest_fingerprint() -> str:
+    """A fingerprint of the code that decides a month's raw, validated, quarantine and pseudonymised rows: the
+    source registry, the reading and validation rules and pseudonymisation, by their code (`code_fingerprint`: a
+    comment or docstring changes nothing). A month loaded under another fingerprint is loaded again by the next
+    `ed-pipeline refresh`."""
+    from ed_pipeline import sources
+    from ed_pipeline.defs import pseudonymised, validated
+    from ed_pipeline.privacy import bloom, normalise, pseudonymise
+    from ed_pipeline.privacy.audit import code_fingerprint
+    from ed_pipeline.quality import arrival, gx_runtime, reading, rules, validation
+
+    digest = hashlib.sha256()
+    for module in (sources, reading, rules, validation, arrival, gx_runtime, normalise, pseudonymise, bloom,
+                   pseudonymised, validated, sys.modules[__name__]):
+        digest.update(code_fingerprint(Path(module.__file__).read_text(encoding="utf-8")).encode())
+    return digest.hexdigest()[:16]
 
 
 def _held_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -> pl.DataFrame:

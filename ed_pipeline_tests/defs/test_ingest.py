@@ -6,15 +6,18 @@ import csv
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
+from ed_pipeline.defs.automation import raw_writes
 from ed_pipeline.defs.pseudonymised import pseudonymised_assets
-from ed_pipeline.defs.raw import raw_assets
+from ed_pipeline.defs.raw import ingest_fingerprint, raw_assets
 from ed_pipeline.defs.resources import all_resources, zone_resources
 from ed_pipeline.defs.validated import validated_assets
+from ed_pipeline.quality import rules, validation
 from ed_pipeline.resilience import table_digests
 from ed_pipeline.sources import SOURCES
 from ed_pipeline_tests.conftest import release_held_back, run_cli
@@ -75,7 +78,8 @@ def test_refresh_loads_every_landed_row_and_rerun_changes_nothing(refreshed_copy
     real = settings.landing_file("housing", settings.landed_months("housing")[-1])
     for source, month in (("housing", "2012-12"), ("benefits", "2062-11")):
         shutil.copy(real, settings.landing_file(source, month))
-    again = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)  # the agency zone is what is compared
+    # every month loaded again (--full), what is compared being the agency zone
+    again = run_cli("refresh", "--only", "ingest", "--full", data_dir=settings.data_dir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "7/7 steps succeeded" in again.stderr, again.stderr[-3000:]
     assert "left out" in again.stderr and "benefits/2062-11.csv" in again.stderr, again.stderr[-3000:]
@@ -93,6 +97,76 @@ def test_a_refresh_from_scratch_dates_every_row_by_its_extract_month(refreshed_w
                 f"select count(*), count(*) filter (arrived_on = cast(extract_month || '-01' as date) "
                 f"+ interval 1 month) from staging.stg_{source.name}").fetchone()
             assert rows == dated > 0 and staged == first_day_after > 0, source.name
+
+
+def raw_reads(settings) -> dict[str, dict[str, int]]:
+    """{source: {month: storage id of raw's latest write of it}} in the data directory's Dagster instance."""
+    with dg.DagsterInstance.from_config(str(settings.data_dir / "dagster")) as instance:
+        return raw_writes(instance)
+
+
+def test_a_refresh_ingests_only_the_months_new_or_changed_since_loaded(refreshed_copy):
+    """`ed-pipeline refresh` again ingests nothing: every source is up to date. Then a month lands and an earlier
+    housing file is sent again corrected (a row withdrawn): those months alone are ingested, and the agency zone
+    and the warehouse's pseudonymised tables are then what loading every month again (`--full`) makes of them."""
+    settings = refreshed_copy
+    before = raw_reads(settings)
+    again = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all(f"ok {source.name}: up to date" in again.stderr for source in SOURCES), again.stderr[-3000:]
+    assert raw_reads(settings) == before, "a month loaded as it is was ingested again"
+
+    new_month = release_held_back(settings)[0].stem
+    corrected_month = settings.landed_months("housing")[3]
+    corrected = settings.landing_file("housing", corrected_month)
+    lines = corrected.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) > 2, "the corrected file needs a row to withdraw"
+    corrected.write_text("".join(lines[:-1]), encoding="utf-8")
+    result = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = raw_reads(settings)
+    ingested = {(source, month) for source, months in after.items() for month, storage_id in months.items()
+                if storage_id != before.get(source, {}).get(month)}
+    expected = {(s.name, new_month) for s in SOURCES if settings.landing_file(s.name, new_month).exists()}
+    assert ingested == expected | {("housing", corrected_month)}
+    assert "ok housing (2 months," in result.stderr, result.stderr[-3000:]
+
+    layers = ("raw", "validated", "quarantine", "pseudonymised")
+    incremental = {path: table_digests(path, layers) for path in (settings.agency_zone_path, settings.warehouse_path)}
+    assert incremental[settings.agency_zone_path]["raw.housing"][0] == landed_rows(settings, "housing")
+    full = run_cli("refresh", "--only", "ingest", "--full", data_dir=settings.data_dir)
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert {path: table_digests(path, layers) for path in incremental} == incremental
+
+
+def test_a_refresh_ingests_again_what_other_ingest_code_or_a_dropped_table_left(refreshed_copy):
+    """Months loaded by other ingest code (`ingest_fingerprint`: the registry, the reading, validation and
+    pseudonymisation rules), and every month of a source whose pseudonymised table was dropped (a new key,
+    docs/privacy.md), are ingested again; the rest stay as they are."""
+    from ed_pipeline.refresh import months_to_ingest
+    from ed_pipeline.settings import month_range
+
+    settings = refreshed_copy
+    every = {}
+    for source in SOURCES:
+        own = settings.landed_months(source.name) or settings.landed_months()
+        every[source.name] = month_range(own[0], own[-1])
+    with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME of the refreshed copy
+        assert months_to_ingest(instance, settings, every) == {source.name: [] for source in SOURCES}
+        with duckdb.connect(str(settings.warehouse_path)) as conn:
+            conn.execute("drop table pseudonymised.benefits")
+        wanted = months_to_ingest(instance, settings, every)
+        assert wanted == {source.name: every[source.name] if source.name == "benefits" else [] for source in SOURCES}
+
+        ingest_fingerprint.cache_clear()
+        try:
+            with pytest.MonkeyPatch.context() as patch:  # the code of validation changed
+                patch.setattr(validation, "__file__", str(Path(rules.__file__)))
+                assert months_to_ingest(instance, settings, every) == {
+                    source.name: every[source.name] if source.name == "benefits" else
+                    settings.landed_months(source.name) for source in SOURCES}
+        finally:
+            ingest_fingerprint.cache_clear()
 
 
 def test_broken_file_stops_only_its_own_source(refreshed_copy):
@@ -189,14 +263,14 @@ def test_a_month_delivered_with_its_header_alone_is_recorded_as_delivered(world_
 
 
 def test_a_refresh_over_a_month_whose_file_is_gone_keeps_it_and_names_it(refreshed_copy):
-    """`ed-pipeline refresh` runs each source over all its months: a month in the middle whose file was moved away
-    was emptied (the run wrote an empty slice over it). It keeps its rows now, and the refresh names it."""
+    """`ed-pipeline refresh --full` runs each source over all its months: a month in the middle whose file was moved
+    away was emptied (the run wrote an empty slice over it). It keeps its rows now, and the refresh names it."""
     settings = refreshed_copy
     before = table_digests(settings.agency_zone_path)
     months = settings.landed_months("housing")
     gone = months[len(months) // 2]
     settings.landing_file("housing", gone).unlink()
-    result = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
+    result = run_cli("refresh", "--only", "ingest", "--full", data_dir=settings.data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"housing: no file in landing/ for {gone}: kept as loaded before" in result.stderr, result.stderr[-3000:]
     assert table_digests(settings.agency_zone_path) == before

@@ -27,8 +27,9 @@ OUTCOME = "killed_then_rerun.pickle"  # beside the staged data directory
 def killed_mid_write(tiny_world: Path, tmp_path_factory) -> KilledThenRerun:
     """One month of the tiny world lands; `refresh --only ingest` is SIGKILLed inside school readiness's
     warehouse write (rows inserted, not committed: the ED_PIPELINE_FAULT_AT hook), then a pass of Dagster's run
-    monitoring, then the refresh again. Staged once for both test processes (test_kill and test_idempotent may run
-    in either): what it left is kept beside the data directory, which is only read."""
+    monitoring, then the refresh again (what the kill left unloaded), then `--full` (the month again). Staged
+    once for both test processes (test_kill and test_idempotent may run in either): what it left is kept beside
+    the data directory, which is only read."""
 
     def stage(data: Path) -> None:
         shutil.copytree(tiny_world, data, ignore=shutil.ignore_patterns("truth"))
@@ -46,8 +47,11 @@ def killed_mid_write(tiny_world: Path, tmp_path_factory) -> KilledThenRerun:
         after_kill, holder = snapshot(), lock_holder(data)
         after_monitoring = monitored(data)
         again = run_cli("refresh", "--only", "ingest", data_dir=data)
+        after_rerun = snapshot()
+        full = run_cli("refresh", "--only", "ingest", "--full", data_dir=data)
         run = KilledThenRerun(data, killed.pid, killed.returncode, log.read_text(), after_kill, holder,
-                              after_monitoring, again.returncode, again.stderr, snapshot())
+                              after_monitoring, again.returncode, again.stderr, after_rerun, full.returncode,
+                              full.stderr, snapshot())
         (data.parent / OUTCOME).write_bytes(pickle.dumps(run))
 
     data = session_world(tmp_path_factory, "killed_mid_write", stage)

@@ -34,8 +34,9 @@ Digests = dict[str, tuple[int, int]]  # table -> (rows, hash)
 
 @dataclass(frozen=True)
 class KilledThenRerun:
-    """A refresh SIGKILLed at KILLED_WRITE, then run again: what each left (DuckDB file name -> digests), and what
-    became of the runs the kill left started (run id -> status, failure message) after a pass of run monitoring."""
+    """A refresh SIGKILLed at KILLED_WRITE, then run again, then run with `--full` (every landed month ingested
+    again): what each left (DuckDB file name -> digests), and what became of the runs the kill left started (run
+    id -> status, failure message) after a pass of run monitoring."""
 
     data: Path
     killed_pid: int
@@ -47,6 +48,9 @@ class KilledThenRerun:
     rerun_rc: int
     rerun_log: str
     after_rerun: dict[str, Digests]
+    full_rc: int
+    full_log: str
+    after_full: dict[str, Digests]
 
 
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
