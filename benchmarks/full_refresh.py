@@ -7,6 +7,8 @@
                                                  # without a new EYFSP cohort (the last, 2018-07, brings one)
     .venv/bin/python benchmarks/full_refresh.py --people 100000 --months 12     # a year of monthly refreshes,
                                                  # one after another: does the month cost more as months pass?
+    .venv/bin/python benchmarks/full_refresh.py --people 1500000 --month-by cli --again   # the month as
+                                                 # `ed-pipeline refresh` runs it, then every month again (--full)
 
 The world is synthesised once into `--work/<people>/` (default `data/benchmarks/full_refresh/<people>/`,
 used as ED_DATA_DIR, with its own Dagster instance, warehouse and MLflow store; never `data/` itself) and
@@ -14,13 +16,16 @@ reused by later runs with the same people and seed. Each run starts from an empt
 
 1. holds back the last landed month (its files move to `held_back/`; `--hold-back` a given month and every
    later one, which stay held back throughout);
-2. runs `ed_pipeline.refresh.refresh()` (what `ed-pipeline refresh` runs: the ingest job per source over
-   every landed month, then the analyse job) in a child process;
+2. runs `ed_pipeline.refresh.refresh(full=True)` (what `ed-pipeline refresh --full` runs, and a first
+   `ed-pipeline refresh`: the ingest job per source over every landed month, then the analyse job) in a child
+   process;
 3. releases the held-back month (with `--months N`, each of N months in turn) and runs the incremental
-   refresh, what the automation does when a month lands: the `landing_sensor`'s run per source for that one
-   partition (raw -> validated -> pseudonymised), then the analyse job (`linked.*` links only the new records
-   with the saved model; dbt, the model, the outputs and the privacy audit run over the whole history), in a
-   child process of its own.
+   refresh, what the automation does when a month lands: the `landing_sensor`'s run for that one partition
+   of every source (raw -> validated -> pseudonymised), then the analyse job (`linked.*` links only the new
+   records with the saved model; dbt, the model, the outputs and the privacy audit run over the whole
+   history), in a child process of its own. `--month-by cli` runs `ed-pipeline refresh` instead, as a user
+   does when the month has landed: a run per source of what is new (the month alone, checked), then the
+   analyse job.
 
 How it measures. Each refresh runs in its own process so that its figures are its own. A sampler thread in
 this process reads /proc every `--interval` seconds for the child and every process under it (dbt runs as a
@@ -491,7 +496,9 @@ def _run_record(instance, run_id: str, label: str, job: str) -> dict:
                        "start": s.start_time, "end": s.end_time} for s in instance.get_run_step_stats(run_id)]}
 
 
-def child_full(report: Path) -> None:
+def child_full(report: Path, month: str | None = None) -> None:
+    """`ed-pipeline refresh --full` (every landed month ingested); with `month`, `ed-pipeline refresh` as a user
+    runs it when that month has landed (only what is new is ingested: that month, checked)."""
     import dagster as dg
 
     # not ed_pipeline.definitions: refresh() loads them in each stage's own process, as `ed-pipeline refresh` does
@@ -499,8 +506,12 @@ def child_full(report: Path) -> None:
     from ed_pipeline.settings import Settings
 
     t0 = time.time()
-    result = refresh(Settings.from_env())
+    result = refresh(Settings.from_env(), full=month is None)
     finished = time.time()
+    if month is not None:
+        ingested = {m for o in result.outcomes for m in o.months}
+        if ingested != {month}:
+            raise SystemExit(f"expected `ed-pipeline refresh` to ingest {month} alone, it ingested {sorted(ingested)}")
     with dg.DagsterInstance.get() as instance:
         runs = [r for r in instance.get_runs(dg.RunsFilter(tags={"ed_pipeline/trigger": "refresh"}))]
         records = []
@@ -607,7 +618,11 @@ def main(argv: list[str] | None = None) -> int:
                              "refresh` does after an upgrade, or to run every landed month again), with the "
                              "warehouse's and the agency zone's tables compared before and after (the same: nothing "
                              "new landed)")
-    parser.add_argument("--child", choices=["full", "incremental"], help=argparse.SUPPRESS)
+    parser.add_argument("--month-by", choices=["sensor", "cli"], default="sensor",
+                        help="how each month is refreshed: as the automation does (sensor, the default: the "
+                             "landing sensor's run of the month, then the analyse job) or by `ed-pipeline refresh` "
+                             "(cli: a run per source of what is new, then the analyse job)")
+    parser.add_argument("--child", choices=["full", "incremental", "cli"], help=argparse.SUPPRESS)
     parser.add_argument("--hold-back", metavar="YYYY-MM",
                         help="the month of the incremental refresh (default: the last landed); later months stay "
                              "held back throughout, so the full refresh ends the month before")
@@ -628,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "incremental":
         child_incremental(args.report, args.month)
+        return 0
+    if args.child == "cli":
+        child_full(args.report, args.month)
         return 0
 
     root = (args.work / str(args.people)).resolve()
@@ -656,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     months = []
     for _ in range(0 if args.skip_incremental else args.months):
         month = release_month(root)[-1]
-        summary = {**summarise(run_child("incremental", root, args.interval, ["--month", month])), "month": month}
+        child = "incremental" if args.month_by == "sensor" else "cli"
+        summary = {**summarise(run_child(child, root, args.interval, ["--month", month])), "month": month}
         print(format_table(f"\nincremental refresh: month {month} released", summary))
         if warning := full_audit_warning(summary):
             print(warning, file=sys.stderr)

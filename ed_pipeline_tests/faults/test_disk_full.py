@@ -69,7 +69,7 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_previous_warehouse(full: st
         data = disk / "data" if mounted and full == "data_disk" else copy
         warehouse = disk / "warehouse.duckdb" if mounted and full == "warehouse_disk" else data / "warehouse.duckdb"
         result = subprocess.run(
-            [sys.executable, "-m", "ed_pipeline.cli", "refresh", "--only", "ingest"],
+            [sys.executable, "-m", "ed_pipeline.cli", "refresh", "--only", "ingest", "--full"],  # the month again
             env=cli_env(data, ED_WAREHOUSE_DB=str(warehouse)), capture_output=True, text=True, timeout=600,
             preexec_fn=None if mounted else _limit_file_size)
         err = result.stderr
