@@ -615,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                              "since, the month's audit is a full one, which the benchmark warns of)")
     parser.add_argument("--again", action="store_true",
                         help="then the full refresh once more, over the state the refreshes left (what `ed-pipeline "
-                             "refresh` does after an upgrade, or to run every landed month again), with the "
+                             "refresh --full` does, and `ed-pipeline refresh` after an upgrade of the ingest code), "
+                             "with the "
                              "warehouse's and the agency zone's tables compared before and after (the same: nothing "
                              "new landed)")
     parser.add_argument("--month-by", choices=["sensor", "cli"], default="sensor",
