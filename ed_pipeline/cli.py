@@ -66,11 +66,50 @@ def cmd_dagster_home(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _months_done(months: list[str]) -> str:
-    """The months a source's ingest ran, as the progress line shows them: '2018-07, ' or '66 months, '."""
-    if not months:
-        return ""
-    return f"{months[0]}, " if len(months) == 1 else f"{len(months)} months, "
+def _reasons(count: int, why: dict[str, int]) -> str:
+    """Why `count` months are ingested ({reason: months}, `refresh.months_to_ingest`): 'new' or '1 replaced, 1 new'."""
+    return ", ".join(reason if count == 1 else f"{n} {reason}" for reason, n in why.items())
+
+
+def _ingested(months: list[str], why: dict[str, int]) -> str:
+    """What a source's ingest ran and why, as the refresh reports it: '2018-07: new', '2 months: 1 replaced, 1 new'
+    or '66 months' (--full)."""
+    what = months[0] if len(months) == 1 else f"{len(months)} months"
+    reasons = _reasons(len(months), why)
+    return f"{what}: {reasons}" if reasons else what
+
+
+def _spans(months: list[str]) -> str:
+    """Months (in order) as runs of consecutive ones: '2013-01 to 2018-06, 2018-08'."""
+    from ed_pipeline.settings import month_range
+
+    runs: list[list[str]] = []
+    for month in months:
+        if runs and month_range(runs[-1][-1], month)[1:] == [month]:
+            runs[-1].append(month)
+        else:
+            runs.append([month])
+    return ", ".join(run[0] if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs)
+
+
+def _dry_run(settings: Settings) -> int:
+    """`ed-pipeline refresh --dry-run`: what a refresh would ingest now, and why; nothing is run or written."""
+    from collections import Counter
+
+    from ed_pipeline.refresh import pending
+
+    if not settings.landed_months():
+        _error(f"no extracts found under {settings.landing_dir}; run `ed-pipeline synth` first or drop files there")
+        return 2
+    wanted = pending(settings)
+    table = Table(title="what `ed-pipeline refresh` would ingest (then it links onwards)")
+    for column in ("source", "months", "why"):
+        table.add_column(column)
+    for source, months in wanted.items():
+        table.add_row(source, _spans(list(months)) or "-",
+                      _reasons(len(months), Counter(months.values())) if months else "up to date")
+    Console().print(table)
+    return 0
 
 
 def _error(message: object) -> None:
@@ -91,7 +130,7 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
 
     try:  # before loading anything heavy: a second refresh on the same data directory is refused at once
         with refresh_lock(settings.data_dir):
-            return _refresh_locked(args, settings)
+            return _dry_run(settings) if args.dry_run else _refresh_locked(args, settings)
     except (RefreshBusyError, DiskFullError) as exc:
         _error(exc)
         return 2
@@ -113,8 +152,11 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
         elif outcome.success and not outcome.failed_checks:
             if source in SOURCES_BY_NAME and not outcome.months:
                 console.print(f"  [green]ok[/] {source}: up to date")
+            elif outcome.months:
+                console.print(f"  [green]ok[/] {source} ({_ingested(outcome.months, outcome.why)}; "
+                              f"{outcome.seconds:.1f}s)")
             else:
-                console.print(f"  [green]ok[/] {source} ({_months_done(outcome.months)}{outcome.seconds:.1f}s)")
+                console.print(f"  [green]ok[/] {source} ({outcome.seconds:.1f}s)")
         else:
             detail = ", ".join(outcome.failed_checks) or "run failed: see the run in the Dagster UI"
             console.print(f"  [red]FAILED[/] {source} ({outcome.seconds:.1f}s): {detail}", soft_wrap=True)
@@ -300,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "warehouse holds), e.g. to finish a refresh that stopped after ingesting")
     ref.add_argument("--full", action="store_true",
                      help="ingest every landed month of every source again, not only the new or changed ones")
+    ref.add_argument("--dry-run", action="store_true",
+                     help="say which months of which sources a refresh would ingest now, and why; run nothing")
     ref.set_defaults(func=cmd_refresh)
 
     reid = sub.add_parser("reidentify", help="agency-side: list an agency's highest-risk children by name for "

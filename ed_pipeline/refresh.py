@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class SourceOutcome:
     unreadable_months: list[str] = field(default_factory=list)  # left out; the source's other months went through
     kept_months: list[str] = field(default_factory=list)  # loaded before, their file gone: rows kept as they were
     months: list[str] = field(default_factory=list)  # the months ingested (none: the source was up to date)
+    why: dict[str, int] = field(default_factory=dict)  # how many of them for each reason (`months_to_ingest`)
 
 
 @dataclass
@@ -190,13 +192,9 @@ def _run_stage(settings: Settings, months: list[str], stage: str, full: bool = F
         from ed_pipeline.definitions import defs
 
         if stage == "ingest":
-            # each source from its first landed month to its last (every month when it has none: its tables must
-            # still exist, empty); Dagster records every partition of a run, so months cost time
-            every = {}
-            for source in SOURCES:
-                own = settings.landed_months(source.name) or months
-                every[source.name] = month_range(own[0], own[-1])
-            wanted = every if full else months_to_ingest(instance, settings, every)
+            every = ingest_ranges(settings, months)
+            wanted = ({name: dict.fromkeys(range_, "") for name, range_ in every.items()} if full  # no reason given
+                      else months_to_ingest(instance, settings, every))
             for source in SOURCES:
                 outcomes.append(_ingest_source(instance, defs, settings, source, wanted[source.name], progress))
         else:
@@ -218,15 +216,22 @@ def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
                                        "a later refresh re-ran its work")
 
 
-def months_to_ingest(instance: dg.DagsterInstance, settings: Settings, every: dict[str, list[str]]
-                     ) -> dict[str, list[str]]:
-    """{source: months} to ingest, out of `every` (each source's months, from its first landed month to its last):
+# Why `months_to_ingest` wants a month, as the refresh reports it
+TABLE_MISSING, NEW, REPLACED, OTHER_CODE, HALF_LOADED = (
+    "table missing", "new", "replaced", "ingest code changed", "half loaded")
 
-    - each landed month whose file raw has not read as it is now (its `file_state`: new or replaced since) under
-      the ingest code of today (`ingest_fingerprint`): raw records both for every month it reads;
-    - each month a run left half loaded (`half_loaded_months`: killed, or stopped by a blocking check);
+
+def months_to_ingest(instance: dg.DagsterInstance, settings: Settings, every: dict[str, list[str]]
+                     ) -> dict[str, dict[str, str]]:
+    """{source: {month: why}} to ingest, in month order, out of `every` (each source's months, from its first
+    landed month to its last):
+
     - every month of `every` for a source whose raw, validated, quarantine or pseudonymised table is missing
-      (never loaded, a database file deleted, a table dropped for a new key: docs/privacy.md).
+      (NEW: never loaded; TABLE_MISSING: a database file deleted, a table dropped for a new key: docs/privacy.md);
+    - each landed month whose file raw has not read (NEW) or not as it is now (REPLACED: its `file_state`), or
+      read under other ingest code (OTHER_CODE: `ingest_fingerprint`): raw records both for every month it reads;
+    - each month a run left half loaded (HALF_LOADED, `half_loaded_months`: killed, or stopped by a blocking
+      check).
 
     A month whose file has gone keeps what was loaded (a missing file is no withdrawal), so it is not run."""
     from ed_pipeline.defs.automation import half_loaded_months, raw_writes
@@ -236,19 +241,24 @@ def months_to_ingest(instance: dg.DagsterInstance, settings: Settings, every: di
     half = half_loaded_months(instance, raw_written)
     missing = _sources_missing_a_table(settings)
     rules = ingest_fingerprint()
-    wanted = {}
+    wanted: dict[str, dict[str, str]] = {}
     for source in SOURCES:
-        if source.name in missing:
-            wanted[source.name] = every[source.name]
+        if source.name in missing:  # never loaded (new), or a table gone since
+            wanted[source.name] = dict.fromkeys(every[source.name], TABLE_MISSING if raw_written[source.name] else NEW)
             continue
         ids = list(raw_written.get(source.name, {}).values())
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=raw_key(source), storage_ids=ids), limit=len(ids)).records if ids else []
         read = {r.partition_key: r.asset_materialization.metadata for r in records if r.asset_materialization}
-        wanted[source.name] = [
-            month for month in settings.landed_months(source.name)
-            if month in half.get(source.name, ())
-            or _recorded(read.get(month, {})) != (file_state(settings.landing_file(source.name, month)), rules)]
+        wanted[source.name] = {}
+        for month in settings.landed_months(source.name):
+            state, code = _recorded(read.get(month, {}))
+            why = (NEW if state is None else
+                   REPLACED if state != file_state(settings.landing_file(source.name, month)) else
+                   OTHER_CODE if code != rules else
+                   HALF_LOADED if month in half.get(source.name, ()) else None)
+            if why:
+                wanted[source.name][month] = why
     return wanted
 
 
@@ -258,6 +268,25 @@ def _recorded(metadata) -> tuple[str | None, str | None]:
 
     state, code = metadata.get(LANDED_FILE), metadata.get(INGEST_RULES)
     return (state.value if state else None, code.value if code else None)
+
+
+def pending(settings: Settings) -> dict[str, dict[str, str]]:
+    """What `ed-pipeline refresh` would ingest now, and why (`months_to_ingest`), without running anything. Takes
+    the refresh lock while it reads (RefreshBusyError if a refresh is running: it holds the DuckDB files)."""
+    with refresh_lock(settings.data_dir):
+        ensure_dagster_home(settings)
+        with dg.DagsterInstance.get() as instance:
+            return months_to_ingest(instance, settings, ingest_ranges(settings, settings.landed_months()))
+
+
+def ingest_ranges(settings: Settings, months: list[str]) -> dict[str, list[str]]:
+    """Each source's months from its first landed month to its last (every landed month of any source when it has
+    none: its tables must still exist, empty); Dagster records every partition of a run, so months cost time."""
+    every = {}
+    for source in SOURCES:
+        own = settings.landed_months(source.name) or months
+        every[source.name] = month_range(own[0], own[-1])
+    return every
 
 
 def _sources_missing_a_table(settings: Settings) -> set[str]:
@@ -275,12 +304,13 @@ def _sources_missing_a_table(settings: Settings) -> set[str]:
 
 
 def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
-                   months: list[str], progress) -> SourceOutcome:
-    """One run over each run of consecutive months of `months` (none: the source is up to date); if some files
-    are unreadable (the blocking check stops the whole run), its other months are run again without them, so one
-    bad file holds back only its own month."""
+                   wanted: dict[str, str], progress) -> SourceOutcome:
+    """One run over each run of consecutive months of `wanted` ({month: why}, in order; none: the source is up to
+    date); if some files are unreadable (the blocking check stops the whole run), its other months are run again
+    without them, so one bad file holds back only its own month."""
     from ed_pipeline.defs.raw import READABLE_CHECK
 
+    months = list(wanted)
     if progress:
         progress(source.name, None)
     t0 = time.perf_counter()
@@ -303,7 +333,8 @@ def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings:
             failed += [f for f in _failed_checks(rerun) if f not in failed]
     gone = [month for month in months if not settings.landing_file(source.name, month).exists()]
     outcome = SourceOutcome(source.name, success, time.perf_counter() - t0, failed, unreadable,
-                            _loaded(settings, source, gone) if gone else [], months)
+                            _loaded(settings, source, gone) if gone else [], months,
+                            dict(Counter(why for why in wanted.values() if why)))
     if progress:
         progress(source.name, outcome)
     return outcome

@@ -122,6 +122,11 @@ def test_a_refresh_ingests_only_the_months_new_or_changed_since_loaded(refreshed
     lines = corrected.read_text(encoding="utf-8").splitlines(keepends=True)
     assert len(lines) > 2, "the corrected file needs a row to withdraw"
     corrected.write_text("".join(lines[:-1]), encoding="utf-8")
+    dry = run_cli("refresh", "--dry-run", data_dir=settings.data_dir)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    housing = next(line for line in dry.stdout.splitlines() if "housing" in line)
+    assert corrected_month in housing and new_month in housing and "1 replaced, 1 new" in housing, dry.stdout
+    assert raw_reads(settings) == before, "a dry run ingested"
     result = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     after = raw_reads(settings)
@@ -129,7 +134,8 @@ def test_a_refresh_ingests_only_the_months_new_or_changed_since_loaded(refreshed
                 if storage_id != before.get(source, {}).get(month)}
     expected = {(s.name, new_month) for s in SOURCES if settings.landing_file(s.name, new_month).exists()}
     assert ingested == expected | {("housing", corrected_month)}
-    assert "ok housing (2 months," in result.stderr, result.stderr[-3000:]
+    assert "ok housing (2 months: 1 replaced, 1 new;" in result.stderr, result.stderr[-3000:]
+    assert f"ok benefits ({new_month}: new;" in result.stderr, result.stderr[-3000:]
 
     layers = ("raw", "validated", "quarantine", "pseudonymised")
     incremental = {path: table_digests(path, layers) for path in (settings.agency_zone_path, settings.warehouse_path)}
@@ -143,28 +149,25 @@ def test_a_refresh_ingests_again_what_other_ingest_code_or_a_dropped_table_left(
     """Months loaded by other ingest code (`ingest_fingerprint`: the registry, the reading, validation and
     pseudonymisation rules), and every month of a source whose pseudonymised table was dropped (a new key,
     docs/privacy.md), are ingested again; the rest stay as they are."""
-    from ed_pipeline.refresh import months_to_ingest
-    from ed_pipeline.settings import month_range
+    from ed_pipeline.refresh import OTHER_CODE, TABLE_MISSING, ingest_ranges, months_to_ingest
 
     settings = refreshed_copy
-    every = {}
-    for source in SOURCES:
-        own = settings.landed_months(source.name) or settings.landed_months()
-        every[source.name] = month_range(own[0], own[-1])
+    every = ingest_ranges(settings, settings.landed_months())
     with dg.DagsterInstance.get() as instance:  # DAGSTER_HOME of the refreshed copy
-        assert months_to_ingest(instance, settings, every) == {source.name: [] for source in SOURCES}
+        assert months_to_ingest(instance, settings, every) == {source.name: {} for source in SOURCES}
         with duckdb.connect(str(settings.warehouse_path)) as conn:
             conn.execute("drop table pseudonymised.benefits")
-        wanted = months_to_ingest(instance, settings, every)
-        assert wanted == {source.name: every[source.name] if source.name == "benefits" else [] for source in SOURCES}
+        dropped = dict.fromkeys(every["benefits"], TABLE_MISSING)
+        assert months_to_ingest(instance, settings, every) == {
+            source.name: dropped if source.name == "benefits" else {} for source in SOURCES}
 
         ingest_fingerprint.cache_clear()
         try:
             with pytest.MonkeyPatch.context() as patch:  # the code of validation changed
                 patch.setattr(validation, "__file__", str(Path(rules.__file__)))
                 assert months_to_ingest(instance, settings, every) == {
-                    source.name: every[source.name] if source.name == "benefits" else
-                    settings.landed_months(source.name) for source in SOURCES}
+                    source.name: dropped if source.name == "benefits" else
+                    dict.fromkeys(settings.landed_months(source.name), OTHER_CODE) for source in SOURCES}
         finally:
             ingest_fingerprint.cache_clear()
 
