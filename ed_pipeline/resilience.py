@@ -356,6 +356,22 @@ def _child_main(send, parent_pid: int, function: Callable[..., Any], args: tuple
         message = ("error", _portable(exc))
     send.send(message)
     send.close()
+    _end_without_teardown()
+
+
+def _end_without_teardown() -> None:
+    """End this process as multiprocessing ends a forked child: once its threads have finished, its logs and
+    standard streams flushed, without the interpreter's teardown. In a stage that imported Dagster, Splink, MLflow
+    and LightGBM that teardown (destroying every module and object, in C) took 2.2 s of the refresh, which waits for
+    the stage to end before the next one opens the databases; everything it wrote is committed by then."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing left to flush
+            stream.flush()
+    os._exit(0)
 
 
 def _portable(exc: BaseException) -> BaseException:
