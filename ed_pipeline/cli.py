@@ -81,14 +81,10 @@ def _ingested(months: list[str], why: dict[str, int]) -> str:
 
 def _spans(months: list[str]) -> str:
     """Months (in order) as runs of consecutive ones: '2013-01 to 2018-06, 2018-08'."""
+    from ed_pipeline.refresh import _ranges
     from ed_pipeline.settings import month_range
 
-    runs: list[list[str]] = []
-    for month in months:
-        if runs and month_range(runs[-1][-1], month)[1:] == [month]:
-            runs[-1].append(month)
-        else:
-            runs.append([month])
+    runs = _ranges(months, month_range(months[0], months[-1])) if months else []
     return ", ".join(run[0] if len(run) == 1 else f"{run[0]} to {run[-1]}" for run in runs)
 
 

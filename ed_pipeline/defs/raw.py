@@ -1,9 +1,7 @@
 """raw.<source>: each agency's monthly CSV as it arrived, with lineage columns (agency zone)."""
 
 import functools
-import hashlib
 import sys
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -129,14 +127,12 @@ def ingest_fingerprint() -> str:
     from ed_pipeline import sources
     from ed_pipeline.defs import pseudonymised, validated
     from ed_pipeline.privacy import bloom, normalise, pseudonymise
-    from ed_pipeline.privacy.audit import code_fingerprint
+    from ed_pipeline.privacy.audit import code_digest
     from ed_pipeline.quality import arrival, gx_runtime, reading, rules, validation
 
-    digest = hashlib.sha256()
-    for module in (sources, reading, rules, validation, arrival, gx_runtime, normalise, pseudonymise, bloom,
-                   pseudonymised, validated, sys.modules[__name__]):
-        digest.update(code_fingerprint(Path(module.__file__).read_text(encoding="utf-8")).encode())
-    return digest.hexdigest()[:16]
+    return code_digest(module.__file__ for module in (sources, reading, rules, validation, arrival, gx_runtime,
+                                                      normalise, pseudonymise, bloom, pseudonymised, validated,
+                                                      sys.modules[__name__]))
 
 
 def _held_rows(agency_zone: DuckDBResource, source: Source, months: list[str]) -> pl.DataFrame:

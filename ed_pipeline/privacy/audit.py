@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,8 +79,13 @@ def rules_fingerprint() -> str:
     from ed_pipeline import sources
     from ed_pipeline.privacy import leak_scan, normalise
 
+    return code_digest([leak_scan.__file__, normalise.__file__, sources.__file__, __file__])
+
+
+def code_digest(paths: Iterable[str | Path]) -> str:
+    """A short fingerprint of the code of the Python files `paths`, in order (`code_fingerprint` of each)."""
     digest = hashlib.sha256()
-    for path in (leak_scan.__file__, normalise.__file__, sources.__file__, __file__):
+    for path in paths:
         digest.update(code_fingerprint(Path(path).read_text(encoding="utf-8")).encode())
     return digest.hexdigest()[:16]
 
