@@ -9,6 +9,8 @@
                                                  # one after another: does the month cost more as months pass?
     .venv/bin/python benchmarks/full_refresh.py --people 1500000 --month-by cli --again   # the month as
                                                  # `ed-pipeline refresh` runs it, then every month again (--full)
+    .venv/bin/python benchmarks/full_refresh.py --people 1500000 --incremental-only --nothing-new   # then the
+                                                 # command twice with nothing new: what a refresh costs when idle
 
 The world is synthesised once into `--work/<people>/` (default `data/benchmarks/full_refresh/<people>/`,
 used as ED_DATA_DIR, with its own Dagster instance, warehouse and MLflow store; never `data/` itself) and
@@ -529,6 +531,23 @@ def child_full(report: Path, month: str | None = None) -> None:
                                    "finished": finished}))
 
 
+def child_idle(report: Path) -> None:
+    """`ed-pipeline refresh` with nothing new landed: nothing is ingested (checked), and the analysis runs only if
+    something it reads or keeps changed since its last passing run (`ed_pipeline.analysis_state`)."""
+    from ed_pipeline.refresh import refresh
+    from ed_pipeline.settings import Settings
+
+    t0 = time.time()
+    result = refresh(Settings.from_env())
+    finished = time.time()
+    ingested = sorted({o.source for o in result.outcomes if o.months})
+    if ingested:
+        raise SystemExit(f"expected `ed-pipeline refresh` to ingest nothing, it ingested {', '.join(ingested)}")
+    analysis = next(o for o in result.outcomes if o.source == "analyse")
+    report.write_text(json.dumps({"success": result.success, "runs": [], "ready": t0, "finished": finished,
+                                  "analysed": not analysis.up_to_date, "why": analysis.reason}))
+
+
 def child_incremental(report: Path, month: str) -> None:
     """What the automation does when a month lands: the landing sensor's run for that month (every source's file,
     in one run), then analyse."""
@@ -619,11 +638,15 @@ def main(argv: list[str] | None = None) -> int:
                              "with the "
                              "warehouse's and the agency zone's tables compared before and after (the same: nothing "
                              "new landed)")
+    parser.add_argument("--nothing-new", action="store_true",
+                        help="then `ed-pipeline refresh` twice with nothing new landed: the first links onwards "
+                             "when the last analysis was not the command's (the landing sensor's month is not "
+                             "recorded as one), the second finds it up to date and runs nothing (tables compared)")
     parser.add_argument("--month-by", choices=["sensor", "cli"], default="sensor",
                         help="how each month is refreshed: as the automation does (sensor, the default: the "
                              "landing sensor's run of the month, then the analyse job) or by `ed-pipeline refresh` "
                              "(cli: a run per source of what is new, then the analyse job)")
-    parser.add_argument("--child", choices=["full", "incremental", "cli"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["full", "incremental", "cli", "idle"], help=argparse.SUPPRESS)
     parser.add_argument("--hold-back", metavar="YYYY-MM",
                         help="the month of the incremental refresh (default: the last landed); later months stay "
                              "held back throughout, so the full refresh ends the month before")
@@ -647,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "cli":
         child_full(args.report, args.month)
+        return 0
+    if args.child == "idle":
+        child_idle(args.report)
         return 0
 
     root = (args.work / str(args.people)).resolve()
@@ -692,6 +718,19 @@ def main(argv: list[str] | None = None) -> int:
         again["tables_changed"] = changed
         print(format_table(f"\nfull refresh again, over the state left ({len(before)} tables)", again))
         print(f"tables changed by it: {', '.join(changed) or 'none'}")
+    idle = []
+    for attempt in range(2 if args.nothing_new else 0):
+        before = zone_digests(root)
+        measured = run_child("idle", root, args.interval)
+        report = measured["report"]
+        changed = sorted(t for t, digest in zone_digests(root).items() if before.get(t) != digest)
+        idle.append({"wall_s": round(report["finished"] - measured["started"], 2),
+                     "cpu_s": round(measured["cpu_s"], 2), "peak_process_rss_bytes": measured["max_rss_bytes"],
+                     "analysed": report["analysed"], "why": report["why"], "success": report["success"],
+                     "tables_changed": changed, "load_before": [round(x, 2) for x in measured["load_before"]]})
+        print(f"\n`ed-pipeline refresh` with nothing new ({attempt + 1} of 2): {idle[-1]['wall_s']:.1f} s, "
+              f"{idle[-1]['cpu_s']:.1f} CPU s; linked onwards: {'yes, ' if report['analysed'] else 'no, '}"
+              f"{report['why']}; tables changed: {len(changed)}")
     # several months: the goal is judged on the slowest
     met = goals(full, max(months, key=lambda m: m["wall_s"]) if len(months) > 1 else incremental)
     print("\n" + format_goals(met))
@@ -700,15 +739,15 @@ def main(argv: list[str] | None = None) -> int:
                "command": " ".join([Path(sys.executable).name, *sys.argv]), "measured_at": time.strftime(
                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "full": full, "incremental": incremental,
                **({"months": months} if len(months) > 1 else {}), "again": again,
-               "goals": met}
+               **({"nothing_new": idle} if idle else {}), "goals": met}
     for path in {root / "figures.json", *([args.json] if args.json else [])}:
         path.write_text(json.dumps(figures, indent=2))
     (root / "figures.md").write_text("\n\n".join(
         [markdown_table(full), *(markdown_table(r) for r in (*months, again) if r),
          *([markdown_months(months, full)] if len(months) > 1 else [])]) + "\n")
     print(f"figures: {root / 'figures.json'}", file=sys.stderr)
-    return 0 if all(r["success"] for r in (full, *months, again) if r) and not (again or {}).get(
-        "tables_changed") else 1
+    return 0 if all(r["success"] for r in (full, *months, again, *idle) if r) and not (again or {}).get(
+        "tables_changed") and not (idle and (idle[-1]["analysed"] or idle[-1]["tables_changed"])) else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ed_pipeline.settings import DEFAULT_LAST_MONTH, FIRST_MONTH, LANDING_NAME_RULE, Settings, is_partition_month
-from ed_pipeline.sources import SOURCES_BY_NAME
 
 console = Console(stderr=True)
 
@@ -89,7 +88,8 @@ def _spans(months: list[str]) -> str:
 
 
 def _dry_run(settings: Settings) -> int:
-    """`ed-pipeline refresh --dry-run`: what a refresh would ingest now, and why; nothing is run or written."""
+    """`ed-pipeline refresh --dry-run`: what a refresh would ingest now and whether it would analyse, and why;
+    nothing is run or written."""
     from collections import Counter
 
     from ed_pipeline.refresh import pending
@@ -97,13 +97,14 @@ def _dry_run(settings: Settings) -> int:
     if not settings.landed_months():
         _error(f"no extracts found under {settings.landing_dir}; run `ed-pipeline synth` first or drop files there")
         return 2
-    wanted = pending(settings)
-    table = Table(title="what `ed-pipeline refresh` would ingest (then it links onwards)")
+    wanted, analyse = pending(settings)
+    table = Table(title="what `ed-pipeline refresh` would run")
     for column in ("source", "months", "why"):
         table.add_column(column)
     for source, months in wanted.items():
         table.add_row(source, _spans(list(months)) or "-",
                       _reasons(len(months), Counter(months.values())) if months else "up to date")
+    table.add_row("analyse (linking onwards)", "whole history" if analyse else "-", analyse or "up to date")
     Console().print(table)
     return 0
 
@@ -146,13 +147,15 @@ def _refresh_locked(args: argparse.Namespace, settings: Settings) -> int:
         if outcome is None:
             console.print(f"  [cyan]>[/] {source} ...")
         elif outcome.success and not outcome.failed_checks:
-            if source in SOURCES_BY_NAME and not outcome.months:
-                console.print(f"  [green]ok[/] {source}: up to date")
+            if outcome.up_to_date:
+                why = f" ({outcome.reason})" if outcome.reason else ""
+                console.print(f"  [green]ok[/] {source}: up to date{why}")
             elif outcome.months:
                 console.print(f"  [green]ok[/] {source} ({_ingested(outcome.months, outcome.why)}; "
                               f"{outcome.seconds:.1f}s)")
             else:
-                console.print(f"  [green]ok[/] {source} ({outcome.seconds:.1f}s)")
+                console.print(f"  [green]ok[/] {source} ({outcome.reason + '; ' if outcome.reason else ''}"
+                              f"{outcome.seconds:.1f}s)")
         else:
             detail = ", ".join(outcome.failed_checks) or "run failed: see the run in the Dagster UI"
             console.print(f"  [red]FAILED[/] {source} ({outcome.seconds:.1f}s): {detail}", soft_wrap=True)
@@ -339,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--full", action="store_true",
                      help="ingest every landed month of every source again, not only the new or changed ones")
     ref.add_argument("--dry-run", action="store_true",
-                     help="say which months of which sources a refresh would ingest now, and why; run nothing")
+                     help="say which months of which sources a refresh would ingest now, whether it would link "
+                          "onwards, and why; run nothing")
     ref.set_defaults(func=cmd_refresh)
 
     reid = sub.add_parser("reidentify", help="agency-side: list an agency's highest-risk children by name for "

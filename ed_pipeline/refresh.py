@@ -12,7 +12,8 @@ landed month again. Each source is its own run over its months (a single-run
 backfill per run of consecutive months), so a broken extract stops only that
 source; its other months are then run again without the unreadable ones, so
 they still go through. Analysis then runs over the whole history, linking only
-what is new. A full disk stops the refresh with a clear error
+what is new, unless nothing it reads or keeps has changed since it last passed
+(`analysis_state`). A full disk stops the refresh with a clear error
 (docs/resilience.md).
 """
 
@@ -28,6 +29,7 @@ import dagster as dg
 import duckdb
 from dagster._core.utils import make_new_run_id
 
+from ed_pipeline.analysis_state import record_analysis, why_analyse
 from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, ended_message, fail_dead_runs, worker_running, worker_tags
 from ed_pipeline.resilience import (
     ChildProcessDied,
@@ -58,6 +60,9 @@ class SourceOutcome:
     kept_months: list[str] = field(default_factory=list)  # loaded before, their file gone: rows kept as they were
     months: list[str] = field(default_factory=list)  # the months ingested (none: the source was up to date)
     why: dict[str, int] = field(default_factory=dict)  # how many of them for each reason (`months_to_ingest`)
+    up_to_date: bool = False  # nothing to do: no month to ingest; the analysis with nothing changed since it ran
+    reason: str = ""  # the analysis: why it ran, or the run it is up to date with (`analysis_state.why_analyse`)
+    run_id: str = ""  # the analysis: its run
 
 
 @dataclass
@@ -124,7 +129,8 @@ def provide_pseudo_key(settings: Settings) -> str:
 
 def refresh(settings: Settings, progress=None, only: str | None = None, full: bool = False) -> RefreshResult:
     """Ingest what has landed and is not loaded as it is now (`months_to_ingest`; `full`: every landed month of
-    every source again), then run the whole-history analysis; `only` ('ingest' or 'analyse') runs one of the two.
+    every source again), then run the whole-history analysis unless it is up to date (`analysis_state`; `full`
+    and `only='analyse'` run it anyway); `only` ('ingest' or 'analyse') runs one of the two.
     `progress(source, outcome_or_None)` reports each step. Raises DiskFullError when a write fails for want of
     space (what was committed before it stands)."""
     if only not in (None, *STAGES):
@@ -157,8 +163,18 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None, 
     # ingest's polars and DuckDB keep of the memory they freed is not held through linkage; the child dies with
     # this process, and this process holds the refresh lock throughout.
     for stage in STAGES if only is None else (only,):
+        why = None
+        if stage == "analyse":
+            why, last = _why_analyse(settings, full, only)
+            if why is None:  # nothing it reads or keeps changed since its last passing run
+                outcomes.append(SourceOutcome(stage, True, 0.0, up_to_date=True, run_id=last or "",
+                                              reason=f"nothing it reads or keeps changed since run {last[:8]}"))
+                if progress:
+                    progress(stage, outcomes[-1])
+                continue
         try:
-            outcomes += run_in_child(stage, _run_stage, settings, months, stage, full, progress=progress)
+            stage_outcomes = run_in_child(stage, _run_stage, settings, months, stage, full, why, progress=progress)
+            outcomes += stage_outcomes
         except ChildProcessDied as exc:
             with dg.DagsterInstance.get() as instance:
                 stopped = stopped_runs(instance, exc.pid)
@@ -167,7 +183,18 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None, 
                                    "(the Dagster UI's Terminate, or run monitoring's maximum runtime)",
                                    pid=exc.pid) from exc
             raise
+        if stage == "analyse" and all(o.success and not o.failed_checks for o in stage_outcomes):
+            with dg.DagsterInstance.get() as instance:  # its process has ended: every file it wrote is closed
+                record_analysis(instance, stage_outcomes[0].run_id, settings)
     return RefreshResult(months, outcomes, time.perf_counter() - started)
+
+
+def _why_analyse(settings: Settings, full: bool, only: str | None) -> tuple[str | None, str | None]:
+    """Why the analysis runs (None: it is up to date), and its last run (`analysis_state.why_analyse`)."""
+    if full or only:
+        return ("--full" if full else "--only analyse"), None
+    with dg.DagsterInstance.get() as instance:
+        return why_analyse(instance, settings)
 
 
 class StageStopped(ChildProcessDied):
@@ -184,7 +211,7 @@ def stopped_runs(instance: dg.DagsterInstance, pid: int | None) -> list[str]:
                     for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED))]
 
 
-def _run_stage(settings: Settings, months: list[str], stage: str, full: bool = False,
+def _run_stage(settings: Settings, months: list[str], stage: str, full: bool = False, why: str | None = None,
                progress=None) -> list[SourceOutcome]:
     """One stage of the refresh ('ingest': runs per source; 'analyse': the whole-history job), in this process."""
     outcomes = []
@@ -198,7 +225,7 @@ def _run_stage(settings: Settings, months: list[str], stage: str, full: bool = F
             for source in SOURCES:
                 outcomes.append(_ingest_source(instance, defs, settings, source, wanted[source.name], progress))
         else:
-            outcomes.append(_run_whole_history(instance, defs, settings, "analyse", progress))
+            outcomes.append(_run_whole_history(instance, defs, settings, "analyse", why or "", progress))
     return outcomes
 
 
@@ -270,13 +297,16 @@ def _recorded(metadata) -> tuple[str | None, str | None]:
     return (state.value if state else None, code.value if code else None)
 
 
-def pending(settings: Settings) -> dict[str, dict[str, str]]:
-    """What `ed-pipeline refresh` would ingest now, and why (`months_to_ingest`), without running anything. Takes
-    the refresh lock while it reads (RefreshBusyError if a refresh is running: it holds the DuckDB files)."""
+def pending(settings: Settings) -> tuple[dict[str, dict[str, str]], str | None]:
+    """What `ed-pipeline refresh` would do now, without running anything: the months it would ingest and why
+    (`months_to_ingest`), and why it would run the analysis (None: up to date; after any ingest it runs). Takes the
+    refresh lock while it reads (RefreshBusyError if a refresh is running: it holds the DuckDB files)."""
     with refresh_lock(settings.data_dir):
         ensure_dagster_home(settings)
         with dg.DagsterInstance.get() as instance:
-            return months_to_ingest(instance, settings, ingest_ranges(settings, settings.landed_months()))
+            wanted = months_to_ingest(instance, settings, ingest_ranges(settings, settings.landed_months()))
+            analyse = ("after the months ingested" if any(wanted.values()) else why_analyse(instance, settings)[0])
+            return wanted, analyse
 
 
 def ingest_ranges(settings: Settings, months: list[str]) -> dict[str, list[str]]:
@@ -334,7 +364,7 @@ def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings:
     gone = [month for month in months if not settings.landing_file(source.name, month).exists()]
     outcome = SourceOutcome(source.name, success, time.perf_counter() - t0, failed, unreadable,
                             _loaded(settings, source, gone) if gone else [], months,
-                            dict(Counter(why for why in wanted.values() if why)))
+                            dict(Counter(why for why in wanted.values() if why)), up_to_date=not months)
     if progress:
         progress(source.name, outcome)
     return outcome
@@ -406,8 +436,9 @@ def _raise_if_disk_full(result: dg.ExecuteInProcessResult, settings: Settings) -
 
 
 def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, job_name: str,
-                       progress) -> SourceOutcome:
-    """Run the unpartitioned job (linking and everything after it) over whatever the warehouse holds."""
+                       why: str, progress) -> SourceOutcome:
+    """Run the unpartitioned job (linking and everything after it) over whatever the warehouse holds; `why`: what
+    made it due (`analysis_state.why_analyse`)."""
     if progress:
         progress(job_name, None)
     t0 = time.perf_counter()
@@ -416,7 +447,8 @@ def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, setti
         instance=instance, raise_on_error=False, run_id=run_id, tags={TRIGGER_TAG: "refresh", **worker_tags(run_id)},
         run_config=QUIET)
     _raise_if_disk_full(result, settings)
-    outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result))
+    outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result), reason=why,
+                            run_id=run_id)
     if progress:
         progress(job_name, outcome)
     return outcome
