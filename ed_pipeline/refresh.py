@@ -163,17 +163,21 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None, 
     # ingest's polars and DuckDB keep of the memory they freed is not held through linkage; the child dies with
     # this process, and this process holds the refresh lock throughout.
     for stage in STAGES if only is None else (only,):
-        why = None
-        if stage == "analyse":
-            why, last = _why_analyse(settings, full, only)
-            if why is None:  # nothing it reads or keeps changed since its last passing run
-                outcomes.append(SourceOutcome(stage, True, 0.0, up_to_date=True, run_id=last or "",
-                                              reason=f"nothing it reads or keeps changed since run {last[:8]}"))
-                if progress:
-                    progress(stage, outcomes[-1])
+        # what the stage has to do, decided here: a stage with nothing to do starts no process (the definitions'
+        # load alone takes seconds)
+        if stage == "ingest":
+            work = _months_wanted(settings, months, full)
+            if not any(work.values()):
+                outcomes += _nothing_to_do([(source.name, "") for source in SOURCES], progress)
+                continue
+        else:
+            work, last = _why_analyse(settings, full, only)
+            if work is None:  # nothing it reads or keeps changed since its last passing run
+                reason = f"nothing it reads or keeps changed since run {last[:8]}"
+                outcomes += _nothing_to_do([(stage, reason)], progress, run_id=last)
                 continue
         try:
-            stage_outcomes = run_in_child(stage, _run_stage, settings, months, stage, full, why, progress=progress)
+            stage_outcomes = run_in_child(stage, _run_stage, settings, stage, work, progress=progress)
             outcomes += stage_outcomes
         except ChildProcessDied as exc:
             with dg.DagsterInstance.get() as instance:
@@ -189,12 +193,30 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None, 
     return RefreshResult(months, outcomes, time.perf_counter() - started)
 
 
+def _months_wanted(settings: Settings, months: list[str], full: bool) -> dict[str, dict[str, str]]:
+    """{source: {month: why}} to ingest (`months_to_ingest`; `full`: every month, no reason given)."""
+    every = ingest_ranges(settings, months)
+    if full:
+        return {name: dict.fromkeys(range_, "") for name, range_ in every.items()}
+    with dg.DagsterInstance.get() as instance:
+        return months_to_ingest(instance, settings, every)
+
+
 def _why_analyse(settings: Settings, full: bool, only: str | None) -> tuple[str | None, str | None]:
     """Why the analysis runs (None: it is up to date), and its last run (`analysis_state.why_analyse`)."""
     if full or only:
         return ("--full" if full else "--only analyse"), None
     with dg.DagsterInstance.get() as instance:
         return why_analyse(instance, settings)
+
+
+def _nothing_to_do(steps: list[tuple[str, str]], progress, run_id: str | None = None) -> list[SourceOutcome]:
+    """The outcomes of steps up to date ((name, why) each), reported as such."""
+    outcomes = [SourceOutcome(name, True, 0.0, up_to_date=True, reason=why, run_id=run_id or "")
+                for name, why in steps]
+    for outcome in outcomes if progress else ():
+        progress(outcome.source, outcome)
+    return outcomes
 
 
 class StageStopped(ChildProcessDied):
@@ -211,22 +233,15 @@ def stopped_runs(instance: dg.DagsterInstance, pid: int | None) -> list[str]:
                     for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED))]
 
 
-def _run_stage(settings: Settings, months: list[str], stage: str, full: bool = False, why: str | None = None,
-               progress=None) -> list[SourceOutcome]:
-    """One stage of the refresh ('ingest': runs per source; 'analyse': the whole-history job), in this process."""
-    outcomes = []
+def _run_stage(settings: Settings, stage: str, work, progress=None) -> list[SourceOutcome]:
+    """One stage of the refresh, in this process: 'ingest' the months of `work` ({source: {month: why}}), a run
+    per source; 'analyse' the whole-history job (`work`: why it is due)."""
     with dg.DagsterInstance.get() as instance:
         from ed_pipeline.definitions import defs
 
         if stage == "ingest":
-            every = ingest_ranges(settings, months)
-            wanted = ({name: dict.fromkeys(range_, "") for name, range_ in every.items()} if full  # no reason given
-                      else months_to_ingest(instance, settings, every))
-            for source in SOURCES:
-                outcomes.append(_ingest_source(instance, defs, settings, source, wanted[source.name], progress))
-        else:
-            outcomes.append(_run_whole_history(instance, defs, settings, "analyse", why or "", progress))
-    return outcomes
+            return [_ingest_source(instance, defs, settings, source, work[source.name], progress) for source in SOURCES]
+        return [_run_whole_history(instance, defs, settings, "analyse", work, progress)]
 
 
 def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
