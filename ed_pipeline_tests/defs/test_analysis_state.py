@@ -4,6 +4,7 @@ it last passed (`ed_pipeline.analysis_state`)."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -11,6 +12,7 @@ import duckdb
 import pytest
 
 from ed_pipeline.analysis_state import analysis_state, record_analysis, why_analyse
+from ed_pipeline.settings import DBT_PROJECT_DIR
 from ed_pipeline_tests.conftest import run_cli
 
 
@@ -18,7 +20,7 @@ def analyse_runs(instance: dg.DagsterInstance) -> list[str]:
     return [run.run_id for run in instance.get_runs(filters=dg.RunsFilter(job_name="analyse"))]
 
 
-def test_a_refresh_with_nothing_changed_does_not_analyse_again(refreshed_copy):
+def test_a_refresh_with_nothing_changed_does_not_analyse_again(refreshed_copy, tmp_path):
     """After a refresh, a second one finds every source and the analysis up to date, runs nothing and writes
     nothing; then each kind of change makes the analysis due again, and says which."""
     settings = refreshed_copy
@@ -46,8 +48,13 @@ def test_a_refresh_with_nothing_changed_does_not_analyse_again(refreshed_copy):
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("ED_AUDIT_MEMORY_LIMIT", "1GB")
             assert why_analyse(instance, settings)[0] == "changed: settings"
+        dbt = tmp_path / "dbt_project"  # the project as it is, then with a model edited
+        shutil.copytree(DBT_PROJECT_DIR, dbt, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("ed_pipeline.privacy.audit.code_digest", lambda paths: "other code")
+            patch.setattr("ed_pipeline.analysis_state.DBT_PROJECT_DIR", dbt)
+            assert why_analyse(instance, settings)[0] is None
+            model = next(dbt.glob("models/**/*.sql"))
+            model.write_text(model.read_text() + "\n-- edited\n")
             assert why_analyse(instance, settings)[0] == "changed: code"
         assert why_analyse(instance, settings)[0] is None
 
