@@ -1,8 +1,8 @@
 """Whether the analysis (the `analyse` job: linking onwards) is up to date with everything it reads and keeps.
 
 `ed-pipeline refresh` runs the analysis only when something has changed since it last ran whole and passed, so
-that a refresh with nothing new ends in seconds instead of analysing the whole history again (41 s at Essex
-scale). Once an analysis run has passed, the refresh records on it (the `ed_pipeline/analysed` tag) a short
+that a refresh with nothing new ends in seconds instead of analysing the whole history again (40-50 s at
+Essex scale). Once an analysis run has passed, the refresh records on it (the `ed_pipeline/analysed` tag) a short
 digest of each part of `analysis_state`; the next refresh takes them again and compares:
 
 - the warehouse and the agency zone, by their files' modification times and sizes: every write changes them (an
@@ -36,7 +36,7 @@ ANALYSED_TAG = "ed_pipeline/analysed"
 ANALYSE_JOB = "analyse"
 SETTING_PREFIXES = ("ED_", "DBT_", "MLFLOW_")
 SECRET_SETTINGS = {"ED_PSEUDO_KEY"}
-DBT_OUTPUT_FOLDERS = {"target", "logs", "dbt_packages"}  # written by dbt itself, as its hidden files
+DBT_OUTPUT_FOLDERS = {"target", "logs", "dbt_packages"}  # written by dbt itself (so are its hidden files)
 
 
 def analysis_state(settings: Settings) -> dict[str, str | None]:
