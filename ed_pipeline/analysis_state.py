@@ -11,7 +11,11 @@ digest of each part of `analysis_state`; the next refresh takes them again and c
   audit's state, MLflow's store (a model promoted by hand, a run logged by `ed-pipeline evaluate`), the postcode
   directory;
 - the code (ed_pipeline's Python and the dbt project, byte for byte), the installed libraries' versions, and
-  the ED_*, DBT_* and MLFLOW_* settings (not ED_PSEUDO_KEY: a new key means tables written again anyway).
+  the ED_*, DBT_* and MLFLOW_* settings (not ED_PSEUDO_KEY: a new key means tables written again anyway; not
+  those that only say where a file is).
+
+Files within the data directory are named relative to it: a data directory moved or copied with its files'
+times kept (mv, cp -a, rsync -a) is as it was.
 
 Beside the digests, the last run in the Dagster instance must be that analysis (any other run, from the UI or a
 sensor, may have written something, or logged a text the privacy audit has not read yet), and the privacy audit
@@ -36,25 +40,32 @@ ANALYSED_TAG = "ed_pipeline/analysed"
 ANALYSE_JOB = "analyse"
 SETTING_PREFIXES = ("ED_", "DBT_", "MLFLOW_")
 SECRET_SETTINGS = {"ED_PSEUDO_KEY"}
+# where things are, not what they hold (the files' own digests say that): a data directory moved or copied with
+# its files' times (mv, cp -a, rsync -a) is as it was
+LOCATION_SETTINGS = {"ED_DATA_DIR", "ED_WAREHOUSE_DB", "ED_AGENCY_ZONE_DB", "ED_POSTCODE_DIRECTORY", "DBT_TARGET_PATH"}
 DBT_OUTPUT_FOLDERS = {"target", "logs", "dbt_packages"}  # written by dbt itself (so are its hidden files)
 
 
 def analysis_state(settings: Settings) -> dict[str, str | None]:
     """Each part of what the analysis reads and keeps (see the module's docstring), as a short digest; None for a
     part that cannot be taken."""
+    def files(paths: Iterable[Path]) -> str:
+        return _files(paths, settings.data_dir)
+
     return {
-        "warehouse": _files(_database(settings.warehouse_path, ".wal")),
-        "agency zone": _files(_database(settings.agency_zone_path, ".wal")),
-        "linkage model": _files(_tree(settings.linkage_dir)),
-        "model file": _files(_tree(settings.models_dir)),
-        "outputs": _files(_tree(settings.outputs_dir)),
-        "privacy audit state": _files(_tree(settings.audit_state_path.parent)),
-        "postcode directory": _files([settings.postcode_directory]),
+        "warehouse": files(_database(settings.warehouse_path, ".wal")),
+        "agency zone": files(_database(settings.agency_zone_path, ".wal")),
+        "linkage model": files(_tree(settings.linkage_dir)),
+        "model file": files(_tree(settings.models_dir)),
+        "outputs": files(_tree(settings.outputs_dir)),
+        "privacy audit state": files(_tree(settings.audit_state_path.parent)),
+        "postcode directory": files([settings.postcode_directory]),
         "MLflow": _mlflow(settings),
         "code": _code(),
         "libraries": _digest(sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())),
         "settings": _digest(sorted(f"{name}={value}" for name, value in os.environ.items()
-                                   if name.startswith(SETTING_PREFIXES) and name not in SECRET_SETTINGS)),
+                                   if name.startswith(SETTING_PREFIXES)
+                                   and name not in SECRET_SETTINGS | LOCATION_SETTINGS)),
     }
 
 
@@ -91,9 +102,15 @@ def _digest(lines: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
-def _files(paths: Iterable[Path]) -> str:
-    """The state (modification time and size) of each of `paths`, or that it is not there."""
-    return _digest(f"{path}\t{file_state(path) if path.is_file() else '-'}" for path in paths)
+def _files(paths: Iterable[Path], data_dir: Path) -> str:
+    """The state (modification time and size) of each of `paths`, or that it is not there; each named within
+    `data_dir` when it is there (a data directory moved is as it was)."""
+    root = data_dir.resolve()
+    return _digest(f"{_within(path.resolve(), root)}\t{file_state(path) if path.is_file() else '-'}" for path in paths)
+
+
+def _within(path: Path, root: Path) -> str:
+    return f"<data>/{path.relative_to(root)}" if path.is_relative_to(root) else str(path)
 
 
 def _database(path: Path, *journals: str) -> list[Path]:
@@ -112,7 +129,7 @@ def _mlflow(settings: Settings) -> str | None:
     if store is None:
         return None
     files = _database(store, "-wal", "-journal") if store.suffix == ".db" else _tree(store)
-    return _files([*files, *_tree(settings.mlflow_artifact_root)])
+    return _files([*files, *_tree(settings.mlflow_artifact_root)], settings.data_dir)
 
 
 def _code() -> str:
