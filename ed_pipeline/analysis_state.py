@@ -34,6 +34,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ed_pipeline.resilience import PARENT_ENV
 from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, file_state, local_path
 
 ANALYSED_TAG = "ed_pipeline/analysed"
@@ -42,7 +43,8 @@ SETTING_PREFIXES = ("ED_", "DBT_", "MLFLOW_")
 SECRET_SETTINGS = {"ED_PSEUDO_KEY"}
 # where things are, not what they hold (the files' own digests say that): a data directory moved or copied with
 # its files' times (mv, cp -a, rsync -a) is as it was
-LOCATION_SETTINGS = {"ED_DATA_DIR", "ED_WAREHOUSE_DB", "ED_AGENCY_ZONE_DB", "ED_POSTCODE_DIRECTORY", "DBT_TARGET_PATH"}
+LOCATION_SETTINGS = {"ED_DATA_DIR", "ED_WAREHOUSE_DB", "ED_AGENCY_ZONE_DB", "ED_POSTCODE_DIRECTORY", "DBT_TARGET_PATH",
+                     PARENT_ENV}  # and the process a stage's process dies with
 DBT_OUTPUT_FOLDERS = {"target", "logs", "dbt_packages"}  # written by dbt itself (so are its hidden files)
 
 

@@ -32,13 +32,13 @@ from dagster._core.utils import make_new_run_id
 from ed_pipeline.analysis_state import record_analysis, why_analyse
 from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, ended_message, fail_dead_runs, worker_running, worker_tags
 from ed_pipeline.resilience import (
+    ChildProcess,
     ChildProcessDied,
     DiskFullError,
     RefreshBusyError,
     disk_full_message,
     identity_fields,
     refresh_lock,
-    run_in_child,
 )
 from ed_pipeline.settings import Settings, file_state, month_range
 from ed_pipeline.sources import SOURCES, Source
@@ -162,35 +162,48 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None, 
     # Each stage in a fresh process (recorded in the same instance: DAGSTER_HOME is inherited), so that what
     # ingest's polars and DuckDB keep of the memory they freed is not held through linkage; the child dies with
     # this process, and this process holds the refresh lock throughout.
-    for stage in STAGES if only is None else (only,):
-        # what the stage has to do, decided here: a stage with nothing to do starts no process (the definitions'
-        # load alone takes seconds)
-        if stage == "ingest":
-            work = _months_wanted(settings, months, full)
-            if not any(work.values()):
-                outcomes += _nothing_to_do([(source.name, "") for source in SOURCES], progress)
-                continue
-        else:
-            work, last = _why_analyse(settings, full, only)
-            if work is None:  # nothing it reads or keeps changed since its last passing run
-                reason = f"nothing it reads or keeps changed since run {last[:8]}"
-                outcomes += _nothing_to_do([(stage, reason)], progress, run_id=last)
-                continue
-        try:
-            stage_outcomes = run_in_child(stage, _run_stage, settings, stage, work, progress=progress)
-            outcomes += stage_outcomes
-        except ChildProcessDied as exc:
-            with dg.DagsterInstance.get() as instance:
-                stopped = stopped_runs(instance, exc.pid)
-            if stopped:
-                raise StageStopped(f"the {stage} stage was stopped: its run {', '.join(stopped)} was terminated "
-                                   "(the Dagster UI's Terminate, or run monitoring's maximum runtime)",
-                                   pid=exc.pid) from exc
-            raise
-        if stage == "analyse" and all(o.success and not o.failed_checks for o in stage_outcomes):
-            with dg.DagsterInstance.get() as instance:  # its process has ended: every file it wrote is closed
-                record_analysis(instance, stage_outcomes[0].run_id, settings)
+    ready: ChildProcess | None = None  # the analysis's process, loading the definitions while the ingest runs
+    try:
+        for stage in STAGES if only is None else (only,):
+            # what the stage has to do, decided here: a stage with nothing to do starts no process (the
+            # definitions' load alone takes seconds)
+            if stage == "ingest":
+                work = _months_wanted(settings, months, full)
+                if not any(work.values()):
+                    outcomes += _nothing_to_do([(source.name, "") for source in SOURCES], progress)
+                    continue
+                if only is None:  # an ingest makes the analysis due: its process can start now
+                    ready = ChildProcess("analyse", warm_up=_load_definitions)
+            else:
+                work, last = _why_analyse(settings, full, only)
+                if work is None:  # nothing it reads or keeps changed since its last passing run
+                    reason = f"nothing it reads or keeps changed since run {last[:8]}"
+                    outcomes += _nothing_to_do([(stage, reason)], progress, run_id=last)
+                    continue
+            child = ready if stage == "analyse" and ready is not None else ChildProcess(stage)
+            try:
+                with child:  # ended on leaving: before the next stage opens the databases
+                    stage_outcomes = child.run(_run_stage, settings, stage, work, progress=progress)
+                outcomes += stage_outcomes
+            except ChildProcessDied as exc:
+                with dg.DagsterInstance.get() as instance:
+                    stopped = stopped_runs(instance, exc.pid)
+                if stopped:
+                    raise StageStopped(f"the {stage} stage was stopped: its run {', '.join(stopped)} was "
+                                       "terminated (the Dagster UI's Terminate, or run monitoring's maximum "
+                                       "runtime)", pid=exc.pid) from exc
+                raise
+            if stage == "analyse" and all(o.success and not o.failed_checks for o in stage_outcomes):
+                with dg.DagsterInstance.get() as instance:  # its process has ended: every file it wrote is closed
+                    record_analysis(instance, stage_outcomes[0].run_id, settings)
+    finally:
+        if ready is not None:
+            ready.close()  # never sent its work (the ingest failed): ended
     return RefreshResult(months, outcomes, time.perf_counter() - started)
+
+
+def _load_definitions() -> None:
+    import ed_pipeline.definitions  # noqa: F401 (loaded, to be used by the work that follows)
 
 
 def _months_wanted(settings: Settings, months: list[str], full: bool) -> dict[str, dict[str, str]]:

@@ -217,41 +217,74 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
 
     The refresh runs each stage this way, so that the memory one stage's libraries keep after it (polars and
     DuckDB do not return what they freed) is not held through the next (docs/performance.md)."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child_main, args=(send, os.getpid(), function, args, progress is not None,
-                                                      _quietening()), name=f"ed-pipeline {name}")
-    # not a daemon: a stage may start processes of its own (a daemonic process may not); it never outlives this
-    # one anyway (the death signal below, and the join in `finally`)
-    child.start()
-    send.close()
-    # its own session, so that Ctrl-C (the terminal's process group) cannot end it before it has done its work
-    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(child.pid)], stdin=subprocess.PIPE,
-                              start_new_session=True)
-    answered = False
-    try:
+    with ChildProcess(name) as child:
+        return child.run(function, *args, progress=progress)
+
+
+class ChildProcess:
+    """A `run_in_child` process started ahead of its work: it runs `warm_up()` (imports, loading definitions)
+    at once, then waits to be sent the function to run. The refresh starts its analysis's process so while the
+    ingest runs, which leaves a core free; a process that is never sent work is ended on leaving the block."""
+
+    def __init__(self, name: str, warm_up: Callable[[], Any] | None = None):
+        self.name = name
+        context = multiprocessing.get_context("spawn")
+        self._receive, send = context.Pipe(duplex=False)
+        receive_work, self._send_work = context.Pipe(duplex=False)
+        self._child = context.Process(target=_child_main, args=(send, receive_work, os.getpid(), warm_up,
+                                                                _quietening()), name=f"ed-pipeline {name}")
+        # not a daemon: a stage may start processes of its own (a daemonic process may not); it never outlives
+        # this one anyway (the death signal below, and the join in `close`)
+        self._child.start()
+        send.close()
+        receive_work.close()
+        # its own session, so that Ctrl-C (the terminal's process group) cannot end it before it has done its work
+        self._reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(self._child.pid)], stdin=subprocess.PIPE,
+                                        start_new_session=True)
+        self._answered = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    def run(self, function: Callable[..., Any], *args: Any, progress: Callable[..., None] | None = None) -> Any:
+        """`function(*args, progress=...)` in the process, as `run_in_child` says; once only."""
+        with contextlib.suppress(OSError):  # it has ended already (killed): said below, as it ending mid-work
+            self._send_work.send((function, args, progress is not None))
         while True:
             try:
-                kind, payload = receive.recv()
+                kind, payload = self._receive.recv()
             except EOFError:
-                child.join()
-                raise ChildProcessDied(f"the {name} process ended (exit code {child.exitcode}) before it "
-                                       "finished", pid=child.pid) from None
+                self._child.join()
+                raise ChildProcessDied(f"the {self.name} process ended (exit code {self._child.exitcode}) before it "
+                                       "finished", pid=self._child.pid) from None
             if kind == "progress" and progress is not None:
                 progress(*payload)
             elif kind == "result":
-                answered = True
+                self._answered = True
                 return payload
             elif kind == "error":
-                answered = True
+                self._answered = True
                 raise payload
-    finally:
-        receive.close()
-        child.join(timeout=60 if answered else 0)  # not answered: this process is failing (Ctrl-C), end it now
-        if child.is_alive():
-            child.kill()
-        reaper.stdin.close()  # whatever the stage started and left running ends with it
-        reaper.wait()
+
+    def close(self) -> None:
+        """End the process (at once, unless it has answered: then it is ending of itself) and what it started."""
+        if self._reaper.stdin.closed:
+            return
+        self._receive.close()
+        self._send_work.close()  # a process still waiting for work reads the end of it, and ends
+        self._child.join(timeout=60 if self._answered else 0)  # not answered: this process is failing (Ctrl-C)
+        if self._child.is_alive():
+            self._child.kill()
+            self._child.join()
+        self._reaper.stdin.close()  # whatever the stage started and left running ends with it
+        self._reaper.wait()
+
+    def __enter__(self) -> ChildProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 # Started beside a process this one started: holds a pidfd on it, says so on its stdout (the block waits for it),
@@ -339,7 +372,7 @@ def _quietening() -> tuple[list, dict[str, int]]:
     return list(warnings.filters), levels
 
 
-def _child_main(send, parent_pid: int, function: Callable[..., Any], args: tuple, relay: bool,
+def _child_main(send, receive_work, parent_pid: int, warm_up: Callable[[], Any] | None,
                 quietening: tuple[list, dict[str, int]] = ([], {})) -> None:
     os.setpgid(0, 0)  # a process group of its own, inherited by what it starts: the reaper ends them all at once
     die_with_parent(parent_pid)
@@ -349,7 +382,19 @@ def _child_main(send, parent_pid: int, function: Callable[..., Any], args: tuple
                                 getattr(module, "pattern", module) or "", lineno)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+    failed = None
     try:
+        if warm_up is not None:
+            warm_up()
+    except BaseException as exc:  # noqa: BLE001 (said when the work comes, as the work's own failure)
+        failed = exc
+    try:
+        function, args, relay = receive_work.recv()
+    except EOFError:  # no work: the refresh did not need this stage after all
+        _end_without_teardown()
+    try:
+        if failed is not None:
+            raise failed
         kwargs = {"progress": lambda *event: send.send(("progress", event))} if relay else {}
         message = ("result", function(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 (every failure goes back to the parent, to be raised there)

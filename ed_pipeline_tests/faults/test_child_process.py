@@ -16,6 +16,7 @@ import pytest
 
 from ed_pipeline.resilience import (
     FAULT_ENV,
+    ChildProcess,
     ChildProcessDied,
     DiskFullError,
     ends_with_this_process,
@@ -56,6 +57,34 @@ def _start_a_process(pid_file: str) -> None:
     started = subprocess.Popen(["sleep", "120"])
     Path(pid_file).write_text(str(started.pid))
     started.wait()
+
+
+WARMED: list[int] = []
+
+
+def _warm_up() -> None:
+    WARMED.append(os.getpid())
+
+
+def _warm_up_fails() -> None:
+    raise ImportError("no module named 'ed_pipeline.definitions'")
+
+
+def _warmed() -> list[int]:
+    return WARMED
+
+
+def test_a_child_started_ahead_warms_up_then_runs_its_work_or_ends_unused(tmp_path: Path):
+    """`ChildProcess`: the warm-up runs in the child before the work it is sent, in the same process; a failed
+    warm-up is raised when the work comes, as the work's own failure; a child never sent work ends with the block."""
+    with ChildProcess("warm", warm_up=_warm_up) as child:
+        assert child.run(_warmed) == [child.pid]
+    assert WARMED == [], "the warm-up ran here, not in the child"
+    with ChildProcess("broken", warm_up=_warm_up_fails) as child, pytest.raises(ImportError, match="definitions"):
+        child.run(_warmed)
+    with ChildProcess("unused", warm_up=_warm_up) as child:
+        pid = child.pid
+    assert ended(pid), "a child never sent work outlived its block"
 
 
 def _reach_fault_point(pid_file: str) -> None:
