@@ -2,8 +2,9 @@
 
 Runs the same Definitions as the Dagster UI, recorded in the same Dagster
 instance, so every refresh shows up in the UI's run history. Ingest and analysis
-each run in a fresh child process that dies with this one (resilience.run_in_child),
-so the memory one keeps is not held through the other.
+each run in a fresh child process that dies with this one (resilience.ChildProcess),
+so the memory one keeps is not held through the other; the analysis's process
+starts while the ingest runs, and loads the definitions meanwhile.
 
 Ingest loads, for each source, the landed months that are not loaded as they
 are now (`months_to_ingest`): a new or replaced file, a month a run left half

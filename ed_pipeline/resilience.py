@@ -223,8 +223,8 @@ def run_in_child(name: str, function: Callable[..., Any], *args: Any,
 
 class ChildProcess:
     """A `run_in_child` process started ahead of its work: it runs `warm_up()` (imports, loading definitions)
-    at once, then waits to be sent the function to run. The refresh starts its analysis's process so while the
-    ingest runs, which leaves a core free; a process that is never sent work is ended on leaving the block."""
+    at once, then waits to be sent the function to run. The refresh starts its analysis's process this way while
+    the ingest runs, which leaves a core free; a process never sent work is ended on leaving the block."""
 
     def __init__(self, name: str, warm_up: Callable[[], Any] | None = None):
         self.name = name
