@@ -35,7 +35,7 @@ from pathlib import Path
 import dagster as dg
 
 from ed_pipeline.resilience import PARENT_ENV
-from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, file_state, local_path
+from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_project_files, file_state, local_path
 
 ANALYSED_TAG = "ed_pipeline/analysed"
 ANALYSE_JOB = "analyse"
@@ -45,7 +45,6 @@ SECRET_SETTINGS = {"ED_PSEUDO_KEY"}
 # its files' times (mv, cp -a, rsync -a) is as it was
 LOCATION_SETTINGS = {"ED_DATA_DIR", "ED_WAREHOUSE_DB", "ED_AGENCY_ZONE_DB", "ED_POSTCODE_DIRECTORY", "DBT_TARGET_PATH",
                      PARENT_ENV}  # and the process a stage's process dies with
-DBT_OUTPUT_FOLDERS = {"target", "logs", "dbt_packages"}  # written by dbt itself (so are its hidden files)
 
 
 def analysis_state(settings: Settings) -> dict[str, str | None]:
@@ -139,15 +138,6 @@ def _code() -> str:
     by their syntax trees, as the ingest's fingerprint, would take 0.7-0.9 s of every refresh)."""
     package = Path(__file__).parent
     files = [(package, p) for p in sorted(package.rglob("*.py"))]
-    files += [(DBT_PROJECT_DIR, p) for p in _project_files(DBT_PROJECT_DIR)]
+    files += [(DBT_PROJECT_DIR, p) for p in dbt_project_files(DBT_PROJECT_DIR)]
     return _digest(f"{root.name}/{p.relative_to(root)}\t{hashlib.sha256(p.read_bytes()).hexdigest()}"
                    for root, p in files)
-
-
-def _project_files(root: Path) -> list[Path]:
-    """The dbt project's own files: not what dbt writes (its target/, logs/, packages) nor hidden ones."""
-    found = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = [d for d in subfolders if d not in DBT_OUTPUT_FOLDERS and not d.startswith(".")]
-        found += [Path(folder) / name for name in names if not name.startswith(".")]
-    return sorted(found)

@@ -332,10 +332,9 @@ def pending(settings: Settings) -> tuple[dict[str, dict[str, str]], str | None]:
     refresh lock while it reads (RefreshBusyError if a refresh is running: it holds the DuckDB files)."""
     with refresh_lock(settings.data_dir):
         ensure_dagster_home(settings)
-        with dg.DagsterInstance.get() as instance:
-            wanted = months_to_ingest(instance, settings, ingest_ranges(settings, settings.landed_months()))
-            analyse = ("after the months ingested" if any(wanted.values()) else why_analyse(instance, settings)[0])
-            return wanted, analyse
+        wanted = _months_wanted(settings, settings.landed_months(), full=False)
+        return wanted, ("after the months ingested" if any(wanted.values())
+                        else _why_analyse(settings, full=False, only=None)[0])
 
 
 def ingest_ranges(settings: Settings, months: list[str]) -> dict[str, list[str]]:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import duckdb
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+# The dbt project's own files (not what dbt writes): a change to one calls for a new manifest, and a new analysis
+DBT_PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 FIRST_MONTH = "2013-01"  # the first year of the current EYFSP
 DEFAULT_LAST_MONTH = "2018-07"
 # what a landing file must be called to be ingested (`is_partition_month`), as the reports of misnamed ones say
@@ -226,6 +228,15 @@ def dbt_target_path() -> Path:
     different warehouses at once (the parallel test processes) each need one: dbt parses partially only with the
     profile of the last parse in it."""
     return Path(os.environ.get("DBT_TARGET_PATH", "target"))
+
+
+def dbt_project_files(project_dir: Path = DBT_PROJECT_DIR) -> list[Path]:
+    """Every file of `DBT_PROJECT_INPUTS` in the project, in order."""
+    files: list[Path] = []
+    for name in DBT_PROJECT_INPUTS:
+        path = project_dir / name
+        files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())  # none if absent
+    return files
 
 
 def dbt_executable() -> str:

@@ -34,14 +34,12 @@ from packaging import version
 from ed_pipeline.defs.automation import follows_upstream
 from ed_pipeline.defs.metadata import PREVIEW_ROWS, bar_chart, column_schema, preview
 from ed_pipeline.resilience import ends_with_this_process
-from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable, dbt_target_path
+from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable, dbt_project_files, dbt_target_path
 
 # Every layer is in the Dagster group "features", so that selecting the group builds the mart and everything
 # under it; the layer (staging / intermediate / marts) is a tag, and its schema the asset key's first part.
 FEATURES_GROUP = "features"
 MART_KEY = dg.AssetKey(["features", "child_features"])
-# Project files whose change calls for a new manifest.
-_PROJECT_INPUTS = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 # dagster-dbt's target directory per run is "<asset op name>-<run id>-<hash>": the newest few are kept for debugging
 RUN_TARGET_PREFIX = "dbt_features-"
 KEEP_RUN_TARGETS = 10
@@ -60,12 +58,7 @@ def manifest_is_stale(project: DbtProject) -> bool:
     if not stamp.is_file() or stamp.read_text() != _build_warehouse():
         return True
     built = manifest.stat().st_mtime
-    for name in _PROJECT_INPUTS:
-        path = project.project_dir / name
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
-        if any(f.stat().st_mtime > built for f in files):
-            return True
-    return False
+    return any(f.stat().st_mtime > built for f in dbt_project_files(Path(project.project_dir)))
 
 
 def prepare_manifest(project: DbtProject, force: bool = False) -> Path:
