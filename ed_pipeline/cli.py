@@ -40,8 +40,11 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
     with console.status("generating...") as status:
         summary = generate(config, settings.landing_dir, settings.truth_dir,
                            progress=lambda msg: status.update(msg))
-    console.print(f"done in {time.perf_counter() - t0:.1f}s")
-    console.print(summary if not hasattr(summary, "__dict__") else vars(summary))
+    kept = summary.files - summary.files_written
+    console.print(f"done in {time.perf_counter() - t0:.1f}s: {summary.files_written} of {summary.files} extracts "
+                  "written" + (f"; {kept} already held the same bytes and were left as they were (nothing new for "
+                               "the refresh)" if kept else ""))
+    console.print(vars(summary))
     return 0
 
 

@@ -15,6 +15,7 @@ import polars as pl
 
 from ed_pipeline.sources import Source
 from ed_pipeline.synth.config import ErrorRates
+from ed_pipeline.synth.files import csv_bytes, remove_all_but, write_if_changed
 from ed_pipeline.synth.names import NamePools
 from ed_pipeline.synth.population import Population
 from ed_pipeline.synth.timeutil import Calendar, days_from_ymd, ymd
@@ -328,17 +329,21 @@ def render(source: Source, frame: pl.DataFrame, pop: Population, names: NamePool
     return Rendered(months=months, truth=t)
 
 
-def write_months(source: Source, rendered: Rendered, cal: Calendar, landing_dir: Path) -> tuple[int, int]:
-    """One CSV per month (only the landing month where the source has one). Returns (files, rows)."""
+def write_months(source: Source, rendered: Rendered, cal: Calendar, landing_dir: Path) -> tuple[int, int, int]:
+    """One CSV per month (only the landing month where the source has one); anything else in the source's folder
+    is removed. A file already holding the same bytes is left as it was. Returns (files, files written, rows)."""
     folder = landing_dir / source.name
     folder.mkdir(parents=True, exist_ok=True)
     empty = pl.DataFrame({c: pl.Series(c, [], dtype=pl.String) for c in source.columns})
-    files = rows = 0
+    names: set[str] = set()
+    written = rows = 0
     for i, month in enumerate(cal.months):
         if source.landing_month is not None and int(month[5:]) != source.landing_month:
             continue
         df = rendered.months.get(i, empty)
-        df.write_csv(folder / f"{month}.csv")
-        files += 1
+        name = f"{month}.csv"
+        written += write_if_changed(folder / name, csv_bytes(df))
+        names.add(name)
         rows += df.height
-    return files, rows
+    remove_all_but(folder, names)
+    return len(names), written, rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ import polars as pl
 from ed_pipeline.sources import SOURCES, get_source
 from ed_pipeline.synth import events as ev
 from ed_pipeline.synth.config import SynthConfig
+from ed_pipeline.synth.files import parquet_bytes, write_if_changed
 from ed_pipeline.synth.geography import Geography, build_geography
 from ed_pipeline.synth.names import NamePools, build_name_pools
 from ed_pipeline.synth.outcomes import Assessment, assess
@@ -38,6 +38,7 @@ class SynthSummary:
     children: int  # children assessed at the EYFSP
     rows: dict[str, int] = field(default_factory=dict)  # rows written per source
     files: int = 0
+    files_written: int = 0  # of `files`: those new or changed (the others already held the same bytes)
     seconds: float = 0.0
     not_gld_by_year: dict[int, float] = field(default_factory=dict)
 
@@ -65,14 +66,13 @@ def generate(config: SynthConfig, landing_dir: Path, truth_dir: Path,
 
     Also writes the world's public postcode directory (postcode -> ward, LSOA: what ONS publishes for the
     real country) to `reference_dir` (default: beside landing_dir). Any previous world in those folders is
-    removed first. Deterministic for `config.seed`.
+    removed. Deterministic for `config.seed`: an extract or postcode directory that already holds the same bytes
+    is left as it was (`files.write_if_changed`), so the same world made again gives the refresh nothing new.
     """
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     landing_dir, truth_dir = Path(landing_dir), Path(truth_dir)
-    for s in SOURCES:
-        shutil.rmtree(landing_dir / s.name, ignore_errors=True)
-    for name in TRUTH_FILES:
+    for name in TRUTH_FILES:  # no stale truth beside a new world if this one fails part way
         (truth_dir / name).unlink(missing_ok=True)
     landing_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -112,8 +112,9 @@ def generate(config: SynthConfig, landing_dir: Path, truth_dir: Path,
         rng = _rng(seed, "render", i)
         frame = prepare_rows(source, rows[source.name], cal, err, rng)
         rendered = render(source, frame, pop, names, cal, err, rng)
-        files, n_rows = write_months(get_source(source.name), rendered, cal, landing_dir)
+        files, written, n_rows = write_months(get_source(source.name), rendered, cal, landing_dir)
         summary.files += files
+        summary.files_written += written
         summary.rows[source.name] = n_rows
         truths.append(rendered.truth)
 
@@ -133,13 +134,13 @@ def generate(config: SynthConfig, landing_dir: Path, truth_dir: Path,
 
 def _write_postcode_directory(reference_dir: Path, pop: Population, geo: Geography) -> None:
     """Public reference data, not truth: the pipeline may read it (to derive ward and LSOA from a postcode)."""
-    reference_dir.mkdir(parents=True, exist_ok=True)
     a = pop.addresses
-    pl.DataFrame({
+    directory = pl.DataFrame({
         "postcode": a["postcode"],
         "ward": geo.wards["ward"].to_numpy()[a["ward_idx"].to_numpy()].tolist(),
         "lsoa": geo.lsoas["lsoa"].to_numpy()[a["lsoa_idx"].to_numpy()].tolist(),
-    }).unique("postcode", keep="first").sort("postcode").write_parquet(reference_dir / POSTCODE_DIRECTORY)
+    }).unique("postcode", keep="first").sort("postcode")
+    write_if_changed(reference_dir / POSTCODE_DIRECTORY, parquet_bytes(directory))
 
 
 def _write_truth(truth_dir: Path, pop: Population, geo: Geography, cal: Calendar, names: NamePools,

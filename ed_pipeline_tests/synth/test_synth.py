@@ -348,6 +348,36 @@ def test_regenerating_removes_the_previous_world(tmp_path):
         (tmp_path / "landing" / "school_readiness").glob("*.csv"))
 
 
+def test_the_same_world_made_again_leaves_its_files_as_they_were(tmp_path):
+    """`make run` twice: the second synth must not give the refresh replaced extracts (new modification times) or
+    a changed postcode directory."""
+    from ed_pipeline.settings import file_state
+    from ed_pipeline.synth.world import POSTCODE_DIRECTORY
+
+    def states() -> dict[str, str]:
+        return {str(p.relative_to(tmp_path)): file_state(p) for p in sorted(tmp_path.rglob("*"))
+                if p.is_file() and "truth" not in p.parts}
+
+    kw = dict(people=1_000, first_month="2016-06", last_month="2016-08")
+    (tmp_path / "landing" / "housing").mkdir(parents=True)
+    (tmp_path / "landing" / "housing" / "2015-01.csv").write_text("a previous world's month\n")
+    first = generate(SynthConfig(seed=5, **kw), tmp_path / "landing", tmp_path / "truth")
+    before = states()
+    assert first.files_written == first.files > 0 and (tmp_path / "reference" / POSTCODE_DIRECTORY).is_file()
+    assert "landing/housing/2015-01.csv" not in before and not list(tmp_path.rglob(".*.partial"))
+
+    again = generate(SynthConfig(seed=5, **kw), tmp_path / "landing", tmp_path / "truth")
+    assert again.files_written == 0 and again.files == first.files
+    assert states() == before
+
+    other = generate(SynthConfig(seed=6, **kw), tmp_path / "landing", tmp_path / "truth")
+    after = states()
+    assert other.files_written > 0 and after.keys() == before.keys()
+    changed = {name for name in before if after[name] != before[name]}
+    assert len(changed) == other.files_written + 1  # and the postcode directory
+    assert f"reference/{POSTCODE_DIRECTORY}" in changed
+
+
 def test_error_rates_defaults_and_none():
     r = ErrorRates()
     assert r.name_typo >= 0.03 and r.nickname >= 0.02 and r.name_swap >= 0.01 and r.dob_swap >= 0.01
