@@ -25,9 +25,10 @@ reused by later runs with the same people and seed. Each run starts from an empt
    refresh, what the automation does when a month lands: the `landing_sensor`'s run for that one partition
    of every source (raw -> validated -> pseudonymised), then the analyse job (`linked.*` links only the new
    records with the saved model; dbt, the model, the outputs and the privacy audit run over the whole
-   history), in a child process of its own. `--month-by cli` runs `ed-pipeline refresh` instead, as a user
-   does when the month has landed: a run per source of what is new (the month alone, checked), then the
-   analyse job.
+   history), in a child process of its own; then, untimed, what the daemon's `record_analyses` sensor does
+   after a passing analysis (records the state it left). `--month-by cli` runs `ed-pipeline refresh` instead,
+   as a user does when the month has landed: a run per source of what is new (the month alone, checked), then
+   the analyse job.
 
 How it measures. Each refresh runs in its own process so that its figures are its own. A sampler thread in
 this process reads /proc every `--interval` seconds for the child and every process under it (dbt runs as a
@@ -554,7 +555,7 @@ def child_incremental(report: Path, month: str) -> None:
     import dagster as dg
 
     from ed_pipeline.definitions import defs
-    from ed_pipeline.defs.automation import landing_requests
+    from ed_pipeline.defs.automation import landing_requests, record_analyses
     from ed_pipeline.defs.raw import raw_key
     from ed_pipeline.refresh import ensure_dagster_home, provide_pseudo_key
     from ed_pipeline.settings import Settings
@@ -585,8 +586,15 @@ def child_incremental(report: Path, month: str) -> None:
                                                                     raise_on_error=False, run_config=quiet)
         failed += _failures(result, "analyse")
         records.append(_run_record(instance, result.run_id, "analyse", "analyse"))
+        finished = time.time()
+        if result.success:  # what the daemon's run status sensor does after the month (not part of its time)
+            record_analyses(dg.build_run_status_sensor_context(
+                sensor_name="record_analyses", dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(result.run_id), repository_def=defs.get_repository_def(),
+                dagster_event=instance.get_records_for_run(
+                    result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records[0].event_log_entry.dagster_event))
     report.write_text(json.dumps({"success": not failed, "failed": failed, "runs": records, "ready": ready,
-                                  "finished": time.time(), "audit_mode": audit_mode(result)}))
+                                  "finished": finished, "audit_mode": audit_mode(result)}))
 
 
 def audit_mode(result) -> str | None:

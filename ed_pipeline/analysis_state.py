@@ -21,6 +21,10 @@ Beside the digests, the last run in the Dagster instance must be that analysis (
 sensor, may have written something, or logged a text the privacy audit has not read yet), and the privacy audit
 must not be due (its state older than its maximum age: the next audit is a full one). Any doubt runs the
 analysis: a digest that cannot be taken (MLflow not on this machine) never matches.
+
+A whole analysis run from elsewhere (declarative automation after the landing sensor's month, the UI's
+Materialize all) is recorded the same way by the `record_analyses` sensor, once it has passed
+(`record_if_whole_analysis`), so that the command's next refresh does not analyse the same state again.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from pathlib import Path
 
 import dagster as dg
@@ -39,6 +43,10 @@ from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_project_files, f
 
 ANALYSED_TAG = "ed_pipeline/analysed"
 ANALYSE_JOB = "analyse"
+AUDIT_CHECK = "no_identifiers_anywhere"  # the privacy audit, which an analysis runs last
+# a run's files are closed before its end is recorded (measured: the last written 0.06 s before it); a write later
+# than this is someone else's, which the analysis has not seen
+WRITES_AFTER_END_S = 1.0
 SETTING_PREFIXES = ("ED_", "DBT_", "MLFLOW_")
 SECRET_SETTINGS = {"ED_PSEUDO_KEY"}
 # where things are, not what they hold (the files' own digests say that): a data directory moved or copied with
@@ -50,18 +58,9 @@ LOCATION_SETTINGS = {"ED_DATA_DIR", "ED_WAREHOUSE_DB", "ED_AGENCY_ZONE_DB", "ED_
 def analysis_state(settings: Settings) -> dict[str, str | None]:
     """Each part of what the analysis reads and keeps (see the module's docstring), as a short digest; None for a
     part that cannot be taken."""
-    def files(paths: Iterable[Path]) -> str:
-        return _files(paths, settings.data_dir)
-
     return {
-        "warehouse": files(_database(settings.warehouse_path, ".wal")),
-        "agency zone": files(_database(settings.agency_zone_path, ".wal")),
-        "linkage model": files(_tree(settings.linkage_dir)),
-        "model file": files(_tree(settings.models_dir)),
-        "outputs": files(_tree(settings.outputs_dir)),
-        "privacy audit state": files(_tree(settings.audit_state_path.parent)),
-        "postcode directory": files([settings.postcode_directory]),
-        "MLflow": _mlflow(settings),
+        **{part: None if paths is None else _files(paths, settings.data_dir)
+           for part, paths in _data_files(settings).items()},
         "code": _code(),
         "libraries": _digest(sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())),
         "settings": _digest(sorted(f"{name}={value}" for name, value in os.environ.items()
@@ -78,12 +77,12 @@ def why_analyse(instance: dg.DagsterInstance, settings: Settings) -> tuple[str |
     if not runs:
         return "first run", None
     last = runs[0]
-    recorded = last.tags.get(ANALYSED_TAG)
-    if last.job_name != ANALYSE_JOB:
+    recorded = last.tags.get(ANALYSED_TAG)  # only ever on a whole analysis that passed
+    if recorded is None or last.status != dg.DagsterRunStatus.SUCCESS:
+        if last.job_name == ANALYSE_JOB:
+            return f"the last analysis ({last.run_id[:8]}) did not pass, or is not recorded yet", None
         return ("after ingesting" if last.job_name == "ingest"
                 else f"after run {last.run_id[:8]} of {last.job_name}"), None
-    if recorded is None or last.status != dg.DagsterRunStatus.SUCCESS:
-        return f"the last analysis ({last.run_id[:8]}) did not pass or was not a refresh's", None
     before, now = json.loads(recorded), analysis_state(settings)
     changed = [part for part, digest in now.items() if digest is None or before.get(part) != digest]
     if changed:
@@ -92,6 +91,34 @@ def why_analyse(instance: dg.DagsterInstance, settings: Settings) -> tuple[str |
     if state is None:
         return f"the privacy audit is due ({why})", last.run_id
     return None, last.run_id
+
+
+def record_if_whole_analysis(instance: dg.DagsterInstance, run: dg.DagsterRun, selected: Set[dg.AssetKey],
+                             analysis: Set[dg.AssetKey], settings: Settings) -> str | None:
+    """Record a finished run of the assets `selected` as the last analysis (as `record_analysis`) if it was a whole
+    analysis that passed: it materialised every asset of the analysis (`analysis`: the `analyse` job's) and ran
+    the privacy audit, no blocking check failed, and nothing has written the data since it ended (what is recorded
+    is the state it left). Returns why it was not recorded (None: it was). The `record_analyses` sensor calls it
+    for runs from elsewhere than the refresh (declarative automation, the UI), a tick after they end."""
+    state = analysis_state(settings)  # first: a write after this makes it differ from what the next refresh finds
+    if run.status != dg.DagsterRunStatus.SUCCESS:
+        return f"it ended {run.status.value.lower()}"
+    left_out = sorted(key.to_user_string() for key in analysis - set(selected))
+    if left_out:
+        return f"it left out {len(left_out)} of the analysis's {len(analysis)} assets ({', '.join(left_out[:3])}...)"
+    checks = [record.event_log_entry.dagster_event.event_specific_data for record in instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records]
+    failed = [check.check_name for check in checks
+              if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR]
+    if failed:
+        return f"blocking checks failed: {', '.join(sorted(failed))}"
+    if not any(check.check_name == AUDIT_CHECK and check.passed for check in checks):
+        return f"the privacy audit ({AUDIT_CHECK}) did not run in it"
+    ended = instance.get_run_record_by_id(run.run_id).end_time
+    if ended is None or last_written(settings) > ended + WRITES_AFTER_END_S:
+        return "the data has been written since it ended"
+    instance.add_run_tags(run.run_id, {ANALYSED_TAG: json.dumps(state, sort_keys=True)})
+    return None
 
 
 def record_analysis(instance: dg.DagsterInstance, run_id: str, settings: Settings) -> None:
@@ -123,14 +150,34 @@ def _tree(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]
 
 
-def _mlflow(settings: Settings) -> str | None:
+def _data_files(settings: Settings) -> dict[str, list[Path] | None]:
+    """The files of each part of the data the analysis reads and keeps; None: not files on this machine."""
+    return {
+        "warehouse": _database(settings.warehouse_path, ".wal"),
+        "agency zone": _database(settings.agency_zone_path, ".wal"),
+        "linkage model": _tree(settings.linkage_dir),
+        "model file": _tree(settings.models_dir),
+        "outputs": _tree(settings.outputs_dir),
+        "privacy audit state": _tree(settings.audit_state_path.parent),
+        "postcode directory": [settings.postcode_directory],
+        "MLflow": _mlflow_files(settings),
+    }
+
+
+def last_written(settings: Settings) -> float:
+    """When the data the analysis reads and keeps was last written (the newest modification time, epoch seconds)."""
+    return max((path.stat().st_mtime for paths in _data_files(settings).values() for path in paths or ()
+                if path.is_file()), default=0.0)
+
+
+def _mlflow_files(settings: Settings) -> list[Path] | None:
     """MLflow's store and its artifacts, when both are files on this machine (a tracking server is not)."""
     uri = settings.mlflow_tracking_uri
     store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else local_path(uri)
     if store is None:
         return None
     files = _database(store, "-wal", "-journal") if store.suffix == ".db" else _tree(store)
-    return _files([*files, *_tree(settings.mlflow_artifact_root)], settings.data_dir)
+    return [*files, *_tree(settings.mlflow_artifact_root)]
 
 
 def _code() -> str:

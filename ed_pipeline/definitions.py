@@ -6,6 +6,7 @@ from ed_pipeline.defs.automation import (
     build_landing_sensor,
     build_monthly_schedule,
     downstream_automation,
+    record_analyses,
     record_run_failures,
 )
 from ed_pipeline.defs.features import dbt_resource, feature_assets
@@ -39,7 +40,7 @@ defs = dg.Definitions(
     asset_checks=[no_identifiers_anywhere],
     jobs=[ingest_job, analyse_job],
     schedules=[build_monthly_schedule(ingest_job)],
-    sensors=[build_landing_sensor(ingest_job), record_run_failures, downstream_automation],
+    sensors=[build_landing_sensor(ingest_job), record_run_failures, record_analyses, downstream_automation],
     resources={**all_resources(Settings.from_env()), "dbt": dbt_resource},
     # DuckDB allows one writer per file: steps of a run execute one after another in one process, which records
     # itself in the run's tags first, so that run monitoring can tell when it has died (defs/run_worker.py).

@@ -174,7 +174,7 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None, 
                     outcomes += _nothing_to_do([(source.name, "") for source in SOURCES], progress)
                     continue
                 if only is None:  # an ingest makes the analysis due: its process can start now
-                    ready = ChildProcess("analyse", warm_up=_load_definitions)
+                    ready = ChildProcess("analyse", warm_up=_warm_up_analysis)
             else:
                 work, last = _why_analyse(settings, full, only)
                 if work is None:  # nothing it reads or keeps changed since its last passing run
@@ -203,8 +203,11 @@ def _refresh(settings: Settings, months: list[str], progress, only: str | None, 
     return RefreshResult(months, outcomes, time.perf_counter() - started)
 
 
-def _load_definitions() -> None:
+def _warm_up_analysis() -> None:
+    """What the analysis's process can do before its work comes: import, never open a file. The model's
+    libraries (LightGBM, scikit-learn, MLflow: ~1.5 s), which the definitions leave to the model step, too."""
     import ed_pipeline.definitions  # noqa: F401 (loaded, to be used by the work that follows)
+    import ed_pipeline.modelling  # noqa: F401
 
 
 def _months_wanted(settings: Settings, months: list[str], full: bool) -> dict[str, dict[str, str]]:

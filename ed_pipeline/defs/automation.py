@@ -17,6 +17,8 @@ run-failure sensor.
   run whose worker process has ended is marked failed first).
 - `record_run_failures` appends every failed run to `ops.run_failure` in
   `data/ops.duckdb` and to the log.
+- `record_analyses` records on a passing run that analysed everything what it
+  left (`analysis_state`), as `ed-pipeline refresh` does for its own.
 """
 
 import json
@@ -28,6 +30,7 @@ import dagster as dg
 import duckdb
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
+from ed_pipeline.analysis_state import ANALYSE_JOB, ANALYSED_TAG, record_if_whole_analysis
 from ed_pipeline.defs.pseudonymised import pseudonymised_key
 from ed_pipeline.defs.raw import raw_key
 from ed_pipeline.defs.run_worker import fail_dead_runs
@@ -310,6 +313,28 @@ def record_run_failures(context: dg.RunFailureSensorContext):
            json.dumps(run.tags.get("dagster/partition")))
     record_failure(Settings.from_env(), row)
     context.log.error(f"run {run.run_id} of {run.job_name} failed in steps {steps}: {error}")
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    name="record_analyses",
+    description="Records on each passing run that analysed everything (linking onwards and the privacy audit: "
+    "declarative automation after a month, the UI's Materialize all) what it left, as `ed-pipeline refresh` "
+    "records its own, so that the command's next refresh does not analyse the same state again.",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def record_analyses(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    if run.tags.get(TRIGGER_TAG) == REFRESH_TRIGGER or ANALYSED_TAG in run.tags:
+        return  # the refresh records its own, once its process has closed every file
+    repository = context.repository_def
+    analysis = repository.get_job(ANALYSE_JOB).asset_layer.selected_asset_keys
+    selected = (run.asset_selection if run.asset_selection is not None
+                else repository.get_job(run.job_name).asset_layer.selected_asset_keys
+                if repository.has_job(run.job_name) else set())
+    why_not = record_if_whole_analysis(context.instance, run, selected, analysis, Settings.from_env())
+    context.log.info(f"run {run.run_id[:8]} of {run.job_name} " + (
+        f"is not recorded as an analysis: {why_not}" if why_not else "is recorded as the last analysis"))
 
 
 def _first_error(failures) -> str:
