@@ -329,9 +329,9 @@ def record_analyses(context: dg.RunStatusSensorContext):
         return  # the refresh records its own, once its process has closed every file
     repository = context.repository_def
     analysis = repository.get_job(ANALYSE_JOB).asset_layer.selected_asset_keys
-    selected = (run.asset_selection if run.asset_selection is not None
-                else repository.get_job(run.job_name).asset_layer.selected_asset_keys
-                if repository.has_job(run.job_name) else set())
+    selected = (run.asset_selection  # empty (or None) for a job run whole
+                or (repository.get_job(run.job_name).asset_layer.selected_asset_keys
+                    if repository.has_job(run.job_name) else set()))
     why_not = record_if_whole_analysis(context.instance, run, selected, analysis, Settings.from_env())
     context.log.info(f"run {run.run_id[:8]} of {run.job_name} " + (
         f"is not recorded as an analysis: {why_not}" if why_not else "is recorded as the last analysis"))

@@ -102,9 +102,9 @@ def test_a_whole_analysis_from_elsewhere_is_recorded_by_the_sensor(refreshed_cop
         checks, [success] = events(dg.DagsterEventType.ASSET_CHECK_EVALUATION), events(dg.DagsterEventType.RUN_SUCCESS)
         assert any(entry.dagster_event.event_specific_data.check_name == AUDIT_CHECK for entry in checks)
 
-        def run_elsewhere(selection, audited: bool = True) -> dg.DagsterRun:
-            """A run of `selection` that passed and has just ended (no refresh tag)."""
-            run = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id(),
+        def run_elsewhere(selection, audited: bool = True, job: str = "__ASSET_JOB") -> dg.DagsterRun:
+            """A run of `selection` (empty: the whole job) that passed and has just ended (no refresh tag)."""
+            run = instance.add_run(dg.DagsterRun(job_name=job, run_id=make_new_run_id(),
                                                  asset_selection=frozenset(selection),
                                                  status=dg.DagsterRunStatus.STARTED))
             for entry in checks:
@@ -123,7 +123,7 @@ def test_a_whole_analysis_from_elsewhere_is_recorded_by_the_sensor(refreshed_cop
             f"the privacy audit ({AUDIT_CHECK}) did not run in it")
         assert ANALYSED_TAG not in instance.get_run_by_id(unaudited.run_id).tags
 
-        whole = run_elsewhere(analysis)  # recorded by the sensor, as the daemon runs it after the run
+        whole = run_elsewhere((), job="analyse")  # the job from the UI; recorded by the sensor after the run
         record_analyses(dg.build_run_status_sensor_context(
             sensor_name="record_analyses", dagster_instance=instance, dagster_run=whole,
             dagster_event=success.dagster_event, repository_def=repository))
