@@ -100,7 +100,6 @@ def record_if_whole_analysis(instance: dg.DagsterInstance, run: dg.DagsterRun, s
     the privacy audit, no blocking check failed, and nothing has written the data since it ended (what is recorded
     is the state it left). Returns why it was not recorded (None: it was). The `record_analyses` sensor calls it
     for runs from elsewhere than the refresh (declarative automation, the UI), a tick after they end."""
-    state = analysis_state(settings)  # first: a write after this makes it differ from what the next refresh finds
     if run.status != dg.DagsterRunStatus.SUCCESS:
         return f"it ended {run.status.value.lower()}"
     left_out = sorted(key.to_user_string() for key in analysis - set(selected))
@@ -114,6 +113,7 @@ def record_if_whole_analysis(instance: dg.DagsterInstance, run: dg.DagsterRun, s
         return f"blocking checks failed: {', '.join(sorted(failed))}"
     if not any(check.check_name == AUDIT_CHECK and check.passed for check in checks):
         return f"the privacy audit ({AUDIT_CHECK}) did not run in it"
+    state = analysis_state(settings)  # before the check below: a write after it makes the next refresh's differ
     ended = instance.get_run_record_by_id(run.run_id).end_time
     if ended is None or last_written(settings) > ended + WRITES_AFTER_END_S:
         return "the data has been written since it ended"
