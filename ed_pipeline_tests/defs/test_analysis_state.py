@@ -94,10 +94,10 @@ def test_a_whole_analysis_from_elsewhere_is_recorded_by_the_sensor(refreshed_cop
     repository = defs.get_repository_def()
     analysis = repository.get_job("analyse").asset_layer.selected_asset_keys
     with dg.DagsterInstance.get() as instance:
-        refreshs = instance.get_runs(limit=1)[0]  # the refresh's analysis, recorded
+        refresh_run = instance.get_runs(limit=1)[0]  # the refresh's analysis, recorded
 
         def events(kind: dg.DagsterEventType) -> list:
-            return [r.event_log_entry for r in instance.get_records_for_run(refreshs.run_id, of_type=kind).records]
+            return [r.event_log_entry for r in instance.get_records_for_run(refresh_run.run_id, of_type=kind).records]
 
         checks, [success] = events(dg.DagsterEventType.ASSET_CHECK_EVALUATION), events(dg.DagsterEventType.RUN_SUCCESS)
         assert any(entry.dagster_event.event_specific_data.check_name == AUDIT_CHECK for entry in checks)
