@@ -647,9 +647,9 @@ def main(argv: list[str] | None = None) -> int:
                              "warehouse's and the agency zone's tables compared before and after (the same: nothing "
                              "new landed)")
     parser.add_argument("--nothing-new", action="store_true",
-                        help="then `ed-pipeline refresh` twice with nothing new landed: the first links onwards "
-                             "when the last analysis was not the command's (the landing sensor's month is not "
-                             "recorded as one), the second finds it up to date and runs nothing (tables compared)")
+                        help="then `ed-pipeline refresh` twice with nothing new landed: each finds the month's "
+                             "analysis up to date (the command's own, or the sensor's as the daemon's "
+                             "`record_analyses` records it) and runs nothing (tables compared)")
     parser.add_argument("--month-by", choices=["sensor", "cli"], default="sensor",
                         help="how each month is refreshed: as the automation does (sensor, the default: the "
                              "landing sensor's run of the month, then the analyse job) or by `ed-pipeline refresh` "

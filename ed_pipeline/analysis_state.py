@@ -117,13 +117,16 @@ def record_if_whole_analysis(instance: dg.DagsterInstance, run: dg.DagsterRun, s
     ended = instance.get_run_record_by_id(run.run_id).end_time
     if ended is None or last_written(settings) > ended + WRITES_AFTER_END_S:
         return "the data has been written since it ended"
-    instance.add_run_tags(run.run_id, {ANALYSED_TAG: json.dumps(state, sort_keys=True)})
+    record_analysis(instance, run.run_id, settings, state)
     return None
 
 
-def record_analysis(instance: dg.DagsterInstance, run_id: str, settings: Settings) -> None:
-    """Record on a passing analysis run the state it left (after its process ended: every file closed)."""
-    instance.add_run_tags(run_id, {ANALYSED_TAG: json.dumps(analysis_state(settings), sort_keys=True)})
+def record_analysis(instance: dg.DagsterInstance, run_id: str, settings: Settings,
+                    state: dict[str, str | None] | None = None) -> None:
+    """Record on a passing analysis run the state it left (after its process ended: every file closed); `state`:
+    taken already (`analysis_state`)."""
+    state = analysis_state(settings) if state is None else state
+    instance.add_run_tags(run_id, {ANALYSED_TAG: json.dumps(state, sort_keys=True)})
 
 
 def _digest(lines: Iterable[str]) -> str:
