@@ -9,10 +9,11 @@ starts while the ingest runs, and loads the definitions meanwhile.
 Ingest loads, for each source, the landed months that are not loaded as they
 are now (`months_to_ingest`): a new or replaced file, a month a run left half
 loaded, a month loaded by other ingest code; `full=True` (`--full`) loads every
-landed month again. Each source is its own run over its months (a single-run
-backfill per run of consecutive months), so a broken extract stops only that
-source; its other months are then run again without the unreadable ones, so
-they still go through. Analysis then runs over the whole history, linking only
+landed month again. The sources that want the same months share a run (a
+single-run backfill per run of consecutive months): a month's new files are one
+run, as the landing sensor's. A broken extract stops only its own source's
+assets in it; that source's other months are then run again without the
+unreadable ones, so they still go through. Analysis then runs over the whole history, linking only
 what is new, unless nothing it reads or keeps has changed since it last passed
 (`analysis_state`). A full disk stops the refresh with a clear error
 (docs/resilience.md).
@@ -252,12 +253,17 @@ def stopped_runs(instance: dg.DagsterInstance, pid: int | None) -> list[str]:
 
 def _run_stage(settings: Settings, stage: str, work, progress=None) -> list[SourceOutcome]:
     """One stage of the refresh, in this process: 'ingest' the months of `work` ({source: {month: why}}), a run
-    per source; 'analyse' the whole-history job (`work`: why it is due)."""
+    for the sources that want the same months; 'analyse' the whole-history job (`work`: why it is due)."""
     with dg.DagsterInstance.get() as instance:
         from ed_pipeline.definitions import defs
 
         if stage == "ingest":
-            return [_ingest_source(instance, defs, settings, source, work[source.name], progress) for source in SOURCES]
+            together: dict[tuple[str, ...], list[Source]] = {}
+            for source in SOURCES:
+                together.setdefault(tuple(work[source.name]), []).append(source)
+            outcomes = {o.source: o for sources in together.values()
+                        for o in _ingest_sources(instance, defs, settings, sources, work, progress)}
+            return [outcomes[source.name] for source in SOURCES]
         return [_run_whole_history(instance, defs, settings, "analyse", work, progress)]
 
 
@@ -364,41 +370,73 @@ def _sources_missing_a_table(settings: Settings) -> set[str]:
             <= present}
 
 
-def _ingest_source(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
-                   wanted: dict[str, str], progress) -> SourceOutcome:
-    """One run over each run of consecutive months of `wanted` ({month: why}, in order; none: the source is up to
-    date); if some files are unreadable (the blocking check stops the whole run), its other months are run again
-    without them, so one bad file holds back only its own month."""
-    from ed_pipeline.defs.raw import READABLE_CHECK
+def _ingest_sources(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings,
+                    sources: list[Source], work: dict[str, dict[str, str]], progress) -> list[SourceOutcome]:
+    """Ingest `sources`, which want the same months (`work[source]`: {month: why}, in order; none: up to date),
+    together: one run over each run of consecutive months, so Dagster's run set-up is paid once, not once a
+    source. A source's failure stops only its own assets. If some of a source's files are unreadable (its blocking
+    check stops its assets for the run's every month), its other months are run again without them, so one bad
+    file holds back only its own month. Each outcome's seconds are its own steps'."""
+    from ed_pipeline.defs.automation import source_keys
+    from ed_pipeline.defs.raw import READABLE_CHECK, raw_key
 
-    months = list(wanted)
+    months = list(work[sources[0].name])
     if progress:
-        progress(source.name, None)
-    t0 = time.perf_counter()
-    success, failed, unreadable = True, [], []
+        progress(", ".join(source.name for source in sources), None)
+    tally = {source.name: _Tally(source_keys(source), {defs.resolve_assets_def(key).node_def.name
+                                                       for key in source_keys(source)}) for source in sources}
     for run in _ranges(months, month_range(months[0], months[-1])) if months else []:
-        result = _ingest_run(instance, defs, settings, source, run)
-        failed += [f for f in _failed_checks(result) if f not in failed]
-        bad = sorted({
-            month for e in result.get_asset_check_evaluations()
-            if e.check_name == READABLE_CHECK and not e.passed
-            for month in run if str(settings.landing_file(source.name, month)) in (e.description or "")
-        })
-        if not bad:
-            success = success and result.success
-            continue
-        unreadable += bad  # reported as the failed check; the run is judged by its other months' runs
-        for again in _ranges([m for m in run if m not in bad], run):
-            rerun = _ingest_run(instance, defs, settings, source, again)
-            success = success and rerun.success
-            failed += [f for f in _failed_checks(rerun) if f not in failed]
-    gone = [month for month in months if not settings.landing_file(source.name, month).exists()]
-    outcome = SourceOutcome(source.name, success, time.perf_counter() - t0, failed, unreadable,
-                            _loaded(settings, source, gone) if gone else [], months,
-                            dict(Counter(why for why in wanted.values() if why)), up_to_date=not months)
-    if progress:
-        progress(source.name, outcome)
-    return outcome
+        result = _ingest_run(instance, defs, settings, sources, run)
+        took = _step_seconds(instance, result)
+        for source in sources:
+            bad = sorted({
+                month for e in result.get_asset_check_evaluations()
+                if e.asset_key == raw_key(source) and e.check_name == READABLE_CHECK and not e.passed
+                for month in run if str(settings.landing_file(source.name, month)) in (e.description or "")
+            })
+            tally[source.name].add(result, took, judged=not bad)
+            if bad:  # reported as the failed check; the run is judged by its other months' runs
+                tally[source.name].unreadable += bad
+                for again in _ranges([m for m in run if m not in bad], run):
+                    rerun = _ingest_run(instance, defs, settings, [source], again)
+                    tally[source.name].add(rerun, _step_seconds(instance, rerun))
+    outcomes = []
+    for source in sources:
+        wanted, done = work[source.name], tally[source.name]
+        gone = [month for month in wanted if not settings.landing_file(source.name, month).exists()]
+        outcome = SourceOutcome(source.name, done.success, done.seconds, done.failed, done.unreadable,
+                                _loaded(settings, source, gone) if gone else [], list(wanted),
+                                dict(Counter(why for why in wanted.values() if why)), up_to_date=not wanted)
+        if progress:
+            progress(source.name, outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+@dataclass
+class _Tally:
+    """What a source's part of the ingest runs came to: `keys`, its assets, materialised by the steps `steps`."""
+    keys: list[dg.AssetKey]
+    steps: set[str]
+    success: bool = True
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)  # its failed blocking checks (`_failed_checks`)
+    unreadable: list[str] = field(default_factory=list)
+
+    def add(self, result: dg.ExecuteInProcessResult, took: dict[str, float], judged: bool = True) -> None:
+        """Count the source's part of a run (`took`: its steps' seconds): its steps' time and failed checks;
+        unless not `judged`, whether its steps all succeeded (a run that failed outside any step failed them all)."""
+        self.seconds += sum(took.get(step, 0.0) for step in self.steps)
+        self.failed += [f for f in _failed_checks(result, self.keys) if f not in self.failed]
+        if judged and not result.success:
+            failed_steps = set(result.get_failed_step_keys())
+            self.success = self.success and bool(failed_steps) and not failed_steps & self.steps
+
+
+def _step_seconds(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> dict[str, float]:
+    """{step: seconds it ran} of a run."""
+    return {s.step_key: (s.end_time or s.start_time or 0.0) - (s.start_time or 0.0)
+            for s in instance.get_run_step_stats(result.run_id)}
 
 
 def _loaded(settings: Settings, source: Source, months: list[str]) -> list[str]:
@@ -413,16 +451,14 @@ def _loaded(settings: Settings, source: Source, months: list[str]) -> list[str]:
             return []
 
 
-def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, source: Source,
+def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, sources: list[Source],
                 months: list[str]) -> dg.ExecuteInProcessResult:
-    from ed_pipeline.defs.pseudonymised import pseudonymised_key
-    from ed_pipeline.defs.raw import raw_key
-    from ed_pipeline.defs.validated import quarantine_key, validated_key
+    from ed_pipeline.defs.automation import source_keys
 
     run_id = make_new_run_id()
     result = defs.resolve_job_def("ingest").execute_in_process(
         instance=instance,
-        asset_selection=[raw_key(source), validated_key(source), quarantine_key(source), pseudonymised_key(source)],
+        asset_selection=[key for source in sources for key in source_keys(source)],
         run_id=run_id,
         # this process is the run's worker (execute_in_process uses its own executor, not the job's)
         tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh", **worker_tags(run_id)},
@@ -445,11 +481,12 @@ def _ranges(wanted: list[str], months: list[str]) -> list[list[str]]:
     return runs
 
 
-def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
-    """The blocking checks that failed, `<asset>:<check>`, with what each said was wrong (its description)."""
+def _failed_checks(result: dg.ExecuteInProcessResult, keys: list[dg.AssetKey] | None = None) -> list[str]:
+    """The blocking checks that failed (of the assets `keys` only, if given), `<asset>:<check>`, with what each
+    said was wrong (its description)."""
     return [f"{'/'.join(e.asset_key.path)}:{e.check_name}" + (f" ({e.description})" if e.description else "")
             for e in result.get_asset_check_evaluations()
-            if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+            if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR and (keys is None or e.asset_key in keys)]
 
 
 def _raise_if_disk_full(result: dg.ExecuteInProcessResult, settings: Settings) -> None:

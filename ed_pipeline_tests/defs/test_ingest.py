@@ -173,14 +173,25 @@ def test_a_refresh_ingests_again_what_other_ingest_code_or_a_dropped_table_left(
 
 
 def test_broken_file_stops_only_its_own_source(refreshed_copy):
-    """A new month lands with housing's file broken: the other six sources take the month, housing does not."""
+    """A new month lands with housing's file broken: the sources whose files landed are ingested in one run, as
+    the landing sensor's; the others take the month, housing does not."""
+    from ed_pipeline.refresh import RANGE_START_TAG, TRIGGER_TAG
+
     settings = refreshed_copy
     new_month = release_held_back(settings)[0].stem
+    landed = {source.name for source in SOURCES if settings.landing_file(source.name, new_month).exists()}
+    assert "housing" in landed and len(landed) > 2
     settings.landing_file("housing", new_month).write_bytes(b"")
+    with dg.DagsterInstance.from_config(str(settings.data_dir / "dagster")) as instance:
+        runs_before = {run.run_id for run in instance.get_runs()}
     result = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "FAILED housing" in result.stderr and "extract_readable" in result.stderr, result.stderr[-3000:]
     assert "6/7 steps succeeded" in result.stderr, result.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(settings.data_dir / "dagster")) as instance:
+        [run] = [run for run in instance.get_runs() if run.run_id not in runs_before]
+    assert run.job_name == "ingest" and run.tags[TRIGGER_TAG] == "refresh" and run.tags[RANGE_START_TAG] == new_month
+    assert {key.path[1] for key in run.asset_selection} == landed
     with duckdb.connect(str(settings.agency_zone_path), read_only=True) as conn:
         for source in SOURCES:
             months = {m for (m,) in conn.execute(
