@@ -28,7 +28,8 @@ ANALYSE_SCHEMAS = ("linked", "staging", "intermediate", "features", "model", "ou
 ANALYSE_DIRS = ("linkage", "models", "outputs")
 LINK_STEP = "link_people_and_households"
 INGEST_MONTH = "2016-07"  # one month of the tiny world (with its July school-readiness return), ingested alone
-KILLED_WRITE = "commit:pseudonymised.school_readiness"  # the second source: social care has committed by then
+KILLED_WRITE = "commit:pseudonymised.school_readiness"  # the month is one run, its steps in order of their
+# names: police incidents (and the three before it) have committed by then, social care has not started
 Digests = dict[str, tuple[int, int]]  # table -> (rows, hash)
 
 
