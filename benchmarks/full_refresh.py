@@ -19,16 +19,16 @@ reused by later runs with the same people and seed. Each run starts from an empt
 1. holds back the last landed month (its files move to `held_back/`; `--hold-back` a given month and every
    later one, which stay held back throughout);
 2. runs `ed_pipeline.refresh.refresh(full=True)` (what `ed-pipeline refresh --full` runs, and a first
-   `ed-pipeline refresh`: the ingest job per source over every landed month, then the analyse job) in a child
-   process;
+   `ed-pipeline refresh`: the ingest job over every landed month, a run for the sources that share their months,
+   then the analyse job) in a child process;
 3. releases the held-back month (with `--months N`, each of N months in turn) and runs the incremental
    refresh, what the automation does when a month lands: the `landing_sensor`'s run for that one partition
    of every source (raw -> validated -> pseudonymised), then the analyse job (`linked.*` links only the new
    records with the saved model; dbt, the model, the outputs and the privacy audit run over the whole
    history), in a child process of its own; then, untimed, what the daemon's `record_analyses` sensor does
    after a passing analysis (records the state it left). `--month-by cli` runs `ed-pipeline refresh` instead,
-   as a user does when the month has landed: a run per source of what is new (the month alone, checked), then
-   the analyse job.
+   as a user does when the month has landed: one run of what is new (the month of every source, checked),
+   then the analyse job.
 
 How it measures. Each refresh runs in its own process so that its figures are its own. A sampler thread in
 this process reads /proc every `--interval` seconds for the child and every process under it (dbt runs as a
@@ -653,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--month-by", choices=["sensor", "cli"], default="sensor",
                         help="how each month is refreshed: as the automation does (sensor, the default: the "
                              "landing sensor's run of the month, then the analyse job) or by `ed-pipeline refresh` "
-                             "(cli: a run per source of what is new, then the analyse job)")
+                             "(cli: one run of what is new, then the analyse job)")
     parser.add_argument("--child", choices=["full", "incremental", "cli", "idle"], help=argparse.SUPPRESS)
     parser.add_argument("--hold-back", metavar="YYYY-MM",
                         help="the month of the incremental refresh (default: the last landed); later months stay "

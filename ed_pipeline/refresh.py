@@ -13,10 +13,10 @@ landed month again. The sources that want the same months share a run (a
 single-run backfill per run of consecutive months): a month's new files are one
 run, as the landing sensor's. A broken extract stops only its own source's
 assets in it; that source's other months are then run again without the
-unreadable ones, so they still go through. Analysis then runs over the whole history, linking only
-what is new, unless nothing it reads or keeps has changed since it last passed
-(`analysis_state`). A full disk stops the refresh with a clear error
-(docs/resilience.md).
+unreadable ones, so they still go through. Analysis then runs over the whole
+history, linking only what is new, unless nothing it reads or keeps has changed
+since it last passed (`analysis_state`). A full disk stops the refresh with a
+clear error (docs/resilience.md).
 """
 
 from __future__ import annotations
