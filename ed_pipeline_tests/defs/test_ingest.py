@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ed_pipeline.defs.automation import raw_writes
+from ed_pipeline.defs.automation import half_loaded_months, raw_writes
 from ed_pipeline.defs.pseudonymised import pseudonymised_assets
 from ed_pipeline.defs.raw import ingest_fingerprint, raw_assets
 from ed_pipeline.defs.resources import all_resources, zone_resources
@@ -201,6 +201,61 @@ def test_broken_file_stops_only_its_own_source(refreshed_copy):
                 assert new_month not in months, "a blocked source must not validate the broken month"
             elif landed and landed_rows_in(settings.landing_file(source.name, new_month)):
                 assert new_month in months, f"{source.name} should carry on"
+
+
+def test_sources_sent_the_same_months_share_a_run_and_an_unreadable_file_holds_back_only_its_own(refreshed_copy):
+    """Housing and benefits re-send three months (their files touched), benefits' middle one unreadable: the two
+    are ingested in one run over the three months, where housing's go through and benefits' stop at its blocking
+    check; benefits' other two months are then run again, each alone, without the unreadable one, which keeps what
+    was loaded. The other sources are up to date and run nothing."""
+    import os
+
+    from ed_pipeline.refresh import RANGE_END_TAG, RANGE_START_TAG
+
+    settings = refreshed_copy
+    months = settings.landed_months("benefits")[4:7]
+    assert months == settings.landed_months("housing")[4:7]
+    for source in ("housing", "benefits"):
+        for month in months:
+            path = settings.landing_file(source, month)
+            os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # sent again as it was
+    settings.landing_file("benefits", months[1]).write_bytes("ref,name\n\xff\xfe\n".encode("latin-1"))
+    before, kept = raw_reads(settings), _raw_rows(settings, "benefits", months[1])
+    with dg.DagsterInstance.from_config(str(settings.data_dir / "dagster")) as instance:
+        runs_before = {run.run_id for run in instance.get_runs()}
+
+    result = run_cli("refresh", "--only", "ingest", data_dir=settings.data_dir)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "FAILED benefits" in result.stderr and "raw/benefits:extract_readable" in result.stderr, \
+        result.stderr[-3000:]
+    assert f"benefits: unreadable file(s) for {months[1]} left out" in result.stderr, result.stderr[-3000:]
+    assert "ok housing (3 months: 3 replaced;" in result.stderr, result.stderr[-3000:]
+    assert "ok social_care: up to date" in result.stderr and "6/7 steps succeeded" in result.stderr
+
+    with dg.DagsterInstance.from_config(str(settings.data_dir / "dagster")) as instance:
+        runs = sorted((run for run in instance.get_runs() if run.run_id not in runs_before),
+                      key=lambda run: instance.get_run_record_by_id(run.run_id).create_timestamp)
+        # every layer of both sources written after raw: nothing left half loaded by the shared run
+        assert half_loaded_months(instance, raw_writes(instance)) == {}
+    assert [({key.path[1] for key in run.asset_selection}, run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG])
+            for run in runs] == [({"housing", "benefits"}, months[0], months[2]),
+                                 ({"benefits"}, months[0], months[0]), ({"benefits"}, months[2], months[2])]
+    after = raw_reads(settings)
+    rewritten = {(source, month) for source in ("housing", "benefits") for month in months
+                 if after[source][month] != before[source][month]}
+    assert rewritten == {(source, month) for source in ("housing", "benefits") for month in months} - {
+        ("benefits", months[1])}
+    assert after["social_care"] == before["social_care"]
+    assert _raw_rows(settings, "benefits", months[1]) == kept > 0, "the unreadable month lost what was loaded"
+    assert reconciliation(settings.agency_zone_path, "housing")[0] == landed_rows(settings, "housing")
+    for source in ("housing", "benefits"):
+        raw, passed, quarantined = reconciliation(settings.agency_zone_path, source)
+        assert raw == passed + quarantined, f"{source}: rows lost between raw and validated"
+
+
+def _raw_rows(settings, source: str, month: str) -> int:
+    with duckdb.connect(str(settings.agency_zone_path), read_only=True) as conn:
+        return conn.execute(f"select count(*) from raw.{source} where extract_month = ?", [month]).fetchone()[0]
 
 
 def test_an_unreadable_redelivery_keeps_the_month_as_it_was(world_copy):
