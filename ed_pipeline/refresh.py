@@ -29,10 +29,9 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster._core.utils import make_new_run_id
 
 from ed_pipeline.analysis_state import record_analysis, why_analyse
-from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, ended_message, fail_dead_runs, worker_running, worker_tags
+from ed_pipeline.defs.run_worker import RUN_WORKER_TAG, ended_message, fail_dead_runs, worker_running
 from ed_pipeline.resilience import (
     ChildProcess,
     ChildProcessDied,
@@ -264,7 +263,7 @@ def _run_stage(settings: Settings, stage: str, work, progress=None) -> list[Sour
             outcomes = {o.source: o for sources in together.values()
                         for o in _ingest_sources(instance, defs, settings, sources, work, progress)}
             return [outcomes[source.name] for source in SOURCES]
-        return [_run_whole_history(instance, defs, settings, "analyse", work, progress)]
+        return [_run_whole_history(instance, settings, "analyse", work, progress)]
 
 
 def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
@@ -386,7 +385,7 @@ def _ingest_sources(instance: dg.DagsterInstance, defs: dg.Definitions, settings
     tally = {source.name: _Tally(source_keys(source), {defs.resolve_assets_def(key).node_def.name
                                                        for key in source_keys(source)}) for source in sources}
     for run in _ranges(months, month_range(months[0], months[-1])) if months else []:
-        result = _ingest_run(instance, defs, settings, sources, run)
+        result = _ingest_run(instance, settings, sources, run)
         took = _step_seconds(instance, result)
         for source in sources:
             bad = sorted({
@@ -398,7 +397,7 @@ def _ingest_sources(instance: dg.DagsterInstance, defs: dg.Definitions, settings
             if bad:  # reported as the failed check; the run is judged by its other months' runs
                 tally[source.name].unreadable += bad
                 for again in _ranges([m for m in run if m not in bad], run):
-                    rerun = _ingest_run(instance, defs, settings, [source], again)
+                    rerun = _ingest_run(instance, settings, [source], again)
                     tally[source.name].add(rerun, _step_seconds(instance, rerun))
     outcomes = []
     for source in sources:
@@ -423,7 +422,7 @@ class _Tally:
     failed: list[str] = field(default_factory=list)  # its failed blocking checks (`_failed_checks`)
     unreadable: list[str] = field(default_factory=list)
 
-    def add(self, result: dg.ExecuteInProcessResult, took: dict[str, float], judged: bool = True) -> None:
+    def add(self, result: dg.JobExecutionResult, took: dict[str, float], judged: bool = True) -> None:
         """Count the source's part of a run (`took`: its steps' seconds): its steps' time and failed checks;
         unless not `judged`, whether its steps all succeeded (a run that failed outside any step failed them all)."""
         self.seconds += sum(took.get(step, 0.0) for step in self.steps)
@@ -433,7 +432,25 @@ class _Tally:
             self.success = self.success and bool(failed_steps) and not failed_steps & self.steps
 
 
-def _step_seconds(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> dict[str, float]:
+# The refresh executes its runs with `dg.execute_job`: through the job's own executor, which records this process as
+# the run's worker, and without `execute_in_process`'s output capture, which keeps every output value (raw's frames)
+# in memory until the run ends (the full refresh's peak 5.4 GB against 5.7 at 1.5M: docs/performance.md).
+def ingest_job() -> dg.JobDefinition:
+    from ed_pipeline.definitions import defs
+
+    return defs.resolve_job_def("ingest")
+
+
+def analyse_job() -> dg.JobDefinition:
+    from ed_pipeline.definitions import defs
+
+    return defs.resolve_job_def("analyse")
+
+
+JOBS = {"ingest": ingest_job, "analyse": analyse_job}
+
+
+def _step_seconds(instance: dg.DagsterInstance, result: dg.JobExecutionResult) -> dict[str, float]:
     """{step: seconds it ran} of a run."""
     return {s.step_key: (s.end_time or s.start_time or 0.0) - (s.start_time or 0.0)
             for s in instance.get_run_step_stats(result.run_id)}
@@ -451,17 +468,14 @@ def _loaded(settings: Settings, source: Source, months: list[str]) -> list[str]:
             return []
 
 
-def _ingest_run(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, sources: list[Source],
-                months: list[str]) -> dg.ExecuteInProcessResult:
+def _ingest_run(instance: dg.DagsterInstance, settings: Settings, sources: list[Source], months: list[str]
+                ) -> dg.JobExecutionResult:
     from ed_pipeline.defs.automation import source_keys
 
-    run_id = make_new_run_id()
-    result = defs.resolve_job_def("ingest").execute_in_process(
-        instance=instance,
+    result = dg.execute_job(
+        dg.reconstructable(ingest_job), instance,
         asset_selection=[key for source in sources for key in source_keys(source)],
-        run_id=run_id,
-        # this process is the run's worker (execute_in_process uses its own executor, not the job's)
-        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh", **worker_tags(run_id)},
+        tags={RANGE_START_TAG: months[0], RANGE_END_TAG: months[-1], TRIGGER_TAG: "refresh"},
         raise_on_error=False,
         # Dagster's own events stay in the instance (the UI shows them); the console gets our progress.
         run_config=QUIET,
@@ -481,7 +495,7 @@ def _ranges(wanted: list[str], months: list[str]) -> list[list[str]]:
     return runs
 
 
-def _failed_checks(result: dg.ExecuteInProcessResult, keys: list[dg.AssetKey] | None = None) -> list[str]:
+def _failed_checks(result: dg.JobExecutionResult, keys: list[dg.AssetKey] | None = None) -> list[str]:
     """The blocking checks that failed (of the assets `keys` only, if given), `<asset>:<check>`, with what each
     said was wrong (its description)."""
     return [f"{'/'.join(e.asset_key.path)}:{e.check_name}" + (f" ({e.description})" if e.description else "")
@@ -489,7 +503,7 @@ def _failed_checks(result: dg.ExecuteInProcessResult, keys: list[dg.AssetKey] | 
             if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR and (keys is None or e.asset_key in keys)]
 
 
-def _raise_if_disk_full(result: dg.ExecuteInProcessResult, settings: Settings) -> None:
+def _raise_if_disk_full(result: dg.JobExecutionResult, settings: Settings) -> None:
     """A step that failed for want of space stops the refresh: every later write would fail the same way."""
     if result.success:
         return
@@ -503,17 +517,16 @@ def _raise_if_disk_full(result: dg.ExecuteInProcessResult, settings: Settings) -
                 raise DiskFullError(message)
 
 
-def _run_whole_history(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings, job_name: str,
-                       why: str, progress) -> SourceOutcome:
+def _run_whole_history(instance: dg.DagsterInstance, settings: Settings, job_name: str, why: str, progress
+                       ) -> SourceOutcome:
     """Run the unpartitioned job (linking and everything after it) over whatever the warehouse holds; `why`: what
     made it due (`analysis_state.why_analyse`)."""
     if progress:
         progress(job_name, None)
     t0 = time.perf_counter()
-    run_id = make_new_run_id()
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, run_id=run_id, tags={TRIGGER_TAG: "refresh", **worker_tags(run_id)},
-        run_config=QUIET)
+    result = dg.execute_job(dg.reconstructable(JOBS[job_name]), instance, raise_on_error=False,
+                            tags={TRIGGER_TAG: "refresh"}, run_config=QUIET)
+    run_id = result.run_id
     _raise_if_disk_full(result, settings)
     outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result), reason=why,
                             run_id=run_id)

@@ -6,8 +6,8 @@ whether each started run's worker still runs, but the DefaultRunLauncher (one pr
 cannot tell. Here:
 
 - every run records the process that runs it in its `RUN_WORKER_TAG` (`resilience.process_identity`: pid, start
-  time, boot): the job's executor does it in the run worker, `ed-pipeline refresh` when it executes a run in
-  process;
+  time, boot): the job's executor does it, in the run worker and in `ed-pipeline refresh`'s stage process (which
+  executes its runs with `dg.execute_job`);
 - `MonitoredRunLauncher`, the DefaultRunLauncher that dagster.yaml selects, answers run monitoring's question
   from that tag (`worker_health`): a run whose process has ended, or whose pid is another process's now, or
   recorded before the machine restarted, is reported gone, and the daemon marks the run failed;
