@@ -434,7 +434,7 @@ class _Tally:
 
 # The refresh executes its runs with `dg.execute_job`: through the job's own executor, which records this process as
 # the run's worker, and without `execute_in_process`'s output capture, which keeps every output value (raw's frames)
-# in memory until the run ends (the full refresh's peak 5.4 GB against 5.7 at 1.5M: docs/performance.md).
+# in memory until the run ends (the 1.5M full refresh's peak 5,415 MiB against 5,745: docs/performance.md).
 def ingest_job() -> dg.JobDefinition:
     from ed_pipeline.definitions import defs
 
