@@ -263,7 +263,7 @@ def _run_stage(settings: Settings, stage: str, work, progress=None) -> list[Sour
             outcomes = {o.source: o for sources in together.values()
                         for o in _ingest_sources(instance, defs, settings, sources, work, progress)}
             return [outcomes[source.name] for source in SOURCES]
-        return [_run_whole_history(instance, settings, "analyse", work, progress)]
+        return [_analyse(instance, settings, work, progress)]
 
 
 def _fail_orphaned_runs(instance: dg.DagsterInstance) -> None:
@@ -447,8 +447,6 @@ def analyse_job() -> dg.JobDefinition:
     return defs.resolve_job_def("analyse")
 
 
-JOBS = {"ingest": ingest_job, "analyse": analyse_job}
-
 
 def _step_seconds(instance: dg.DagsterInstance, result: dg.JobExecutionResult) -> dict[str, float]:
     """{step: seconds it ran} of a run."""
@@ -517,21 +515,19 @@ def _raise_if_disk_full(result: dg.JobExecutionResult, settings: Settings) -> No
                 raise DiskFullError(message)
 
 
-def _run_whole_history(instance: dg.DagsterInstance, settings: Settings, job_name: str, why: str, progress
-                       ) -> SourceOutcome:
-    """Run the unpartitioned job (linking and everything after it) over whatever the warehouse holds; `why`: what
-    made it due (`analysis_state.why_analyse`)."""
+def _analyse(instance: dg.DagsterInstance, settings: Settings, why: str, progress) -> SourceOutcome:
+    """Run the unpartitioned `analyse` job (linking and everything after it) over whatever the warehouse holds;
+    `why`: what made it due (`analysis_state.why_analyse`)."""
     if progress:
-        progress(job_name, None)
+        progress("analyse", None)
     t0 = time.perf_counter()
-    result = dg.execute_job(dg.reconstructable(JOBS[job_name]), instance, raise_on_error=False,
+    result = dg.execute_job(dg.reconstructable(analyse_job), instance, raise_on_error=False,
                             tags={TRIGGER_TAG: "refresh"}, run_config=QUIET)
-    run_id = result.run_id
     _raise_if_disk_full(result, settings)
-    outcome = SourceOutcome(job_name, result.success, time.perf_counter() - t0, _failed_checks(result), reason=why,
-                            run_id=run_id)
+    outcome = SourceOutcome("analyse", result.success, time.perf_counter() - t0, _failed_checks(result), reason=why,
+                            run_id=result.run_id)
     if progress:
-        progress(job_name, outcome)
+        progress(outcome.source, outcome)
     return outcome
 
 
