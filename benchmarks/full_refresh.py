@@ -14,7 +14,10 @@
 
 The world is synthesised once into `--work/<people>/` (default `data/benchmarks/full_refresh/<people>/`,
 used as ED_DATA_DIR, with its own Dagster instance, warehouse and MLflow store; never `data/` itself) and
-reused by later runs with the same people and seed. Each run starts from an empty pipeline state and:
+reused by later runs with the same people and seed. Each world has a dbt target of its own too
+(`dbt_project/target/benchmark-<people>-<hash of its path>/`, unless DBT_TARGET_PATH is set), so that tests or
+`make run` in the same checkout do not make its next refresh parse the dbt project whole (nor it theirs); its
+first refresh parses it, within that refresh's figures. Each run starts from an empty pipeline state and:
 
 1. holds back the last landed month (its files move to `held_back/`; `--hold-back` a given month and every
    later one, which stay held back throughout);
@@ -52,6 +55,7 @@ under load are upper bounds.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -235,11 +239,22 @@ class Sampler(threading.Thread):
             self.done.wait(self.interval)
 
 
-def run_child(mode: str, root: Path, interval: float, extra: list[str] | None = None) -> dict:
-    """Run one refresh in a child process; its report, its samples, and its exact rusage."""
+def child_env(root: Path) -> dict[str, str]:
+    """The environment of a refresh of the world at `root`: its data directory, Dagster instance and key, and a dbt
+    target of its own (`DBT_TARGET_PATH`, unless set): dbt parses partially only with the profile of the last parse
+    in a target, so a world that shared `target/` with tests, `make run` or another world would parse the project
+    whole at its next refresh, inside the figures."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES}
     env.update(ED_DATA_DIR=str(root), DAGSTER_HOME=str(root / "dagster"), ED_PSEUDO_KEY=BENCHMARK_KEY,
                PYTHONUNBUFFERED="1")
+    path = str(root.resolve())
+    env.setdefault("DBT_TARGET_PATH", f"target/benchmark-{root.name}-{hashlib.sha256(path.encode()).hexdigest()[:8]}")
+    return env
+
+
+def run_child(mode: str, root: Path, interval: float, extra: list[str] | None = None) -> dict:
+    """Run one refresh in a child process; its report, its samples, and its exact rusage."""
+    env = child_env(root)
     report_path = root / f"child_{mode}.json"
     report_path.unlink(missing_ok=True)
     load_before = os.getloadavg()

@@ -71,6 +71,19 @@ def test_hold_back_the_last_months_for_a_sequence_of_monthly_refreshes(bench, tm
         bench.hold_back(tmp_path, months=4)  # the full refresh would have nothing
 
 
+def test_each_world_refreshes_with_a_dbt_target_of_its_own(bench, tmp_path, monkeypatch):
+    monkeypatch.delenv("DBT_TARGET_PATH", raising=False)
+    monkeypatch.setenv("ED_WAREHOUSE_DB", "/elsewhere/warehouse.duckdb")
+    targets = {bench.child_env(root)["DBT_TARGET_PATH"]
+               for root in (tmp_path / "a" / "20000", tmp_path / "b" / "20000", tmp_path / "a" / "1500000")}
+    assert len(targets) == 3 and all(t.startswith("target/benchmark-") for t in targets)  # not make run's target/
+    env = bench.child_env(tmp_path / "a" / "20000")
+    assert env["DBT_TARGET_PATH"] in targets and env["ED_DATA_DIR"] == str(tmp_path / "a" / "20000")
+    assert "ED_WAREHOUSE_DB" not in env  # the world's own warehouse, under ED_DATA_DIR
+    monkeypatch.setenv("DBT_TARGET_PATH", "target/mine")
+    assert bench.child_env(tmp_path / "a" / "20000")["DBT_TARGET_PATH"] == "target/mine"
+
+
 def test_tree_usage_sees_this_process(bench):
     assert os.getpid() in bench.process_tree(os.getpid())
     rss, cpu = bench.tree_usage(os.getpid())
