@@ -209,8 +209,7 @@ def _warm_up_analysis() -> None:
     libraries (LightGBM, scikit-learn, MLflow: ~1.5 s), which the definitions leave to the model step, and the
     instance's storage classes, which its first open would import (~0.7 s), too."""
     import ed_pipeline.definitions  # noqa: F401 (loaded, to be used by the work that follows)
-    import ed_pipeline.defs.event_log_storage  # noqa: F401
-    import ed_pipeline.defs.run_worker  # noqa: F401
+    import ed_pipeline.defs.event_log_storage  # noqa: F401 (the launcher's module, run_worker, is this one's import)
     import ed_pipeline.modelling  # noqa: F401
 
     with contextlib.suppress(ImportError):  # Dagster's own SQLite storages: private modules, a move costs time only
@@ -453,7 +452,6 @@ def analyse_job() -> dg.JobDefinition:
     from ed_pipeline.definitions import defs
 
     return defs.resolve_job_def("analyse")
-
 
 
 def _step_seconds(instance: dg.DagsterInstance, result: dg.JobExecutionResult) -> dict[str, float]:

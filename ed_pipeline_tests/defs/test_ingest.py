@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -208,8 +209,6 @@ def test_sources_sent_the_same_months_share_a_run_and_an_unreadable_file_holds_b
     are ingested in one run over the three months, where housing's go through and benefits' stop at its blocking
     check; benefits' other two months are then run again, each alone, without the unreadable one, which keeps what
     was loaded. The other sources are up to date and run nothing."""
-    import os
-
     from ed_pipeline.refresh import RANGE_END_TAG, RANGE_START_TAG
 
     settings = refreshed_copy
