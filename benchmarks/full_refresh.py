@@ -759,7 +759,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + format_goals(met))
     figures = {"people": args.people, "seed": args.seed, "world": world, "cpus": os.cpu_count(),
                "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-               "command": " ".join([Path(sys.executable).name, *sys.argv]), "measured_at": time.strftime(
+               "command": " ".join([Path(sys.executable).name, *sys.argv]), "month_by": args.month_by,
+               "measured_at": time.strftime(
                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "full": full, "incremental": incremental,
                **({"months": months} if len(months) > 1 else {}), "again": again,
                **({"nothing_new": idle} if idle else {}), "goals": met}

@@ -10,6 +10,13 @@ fitted by least squares as `c0 + c1 * n`, n in millions of residents, over every
 linear: it cannot show linkage's growth in pairs past one county (docs/scaling.md, "Linkage"), nor a stage that
 stops fitting on one machine. Each row says how far the line misses its own points (the largest miss, as a
 share of the measured figure), so a stage the line does not describe is seen as such.
+
+Only refreshes of one kind are fitted together: full refreshes over the same landed months, and months that are
+the same month refreshed the same way (by the landing sensor or by `ed-pipeline refresh`). A world's
+`figures.json` is that of its last benchmark run, so a `--months 12`, `--hold-back` or `--month-by cli` run at one
+scale would otherwise be fitted with the single Julys of the others (a year's run holds back twelve months and
+its month is the first of them): the fit names the files that differ and what in them, and leaves out what it
+cannot fit.
 """
 
 from __future__ import annotations
@@ -33,6 +40,29 @@ GROUPS = (
     ("no_identifiers_anywhere", "privacy audit"),
 )
 OVERHEAD = "start-up, run set-up, Dagster events"
+
+
+def full_kind(figures: dict) -> str:
+    """What the full refresh of `figures` covered: the months landed, up to the month held back."""
+    world = figures.get("world") or {}
+    return f"{world.get('landed_months', '?')} months landed, {world.get('held_back_month', '?')} on held back"
+
+
+def month_kind(figures: dict) -> str:
+    """Which month `figures`' one-month refresh released, and how it was run (figures of before
+    `month_by` was recorded: from the command line)."""
+    month = (figures.get("incremental") or {}).get("month") or (figures.get("world") or {}).get("held_back_month")
+    how = figures.get("month_by") or ("cli" if "--month-by cli" in figures.get("command", "") else "sensor")
+    return f"the month {month or '?'} by the {'command' if how == 'cli' else 'landing sensor'}"
+
+
+def one_kind(figures: list[dict], paths: list[Path], kind) -> str | None:
+    """None when every one of `figures` is of one `kind`; else a message naming each file's."""
+    kinds = [kind(f) for f in figures]
+    if len(set(kinds)) == 1:
+        return None
+    return "\n".join(f"  {path} ({f['people']:,} residents): {k}" for f, path, k in
+                     zip(figures, paths, kinds, strict=True))
 
 
 def group_of(stage: str) -> str:
@@ -81,7 +111,7 @@ def fit(figures: list[dict], refresh: str, at: float) -> list[dict]:
     names = [name for _, name in GROUPS] + [OVERHEAD]
     rows = []
     for name in [*names, "total"]:
-        row: dict = {"stage": name}
+        row: dict = {"stage": name, "people": [f["people"] for f in figures]}
         for measure in ("cpu", "wall"):
             if name == "total":
                 ys = [sum(t[measure] for t in totals.values()) for totals in per_scale]
@@ -109,12 +139,12 @@ def table(rows: list[dict], figures: list[dict], refresh: str, at: float) -> str
     return "\n".join(lines)
 
 
-def month_share(full: dict, month: dict, figures: list[dict]) -> str:
-    """The one-month refresh as a share of the full refresh: measured at each scale (wall), and where the fitted
-    lines take it as the county grows (their slopes' ratio, CPU and wall)."""
-    scales = sorted(f["people"] for f in figures)
-    measured = ", ".join(f"{m / f:.1%} at {n / 1e6:g}M" for n, f, m in
-                         zip(scales, full["wall"]["measured"], month["wall"]["measured"], strict=True))
+def month_share(full: dict, month: dict) -> str:
+    """The one-month refresh as a share of the full refresh (two rows of `fit`): measured at each scale that has
+    both (wall), and where the fitted lines take it as the county grows (their slopes' ratio, CPU and wall)."""
+    full_wall = dict(zip(full["people"], full["wall"]["measured"], strict=True))
+    measured = ", ".join(f"{wall / full_wall[n]:.1%} at {n / 1e6:g}M"
+                         for n, wall in zip(month["people"], month["wall"]["measured"], strict=True) if n in full_wall)
     limit = {k: month[k]["c1"] / full[k]["c1"] for k in ("cpu", "wall") if full[k]["c1"]}
     return (f"month / full refresh (wall): {measured}; as residents grow it tends to "
             + ", ".join(f"{v:.0%} ({k})" for k, v in limit.items()))
@@ -130,20 +160,30 @@ def main(argv: list[str] | None = None) -> int:
     if len({f["people"] for f in figures}) < 2:
         print(f"need figures at two scales or more, found {[str(p) for p in paths]}", file=sys.stderr)
         return 2
+    if differ := one_kind(figures, paths, full_kind):
+        print(f"the full refreshes are not of one kind, so no line fits them:\n{differ}\nmeasure each scale with "
+              "the same options, or name the figures.json files of one kind", file=sys.stderr)
+        return 2
     for f, path in zip(figures, paths, strict=True):
         print(f"{path}: {f['people']:,} residents, measured {f.get('measured_at')}, {f.get('command')}")
     totals = {}
     for refresh in ("full", "incremental"):
-        usable = [f for f in figures if f.get(refresh) and f[refresh].get("stages")]
-        if len({f["people"] for f in usable}) < 2:
+        usable = [(f, path) for f, path in zip(figures, paths, strict=True) if f.get(refresh)
+                  and f[refresh].get("stages")]
+        if len({f["people"] for f, _ in usable}) < 2:
             continue
-        rows = fit(usable, refresh, args.at)
+        if refresh == "incremental" and (differ := one_kind([f for f, _ in usable], [p for _, p in usable],
+                                                             month_kind)):
+            print(f"\nthe months are not one month refreshed one way, so they are not fitted:\n{differ}",
+                  file=sys.stderr)
+            continue
+        rows = fit([f for f, _ in usable], refresh, args.at)
         totals[refresh] = rows[-1]
         print()
-        print(table(rows, usable, refresh, args.at))
+        print(table(rows, [f for f, _ in usable], refresh, args.at))
     if len(totals) == 2:
         print()
-        print(month_share(totals["full"], totals["incremental"], figures))
+        print(month_share(totals["full"], totals["incremental"]))
     peaks = sorted((f["people"] / 1e6, f["full"]["peak_process_rss_bytes"] / 1e9) for f in figures)
     c0, c1 = fit_line(*map(list, zip(*peaks, strict=True)))
     print(f"\npeak memory of the full refresh (GB, largest process): "

@@ -254,6 +254,43 @@ def test_the_scaling_fit_recovers_each_stages_line_and_groups_the_benchmarks_sta
     assert fit.main([str(paths[0])]) == 2  # one scale: nothing to fit
 
 
+def test_the_scaling_fit_fits_only_refreshes_of_one_kind(tmp_path, capsys):
+    """A world's figures.json is its last run's: a year of months at one scale (twelve months held back, its month
+    the first of them) or the month by the command is not fitted with the other scales' single Julys."""
+    fit = _load(BENCHMARK.with_name("scaling_fit.py"), "scaling_fit")
+
+    def figures(people: int, landed: int = 66, month: str = "2018-07", command: str = "python full_refresh.py",
+                **extra) -> Path:
+        def stages(seconds: float) -> list[dict]:
+            return [{"group": "analyse", "stage": "linked (Splink)", "wall_s": seconds, "cpu_s": seconds}]
+
+        path = tmp_path / f"{people}-{landed}-{month}-{len(command)}-{len(extra)}.json"
+        path.write_text(json.dumps({
+            "people": people, "command": command, **extra,
+            "world": {"landed_months": landed, "held_back_month": month},
+            "full": {"stages": stages(people / 1e4), "peak_process_rss_bytes": people * 1000},
+            "incremental": {"stages": stages(people / 4e4), "month": month}}))
+        return path
+
+    julys = [figures(100_000), figures(500_000)]
+    assert fit.main([str(p) for p in julys]) == 0
+    assert "month / full refresh (wall): 25.0% at 0.1M, 25.0% at 0.5M" in capsys.readouterr().out
+
+    year = figures(1_500_000, landed=55, month="2017-08", command="python full_refresh.py --months 12")
+    assert fit.main([*map(str, julys), str(year)]) == 2
+    err = capsys.readouterr().err
+    assert "not of one kind" in err and f"{year} (1,500,000 residents): 55 months landed, 2017-08 on held back" in err
+
+    # the same full refresh, its month by the command (recorded, or from the command line of earlier figures):
+    # the full refresh is fitted, the months are not
+    for by_command in (figures(1_500_000, month_by="cli"), figures(1_500_000, command="x.py --month-by cli")):
+        assert fit.main([*map(str, julys), str(by_command)]) == 0
+        out, err = capsys.readouterr()
+        assert "full refresh\n" in out and "incremental refresh" not in out and "month / full refresh" not in out
+        assert f"{by_command} (1,500,000 residents): the month 2018-07 by the command" in err
+        assert f"{julys[0]} (100,000 residents): the month 2018-07 by the landing sensor" in err
+
+
 def test_a_refresh_again_is_judged_by_content_not_by_when_its_rows_were_written(bench, tmp_path):
     """`--again` compares both databases before and after: a new load time or MLflow run id is no change, a value
     is."""
