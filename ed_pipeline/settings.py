@@ -222,6 +222,28 @@ def gx_docs_index_results() -> int:
     return int(value)
 
 
+# Where a link of every record runs (the first link, a retrain, `full_relink`): DuckDB on this machine, or Splink's
+# Spark backend with the same trained model and the same persons (docs/scaling.md, "Spark for linkage"). A
+# month's incremental link runs on DuckDB either way.
+LINKAGE_BACKEND_VARIABLE = "ED_LINKAGE_BACKEND"
+LINKAGE_BACKENDS = ("duckdb", "spark")
+SPARK_MASTER_VARIABLE = "ED_SPARK_MASTER"
+
+
+def linkage_backend() -> str:
+    """ED_LINKAGE_BACKEND: 'duckdb' (the default) or 'spark'."""
+    value = os.environ.get(LINKAGE_BACKEND_VARIABLE, "").strip().lower() or LINKAGE_BACKENDS[0]
+    if value not in LINKAGE_BACKENDS:
+        raise ValueError(f"{LINKAGE_BACKEND_VARIABLE}={value!r}: give one of {', '.join(LINKAGE_BACKENDS)}")
+    return value
+
+
+def spark_master() -> str:
+    """The Spark master a Spark link runs on: ED_SPARK_MASTER (a cluster's URL), else local[2] (this machine).
+    Spark's other settings (driver memory, executors) come from its own spark-defaults.conf (SPARK_CONF_DIR)."""
+    return os.environ.get(SPARK_MASTER_VARIABLE, "").strip() or "local[2]"
+
+
 def dbt_target_path() -> Path:
     """dbt's target directory (the manifest, the partial parse, each run's artifacts), relative to the dbt
     project: `DBT_TARGET_PATH`, which dbt and dagster-dbt read too, else target/. Processes that build against

@@ -5,6 +5,8 @@ records it has not seen before against the persons already known with the saved
 model (no re-training: the cost follows what is new), and keeps every id that
 existed. `retrain` or `full_relink` in the run config re-trains or re-clusters
 everything; ids still carry over, and the crosswalk tables say what merged and split.
+A link of every record runs on Splink's Spark backend instead of DuckDB with
+`ED_LINKAGE_BACKEND=spark` (same model, same persons; `ED_SPARK_MASTER`).
 """
 
 import json
@@ -49,7 +51,7 @@ from ed_pipeline.linkage.tokens import (
     version_digests,
 )
 from ed_pipeline.resilience import table_digest
-from ed_pipeline.settings import Settings
+from ed_pipeline.settings import Settings, linkage_backend, spark_master
 from ed_pipeline.sources import SOURCES
 
 LINKED_TABLES = {
@@ -216,8 +218,16 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
             result = link_incremental(previous, known, new, model, decisions=decisions,
                                       find_candidates=lambda fresh: read_candidates(conn, model, known, fresh))
     if not incremental:
-        context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model)")
-        result = link(tokens, model, previous=previous, retired=retired["person"], decisions=decisions)
+        backend = linkage_backend()
+        context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model, "
+                         f"on {backend})")
+        if backend == "spark":
+            from ed_pipeline.linkage.spark import link_every_record_on_spark
+
+            result = link_every_record_on_spark(tokens, model, spark_master(), spec=spec, previous=previous,
+                                                retired=retired["person"], decisions=decisions)
+        else:
+            result = link(tokens, model, previous=previous, retired=retired["person"], decisions=decisions)
     household = households(tokens, result.links, previous=previous_households, retired=retired["household"],
                            renamed=result.crosswalk)
     # always a table, empty when no pair is borderline: a full link's review must not leave the last one's pairs

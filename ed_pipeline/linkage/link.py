@@ -108,38 +108,49 @@ def _edges(s: Session, predictions_table: str, records_table: str, model: Linkag
     return "ed_edges"
 
 
-def _best_probability(s: Session, edges_table: str, clusters: pl.DataFrame) -> pl.DataFrame:
+def best_probability_sql(edges_table: str, clusters_table: str) -> str:
     """unique_id, match_probability: the best edge inside the record's cluster (the cannot-link repair cuts some
-    edges: one to a record of another person holds nothing in this one)."""
+    edges: one to a record of another person holds nothing in this one). DuckDB's dialect (transpiled for
+    Spark); `clusters_table` holds unique_id, cluster_id."""
+    return f"""
+        SELECT e.unique_id, max(e.match_probability) AS match_probability FROM (
+            SELECT unique_id_l AS unique_id, unique_id_r AS other, match_probability FROM {edges_table}
+            UNION ALL SELECT unique_id_r, unique_id_l, match_probability FROM {edges_table}) e
+        JOIN {clusters_table} a ON a.unique_id = e.unique_id JOIN {clusters_table} b ON b.unique_id = e.other
+        WHERE a.cluster_id = b.cluster_id
+        GROUP BY e.unique_id
+    """
+
+
+def _best_probability(s: Session, edges_table: str, clusters: pl.DataFrame) -> pl.DataFrame:
     s.con.register("ed_best_cc", clusters.select("unique_id", "cluster_id").to_arrow())
     try:
-        return s.query(f"""
-            SELECT e.unique_id, max(e.match_probability) AS match_probability FROM (
-                SELECT unique_id_l AS unique_id, unique_id_r AS other, match_probability FROM {edges_table}
-                UNION ALL SELECT unique_id_r, unique_id_l, match_probability FROM {edges_table}) e
-            JOIN ed_best_cc a ON a.unique_id = e.unique_id JOIN ed_best_cc b ON b.unique_id = e.other
-            WHERE a.cluster_id = b.cluster_id
-            GROUP BY e.unique_id
-        """)
+        return s.query(best_probability_sql(edges_table, "ed_best_cc"))
     finally:
         s.con.unregister("ed_best_cc")
 
 
-def _pairs_frame(s: Session, predictions_table: str, records_table: str) -> pl.DataFrame:
-    """Scored pairs with the records' keys, levels (gamma_*) and partial weights (mw_*); never token values."""
-    cols = [c for c in s.query(f"SELECT * FROM {predictions_table} LIMIT 0").columns
+def pairs_sql(predictions_table: str, records_table: str, prediction_columns: list[str]) -> str:
+    """Scored pairs with the records' keys, levels (gamma_*) and partial weights (mw_*), never token values:
+    of the predictions' `prediction_columns`, those. DuckDB's dialect (transpiled for Spark)."""
+    cols = [c for c in prediction_columns
             if c.startswith(("gamma_", "mw_")) or c in ("match_weight", "match_probability", "match_key")]
     select = ", ".join(f'p."{c}"' for c in cols)
-    return s.query(f"""
+    return f"""
         SELECT p.unique_id_l, p.unique_id_r, l.source AS source_l, l.record_id AS record_id_l,
                r.source AS source_r, r.record_id AS record_id_r, {select}
         FROM {predictions_table} p
         JOIN {records_table} l ON l.unique_id = p.unique_id_l
         JOIN {records_table} r ON r.unique_id = p.unique_id_r
-    """)
+    """
 
 
-def _predict_settings(model: LinkageModel, keep_pairs: bool) -> dict[str, Any]:
+def _pairs_frame(s: Session, predictions_table: str, records_table: str) -> pl.DataFrame:
+    columns = s.query(f"SELECT * FROM {predictions_table} LIMIT 0").columns
+    return s.query(pairs_sql(predictions_table, records_table, columns))
+
+
+def predict_settings(model: LinkageModel, keep_pairs: bool) -> dict[str, Any]:
     settings = dict(model.settings)
     # gamma_* (Splink only outputs them with the matching columns) and mw_* for clerical review
     settings["retain_intermediate_calculation_columns"] = keep_pairs
@@ -185,7 +196,7 @@ def link(
         records_table = sdf.physical_name
         timings["load"] = time.perf_counter() - t
         t = time.perf_counter()
-        linker = s.linker(sdf, _predict_settings(model, keep_pairs), tf_source=df)
+        linker = s.linker(sdf, predict_settings(model, keep_pairs), tf_source=df)
         floor = min(model.review_band[0], model.threshold)
         predictions = linker.inference.predict(threshold_match_probability=floor, warning_mode="never")
         timings["predict"] = time.perf_counter() - t
@@ -199,7 +210,16 @@ def link(
         timings["cluster"] = time.perf_counter() - t
         pairs = _pairs_frame(s, predictions.physical_name, records_table) if keep_pairs else pl.DataFrame()
         n_edges = s.query(f"SELECT count(*) AS n FROM {edges}").item()
+    return link_result(df, clusters, best, pairs, model, previous=previous, retired=retired, timings=timings,
+                       started=t0, edges=n_edges, repaired=repaired)
 
+
+def link_result(df: pl.DataFrame, clusters: pl.DataFrame, best: pl.DataFrame, pairs: pl.DataFrame,
+                model: LinkageModel, *, previous: pl.DataFrame | None, retired: set[str] | None,
+                timings: dict[str, float], started: float, edges: int, repaired: int) -> LinkResult:
+    """A whole link's result from what the engine (DuckDB or Spark) computed: the records as linked (`df`), their
+    clusters (unique_id, cluster_id; a record in none is a person of its own), each record's best edge in its
+    cluster and the scored pairs; ids carried over from `previous`, never one of `retired`."""
     t = time.perf_counter()
     recs = df.select("unique_id", "source", "record_id", "group_ref")
     clustered = recs.join(clusters, on="unique_id", how="left").with_columns(
@@ -211,8 +231,8 @@ def link(
         .select(*LINK_SCHEMA, "unique_id")
     )
     timings["ids"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
-    model.metadata["last_link"] = {"records": df.height, "edges": n_edges, "components_repaired": repaired,
+    timings["total"] = time.perf_counter() - started
+    model.metadata["last_link"] = {"records": df.height, "edges": edges, "components_repaired": repaired,
                                   "persons": links["person_id"].n_unique(), "timings": timings}
     return LinkResult(links=links, pairs=pairs, model=model, crosswalk=crosswalk, records=recs, timings=timings)
 
@@ -310,7 +330,7 @@ def link_incremental(
         ])
         if model.hashed:
             tf_source = hash_tokens(tf_source)
-        settings = _predict_settings(model, keep_pairs)
+        settings = predict_settings(model, keep_pairs)
         linker = s.linker(new_sdf, settings, tf_source=tf_source)
         floor = min(model.review_band[0], model.threshold)
         between = linker.inference.predict_between(ex_sdf, new_sdf, threshold_match_probability=floor,

@@ -19,6 +19,10 @@ type; equality and `bit_count(a & b)` do not care about the sign).
 
     spark = spark_session("local[2]")                 # or a cluster's session (spark.jars: similarity_jar_location())
     persons = link_spark(tokens, model, spark)        # source, record_id, person_id (as link_people)
+    result = link_on_spark(tokens, model, spark, previous=ids, retired=retired)   # a LinkResult, as link.link's
+
+`link_people_and_households` links every record here, instead of on DuckDB, when `ED_LINKAGE_BACKEND=spark`
+(`linkage_backend`); a month's incremental link stays on DuckDB.
 
 pyspark is imported lazily: nothing else in the package needs it.
 """
@@ -26,7 +30,10 @@ pyspark is imported lazily: nothing else in the package needs it.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
+import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -38,9 +45,17 @@ from sqlglot import exp
 
 from ed_pipeline.linkage.clustering import cannot_link_sql, duplicate_like_sql, repair_clusters
 from ed_pipeline.linkage.engine import SPLINK_LOG_LEVEL, tf_columns, tf_frame
-from ed_pipeline.linkage.ids import assign_stable_ids
-from ed_pipeline.linkage.link import _in_key_order, edges_sql
-from ed_pipeline.linkage.model import LinkageModel
+from ed_pipeline.linkage.link import (
+    LinkResult,
+    _in_key_order,
+    best_probability_sql,
+    edges_sql,
+    link_result,
+    pairs_sql,
+    predict_settings,
+)
+from ed_pipeline.linkage.model import LinkageModel, train_model
+from ed_pipeline.linkage.spec import TokenColumns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -295,19 +310,21 @@ def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageMode
     return repair_clusters(clusters, conflicts, sub_edges)
 
 
-def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
-               previous: pl.DataFrame | None = None, decisions: pl.DataFrame | None = None,
-               break_lineage_method: str = "parquet", timings: dict[str, float] | None = None) -> pl.DataFrame:
-    """link_people with a trained model, on Spark: source, record_id, person_id (one row per record), the same
-    persons as `link.link(tokens, model, previous=..., decisions=...)` on DuckDB. `previous` carries ids over
-    (assign_stable_ids); `decisions` are reviewers' verdicts (review.DECISION columns), must-link / cannot-link."""
-    timings = {} if timings is None else timings
+def link_on_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
+                  previous: pl.DataFrame | None = None, retired: set[str] | None = None,
+                  decisions: pl.DataFrame | None = None, keep_pairs: bool = True,
+                  break_lineage_method: str = "parquet") -> LinkResult:
+    """`link.link(tokens, model, ...)` on Spark: the same persons, ids, best match probabilities and scored pairs
+    (with `keep_pairs`, for clerical review), as a `LinkResult`. `previous` carries ids over and `retired` ids are
+    never issued again (assign_stable_ids); `decisions` are reviewers' verdicts (review.DECISION columns),
+    must-link / cannot-link."""
+    timings: dict[str, float] = {}
     t0 = t = time.perf_counter()
     sl = SparkLinkage(spark, break_lineage_method=break_lineage_method)
     df = model.prepare(_in_key_order(tokens, model.spec))  # ids in key order break ties as link's do
     sdf = sl.register(df)
     records = sdf.physical_name
-    linker = sl.linker(sdf, model.settings, tf_source=df)
+    linker = sl.linker(sdf, predict_settings(model, keep_pairs), tf_source=df)
     timings["load"] = time.perf_counter() - t
     t = time.perf_counter()
     floor = min(model.review_band[0], model.threshold)
@@ -322,15 +339,55 @@ def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     clusters, repaired = cluster_spark(sl, records, edges, model, decisions_view)
+    sl.spark.createDataFrame(clusters.to_arrow()).createOrReplaceTempView("ed_best_cc")
+    best = _to_polars(sl.sql(best_probability_sql(edges, "ed_best_cc"))).cast(
+        {"unique_id": pl.Int64, "match_probability": pl.Float64})
     timings["cluster"] = time.perf_counter() - t
-    recs = df.select("unique_id", "source", "record_id")
-    clustered = recs.join(clusters, on="unique_id", how="left").with_columns(
-        pl.coalesce(pl.col("cluster_id").cast(pl.String), pl.col("unique_id").cast(pl.String)).alias("cluster_id"))
-    ids, _ = assign_stable_ids(previous, clustered)
-    out = clustered.join(ids, on=["source", "record_id"], how="left").select("source", "record_id", "person_id")
-    timings["total"] = time.perf_counter() - t0
+    pairs = pl.DataFrame()
+    if keep_pairs:
+        columns = sl.spark.table(predictions.physical_name).columns
+        pairs = _to_polars(sl.sql(pairs_sql(predictions.physical_name, records, columns)))
+    result = link_result(df, clusters, best, pairs, model, previous=previous, retired=retired, timings=timings,
+                         started=t0, edges=n_edges, repaired=repaired)
     logger.info("linked %d records on Spark: %d edges, %d components repaired, %s", df.height, n_edges, repaired,
                 {k: round(v, 2) for k, v in timings.items()})
-    for name in ("ed_cc", "ed_edges", "ed_bad", "ed_decisions"):
+    for name in ("ed_cc", "ed_edges", "ed_bad", "ed_decisions", "ed_best_cc"):
         sl.spark.catalog.dropTempView(name)
-    return out
+    return result
+
+
+def link_every_record_on_spark(tokens: pl.DataFrame, model: LinkageModel | None, master: str, *,
+                               spec: TokenColumns | None = None, previous: pl.DataFrame | None = None,
+                               retired: set[str] | None = None,
+                               decisions: pl.DataFrame | None = None) -> LinkResult:
+    """What `link.link(tokens, model, ...)` does, with the pairs scored and clustered on Spark at `master` (the
+    session this process already has, if any): a model is trained first, on DuckDB, if none is given. For
+    `ED_LINKAGE_BACKEND=spark`; a clear error if PySpark, or Java for a local master, is missing."""
+    if importlib.util.find_spec("pyspark") is None:
+        raise RuntimeError("ED_LINKAGE_BACKEND=spark needs PySpark: install it beside ed_pipeline (pip install "
+                           "pyspark==4.0.5, as pyproject.toml's dev group pins it), or unset ED_LINKAGE_BACKEND")
+    if master.startswith("local") and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise RuntimeError(f"ED_LINKAGE_BACKEND=spark on {master} needs a Java 17+ runtime on this machine "
+                           "(apt-get install openjdk-17-jre-headless), or ED_SPARK_MASTER set to a cluster")
+    timings: dict[str, float] = {}
+    if model is None:
+        t = time.perf_counter()
+        model = train_model(tokens, spec=spec)
+        timings["train"] = time.perf_counter() - t
+    result = link_on_spark(tokens, model, spark_session(master), previous=previous, retired=retired,
+                           decisions=decisions)
+    result.timings.update(timings)
+    return result
+
+
+def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
+               previous: pl.DataFrame | None = None, decisions: pl.DataFrame | None = None,
+               break_lineage_method: str = "parquet", timings: dict[str, float] | None = None) -> pl.DataFrame:
+    """link_people with a trained model, on Spark: source, record_id, person_id (one row per record), the same
+    persons as `link.link(tokens, model, previous=..., decisions=...)` on DuckDB (`link_on_spark`, without the
+    scored pairs). `timings` is filled with the link's."""
+    result = link_on_spark(tokens, model, spark, previous=previous, decisions=decisions, keep_pairs=False,
+                           break_lineage_method=break_lineage_method)
+    if timings is not None:
+        timings.update(result.timings)
+    return result.links.select("source", "record_id", "person_id")

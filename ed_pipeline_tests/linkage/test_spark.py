@@ -102,3 +102,76 @@ def test_spark_links_the_same_persons_as_duckdb(world, model, spark):
     assert on_duckdb["person_id"].n_unique() < tokens.height * 0.6
     m = evaluate_links(on_spark, truth)
     assert m["precision"] >= 0.99 and m["f1"] >= 0.97, m
+
+
+def _linked_tables(warehouse) -> dict[str, pl.DataFrame]:
+    """Every linked table but the crosswalks' refresh times, each in one order."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        names = [n for (n,) in conn.execute("select table_name from information_schema.tables "
+                                            "where table_schema = 'linked' order by 1").fetchall()]
+        tables = {n: conn.execute(f"select * from linked.{n}").pl() for n in names}
+    return {n: t.drop("refreshed_at", strict=False).sort(t.drop("refreshed_at", strict=False).columns,
+                                                         nulls_last=True) for n, t in tables.items()}
+
+
+def test_the_linked_asset_links_every_record_on_spark_as_on_duckdb(world, spark, tmp_path, monkeypatch):
+    """ED_LINKAGE_BACKEND=spark: a link of every record (here, forced by a reviewer's decision that splits a
+    person) runs on Spark with the saved model and writes the same linked tables as on DuckDB: persons, ids, best
+    probabilities, households, cohort, review pairs and the crosswalk of the split."""
+    import duckdb
+
+    import ed_pipeline.linkage.spark as spark_linkage
+    from ed_pipeline_tests.defs.test_linked import link_in_process
+
+    tokens, _ = world
+    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path))
+    on_duckdb, on_spark = tmp_path / "duckdb.duckdb", tmp_path / "spark.duckdb"
+    assert link_in_process(on_duckdb, tokens)[0] == "full"  # trains and saves the model
+    with duckdb.connect(str(on_duckdb)) as conn:
+        pair = conn.execute("select pair_id, source_l, record_id_l, source_r, record_id_r from linked.review_pair "
+                            "where same_person_now order by match_probability desc, pair_id limit 1").fetchone()
+        assert pair, "the world has no borderline pair of one person to split"
+        conn.execute("update linked.review_pair set decision = 'non_match', reviewer = 'test' where pair_id = ?",
+                     [pair[0]])
+    shutil.copy(on_duckdb, on_spark)
+
+    calls = []
+    real = spark_linkage.link_on_spark
+    monkeypatch.setattr(spark_linkage, "link_on_spark", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert link_in_process(on_duckdb, tokens)[0] == "full" and not calls
+    monkeypatch.setenv("ED_LINKAGE_BACKEND", "spark")
+    assert link_in_process(on_spark, tokens)[0] == "full" and calls == [1]
+
+    duck, sparked = _linked_tables(on_duckdb), _linked_tables(on_spark)
+    assert set(duck) == set(sparked) and {"person_link", "household_membership", "review_pair"} <= set(duck)
+    for name, table in duck.items():
+        other = sparked[name]
+        assert table.columns == other.columns and table.height == other.height, name
+        floats = [c for c, t in table.schema.items() if t.is_float()]
+        assert table.drop(floats).equals(other.drop(floats)), f"linked.{name} differs between DuckDB and Spark"
+        for column in floats:  # the same sums, computed by two engines
+            assert ((table[column] - other[column]).abs().fill_null(0) < 1e-9).all(), f"linked.{name}.{column}"
+    links = duck["person_link"]
+    person = {(s, r): p for s, r, p in links.select("source", "record_id", "person_id").iter_rows()}
+    assert person[(pair[1], pair[2])] != person[(pair[3], pair[4])]  # the reviewer's split, on both
+    assert duck["person_crosswalk"].height > 0 and duck["review_pair"].height > 0
+
+
+def test_a_spark_backend_that_cannot_run_says_why(world, monkeypatch):
+    from ed_pipeline.linkage.spark import link_every_record_on_spark
+    from ed_pipeline.settings import linkage_backend
+
+    monkeypatch.setenv("ED_LINKAGE_BACKEND", "Kafka")
+    with pytest.raises(ValueError, match="ED_LINKAGE_BACKEND='kafka': give one of duckdb, spark"):
+        linkage_backend()
+    monkeypatch.setenv("ED_LINKAGE_BACKEND", " Spark ")
+    assert linkage_backend() == "spark"
+    monkeypatch.delenv("ED_LINKAGE_BACKEND")
+    assert linkage_backend() == "duckdb"
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs a Java 17"):
+        link_every_record_on_spark(world[0], None, "local[2]")
