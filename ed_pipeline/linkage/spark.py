@@ -374,8 +374,11 @@ def link_every_record_on_spark(tokens: pl.DataFrame, model: LinkageModel | None,
         t = time.perf_counter()
         model = train_model(tokens, spec=spec)
         timings["train"] = time.perf_counter() - t
-    result = link_on_spark(tokens, model, spark_session(master), previous=previous, retired=retired,
-                           decisions=decisions)
+    # Splink's checkpoints hold the records' tokens: on this machine, in a directory of the link's own (under
+    # ED_LINKAGE_TEMP_DIR, as DuckDB's spill), removed after; a cluster's come from its own settings
+    with tempfile.TemporaryDirectory(prefix="ed_spark_checkpoints_", dir=os.environ.get("ED_LINKAGE_TEMP_DIR")) as tmp:
+        spark = spark_session(master, checkpoint_dir=tmp if master.startswith("local") else None)
+        result = link_on_spark(tokens, model, spark, previous=previous, retired=retired, decisions=decisions)
     result.timings.update(timings)
     return result
 

@@ -142,7 +142,12 @@ def test_the_linked_asset_links_every_record_on_spark_as_on_duckdb(world, spark,
     monkeypatch.setattr(spark_linkage, "link_on_spark", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert link_in_process(on_duckdb, tokens)[0] == "full" and not calls
     monkeypatch.setenv("ED_LINKAGE_BACKEND", "spark")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setenv("ED_LINKAGE_TEMP_DIR", str(spill))
     assert link_in_process(on_spark, tokens)[0] == "full" and calls == [1]
+    # Splink's checkpoints (the records' tokens) went to a directory of the link's own, removed after
+    assert str(spill) in spark.sparkContext.getCheckpointDir() and not any(spill.iterdir())
 
     duck, sparked = _linked_tables(on_duckdb), _linked_tables(on_spark)
     assert set(duck) == set(sparked) and {"person_link", "household_membership", "review_pair"} <= set(duck)
