@@ -379,7 +379,8 @@ def link_every_record_on_spark(tokens: pl.DataFrame, model: LinkageModel | None,
     with tempfile.TemporaryDirectory(prefix="ed_spark_checkpoints_", dir=os.environ.get("ED_LINKAGE_TEMP_DIR")) as tmp:
         spark = spark_session(master, checkpoint_dir=tmp if master.startswith("local") else None)
         result = link_on_spark(tokens, model, spark, previous=previous, retired=retired, decisions=decisions)
-    result.timings.update(timings)
+    if timings:  # as link.link's: the total counts the training
+        result.timings.update(timings, total=result.timings["total"] + timings["train"])
     return result
 
 
