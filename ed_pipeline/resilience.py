@@ -13,6 +13,7 @@ import errno
 import fcntl
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import re
@@ -412,6 +413,11 @@ def _end_without_teardown() -> None:
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
+    # multiprocessing's finalizers, as its own children run them: a lock made here (tqdm's, GX's progress bars) is
+    # given back to the resource tracker this process shares with its parent, which otherwise reports it leaked
+    # when the refresh ends ("1 leaked semaphore objects to clean up at shutdown")
+    with contextlib.suppress(Exception):
+        multiprocessing.util._run_finalizers()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed or broken stream: nothing left to flush

@@ -113,6 +113,31 @@ def test_a_child_returns_its_result_relays_progress_and_raises_its_errors():
         run_in_child("vanish", _vanish)
 
 
+_KEPT_LOCK = []
+
+
+def _keep_a_lock() -> int:
+    """As tqdm does for GX's progress bars: a multiprocessing lock made in the stage, kept for good."""
+    import multiprocessing
+
+    _KEPT_LOCK.append(multiprocessing.get_context("spawn").RLock())
+    return os.getpid()
+
+
+def test_a_lock_a_child_kept_is_given_back_not_reported_leaked():
+    """A child ends without the interpreter's teardown, but runs multiprocessing's finalizers as its own children
+    do: the resource tracker it shares with the refresh is told of its locks, and says nothing of a leak when the
+    refresh ends."""
+    code = ("from ed_pipeline.resilience import run_in_child\n"
+            "from ed_pipeline_tests.faults.test_child_process import _keep_a_lock\n"
+            "import os\n"
+            "assert run_in_child('lock', _keep_a_lock) != os.getpid()\n")
+    ended_ = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert ended_.returncode == 0, ended_.stderr
+    assert "leaked semaphore" not in ended_.stderr, ended_.stderr
+
+
 def _assert_ends(child: int, within: float = 10) -> None:
     """`child` ends within `within` seconds; one that does not is SIGKILLed, so as not to outlive the test."""
     deadline = time.monotonic() + within
