@@ -19,7 +19,7 @@ from ed_pipeline.defs.raw import raw_assets
 from ed_pipeline.defs.resources import all_resources
 from ed_pipeline.defs.run_worker import in_process_recording_worker
 from ed_pipeline.defs.validated import validated_assets
-from ed_pipeline.settings import Settings
+from ed_pipeline.settings import Settings, linkage_backend
 
 ingest_job = dg.define_asset_job(
     "ingest",
@@ -33,6 +33,8 @@ analyse_job = dg.define_asset_job(
     description="The whole-history refresh after ingestion: link people and households (incrementally), build "
     "the features, train and track the model, score children and communities.",
 )
+
+linkage_backend()  # an unknown ED_LINKAGE_BACKEND fails here, as the code loads, not at the next full link
 
 defs = dg.Definitions(
     assets=[*raw_assets, *validated_assets, *pseudonymised_assets, landed_extract, *linked_assets, *feature_assets,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -165,12 +167,16 @@ def test_the_linked_asset_links_every_record_on_spark_as_on_duckdb(world, spark,
 
 
 def test_a_spark_backend_that_cannot_run_says_why(world, monkeypatch):
+    """An unknown backend is refused by name, and as the definitions load; Spark without Java says what to do."""
     from ed_pipeline.linkage.spark import link_every_record_on_spark
     from ed_pipeline.settings import linkage_backend
 
     monkeypatch.setenv("ED_LINKAGE_BACKEND", "Kafka")
     with pytest.raises(ValueError, match="ED_LINKAGE_BACKEND='kafka': give one of duckdb, spark"):
         linkage_backend()
+    loaded = subprocess.run([sys.executable, "-c", "import ed_pipeline.definitions"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "ED_LINKAGE_BACKEND": "kafka"})
+    assert loaded.returncode != 0 and "ED_LINKAGE_BACKEND='kafka': give one of duckdb, spark" in loaded.stderr
     monkeypatch.setenv("ED_LINKAGE_BACKEND", " Spark ")
     assert linkage_backend() == "spark"
     monkeypatch.delenv("ED_LINKAGE_BACKEND")
