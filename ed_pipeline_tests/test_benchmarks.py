@@ -339,3 +339,22 @@ def test_the_storage_report_counts_row_groups_and_the_deleted_rows_still_stored(
     with pytest.raises(SystemExit):
         report.main([str(tmp_path / "nowhere")])
     assert "no database at" in capsys.readouterr().err
+
+
+def test_the_spark_asset_benchmark_names_the_tables_that_differ():
+    """Same rows and floats within 1e-9: no difference; a value, a float beyond it, or a table on one side only:
+    that table."""
+    import polars as pl
+
+    compare = _load(BENCHMARK.with_name("spark_linked_asset.py"), "spark_linked_asset").differences
+    links = pl.DataFrame({"record_id": ["a", "b"], "person_id": ["P1", "P1"], "match_probability": [0.9, None]})
+    same = {"person_link": links, "person": pl.DataFrame({"person_id": ["P1"]})}
+    close = {**same, "person_link": links.with_columns(pl.col("match_probability") + 1e-12)}
+    assert compare(same, close) == []
+    assert compare(same, {**same, "person_link": links.with_columns(pl.col("match_probability") + 1e-6)}) == \
+        ["person_link"]
+    assert compare(same, {**same, "person_link": links.with_columns(person_id=pl.Series(["P1", "P2"]))}) == \
+        ["person_link"]
+    assert compare(same, {"person_link": links}) == ["person"]
+    assert compare(same, {**same, "person_link": links.with_columns(match_probability=pl.lit(0.9))}) == \
+        ["person_link"]  # a null on one side only

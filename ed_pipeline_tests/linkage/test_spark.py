@@ -158,7 +158,8 @@ def test_the_linked_asset_links_every_record_on_spark_as_on_duckdb(world, spark,
         assert table.columns == other.columns and table.height == other.height, name
         floats = [c for c, t in table.schema.items() if t.is_float()]
         assert table.drop(floats).equals(other.drop(floats)), f"linked.{name} differs between DuckDB and Spark"
-        for column in floats:  # the same sums, computed by two engines
+        for column in floats:  # the same sums, computed by two engines: nulls in the same rows, values within 1e-9
+            assert (table[column].is_null() == other[column].is_null()).all(), f"linked.{name}.{column}"
             assert ((table[column] - other[column]).abs().fill_null(0) < 1e-9).all(), f"linked.{name}.{column}"
     links = duck["person_link"]
     person = {(s, r): p for s, r, p in links.select("source", "record_id", "person_id").iter_rows()}
