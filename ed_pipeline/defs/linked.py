@@ -217,8 +217,8 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
             context.log.info(f"linking {new.height} new records against {known.height} already linked")
             result = link_incremental(previous, known, new, model, decisions=decisions,
                                       find_candidates=lambda fresh: read_candidates(conn, model, known, fresh))
+    backend = linkage_backend()
     if not incremental:
-        backend = linkage_backend()
         context.log.info(f"linking all {tokens.height} records ({'saved' if model else 'newly trained'} model, "
                          f"on {backend})")
         if backend == "spark":
@@ -275,6 +275,7 @@ def link_people_and_households(context: dg.AssetExecutionContext, config: Linkag
     stability = id_stability(previous, result.links) if previous is not None else 1.0
     stats = {
         "mode": "incremental" if incremental else "full",
+        "backend": "duckdb" if incremental else backend,  # a month's link is DuckDB's whatever ED_LINKAGE_BACKEND says
         "records": links.height,
         "persons": links["person_id"].n_unique(),
         "households": tables["household_membership"]["household_id"].n_unique(),

@@ -162,9 +162,10 @@ def test_an_upgrade_that_retires_token_columns_leaves_none_behind(refreshed_copy
     assert (after["person_id"] == after["person_id_before"]).mean() > 0.99
 
 
-def link_in_process(warehouse, rows: pl.DataFrame, **config) -> tuple[str, pl.DataFrame]:
+def link_in_process(warehouse, rows: pl.DataFrame, metadata: dict | None = None, **config
+                    ) -> tuple[str, pl.DataFrame]:
     """`rows` (tokens of every source) as the pseudonymised layer, linked by the asset in process with `config`:
-    the link's mode and linked.person_link."""
+    the link's mode and linked.person_link (and in `metadata`, if given, person_link's materialisation's)."""
     from dagster_duckdb import DuckDBResource
 
     from ed_pipeline.defs.linked import link_people_and_households
@@ -177,8 +178,11 @@ def link_in_process(warehouse, rows: pl.DataFrame, **config) -> tuple[str, pl.Da
     result = dg.materialize([link_people_and_households],
                             resources={"warehouse": DuckDBResource(database=str(warehouse))},
                             run_config={"ops": {"link_people_and_households": {"config": config}}})
-    [mode] = [m.metadata["mode"].value for m in result.asset_materializations_for_node(
-        "link_people_and_households") if "mode" in m.metadata]
+    [linked] = [m.metadata for m in result.asset_materializations_for_node("link_people_and_households")
+                if "mode" in m.metadata]
+    mode = linked["mode"].value
+    if metadata is not None:
+        metadata.update({key: value.value for key, value in linked.items()})
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         return mode, conn.execute("select * from linked.person_link").pl()
 

@@ -20,6 +20,9 @@ from ed_pipeline.linkage import evaluate_links, link, train_model
 from ed_pipeline.linkage.spark import link_spark, spark_settings, to_spark_sql
 from ed_pipeline_tests.linkage.test_linkage import FAST
 from ed_pipeline_tests.linkage.world import make_tokens, make_world
+from ed_pipeline_tests.test_benchmarks import BENCHMARK, _load
+
+BENCHMARKS = BENCHMARK.parent
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +109,6 @@ def test_spark_links_the_same_persons_as_duckdb(world, model, spark):
     assert m["precision"] >= 0.99 and m["f1"] >= 0.97, m
 
 
-def _linked_tables(warehouse) -> dict[str, pl.DataFrame]:
-    """Every linked table but the crosswalks' refresh times, each in one order."""
-    import duckdb
-
-    with duckdb.connect(str(warehouse), read_only=True) as conn:
-        names = [n for (n,) in conn.execute("select table_name from information_schema.tables "
-                                            "where table_schema = 'linked' order by 1").fetchall()]
-        tables = {n: conn.execute(f"select * from linked.{n}").pl() for n in names}
-    return {n: t.drop("refreshed_at", strict=False).sort(t.drop("refreshed_at", strict=False).columns,
-                                                         nulls_last=True) for n, t in tables.items()}
-
-
 def test_the_linked_asset_links_every_record_on_spark_as_on_duckdb(world, spark, tmp_path, monkeypatch):
     """ED_LINKAGE_BACKEND=spark: a link of every record (here, forced by a reviewer's decision that splits a
     person) runs on Spark with the saved model and writes the same linked tables as on DuckDB: persons, ids, best
@@ -142,29 +133,31 @@ def test_the_linked_asset_links_every_record_on_spark_as_on_duckdb(world, spark,
     calls = []
     real = spark_linkage.link_on_spark
     monkeypatch.setattr(spark_linkage, "link_on_spark", lambda *a, **k: calls.append(1) or real(*a, **k))
-    assert link_in_process(on_duckdb, tokens)[0] == "full" and not calls
+    on_duckdb_said, on_spark_said = {}, {}
+    assert link_in_process(on_duckdb, tokens, on_duckdb_said)[0] == "full" and not calls
     monkeypatch.setenv("ED_LINKAGE_BACKEND", "spark")
     spill = tmp_path / "spill"
     spill.mkdir()
     monkeypatch.setenv("ED_LINKAGE_TEMP_DIR", str(spill))
-    assert link_in_process(on_spark, tokens)[0] == "full" and calls == [1]
+    assert link_in_process(on_spark, tokens, on_spark_said)[0] == "full" and calls == [1]
+    assert (on_duckdb_said["backend"], on_spark_said["backend"]) == ("duckdb", "spark")  # in the run's metadata
     # Splink's checkpoints (the records' tokens) went to a directory of the link's own, removed after
     assert str(spill) in spark.sparkContext.getCheckpointDir() and not any(spill.iterdir())
 
-    duck, sparked = _linked_tables(on_duckdb), _linked_tables(on_spark)
-    assert set(duck) == set(sparked) and {"person_link", "household_membership", "review_pair"} <= set(duck)
-    for name, table in duck.items():
-        other = sparked[name]
-        assert table.columns == other.columns and table.height == other.height, name
-        floats = [c for c, t in table.schema.items() if t.is_float()]
-        assert table.drop(floats).equals(other.drop(floats)), f"linked.{name} differs between DuckDB and Spark"
-        for column in floats:  # the same sums, computed by two engines: nulls in the same rows, values within 1e-9
-            assert (table[column].is_null() == other[column].is_null()).all(), f"linked.{name}.{column}"
-            assert ((table[column] - other[column]).abs().fill_null(0) < 1e-9).all(), f"linked.{name}.{column}"
+    # every table, the crosswalks' refresh times aside; floats (the same sums by two engines) to 1e-9
+    compare = _load(BENCHMARKS / "spark_linked_asset.py", "spark_linked_asset")
+    duck, sparked = compare.linked_tables(on_duckdb), compare.linked_tables(on_spark)
+    assert {"person_link", "household_membership", "review_pair"} <= set(duck)
+    assert compare.differences(duck, sparked) == [], "DuckDB and Spark wrote different linked tables"
     links = duck["person_link"]
     person = {(s, r): p for s, r, p in links.select("source", "record_id", "person_id").iter_rows()}
     assert person[(pair[1], pair[2])] != person[(pair[3], pair[4])]  # the reviewer's split, on both
     assert duck["person_crosswalk"].height > 0 and duck["review_pair"].height > 0
+
+    # the next link, with nothing to link again whole, is a month's: DuckDB's, whatever the setting
+    monthly = {}
+    assert link_in_process(on_spark, tokens, monthly)[0] == "incremental"
+    assert monthly["backend"] == "duckdb" and calls == [1]
 
 
 def test_a_spark_backend_that_cannot_run_says_why(world, monkeypatch):
