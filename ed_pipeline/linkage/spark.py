@@ -364,8 +364,8 @@ def link_every_record_on_spark(tokens: pl.DataFrame, model: LinkageModel | None,
     session this process already has, if any): a model is trained first, on DuckDB, if none is given. For
     `ED_LINKAGE_BACKEND=spark`; a clear error if PySpark, or Java for a local master, is missing."""
     if importlib.util.find_spec("pyspark") is None:
-        raise RuntimeError("ED_LINKAGE_BACKEND=spark needs PySpark: install it beside ed_pipeline (pip install "
-                           "pyspark==4.0.5, as pyproject.toml's dev group pins it), or unset ED_LINKAGE_BACKEND")
+        raise RuntimeError("ED_LINKAGE_BACKEND=spark needs PySpark: install ed-pipeline with its `spark` extra "
+                           "(uv sync --extra spark; pip install 'ed-pipeline[spark]'), or unset ED_LINKAGE_BACKEND")
     if master.startswith("local") and not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         raise RuntimeError(f"ED_LINKAGE_BACKEND=spark on {master} needs a Java 17+ runtime on this machine "
                            "(apt-get install openjdk-17-jre-headless), or ED_SPARK_MASTER set to a cluster")

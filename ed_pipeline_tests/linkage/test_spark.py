@@ -7,6 +7,7 @@ the world is small (~2,300 records) so the whole module stays well under a minut
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -161,7 +162,8 @@ def test_the_linked_asset_links_every_record_on_spark_as_on_duckdb(world, spark,
 
 
 def test_a_spark_backend_that_cannot_run_says_why(world, monkeypatch):
-    """An unknown backend is refused by name, and as the definitions load; Spark without Java says what to do."""
+    """An unknown backend is refused by name, and as the definitions load; Spark without Java or PySpark says what
+    to do."""
     from ed_pipeline.linkage.spark import link_every_record_on_spark
     from ed_pipeline.settings import linkage_backend
 
@@ -180,3 +182,8 @@ def test_a_spark_backend_that_cannot_run_says_why(world, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="needs a Java 17"):
         link_every_record_on_spark(world[0], None, "local[2]")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "pyspark" else find_spec(name, *rest))
+    with pytest.raises(RuntimeError, match="needs PySpark: install ed-pipeline with its `spark` extra"):
+        link_every_record_on_spark(world[0], None, "spark://cluster:7077")
