@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 import duckdb
@@ -142,6 +143,19 @@ def tf_frame(df: pl.DataFrame, column: str) -> pl.DataFrame:
     counts = base.group_by(column).len().collect()
     total = counts["len"].sum() or 1
     return counts.select(column, (pl.col("len").cast(pl.Float64) / total).alias(f"tf_{column}"))
+
+
+def tf_sql(records_table: str, column: str, columns: Iterable[str]) -> str:
+    """`tf_frame` as SQL over a table of records with `columns` (DuckDB's dialect; transpiled for Spark, where the
+    records are not on the driver): the same counts and the same division."""
+    companions = [c for c in TF_COMPANIONS.get(column, ()) if c in set(columns)]
+    pairs = f"DISTINCT {column}, coalesce({', '.join(f'CAST({c} AS VARCHAR)' for c in companions)})" \
+        if companions else column
+    return f"""
+        SELECT {column}, CAST(count(*) AS DOUBLE) / sum(count(*)) OVER () AS tf_{column}
+        FROM (SELECT {pairs} FROM {records_table} WHERE {column} IS NOT NULL) t
+        GROUP BY {column}
+    """
 
 
 def tf_columns(settings: dict[str, Any]) -> list[str]:

@@ -44,7 +44,7 @@ import sqlglot
 from sqlglot import exp
 
 from ed_pipeline.linkage.clustering import cannot_link_sql, duplicate_like_sql, repair_clusters
-from ed_pipeline.linkage.engine import SPLINK_LOG_LEVEL, tf_columns, tf_frame
+from ed_pipeline.linkage.engine import SPLINK_LOG_LEVEL, tf_columns, tf_sql
 from ed_pipeline.linkage.link import (
     LinkResult,
     _in_key_order,
@@ -244,13 +244,19 @@ class SparkLinkage:
         self.sql(duckdb_sql).persist().createOrReplaceTempView(name)
         return name
 
-    def linker(self, sdf, settings: dict[str, Any], tf_source: pl.DataFrame | None = None):
+    def linker(self, sdf, settings: dict[str, Any], term_frequencies: bool = True):
+        """A Splink linker over the registered records `sdf`, with the term-frequency lookups of `tf_frame`
+        computed on Spark over them (not collected to the driver)."""
         from splink import Linker
 
         linker = Linker(sdf, spark_settings(settings), log_level=SPLINK_LOG_LEVEL)
-        if tf_source is not None:
+        if term_frequencies:
+            columns = self.spark.table(sdf.physical_name).columns
             for col in tf_columns(settings):
-                tf = self.register(tf_frame(tf_source, col), stem=f"tf_{col}")
+                self._n += 1
+                name = f"ed_tf_{col}_{self._n}"
+                self.sql(tf_sql(sdf.physical_name, col, columns)).createOrReplaceTempView(name)
+                tf = self.db_api.register(name, table_name=f"tf_{col}_{self._n}")
                 linker.table_management.register_term_frequency_lookup(tf, col)
         return linker
 
@@ -324,7 +330,7 @@ def link_on_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession
     df = model.prepare(_in_key_order(tokens, model.spec))  # ids in key order break ties as link's do
     sdf = sl.register(df)
     records = sdf.physical_name
-    linker = sl.linker(sdf, predict_settings(model, keep_pairs), tf_source=df)
+    linker = sl.linker(sdf, predict_settings(model, keep_pairs))
     timings["load"] = time.perf_counter() - t
     t = time.perf_counter()
     floor = min(model.review_band[0], model.threshold)

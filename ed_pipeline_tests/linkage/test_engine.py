@@ -56,3 +56,23 @@ def test_past_its_limit_a_session_spills_and_gets_the_same_answer(monkeypatch, t
             answers.append(s.query("SELECT * FROM out ORDER BY pad").hash_rows().sum())
     assert answers[0] == answers[1]
     assert spilled[0] == 0 and spilled[1] > 0, spilled
+
+
+def test_term_frequencies_in_sql_are_those_of_polars():
+    """`tf_sql` (what a Spark link computes where the records are) gives `tf_frame`'s table: a column counted by
+    its distinct companions (a name pair by date of birth), a plain one by its rows, nulls left out."""
+    from ed_pipeline.linkage.engine import tf_frame, tf_sql
+
+    records = pl.DataFrame({
+        "tok_name_pair": [1, 1, 1, 2, 2, None, 3],
+        "tok_dob": [10, 10, 11, 12, None, 13, None],
+        "birth_year": [2010, 2010, 2011, 2012, 2013, 2014, None],
+        "tok_postcode": [5, 5, 5, 6, None, 7, 7],
+    }, schema={"tok_name_pair": pl.UInt64, "tok_dob": pl.UInt64, "birth_year": pl.Int32, "tok_postcode": pl.UInt64})
+    with duckdb.connect() as conn:
+        conn.register("records", records.to_arrow())
+        for column in ("tok_name_pair", "tok_postcode"):
+            in_sql = conn.sql(tf_sql("records", column, records.columns)).pl().sort(column)
+            assert in_sql.equals(tf_frame(records, column).sort(column)), column
+    # the name pair 1 once with dob 10, once with 11; 2 with dob 12 and with birth year 2013; 3 with nothing
+    assert tf_frame(records, "tok_name_pair").sort("tok_name_pair")["tf_tok_name_pair"].to_list() == [0.4, 0.4, 0.2]
