@@ -5,9 +5,9 @@
     ED_DATA_DIR=/tmp/fr/100000 .venv/bin/python benchmarks/spark_linked_asset.py --master 'local[2]'
 
 The world's warehouse and linkage model are copied twice into a temporary folder (the world itself is only read);
-`link_people_and_households` runs on each copy, in
-this process, with `full_relink` (every record scored and clustered again with the saved model, ids carried over):
-first on DuckDB, then with ED_LINKAGE_BACKEND=spark on a fresh local JVM (its start counted). Every `linked.*`
+`link_people_and_households` runs on each copy, in this process, with `full_relink` (every record scored and
+clustered again with the saved model, ids carried over): first on DuckDB, then with ED_LINKAGE_BACKEND=spark on a
+fresh local JVM (its start counted). Every `linked.*`
 table of the two copies is then compared (floats to 1e-9). Prints one JSON line: the seconds of each run, the
 records and persons, and whether the tables are the same. Where `spark_linkage_benchmark.py` times the scoring
 and clustering alone, this is what the pipeline's step costs on each backend, households and tables included.

@@ -232,9 +232,13 @@ class SparkLinkage:
         self._n = 0
 
     def register(self, df: pl.DataFrame, stem: str = "records"):
+        return self._register_view(spark_frame(self.spark, df), stem)
+
+    def _register_view(self, frame: SparkDataFrame, stem: str):
+        """`frame` as a temporary view of its own, registered with Splink; returns the SplinkDataFrame."""
         self._n += 1
         name = f"ed_{stem}_{self._n}"
-        spark_frame(self.spark, df).createOrReplaceTempView(name)
+        frame.createOrReplaceTempView(name)
         return self.db_api.register(name, table_name=f"{stem}_{self._n}")
 
     def sql(self, duckdb_sql: str) -> SparkDataFrame:
@@ -244,20 +248,16 @@ class SparkLinkage:
         self.sql(duckdb_sql).persist().createOrReplaceTempView(name)
         return name
 
-    def linker(self, sdf, settings: dict[str, Any], term_frequencies: bool = True):
+    def linker(self, sdf, settings: dict[str, Any]):
         """A Splink linker over the registered records `sdf`, with the term-frequency lookups of `tf_frame`
         computed on Spark over them (not collected to the driver)."""
         from splink import Linker
 
         linker = Linker(sdf, spark_settings(settings), log_level=SPLINK_LOG_LEVEL)
-        if term_frequencies:
-            columns = self.spark.table(sdf.physical_name).columns
-            for col in tf_columns(settings):
-                self._n += 1
-                name = f"ed_tf_{col}_{self._n}"
-                self.sql(tf_sql(sdf.physical_name, col, columns)).createOrReplaceTempView(name)
-                tf = self.db_api.register(name, table_name=f"tf_{col}_{self._n}")
-                linker.table_management.register_term_frequency_lookup(tf, col)
+        columns = self.spark.table(sdf.physical_name).columns
+        for col in tf_columns(settings):
+            tf = self._register_view(self.sql(tf_sql(sdf.physical_name, col, columns)), f"tf_{col}")
+            linker.table_management.register_term_frequency_lookup(tf, col)
         return linker
 
 
