@@ -13,6 +13,11 @@ that the pipeline's guarantees need:
   clear message naming the file (docs/resilience.md);
 - an empty frame still creates its (typed) table, so an empty quarantine can be
   read downstream;
+- a month's slice is read and deleted by a range on `extract_month` itself
+  (`month_where`), which DuckDB answers from each row group's minimum and
+  maximum; dagster-duckdb's clause compares a timestamp computed from the
+  column, which reads the whole column, so a month's read grew with the
+  history;
 - a partitioned table gains the columns a new version of the code writes, and
   loses those it retired (`privacy.pseudonymise.RETIRED_COLUMNS`: tokens found
   to give identifiers back must leave every month, not only those written
@@ -39,8 +44,8 @@ from ed_pipeline.settings import Settings
 
 AGENCY_ZONE = "agency_zone_io_manager"
 WAREHOUSE = "warehouse_io_manager"
-# DuckDB's IO manager selects a month's slice with this expression over `extract_month` ('YYYY-MM').
-MONTH_PARTITION_EXPR = "CAST(extract_month || '-01' AS TIMESTAMP)"
+# The column holding each row's month ('YYYY-MM'): the monthly tables' `partition_expr`, read by `month_where`.
+MONTH_PARTITION_EXPR = "extract_month"
 # The months each source delivered, with their record counts, rows or none (a file with its header alone):
 # written with the source's pseudonymised months, read by dbt's int_data_window.
 LANDED_TABLE = "pseudonymised.landed_extract"
@@ -65,6 +70,24 @@ def _transaction(conn, database: str, tables: Sequence[str]) -> Iterator:
         raise
 
 
+def month_where(table_slice: TableSlice) -> str:
+    """The slice's months as a range of 'YYYY-MM' strings on its month column."""
+    clauses = []
+    for dimension in table_slice.partition_dimensions:
+        if not isinstance(dimension.partitions, dg.TimeWindow):
+            raise TypeError(f"{table_slice.schema}.{table_slice.table}: only monthly partitions are supported")
+        start, end = dimension.partitions
+        clauses.append(f"{dimension.partition_expr} >= '{start:%Y-%m}' AND {dimension.partition_expr} < '{end:%Y-%m}'")
+    return " AND ".join(clauses)
+
+
+def select_slice(table_slice: TableSlice) -> str:
+    columns = ", ".join(table_slice.columns) if table_slice.columns else "*"
+    table = f"{table_slice.schema}.{table_slice.table}"
+    return f"SELECT {columns} FROM {table}" + (f" WHERE {month_where(table_slice)}"
+                                              if table_slice.partition_dimensions else "")
+
+
 class _TransactionalClient(DuckDbClient):
     @staticmethod
     @contextmanager
@@ -74,6 +97,10 @@ class _TransactionalClient(DuckDbClient):
         with (DuckDbClient.connect(context, table_slice) as conn, closing(conn),
               _transaction(conn, str(table_slice.database), tables)):
             yield conn
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        return select_slice(table_slice)
 
     @staticmethod
     def delete_table_slice(context, table_slice, connection) -> None:
@@ -92,7 +119,7 @@ def write_slice(connection, table_slice: TableSlice, obj: pl.DataFrame) -> None:
         connection.execute(f"create table if not exists {table} as select * from frame limit 0")
         _follow_columns(connection, table_slice, dict(connection.execute(
             "select column_name, column_type from (describe select * from frame)").fetchall()))
-        DuckDbClient.delete_table_slice(None, table_slice, connection)
+        connection.execute(f"delete from {table} where {month_where(table_slice)}")
         connection.execute(f"insert into {table} by name select * from frame")
 
 
@@ -135,6 +162,11 @@ def write_landed(connection, landed: pl.DataFrame) -> None:
 
 
 class _PolarsHandler(DuckDBPolarsTypeHandler):
+    def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection) -> pl.DataFrame:
+        if table_slice.partition_dimensions and not context.asset_partition_keys:
+            return pl.DataFrame()  # as dagster-duckdb's handler answers no partitions
+        return pl.DataFrame(connection.execute(select_slice(table_slice)).to_arrow_table())
+
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
         write_slice(connection, table_slice, obj)
         context.add_output_metadata(table_metadata(obj))

@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -121,6 +122,9 @@ SMALL_DATA_CONF: dict[str, str] = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
 }
+# Spark's own logging on a local master: errors only (its start-up lines would print into the refresh's terminal).
+LOCAL_LOG4J_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
+
 
 def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driver_memory: str = "2g",
                   app_name: str = "ed_pipeline-linkage", conf: dict[str, str] | None = None,
@@ -143,9 +147,13 @@ def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driv
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.adaptive.enabled", "true")
     )
+    conf = dict(conf or {})
     if master.startswith("local"):  # one machine: never depend on the host name resolving
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-    for k, v in (conf or {}).items():
+        java_options = conf.get("spark.driver.extraJavaOptions", "")
+        conf["spark.driver.extraJavaOptions"] = \
+            f"{java_options} -Dlog4j2.configurationFile={LOCAL_LOG4J_CONFIG.as_uri()}".strip()
+    for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
