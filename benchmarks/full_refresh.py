@@ -11,6 +11,8 @@
                                                  # `ed-pipeline refresh` runs it, then every month again (--full)
     .venv/bin/python benchmarks/full_refresh.py --people 1500000 --incremental-only --nothing-new   # then the
                                                  # command twice with nothing new: what a refresh costs when idle
+    .venv/bin/python benchmarks/full_refresh.py --people 1500000 --code 6485390   # an earlier commit's code on
+                                                 # the same world, for a before/after in the same hour
 
 The world is synthesised once into `--work/<people>/` (default `data/benchmarks/full_refresh/<people>/`,
 used as ED_DATA_DIR, with its own Dagster instance, warehouse and MLflow store; never `data/` itself) and
@@ -247,9 +249,100 @@ def child_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDES}
     env.update(ED_DATA_DIR=str(root), DAGSTER_HOME=str(root / "dagster"), ED_PSEUDO_KEY=BENCHMARK_KEY,
                PYTHONUNBUFFERED="1")
-    path = str(root.resolve())
-    env.setdefault("DBT_TARGET_PATH", f"target/benchmark-{root.name}-{hashlib.sha256(path.encode()).hexdigest()[:8]}")
+    env.setdefault("DBT_TARGET_PATH", dbt_target(root))
     return env
+
+
+def dbt_target(root: Path) -> str:
+    """The world's dbt target, relative to the dbt project: named by the world's path."""
+    path = str(root.resolve())
+    return f"target/benchmark-{root.name}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
+# --- the code measured ------------------------------------------------------------------------------------
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+CODE_ENV = "ED_BENCHMARK_CODE"  # the commit held by a tree made by --code (it has no .git of its own)
+
+
+def code_identity(checkout: Path = CHECKOUT) -> dict:
+    """The code measured (figures.json's `code`): its commit, and whether the checkout's tracked files differ
+    from it."""
+    if os.environ.get(CODE_ENV):
+        return {"commit": os.environ[CODE_ENV], "dirty": False, "tree": str(checkout)}
+    try:
+        return {"commit": _git(checkout, "rev-parse", "HEAD"),
+                "dirty": bool(_git(checkout, "status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout
+        return {"commit": None, "dirty": None}
+
+
+def _git(checkout: Path, *command: str) -> str:
+    return subprocess.run(["git", "-C", str(checkout), *command], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def code_tree(rev: str, work: Path, checkout: Path = CHECKOUT) -> tuple[str, Path]:
+    """The commit `rev` of `checkout` as a tree of its own, `<work>/code/<commit>/` (made once, then reused):
+    `git archive`, with its bytecode compiled (these machines set PYTHONDONTWRITEBYTECODE, and a tree without it
+    compiles every import in every process: seconds of every refresh)."""
+    found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"--code {rev}: not a commit of {checkout}")
+    commit = found.stdout.strip()
+    tree = (work / "code" / commit[:12]).resolve()
+    if not (tree / "benchmarks" / "full_refresh.py").exists():
+        partial = tree.with_name(f"{tree.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        archive = subprocess.Popen(["git", "-C", str(checkout), "archive", commit], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(partial)], stdin=archive.stdout, check=True)
+        if archive.wait() != 0 or not (partial / "benchmarks" / "full_refresh.py").exists():
+            raise SystemExit(f"--code {rev}: {commit[:12]} has no benchmarks/full_refresh.py to run")
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "ed_pipeline", "benchmarks"], cwd=partial,
+                       check=True, stdout=subprocess.DEVNULL)
+        partial.rename(tree)
+    return commit, tree
+
+
+def argv_for_tree(argv: list[str], work: Path, json_path: Path | None) -> list[str]:
+    """The arguments of this run for the benchmark of another tree: without --code, the paths made absolute
+    (it runs from that tree)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--code", "--work", "--json"):
+            skip = True
+        elif not arg.startswith(("--code=", "--work=", "--json=")):
+            out.append(arg)
+    return [*out, "--work", str(work), *(["--json", str(json_path)] if json_path else [])]
+
+
+def run_code(args: argparse.Namespace, argv: list[str]) -> int:
+    """This run, measured on the code of `args.code`: its benchmark from its own tree, with this checkout's
+    interpreter and packages; the world, its dbt target (parsed partially as here) and its figures are the same
+    as for this checkout's code."""
+    work = args.work.resolve()
+    json_path = args.json.resolve() if args.json else None
+    commit, tree = code_tree(args.code, work)
+    root = work / str(args.people)
+    ours, theirs = CHECKOUT / "dbt_project" / dbt_target(root), tree / "dbt_project" / dbt_target(root)
+    if ours.is_dir() and not theirs.exists():
+        shutil.copytree(ours, theirs)
+    print(f"code: {commit[:12]} ({args.code}) in {tree}", file=sys.stderr, flush=True)
+    started = time.time()
+    status = subprocess.run([sys.executable, str(tree / "benchmarks" / "full_refresh.py"),
+                             *argv_for_tree(argv, work, json_path)], cwd=tree,
+                            env={**os.environ, "PYTHONPATH": str(tree), CODE_ENV: commit}).returncode
+    for path in {root / "figures.json", *([json_path] if json_path else [])}:
+        # a commit from before figures recorded their code wrote none: recorded here, if this run wrote the file
+        if path.exists() and path.stat().st_mtime >= started:
+            figures = json.loads(path.read_text())
+            figures["code"] = {"commit": commit, "dirty": False, "tree": str(tree)}
+            path.write_text(json.dumps(figures, indent=2))
+    return status
 
 
 def run_child(mode: str, root: Path, interval: float, extra: list[str] | None = None) -> dict:
@@ -677,9 +770,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="incremental refreshes, one month each, one after another (default 1): the last N "
                              "months (or N from --hold-back) are held back from the full refresh, then released "
                              "in order; prints a line per month and the drift of the month's cost over them")
+    parser.add_argument("--code", metavar="REV",
+                        help="measure the code of this commit instead of the checkout's (for a before/after in the "
+                             "same hour): its tree, made once under <work>/code/ by `git archive` with its bytecode "
+                             "compiled, runs with this checkout's interpreter and packages; figures.json records it")
     parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--month", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.code:
+        return run_code(args, sys.argv[1:] if argv is None else argv)
     if args.child:
         import warnings
 
@@ -759,7 +858,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + format_goals(met))
     figures = {"people": args.people, "seed": args.seed, "world": world, "cpus": os.cpu_count(),
                "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-               "command": " ".join([Path(sys.executable).name, *sys.argv]), "month_by": args.month_by,
+               "command": " ".join([Path(sys.executable).name, *sys.argv]), "code": code_identity(),
+               "month_by": args.month_by,
                "measured_at": time.strftime(
                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "full": full, "incremental": incremental,
                **({"months": months} if len(months) > 1 else {}), "again": again,

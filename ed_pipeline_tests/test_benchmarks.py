@@ -358,3 +358,47 @@ def test_the_spark_asset_benchmark_names_the_tables_that_differ():
     assert compare(same, {"person_link": links}) == ["person"]
     assert compare(same, {**same, "person_link": links.with_columns(match_probability=pl.lit(0.9))}) == \
         ["person_link"]  # a null on one side only
+
+
+def test_another_commits_code_is_measured_from_a_tree_of_its_own_and_recorded(bench, tmp_path, monkeypatch):
+    """`--code REV`: the commit's tree is made once (`git archive`, bytecode compiled) and reused; a name that is no
+    commit is refused; the arguments reach that tree's benchmark with absolute paths and without --code; the
+    figures record the code measured, and whether the checkout differs from its commit."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "ed_pipeline").mkdir()
+    (repo / "benchmarks" / "full_refresh.py").write_text("print('old benchmark')\n")
+    (repo / "ed_pipeline" / "__init__.py").write_text("VERSION = 1\n")
+
+    def git(*command: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *command],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    commit = git("rev-parse", "HEAD")
+    work = tmp_path / "work"
+
+    found, tree = bench.code_tree("HEAD", work, checkout=repo)
+    assert (found, tree) == (commit, (work / "code" / commit[:12]).resolve())
+    assert (tree / "ed_pipeline" / "__init__.py").read_text() == "VERSION = 1\n"
+    assert list((tree / "ed_pipeline" / "__pycache__").glob("__init__.*.pyc")), "bytecode compiled"
+    (tree / "marker").write_text("kept")
+    assert bench.code_tree(commit[:8], work, checkout=repo)[1] == tree and (tree / "marker").exists()
+    with pytest.raises(SystemExit, match="--code nosuch: not a commit"):
+        bench.code_tree("nosuch", work, checkout=repo)
+
+    assert bench.argv_for_tree(["--people", "20000", "--code", "HEAD~1", "--work", "rel", "--months", "2"],
+                               work, None) == ["--people", "20000", "--months", "2", "--work", str(work)]
+    assert bench.argv_for_tree(["--code=abc", "--json=x.json"], work, tmp_path / "x.json") == [
+        "--work", str(work), "--json", str(tmp_path / "x.json")]
+
+    assert bench.code_identity(repo) == {"commit": commit, "dirty": False}
+    (repo / "ed_pipeline" / "__init__.py").write_text("VERSION = 2\n")
+    assert bench.code_identity(repo) == {"commit": commit, "dirty": True}
+    assert bench.code_identity(tmp_path) == {"commit": None, "dirty": None}
+    monkeypatch.setenv(bench.CODE_ENV, commit)
+    assert bench.code_identity(tree)["commit"] == commit
