@@ -56,6 +56,14 @@ def month_kind(figures: dict) -> str:
     return f"the month {month or '?'} by the {'command' if how == 'cli' else 'landing sensor'}"
 
 
+def code_of(figures: dict) -> str:
+    """The code `figures` measured (recorded since session 33): its commit, marked where the checkout differed."""
+    code = figures.get("code") or {}
+    if not code.get("commit"):
+        return "code not recorded"
+    return f"code {code['commit'][:12]}{' with changes' if code.get('dirty') else ''}"
+
+
 def one_kind(figures: list[dict], paths: list[Path], kind) -> str | None:
     """None when every one of `figures` is of one `kind`; else a message naming each file's."""
     kinds = [kind(f) for f in figures]
@@ -165,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
               "the same options, or name the figures.json files of one kind", file=sys.stderr)
         return 2
     for f, path in zip(figures, paths, strict=True):
-        print(f"{path}: {f['people']:,} residents, measured {f.get('measured_at')}, {f.get('command')}")
+        print(f"{path}: {f['people']:,} residents, measured {f.get('measured_at')}, {code_of(f)}, {f.get('command')}")
+    if differ := one_kind(figures, paths, code_of):  # fitted all the same: close commits often measure alike
+        print(f"the figures measured different code, so the lines mix its changes with the scales':\n{differ}",
+              file=sys.stderr)
     totals = {}
     for refresh in ("full", "incremental"):
         usable = [(f, path) for f, path in zip(figures, paths, strict=True) if f.get(refresh)

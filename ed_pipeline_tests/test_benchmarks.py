@@ -290,6 +290,16 @@ def test_the_scaling_fit_fits_only_refreshes_of_one_kind(tmp_path, capsys):
         assert f"{by_command} (1,500,000 residents): the month 2018-07 by the command" in err
         assert f"{julys[0]} (100,000 residents): the month 2018-07 by the landing sensor" in err
 
+    # the code each measured is named; different code is fitted all the same, and said
+    same = [figures(n, code={"commit": "a" * 40, "dirty": False}) for n in (100_000, 500_000)]
+    assert fit.main(list(map(str, same))) == 0
+    out, err = capsys.readouterr()
+    assert f"{same[0]}: 100,000 residents, measured None, code {'a' * 12}," in out and "different code" not in err
+    other = figures(1_500_000, code={"commit": "b" * 40, "dirty": True})
+    assert fit.main([*map(str, same), str(other)]) == 0
+    err = capsys.readouterr().err
+    assert "measured different code" in err and f"{other} (1,500,000 residents): code {'b' * 12} with changes" in err
+
 
 def test_a_refresh_again_is_judged_by_content_not_by_when_its_rows_were_written(bench, tmp_path):
     """`--again` compares both databases before and after: a new load time or MLflow run id is no change, a value
