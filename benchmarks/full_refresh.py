@@ -297,8 +297,13 @@ def code_tree(rev: str, work: Path, checkout: Path = CHECKOUT) -> tuple[str, Pat
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         archive = subprocess.Popen(["git", "-C", str(checkout), "archive", commit], stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-x", "-C", str(partial)], stdin=archive.stdout, check=True)
-        if archive.wait() != 0 or not (partial / "benchmarks" / "full_refresh.py").exists():
+        try:
+            untarred = subprocess.run(["tar", "-x", "-C", str(partial)], stdin=archive.stdout).returncode
+        finally:
+            archive.stdout.close()  # a tar that stopped early must not leave git blocked on a pipe no one reads
+        if archive.wait() != 0 or untarred != 0:
+            raise SystemExit(f"--code {rev}: could not unpack {commit[:12]} into {partial}")
+        if not (partial / "benchmarks" / "full_refresh.py").exists():
             raise SystemExit(f"--code {rev}: {commit[:12]} has no benchmarks/full_refresh.py to run")
         subprocess.run([sys.executable, "-m", "compileall", "-q", "ed_pipeline", "benchmarks"], cwd=partial,
                        check=True, stdout=subprocess.DEVNULL)
