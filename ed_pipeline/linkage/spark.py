@@ -124,6 +124,8 @@ SMALL_DATA_CONF: dict[str, str] = {
 }
 # Spark's own logging on a local master: errors only (its start-up lines would print into the refresh's terminal).
 LOCAL_LOG4J_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
+# Checkpoint directories `spark_session` made itself (none given): `stop_spark` removes them.
+_made_checkpoint_dirs: set[str] = set()
 
 
 def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driver_memory: str = "2g",
@@ -158,7 +160,10 @@ def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driv
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     if checkpoint_dir or spark.sparkContext.getCheckpointDir() is None:
-        spark.sparkContext.setCheckpointDir(checkpoint_dir or tempfile.mkdtemp(prefix="ed_spark_checkpoints_"))
+        if not checkpoint_dir:
+            checkpoint_dir = tempfile.mkdtemp(prefix="ed_spark_checkpoints_")
+            _made_checkpoint_dirs.add(checkpoint_dir)
+        spark.sparkContext.setCheckpointDir(checkpoint_dir)
     return spark
 
 
@@ -169,6 +174,8 @@ def stop_spark(spark: SparkSession) -> None:
     from pyspark import SparkContext
 
     spark.stop()
+    while _made_checkpoint_dirs:  # they hold the records' tokens
+        shutil.rmtree(_made_checkpoint_dirs.pop(), ignore_errors=True)
     gateway = SparkContext._gateway
     proc = getattr(gateway, "proc", None)
     if gateway is not None:

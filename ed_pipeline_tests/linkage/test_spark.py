@@ -192,15 +192,21 @@ def test_a_spark_backend_that_cannot_run_says_why(world, monkeypatch):
 def test_a_local_spark_starts_without_writing_its_log_lines_to_the_terminal():
     """Spark's start on a local master (a refresh with ED_LINKAGE_BACKEND=spark) prints nothing of Spark's own
     logging to the refresh's terminal (its default: the log4j profile, WARNs about the host and Hadoop, the shell's
-    log level); an error would still show. The JVM's own note about incubator modules is not Spark's logging."""
-    script = ("from ed_pipeline.linkage.spark import SMALL_DATA_CONF, spark_session, stop_spark\n"
+    log level); an error would still show. The JVM's own note about incubator modules is not Spark's logging.
+    The checkpoint directory it made itself (none given) is removed when it stops."""
+    script = ("import os\n"
+              "from ed_pipeline.linkage.spark import SMALL_DATA_CONF, spark_session, stop_spark\n"
               "spark = spark_session('local[1]', conf=SMALL_DATA_CONF)\n"
               "assert spark.range(3).count() == 3\n"
               "print(spark.sparkContext.getConf().get('spark.driver.extraJavaOptions'))\n"
               "spark.sparkContext._jvm.org.apache.log4j.LogManager.getLogger('ed_pipeline').error('shown')\n"
-              "stop_spark(spark)\n")
+              "made = os.path.dirname(spark.sparkContext.getCheckpointDir().removeprefix('file:'))\n"
+              "assert os.path.isdir(made), made\n"
+              "stop_spark(spark)\n"
+              "print('checkpoints left' if os.path.exists(made) else 'checkpoints removed')\n")
     started = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stderr
     assert "-XX:TieredStopAtLevel=1" in started.stdout  # the caller's JVM options are kept beside the logging's
+    assert "checkpoints removed" in started.stdout
     lines = [line for line in started.stderr.splitlines() if not line.startswith("WARNING: Using incubator modules")]
     assert len(lines) == 1 and lines[0].endswith("ERROR ed_pipeline: shown"), started.stderr
