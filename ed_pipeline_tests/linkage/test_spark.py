@@ -189,7 +189,7 @@ def test_a_spark_backend_that_cannot_run_says_why(world, monkeypatch):
         link_every_record_on_spark(world[0], None, "spark://cluster:7077")
 
 
-def test_a_local_spark_starts_without_writing_its_log_lines_to_the_terminal():
+def test_a_local_spark_starts_without_its_log_lines_and_stops_leaving_no_checkpoints():
     """Spark's start on a local master (a refresh with ED_LINKAGE_BACKEND=spark) prints nothing of Spark's own
     logging to the refresh's terminal (its default: the log4j profile, WARNs about the host and Hadoop, the shell's
     log level); an error would still show. The JVM's own note about incubator modules is not Spark's logging.
