@@ -345,8 +345,9 @@ def run_code(args: argparse.Namespace, argv: list[str]) -> int:
         # a commit from before figures recorded their code wrote none: recorded here, if this run wrote the file
         if path.exists() and path.stat().st_mtime >= started:
             figures = json.loads(path.read_text())
-            figures["code"] = {"commit": commit, "dirty": False, "tree": str(tree)}
-            path.write_text(json.dumps(figures, indent=2))
+            if not figures.get("code"):
+                figures["code"] = {"commit": commit, "dirty": False, "tree": str(tree)}
+                path.write_text(json.dumps(figures, indent=2))
     return status
 
 
