@@ -15,10 +15,12 @@ threshold is compared in the same arithmetic), and DuckDB's
 `jaro_winkler_similarity` becomes the `jaro_winkler` UDF of the jar Splink
 ships (used only by the clear-text benchmark model). Records go to Spark with
 hashed tokens and Bloom words as signed 64-bit integers (Spark has no unsigned
-type; equality and `bit_count(a & b)` do not care about the sign).
+type; equality and `bit_count(a & b)` do not care about the sign). The records are prepared on the executors
+(`prepare_on_spark`), so they may be a Spark DataFrame that never reaches the driver.
 
     spark = spark_session("local[2]")                 # or a cluster's session (spark.jars: similarity_jar_location())
     persons = link_spark(tokens, model, spark)        # source, record_id, person_id (as link_people)
+    persons = link_spark(spark.read.parquet(path), model, spark)   # the same, records read by Spark
     result = link_on_spark(tokens, model, spark, previous=ids, retired=retired)   # a LinkResult, as link.link's
 
 `link_people_and_households` links every record here, instead of on DuckDB, when `ED_LINKAGE_BACKEND=spark`
@@ -35,6 +37,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,7 +51,6 @@ from ed_pipeline.linkage.clustering import cannot_link_sql, duplicate_like_sql, 
 from ed_pipeline.linkage.engine import SPLINK_LOG_LEVEL, tf_columns, tf_sql
 from ed_pipeline.linkage.link import (
     LinkResult,
-    _in_key_order,
     best_probability_sql,
     edges_sql,
     link_result,
@@ -152,6 +154,9 @@ def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4, driv
     conf = dict(conf or {})
     if master.startswith("local"):  # one machine: never depend on the host name resolving
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        # the Python workers (`prepare_on_spark`) in this interpreter's environment, not the first `python3` on
+        # the PATH, which may lack polars and ed_pipeline (PySpark reads only the variable)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         java_options = conf.get("spark.driver.extraJavaOptions", "")
         conf["spark.driver.extraJavaOptions"] = \
             f"{java_options} -Dlog4j2.configurationFile={LOCAL_LOG4J_CONFIG.as_uri()}".strip()
@@ -191,18 +196,62 @@ def stop_spark(spark: SparkSession) -> None:
             proc.kill()
 
 
-def spark_frame(spark: SparkSession, df: pl.DataFrame) -> SparkDataFrame:
-    """A polars frame as a Spark DataFrame (through Arrow); unsigned integers (hashed tokens, Bloom words) are
-    reinterpreted as signed 64-bit integers, the same bits."""
+def signed(df: pl.DataFrame) -> pl.DataFrame:
+    """Unsigned integers (hashed tokens, Bloom words) reinterpreted as signed 64-bit integers, the same bits:
+    Spark has no unsigned type."""
     casts = []
     for name, dtype in df.schema.items():
         if dtype == pl.UInt64():
             casts.append(pl.col(name).reinterpret(signed=True).alias(name))
         elif dtype in (pl.UInt32(), pl.UInt16(), pl.UInt8()):
             casts.append(pl.col(name).cast(pl.Int64))
-    if casts:
-        df = df.with_columns(casts)
-    return spark.createDataFrame(df.to_arrow())
+    return df.with_columns(casts) if casts else df
+
+
+def spark_frame(spark: SparkSession, df: pl.DataFrame) -> SparkDataFrame:
+    """A polars frame as a Spark DataFrame (through Arrow), its unsigned integers `signed`."""
+    return spark.createDataFrame(signed(df).to_arrow())
+
+
+def prepare_on_spark(tokens: SparkDataFrame, model: LinkageModel) -> SparkDataFrame:
+    """`model.prepare(_in_key_order(tokens))` on the executors, for token frames that are not on the driver (read
+    by Spark from Parquet or Iceberg): the same internal columns, hashed tokens and Bloom words (`signed`), and
+    the same `unique_id`s, numbered in key order (source, record_id as text; rows of one key in the order they
+    are read). Each partition of the sorted records is prepared batch by batch (`mapInArrow`) by the very
+    function the driver uses, from the count of the partitions before it. The executors' Python needs
+    ed_pipeline installed, as the driver's."""
+    from pyspark.sql import functions as F
+
+    from ed_pipeline.linkage.engine import internal_frame
+
+    spec, fields, widths, hashed = model.spec, model.fields, model.bloom_words, model.hashed
+    schema = spark_frame(tokens.sparkSession, model.prepare(_to_polars(tokens.limit(0)))).schema
+    # sorted once and checkpointed, so that the partitions counted are the partitions numbered: a range
+    # partitioning is sampled again by each action that recomputes it
+    ordered = (tokens.withColumn("_ed_read", F.monotonically_increasing_id())
+               .orderBy(spec.source, F.col(spec.record_id).cast("string"), "_ed_read")
+               .withColumn("_ed_part", F.spark_partition_id()).checkpoint())
+    counts = dict(ordered.groupBy("_ed_part").count().collect())
+    starts, total = {}, 0
+    for part in sorted(counts):
+        starts[part], total = total, total + counts[part]
+
+    def prepare_batches(batches):
+        import pyarrow as pa
+
+        seen = None
+        for batch in batches:
+            frame = pl.from_arrow(pa.Table.from_batches([batch]))
+            if frame.height == 0:
+                continue
+            if seen is None:  # one partition per call: its first row's number
+                seen = starts[frame["_ed_part"][0]]
+            prepared = signed(internal_frame(frame.drop("_ed_read", "_ed_part"), spec, fields, widths, seen,
+                                             hashed=hashed))
+            seen += frame.height
+            yield from prepared.to_arrow().to_batches()
+
+    return ordered.mapInArrow(prepare_batches, schema)
 
 
 def _to_polars(sdf: SparkDataFrame) -> pl.DataFrame:
@@ -246,10 +295,7 @@ class SparkLinkage:
                                 num_partitions_on_repartition=num_partitions_on_repartition)
         self._n = 0
 
-    def register(self, df: pl.DataFrame, stem: str = "records"):
-        return self._register_view(spark_frame(self.spark, df), stem)
-
-    def _register_view(self, frame: SparkDataFrame, stem: str):
+    def register(self, frame: SparkDataFrame, stem: str = "records"):
         """`frame` as a temporary view of its own, registered with Splink; returns the SplinkDataFrame."""
         self._n += 1
         name = f"ed_{stem}_{self._n}"
@@ -271,7 +317,7 @@ class SparkLinkage:
         linker = Linker(sdf, spark_settings(settings), log_level=SPLINK_LOG_LEVEL)
         columns = self.spark.table(sdf.physical_name).columns
         for col in tf_columns(settings):
-            tf = self._register_view(self.sql(tf_sql(sdf.physical_name, col, columns)), f"tf_{col}")
+            tf = self.register(self.sql(tf_sql(sdf.physical_name, col, columns)), f"tf_{col}")
             linker.table_management.register_term_frequency_lookup(tf, col)
         return linker
 
@@ -331,26 +377,30 @@ def cluster_spark(sl: SparkLinkage, records: str, edges: str, model: LinkageMode
     return repair_clusters(clusters, conflicts, sub_edges)
 
 
-def link_on_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
+def link_on_spark(tokens: pl.DataFrame | SparkDataFrame, model: LinkageModel, spark: SparkSession, *,
                   previous: pl.DataFrame | None = None, retired: set[str] | None = None,
                   decisions: pl.DataFrame | None = None, keep_pairs: bool = True,
                   break_lineage_method: str = "parquet") -> LinkResult:
     """`link.link(tokens, model, ...)` on Spark: the same persons, ids, best match probabilities and scored pairs
-    (with `keep_pairs`, for clerical review), as a `LinkResult`. `previous` carries ids over and `retired` ids are
-    never issued again (assign_stable_ids); `decisions` are reviewers' verdicts (review.DECISION columns),
-    must-link / cannot-link."""
+    (with `keep_pairs`, for clerical review), as a `LinkResult`. `tokens` is a polars frame or a Spark DataFrame
+    (records read by Spark, never on the driver: it prepares them on the executors and collects only each
+    record's key, id and group). `previous` carries ids over and `retired` ids are never issued again
+    (assign_stable_ids); `decisions` are reviewers' verdicts (review.DECISION columns), must-link / cannot-link."""
     timings: dict[str, float] = {}
     t0 = t = time.perf_counter()
     sl = SparkLinkage(spark, break_lineage_method=break_lineage_method)
-    df = model.prepare(_in_key_order(tokens, model.spec))  # ids in key order break ties as link's do
-    sdf = sl.register(df)
+    if isinstance(tokens, pl.DataFrame):
+        tokens = spark_frame(spark, tokens)
+    prepared = prepare_on_spark(tokens, model).persist()  # every query of the link reads it
+    sdf = sl.register(prepared)
     records = sdf.physical_name
+    keys = _to_polars(prepared.select("unique_id", "source", "record_id", "group_ref"))  # all the driver holds
     linker = sl.linker(sdf, predict_settings(model, keep_pairs))
     timings["load"] = time.perf_counter() - t
     t = time.perf_counter()
     floor = min(model.review_band[0], model.threshold)
     predictions = linker.inference.predict(threshold_match_probability=floor, warning_mode="never")
-    decided = decisions_frame(decisions, df)
+    decided = decisions_frame(decisions, keys)
     decisions_view = None
     if decided is not None:
         decisions_view = "ed_decisions"
@@ -368,12 +418,13 @@ def link_on_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession
     if keep_pairs:
         columns = sl.spark.table(predictions.physical_name).columns
         pairs = _to_polars(sl.sql(pairs_sql(predictions.physical_name, records, columns)))
-    result = link_result(df, clusters, best, pairs, model, previous=previous, retired=retired, timings=timings,
+    result = link_result(keys, clusters, best, pairs, model, previous=previous, retired=retired, timings=timings,
                          started=t0, edges=n_edges, repaired=repaired)
-    logger.info("linked %d records on Spark: %d edges, %d components repaired, %s", df.height, n_edges, repaired,
+    logger.info("linked %d records on Spark: %d edges, %d components repaired, %s", keys.height, n_edges, repaired,
                 {k: round(v, 2) for k, v in timings.items()})
     for name in ("ed_cc", "ed_edges", "ed_bad", "ed_decisions", "ed_best_cc"):
         sl.spark.catalog.dropTempView(name)
+    prepared.unpersist()
     return result
 
 
@@ -405,7 +456,7 @@ def link_every_record_on_spark(tokens: pl.DataFrame, model: LinkageModel | None,
     return result
 
 
-def link_spark(tokens: pl.DataFrame, model: LinkageModel, spark: SparkSession, *,
+def link_spark(tokens: pl.DataFrame | SparkDataFrame, model: LinkageModel, spark: SparkSession, *,
                previous: pl.DataFrame | None = None, decisions: pl.DataFrame | None = None,
                break_lineage_method: str = "parquet", timings: dict[str, float] | None = None) -> pl.DataFrame:
     """link_people with a trained model, on Spark: source, record_id, person_id (one row per record), the same

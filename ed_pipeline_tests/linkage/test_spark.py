@@ -18,7 +18,15 @@ import pytest
 import sqlglot
 
 from ed_pipeline.linkage import evaluate_links, link, train_model
-from ed_pipeline.linkage.spark import link_spark, spark_settings, to_spark_sql
+from ed_pipeline.linkage.link import _in_key_order
+from ed_pipeline.linkage.spark import (
+    _to_polars,
+    link_spark,
+    prepare_on_spark,
+    spark_frame,
+    spark_settings,
+    to_spark_sql,
+)
 from ed_pipeline_tests.linkage.test_linkage import FAST
 from ed_pipeline_tests.linkage.world import make_tokens, make_world
 from ed_pipeline_tests.test_benchmarks import BENCHMARK, _load
@@ -85,16 +93,48 @@ def _decisions(linked: pl.DataFrame) -> tuple[pl.DataFrame, tuple, tuple]:
     return decisions, (a, b), (c, d)
 
 
-def test_spark_links_the_same_persons_as_duckdb(world, model, spark):
-    """One Spark run (the JVM's first is the slow one): the model's own clusters plus two reviewers' decisions,
-    which touch two pairs; every other person is the model's, and all must be DuckDB's."""
+def _parquet_parts(frame: pl.DataFrame, folder, parts: int = 3):
+    """`frame` as `parts` Parquet files in `folder`, as an extract sits in object storage: Spark reads each file
+    as a partition of its own."""
+    folder.mkdir()
+    size = -(-frame.height // parts)
+    for i in range(parts):
+        frame.slice(i * size, size).write_parquet(folder / f"part-{i}.parquet")
+    return folder
+
+
+def test_records_prepared_on_the_executors_are_the_drivers(world, model, spark, tmp_path):
+    """`prepare_on_spark` over records Spark reads itself (three files, read as two partitions; two range
+    partitions once sorted): every column and every id as `model.prepare` gives on the driver, ids in key order.
+    A record re-sent in the same extract (one key twice) keeps the order it was read in."""
+    tokens = world[0]
+    again = tokens.head(1).with_columns(pl.lit("2017-04").alias("extract_month"))
+    tokens = pl.concat([tokens.head(1), again, tokens.slice(1)])
+    folder = _parquet_parts(tokens, tmp_path / "tokens")
+    read = spark.read.parquet(str(folder))
+    assert read.rdd.getNumPartitions() > 1
+    on_driver = spark_frame(spark, model.prepare(_in_key_order(tokens, model.spec)))
+    on_executors = prepare_on_spark(read, model)
+    assert on_executors.schema == on_driver.schema
+    got, want = (_to_polars(f).sort("unique_id") for f in (on_executors, on_driver))
+    assert got["unique_id"].to_list() == list(range(tokens.height))
+    assert got.equals(want)
+    first = got.filter(pl.col("record_id") == tokens["record_id"][0])
+    assert first["extract_month"].to_list() == [tokens["extract_month"][0], "2017-04"]
+
+
+def test_spark_links_the_same_persons_as_duckdb(world, model, spark, tmp_path):
+    """One Spark run (the JVM's first is the slow one) over records Spark reads itself, from Parquet (as from
+    object storage; never on the driver): the model's own clusters plus two reviewers' decisions, which touch two
+    pairs; every other person is the model's, and all must be DuckDB's."""
     tokens, truth = world
     key = ["source", "record_id"]
     plain = link(tokens, model, keep_pairs=False).person_links().select(*key, "person_id")
     decisions, split, joined = _decisions(plain)
     on_duckdb = link(tokens, model, keep_pairs=False, decisions=decisions).person_links().select(*key, "person_id")
     timings: dict[str, float] = {}
-    on_spark = link_spark(tokens, model, spark, decisions=decisions, timings=timings)
+    read = spark.read.parquet(str(_parquet_parts(tokens, tmp_path / "tokens")))
+    on_spark = link_spark(read, model, spark, decisions=decisions, timings=timings)
     assert on_spark.height == tokens.height
     # same clusters, hence the same (deterministic) person ids
     assert on_spark.sort(key).equals(on_duckdb.sort(key)), "Spark and DuckDB disagree on the persons"
