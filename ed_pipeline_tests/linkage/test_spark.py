@@ -94,8 +94,8 @@ def _decisions(linked: pl.DataFrame) -> tuple[pl.DataFrame, tuple, tuple]:
 
 
 def _parquet_parts(frame: pl.DataFrame, folder, parts: int = 3):
-    """`frame` as `parts` Parquet files in `folder`, as an extract sits in object storage: Spark reads each file
-    as a partition of its own."""
+    """`frame` as `parts` Parquet files in `folder`, as an extract sits in object storage (Spark packs small files
+    into fewer partitions, each file's rows kept in order)."""
     folder.mkdir()
     size = -(-frame.height // parts)
     for i in range(parts):
