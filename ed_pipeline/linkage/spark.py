@@ -218,14 +218,12 @@ def prepare_on_spark(tokens: SparkDataFrame, model: LinkageModel) -> SparkDataFr
     """`model.prepare(_in_key_order(tokens))` on the executors, for token frames that are not on the driver (read
     by Spark from Parquet or Iceberg): the same internal columns, hashed tokens and Bloom words (`signed`), and
     the same `unique_id`s, numbered in key order (source, record_id as text; rows of one key in the order they
-    are read). Each partition of the sorted records is prepared batch by batch (`mapInArrow`) by the very
-    function the driver uses, from the count of the partitions before it. The executors' Python needs
+    are read). Each partition of the sorted records is prepared batch by batch (`mapInArrow`) by `model.prepare`
+    itself, its ids from the count of the partitions before it. The executors' Python needs
     ed_pipeline installed, as the driver's."""
     from pyspark.sql import functions as F
 
-    from ed_pipeline.linkage.engine import internal_frame
-
-    spec, fields, widths, hashed = model.spec, model.fields, model.bloom_words, model.hashed
+    spec = model.spec
     schema = spark_frame(tokens.sparkSession, model.prepare(_to_polars(tokens.limit(0)))).schema
     # sorted once and checkpointed, so that the partitions counted are the partitions numbered: a range
     # partitioning is sampled again by each action that recomputes it
@@ -247,8 +245,7 @@ def prepare_on_spark(tokens: SparkDataFrame, model: LinkageModel) -> SparkDataFr
                 continue
             if seen is None:  # one partition per call: its first row's number
                 seen = starts[frame["_ed_part"][0]]
-            prepared = signed(internal_frame(frame.drop("_ed_read", "_ed_part"), spec, fields, widths, seen,
-                                             hashed=hashed))
+            prepared = signed(model.prepare(frame.drop("_ed_read", "_ed_part"), id_offset=seen))
             seen += frame.height
             yield from prepared.to_arrow().to_batches()
 
