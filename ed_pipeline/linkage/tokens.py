@@ -23,6 +23,10 @@ from ed_pipeline.sources import SOURCES
 SCHEMA = "pseudonymised"
 KEY = ["source", "record_id"]
 VERSION = [*KEY, "extract_month"]  # a record's version: (source, record_id) is a key of each month's table
+# ...as validation leaves them (record_id_unique quarantines a key's later rows in one extract). Where a table holds
+# a version twice all the same (written otherwise), the row kept is the one dbt's staging keeps: the latest event
+# date, then the later row of the file, whatever order the rows are stored in (macros/staged_records.sql).
+LATER_COPY = ["event_date", "_row_number"]
 _KEYS_VIEW = "__linkage_keys"
 _NEW_VIEW = "__linkage_new"
 
@@ -49,7 +53,7 @@ def read_tokens(conn: duckdb.DuckDBPyConnection, spec: TokenColumns, columns: se
     wanted = {c for c in spec.mapping().values() if c}
     if columns is not None:
         wanted = wanted & (set(columns) | set(VERSION))
-    frames = [conn.execute(f"select {', '.join(sorted(wanted & have))} from {SCHEMA}.{table}").pl()
+    frames = [conn.execute(f"select {', '.join(sorted((wanted | set(LATER_COPY)) & have))} from {SCHEMA}.{table}").pl()
               for table, have in _tables(conn).items()]
     tokens = pl.concat(frames, how="diagonal_relaxed")  # union by name
     del frames
@@ -57,8 +61,22 @@ def read_tokens(conn: duckdb.DuckDBPyConnection, spec: TokenColumns, columns: se
     # shift finds the firsts (at 1.2M records: 0.8-0.9 s, where sorting by month, unique and sorting by record
     # took 1.6-1.8 s)
     tokens = tokens.sort(VERSION, descending=[False, False, True])
-    first = (pl.col("source") != pl.col("source").shift(1)) | (pl.col("record_id") != pl.col("record_id").shift(1))
-    return tokens.filter(first.fill_null(True))
+    same = [pl.col(c) == pl.col(c).shift(1) for c in VERSION]
+    if tokens.select(pl.all_horizontal(same).any()).item():  # a version twice: its later copy first
+        tokens = _later_copy_first(tokens)
+    first = ~(same[0] & same[1]).fill_null(False)
+    return tokens.filter(first).drop(set(LATER_COPY) - wanted, strict=False)
+
+
+def _later_copy_first(rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` sorted by VERSION (the latest month first), a version's copies in the order dbt's staging ranks
+    them: the latest event date, the later row of the file; then, for two copies of one row of a file (which no
+    extract read by the pipeline has), a hash of the row, so that any stored order gives the same rows."""
+    later = [c for c in LATER_COPY if c in rows.columns]
+    return (rows.with_columns(pl.struct(pl.all()).hash().alias("_row_hash"))
+            .sort([*VERSION, *later, "_row_hash"], descending=[False, False, True, *[True] * len(later), True],
+                  nulls_last=True)
+            .drop("_row_hash"))
 
 
 def monthly_link_columns(spec: TokenColumns, model: LinkageModel) -> set[str]:
@@ -135,7 +153,11 @@ def _read_where(conn: duckdb.DuckDBPyConnection, spec: TokenColumns, versions: p
                 continue
             rows = rows.join(conn.execute(sql.format(table=fq)).pl(), on=VERSION, how="semi")
         with registered(conn, _KEYS_VIEW, rows):
-            frames.append(conn.execute(f"select {', '.join(sorted(wanted & have))} from {fq} "
+            frames.append(conn.execute(f"select {', '.join(sorted((wanted | set(LATER_COPY)) & have))} from {fq} "
                                        f"semi join {_KEYS_VIEW} using ({', '.join(VERSION)})").pl())
-    return pl.concat(frames, how="diagonal_relaxed").sort(KEY) if frames else pl.DataFrame(
-        schema={c: pl.String for c in VERSION})
+    if not frames:
+        return pl.DataFrame(schema={c: pl.String for c in VERSION})
+    records = pl.concat(frames, how="diagonal_relaxed")
+    if records.select(pl.struct(VERSION).is_duplicated().any()).item():  # a version twice: its later copy only
+        records = _later_copy_first(records).unique(VERSION, keep="first", maintain_order=True)
+    return records.drop(set(LATER_COPY) - wanted, strict=False).sort(KEY)

@@ -359,6 +359,40 @@ def test_a_month_linked_from_the_warehouse_reads_only_its_records_wide_and_links
             assert linked_tables(from_warehouse, narrow, h_narrow)[name].equals(table), name
 
 
+def test_a_record_stored_twice_in_one_extract_is_read_as_its_later_copy_however_stored(world, model):
+    """Validation leaves a record once per extract (record_id_unique), but a warehouse written otherwise may hold
+    it twice: linkage reads the copy dbt's staging keeps (the later row of the file), once, in either stored
+    order, so that a rewritten table links as before (one row per record, never both copies)."""
+    _, tokens, _, _ = world
+    spec, key = TokenColumns(), ["source", "record_id"]
+    police = tokens.filter(pl.col("source") == "police_incidents")
+    police = police.select([c for c in police.columns if police[c].null_count() < police.height]).with_columns(
+        pl.int_range(pl.len()).alias("_row_number"))
+    target = police.row(0, named=True)
+    correction = police.head(1).with_columns(pl.lit("corrected").alias("tok_family_name"),
+                                             pl.col("_row_number") + police.height)
+    read = {}
+    for order in ("as written", "reversed"):
+        rows = pl.concat([police, correction])
+        conn = duckdb.connect()
+        conn.execute("create schema pseudonymised")
+        conn.register("rows", rows.reverse() if order == "reversed" else rows)
+        conn.execute("create table pseudonymised.police_incidents as select * from rows")
+        every = read_tokens(conn, spec)
+        wanted = every.filter(pl.col("record_id") == target["record_id"])
+        read[order] = (every, read_records(conn, spec, wanted),
+                       read_candidates(conn, model, every.filter(pl.col("record_id") != target["record_id"]),
+                                       wanted).height)
+    every, records, _ = read["as written"]
+    assert every.height == police.height and not every.select(key).is_duplicated().any()
+    assert "_row_number" not in every.columns and records.height == 1
+    assert every.filter(pl.col("record_id") == target["record_id"])["tok_family_name"].to_list() == ["corrected"]
+    assert records["tok_family_name"].to_list() == ["corrected"]
+    reversed_every, reversed_records, reversed_candidates = read["reversed"]
+    assert reversed_every.equals(every) and reversed_records.equals(records)
+    assert reversed_candidates == read["as written"][2]
+
+
 def test_crosswalk_records_a_merge_and_a_split():
     prev = pl.DataFrame({"source": "s", "record_id": ["1", "2", "3", "4", "5", "6"],
                          "person_id": ["A", "A", "B", "C", "C", "C"]})
