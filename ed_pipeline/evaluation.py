@@ -185,8 +185,7 @@ def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str
         raise RuntimeError(f"dbt {dbt_command} of the true-linkage features failed ({done.returncode}):\n"
                            + (done.stdout + done.stderr)[-4000:])
     with duckdb.connect(str(copy), read_only=True) as conn:
-        # in a fixed order: LightGBM's bagging follows row order, and dbt's tables have none
-        return read_mart(conn, order_by="person_id, prediction_date")
+        return read_mart(conn)
 
 
 def evaluate_model(settings: Settings, dbt_command: str = "run", log: bool = True) -> dict:

@@ -18,6 +18,7 @@ import polars as pl
 from ed_pipeline.settings import DBT_PROJECT_DIR, dbt_target_path
 
 MART = "child_features"
+MART_ORDER = ("person_id", "prediction_date")  # a key of the mart
 MANIFEST = DBT_PROJECT_DIR / dbt_target_path() / "manifest.json"
 
 
@@ -34,10 +35,11 @@ def documented_columns(model: str = MART, manifest: Path = MANIFEST) -> tuple[st
     return tuple(node["columns"])
 
 
-def read_mart(conn: duckdb.DuckDBPyConnection, where: str | None = None, order_by: str | None = None) -> pl.DataFrame:
-    """The mart's documented columns, of the rows `where` selects, in `order_by`'s order if given."""
+def read_mart(conn: duckdb.DuckDBPyConnection, where: str | None = None) -> pl.DataFrame:
+    """The mart's documented columns, of the rows `where` selects, in the mart's order (child, prediction date):
+    training cross-fits by row position and LightGBM's bagging follows row order, and a table's rows come back in
+    no set order once it has been written otherwise than dbt writes it now."""
     columns = ", ".join(f'"{c}"' for c in documented_columns())
     sql = f"select {columns} from features.{MART}"
     sql += f" where {where}" if where else ""
-    sql += f" order by {order_by}" if order_by else ""
-    return conn.execute(sql).pl()
+    return conn.execute(f"{sql} order by {', '.join(MART_ORDER)}").pl()
