@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from ed_pipeline.linkage.households import households
 from ed_pipeline.linkage.ids import stable_cluster_ids
+from ed_pipeline.linkage.spec import TokenColumns
 from ed_pipeline.linkage.tables import PERSON_SCHEMA, person_table, person_table_update, write_difference
+from ed_pipeline.linkage.tokens import read_records, read_tokens
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIRST_DAY = date(2014, 1, 1)
@@ -189,3 +191,35 @@ def test_linked_person_updated_for_the_persons_touched_equals_it_built_whole(row
     updated, fresh = person_table_update(previous, links, tokens, touched)
     assert updated.equals(person_table(links, tokens).cast(PERSON_SCHEMA))
     assert set(fresh["person_id"]) == set(touched)
+
+
+# Versions of a few records over three months, some twice in one month (written otherwise than by the ingest):
+# (record, month, event day, row of the file, family-name token).
+versions = st.lists(st.tuples(st.sampled_from(["r0", "r1", "r2", "r3"]), st.sampled_from(["2017-01", "2017-02",
+                                                                                         "2017-03"]),
+                              days, st.integers(1, 5), st.sampled_from(["f0", "f1", "f2"])),
+                    min_size=1, max_size=25, unique_by=lambda v: (v[0], v[1], v[3]))
+
+
+@PROPERTY
+@given(versions, st.integers(0, 2**32 - 1))
+def test_linkage_reads_each_records_latest_version_whatever_order_it_is_stored_in(rows, seed):
+    """Each record's row of its latest month; of two rows of one record in one month, dbt staging's: the latest
+    event date, then the later row of the file. The same for the whole table (`read_tokens`) and for chosen
+    versions (`read_records`), in any stored order."""
+    table = pl.DataFrame(rows, schema=["record_id", "extract_month", "event_date", "_row_number", "tok_family_name"],
+                         orient="row").with_columns(pl.lit("police_incidents").alias("source"))
+    # the reference: each record's rows in (month, event day, row of the file) order, the last one kept
+    expected = {v[0]: v[4] for v in sorted(rows, key=lambda v: (v[1], v[2], v[3]))}
+    read = []
+    for stored in (table, shuffled(table, seed)):
+        with duckdb.connect() as conn:
+            conn.execute("create schema pseudonymised")
+            conn.execute("create table pseudonymised.police_incidents as select * from stored")
+            tokens = read_tokens(conn, TokenColumns())
+            read.append((tokens, read_records(conn, TokenColumns(), tokens.select("source", "record_id",
+                                                                                  "extract_month"))))
+    (tokens, records), (tokens_again, records_again) = read
+    assert dict(zip(tokens["record_id"], tokens["tok_family_name"], strict=True)) == expected
+    assert records.equals(tokens.select(records.columns)) and "_row_number" not in tokens.columns
+    assert tokens_again.equals(tokens) and records_again.equals(records)
