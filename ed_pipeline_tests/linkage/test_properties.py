@@ -215,6 +215,7 @@ def test_linkage_reads_each_records_latest_version_whatever_order_it_is_stored_i
     for stored in (table, shuffled(table, seed)):
         with duckdb.connect() as conn:
             conn.execute("create schema pseudonymised")
+            conn.register("stored", stored)
             conn.execute("create table pseudonymised.police_incidents as select * from stored")
             tokens = read_tokens(conn, TokenColumns())
             read.append((tokens, read_records(conn, TokenColumns(), tokens.select("source", "record_id",
