@@ -69,9 +69,9 @@ def read_tokens(conn: duckdb.DuckDBPyConnection, spec: TokenColumns, columns: se
 
 
 def _later_copy_first(rows: pl.DataFrame) -> pl.DataFrame:
-    """`rows` sorted by VERSION (the latest month first), a version's copies in the order dbt's staging ranks
-    them: the latest event date, the later row of the file; then, for two copies of one row of a file (which no
-    extract read by the pipeline has), a hash of the row, so that any stored order gives the same rows."""
+    """`rows` put in VERSION order (the latest month first) and each version's copies in the order dbt's staging
+    ranks them: the latest event date, the later row of the file; then, for two copies of one row of a file (which
+    no extract read by the pipeline has), a hash of the row, so that any stored order gives the same order."""
     later = [c for c in LATER_COPY if c in rows.columns]
     return (rows.with_columns(pl.struct(pl.all()).hash().alias("_row_hash"))
             .sort([*VERSION, *later, "_row_hash"], descending=[False, False, True, *[True] * len(later), True],
