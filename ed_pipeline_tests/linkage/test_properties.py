@@ -18,7 +18,8 @@ from ed_pipeline.linkage.spec import TokenColumns
 from ed_pipeline.linkage.tables import PERSON_SCHEMA, person_table, person_table_update, write_difference
 from ed_pipeline.linkage.tokens import read_records, read_tokens
 
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+WITH_DUCKDB = settings(PROPERTY, max_examples=50)  # a database or two an example
 FIRST_DAY = date(2014, 1, 1)
 
 # Few persons, places and days, so that people share places, move together, leave and come back; days a month
@@ -141,7 +142,7 @@ def test_stable_ids_follow_the_rules_in_any_row_order(before, now, seed, retired
 rows_of = st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["a", "b", None])), max_size=12)
 
 
-@PROPERTY
+@WITH_DUCKDB
 @given(rows_of, rows_of)
 def test_a_table_written_by_its_difference_holds_exactly_the_rows_given(old, new):
     schema = {"k": pl.Int64, "v": pl.String}
@@ -201,7 +202,7 @@ versions = st.lists(st.tuples(st.sampled_from(["r0", "r1", "r2", "r3"]), st.samp
                     min_size=1, max_size=25, unique_by=lambda v: (v[0], v[1], v[3]))
 
 
-@PROPERTY
+@WITH_DUCKDB
 @given(versions, st.integers(0, 2**32 - 1))
 def test_linkage_reads_each_records_latest_version_whatever_order_it_is_stored_in(rows, seed):
     """Each record's row of its latest month; of two rows of one record in one month, dbt staging's: the latest
