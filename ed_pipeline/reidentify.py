@@ -234,8 +234,11 @@ def _listing(flagged: pl.DataFrame, records: pl.DataFrame, top: int) -> tuple[pl
     matched = one_identity.join(records, on=["record_id", *MATCH_TOKENS], how="inner", nulls_equal=True)
     unmatched = flagged["record_id"].n_unique() - matched["record_id"].n_unique()
     order = "event_date" if "event_date" in matched.columns else "extract_month"
+    # then by extract: two versions of a record on one date whose names differ only as the tokens fold them away
+    # (case, punctuation) list the later one's, whichever order the agency zone stores them in
+    then = [c for c in ("extract_month",) if c in matched.columns and c != order]
     listing = (
-        matched.sort(["rank", "person_id", order, "record_id"], nulls_last=True)
+        matched.sort(["rank", "person_id", order, "record_id", *then], nulls_last=True)
         .group_by("person_id", maintain_order=True)
         .agg(
             pl.col("rank", "risk", "band", "top_factors").first(),

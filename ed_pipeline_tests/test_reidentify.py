@@ -230,3 +230,19 @@ def test_a_warehouse_held_by_a_refresh_is_a_clear_error_not_a_traceback(world, m
         holder.kill()
         holder.wait()
     assert read_audit(world)["outcome"][0] == "failed: IOException"
+
+
+def test_a_record_listed_under_the_names_of_its_latest_extract_however_stored():
+    """Two versions of a record on one date, the later extract spelling the name otherwise (the tokens the same):
+    the listing gives the later one's, in either stored order."""
+    from ed_pipeline.reidentify import _listing
+
+    flagged = pl.DataFrame({"rank": [1], "person_id": ["P1"], "risk": [0.9], "band": ["high"],
+                            "top_factors": [["social_care_episodes"]], "record_id": ["soc-1"],
+                            "tok_name_dob": ["t1"], "tok_dob": ["d1"]})
+    records = pl.DataFrame({"record_id": ["soc-1", "soc-1"], "extract_month": ["2017-05", "2017-06"],
+                            "event_date": [date(2017, 5, 2)] * 2, "given_name": ["Aoife", "Aoife"],
+                            "family_name": ["OBRIEN", "O'Brien"], "date_of_birth": [date(2014, 3, 1)] * 2,
+                            "tok_name_dob": ["t1", "t1"], "tok_dob": ["d1", "d1"]})
+    listed = [_listing(flagged, stored, top=5)[0]["family_name"].to_list() for stored in (records, records.reverse())]
+    assert listed == [["O'Brien"], ["O'Brien"]]
