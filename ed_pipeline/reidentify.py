@@ -236,7 +236,7 @@ def _listing(flagged: pl.DataFrame, records: pl.DataFrame, top: int) -> tuple[pl
     order = "event_date" if "event_date" in matched.columns else "extract_month"
     # then by extract: two versions of a record on one date whose names differ only as the tokens fold them away
     # (case, punctuation) list the later one's, whichever order the agency zone stores them in
-    then = [c for c in ("extract_month",) if c in matched.columns and c != order]
+    then = ["extract_month"] if order != "extract_month" and "extract_month" in matched.columns else []
     listing = (
         matched.sort(["rank", "person_id", order, "record_id", *then], nulls_last=True)
         .group_by("person_id", maintain_order=True)

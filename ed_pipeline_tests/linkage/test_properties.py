@@ -1,7 +1,8 @@
-"""Properties of the linkage core over random inputs (hypothesis): households and stable ids do not depend on the
-order rows are read in (DuckDB returns a table's rows in no set order, and a killed-then-resumed or incremental
-write stores them in another), carry every id over when nothing changed, and are well formed; a table written by
-its difference holds exactly the rows given."""
+"""Properties of the linkage core over random inputs (hypothesis): households, stable ids and the records linkage
+reads do not depend on the order rows are read or stored in (DuckDB returns a table's rows in no set order, and a
+killed-then-resumed or incremental write stores them in another); ids carry over when nothing changed and are well
+formed; linked.person updated for the persons touched equals it built whole; a table written by its difference
+holds exactly the rows given."""
 
 from __future__ import annotations
 
