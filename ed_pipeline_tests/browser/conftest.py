@@ -71,9 +71,15 @@ class Server:
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        """Waits for the server to end (after `terminate`), killing it past 20 s."""
+        try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -126,17 +132,20 @@ def ui_servers(ui_world: Path, tmp_path_factory) -> Iterator[dict[str, str]]:
             "dagster dev",
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(dagster_port)],
             env, logs / "dagster.log", f"{dagster_url}/server_info"))
+        # one worker, not MLflow's four: each imports MLflow, on a 2-core machine the other test process is using
         servers.append(Server(
             "mlflow ui",
             [str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{ui_world / 'mlflow' / 'mlflow.db'}",
-             "--host", "127.0.0.1", "--port", str(mlflow_port)],
+             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
             env, logs / "mlflow.log", f"{mlflow_url}/health"))
         deadline = time.monotonic() + START_TIMEOUT
         for server in servers:
             server.wait(deadline)
         wait_for_code_location(dagster_url, deadline)
         yield {"dagster": dagster_url, "mlflow": mlflow_url}
-    finally:
+    finally:  # both asked to stop first, then waited for: their shutdowns overlap
+        for server in servers:
+            server.terminate()
         for server in servers:
             server.stop()
 
