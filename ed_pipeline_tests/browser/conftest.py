@@ -3,6 +3,7 @@ with Debian's chromium (`apt-get install chromium`; Playwright's own browser dow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -72,10 +73,8 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:]
 
     def terminate(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
     def stop(self) -> None:
         """Waits for the server to end (after `terminate`), killing it past 20 s."""
