@@ -50,8 +50,12 @@ are exact: wall time of the child, CPU time and peak RSS of its process from `wa
 of the largest single process), beside the sampled peak of the whole tree. A step shorter than the interval
 may miss its memory peak in the sampled figures; the exact process peak bounds them all.
 
-The machine is shared: the 1-minute load average is recorded before and after each refresh; timings taken
-under load are upper bounds.
+The machine is shared: the 1-minute load average is recorded before and after each refresh, and what the rest
+of the machine used meanwhile (/proc/stat: CPU seconds busy outside the refresh's processes and this one, and
+the hypervisor's steal). A refresh beside which others took more than a tenth of the machine is marked busy:
+its timings are upper bounds. The machine's pace changes from hour to hour even when nothing else runs, so
+each refresh is preceded by a fixed piece of pure Python (`pace`, ~1 s, the interpreter being what most of a
+month's fixed cost runs on): its time is recorded beside the refresh's, to tell a slow hour from slower code.
 """
 
 from __future__ import annotations
@@ -213,6 +217,26 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+PACE_LOOPS = 6_000_000
+
+
+def pace(loops: int = PACE_LOOPS) -> float:
+    """CPU seconds this process takes for a fixed piece of pure Python (dict and string work in a loop)."""
+    started, table = time.process_time(), {}
+    for i in range(loops):
+        table[i % 1024] = f"{i:x}"
+    return round(time.process_time() - started, 3)
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(CPU seconds the whole machine has been busy since boot, every process and the kernel; seconds the
+    hypervisor stole from it): /proc/stat's first line, (0.0, 0.0) where there is none."""
+    line = (_read("/proc/stat") or "cpu").splitlines()[0].split()[1:]
+    ticks = [int(x) for x in line] + [0] * (8 - len(line))
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]  # guest time is inside user and nice
+    return (user + nice + system + irq + softirq) / TICK, steal / TICK
+
+
 def tree_usage(pid: int) -> tuple[int, float]:
     """(resident bytes summed over the tree, CPU seconds of the tree including reaped children)."""
     rss, ticks = 0, 0
@@ -356,7 +380,8 @@ def run_child(mode: str, root: Path, interval: float, extra: list[str] | None = 
     env = child_env(root)
     report_path = root / f"child_{mode}.json"
     report_path.unlink(missing_ok=True)
-    load_before = os.getloadavg()
+    pace_s = pace()
+    load_before, machine_before, own_before = os.getloadavg(), machine_cpu(), time.process_time()
     started = time.time()
     proc = subprocess.Popen([sys.executable, __file__, "--child", mode, "--report", str(report_path),
                              *(extra or [])], env=env)
@@ -365,6 +390,7 @@ def run_child(mode: str, root: Path, interval: float, extra: list[str] | None = 
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     ended = time.time()
+    machine_after, own_after = machine_cpu(), time.process_time()
     sampler.done.set()
     sampler.join()
     if proc.returncode != 0 or not report_path.exists():
@@ -372,7 +398,12 @@ def run_child(mode: str, root: Path, interval: float, extra: list[str] | None = 
     report = json.loads(report_path.read_text())
     return {"report": report, "samples": sampler.samples, "started": started, "ended": ended,
             "cpu_s": usage.ru_utime + usage.ru_stime, "max_rss_bytes": usage.ru_maxrss * 1024,
-            "load_before": load_before, "load_after": os.getloadavg()}
+            "load_before": load_before, "load_after": os.getloadavg(),
+            # the machine's busy CPU less the child's tree (its reaped descendants, dbt's, included) and this
+            # process's sampler
+            "others_cpu_s": machine_after[0] - machine_before[0] - (usage.ru_utime + usage.ru_stime)
+            - (own_after - own_before),
+            "steal_s": machine_after[1] - machine_before[1], "cores": os.cpu_count(), "pace_s": pace_s}
 
 
 # --- the stage table -------------------------------------------------------------------------------------
@@ -448,6 +479,19 @@ def stage_rows(measured: dict) -> list[dict]:
     return rows
 
 
+BUSY_SHARE = 0.10  # of the machine's CPU (cores x the child's wall time) used by others: the run was disturbed
+
+
+def beside(measured: dict) -> dict:
+    """What the rest of the machine used while the refresh ran (absent from measurements made before it was)."""
+    if measured.get("others_cpu_s") is None:
+        return {}
+    capacity = (measured["ended"] - measured["started"]) * measured["cores"]
+    share = max(measured["others_cpu_s"], 0.0) / capacity if capacity > 0 else 0.0
+    return {"others_cpu_s": round(max(measured["others_cpu_s"], 0.0), 2), "steal_s": round(measured["steal_s"], 2),
+            "others_share": round(share, 4), "busy": share > BUSY_SHARE, "pace_s": measured["pace_s"]}
+
+
 def summarise(measured: dict) -> dict:
     samples = measured["samples"]
     # the child's work: from its start to the end of the refresh (not the benchmark's own read-back of step stats)
@@ -475,6 +519,7 @@ def summarise(measured: dict) -> dict:
         "audit_mode": measured["report"].get("audit_mode"),
         "load_before": [round(x, 2) for x in measured["load_before"]],
         "load_after": [round(x, 2) for x in measured["load_after"]],
+        **beside(measured),
         "samples": len(samples),
         "stages": rows,
     }
@@ -504,6 +549,11 @@ def format_table(title: str, summary: dict) -> str:
     failed = "; failed: " + ", ".join(summary["failed"]) if summary["failed"] else ""
     lines.append(f"load average (1, 5, 15 min) before {summary['load_before']}, after {summary['load_after']}; "
                  f"success {summary['success']}{failed}")
+    if "others_cpu_s" in summary:
+        lines.append(f"beside it: other processes {summary['others_cpu_s']:.1f} CPU s ({summary['others_share']:.0%} "
+                     f"of the machine), steal {summary['steal_s']:.1f} s; pace {summary['pace_s']:.2f} s before it"
+                     + ("; BUSY: others took more than a tenth of the machine, so these timings are upper bounds"
+                        if summary["busy"] else ""))
     return "\n".join(lines)
 
 

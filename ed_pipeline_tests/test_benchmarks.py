@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,39 @@ def test_tree_usage_sees_this_process(bench):
     assert os.getpid() in bench.process_tree(os.getpid())
     rss, cpu = bench.tree_usage(os.getpid())
     assert rss > 10 * 2**20 and cpu > 0
+
+
+def test_the_pace_is_the_cpu_time_of_a_fixed_piece_of_python(bench):
+    assert 0 < bench.pace(10_000) < bench.pace(200_000)
+
+
+def test_the_machines_busy_time_counts_this_process_working(bench):
+    busy, steal = bench.machine_cpu()
+    spin_until = time.process_time() + 0.3
+    while time.process_time() < spin_until:
+        pass
+    busy_after, steal_after = bench.machine_cpu()
+    assert busy_after - busy >= 0.25 and steal_after >= steal >= 0
+
+
+def test_a_refresh_beside_which_others_took_a_tenth_of_the_machine_is_marked_busy(bench):
+    samples = [(t, 300 * 2**20, t - 100.0) for t in range(100, 131)]
+    runs = [{"label": "analyse", "job": "analyse", "start": 105.0, "end": 128.0, "steps": []}]
+
+    def summary(others: float) -> dict:  # 30 s on 2 cores: 60 CPU s of machine
+        return bench.summarise({**_measured(samples, runs), "others_cpu_s": others, "steal_s": 0.5, "cores": 2,
+                                "pace_s": 0.9})
+
+    quiet, busy = summary(3.0), summary(20.0)
+    assert (quiet["others_share"], quiet["busy"], busy["others_share"], busy["busy"]) == (0.05, False, 0.3333, True)
+    assert "other processes 3.0 CPU s (5% of the machine), steal 0.5 s; pace 0.90 s before it" in \
+        bench.format_table("month", quiet)
+    assert "BUSY" not in bench.format_table("month", quiet)
+    assert "other processes 20.0 CPU s (33% of the machine)" in bench.format_table("month", busy)
+    assert "BUSY: others took more than a tenth of the machine" in bench.format_table("month", busy)
+    # figures measured before the machine's share was: no line, no keys
+    earlier = bench.summarise(_measured(samples, runs))
+    assert "others_cpu_s" not in earlier and "beside it" not in bench.format_table("month", earlier)
 
 
 def _measured(samples, runs, started=100.0, ended=130.0):
