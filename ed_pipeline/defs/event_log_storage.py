@@ -5,8 +5,10 @@ opens a connection, and closes and disposes of both for every event it writes or
 this machine, where an analyse run writes about 500 events (a materialisation and a check evaluation per dbt model
 and test, each mirrored into the index) and the full refresh thousands. This subclass keeps the engines of the few
 databases last used (the index and the current runs), each with one connection, so that an event costs one
-insert and its commit; the files, schema and semantics are Dagster's own (WAL journal, busy timeout, the storage's
-lock around every connection). `dagster.yaml` (written by `ed_pipeline.refresh.ensure_dagster_home`) selects it.
+insert and its commit. It also remembers the index's tables it has found: Dagster asks whether one exists, making
+an engine to ask, for every asset event with tags (every partition's). The files, schema and semantics are
+Dagster's own (WAL journal, busy timeout, the storage's lock around every connection). `dagster.yaml` (written by
+`ed_pipeline.refresh.ensure_dagster_home`) selects it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
+        self._tables_found: set[str] = set()
         super().__init__(base_dir or default_base_dir(), inst_data)
 
     @classmethod
@@ -98,6 +101,15 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        # a table of the index, once there, stays (Dagster's migrations add tables; a wipe forgets them)
+        if table_name in self._tables_found:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._tables_found.add(table_name)
+        return found
+
     def close_engines(self) -> None:
         with self._db_lock:
             while self._engines:
@@ -105,6 +117,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         self.close_engines()  # the run files are deleted: no connection may write into them afterwards
+        self._tables_found.clear()
         super().wipe()
 
     def dispose(self) -> None:

@@ -1,5 +1,7 @@
 """The instance ed-pipeline configures: Dagster's SQLite event log, its engines kept instead of made per event."""
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -63,6 +65,36 @@ def test_the_written_instance_keeps_an_engine_per_database_not_one_per_event(hom
 
     with dg.DagsterInstance.get() as again:  # another process's view: everything was committed
         assert [len(again.all_logs(r)) for r in run_ids] == counts
+
+
+MONTHS = dg.MonthlyPartitionsDefinition(start_date="2017-01", end_date="2017-05", fmt="%Y-%m")
+
+
+@dg.asset(partitions_def=MONTHS)
+def monthly() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"rows": 1})
+
+
+def test_the_index_tables_found_are_remembered_not_asked_for_at_every_partition(home, monkeypatch):
+    """Dagster asks the index whether its tags table exists for every partition's materialisation, making an engine
+    to ask: it is asked once. Every partition's tags are stored all the same, and a wipe asks again."""
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    asked = []
+    has_table = SqliteEventLogStorage.has_table  # Dagster's: an engine made, connected and disposed of
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table",
+                        lambda self, name: asked.append(name) or has_table(self, name))
+    with dg.DagsterInstance.get() as instance:
+        for month in MONTHS.get_partition_keys():
+            assert dg.materialize([monthly], instance=instance, partition_key=month).success
+        assert asked == ["asset_event_tags"]  # without the memory, once a partition
+        with closing(sqlite3.connect(Path(instance.event_log_storage._base_dir) / "index.db")) as index:
+            tagged = index.execute("select count(*) from asset_event_tags where key = 'dagster/data_version'")
+            assert tagged.fetchone() == (len(MONTHS.get_partition_keys()),)  # every partition's tags stored
+        instance.event_log_storage.wipe()
+        assert "asset_event_tags" in asked[1:]  # what was found is forgotten: the wipe's own checks ask again
+        assert dg.materialize([monthly], instance=instance, partition_key="2017-01").success
+        assert asked.count("asset_event_tags") == 2
 
 
 def test_after_a_wipe_events_go_to_the_new_files(home):
