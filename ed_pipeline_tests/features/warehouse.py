@@ -15,8 +15,13 @@ not hold the window back.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -200,11 +205,40 @@ def write_warehouse(path: Path, records: list[Record]) -> None:
         conn.execute("create or replace table linked.household_membership as select * from membership")
 
 
+@functools.cache
+def _builds_dir() -> Path:
+    """This test process's dbt builds, each project's warehouses under the same paths from build to build."""
+    path = Path(tempfile.mkdtemp(prefix="ed-dbt-builds-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """A DuckDB file and its write-ahead log, if it has one, copied over `target`'s."""
+    for suffix in ("", ".wal"):
+        to = target.with_name(target.name + suffix)
+        to.unlink(missing_ok=True)
+        if (origin := source.with_name(source.name + suffix)).exists():
+            shutil.copyfile(origin, to)
+
+
 def dbt_build(warehouse: Path, work: Path, project: Path = DBT_PROJECT_DIR, *args: str
               ) -> subprocess.CompletedProcess:
-    """`dbt build` of the project against `warehouse`, with target and logs under `work` (the repo's untouched)."""
-    env = {**os.environ, "ED_WAREHOUSE_DB": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    return subprocess.run(
-        [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
-         "--target-path", str(work / "target"), "--log-path", str(work / "logs"), *args],
-        env=env, capture_output=True, text=True, timeout=300)
+    """`dbt build` of the project against `warehouse`, with logs under `work` (the repo's untouched).
+
+    dbt builds a copy of the warehouse kept at one path per project and file name (the file name names the
+    database its views refer to), with a target there too, and the copy comes back: dbt does not parse partially
+    after a parse made with another profile, which holds the warehouse's path, and a whole parse is some 5 s of
+    each build of the tiny warehouses here."""
+    home = _builds_dir() / hashlib.sha256(str(Path(project).resolve()).encode()).hexdigest()[:16]
+    home.mkdir(exist_ok=True)
+    built = home / warehouse.name
+    _copy_database(warehouse, built)
+    env = {**os.environ, "ED_WAREHOUSE_DB": str(built), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    try:
+        return subprocess.run(
+            [dbt_executable(), "build", "--project-dir", str(project), "--profiles-dir", str(project),
+             "--target-path", str(home / f"target-{warehouse.stem}"), "--log-path", str(work / "logs"), *args],
+            env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        _copy_database(built, warehouse)
