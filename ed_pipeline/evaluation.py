@@ -6,7 +6,6 @@ The only module outside synth that reads data/truth/: evaluation is its purpose.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from ed_pipeline.linkage.tables import cohort_table, person_table, write_tables
 from ed_pipeline.mart import MART, read_mart
 from ed_pipeline.modelling import TrainingConfig, log_reference_metrics, train_and_evaluate
 from ed_pipeline.modelling.metrics import ece, roc_auc
+from ed_pipeline.resilience import copy_database
 from ed_pipeline.settings import DBT_PROJECT_DIR, Settings, dbt_executable
 from ed_pipeline.sources import SOURCES
 
@@ -165,10 +165,7 @@ def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str
     from ed_pipeline.linkage.tokens import read_tokens
 
     copy = work_dir / "warehouse.duckdb"
-    shutil.copy2(settings.warehouse_path, copy)
-    wal = settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal")
-    if wal.exists():
-        shutil.copy2(wal, copy.with_name(copy.name + ".wal"))
+    copy_database(settings.warehouse_path, copy)
     truth_dir = settings.truth_dir
     with duckdb.connect(str(copy)) as conn:
         tokens = read_tokens(conn, TokenColumns())

@@ -86,6 +86,16 @@ def table_digests(db: Path, schemas: tuple[str, ...] | None = None, where: str |
     return out
 
 
+def copy_database(source: Path, target: Path) -> None:
+    """A DuckDB file and its write-ahead log, if it has one, copied over `target`'s (a stale log of `target` is
+    removed: DuckDB would replay it into the copy)."""
+    for suffix in ("", ".wal"):
+        to = target.with_name(target.name + suffix)
+        to.unlink(missing_ok=True)
+        if (origin := source.with_name(source.name + suffix)).exists():
+            shutil.copy2(origin, to)
+
+
 def table_digest(conn, schema: str, table: str, *, where: str | None = None,
                  left_out: frozenset[str] = RUN_COLUMNS) -> tuple[int, int] | None:
     """(rows, order-independent hash of every row without the columns `left_out`) of one table or view on an open

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from ed_pipeline.resilience import copy_database
 from ed_pipeline.settings import DBT_PROJECT_DIR, dbt_executable
 
 COMMON = {
@@ -213,15 +214,6 @@ def _builds_dir() -> Path:
     return path
 
 
-def _copy_database(source: Path, target: Path) -> None:
-    """A DuckDB file and its write-ahead log, if it has one, copied over `target`'s."""
-    for suffix in ("", ".wal"):
-        to = target.with_name(target.name + suffix)
-        to.unlink(missing_ok=True)
-        if (origin := source.with_name(source.name + suffix)).exists():
-            shutil.copyfile(origin, to)
-
-
 def dbt_build(warehouse: Path, work: Path, project: Path = DBT_PROJECT_DIR, *args: str
               ) -> subprocess.CompletedProcess:
     """`dbt build` of the project against `warehouse`, with logs under `work` (the repo's untouched).
@@ -233,7 +225,7 @@ def dbt_build(warehouse: Path, work: Path, project: Path = DBT_PROJECT_DIR, *arg
     home = _builds_dir() / hashlib.sha256(str(Path(project).resolve()).encode()).hexdigest()[:16]
     home.mkdir(exist_ok=True)
     built = home / warehouse.name
-    _copy_database(warehouse, built)
+    copy_database(warehouse, built)
     env = {**os.environ, "ED_WAREHOUSE_DB": str(built), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     try:
         return subprocess.run(
@@ -241,4 +233,4 @@ def dbt_build(warehouse: Path, work: Path, project: Path = DBT_PROJECT_DIR, *arg
              "--target-path", str(home / f"target-{warehouse.stem}"), "--log-path", str(work / "logs"), *args],
             env=env, capture_output=True, text=True, timeout=300)
     finally:
-        _copy_database(built, warehouse)
+        copy_database(built, warehouse)
