@@ -45,11 +45,14 @@ test: install
 lint: install
 	$(BIN)/ruff check ed_pipeline ed_pipeline_tests benchmarks
 
+# WORKSPACE=workspace-split.yaml: the agency zone and the warehouse as two code locations (docs/scaling.md)
+WORKSPACE ?= workspace.yaml
+
 dagster: install
 	$(BIN)/ed-pipeline keygen
 	@# the instance's dagster.yaml (one run at a time: DuckDB has one writer per file) is written before the UI starts
 	DAGSTER_HOME=$$($(BIN)/ed-pipeline dagster-home) ED_PSEUDO_KEY=$${ED_PSEUDO_KEY:-$$(cat $${ED_DATA_DIR:-data}/secrets/pseudo.key)} \
-		$(BIN)/dagster dev -w workspace.yaml
+		$(BIN)/dagster dev -w $(WORKSPACE)
 
 mlflow: install
 	@# the UI reports nothing to MLflow's makers either (ed_pipeline/__init__.py)

@@ -34,6 +34,7 @@ SLOW_FILES_FIRST = (
     "features/test_incremental_person_events.py",
     "faults/test_half_loaded.py",
     "defs/test_ingest.py",
+    "defs/test_locations.py",
     "faults/test_kill.py",
     "linkage/test_spark.py",
     "privacy/test_audit_scope.py",

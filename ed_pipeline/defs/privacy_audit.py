@@ -21,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from ed_pipeline.analysis_state import AUDIT_CHECK
 from ed_pipeline.defs.outputs import COMMUNITY_RISK_KEY
 from ed_pipeline.privacy.audit import (
     DEFAULT_MAX_AGE_DAYS,
@@ -46,7 +47,8 @@ MACHINE_TAGS = frozenset({"mlflow.user", "mlflow.source.name", "mlflow.source.gi
 # Dagster's run and code-version ids, in every event: random, and a group of four hex digits can spell a surname
 # ("cade", "eade"), which would stop a refresh in a few thousand.
 RANDOM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-__all__ = ["MODEL_ENVIRONMENT_FILES", "is_model_environment_file", "no_identifiers_anywhere"]
+__all__ = ["MODEL_ENVIRONMENT_FILES", "audit_automation", "identifier_audit", "is_model_environment_file",
+           "no_identifiers_anywhere"]
 
 
 class PrivacyAuditConfig(dg.Config):
@@ -204,17 +206,48 @@ def mlflow_units(tracking_uri: str, locations: dict[str, str | None] | None = No
     return units
 
 
-@dg.asset_check(
-    asset=COMMUNITY_RISK_KEY,
-    name="no_identifiers_anywhere",
-    blocking=True,
-    description="No name, date of birth, NHS number, UPN, postcode, address or UPRN of the agency zone appears "
-    "in any table of warehouse.duckdb, in Dagster's event metadata and logs, or in MLflow's params, tags and "
-    "artifacts. Incremental: new or changed content against every identifier, content already audited "
-    "against the identifiers new since.",
-)
+AUDIT_DESCRIPTION = (
+    "No name, date of birth, NHS number, UPN, postcode, address or UPRN of the agency zone appears in any table of "
+    "warehouse.duckdb, in Dagster's event metadata and logs, or in MLflow's params, tags and artifacts. "
+    "Incremental: new or changed content against every identifier, content already audited against the "
+    "identifiers new since.")
+# Where the warehouse is a code location of its own (`ed_pipeline.locations`), the audit, which needs the agency
+# zone, is an asset of the agency zone's location after the outputs: Dagster launches a check only from its own
+# asset's location (dagster-io/dagster#17808), so it cannot stay a check on `outputs.community_risk` there.
+AUDIT_KEY = dg.AssetKey(["privacy", "identifier_audit"])
+
+
+@dg.asset_check(asset=COMMUNITY_RISK_KEY, name=AUDIT_CHECK, blocking=True, description=AUDIT_DESCRIPTION)
 def no_identifiers_anywhere(context: dg.AssetCheckExecutionContext, config: PrivacyAuditConfig,
                             warehouse: DuckDBResource, agency_zone: DuckDBResource) -> dg.AssetCheckResult:
+    return audit(context, config, warehouse, agency_zone)
+
+
+@dg.asset(
+    key=AUDIT_KEY,
+    deps=[COMMUNITY_RISK_KEY],
+    group_name="privacy",
+    tags={"zone": "agency"},
+    check_specs=[dg.AssetCheckSpec(AUDIT_CHECK, asset=AUDIT_KEY, blocking=True, description=AUDIT_DESCRIPTION)],
+    automation_condition=dg.AutomationCondition.eager(),
+    description="The privacy audit of the warehouse, Dagster and MLflow, run by the agency zone's code location "
+    "after each new community risk table (two code locations: `ed_pipeline.locations`). Its check is the audit.",
+)
+def identifier_audit(context: dg.AssetExecutionContext, config: PrivacyAuditConfig, warehouse: DuckDBResource,
+                     agency_zone: DuckDBResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(check_results=[audit(context, config, warehouse, agency_zone)])
+
+
+# The agency zone's location audits each new community risk table the warehouse's location writes (turn it on in
+# the UI: Automation -> privacy_audit_automation).
+audit_automation = dg.AutomationConditionSensorDefinition(
+    "privacy_audit_automation", target=[AUDIT_KEY], minimum_interval_seconds=60,
+    description="Runs the privacy audit once the warehouse's location has written a new community risk table.")
+
+
+def audit(context: dg.AssetCheckExecutionContext | dg.AssetExecutionContext, config: PrivacyAuditConfig,
+          warehouse: DuckDBResource, agency_zone: DuckDBResource) -> dg.AssetCheckResult:
+    """The audit (`ed_pipeline.privacy.audit.run_audit`) over the warehouse, the instance's runs and MLflow."""
     settings = Settings.from_env()
     recent = config.dagster_runs or None  # None: every run
     # the most recent runs and every run updated since the last passing audit (more than `recent` of them when

@@ -217,14 +217,21 @@ class PseudonymisationKey(dg.ConfigurableResource):
         return load_key(self.key)  # refuses keys shorter than 32 bytes with a clear error
 
 
+def warehouse_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The warehouse's IO manager, and a connection to it: all that the warehouse's code location is given."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        WAREHOUSE: ZoneIOManager(database=str(settings.warehouse_path)),
+        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+    }
+
+
 def zone_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Each zone's IO manager, and a connection to it: for assets that write tables themselves in one transaction
     (validated and quarantine, the linked layer), or read what a table held before (raw: earlier deliveries)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
+        **warehouse_resources(settings),
         AGENCY_ZONE: ZoneIOManager(database=str(settings.agency_zone_path)),
-        WAREHOUSE: ZoneIOManager(database=str(settings.warehouse_path)),
-        "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
         "agency_zone": DuckDBResource(database=str(settings.agency_zone_path)),
     }
 
