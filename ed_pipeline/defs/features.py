@@ -14,6 +14,7 @@ so a fresh clone, an in-process `ed-pipeline refresh` and the tests all find a c
 """
 
 import contextlib
+import filecmp
 import importlib.metadata
 import io
 import os
@@ -45,20 +46,37 @@ RUN_TARGET_PREFIX = "dbt_features-"
 KEEP_RUN_TARGETS = 10
 
 
-# Beside the manifest: the warehouse it was parsed for. dbt parses partially only with the profile of the last
-# parse ("profile has changed": the whole project again, 2.5 s at every build after a parse for another warehouse)
+# Beside the partial parse (dagster-dbt copies it into each build's target): the warehouse it was made for. dbt
+# parses partially only with the profile of the last parse ("profile has changed": the whole project again at every
+# build after a parse for another warehouse), and the profile holds the warehouse's path.
 PARSED_FOR = "parsed_for_warehouse.txt"
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def manifest_is_stale(project: DbtProject) -> bool:
+    """Missing, or older than a file of the project. Not when it was parsed for another warehouse: the manifest
+    (the asset graph) does not depend on the warehouse, and a new data directory's first build parses for its
+    own and leaves that parse for the next (`adopt_partial_parse`), instead of a `dbt parse` of its own at load."""
     manifest = project.manifest_path
     if not manifest.exists():
         return True
-    stamp = manifest.with_name(PARSED_FOR)
-    if not stamp.is_file() or stamp.read_text() != _build_warehouse():
-        return True
     built = manifest.stat().st_mtime
     return any(f.stat().st_mtime > built for f in dbt_project_files(Path(project.project_dir)))
+
+
+def adopt_partial_parse(project: DbtProject, run_target: Path) -> bool:
+    """After a build for a warehouse other than the partial parse's, make the build's own parse (in its run target)
+    the project's, so that the next build parses partially; returns whether it did."""
+    stamp = project.manifest_path.with_name(PARSED_FOR)
+    parsed, ours = run_target / PARTIAL_PARSE, project.manifest_path.with_name(PARTIAL_PARSE)
+    if (stamp.is_file() and stamp.read_text() == _build_warehouse()) or not parsed.is_file() or (
+            ours.is_file() and filecmp.cmp(parsed, ours, shallow=False)):  # unchanged: dbt did not parse again
+        return False
+    staged = ours.with_name(f"{PARTIAL_PARSE}.{os.getpid()}")
+    shutil.copyfile(parsed, staged)
+    os.replace(staged, ours)  # whole or not at all: another process may be copying it into its own build
+    stamp.write_text(_build_warehouse())
+    return True
 
 
 def prepare_manifest(project: DbtProject, force: bool = False) -> Path:
@@ -197,6 +215,7 @@ def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehou
                 key = context.asset_key_for_output(event.output_name)
                 event = event.with_metadata({**event.metadata, **model_metadata(conn, key)})
             yield event
+    adopt_partial_parse(dbt_project, invocation.target_path)
     prune_run_targets(invocation.target_path)
     if not invocation.is_successful():
         raise invocation.get_error() or RuntimeError("dbt build failed")

@@ -46,7 +46,7 @@ def built(tmp_path_factory) -> Built:
         env.setenv("ED_DATA_DIR", os.path.relpath(data_dir))
         env.delenv("ED_WAREHOUSE_DB", raising=False)
         env.setenv("ED_PSEUDO_KEY", TEST_KEY)
-        # parsed for this warehouse, as on the first import in a data directory: the build then parses partially
+        # parsed for this warehouse, as after a data directory's first build: this build then parses partially
         prepare_manifest(dbt_project, force=True)
         result = defs.get_implicit_global_asset_job_def().execute_in_process(
             instance=instance,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -15,7 +16,10 @@ from ed_pipeline.defs.features import (
     FEATURES_GROUP,
     KEEP_RUN_TARGETS,
     MART_KEY,
+    PARSED_FOR,
+    PARTIAL_PARSE,
     RUN_TARGET_PREFIX,
+    adopt_partial_parse,
     dbt_project,
     manifest_is_stale,
     prepare_manifest,
@@ -107,12 +111,43 @@ def test_manifest_is_current():
     assert dbt_project.manifest_path.exists() and not manifest_is_stale(dbt_project)
 
 
-def test_a_manifest_parsed_for_another_warehouse_is_stale(tmp_path, monkeypatch):
+def test_a_manifest_parsed_for_another_warehouse_is_current(tmp_path, monkeypatch):
     prepare_manifest(dbt_project)
     assert not manifest_is_stale(dbt_project)
-    # dbt would not parse partially with a parse made for another profile: the manifest is made again
+    # the asset graph does not depend on the warehouse: a new data directory loads without a dbt parse
     monkeypatch.setenv("ED_WAREHOUSE_DB", str(tmp_path / "elsewhere.duckdb"))
-    assert manifest_is_stale(dbt_project)
+    assert not manifest_is_stale(dbt_project)
+    # an edited model is newer than the manifest
+    built = dbt_project.manifest_path.stat()
+    os.utime(dbt_project.manifest_path, (1_000_000, 1_000_000))
+    try:
+        assert manifest_is_stale(dbt_project)
+    finally:
+        os.utime(dbt_project.manifest_path, (built.st_atime, built.st_mtime))
+
+
+def test_a_build_for_another_warehouse_leaves_its_parse_to_the_next_build(tmp_path, monkeypatch):
+    project = SimpleNamespace(manifest_path=tmp_path / "target" / "manifest.json")
+    ours, stamp = tmp_path / "target" / PARTIAL_PARSE, tmp_path / "target" / PARSED_FOR
+    ours.parent.mkdir()
+    ours.write_bytes(b"parsed for a")
+    stamp.write_text(str(tmp_path / "a.duckdb"))
+    run = tmp_path / "target" / f"{RUN_TARGET_PREFIX}0000001-abcdef0"
+    run.mkdir()
+    monkeypatch.setenv("ED_WAREHOUSE_DB", str(tmp_path / "b.duckdb"))
+    # dagster-dbt copied ours into the build, which dbt did not parse again (it stopped first): nothing to take
+    (run / PARTIAL_PARSE).write_bytes(ours.read_bytes())
+    assert not adopt_partial_parse(project, run)
+    assert stamp.read_text() == str(tmp_path / "a.duckdb")
+    # dbt parsed the whole project for b: its parse becomes the project's, for b
+    (run / PARTIAL_PARSE).write_bytes(b"parsed for b")
+    assert adopt_partial_parse(project, run)
+    assert ours.read_bytes() == b"parsed for b" and stamp.read_text() == str(tmp_path / "b.duckdb")
+    assert [p.name for p in ours.parent.iterdir() if p.name.startswith(PARTIAL_PARSE)] == [PARTIAL_PARSE]
+    # the next build for b parsed partially from it: kept as it is
+    (run / PARTIAL_PARSE).write_bytes(b"parsed for b, partially")
+    assert not adopt_partial_parse(project, run)
+    assert ours.read_bytes() == b"parsed for b"
 
 
 def test_materialise_features_through_dagster(built):
