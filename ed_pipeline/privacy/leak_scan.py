@@ -140,7 +140,7 @@ tablecolumnconstraints tableconstraints tableschema tableschemametadatavalue tag
 threads timestamp timewindowpartitionssubset token trend typecheckdata ubigint unit upstream urlmetadatavalue
 using varchar yielded
 adapted additional adjusted adjustment adjustments advanced agencies alone alpha altair amongst anchor anonymous
-appendchild article artifact artifacts async attached automated average axis bands bayes begin below benchmarks
+appendchild article artifact artifacts async attached automated average axis bands bayes because begin below benchmarks
 bias bind birthday bloom boost boosting boundaries built bundle bynode bytes calculation calibratedriskmodel
 calibrator candidates carries catch categorical cegb charset charts checked chose clip cloudpickle coalesce
 collections color comparison comparisons completed components concurrent conda condition console const construct
