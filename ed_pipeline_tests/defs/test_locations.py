@@ -1,5 +1,6 @@
 """The agency zone and the warehouse as two code locations (`workspace-split.yaml`): every asset in one of them,
-the key and the agency zone only on the agency side, and a month run through both equal to the one location's."""
+the key and the agency zone only on the agency side, and a month through both, by their automation, equal to the
+one location's."""
 
 from __future__ import annotations
 
@@ -51,28 +52,6 @@ def test_every_asset_is_in_one_location_and_only_the_agency_zone_holds_the_key()
     assert not {key for key in graph.asset_check_keys if key.name == AUDIT_CHECK}
 
 
-def test_the_split_workspace_joins_the_two_locations_into_one_graph(tmp_path, monkeypatch):
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import WorkspaceFileTarget
-
-    monkeypatch.setenv("ED_DATA_DIR", str(tmp_path / "data"))
-    workspace = Path(__file__).parents[2] / "workspace-split.yaml"
-    with dg.instance_for_test() as instance, \
-            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as process:
-        context = process.create_request_context()
-        assert {name: entry.load_error for name, entry in context.get_code_location_entries().items()} == {
-            "agency_zone": None, "warehouse": None}
-        graph = context.asset_graph
-        where = {key: graph.get_repository_handle(key).location_name for key in graph.executable_asset_keys}
-    housing = dg.AssetKey(["pseudonymised", "housing"])
-    assert where[housing] == where[AUDIT_KEY] == "agency_zone"
-    assert where[COMMUNITY_RISK_KEY] == where[dg.AssetKey(["linked", "person_link"])] == "warehouse"
-    # the lineage crosses the line both ways: pseudonymised -> linked, community risk -> the audit
-    assert dg.AssetKey(["linked", "person_link"]) in graph.get(housing).child_keys
-    assert graph.get(AUDIT_KEY).parent_keys == {COMMUNITY_RISK_KEY}
-    assert graph.get(housing).partitions_def is not None  # the agency side's definition, not the warehouse's stub
-
-
 def agency_ingest_job() -> dg.JobDefinition:
     """The agency zone location's ingest job (for `dg.reconstructable`)."""
     from ed_pipeline.locations.agency_zone import defs
@@ -90,36 +69,86 @@ raise SystemExit(0 if result.success else 1)
 """
 
 
-def test_a_month_through_the_two_locations_equals_the_one_locations_month(refreshed_copy, month_added_world,
-                                                                          tmp_path):
-    """The held-back month ingested by the agency zone's location, analysed by the warehouse's in a process
-    without the key and with the agency zone out of reach, then audited by the agency zone's: the tables are
-    those of the same month refreshed by the one location (`month_added_world`)."""
+def _daemon_tick(workspace, instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """One pass of Dagster's automation daemon over the workspace; the runs it requested (queued: no daemon
+    launches them here)."""
+    from dagster._daemon.asset_daemon import AssetDaemon
+
+    before = {run.run_id for run in instance.get_runs()}
+    daemon = AssetDaemon(settings=instance.get_auto_materialize_settings(), pre_sensor_interval_seconds=0)
+    daemon._run_iteration_impl(workspace, threadpool_executor=None, amp_tick_futures={}, debug_crash_flags={})
+    return [run for run in instance.get_runs() if run.run_id not in before]
+
+
+def test_a_month_flows_through_the_two_locations_as_through_one(refreshed_copy, month_added_world, tmp_path,
+                                                                 monkeypatch):
+    """`workspace-split.yaml` as Dagster's daemon loads it: one graph over the two locations. The held-back month
+    ingested by the agency zone's location makes the warehouse's automation request linking onwards; the warehouse's
+    location analyses it in a process without the key and with the agency zone out of reach; the new community
+    risk table makes the agency zone's automation request the audit, which passes. The tables are those of the
+    same month refreshed by the one location (`month_added_world`)."""
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    # each tick here comes sooner than the automation sensors' minimum interval (60 s), which the daemon respects
+    monkeypatch.setattr("dagster._daemon.asset_daemon.is_under_min_interval", lambda *args, **kwargs: False)
     settings = refreshed_copy
-    landed = release_held_back(settings)
-    sources = [get_source(path.parent.name) for path in landed]
-    with dg.DagsterInstance.get() as instance:
+    workspace_file = Path(__file__).parents[2] / "workspace-split.yaml"
+    with dg.DagsterInstance.get() as instance, create_test_daemon_workspace_context(
+            WorkspaceFileTarget(paths=[str(workspace_file)]), instance) as workspace:
+        context = workspace.create_request_context()
+        locations = context.get_code_location_entries()
+        assert {name: entry.load_error for name, entry in locations.items()} == {"agency_zone": None,
+                                                                                 "warehouse": None}
+        graph = context.asset_graph
+        where = {key: graph.get_repository_handle(key).location_name for key in graph.executable_asset_keys}
+        housing, person_link = dg.AssetKey(["pseudonymised", "housing"]), dg.AssetKey(["linked", "person_link"])
+        assert where[housing] == where[AUDIT_KEY] == "agency_zone"
+        assert where[COMMUNITY_RISK_KEY] == where[person_link] == "warehouse"
+        # the lineage crosses the line both ways: pseudonymised -> linked, community risk -> the audit
+        assert person_link in graph.get(housing).child_keys
+        assert graph.get(AUDIT_KEY).parent_keys == {COMMUNITY_RISK_KEY}
+        assert graph.get(housing).partitions_def is not None  # the agency side's definition, not a stub
+        for entry in locations.values():
+            for sensor in next(iter(entry.code_location.get_repositories().values())).get_sensors():
+                if sensor.name in ("downstream_automation", "privacy_audit_automation"):
+                    instance.start_sensor(sensor)  # as a user turns them on in the UI
+        assert _daemon_tick(workspace, instance) == [], "nothing new since the refresh"
+
+        landed = release_held_back(settings)
+        sources = [get_source(path.parent.name) for path in landed]
         ingest = dg.execute_job(dg.reconstructable(agency_ingest_job), instance, raise_on_error=False,
                                 asset_selection=[key for source in sources for key in source_keys(source)],
                                 tags={RANGE_START_TAG: TINY_LAST, RANGE_END_TAG: TINY_LAST}, run_config=QUIET)
-    assert ingest.success
+        assert ingest.success
+        (requested,) = _daemon_tick(workspace, instance)
+        assert requested.tags["dagster/sensor_name"] == "downstream_automation"
+        assert requested.remote_job_origin.location_name == "warehouse"
+        assert {person_link, COMMUNITY_RISK_KEY} <= requested.asset_selection
+        assert all(key.path[0] not in ("raw", "validated", "pseudonymised") for key in requested.asset_selection)
 
-    away = tmp_path / "agency_side"
-    away.mkdir()
-    for path in (settings.agency_zone_path, settings.data_dir / "secrets"):
-        if path.exists():
-            shutil.move(path, away / path.name)
-    env = {k: v for k, v in os.environ.items() if k != "ED_PSEUDO_KEY"}
-    run = subprocess.run([sys.executable, "-c", _WAREHOUSE_RUN], env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr[-4000:]
-    assert not settings.agency_zone_path.exists(), "the warehouse's location opened the agency zone"
-    for path in away.iterdir():
-        shutil.move(path, settings.data_dir / path.name)
+        # linking onwards, as the requested run would, in a process without the key or the agency zone
+        away = tmp_path / "agency_side"
+        away.mkdir()
+        for path in (settings.agency_zone_path, settings.data_dir / "secrets"):
+            if path.exists():
+                shutil.move(path, away / path.name)
+        env = {k: v for k, v in os.environ.items() if k != "ED_PSEUDO_KEY"}
+        run = subprocess.run([sys.executable, "-c", _WAREHOUSE_RUN], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr[-4000:]
+        assert not settings.agency_zone_path.exists(), "the warehouse's location opened the agency zone"
+        for path in away.iterdir():
+            shutil.move(path, settings.data_dir / path.name)
 
-    from ed_pipeline.locations.agency_zone import defs as agency
+        (requested,) = _daemon_tick(workspace, instance)
+        assert requested.tags["dagster/sensor_name"] == "privacy_audit_automation"
+        assert requested.remote_job_origin.location_name == "agency_zone"
+        assert requested.asset_selection == {AUDIT_KEY}
+        assert _daemon_tick(workspace, instance) == [], "each requested once"
 
-    with dg.DagsterInstance.get() as instance:
+        from ed_pipeline.locations.agency_zone import defs as agency
+
         audited = agency.get_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=[AUDIT_KEY], run_config=QUIET, raise_on_error=False)
     assert audited.success
