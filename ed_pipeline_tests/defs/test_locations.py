@@ -4,10 +4,10 @@ one location's."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -59,14 +59,30 @@ def agency_ingest_job() -> dg.JobDefinition:
     return defs.resolve_job_def("ingest")
 
 
-_WAREHOUSE_RUN = """
-import dagster as dg
-from ed_pipeline.locations.warehouse import defs
+def _launch(instance: dg.DagsterInstance, workspace, run: dg.DagsterRun) -> dg.DagsterRun:
+    """Launch a queued run as the run queue's daemon does, by the instance's launcher (its code location's server
+    starts the run's process), and wait for it to end."""
+    instance.launch_run(run.run_id, workspace.create_request_context())
+    deadline = time.monotonic() + 600
+    while not (run := instance.get_run_by_id(run.run_id)).is_finished:
+        assert time.monotonic() < deadline, f"run {run.run_id} still {run.status}"
+        time.sleep(0.5)
+    return run
 
-with dg.DagsterInstance.get() as instance:
-    result = defs.resolve_job_def("analyse").execute_in_process(instance=instance, raise_on_error=False)
-raise SystemExit(0 if result.success else 1)
-"""
+
+def _code_server_environments() -> dict[str, dict[str, str]]:
+    """The environment of each code server this process started, by location name (from /proc)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if not proc.name.isdigit() or int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid():
+                continue
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"--location-name" in args:
+                name = args[args.index(b"--location-name") + 1].decode()
+                pairs = (item.partition(b"=") for item in (proc / "environ").read_bytes().split(b"\0") if item)
+                found[name] = {key.decode(): value.decode() for key, _, value in pairs}
+    return found
 
 
 def _daemon_tick(workspace, instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -84,9 +100,9 @@ def test_a_month_flows_through_the_two_locations_as_through_one(refreshed_copy, 
                                                                  monkeypatch):
     """`workspace-split.yaml` as Dagster's daemon loads it: one graph over the two locations. The held-back month
     ingested by the agency zone's location makes the warehouse's automation request linking onwards; the warehouse's
-    location analyses it in a process without the key and with the agency zone out of reach; the new community
-    risk table makes the agency zone's automation request the audit, which passes. The tables are those of the
-    same month refreshed by the one location (`month_added_world`)."""
+    location's server runs the requested run without the key (its Python drops it) and with the agency zone out of
+    reach; the new community risk table makes the agency zone's automation request the audit, which its server runs
+    and which passes. The tables are those of the same month refreshed by the one location (`month_added_world`)."""
     from dagster._core.test_utils import create_test_daemon_workspace_context
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
@@ -127,16 +143,19 @@ def test_a_month_flows_through_the_two_locations_as_through_one(refreshed_copy, 
         assert {person_link, COMMUNITY_RISK_KEY} <= requested.asset_selection
         assert all(key.path[0] not in ("raw", "validated", "pseudonymised") for key in requested.asset_selection)
 
-        # linking onwards, as the requested run would, in a process without the key or the agency zone
+        # the key is in the agency location's environment only, though this process (as `dagster dev`) has it
+        environments = _code_server_environments()
+        assert set(environments) == {"agency_zone", "warehouse"}
+        assert os.environ["ED_PSEUDO_KEY"] == environments["agency_zone"]["ED_PSEUDO_KEY"]
+        assert "ED_PSEUDO_KEY" not in environments["warehouse"]
+
+        # the requested run, launched by the warehouse location's server, with the agency zone out of reach
         away = tmp_path / "agency_side"
         away.mkdir()
         for path in (settings.agency_zone_path, settings.data_dir / "secrets"):
             if path.exists():
                 shutil.move(path, away / path.name)
-        env = {k: v for k, v in os.environ.items() if k != "ED_PSEUDO_KEY"}
-        run = subprocess.run([sys.executable, "-c", _WAREHOUSE_RUN], env=env, capture_output=True, text=True,
-                             timeout=600)
-        assert run.returncode == 0, run.stderr[-4000:]
+        assert _launch(instance, workspace, requested).status == dg.DagsterRunStatus.SUCCESS
         assert not settings.agency_zone_path.exists(), "the warehouse's location opened the agency zone"
         for path in away.iterdir():
             shutil.move(path, settings.data_dir / path.name)
@@ -146,14 +165,13 @@ def test_a_month_flows_through_the_two_locations_as_through_one(refreshed_copy, 
         assert requested.remote_job_origin.location_name == "agency_zone"
         assert requested.asset_selection == {AUDIT_KEY}
         assert _daemon_tick(workspace, instance) == [], "each requested once"
-
-        from ed_pipeline.locations.agency_zone import defs as agency
-
-        audited = agency.get_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, asset_selection=[AUDIT_KEY], run_config=QUIET, raise_on_error=False)
-    assert audited.success
-    (evaluation,) = audited.get_asset_check_evaluations()
-    assert evaluation.check_name == AUDIT_CHECK and evaluation.passed
+        audit = _launch(instance, workspace, requested)
+        assert audit.status == dg.DagsterRunStatus.SUCCESS
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(AUDIT_KEY, AUDIT_CHECK), limit=1)
+    assert record.run_id == audit.run_id
+    evaluation = record.event.dagster_event.event_specific_data
+    assert evaluation.passed
     assert evaluation.metadata["identifiers"].value > 0  # it read the agency zone's identifiers
 
     expected = table_digests(month_added_world / "warehouse.duckdb")
