@@ -5,10 +5,13 @@ The only module outside synth that reads data/truth/: evaluation is its purpose.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
@@ -159,12 +162,32 @@ def true_linked_tables(tokens: pl.DataFrame, truth_records: pl.DataFrame, truth_
             "cohort": cohort_table(persons, membership)}
 
 
+TRUELINK_WAREHOUSE = "warehouse.duckdb"
+
+
+@contextmanager
+def evaluation_work_dir(settings: Settings) -> Iterator[Path]:
+    """`<data_dir>/evaluation`, where the true-linkage features are built, one evaluation at a time (a second
+    waits). dbt's target stays there, so that the next evaluation's dbt parses partially (in a new directory each
+    time it parsed the whole project); the warehouse's copy does not."""
+    work_dir = settings.data_dir / "evaluation"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with (work_dir / "evaluate.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield work_dir
+        finally:
+            for name in (TRUELINK_WAREHOUSE, f"{TRUELINK_WAREHOUSE}.wal"):
+                (work_dir / name).unlink(missing_ok=True)
+
+
+
 def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str = "run") -> pl.DataFrame:
     """`features.child_features` built by dbt from the true linkage, in a copy of the warehouse under work_dir
-    (the warehouse itself is only read)."""
+    (the warehouse itself is only read). dbt's target is work_dir/target; its log goes with the process."""
     from ed_pipeline.linkage.tokens import read_tokens
 
-    copy = work_dir / "warehouse.duckdb"
+    copy = work_dir / TRUELINK_WAREHOUSE
     copy_database(settings.warehouse_path, copy)
     truth_dir = settings.truth_dir
     with duckdb.connect(str(copy)) as conn:
@@ -174,10 +197,11 @@ def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str
                                     pl.read_parquet(truth_dir / "household_addresses.parquet"))
         write_tables(conn, tables, append=())
     env = {**os.environ, "ED_WAREHOUSE_DB": str(copy.resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    cmd = [dbt_executable(), dbt_command, "--select", f"+{MART}", "--project-dir", str(DBT_PROJECT_DIR),
-           "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(work_dir / "target"),
-           "--log-path", str(work_dir / "logs")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
+    with tempfile.TemporaryDirectory(prefix="ed_truelink_logs_") as logs:
+        cmd = [dbt_executable(), dbt_command, "--select", f"+{MART}", "--project-dir", str(DBT_PROJECT_DIR),
+               "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(work_dir / "target"),
+               "--log-path", logs]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=DBT_PROJECT_DIR)
     if done.returncode != 0:
         raise RuntimeError(f"dbt {dbt_command} of the true-linkage features failed ({done.returncode}):\n"
                            + (done.stdout + done.stderr)[-4000:])
@@ -215,8 +239,8 @@ def evaluate_model(settings: Settings, dbt_command: str = "run", log: bool = Tru
 
     t0 = time.perf_counter()
     oracle = oracle_metrics(pl.read_parquet(truth_dir / "children.parquet"), config.test_cohort, config.ece_bins)
-    with tempfile.TemporaryDirectory(prefix="ed_truelink_") as tmp:
-        features = build_truelink_features(settings, Path(tmp), dbt_command)
+    with evaluation_work_dir(settings) as work_dir:
+        features = build_truelink_features(settings, work_dir, dbt_command)
     timings["truelink_features_seconds"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     truelink = train_and_evaluate(features, config)

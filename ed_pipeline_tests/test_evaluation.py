@@ -13,7 +13,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ed_pipeline.evaluation import (
+    TRUELINK_WAREHOUSE,
+    build_truelink_features,
     evaluate_model,
+    evaluation_work_dir,
     latest_refresh,
     oracle_metrics,
     spells_by_address,
@@ -65,6 +68,21 @@ def test_references_are_logged_to_the_refresh_run(evaluated):
 def test_the_warehouse_is_left_unchanged(evaluated):
     settings, _, before = evaluated
     assert _digest(settings.warehouse_path) == before
+
+
+def test_dbt_s_parse_is_kept_for_the_next_evaluation_and_the_copy_is_not(evaluated):
+    """The true-linkage features are built in data/evaluation: the warehouse's copy goes, dbt's target stays, so a
+    second evaluation's dbt parses nothing again (its partial parse file is left as the first wrote it)."""
+    settings = evaluated[0]
+    with evaluation_work_dir(settings) as work_dir:
+        assert work_dir == settings.data_dir / "evaluation"
+        assert not (work_dir / TRUELINK_WAREHOUSE).exists()
+        parsed = work_dir / "target" / "partial_parse.msgpack"
+        first = parsed.read_bytes()
+        features = build_truelink_features(settings, work_dir)
+        assert parsed.read_bytes() == first
+    assert features.height > 0
+    assert not (work_dir / TRUELINK_WAREHOUSE).exists()
 
 
 def test_a_refresh_run_missing_from_the_mlflow_store_is_a_clear_error(evaluated, tmp_path, monkeypatch):
