@@ -14,9 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from ed_pipeline.evaluation import (
     TRUELINK_WAREHOUSE,
-    build_truelink_features,
     evaluate_model,
-    evaluation_work_dir,
     latest_refresh,
     oracle_metrics,
     spells_by_address,
@@ -70,21 +68,6 @@ def test_the_warehouse_is_left_unchanged(evaluated):
     assert _digest(settings.warehouse_path) == before
 
 
-def test_dbt_s_parse_is_kept_for_the_next_evaluation_and_the_copy_is_not(evaluated):
-    """The true-linkage features are built in data/evaluation: the warehouse's copy goes, dbt's target stays, so a
-    second evaluation's dbt parses nothing again (its partial parse file is left as the first wrote it)."""
-    settings = evaluated[0]
-    with evaluation_work_dir(settings) as work_dir:
-        assert work_dir == settings.data_dir / "evaluation"
-        assert not (work_dir / TRUELINK_WAREHOUSE).exists()
-        parsed = work_dir / "target" / "partial_parse.msgpack"
-        first = parsed.read_bytes()
-        features = build_truelink_features(settings, work_dir)
-        assert parsed.read_bytes() == first
-    assert features.height > 0
-    assert not (work_dir / TRUELINK_WAREHOUSE).exists()
-
-
 def test_a_refresh_run_missing_from_the_mlflow_store_is_a_clear_error(evaluated, tmp_path, monkeypatch):
     """The MLflow store moved or deleted (or another deployment's set): said, not MLflow's traceback."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
@@ -129,12 +112,21 @@ def test_a_household_move_starts_a_new_spell_as_in_the_pipeline():
                              ("1.1", "8", date(2016, 5, 1), None)]
 
 
-def test_cli_reports_both_tables_and_exits_zero_without_gating(refreshed_copy):
-    result = run_cli("evaluate", data_dir=refreshed_copy.data_dir)
+def test_cli_reports_both_tables_and_exits_zero_without_gating(evaluated):
+    """A second evaluation, by the command: dbt builds the true-linkage features where the first did
+    (data/evaluation), parsing nothing again (its partial parse file is left as the first wrote it); the
+    warehouse's copy is removed, dbt's target kept."""
+    settings = evaluated[0]
+    work_dir = settings.data_dir / "evaluation"
+    parsed = work_dir / "target" / "partial_parse.msgpack"
+    first = parsed.read_bytes()
+    result = run_cli("evaluate", data_dir=settings.data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "linkage against the synthetic world's truth" in result.stdout
     assert "same model, true linkage" in result.stdout and "oracle" in result.stdout
     assert "auc_above_baseline" in result.stdout
+    assert parsed.read_bytes() == first
+    assert not (work_dir / TRUELINK_WAREHOUSE).exists()
 
 
 def test_cli_says_clearly_when_there_is_no_refresh(world_copy):
