@@ -33,8 +33,8 @@ def _materialise(source, rows: list[dict], month: str, agency, warehouse, key: s
     with duckdb.connect(str(agency)) as conn:
         conn.execute("create schema if not exists validated")
         conn.execute("create or replace table validated.school_readiness as select * from validated")
-    upstream = dg.SourceAsset(key=validated_key(source), io_manager_key=AGENCY_ZONE,
-                              partitions_def=monthly_partitions, metadata={"partition_expr": MONTH_PARTITION_EXPR})
+    upstream = dg.AssetSpec(key=validated_key(source), partitions_def=monthly_partitions,
+                            metadata={"partition_expr": MONTH_PARTITION_EXPR}).with_io_manager_key(AGENCY_ZONE)
     return dg.materialize(
         [build_pseudonymised_asset(source), upstream], partition_key=month, raise_on_error=False,
         instance=instance,

@@ -48,7 +48,7 @@ def built(tmp_path_factory) -> Built:
         env.setenv("ED_PSEUDO_KEY", TEST_KEY)
         # parsed for this warehouse, as after a data directory's first build: this build then parses partially
         prepare_manifest(dbt_project, force=True)
-        result = defs.get_implicit_global_asset_job_def().execute_in_process(
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance,
             asset_selection=sorted(keys, key=lambda k: k.to_user_string()),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

@@ -118,10 +118,12 @@ def test_every_metadata_key_and_table_header_a_refresh_writes_is_vocabulary(mont
     labels: set[str] = set()
     with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(month_added_world / "dagster")}), \
             dg.DagsterInstance.get() as instance:
-        for kind in (dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-            for record in instance.get_event_records(dg.EventRecordsFilter(event_type=kind), limit=100_000):
-                data = record.event_log_entry.dagster_event.event_specific_data
-                materialised = kind is dg.DagsterEventType.ASSET_MATERIALIZATION
+        kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+        for run in instance.get_runs():
+            for record in instance.get_records_for_run(run.run_id, of_type=kinds).records:
+                event = record.event_log_entry.dagster_event
+                data = event.event_specific_data
+                materialised = event.event_type is dg.DagsterEventType.ASSET_MATERIALIZATION
                 metadata = data.materialization.metadata if materialised else data.metadata
                 for key, value in metadata.items():
                     labels.add(key)
