@@ -181,7 +181,6 @@ def evaluation_work_dir(settings: Settings) -> Iterator[Path]:
                 (work_dir / name).unlink(missing_ok=True)
 
 
-
 def build_truelink_features(settings: Settings, work_dir: Path, dbt_command: str = "run") -> pl.DataFrame:
     """`features.child_features` built by dbt from the true linkage, in a copy of the warehouse under work_dir
     (the warehouse itself is only read). dbt's target is work_dir/target; its log goes with the process."""
