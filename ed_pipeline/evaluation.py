@@ -168,12 +168,16 @@ TRUELINK_WAREHOUSE = "warehouse.duckdb"
 @contextmanager
 def evaluation_work_dir(settings: Settings) -> Iterator[Path]:
     """`<data_dir>/evaluation`, where the true-linkage features are built, one evaluation at a time (a second
-    waits). dbt's target stays there, so that the next evaluation's dbt parses partially (in a new directory each
-    time it parsed the whole project); the warehouse's copy does not."""
+    fails at once, saying so). dbt's target stays there, so that the next evaluation's dbt parses partially (in a
+    new directory each time it parsed the whole project); the warehouse's copy does not."""
     work_dir = settings.data_dir / "evaluation"
     work_dir.mkdir(parents=True, exist_ok=True)
     with (work_dir / "evaluate.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another evaluation is building its features in {work_dir}: wait for it to finish "
+                               "and run `ed-pipeline evaluate` again") from None
         try:
             yield work_dir
         finally:

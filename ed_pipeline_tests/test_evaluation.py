@@ -129,6 +129,18 @@ def test_cli_reports_both_tables_and_exits_zero_without_gating(evaluated):
     assert not (work_dir / TRUELINK_WAREHOUSE).exists()
 
 
+def test_a_second_evaluation_at_once_is_refused_clearly_and_leaves_the_first_s_work(evaluated):
+    from ed_pipeline.evaluation import evaluation_work_dir
+
+    settings = evaluated[0]
+    with evaluation_work_dir(settings) as work_dir:
+        (work_dir / TRUELINK_WAREHOUSE).write_text("the first evaluation's copy")
+        with pytest.raises(RuntimeError, match="another evaluation is building its features in .*: wait"):
+            evaluate_model(settings, log=False)
+        assert (work_dir / TRUELINK_WAREHOUSE).exists()
+    assert not (work_dir / TRUELINK_WAREHOUSE).exists()
+
+
 def test_cli_says_clearly_when_there_is_no_refresh(world_copy):
     result = run_cli("evaluate", data_dir=world_copy.data_dir)
     assert result.returncode == 2
