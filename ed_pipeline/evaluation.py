@@ -167,10 +167,10 @@ TRUELINK_WAREHOUSE = "warehouse.duckdb"
 
 @contextmanager
 def evaluation_work_dir(settings: Settings) -> Iterator[Path]:
-    """`<data_dir>/evaluation`, where the true-linkage features are built, one evaluation at a time (a second
+    """`settings.evaluation_dir`, where the true-linkage features are built, one evaluation at a time (a second
     fails at once, saying so). dbt's target stays there, so that the next evaluation's dbt parses partially (in a
     new directory each time it parsed the whole project); the warehouse's copy does not."""
-    work_dir = settings.data_dir / "evaluation"
+    work_dir = settings.evaluation_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     with (work_dir / "evaluate.lock").open("a") as lock:
         try:

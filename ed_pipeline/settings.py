@@ -77,6 +77,11 @@ class Settings:
         return self.data_dir / "linkage"
 
     @property
+    def evaluation_dir(self) -> Path:
+        """Where `ed-pipeline evaluate` builds the true-linkage features (dbt's target kept there)."""
+        return self.data_dir / "evaluation"
+
+    @property
     def ops_db_path(self) -> Path:
         """Operational status (run failures): its own DuckDB file, so recording a failure never waits on a lock."""
         return self.data_dir / "ops.duckdb"

@@ -117,7 +117,7 @@ def test_cli_reports_both_tables_and_exits_zero_without_gating(evaluated):
     (data/evaluation), parsing nothing again (its partial parse file is left as the first wrote it); the
     warehouse's copy is removed, dbt's target kept."""
     settings = evaluated[0]
-    work_dir = settings.data_dir / "evaluation"
+    work_dir = settings.evaluation_dir
     parsed = work_dir / "target" / "partial_parse.msgpack"
     first = parsed.read_bytes()
     result = run_cli("evaluate", data_dir=settings.data_dir)
