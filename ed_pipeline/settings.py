@@ -34,7 +34,7 @@ LANDING_NAME_RULE = f"<source>/<YYYY-MM>.csv for a month from {FIRST_MONTH} to l
 # The entries a data directory holds at its top (`Settings` lays every location out under one of them): what
 # marks a path as a data directory's wherever it was (the privacy audit leaves earlier ones out of its texts).
 DATA_DIR_LAYOUT = ("agency_zone.duckdb", "warehouse.duckdb", "ops.duckdb", "landing", "truth", "reference",
-                   "gx_docs", "linkage", "audit", "dagster", "mlflow", "models", "outputs", "secrets")
+                   "gx_docs", "linkage", "audit", "dagster", "mlflow", "models", "outputs", "secrets", "evaluation")
 
 
 @dataclass(frozen=True)
